@@ -1,0 +1,124 @@
+"""The ``ksr`` command line: run, check, rpc (the contract other tools rely on)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .core.config import DEFAULT_SCRIPT, ConfigError, load_config
+from .kemi.engine import ScriptError
+
+log = logging.getLogger("ksr")
+
+KAMAILIO_LEVELS = {-3: logging.CRITICAL, -2: logging.CRITICAL, -1: logging.ERROR, 0: logging.WARNING,
+                   1: logging.INFO + 5, 2: logging.INFO, 3: logging.DEBUG}
+
+
+def setup_logging(debug: int) -> None:
+    logging.addLevelName(logging.INFO + 5, "NOTICE")
+    level = KAMAILIO_LEVELS.get(max(-3, min(3, debug)), logging.INFO)
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _build_server(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from .core.server import Server
+
+    cfg = load_config(args.config)
+    if getattr(args, "listen", None):
+        cfg.core.listen = list(args.listen)
+    script = Path(args.script) if getattr(args, "script", None) else cfg.script_path() or DEFAULT_SCRIPT
+    return cfg, Server(cfg, script)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import trio
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as err:
+        print(f"ksr: {err}", file=sys.stderr)
+        return 2
+    setup_logging(args.debug if args.debug is not None else cfg.core.debug)
+    try:
+        cfg, server = _build_server(args)
+        server.load_script()
+    except (ConfigError, ScriptError) as err:
+        print(f"ksr: {err}", file=sys.stderr)
+        return 2
+    children = args.children or cfg.core.children
+    if children > 1:
+        from .workers import run_workers
+
+        return run_workers(args, children)
+    try:
+        trio.run(server.serve)
+    except KeyboardInterrupt:
+        return 0
+    except OSError as err:
+        print(f"ksr: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .core.config import Config
+    from .core.server import Server
+
+    try:
+        cfg = load_config(args.config) if args.config else Config()
+        server = Server(cfg, Path(args.script))
+        engine = server.make_engine(Path(args.script))
+        engine.load()
+    except (ConfigError, ScriptError) as err:
+        print(f"ksr check: {err}", file=sys.stderr)
+        return 1
+    errors = engine.check_names()
+    for e in errors:
+        print(e, file=sys.stderr)
+    if errors:
+        return 1
+    print(f"{args.script}: OK ({engine.language}, {len(engine.used_functions())} KSR calls checked)")
+    return 0
+
+
+def cmd_rpc(args: argparse.Namespace) -> int:
+    from .rpc_client import main as rpc_main
+
+    return rpc_main(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="ksr", description="SIP server scripted in Lua or Python (KEMI)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run the server")
+    r.add_argument("--config", "-f", help="TOML configuration file")
+    r.add_argument("--script", "-s", help="routing script (.lua or .py); overrides the config")
+    r.add_argument("--listen", "-l", action="append", help="PROTO:IP:PORT, may repeat (udp:127.0.0.1:5060)")
+    r.add_argument("--children", "-n", type=int, help="worker processes (core.children)")
+    r.add_argument("--debug", "-d", type=int, help="log level: 3 debug .. -1 errors only")
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("check", help="load a script and verify every KSR call it makes exists")
+    c.add_argument("script")
+    c.add_argument("--config", "-f", help="configuration (decides which modules are loaded)")
+    c.set_defaults(func=cmd_check)
+
+    q = sub.add_parser("rpc", help="send a JSON-RPC command to a running server")
+    q.add_argument("--socket", "-S", help="the jsonrpcs datagram socket (modparam jsonrpcs dgram_socket)")
+    q.add_argument("--config", "-f", help="read the socket path from this configuration")
+    q.add_argument("--timeout", type=float, default=5.0)
+    q.add_argument("method")
+    q.add_argument("params", nargs="*", help="parameters; numbers are sent as numbers, prefix s: to force a string")
+    q.set_defaults(func=cmd_rpc)
+
+    args = p.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The runtime core: configuration, context, pseudo-variables, statistics, RPC, timers."""

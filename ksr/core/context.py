@@ -1,0 +1,229 @@
+"""The processing context of one message: what a KSR call reads and changes.
+
+The received message is never changed in place. Header and body changes a script asks for are
+recorded as *lumps* (as Kamailio does): reading the message back gives the received values, and
+the changes are applied when the message is sent on. R-URI and destination-URI changes are
+visible at once, again as in Kamailio.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ksr.sip.message import Header, Message, Request, Response
+
+if TYPE_CHECKING:
+    from .server import Server
+
+Lump = Callable[[Message, frozenset[int]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SocketInfo:
+    """A local listening socket."""
+
+    proto: str  # udp, tcp, tls, ws, wss
+    ip: str
+    port: int
+    name: str = ""
+    advertised_ip: str | None = None
+    advertised_port: int | None = None
+
+    @property
+    def adv_ip(self) -> str:
+        return self.advertised_ip or self.ip
+
+    @property
+    def adv_port(self) -> int:
+        return self.advertised_port or self.port
+
+    def __str__(self) -> str:
+        return f"{self.proto}:{self.ip}:{self.port}"
+
+
+@dataclass(slots=True)
+class Branch:
+    """An extra destination of the request (destination set), like Kamailio's branches."""
+
+    uri: str
+    dst_uri: str | None = None
+    q: int = -1  # q*1000, -1 = not set
+    path: str | None = None
+    flags: int = 0
+    socket: SocketInfo | None = None
+    ruid: str = ""
+    instance: str = ""
+    location_ua: str = ""
+
+
+class RouteType:
+    REQUEST = "request"
+    REPLY = "reply"  # core reply route
+    ONREPLY = "onreply"  # tm reply route
+    FAILURE = "failure"
+    BRANCH = "branch"
+    BRANCH_FAILURE = "branch_failure"
+    EVENT = "event"
+    ONSEND = "onsend"
+
+
+class MsgContext:
+    """State of one message while the script runs on it."""
+
+    __slots__ = (
+        "server",
+        "msg",
+        "src_ip",
+        "src_port",
+        "proto",
+        "socket",
+        "conn_id",
+        "ruri",
+        "dst_uri",
+        "flags",
+        "sflags",
+        "bflags",
+        "xflags",
+        "branches",
+        "drop",
+        "route",
+        "lumps",
+        "reply_lumps",
+        "reply_body",
+        "avps",
+        "xavps",
+        "force_rport",
+        "local_rport",
+        "reply_no_connect",
+        "reply_close",
+        "forward_close",
+        "forward_no_connect",
+        "send_socket",
+        "replied",
+        "tx",
+        "branch_idx",
+        "timestamp",
+        "faked",
+        "extra",
+        "advertised_address",
+        "advertised_port",
+    )
+
+    def __init__(
+        self,
+        server: Server,
+        msg: Message,
+        src_ip: str = "127.0.0.1",
+        src_port: int = 5060,
+        socket: SocketInfo | None = None,
+        conn_id: int = 0,
+    ) -> None:
+        self.server = server
+        self.msg = msg
+        self.src_ip = src_ip
+        self.src_port = src_port
+        self.socket = socket or SocketInfo("udp", "127.0.0.1", 5060)
+        self.proto = self.socket.proto
+        self.conn_id = conn_id
+        self.ruri: str | None = msg.uri if isinstance(msg, Request) else None
+        self.dst_uri: str | None = None
+        self.flags = 0
+        self.sflags = 0
+        self.bflags = 0
+        self.xflags = 0
+        self.branches: list[Branch] = []
+        self.drop = False
+        self.route = RouteType.REQUEST
+        self.lumps: list[Lump] = []
+        self.reply_lumps: list[str] = []  # header lines for the next local reply
+        self.reply_body: tuple[bytes, str] | None = None
+        self.avps: dict[str, list[int | str]] = {}
+        self.xavps: dict[str, list[dict[str, list[int | str]]]] = {}
+        self.force_rport = False
+        self.local_rport = False
+        self.reply_no_connect = False
+        self.reply_close = False
+        self.forward_close = False
+        self.forward_no_connect = False
+        self.send_socket: SocketInfo | None = None
+        self.replied = 0  # status of the last reply we sent for this request
+        self.tx: Any = None  # the tm transaction, when there is one
+        self.branch_idx = 0
+        self.timestamp = time.time()
+        self.faked = False
+        self.extra: dict[str, Any] = {}  # per-message scratch space for modules
+        self.advertised_address: str | None = None
+        self.advertised_port: str | None = None
+
+    # -- convenience ------------------------------------------------------------------------
+    @property
+    def is_request(self) -> bool:
+        return self.msg.is_request
+
+    @property
+    def request(self) -> Request:
+        assert isinstance(self.msg, Request)
+        return self.msg
+
+    @property
+    def reply(self) -> Response:
+        assert isinstance(self.msg, Response)
+        return self.msg
+
+    @property
+    def method(self) -> str:
+        m = self.msg
+        if isinstance(m, Request):
+            return m.method
+        try:
+            return m.cseq.method
+        except Exception:
+            return ""
+
+    def next_hop(self) -> str | None:
+        return self.dst_uri or self.ruri
+
+    def add_lump(self, lump: Lump) -> None:
+        self.lumps.append(lump)
+
+    def apply_lumps(self, msg: Message | None = None) -> Message:
+        """A copy of the message with the recorded changes applied (and R-URI for requests)."""
+        src = msg or self.msg
+        out: Message
+        if isinstance(src, Request):
+            out = Request(src.method, self.ruri or src.uri, list(src.headers), src.body, src.version)
+        else:
+            assert isinstance(src, Response)
+            out = Response(src.status, src.reason, list(src.headers), src.body, src.version)
+        if self.lumps:
+            original = frozenset(id(h) for h in src.headers)
+            for lump in self.lumps:
+                lump(out, original)
+        return out
+
+
+def parse_header_block(text: str) -> list[Header]:
+    """Header lines as a script writes them ("Name: value\\r\\n" possibly several)."""
+    out: list[Header] = []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if not line.strip():
+            continue
+        name, colon, value = line.partition(":")
+        if not colon:
+            continue
+        out.append(Header(name.strip(), value.strip()))
+    return out
+
+
+@dataclass(slots=True)
+class Destination:
+    """Where to send: transport, address, port (resolved from a URI)."""
+
+    proto: str
+    host: str
+    port: int
+    uri: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)

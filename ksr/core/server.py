@@ -1,0 +1,588 @@
+"""The server: modules, the script, the listeners, and the receive → route → send pipeline."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import socket as pysocket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ksr.kemi.core_exports import CoreExports, HdrExports, PvExports
+from ksr.kemi.engine import Engine, ScriptError
+from ksr.kemi.registry import ExportRegistry
+from ksr.sip.builders import make_reply, stateless_branch
+from ksr.sip.errors import RemoteProtocolError
+from ksr.sip.headers import format_params, split_commas
+from ksr.sip.message import Header, Message, Request, Response, parse_message_untrusted
+from ksr.sip.uri import parse_uri
+
+from .config import Config, ConfigError
+from .context import Destination, MsgContext, RouteType, SocketInfo
+from .module import Module
+from .modules import load_module_class
+from .pv import PvRegistry
+from .rpc import RpcRegistry
+from .stats import Stats
+from .timers import TimerService
+
+log = logging.getLogger("ksr")
+VERSION = "0.1.0"
+
+
+def parse_listen(spec: str) -> SocketInfo:
+    """``udp:127.0.0.1:5060`` (also ``udp:[::1]:5060``, ``127.0.0.1`` = udp:...:5060)."""
+    s = spec.strip()
+    proto = "udp"
+    if ":" in s and s.split(":", 1)[0].lower() in ("udp", "tcp", "tls", "ws", "wss"):
+        proto, s = s.split(":", 1)
+        proto = proto.lower()
+    name = ""
+    if " name " in s:
+        s, _, name = s.partition(" name ")
+        name = name.strip().strip('"')
+    adv_ip = adv_port = None
+    if " advertise " in s:
+        s, _, adv = s.partition(" advertise ")
+        ah, _, ap = adv.strip().rpartition(":") if ":" in adv else (adv.strip(), "", "")
+        adv_ip, adv_port = (ah or adv.strip()), (int(ap) if ap.isdigit() else None)
+    s = s.strip()
+    if s.startswith("["):
+        host, _, rest = s[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") else 5060
+    elif s.count(":") == 1:
+        host, _, p = s.partition(":")
+        port = int(p)
+    else:
+        host, port = s, (5061 if proto in ("tls", "wss") else 5060)
+    if not host:
+        raise ValueError(f"bad listen address {spec!r}")
+    return SocketInfo(proto, host, port, name, adv_ip, adv_port)
+
+
+class Server:
+    """Everything one ksr worker runs. Built from a Config; started with ``serve``."""
+
+    def __init__(self, config: Config, script: Path | None = None) -> None:
+        self.config = config
+        self.started = time.time()
+        self.stats = Stats()
+        self.rpc = RpcRegistry()
+        self.timers = TimerService()
+        self.pv = PvRegistry()
+        self.registry = ExportRegistry()
+        self.script_vars: dict[str, int | str] = {}
+        self.script_vars_null: dict[str, int | str | None] = {}
+        self.shared_vars: dict[str, int | str] = {}
+        self.modules: dict[str, Module] = {}
+        self.listeners: list[SocketInfo] = []
+        self.transports: dict[str, Any] = {}  # proto -> transport object
+        self.aliases: set[tuple[str, int | None]] = set()
+        self.local_ips: set[str] = {"127.0.0.1", "::1"}
+        self.engine: Engine | None = None
+        self.script_path = script or config.script_path()
+        self.reply_handlers: list[Callable[[MsgContext], bool]] = []
+        self.request_hooks: list[Callable[[MsgContext], bool]] = []
+        self.nursery: trio.Nursery | None = None
+        self.worker_id = 0
+        self._c_rcv_req = self.stats.counter("core", "rcv_requests")
+        self._c_rcv_rpl = self.stats.counter("core", "rcv_replies")
+        self._c_fwd_req = self.stats.counter("core", "fwd_requests")
+        self._c_fwd_rpl = self.stats.counter("core", "fwd_replies")
+        self._c_drop_req = self.stats.counter("core", "drop_requests")
+        self._c_drop_rpl = self.stats.counter("core", "drop_replies")
+        self._c_err_req = self.stats.counter("core", "err_requests")
+        self._c_err_rpl = self.stats.counter("core", "err_replies")
+        self._c_bad = self.stats.counter("core", "bad_msg_hdr")
+        self._c_runs = self.stats.counter("core", "script_runs")
+        self._c_script_err = self.stats.counter("core", "script_errors")
+        self._c_sl_replies = self.stats.counter("sl", "sent_replies")
+        for spec in config.core.listen:
+            try:
+                self.listeners.append(parse_listen(spec))
+            except ValueError as err:
+                raise ConfigError(f"core.listen: {err}", config.source) from None
+        for a in config.core.alias:
+            host, _, port = a.rpartition(":") if a.count(":") == 1 else (a, "", "")
+            self.aliases.add(((host or a).lower(), int(port) if port.isdigit() else None))
+        self._load_modules()
+
+    # -- modules -----------------------------------------------------------------------------
+    def _load_modules(self) -> None:
+        for cls in (CoreExports, PvExports, HdrExports):
+            inst = cls(self, None)
+            self.modules[cls.name] = inst
+            self.registry.add_module(inst, cls.submodule())
+        wanted = list(dict.fromkeys(self.config.loadmodule))
+        classes: dict[str, type[Module]] = {}
+        i = 0
+        while i < len(wanted):
+            name = wanted[i]
+            cls = load_module_class(name, self.config.mpath)
+            if cls is not None:
+                classes[name] = cls
+                for dep in cls.depends:
+                    if dep not in wanted:
+                        raise ConfigError(
+                            f"module '{name}' needs module '{dep}': add \"{dep}\" to loadmodule",
+                            self.config.source,
+                        )
+            i += 1
+        for name in self.config.modparam:
+            if name not in classes and name not in ("app_lua", "app_python3", "app_python"):
+                raise ConfigError(
+                    f"[modparam.{name}] given but module '{name}' is not in loadmodule",
+                    self.config.source,
+                )
+        for name, cls in classes.items():
+            raw = self.config.modparam.get(name, {})
+            try:
+                params = cls.Params.model_validate(raw)
+            except Exception as err:
+                raise ConfigError(_param_error(name, err), self.config.source) from None
+            inst = cls(self, params)
+            self.modules[cls.name] = inst
+            self.registry.add_module(inst, cls.submodule())
+            self.rpc.add_object(inst)
+        for inst in self.modules.values():
+            inst.init()
+        from .core_rpc import CoreRpc
+
+        self.rpc.add_object(CoreRpc(self))
+
+    def module(self, name: str) -> Any:
+        """A loaded module instance (for modules using each other's APIs), or None."""
+        return self.modules.get(name)
+
+    # -- the script ----------------------------------------------------------------------------
+    def make_engine(self, path: Path) -> Engine:
+        if path.suffix == ".lua":
+            from ksr.kemi.lua_engine import LuaEngine
+
+            return LuaEngine(self, path, self.registry)
+        if path.suffix == ".py":
+            from ksr.kemi.python_engine import PythonEngine
+
+            return PythonEngine(self, path, self.registry)
+        raise ScriptError("unknown script type (use a .lua or .py file)", str(path))
+
+    def load_script(self, path: Path | None = None) -> Engine:
+        p = path or self.script_path
+        if p is None:
+            raise ScriptError("no routing script given (--script FILE.lua|FILE.py)")
+        engine = self.make_engine(Path(p))
+        engine.load()
+        engine.version = (self.engine.version + 1) if self.engine else 1
+        self.engine = engine
+        self.script_path = Path(p)
+        return engine
+
+    def run_route(self, ctx: MsgContext, name: str, *args: Any) -> int:
+        eng = self.engine
+        if eng is None or not name or name == "none":
+            return 2
+        self._c_runs.inc()
+        rc = eng.run(ctx, name, *args)
+        if rc == 0:
+            self._c_script_err.inc()
+        return rc
+
+    def run_event(self, name: str, evname: str, ctx: MsgContext | None = None) -> int:
+        """Run an event callback ``name(evname)`` (Python: ``(self, msg, evname)``)."""
+        if ctx is None:
+            ctx = self.faked_context()
+        ctx.route = RouteType.EVENT
+        return self.run_route(ctx, name, evname)
+
+    def faked_context(self) -> MsgContext:
+        req = Request("OPTIONS", "sip:you@kamailio.org", [
+            Header("Via", "SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKdummy"),
+            Header("From", "<sip:you@kamailio.org>;tag=faked"),
+            Header("To", "<sip:you@kamailio.org>"),
+            Header("Call-ID", "faked"),
+            Header("CSeq", "1 OPTIONS"),
+            Header("Content-Length", "0"),
+        ])
+        ctx = MsgContext(self, req, "127.0.0.1", 9, self.listeners[0] if self.listeners else None)
+        ctx.faked = True
+        return ctx
+
+    # -- receiving ---------------------------------------------------------------------------
+    def receive(self, data: bytes, src_ip: str, src_port: int, sock: SocketInfo, conn_id: int = 0) -> None:
+        """One message from the network (a datagram or a framed stream message)."""
+        try:
+            msg = parse_message_untrusted(data, datagram=sock.proto == "udp")
+        except RemoteProtocolError as err:
+            self._c_bad.inc()
+            partial = getattr(err, "partial", None)
+            if isinstance(partial, Request) and partial.method != "ACK":
+                self._reply_to_bad(partial, err, src_ip, src_port, sock, conn_id)
+            else:
+                log.debug("dropped malformed message from %s:%d: %s", src_ip, src_port, err.reason)
+            return
+        except Exception:
+            self._c_bad.inc()
+            log.exception("parser failed on a message from %s:%d", src_ip, src_port)
+            return
+        if isinstance(msg, Request):
+            self._c_rcv_req.inc()
+            self.on_request(msg, src_ip, src_port, sock, conn_id)
+        else:
+            self._c_rcv_rpl.inc()
+            self.on_reply(msg, src_ip, src_port, sock, conn_id)
+
+    def _reply_to_bad(
+        self, req: Request, err: RemoteProtocolError, src_ip: str, src_port: int, sock: SocketInfo, conn_id: int
+    ) -> None:
+        try:
+            req.top_via  # noqa: B018 - a reply needs a readable Via
+            for key in ("from", "to", "call-id", "cseq"):
+                if req.get(key) is None:
+                    raise RemoteProtocolError(f"missing {key}")
+        except RemoteProtocolError:
+            log.debug("dropped malformed request from %s:%d: %s", src_ip, src_port, err.reason)
+            return
+        ctx = MsgContext(self, req, src_ip, src_port, sock, conn_id)
+        self.apply_received(ctx)
+        self.send_reply_stateless(ctx, err.status_hint, _reason_for(err))
+
+    def on_request(self, req: Request, src_ip: str, src_port: int, sock: SocketInfo, conn_id: int) -> None:
+        ctx = MsgContext(self, req, src_ip, src_port, sock, conn_id)
+        try:
+            self.apply_received(ctx)
+        except RemoteProtocolError as err:
+            self._reply_to_bad(req, err, src_ip, src_port, sock, conn_id)
+            return
+        for hook in self.request_hooks:
+            if hook(ctx):
+                return
+        rc = self.run_route(ctx, self.config.core.kemi.request_route_callback)
+        if rc == 0 and req.method != "ACK" and not ctx.replied:
+            self._c_err_req.inc()
+            self.send_reply_any(ctx, 500, "Server Internal Error")
+        elif rc == 2:
+            log.error("%s: no %s() to route requests", self.script_path, self.config.core.kemi.request_route_callback)
+
+    def on_reply(self, rpl: Response, src_ip: str, src_port: int, sock: SocketInfo, conn_id: int) -> None:
+        ctx = MsgContext(self, rpl, src_ip, src_port, sock, conn_id)
+        ctx.route = RouteType.REPLY
+        try:
+            vias = rpl.vias
+        except RemoteProtocolError:
+            self._c_err_rpl.inc()
+            return
+        if not vias or not self.is_myself_via(vias[0].host, vias[0].port):
+            self._c_drop_rpl.inc()  # RFC 3261 §18.1.2: a stray response is discarded
+            return
+        self.run_route(ctx, self.config.core.kemi.reply_route_callback)
+        if ctx.drop:
+            self._c_drop_rpl.inc()
+            return
+        for handler in self.reply_handlers:
+            if handler(ctx):
+                return
+        self.forward_reply_stateless(ctx)
+
+    def apply_received(self, ctx: MsgContext) -> None:
+        """RFC 3261 §18.2.1 received= and RFC 3581 rport= on the top Via, in place."""
+        req = ctx.msg
+        via = req.top_via
+        need_rcv = via.host != ctx.src_ip
+        want_rport = "rport" in via.params and (via.params["rport"] in (None, "")) or ctx.force_rport
+        if not need_rcv and not want_rport:
+            return
+        if want_rport:
+            via.params["rport"] = str(ctx.src_port)
+        if need_rcv or want_rport:
+            via.params["received"] = ctx.src_ip
+        for i, h in enumerate(req.headers):
+            if h.key == "via":
+                values = split_commas(h.value)
+                values[0] = str(via)
+                req.headers[i] = Header(h.name, ", ".join(values))
+                break
+        req._cache.pop("via*", None)
+        req._cache["via"] = via
+        req.raw = None
+
+    def apply_rport(self, ctx: MsgContext) -> None:
+        if ctx.is_request:
+            try:
+                self.apply_received(ctx)
+            except RemoteProtocolError:
+                pass
+
+    # -- myself -------------------------------------------------------------------------------
+    def is_local_ip(self, ip: str) -> bool:
+        return ip in self.local_ips or any(s.ip == ip for s in self.listeners)
+
+    def is_myself_addr(self, host: str, port: int | None, proto: str | None = None) -> bool:
+        h = host.lower().strip("[]")
+        for s in self.listeners:
+            if (h == s.ip or h == s.adv_ip) and (port is None or port in (s.port, s.adv_port)):
+                if proto is None or proto == s.proto:
+                    return True
+        for ah, ap in self.aliases:
+            if h == ah and (ap is None or port is None or port == ap):
+                return True
+        return False
+
+    def is_myself_via(self, host: str, port: int | None) -> bool:
+        return self.is_myself_addr(host, port or 5060) or self.is_myself_addr(host, port)
+
+    def is_myself_text(self, text: str) -> bool:
+        t = text.strip()
+        if t.startswith("<") and t.endswith(">"):
+            t = t[1:-1]
+        if ":" in t and t.split(":", 1)[0].lower() in ("sip", "sips"):
+            try:
+                u = parse_uri(t)
+            except Exception:
+                return False
+            port = u.port if u.port is not None else (5061 if u.scheme == "sips" else None)
+            if port is None:
+                return self.is_myself_addr(u.host, 5060) or any(
+                    h == u.host and p is None for h, p in self.aliases
+                )
+            return self.is_myself_addr(u.host, port)
+        return self.is_myself_addr(t, None)
+
+    # -- sending ------------------------------------------------------------------------------
+    def resolve(self, uri: str) -> Destination | None:
+        """Where a SIP URI sends to (RFC 3263 without DNS SRV: A records and defaults)."""
+        try:
+            u = parse_uri(uri)
+        except Exception:
+            return None
+        if not u.is_sip:
+            return None
+        proto = u.transport or ("tls" if u.scheme == "sips" else "udp")
+        host = u.params.get("maddr") or u.host
+        port = u.port or (5061 if proto in ("tls", "wss") else 5060)
+        ip = self._resolve_host(host)
+        if ip is None:
+            return None
+        return Destination(proto, ip, port, uri)
+
+    _dns_cache: dict[str, tuple[float, str | None]] = {}
+
+    def _resolve_host(self, host: str) -> str | None:
+        h = host.strip("[]")
+        try:
+            ipaddress.ip_address(h)
+            return h
+        except ValueError:
+            pass
+        now = time.monotonic()
+        hit = self._dns_cache.get(h)
+        if hit and hit[0] > now:
+            return hit[1]
+        try:
+            ip: str | None = pysocket.gethostbyname(h)
+        except OSError:
+            ip = None
+        self._dns_cache[h] = (now + 60, ip)
+        return ip
+
+    def send(self, dest: Destination, data: bytes, sock: SocketInfo | None = None, conn_id: int = 0) -> bool:
+        if _forbidden_target(dest.host):
+            log.warning("refusing to send to %s:%d", dest.host, dest.port)
+            return False
+        t = self.transports.get(dest.proto)
+        if t is None:
+            log.error("no %s listener to send to %s:%d", dest.proto, dest.host, dest.port)
+            return False
+        try:
+            return bool(t.send(data, dest.host, dest.port, sock, conn_id))
+        except OSError as err:
+            log.warning("send to %s:%s:%d failed: %s", dest.proto, dest.host, dest.port, err)
+            return False
+
+    def socket_for(self, proto: str, ctx: MsgContext | None = None) -> SocketInfo | None:
+        if ctx is not None and ctx.send_socket is not None and ctx.send_socket.proto == proto:
+            return ctx.send_socket
+        if ctx is not None and ctx.socket.proto == proto:
+            return ctx.socket
+        for s in self.listeners:
+            if s.proto == proto:
+                return s
+        return None
+
+    def reply_destination(self, req: Message, proto: str) -> Destination:
+        via = req.top_via
+        host = via.params.get("received") or via.host
+        rport = via.params.get("rport")
+        port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
+        return Destination(via.transport.lower() if via.transport else proto, host, port)
+
+    def send_reply_stateless(self, ctx: MsgContext, code: int, reason: str) -> bool:
+        """Build and send a reply to the current request without a transaction."""
+        req = ctx.request
+        extra: list[tuple[str, str]] = []
+        for text in ctx.reply_lumps:
+            from .context import parse_header_block
+
+            extra.extend((h.name, h.value) for h in parse_header_block(text))
+        body, ctype = ctx.reply_body or (b"", None)
+        server_hdr = None
+        if self.config.core.server_signature and self.config.core.server_header:
+            server_hdr = self.config.core.server_header.partition(":")[2].strip()
+        try:
+            rpl = make_reply(req, code, reason, extra_headers=extra, body=body, content_type=ctype,
+                             server_header=server_hdr)
+            if 300 <= code < 400 and ctx.branches:
+                for b in [ctx.ruri or ""] + [x.uri for x in ctx.branches]:
+                    rpl.headers.insert(-1, Header("Contact", f"<{b}>"))
+            dest = self.reply_destination(req, ctx.proto)
+        except RemoteProtocolError as err:
+            log.debug("cannot reply: %s", err.reason)
+            return False
+        ctx.replied = code
+        self._c_sl_replies.inc()
+        if ctx.proto != "udp":
+            dest.proto = ctx.proto
+        return self.send(dest, rpl.to_bytes(), ctx.socket, ctx.conn_id)
+
+    def send_reply_any(self, ctx: MsgContext, code: int, reason: str) -> bool:
+        """Stateful if tm has a transaction for this request, else stateless."""
+        tm = self.modules.get("tm")
+        if tm is not None and hasattr(tm, "reply_if_transaction"):
+            done = tm.reply_if_transaction(ctx, code, reason)
+            if done is not None:
+                return bool(done)
+        return self.send_reply_stateless(ctx, code, reason)
+
+    def make_via(self, ctx: MsgContext, sock: SocketInfo, branch: str) -> str:
+        host = ctx.advertised_address or sock.adv_ip
+        port = ctx.advertised_port or str(sock.adv_port)
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        params = {"branch": branch}
+        if ctx.local_rport:
+            params["rport"] = None  # type: ignore[assignment]
+        return f"SIP/2.0/{sock.proto.upper()} {host}:{port}{format_params(params)}"
+
+    def forward_stateless(self, ctx: MsgContext, uri: str | None) -> bool:
+        """Forward the request statelessly to ``uri`` or $du/R-URI (Kamailio's forward())."""
+        if not ctx.is_request:
+            return self.forward_reply_stateless(ctx)
+        target = uri or ctx.next_hop()
+        if not target:
+            return False
+        dest = self.resolve(target)
+        if dest is None:
+            log.warning("forward: cannot resolve %s", target)
+            return False
+        sock = self.socket_for(dest.proto, ctx)
+        if sock is None:
+            return False
+        out = ctx.apply_lumps()
+        try:
+            branch = stateless_branch(ctx.request)
+        except RemoteProtocolError:
+            return False
+        out.headers.insert(0, Header("Via", self.make_via(ctx, sock, branch)))
+        ok = self.send(dest, out.to_bytes(), sock)
+        if ok:
+            self._c_fwd_req.inc()
+        return ok
+
+    def forward_reply_stateless(self, ctx: MsgContext) -> bool:
+        """Remove our Via and send the reply to the next one (RFC 3261 §16.7 step 9)."""
+        out = ctx.apply_lumps()
+        vias = ctx.msg.vias
+        if len(vias) < 2:
+            self._c_drop_rpl.inc()
+            return False
+        for i, h in enumerate(out.headers):
+            if h.key == "via":
+                values = split_commas(h.value)
+                if len(values) > 1:
+                    out.headers[i] = Header(h.name, ", ".join(values[1:]))
+                else:
+                    del out.headers[i]
+                break
+        nxt = vias[1]
+        host = nxt.params.get("received") or nxt.host
+        rport = nxt.params.get("rport")
+        port = int(rport) if rport and rport.isdigit() else (nxt.port or 5060)
+        dest = Destination(nxt.transport.lower(), host, port)
+        ok = self.send(dest, out.to_bytes())
+        if ok:
+            self._c_fwd_rpl.inc()
+        return ok
+
+    # -- running -------------------------------------------------------------------------------
+    async def serve(self, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
+        """Open the listeners, start the modules, then serve until cancelled."""
+        from ksr.transport.tcp import TcpTransport
+        from ksr.transport.udp import UdpTransport
+
+        if self.engine is None:
+            self.load_script()
+        try:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                await nursery.start(self.timers.run)
+                udp = [s for s in self.listeners if s.proto == "udp"]
+                tcp = [s for s in self.listeners if s.proto == "tcp"]
+                if udp:
+                    t = UdpTransport(self, udp)
+                    await nursery.start(t.serve)
+                    self.transports["udp"] = t
+                if tcp:
+                    tt = TcpTransport(self, tcp)
+                    await nursery.start(tt.serve)
+                    self.transports["tcp"] = tt
+                self.listeners = [s for t in self.transports.values() for s in t.sockets]
+                for m in self.modules.values():
+                    await m.start(nursery)
+                if self.config.core.kemi.event_route_callback:
+                    self.run_event(self.config.core.kemi.event_route_callback, "core:worker-one-init")
+                log.info(
+                    "ksr %s (pid %d) listening on %s with %s",
+                    VERSION, os.getpid(), ", ".join(str(s) for s in self.listeners), self.script_path,
+                )
+                task_status.started(self)
+                await trio.sleep_forever()
+        finally:
+            for m in self.modules.values():
+                try:
+                    m.stop()
+                except Exception:
+                    log.exception("module %s failed to stop", m.name)
+
+
+def _param_error(module: str, err: Exception) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(err, ValidationError):
+        e = err.errors()[0]
+        key = ".".join(str(x) for x in e["loc"])
+        if e["type"] == "extra_forbidden":
+            return f"[modparam.{module}]: unknown parameter '{key}' for module {module}"
+        return f"[modparam.{module}]: parameter '{key}': {e['msg']}"
+    return f"[modparam.{module}]: {err}"
+
+
+def _reason_for(err: RemoteProtocolError) -> str:
+    from ksr.sip.builders import default_reason
+
+    if err.status_hint == 400:
+        return f"Bad Request - {err.reason}"[:120]
+    return default_reason(err.status_hint)
+
+
+def _forbidden_target(host: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    if ip.version == 4 and (str(ip) == "255.255.255.255" or str(ip) == "0.0.0.0"):
+        return True
+    return ip.is_multicast or ip.is_unspecified

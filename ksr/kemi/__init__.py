@@ -1,0 +1,1 @@
+"""Script engines and the export registry."""

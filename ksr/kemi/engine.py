@@ -1,0 +1,187 @@
+"""What both script engines share: errors, the exit signal and argument coercion."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .registry import ExportRegistry, KemiFunction
+
+if TYPE_CHECKING:
+    from ksr.core.context import MsgContext
+    from ksr.core.server import Server
+
+log = logging.getLogger("ksr.script")
+EXIT_MARK = "~~ksr~exit~~"
+
+
+class ScriptError(Exception):
+    """A script failed to load or to check; names the file and line."""
+
+    def __init__(self, message: str, file: str | None = None, line: int | None = None) -> None:
+        self.file = file
+        self.line = line
+        self.message = message
+        where = f"{file}:{line}: " if file and line else (f"{file}: " if file else "")
+        super().__init__(where + message)
+
+
+class KsrExit(BaseException):
+    """Raised by KSR.x.exit()/drop() in Python: ends the route as a normal exit."""
+
+
+_LUA_POS = re.compile(r"^(?:\[string \"(.*?)\"\]|([^:\s]+\.lua)):(\d+):\s*(.*)$", re.S)
+
+
+def split_lua_position(text: str) -> tuple[str | None, int | None, str]:
+    """'file.lua:12: message' -> (file, 12, message)."""
+    m = _LUA_POS.match(text.strip())
+    if not m:
+        return None, None, text
+    return (m.group(1) or m.group(2)), int(m.group(3)), m.group(4)
+
+
+class Engine:
+    """Base of the Lua and Python engines."""
+
+    language = ""
+
+    def __init__(self, server: Server, path: Path, registry: ExportRegistry) -> None:
+        self.server = server
+        self.path = path
+        self.registry = registry
+        self.ctx: MsgContext | None = None
+        self.version = 0
+        self.loaded_at = 0.0
+
+    # subclasses implement these
+    def load(self) -> None:
+        raise NotImplementedError
+
+    def has_function(self, name: str) -> bool:
+        raise NotImplementedError
+
+    def run(self, ctx: MsgContext, name: str, *args: Any) -> int:
+        """Run a route/callback. Returns 1 done, 0 failed (error logged), 2 missing."""
+        raise NotImplementedError
+
+    def used_functions(self) -> list[tuple[str, int]]:
+        """KSR function names the script text calls, with their lines (for `ksr check`)."""
+        text = self.path.read_text(errors="replace")
+        out: list[tuple[str, int]] = []
+        for n, line in enumerate(text.splitlines(), 1):
+            stripped = line.split("--", 1)[0] if self.language == "lua" else line.split("#", 1)[0]
+            for m in re.finditer(r"\bKSR((?:\.[A-Za-z_][A-Za-z0-9_]*)+)\s*\(", stripped):
+                out.append(("KSR" + m.group(1), n))
+        return out
+
+    def check_names(self) -> list[str]:
+        """Errors for every KSR.x.y(...) call whose function does not exist."""
+        errors = []
+        for qual, line in self.used_functions():
+            parts = qual.split(".")
+            if len(parts) >= 2 and parts[1] == "x":
+                continue
+            if not self.registry.has(qual):
+                errors.append(f"{self.path}:{line}: unknown function {qual}")
+        return errors
+
+
+def coerce_args(
+    f: KemiFunction, args: tuple[Any, ...], lua: bool
+) -> list[Any] | None:
+    """Convert script arguments per Kamailio's rules; None = refuse the call (returns false)."""
+    params = f.params
+    if len(args) < len(params):
+        log.error("%s: too few parameters (%d of %d)", f.qualname, len(args), len(params))
+        return None
+    out: list[Any] = []
+    for t, a in zip(params, args, strict=False):
+        if t == "str":
+            if isinstance(a, str):
+                out.append(a)
+            elif lua and isinstance(a, (int, float)) and not isinstance(a, bool):
+                out.append(str(a))
+            elif lua and isinstance(a, bytes):
+                out.append(a.decode("utf-8", "surrogateescape"))
+            else:
+                log.error("%s: parameter must be a string, got %r", f.qualname, a)
+                return None
+        else:
+            if isinstance(a, bool):
+                out.append(int(a) if not lua else 0)
+            elif isinstance(a, int):
+                out.append(a)
+            elif lua and isinstance(a, float):
+                out.append(int(a))
+            elif lua and isinstance(a, str):
+                try:
+                    out.append(int(float(a)))
+                except ValueError:
+                    out.append(0)
+            elif lua and a is None:
+                out.append(0)
+            else:
+                log.error("%s: parameter must be an integer, got %r", f.qualname, a)
+                return None
+    return out
+
+
+def make_binding(
+    f: KemiFunction, engine: Engine, lua: bool
+) -> Callable[..., Any]:
+    """The callable a script sees for one KSR function."""
+    fn = f.fn
+    n = len(f.params)
+    ret = f.returns
+    none_value: Any = False if lua else 0
+
+    def finish(r: Any) -> Any:
+        if ret == "none":
+            return none_value
+        if ret == "bool":
+            return bool(r)
+        return r
+
+    if n == 0:
+
+        def call0(*args: Any) -> Any:
+            if args and lua:
+                log.error("%s: takes no parameters", f.qualname)
+                return False
+            try:
+                return finish(fn(engine.ctx))
+            except KsrExit:
+                raise
+            except Exception:
+                log.exception("%s failed", f.qualname)
+                return False
+
+        return call0
+
+    params = f.params
+    all_str = all(p == "str" for p in params)
+
+    def call(*args: Any) -> Any:
+        if all_str and len(args) >= n:
+            conv: Any = args[:n]
+            for a in conv:
+                if type(a) is not str:
+                    conv = coerce_args(f, args, lua)
+                    break
+        else:
+            conv = coerce_args(f, args, lua)
+        if conv is None:
+            return False
+        try:
+            return finish(fn(engine.ctx, *conv))
+        except KsrExit:
+            raise
+        except Exception:
+            log.exception("%s failed", f.qualname)
+            return False
+
+    return call

@@ -1,0 +1,219 @@
+"""The Python engine, shaped like Kamailio's app_python3.
+
+The script does ``import KSR`` and defines ``mod_init()`` returning an object whose methods are
+the routes, called as ``(self, msg)`` or ``(self, msg, evname)``. Each loaded version gets its
+own module namespace; helper modules imported from the script's folder are loaded fresh with it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import signal
+import sys
+import threading
+import time
+import traceback
+import types
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .engine import Engine, KsrExit, ScriptError, make_binding
+from .registry import ExportRegistry
+
+if TYPE_CHECKING:
+    from ksr.core.context import MsgContext
+    from ksr.core.server import Server
+
+log = logging.getLogger("ksr.script")
+
+
+class ScriptTimeout(Exception):
+    pass
+
+
+class SipMsg:
+    """The ``msg`` argument of Python routes (app_python3's message object)."""
+
+    __slots__ = ("_ctx",)
+
+    def __init__(self, ctx: MsgContext) -> None:
+        self._ctx = ctx
+
+    @property
+    def Type(self) -> str:  # noqa: N802 - app_python3's name
+        return "SIP_REQUEST" if self._ctx.is_request else "SIP_REPLY"
+
+    @property
+    def Method(self) -> str:  # noqa: N802
+        return self._ctx.method
+
+    @property
+    def Status(self) -> str:  # noqa: N802
+        m = self._ctx.msg
+        return str(getattr(m, "status", ""))
+
+    @property
+    def RURI(self) -> str | None:  # noqa: N802
+        return self._ctx.ruri
+
+    @property
+    def src_address(self) -> tuple[str, int]:
+        return (self._ctx.src_ip, self._ctx.src_port)
+
+    @property
+    def dst_address(self) -> tuple[str, int]:
+        return (self._ctx.socket.ip, self._ctx.socket.port)
+
+    def getHeader(self, name: str) -> str | None:  # noqa: N802
+        return self._ctx.msg.get(name)
+
+    def rewrite_ruri(self, uri: str) -> None:
+        self._ctx.ruri = uri
+
+    def set_dst_uri(self, uri: str) -> None:
+        self._ctx.dst_uri = uri
+
+
+class PythonEngine(Engine):
+    language = "python"
+    _generation = 0
+
+    def __init__(self, server: Server, path: Path, registry: ExportRegistry) -> None:
+        super().__init__(server, path, registry)
+        self.ksr = self._build_ksr()
+        self.module: types.ModuleType | None = None
+        self.handler: Any = None
+        self.helper_modules: list[str] = []
+
+    def _build_ksr(self) -> types.ModuleType:
+        ksr = types.ModuleType("KSR", "KSR functions of ksr (Kamailio KEMI compatible)")
+        ksr.__version__ = 1003  # type: ignore[attr-defined]
+        for sub in self.registry.submodules():
+            funcs = {n: make_binding(f, self, lua=False) for n, f in self.registry.functions[sub].items()}
+            if sub == "":
+                for n, b in funcs.items():
+                    setattr(ksr, n, b)
+            else:
+                m = types.ModuleType(f"KSR.{sub}")
+                for n, b in funcs.items():
+                    setattr(m, n, b)
+                setattr(ksr, sub, m)
+        x = types.ModuleType("KSR.x")
+
+        def _exit() -> None:
+            raise KsrExit()
+
+        def _drop() -> None:
+            if self.ctx is not None:
+                self.ctx.drop = True
+            raise KsrExit()
+
+        x.exit = _exit  # type: ignore[attr-defined]
+        x.drop = _drop  # type: ignore[attr-defined]
+        x.modf = lambda *a: -1  # type: ignore[attr-defined]
+        ksr.x = x  # type: ignore[attr-defined]
+        return ksr
+
+    def load(self) -> None:
+        folder = str(self.path.parent.resolve())
+        before = set(sys.modules)
+        # Helper modules from the script's folder are loaded fresh with each version.
+        for name, mod in list(sys.modules.items()):
+            f = getattr(mod, "__file__", None)
+            if f and str(Path(f).resolve().parent) == folder and name != "KSR":
+                del sys.modules[name]
+        PythonEngine._generation += 1
+        modname = f"ksr_script_{PythonEngine._generation}"
+        sys.modules["KSR"] = self.ksr
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+        spec = importlib.util.spec_from_file_location(modname, self.path)
+        if spec is None or spec.loader is None:
+            raise ScriptError("not a Python file", str(self.path))
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except SyntaxError as err:
+            raise ScriptError(f"syntax error: {err.msg}", err.filename or str(self.path), err.lineno) from None
+        except FileNotFoundError:
+            raise ScriptError("cannot read script: no such file", str(self.path)) from None
+        except BaseException as err:
+            file, line = _last_frame(err, str(self.path))
+            raise ScriptError(f"error running the script: {type(err).__name__}: {err}", file, line) from None
+        init = getattr(module, "mod_init", None)
+        if not callable(init):
+            raise ScriptError("no mod_init() function (it must return the routing object)", str(self.path))
+        try:
+            handler = init()
+        except BaseException as err:
+            file, line = _last_frame(err, str(self.path))
+            raise ScriptError(f"mod_init() failed: {type(err).__name__}: {err}", file, line) from None
+        if handler is None:
+            raise ScriptError("mod_init() returned None (it must return the routing object)", str(self.path))
+        rr = self.server.config.core.kemi.request_route_callback
+        if not callable(getattr(handler, rr, None)):
+            raise ScriptError(f"the object from mod_init() has no method {rr}", str(self.path))
+        child_init = getattr(handler, "child_init", None)
+        if callable(child_init):
+            try:
+                rc = child_init(0)
+            except BaseException as err:
+                file, line = _last_frame(err, str(self.path))
+                raise ScriptError(f"child_init() failed: {err}", file, line) from None
+            if not isinstance(rc, int):
+                raise ScriptError("child_init() must return an int", str(self.path))
+        self.module = module
+        self.handler = handler
+        self.helper_modules = sorted(
+            n for n in set(sys.modules) - before
+            if str(Path(getattr(sys.modules[n], "__file__", "") or "/").resolve().parent) == folder
+        )
+        self.loaded_at = time.time()
+
+    def has_function(self, name: str) -> bool:
+        return callable(getattr(self.handler, name, None))
+
+    def run(self, ctx: MsgContext, name: str, *args: Any) -> int:
+        fn = getattr(self.handler, name, None)
+        if fn is None or not callable(fn):
+            return 2
+        prev = self.ctx
+        self.ctx = ctx
+        limit = self.server.config.core.script_max_seconds
+        timed = limit > 0 and threading.current_thread() is threading.main_thread()
+        if timed:
+            old = signal.signal(signal.SIGALRM, _on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, limit)
+        try:
+            fn(SipMsg(ctx), *args)
+            return 1
+        except (KsrExit, SystemExit):
+            return 1
+        except ScriptTimeout:
+            log.error("%s: %s() exceeded %.1fs (runaway loop?)", self.path, name, limit)
+            return 0
+        except Exception as err:
+            file, line = _last_frame(err, str(self.path))
+            log.error("%s:%s: error in %s(): %s: %s", file, line, name, type(err).__name__, err)
+            log.debug("%s", "".join(traceback.format_exception(err)))
+            return 0
+        finally:
+            if timed:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, old)
+            self.ctx = prev
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise ScriptTimeout()
+
+
+def _last_frame(err: BaseException, default_file: str) -> tuple[str, int | None]:
+    """The innermost frame of the traceback that lies in a script file (not ksr's code)."""
+    tb = traceback.extract_tb(err.__traceback__)
+    ksr_dir = str(Path(__file__).resolve().parent.parent)
+    for fr in reversed(tb):
+        if not fr.filename.startswith(ksr_dir) and not fr.filename.startswith("<frozen"):
+            return fr.filename, fr.lineno
+    return default_file, None

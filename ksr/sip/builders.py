@@ -1,0 +1,93 @@
+"""Building replies and forwarded requests (RFC 3261 §8.2.6, §16.6, RFC 3581)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from .message import Header, Request, Response
+
+BRANCH_COOKIE = "z9hG4bK"
+
+REASONS: dict[int, str] = {
+    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
+    183: "Session Progress", 200: "OK", 202: "Accepted", 300: "Multiple Choices",
+    301: "Moved Permanently", 302: "Moved Temporarily", 305: "Use Proxy", 400: "Bad Request",
+    401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    406: "Not Acceptable", 407: "Proxy Authentication Required", 408: "Request Timeout",
+    410: "Gone", 413: "Request Entity Too Large", 414: "Request-URI Too Long",
+    415: "Unsupported Media Type", 416: "Unsupported URI Scheme", 420: "Bad Extension",
+    421: "Extension Required", 423: "Interval Too Brief", 480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist", 482: "Loop Detected", 483: "Too Many Hops",
+    484: "Address Incomplete", 485: "Ambiguous", 486: "Busy Here", 487: "Request Terminated",
+    488: "Not Acceptable Here", 491: "Request Pending", 493: "Undecipherable",
+    500: "Server Internal Error", 501: "Not Implemented", 502: "Bad Gateway",
+    503: "Service Unavailable", 504: "Server Time-out", 505: "Version Not Supported",
+    513: "Message Too Large", 600: "Busy Everywhere", 603: "Decline",
+    604: "Does Not Exist Anywhere", 606: "Not Acceptable",
+}
+
+# Headers a reply copies from its request (RFC 3261 §8.2.6.2).
+_COPIED = ("via", "from", "to", "call-id", "cseq")
+
+
+def default_reason(status: int) -> str:
+    return REASONS.get(status) or REASONS.get(status // 100 * 100, "Unknown")
+
+
+def make_to_tag(req: Request, secret: str = "") -> str:
+    """A To-tag that is the same for retransmissions of one request (so a stateless
+    reply to a retransmission carries the same tag)."""
+    seed = f"{secret}|{req.get('call-id')}|{req.get('from')}|{req.get('cseq')}"
+    return hashlib.blake2b(seed.encode("utf-8", "surrogateescape"), digest_size=8).hexdigest()
+
+
+def make_reply(
+    req: Request,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    extra_headers: list[tuple[str, str]] | None = None,
+    body: bytes = b"",
+    content_type: str | None = None,
+    server_header: str | None = None,
+) -> Response:
+    """Build a reply to ``req``: Via, From, To, Call-ID and CSeq copied in order; a To-tag
+    added for non-100 replies when the request has none."""
+    headers: list[Header] = []
+    for h in req.headers:
+        if h.key in _COPIED:
+            if h.key == "to" and status > 100 and ";tag=" not in h.value.replace(" ", "").lower():
+                tag = to_tag or make_to_tag(req)
+                headers.append(Header(h.name, f"{h.value};tag={tag}"))
+            else:
+                headers.append(Header(h.name, h.value, h.raw))
+    if server_header:
+        headers.append(Header("Server", server_header))
+    for name, value in extra_headers or ():
+        headers.append(Header(name, value))
+    if body and content_type:
+        headers.append(Header("Content-Type", content_type))
+    headers.append(Header("Content-Length", str(len(body))))
+    return Response(status, reason if reason is not None else default_reason(status), headers, body)
+
+
+def new_branch(seed: str | None = None) -> str:
+    """An RFC 3261 branch: the magic cookie and a value unique in space and time (or a
+    stable hash of ``seed``, so a stateless proxy gives retransmissions the same branch)."""
+    if seed is None:
+        return BRANCH_COOKIE + os.urandom(10).hex()
+    return BRANCH_COOKIE + hashlib.blake2b(seed.encode("utf-8", "surrogateescape"), digest_size=10).hexdigest()
+
+
+def stateless_branch(req: Request) -> str:
+    """Branch for a stateless forward: derived from the received top Via branch (RFC 3261
+    §16.11) or, without one, from the fields that identify the transaction."""
+    via = req.top_via
+    b = via.branch
+    if b and b.startswith(BRANCH_COOKIE) and len(b) > len(BRANCH_COOKIE):
+        return new_branch("sl|" + b + "|" + via.host)
+    return new_branch(
+        f"sl|{req.uri}|{req.get('call-id')}|{req.get('from')}|{req.get('to')}|{req.get('cseq')}|{via}"
+    )

@@ -1,0 +1,305 @@
+"""Header names and the small parsers for the header values a SIP server needs.
+
+Values are parsed only when asked for; the message keeps the raw text of every header so a
+proxy forwards what it does not understand byte for byte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .abnf import DIGITS_RE, TOKEN_RE
+from .errors import RemoteProtocolError
+from .uri import Uri, parse_uri
+
+# RFC 3261 §7.3.3 and later RFCs: compact form -> full name (lower case keys).
+COMPACT_FORMS: dict[str, str] = {
+    "i": "call-id",
+    "m": "contact",
+    "e": "content-encoding",
+    "l": "content-length",
+    "c": "content-type",
+    "f": "from",
+    "s": "subject",
+    "k": "supported",
+    "t": "to",
+    "v": "via",
+    "o": "event",
+    "u": "allow-events",
+    "r": "refer-to",
+    "b": "referred-by",
+    "x": "session-expires",
+    "y": "identity",
+    "a": "accept-contact",
+    "j": "reject-contact",
+    "d": "request-disposition",
+}
+
+# Headers that may appear once only (RFC 3261 §7.3.1: everything else may be a list).
+SINGLE_HEADERS = frozenset(
+    {"call-id", "cseq", "from", "to", "max-forwards", "content-length", "content-type", "expires"}
+)
+
+
+def header_key(name: str) -> str:
+    """Canonical lower-case full name of a header name as written (compact forms expanded)."""
+    low = name.lower()
+    return COMPACT_FORMS.get(low, low)
+
+
+def split_commas(value: str) -> list[str]:
+    """Split a header value at the commas that separate list elements.
+
+    Commas inside quoted strings and inside <...> do not split.
+    """
+    if "," not in value:
+        return [value.strip()]
+    out: list[str] = []
+    depth = 0
+    quoted = False
+    start = 0
+    i = 0
+    n = len(value)
+    while i < n:
+        ch = value[i]
+        if quoted:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch == "<":
+            depth += 1
+        elif ch == ">":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            out.append(value[start:i].strip())
+            start = i + 1
+        i += 1
+    out.append(value[start:].strip())
+    return out
+
+
+def parse_params(text: str, strict: bool = False) -> dict[str, str | None]:
+    """Parse ``;a=b;c`` into an ordered dict (names lower-cased, values kept).
+
+    With ``strict`` an empty parameter (``;;``) or a name that is not a token is an error.
+    """
+    params: dict[str, str | None] = {}
+    if not text:
+        return params
+    for part in _split_semis(text):
+        part = part.strip()
+        if not part:
+            if strict:
+                raise RemoteProtocolError("Empty parameter")
+            continue
+        name, eq, val = part.partition("=")
+        name = name.strip()
+        if strict and not TOKEN_RE.fullmatch(name):
+            raise RemoteProtocolError(f"Bad parameter name {name!r}")
+        params[name.lower()] = val.strip() if eq else None
+        if strict and eq and not val.strip():
+            raise RemoteProtocolError(f"Empty value for parameter {name!r}")
+    return params
+
+
+def _split_semis(text: str) -> list[str]:
+    if '"' not in text:
+        return text.split(";")
+    out: list[str] = []
+    quoted = False
+    start = 0
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if quoted:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch == ";":
+            out.append(text[start:i])
+            start = i + 1
+        i += 1
+    out.append(text[start:])
+    return out
+
+
+def format_params(params: dict[str, str | None]) -> str:
+    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+
+
+@dataclass(slots=True)
+class NameAddr:
+    """A From/To/Contact/Route value: ``"Display" <uri>;params`` or ``uri;params``."""
+
+    display: str | None
+    uri_text: str
+    params: dict[str, str | None] = field(default_factory=dict)
+    bracketed: bool = True
+    _uri: Uri | None = None
+
+    @property
+    def uri(self) -> Uri:
+        if self._uri is None:
+            self._uri = parse_uri(self.uri_text)
+        return self._uri
+
+    @property
+    def tag(self) -> str | None:
+        return self.params.get("tag")
+
+    def __str__(self) -> str:
+        disp = f"{self.display} " if self.display else ""
+        return f"{disp}<{self.uri_text}>{format_params(self.params)}"
+
+
+def parse_name_addr(value: str, strict: bool = False) -> NameAddr:
+    """Parse a name-addr or addr-spec with header parameters (RFC 3261 §20.10, §25.1)."""
+    v = value.strip()
+    if not v:
+        raise RemoteProtocolError("Empty address")
+    display: str | None = None
+    if v.startswith('"'):
+        i = 1
+        while i < len(v):
+            if v[i] == "\\":
+                i += 2
+                continue
+            if v[i] == '"':
+                break
+            i += 1
+        else:
+            raise RemoteProtocolError("Unterminated quoted display name")
+        display = v[: i + 1]
+        v = v[i + 1 :].lstrip()
+        if not v.startswith("<"):
+            raise RemoteProtocolError("Quoted display name without <addr-spec>")
+    lt = v.find("<")
+    if lt >= 0:
+        gt = v.find(">", lt)
+        if gt < 0:
+            raise RemoteProtocolError("Unbalanced < in address")
+        if display is None and lt > 0:
+            display = v[:lt].strip()
+            if strict and display:
+                # unquoted display name: *(token LWS)
+                for word in display.split():
+                    if not TOKEN_RE.fullmatch(word):
+                        raise RemoteProtocolError("Display name must be quoted")
+        uri_text = v[lt + 1 : gt]
+        if strict and (uri_text != uri_text.strip() or " " in uri_text or "\t" in uri_text):
+            raise RemoteProtocolError("Whitespace inside <addr-spec>")
+        rest = v[gt + 1 :].strip()
+        if rest and not rest.startswith(";"):
+            raise RemoteProtocolError("Garbage after address")
+        params = parse_params(rest[1:], strict) if rest else {}
+        return NameAddr(display or None, uri_text, params, True)
+    # addr-spec form: URI params and header params cannot be told apart, so everything
+    # after the first ';' is a header parameter (RFC 3261 §20.10).
+    if strict and ("?" in v or "," in v):
+        raise RemoteProtocolError("addr-spec with '?' or ',' must be in <>")
+    uri_text, semi, rest = v.partition(";")
+    uri_text = uri_text.strip()
+    if strict and (" " in uri_text or not uri_text):
+        raise RemoteProtocolError("Bad addr-spec")
+    return NameAddr(None, uri_text, parse_params(rest, strict) if semi else {}, False)
+
+
+@dataclass(slots=True)
+class Via:
+    """One Via value: ``SIP/2.0/UDP host:port;params``."""
+
+    protocol: str  # e.g. "SIP/2.0"
+    transport: str  # upper case, e.g. "UDP"
+    host: str
+    port: int | None
+    params: dict[str, str | None]
+
+    @property
+    def branch(self) -> str | None:
+        return self.params.get("branch")
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        hp = f"{host}:{self.port}" if self.port is not None else host
+        return f"{self.protocol}/{self.transport} {hp}{format_params(self.params)}"
+
+
+def parse_via(value: str, strict: bool = False) -> Via:
+    """Parse a single Via value (RFC 3261 §20.42); LWS is allowed around '/'."""
+    sent, _, rest = _split_via(value)
+    parts = [p.strip() for p in sent.split("/")]
+    if len(parts) != 3 or not all(parts):
+        raise RemoteProtocolError("Bad Via sent-protocol")
+    name, version, transport = parts
+    if name.upper() != "SIP":
+        raise RemoteProtocolError("Via protocol is not SIP")
+    rest = rest.strip()
+    hostport, semi, ptext = rest.partition(";")
+    host, port = split_hostport(hostport.strip())
+    params = parse_params(ptext, strict) if semi else {}
+    return Via(f"SIP/{version}", transport.upper(), host, port, params)
+
+
+def _split_via(value: str) -> tuple[str, str, str]:
+    # sent-protocol is three slash-separated tokens with optional LWS; the sent-by follows
+    # after whitespace once the third token has been read.
+    v = value.strip()
+    slashes = 0
+    i = 0
+    n = len(v)
+    while i < n and slashes < 2:
+        if v[i] == "/":
+            slashes += 1
+        i += 1
+    while i < n and v[i] in " \t":
+        i += 1
+    while i < n and v[i] not in " \t":
+        i += 1
+    if slashes < 2:
+        raise RemoteProtocolError("Bad Via sent-protocol")
+    return v[:i], "", v[i:]
+
+
+def split_hostport(hp: str) -> tuple[str, int | None]:
+    if not hp:
+        raise RemoteProtocolError("Missing host")
+    if hp.startswith("["):
+        end = hp.find("]")
+        if end < 0:
+            raise RemoteProtocolError("Bad IPv6 reference")
+        host = hp[1:end]
+        rest = hp[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise RemoteProtocolError("Bad host:port")
+        port_text = rest[1:] if rest else ""
+    else:
+        host, _, port_text = hp.partition(":")
+    if port_text:
+        if not DIGITS_RE.fullmatch(port_text) or int(port_text) > 65535:
+            raise RemoteProtocolError(f"Bad port {port_text!r}")
+        return host, int(port_text)
+    if not host or any(c in host for c in " \t<>\"") :
+        raise RemoteProtocolError("Bad host")
+    return host, None
+
+
+@dataclass(slots=True, frozen=True)
+class CSeq:
+    number: int
+    method: str
+
+
+def parse_cseq(value: str) -> CSeq:
+    parts = value.split()
+    if len(parts) != 2 or not DIGITS_RE.fullmatch(parts[0]) or not TOKEN_RE.fullmatch(parts[1]):
+        raise RemoteProtocolError("Bad CSeq")
+    number = int(parts[0])
+    if number >= 2**31:
+        raise RemoteProtocolError("CSeq number too large")
+    return CSeq(number, parts[1])

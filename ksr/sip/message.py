@@ -1,0 +1,427 @@
+"""SIP messages: parse bytes into a Request or Response and serialize them back.
+
+The parser is lazy: it splits the start line and the header lines, keeps each header's raw
+text and parses a header's value only when someone asks for it (``top_via``, ``cseq``...).
+A header nobody touched is written back exactly as it arrived.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .abnf import HEADER_NAME_RE, REQUEST_LINE_RE, STATUS_LINE_RE
+from .errors import LocalProtocolError, RemoteProtocolError
+from .headers import (
+    CSeq,
+    NameAddr,
+    Via,
+    header_key,
+    parse_cseq,
+    parse_name_addr,
+    parse_via,
+    split_commas,
+)
+from .uri import Uri, parse_uri
+
+CRLF = "\r\n"
+MAX_MESSAGE_SIZE = 65535
+
+
+class Header:
+    """One header line. ``raw`` is the original text (None once changed)."""
+
+    __slots__ = ("name", "key", "value", "raw")
+
+    def __init__(self, name: str, value: str, raw: str | None = None) -> None:
+        self.name = name
+        self.key = header_key(name)
+        self.value = value
+        self.raw = raw
+
+    def line(self) -> str:
+        return self.raw if self.raw is not None else f"{self.name}: {self.value}"
+
+    def __repr__(self) -> str:
+        return f"Header({self.name!r}, {self.value!r})"
+
+
+class Message:
+    """Common part of requests and responses."""
+
+    __slots__ = ("headers", "body", "version", "_cache", "raw")
+    is_request: bool = False
+
+    def __init__(self, headers: list[Header], body: bytes, version: str = "SIP/2.0") -> None:
+        self.headers = headers
+        self.body = body
+        self.version = version
+        self._cache: dict[str, Any] = {}
+        self.raw: bytes | None = None  # bytes as received, if parsed
+
+    # -- reading headers -------------------------------------------------------------------
+    def get(self, name: str) -> str | None:
+        """Value of the first header with this name (any form), or None."""
+        key = header_key(name)
+        for h in self.headers:
+            if h.key == key:
+                return h.value
+        return None
+
+    def get_all(self, name: str) -> list[str]:
+        key = header_key(name)
+        return [h.value for h in self.headers if h.key == key]
+
+    def get_values(self, name: str) -> list[str]:
+        """All comma-separated values of all headers with this name, in order."""
+        out: list[str] = []
+        for v in self.get_all(name):
+            out.extend(x for x in split_commas(v) if x)
+        return out
+
+    def has(self, name: str) -> bool:
+        key = header_key(name)
+        return any(h.key == key for h in self.headers)
+
+    def count(self, name: str) -> int:
+        key = header_key(name)
+        return sum(1 for h in self.headers if h.key == key)
+
+    # -- changing headers ------------------------------------------------------------------
+    def _changed(self, key: str) -> None:
+        self._cache.pop(key, None)
+        self.raw = None
+
+    def insert_header(self, name: str, value: str, index: int = 0) -> None:
+        self.headers.insert(index, Header(name, value))
+        self._changed(header_key(name))
+
+    def append_header(self, name: str, value: str) -> None:
+        self.headers.append(Header(name, value))
+        self._changed(header_key(name))
+
+    def remove_headers(self, name: str) -> int:
+        key = header_key(name)
+        before = len(self.headers)
+        self.headers = [h for h in self.headers if h.key != key]
+        self._changed(key)
+        return before - len(self.headers)
+
+    def set_header(self, name: str, value: str) -> None:
+        """Replace the first header of this name (or append one) and drop the others."""
+        key = header_key(name)
+        for i, h in enumerate(self.headers):
+            if h.key == key:
+                self.headers[i] = Header(h.name, value)
+                self.headers = [x for j, x in enumerate(self.headers) if x.key != key or j == i]
+                self._changed(key)
+                return
+        self.append_header(name, value)
+
+    def set_body(self, body: bytes, content_type: str | None = None) -> None:
+        self.body = body
+        if content_type is not None:
+            if content_type:
+                self.set_header("Content-Type", content_type)
+            else:
+                self.remove_headers("content-type")
+        self.set_header("Content-Length", str(len(body)))
+
+    # -- parsed views (cached) -------------------------------------------------------------
+    def _parsed(self, key: str, parse: Any) -> Any:
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        value = self.get(key)
+        if value is None:
+            raise RemoteProtocolError(f"Missing {key} header")
+        result = parse(value)
+        self._cache[key] = result
+        return result
+
+    @property
+    def vias(self) -> list[Via]:
+        try:
+            return self._cache["via*"]  # type: ignore[no-any-return]
+        except KeyError:
+            vias = [parse_via(v) for v in self.get_values("via")]
+            self._cache["via*"] = vias
+            return vias
+
+    @property
+    def top_via(self) -> Via:
+        try:
+            return self._cache["via"]  # type: ignore[no-any-return]
+        except KeyError:
+            pass
+        raw = self.get("via")
+        if raw is None:
+            raise RemoteProtocolError("Missing Via header")
+        via = parse_via(split_commas(raw)[0])
+        self._cache["via"] = via
+        return via
+
+    @property
+    def call_id(self) -> str:
+        v = self.get("call-id")
+        if v is None:
+            raise RemoteProtocolError("Missing Call-ID header")
+        return v
+
+    @property
+    def cseq(self) -> CSeq:
+        return self._parsed("cseq", parse_cseq)  # type: ignore[no-any-return]
+
+    @property
+    def from_(self) -> NameAddr:
+        return self._parsed("from", parse_name_addr)  # type: ignore[no-any-return]
+
+    @property
+    def to(self) -> NameAddr:
+        return self._parsed("to", parse_name_addr)  # type: ignore[no-any-return]
+
+    @property
+    def from_tag(self) -> str | None:
+        return self.from_.tag
+
+    @property
+    def to_tag(self) -> str | None:
+        return self.to.tag
+
+    def content_length(self) -> int:
+        return len(self.body)
+
+    # -- serializing -----------------------------------------------------------------------
+    def start_line(self) -> str:
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        if self.raw is not None:
+            return self.raw
+        lines = [self.start_line()]
+        lines.extend(h.line() for h in self.headers)
+        lines.append("")
+        lines.append("")
+        head = CRLF.join(lines).encode("utf-8", "surrogateescape")
+        return head + self.body if self.body else head
+
+    def copy(self) -> Message:
+        raise NotImplementedError
+
+
+class Request(Message):
+    __slots__ = ("method", "uri")
+    is_request = True
+
+    def __init__(
+        self,
+        method: str,
+        uri: str,
+        headers: list[Header] | None = None,
+        body: bytes = b"",
+        version: str = "SIP/2.0",
+    ) -> None:
+        super().__init__(headers if headers is not None else [], body, version)
+        self.method = method
+        self.uri = uri
+
+    @property
+    def parsed_uri(self) -> Uri:
+        try:
+            cached = self._cache["ruri"]
+            if cached[0] == self.uri:
+                return cached[1]  # type: ignore[no-any-return]
+        except KeyError:
+            pass
+        parsed = parse_uri(self.uri)
+        self._cache["ruri"] = (self.uri, parsed)
+        return parsed
+
+    def set_uri(self, uri: str) -> None:
+        self.uri = uri
+        self.raw = None
+
+    def start_line(self) -> str:
+        return f"{self.method} {self.uri} {self.version}"
+
+    def copy(self) -> Request:
+        return Request(
+            self.method,
+            self.uri,
+            [_copy_header(h) for h in self.headers],
+            self.body,
+            self.version,
+        )
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.uri}>"
+
+
+class Response(Message):
+    __slots__ = ("status", "reason")
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        headers: list[Header] | None = None,
+        body: bytes = b"",
+        version: str = "SIP/2.0",
+    ) -> None:
+        super().__init__(headers if headers is not None else [], body, version)
+        self.status = status
+        self.reason = reason
+
+    @property
+    def method(self) -> str:
+        return self.cseq.method
+
+    def start_line(self) -> str:
+        return f"{self.version} {self.status} {self.reason}"
+
+    def copy(self) -> Response:
+        return Response(
+            self.status, self.reason, [_copy_header(h) for h in self.headers], self.body, self.version
+        )
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason}>"
+
+
+def _copy_header(h: Header) -> Header:
+    c = Header.__new__(Header)
+    c.name, c.key, c.value, c.raw = h.name, h.key, h.value, h.raw
+    return c
+
+
+# ------------------------------------------------------------------------------------------
+# Parsing
+
+
+def find_head_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
+    """Index of the blank line that ends the header section and the length of that
+    separator, or (-1, 0) when it has not arrived yet."""
+    idx = data.find(b"\r\n\r\n", start)
+    if idx >= 0:
+        return idx, 4
+    idx = data.find(b"\n\n", start)
+    if idx >= 0:
+        return idx, 2
+    return -1, 0
+
+
+def parse_message_untrusted(data: bytes, *, datagram: bool = True) -> Request | Response:
+    """Parse one SIP message from hostile bytes.
+
+    ``datagram``: the bytes are a whole UDP datagram, so a missing Content-Length means the
+    body runs to the end and octets beyond Content-Length are ignored (RFC 3261 §18.3).
+    Raises RemoteProtocolError whose ``status_hint`` says what to answer; when the start line
+    of a request was readable, the error has a ``partial`` attribute with what was parsed, so
+    a reply can still be built.
+    """
+    if len(data) > MAX_MESSAGE_SIZE:
+        raise RemoteProtocolError("Message too large", 513)
+    # RFC 3261 §7.5: ignore empty lines before the start line.
+    offset = 0
+    while data.startswith(b"\r\n", offset):
+        offset += 2
+    end, sep = find_head_end(data, offset)
+    if end < 0:
+        if not datagram:
+            raise RemoteProtocolError("Incomplete message header")
+        # A datagram is the whole message: a missing blank line just means no body.
+        end = len(data.rstrip(b"\r\n"))
+        sep = len(data) - end
+    head = data[offset:end].decode("utf-8", "surrogateescape")
+    lines = head.split("\r\n") if "\r\n" in head or "\n" not in head else head.split("\n")
+    first = lines[0]
+    msg: Request | Response
+    m = REQUEST_LINE_RE.fullmatch(first)
+    if m is not None:
+        msg = Request(m.group(1), m.group(2), version=m.group(3))
+    else:
+        s = STATUS_LINE_RE.fullmatch(first)
+        if s is None:
+            raise RemoteProtocolError("Malformed start line")
+        status = int(s.group(2))
+        if status < 100 or status > 699:
+            raise RemoteProtocolError("Bad status code")
+        msg = Response(status, s.group(3), version=s.group(1))
+    try:
+        msg.headers = _parse_header_lines(lines, 1)
+        body_start = end + sep
+        lengths = {h.value.strip() for h in msg.headers if h.key == "content-length"}
+        if len(lengths) > 1:
+            raise RemoteProtocolError("Conflicting Content-Length headers")
+        if lengths:
+            text = lengths.pop()
+            if not text.isdigit():
+                raise RemoteProtocolError("Bad Content-Length")
+            clen = int(text)
+            if body_start + clen > len(data):
+                raise RemoteProtocolError("Content-Length larger than the body")
+            msg.body = bytes(data[body_start : body_start + clen])
+            exact = body_start + clen == len(data)
+        else:
+            if not datagram:
+                raise RemoteProtocolError("Content-Length required on stream transports")
+            msg.body = bytes(data[body_start:])
+            exact = True
+    except RemoteProtocolError as err:
+        if msg.is_request:
+            err.partial = msg  # type: ignore[attr-defined]
+        raise
+    if exact and offset == 0:
+        msg.raw = bytes(data)
+    return msg
+
+
+def _parse_header_lines(lines: list[str], start: int) -> list[Header]:
+    headers: list[Header] = []
+    cur: list[str] = []
+
+    def flush() -> None:
+        raw = "\r\n".join(cur)
+        name, colon, value = raw.partition(":")
+        name = name.rstrip(" \t")
+        if not colon or not HEADER_NAME_RE.fullmatch(name):
+            raise RemoteProtocolError(f"Malformed header line {cur[0][:40]!r}")
+        if len(cur) > 1:
+            value = " ".join(part.strip() for part in value.split("\r\n"))
+        headers.append(Header(name, value.strip(" \t"), raw))
+
+    for line in lines[start:]:
+        if line[:1] in (" ", "\t"):
+            if not cur:
+                raise RemoteProtocolError("Continuation line without a header")
+            cur.append(line)
+            continue
+        if cur:
+            flush()
+        cur = [line]
+    if cur:
+        flush()
+    return headers
+
+
+def serialize(msg: Message) -> bytes:
+    return msg.to_bytes()
+
+
+def ensure_content_length(msg: Message) -> None:
+    """Make Content-Length match the body (needed on streams and after body changes)."""
+    cl = msg.get("content-length")
+    if cl is None or cl.strip() != str(len(msg.body)):
+        msg.set_header("Content-Length", str(len(msg.body)))
+
+
+__all__ = [
+    "Header",
+    "LocalProtocolError",
+    "Message",
+    "Request",
+    "Response",
+    "ensure_content_length",
+    "find_head_end",
+    "parse_message_untrusted",
+]

@@ -1,0 +1,1 @@
+"""ksr's bundled modules: one folder per module, each defining ``MODULE``."""

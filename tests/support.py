@@ -1,0 +1,185 @@
+"""Helpers shared by the tests: an in-process server on ephemeral ports, a UDP peer, and a
+ksr subprocess for sipp runs. Everything binds 127.0.0.1 port 0 so tests can run side by side."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ksr.core.config import Config
+from ksr.core.server import Server
+from ksr.sip.message import Response, parse_message_untrusted
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = REPO / "scripts"
+RFC4475 = REPO.parent / "shared" / "rfc4475"
+
+
+def make_config(
+    modules: list[str] | None = None,
+    modparam: dict[str, dict[str, Any]] | None = None,
+    listen: list[str] | None = None,
+    **core: Any,
+) -> Config:
+    data: dict[str, Any] = {"core": {"listen": listen or ["udp:127.0.0.1:0"], **core}}
+    if modules is not None:
+        data["loadmodule"] = modules
+    if modparam:
+        data["modparam"] = modparam
+    return Config.model_validate(data)
+
+
+def write_script(tmp: Path, text: str, suffix: str = ".lua") -> Path:
+    p = tmp / f"route{suffix}"
+    p.write_text(text)
+    return p
+
+
+@contextlib.asynccontextmanager
+async def running_server(config: Config, script: Path) -> AsyncIterator[Server]:
+    """A Server serving on real sockets inside the current trio run."""
+    server = Server(config, script)
+    server.load_script()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        try:
+            yield server
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+def udp_addr(server: Server) -> tuple[str, int]:
+    s = next(s for s in server.listeners if s.proto == "udp")
+    return s.ip, s.port
+
+
+class UdpPeer:
+    """A SIP peer on a real UDP socket (trio)."""
+
+    def __init__(self) -> None:
+        self.sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+
+    async def bind(self) -> UdpPeer:
+        await self.sock.bind(("127.0.0.1", 0))
+        return self
+
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
+
+    async def send(self, data: bytes | str, addr: tuple[str, int]) -> None:
+        if isinstance(data, str):
+            data = data.replace("\r\n", "\n").replace("\n", "\r\n").encode()
+        await self.sock.sendto(data, addr)
+
+    async def recv(self, timeout: float = 2.0) -> bytes:
+        with trio.fail_after(timeout):
+            data, _ = await self.sock.recvfrom(65535)
+            return bytes(data)
+
+    async def recv_reply(self, timeout: float = 2.0) -> Response:
+        msg = parse_message_untrusted(await self.recv(timeout))
+        assert isinstance(msg, Response), f"expected a reply, got {msg!r}"
+        return msg
+
+    async def nothing(self, timeout: float = 0.3) -> bool:
+        """True if nothing arrives within timeout."""
+        with trio.move_on_after(timeout):
+            await self.sock.recvfrom(65535)
+            return False
+        return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def sip_request(
+    method: str = "OPTIONS",
+    ruri: str = "sip:ksr@127.0.0.1",
+    port: int = 5090,
+    branch: str = "z9hG4bK-test-1",
+    call_id: str = "test-call-1",
+    cseq: int = 1,
+    extra: str = "",
+    body: str = "",
+    to_tag: str | None = None,
+) -> str:
+    """A well-formed request text from a peer at 127.0.0.1:port."""
+    to = "<sip:ksr@127.0.0.1>" + (f";tag={to_tag}" if to_tag else "")
+    lines = [
+        f"{method} {ruri} SIP/2.0",
+        f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch={branch};rport",
+        "Max-Forwards: 70",
+        f"From: <sip:alice@127.0.0.1>;tag=fromtag-{call_id}",
+        f"To: {to}",
+        f"Call-ID: {call_id}",
+        f"CSeq: {cseq} {method}",
+        "Contact: <sip:alice@127.0.0.1:%d>" % port,
+    ]
+    if extra:
+        lines.extend(x for x in extra.strip("\n").split("\n"))
+    lines.append(f"Content-Length: {len(body.encode())}")
+    return "\r\n".join(lines) + "\r\n\r\n" + body
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    s = socket.socket(socket.AF_INET, kind)
+    s.bind(("127.0.0.1", 0))
+    port = int(s.getsockname()[1])
+    s.close()
+    return port
+
+
+@contextlib.contextmanager
+def ksr_process(
+    script: Path, config_text: str = "", listen: list[str] | None = None, extra_args: list[str] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Run ``python -m ksr run`` as a subprocess on free ports; yields {'port', 'proc', 'log'}."""
+    port = free_port()
+    listen = listen or [f"udp:127.0.0.1:{port}", f"tcp:127.0.0.1:{port}"]
+    tmp = Path(tempfile.mkdtemp(prefix="ksr-test-"))
+    cfg = tmp / "ksr.toml"
+    cfg.write_text(config_text)
+    logf = tmp / "ksr.log"
+    args = [sys.executable, "-m", "ksr", "run", "--config", str(cfg), "--script", str(script)]
+    for spec in listen:
+        args += ["--listen", spec]
+    args += extra_args or []
+    with open(logf, "wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=str(REPO),
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"ksr exited: {logf.read_text()}")
+            if b"listening on" in logf.read_bytes():
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError(f"ksr did not start: {logf.read_text()}")
+        yield {"port": port, "proc": proc, "log": logf, "dir": tmp}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def run_sipp(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run sipp (no terminal UI) and return its result; exit code 0 = all calls succeeded."""
+    return subprocess.run(
+        ["sipp", *args, "-nostdin", "-timeout", f"{int(timeout)}s"],
+        capture_output=True, text=True, timeout=timeout + 15,
+    )
