@@ -69,6 +69,7 @@ class CoreParams(BaseModel):
     script_max_seconds: float = 2.0  # runaway guard per route call (Python)
     lua_max_memory: int = 256 * 1024 * 1024
     kemi: KemiParams = Field(default_factory=KemiParams)
+    defines: dict[str, str | int] = Field(default_factory=dict)  # Kamailio's #!define (KSR.kx.ifdef)
 
     @field_validator("children")
     @classmethod
