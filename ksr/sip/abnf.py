@@ -1,20 +1,24 @@
-"""Grammar pieces of RFC 3261 §25 as regular expressions (each with its rule name)."""
+"""Grammar pieces of RFC 3261 §25 as regular expressions and character sets (each with its
+rule name), plus the one number reader every header parser shares."""
 
 from __future__ import annotations
 
 import re
 
 # token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
+TOKEN_CHARS = (
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.!%*_+`'~"
+)
 TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
 TOKEN_RE = re.compile(TOKEN)
 # Method = INVITEm / ... / extension-method (a token)
 METHOD_RE = re.compile(TOKEN)
-# SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT
-SIP_VERSION_RE = re.compile(r"SIP/(\d+)\.(\d+)")
+# SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT  (DIGIT is ASCII only: no \d)
+SIP_VERSION_RE = re.compile(r"SIP/([0-9]+)\.([0-9]+)")
 # Request-Line = Method SP Request-URI SP SIP-Version CRLF  (exactly one SP between parts)
-REQUEST_LINE_RE = re.compile(rf"({TOKEN}) (\S+) (SIP/\d+\.\d+)")
+REQUEST_LINE_RE = re.compile(rf"({TOKEN}) ([^\s]+) (SIP/[0-9]+\.[0-9]+)")
 # Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF
-STATUS_LINE_RE = re.compile(r"(SIP/\d+\.\d+) (\d{3}) (.*)")
+STATUS_LINE_RE = re.compile(r"(SIP/[0-9]+\.[0-9]+) ([0-9]{3}) (.*)")
 # header-name = token ; HCOLON = *( SP / HTAB ) ":" SWS
 HEADER_NAME_RE = re.compile(TOKEN)
 # scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
@@ -24,5 +28,25 @@ FOLD_RE = re.compile(r"\r?\n[ \t]+")
 # digits for CSeq, Max-Forwards, Expires, Content-Length (1*DIGIT)
 DIGITS_RE = re.compile(r"[0-9]+")
 # hostport parts
-IPV4_RE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+IPV4_RE = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
 HOSTNAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9.])?|[A-Za-z0-9]")
+
+
+def is_token(text: str) -> bool:
+    """True if ``text`` is a non-empty RFC 3261 token (no regex: strip is a C loop)."""
+    return bool(text) and not text.strip(TOKEN_CHARS)
+
+
+def uint(text: str, limit: int) -> int | None:
+    """``text`` as a number of ASCII digits not above ``limit``, else None.
+
+    Leading zeros are allowed ("0068"); the length is checked before ``int`` so a
+    10,000-digit value costs nothing (and never hits Python's int-size guard).
+    """
+    if not text or not text.isascii() or not text.isdigit():
+        return None
+    t = text.lstrip("0")
+    if len(t) > len(str(limit)):
+        return None
+    v = int(t) if t else 0
+    return v if v <= limit else None

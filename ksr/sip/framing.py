@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .abnf import uint
 from .errors import RemoteProtocolError
 from .headers import header_key
 from .message import find_head_end
@@ -55,7 +56,7 @@ def _content_length(head: bytes) -> int:
         raise RemoteProtocolError("Content-Length required on stream transports")
     if len(values) > 1:
         raise RemoteProtocolError("Conflicting Content-Length headers")
-    v = values.pop()
-    if not v.isdigit():
+    n = uint(values.pop(), 2**31)
+    if n is None:
         raise RemoteProtocolError("Bad Content-Length")
-    return int(v)
+    return n

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .abnf import DIGITS_RE, TOKEN_RE
+from .abnf import TOKEN_RE, is_token, uint
 from .errors import RemoteProtocolError
 from .uri import Uri, parse_uri
 
@@ -34,6 +34,25 @@ COMPACT_FORMS: dict[str, str] = {
     "j": "reject-contact",
     "d": "request-disposition",
 }
+
+# Header names as usually written -> key, so the parser skips validating and lower-casing them.
+KNOWN_KEYS: dict[str, str] = {
+    n: n.lower()
+    for n in (
+        "Via", "From", "To", "Call-ID", "CSeq", "Contact", "Max-Forwards", "Content-Length",
+        "Content-Type", "Route", "Record-Route", "Expires", "Allow", "Supported", "Require",
+        "Proxy-Require", "User-Agent", "Server", "Authorization", "Proxy-Authorization",
+        "WWW-Authenticate", "Proxy-Authenticate", "Event", "Subscription-State", "Accept",
+        "Date", "Path", "Session-Expires", "Min-SE", "P-Asserted-Identity", "Privacy",
+        "Allow-Events", "Content-Disposition", "Content-Encoding", "Reason", "Warning",
+        "Unsupported", "Subject", "Organization", "Timestamp", "Refer-To", "Referred-By",
+    )
+}
+KNOWN_KEYS.update({"Call-Id": "call-id", "Cseq": "cseq", "Max-forwards": "max-forwards",
+                   "Content-length": "content-length", "Content-type": "content-type",
+                   "Record-route": "record-route", "User-agent": "user-agent"})
+KNOWN_KEYS.update({k: v for k, v in COMPACT_FORMS.items()})
+KNOWN_KEYS.update({k.upper(): v for k, v in COMPACT_FORMS.items()})
 
 # Headers that may appear once only (RFC 3261 §7.3.1: everything else may be a list).
 SINGLE_HEADERS = frozenset(
@@ -281,9 +300,10 @@ def split_hostport(hp: str) -> tuple[str, int | None]:
     else:
         host, _, port_text = hp.partition(":")
     if port_text:
-        if not DIGITS_RE.fullmatch(port_text) or int(port_text) > 65535:
-            raise RemoteProtocolError(f"Bad port {port_text!r}")
-        return host, int(port_text)
+        port = uint(port_text, 65535)
+        if port is None:
+            raise RemoteProtocolError(f"Bad port {port_text[:20]!r}")
+        return host, port
     if not host or any(c in host for c in " \t<>\"") :
         raise RemoteProtocolError("Bad host")
     return host, None
@@ -296,10 +316,11 @@ class CSeq:
 
 
 def parse_cseq(value: str) -> CSeq:
+    """CSeq = 1*DIGIT LWS Method; the number must fit 32 bits unsigned (RFC 3261 §8.1.1.5)."""
     parts = value.split()
-    if len(parts) != 2 or not DIGITS_RE.fullmatch(parts[0]) or not TOKEN_RE.fullmatch(parts[1]):
+    if len(parts) != 2 or not is_token(parts[1]):
         raise RemoteProtocolError("Bad CSeq")
-    number = int(parts[0])
-    if number >= 2**31:
-        raise RemoteProtocolError("CSeq number too large")
+    number = uint(parts[0], 2**32 - 1)
+    if number is None:
+        raise RemoteProtocolError("CSeq number is illegal")
     return CSeq(number, parts[1])

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .abnf import HEADER_NAME_RE, REQUEST_LINE_RE, STATUS_LINE_RE
+from .abnf import SIP_VERSION_RE, is_token, uint
 from .errors import LocalProtocolError, RemoteProtocolError
 from .headers import (
+    COMPACT_FORMS,
+    KNOWN_KEYS,
     CSeq,
     NameAddr,
     Via,
@@ -300,26 +302,30 @@ def _copy_header(h: Header) -> Header:
 
 def find_head_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
     """Index of the blank line that ends the header section and the length of that
-    separator, or (-1, 0) when it has not arrived yet."""
+    separator, or (-1, 0) when it has not arrived yet. The earliest blank line wins,
+    whether it is CRLF CRLF or LF LF (RFC 3261 §7.5 lets senders use bare LF)."""
     idx = data.find(b"\r\n\r\n", start)
     if idx >= 0:
-        return idx, 4
+        lf = data.find(b"\n\n", start, idx)
+        return (lf, 2) if lf >= 0 else (idx, 4)
     idx = data.find(b"\n\n", start)
     if idx >= 0:
         return idx, 2
     return -1, 0
 
 
-def parse_message_untrusted(data: bytes, *, datagram: bool = True) -> Request | Response:
+def parse_message_untrusted(
+    data: bytes, *, datagram: bool = True, max_size: int = MAX_MESSAGE_SIZE
+) -> Request | Response:
     """Parse one SIP message from hostile bytes.
 
     ``datagram``: the bytes are a whole UDP datagram, so a missing Content-Length means the
     body runs to the end and octets beyond Content-Length are ignored (RFC 3261 §18.3).
-    Raises RemoteProtocolError whose ``status_hint`` says what to answer; when the start line
-    of a request was readable, the error has a ``partial`` attribute with what was parsed, so
-    a reply can still be built.
+    Raises only RemoteProtocolError, whose ``status_hint`` says what to answer; when the
+    start line of a request was readable, the error has a ``partial`` attribute with what
+    was parsed, so a reply can still be built.
     """
-    if len(data) > MAX_MESSAGE_SIZE:
+    if len(data) > max_size:
         raise RemoteProtocolError("Message too large", 513)
     # RFC 3261 §7.5: ignore empty lines before the start line.
     offset = 0
@@ -332,76 +338,125 @@ def parse_message_untrusted(data: bytes, *, datagram: bool = True) -> Request | 
         # A datagram is the whole message: a missing blank line just means no body.
         end = len(data.rstrip(b"\r\n"))
         sep = len(data) - end
+    if end <= offset:
+        raise RemoteProtocolError("Empty message")
     head = data[offset:end].decode("utf-8", "surrogateescape")
-    lines = head.split("\r\n") if "\r\n" in head or "\n" not in head else head.split("\n")
-    first = lines[0]
-    msg: Request | Response
-    m = REQUEST_LINE_RE.fullmatch(first)
-    if m is not None:
-        msg = Request(m.group(1), m.group(2), version=m.group(3))
-    else:
-        s = STATUS_LINE_RE.fullmatch(first)
-        if s is None:
-            raise RemoteProtocolError("Malformed start line")
-        status = int(s.group(2))
-        if status < 100 or status > 699:
-            raise RemoteProtocolError("Bad status code")
-        msg = Response(status, s.group(3), version=s.group(1))
+    lines = _split_lines(head)
+    msg, bad_start = _parse_start_line(lines[0])
     try:
-        msg.headers = _parse_header_lines(lines, 1)
+        headers, clens = _parse_header_lines(lines, "\n " in head or "\n\t" in head)
+        msg.headers = headers
+        if bad_start:
+            raise RemoteProtocolError(bad_start)
         body_start = end + sep
-        lengths = {h.value.strip() for h in msg.headers if h.key == "content-length"}
-        if len(lengths) > 1:
-            raise RemoteProtocolError("Conflicting Content-Length headers")
-        if lengths:
-            text = lengths.pop()
-            if not text.isdigit():
+        if clens:
+            text = clens[0]
+            if any(c != text for c in clens):
+                raise RemoteProtocolError("Conflicting Content-Length headers")
+            clen = uint(text, max_size)
+            if clen is None:
                 raise RemoteProtocolError("Bad Content-Length")
-            clen = int(text)
             if body_start + clen > len(data):
                 raise RemoteProtocolError("Content-Length larger than the body")
-            msg.body = bytes(data[body_start : body_start + clen])
+            msg.body = data[body_start : body_start + clen]
             exact = body_start + clen == len(data)
         else:
             if not datagram:
                 raise RemoteProtocolError("Content-Length required on stream transports")
-            msg.body = bytes(data[body_start:])
+            msg.body = data[body_start:]
             exact = True
     except RemoteProtocolError as err:
         if msg.is_request:
             err.partial = msg  # type: ignore[attr-defined]
         raise
-    if exact and offset == 0:
-        msg.raw = bytes(data)
+    if exact and offset == 0 and type(data) is bytes:
+        msg.raw = data
     return msg
 
 
-def _parse_header_lines(lines: list[str], start: int) -> list[Header]:
+def _split_lines(head: str) -> list[str]:
+    crlf = head.count("\r\n")
+    if crlf == head.count("\n"):
+        return head.split("\r\n")  # the usual case: CRLF only
+    # bare LF line ends (alone or mixed with CRLF): a stray CR before LF is dropped
+    return [line[:-1] if line.endswith("\r") else line for line in head.split("\n")]
+
+
+def _parse_start_line(first: str) -> tuple[Request | Response, str]:
+    """The message the start line announces, and an error text if the line is malformed
+    but still clearly a request (so the caller can answer it with 400)."""
+    parts = first.split(" ")
+    if len(parts) == 3:
+        method, uri, version = parts
+        if is_token(method) and uri and version.startswith("SIP/"):
+            if (version == "SIP/2.0" or SIP_VERSION_RE.fullmatch(version)) and _uri_ok(uri):
+                return Request(method, uri, version=version), ""
+    if first.startswith("SIP/"):
+        version, _, rest = first.partition(" ")
+        code, _, reason = rest.partition(" ")
+        if SIP_VERSION_RE.fullmatch(version) and len(code) == 3:
+            status = uint(code, 699)
+            if status is None or status < 100:
+                raise RemoteProtocolError("Bad status code")
+            return Response(status, reason, version=version), ""
+        raise RemoteProtocolError("Malformed status line")
+    # Extra or missing SP, whitespace inside the R-URI, trailing blanks (RFC 4475 §3.1.2.7-10):
+    # still a request we can answer 400 to if its headers are readable.
+    words = first.split()
+    if len(words) >= 3 and is_token(words[0]) and SIP_VERSION_RE.fullmatch(words[-1]):
+        return Request(words[0], words[1], version=words[-1]), "Malformed Request-Line"
+    raise RemoteProtocolError("Malformed start line")
+
+
+def _uri_ok(uri: str) -> bool:
+    # the R-URI may not contain whitespace or control characters
+    return uri.isprintable() and "\t" not in uri
+
+
+def _parse_header_lines(lines: list[str], folded: bool) -> tuple[list[Header], list[str]]:
+    """Header objects for lines[1:] (folded lines joined) and the Content-Length values."""
     headers: list[Header] = []
-    cur: list[str] = []
-
-    def flush() -> None:
-        raw = "\r\n".join(cur)
+    clens: list[str] = []
+    append = headers.append
+    new = Header.__new__
+    known = KNOWN_KEYS
+    n = len(lines)
+    i = 1
+    while i < n:
+        raw = lines[i]
+        i += 1
+        if folded and i < n and lines[i][:1] in (" ", "\t"):
+            # LWS = [*WSP CRLF] 1*WSP: continuation lines belong to this header
+            j = i
+            while j < n and lines[j][:1] in (" ", "\t"):
+                j += 1
+            raw = "\r\n".join(lines[i - 1 : j])
+            i = j
         name, colon, value = raw.partition(":")
-        name = name.rstrip(" \t")
-        if not colon or not HEADER_NAME_RE.fullmatch(name):
-            raise RemoteProtocolError(f"Malformed header line {cur[0][:40]!r}")
-        if len(cur) > 1:
-            value = " ".join(part.strip() for part in value.split("\r\n"))
-        headers.append(Header(name, value.strip(" \t"), raw))
-
-    for line in lines[start:]:
-        if line[:1] in (" ", "\t"):
-            if not cur:
+        if not colon:
+            if raw[:1] in (" ", "\t"):
                 raise RemoteProtocolError("Continuation line without a header")
-            cur.append(line)
-            continue
-        if cur:
-            flush()
-        cur = [line]
-    if cur:
-        flush()
-    return headers
+            raise RemoteProtocolError(f"Malformed header line {raw[:40]!r}")
+        key = known.get(name)
+        if key is None:
+            name = name.rstrip(" \t")
+            if not is_token(name):
+                raise RemoteProtocolError(f"Malformed header name {name[:40]!r}")
+            low = name.lower()
+            key = COMPACT_FORMS.get(low, low)
+        if "\n" in value:
+            value = " ".join(part.strip(" \t") for part in value.split("\r\n"))
+        else:
+            value = value.strip(" \t")
+        h = new(Header)
+        h.name = name
+        h.key = key
+        h.value = value
+        h.raw = raw
+        append(h)
+        if key == "content-length":
+            clens.append(value)
+    return headers, clens
 
 
 def serialize(msg: Message) -> bytes:

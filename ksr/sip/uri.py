@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-from .abnf import SCHEME_RE
+from .abnf import SCHEME_RE, uint
 from .errors import RemoteProtocolError
 
 SIP_SCHEMES = frozenset({"sip", "sips"})
@@ -116,9 +116,10 @@ def _hostport(hp: str) -> tuple[str, int | None]:
     if not host:
         raise RemoteProtocolError("URI without host")
     if port_text:
-        if not port_text.isdigit() or int(port_text) > 65535:
+        port = uint(port_text, 65535)
+        if port is None:
             raise RemoteProtocolError("Bad URI port")
-        return host.lower(), int(port_text)
+        return host.lower(), port
     return host.lower(), None
 
 
