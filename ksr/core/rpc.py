@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 _MARK = "__ksr_rpc__"
+SUN_PATH_MAX = 107  # bytes in a unix socket address
 
 
 class RpcError(Exception):
@@ -56,29 +58,95 @@ class RpcRegistry:
                 self.add(name, getattr(obj, attr))
 
     def call(self, method: str, params: list[Any] | dict[str, Any] | None) -> Any:
+        """Run a command. Named params are taken in the order given, as Kamailio does (only
+        the order of the values matters, not their names). May return an awaitable for
+        ``async def`` commands: ``handle`` refuses those, ``ahandle`` awaits them."""
         cmd = self.commands.get(method)
         if cmd is None:
             raise RpcError(500, "Method Not Found")
-        args = params if isinstance(params, list) else []
-        kwargs = params if isinstance(params, dict) else {}
-        sig = inspect.signature(cmd.fn)
+        if isinstance(params, dict):
+            args = list(params.values())
+        elif isinstance(params, list):
+            args = params
+        elif params is None:
+            args = []
+        else:
+            args = [params]
         try:
-            sig.bind(*args, **kwargs)
+            inspect.signature(cmd.fn).bind(*args)
         except TypeError as err:
-            raise RpcError(500, f"Invalid parameters: {err}") from None
-        return cmd.fn(*args, **kwargs)
+            raise RpcError(500, f"Invalid Parameters ({err})") from None
+        return cmd.fn(*args)
 
-    def handle(self, request: Any) -> dict[str, Any] | None:
-        """Answer one JSON-RPC 2.0 request object (already decoded)."""
-        if not isinstance(request, dict) or not isinstance(request.get("method"), str):
-            return {"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": None}
-        rid = request.get("id")
+    def handle(self, request: Any) -> dict[str, Any]:
+        """Answer one JSON-RPC 2.0 request object (already decoded), synchronously."""
+        rid, reply = self._start(request)
+        if reply is not None:
+            return reply
         try:
             result = self.call(request["method"], request.get("params"))
-        except RpcError as err:
-            return {"jsonrpc": "2.0", "error": {"code": err.code, "message": err.message}, "id": rid}
-        except Exception as err:  # a failing command answers an error, never kills the server
-            return {"jsonrpc": "2.0", "error": {"code": 500, "message": f"Internal error: {err}"}, "id": rid}
-        if "id" not in request:
-            return None  # notification
-        return {"jsonrpc": "2.0", "result": result, "id": rid}
+            if inspect.isawaitable(result):
+                _close(result)
+                raise RpcError(500, "Command needs the asynchronous RPC path")
+        except Exception as err:
+            return _error(err, rid)
+        return _result(result, rid)
+
+    async def ahandle(self, request: Any) -> dict[str, Any]:
+        """Like ``handle``, awaiting ``async def`` commands (used by the RPC transports)."""
+        rid, reply = self._start(request)
+        if reply is not None:
+            return reply
+        try:
+            result = self.call(request["method"], request.get("params"))
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as err:
+            return _error(err, rid)
+        return _result(result, rid)
+
+    @staticmethod
+    def _start(request: Any) -> tuple[Any, dict[str, Any] | None]:
+        if not isinstance(request, dict) or not isinstance(request.get("method"), str):
+            return None, {
+                "jsonrpc": "2.0",
+                "error": {"code": -32600, "message": "Invalid Request"},
+                "id": None,
+            }
+        return request.get("id"), None
+
+
+def _error(err: Exception, rid: Any) -> dict[str, Any]:
+    if isinstance(err, RpcError):
+        return {"jsonrpc": "2.0", "error": {"code": err.code, "message": err.message}, "id": rid}
+    # a failing command answers an error, never kills the server
+    return {
+        "jsonrpc": "2.0",
+        "error": {"code": 500, "message": f"Internal error: {err}"},
+        "id": rid,
+    }
+
+
+def _result(result: Any, rid: Any) -> dict[str, Any]:
+    # Kamailio answers requests without "id" too (seen over HTTP), so ksr does the same.
+    return {"jsonrpc": "2.0", "result": result, "id": rid}
+
+
+def _close(aw: Any) -> None:
+    close = getattr(aw, "close", None)
+    if close is not None:
+        close()
+
+
+def parse_address(spec: str) -> tuple[int, Any]:
+    """``udp:IP:PORT`` / ``udp:[v6]:PORT`` → (family, address); anything else is a unix path."""
+    if spec.startswith("udp:"):
+        rest = spec[4:]
+        if rest.startswith("["):
+            host, _, port = rest[1:].partition("]:")
+            return socket.AF_INET6, (host, int(port))
+        host, _, port = rest.rpartition(":")
+        return socket.AF_INET, (host, int(port))
+    if len(spec.encode()) > SUN_PATH_MAX:
+        raise ValueError(f"dgram_socket path is longer than {SUN_PATH_MAX} bytes: {spec}")
+    return socket.AF_UNIX, spec
