@@ -24,6 +24,7 @@ from ksr.sip.uri import parse_uri
 
 from .config import Config, ConfigError
 from .context import Destination, MsgContext, RouteType, SocketInfo
+from .core_stats import CoreStats
 from .module import Module
 from .modules import load_module_class
 from .pv import PvRegistry
@@ -90,6 +91,8 @@ class Server:
         self.request_hooks: list[Callable[[MsgContext], bool]] = []
         self.nursery: trio.Nursery | None = None
         self.worker_id = 0
+        self.reuse_port = False  # worker processes share the SIP ports (ksr/workers.py)
+        self.core_stats = CoreStats(self.stats)
         self._c_rcv_req = self.stats.counter("core", "rcv_requests")
         self._c_rcv_rpl = self.stats.counter("core", "rcv_replies")
         self._c_fwd_req = self.stats.counter("core", "fwd_requests")
@@ -230,10 +233,10 @@ class Server:
             log.exception("parser failed on a message from %s:%d", src_ip, src_port)
             return
         if isinstance(msg, Request):
-            self._c_rcv_req.inc()
+            self.core_stats.on_request(msg)
             self.on_request(msg, src_ip, src_port, sock, conn_id)
         else:
-            self._c_rcv_rpl.inc()
+            self.core_stats.on_reply(msg)
             self.on_reply(msg, src_ip, src_port, sock, conn_id)
 
     def _reply_to_bad(
@@ -532,7 +535,7 @@ class Server:
                 udp = [s for s in self.listeners if s.proto == "udp"]
                 tcp = [s for s in self.listeners if s.proto == "tcp"]
                 if udp:
-                    t = UdpTransport(self, udp)
+                    t = UdpTransport(self, udp, reuse_port=self.reuse_port)
                     await nursery.start(t.serve)
                     self.transports["udp"] = t
                 if tcp:

@@ -1,0 +1,135 @@
+"""Kamailio's core statistics: received requests by method, replies by class and method, and
+memory gauges. Counting a message is two dict lookups and two increments."""
+
+from __future__ import annotations
+
+import os
+import resource
+from typing import TYPE_CHECKING
+
+from .stats import Counter, Stats
+
+if TYPE_CHECKING:
+    from ksr.sip.message import Request, Response
+
+# core:rcv_requests_<method> (Kamailio's list); other methods count as core:unsupported_methods
+REQUEST_METHODS = (
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "INFO",
+    "INVITE",
+    "MESSAGE",
+    "NOTIFY",
+    "OPTIONS",
+    "PRACK",
+    "PUBLISH",
+    "REFER",
+    "REGISTER",
+    "SUBSCRIBE",
+    "UPDATE",
+)
+# core:rcv_replies_<class>xx_<suffix> for replies to these methods
+REPLY_METHODS = {
+    "BYE": "bye",
+    "CANCEL": "cancel",
+    "INVITE": "invite",
+    "MESSAGE": "message",
+    "PRACK": "prack",
+    "REFER": "refer",
+    "REGISTER": "reg",
+    "UPDATE": "update",
+}
+REPLY_CODES = (401, 404, 407, 480, 486)  # codes with a counter of their own
+
+
+class CoreStats:
+    __slots__ = (
+        "rcv_requests",
+        "rcv_replies",
+        "unsupported",
+        "by_method",
+        "by_class",
+        "by_class_method",
+        "by_code",
+        "r18x",
+    )
+
+    def __init__(self, stats: Stats) -> None:
+        c = stats.counter
+        self.rcv_requests = c("core", "rcv_requests")
+        self.rcv_replies = c("core", "rcv_replies")
+        self.unsupported = c("core", "unsupported_methods")
+        self.by_method: dict[str, Counter] = {
+            m: c("core", f"rcv_requests_{m.lower()}") for m in REQUEST_METHODS
+        }
+        self.by_class: list[Counter] = [c("core", f"rcv_replies_{k}xx") for k in range(1, 7)]
+        self.by_class_method: dict[tuple[int, str], Counter] = {
+            (k, m): c("core", f"rcv_replies_{k}xx_{s}")
+            for k in range(1, 7)
+            for m, s in REPLY_METHODS.items()
+        }
+        self.by_code: dict[int, Counter] = {
+            code: c("core", f"rcv_replies_{code}") for code in REPLY_CODES
+        }
+        self.r18x = c("core", "rcv_replies_18x")
+        _memory_gauges(stats)
+
+    def on_request(self, req: Request) -> None:
+        self.rcv_requests.value += 1
+        counter = self.by_method.get(req.method)
+        if counter is None:
+            self.unsupported.value += 1
+        else:
+            counter.value += 1
+
+    def on_reply(self, rpl: Response) -> None:
+        self.rcv_replies.value += 1
+        code = rpl.status
+        k = code // 100
+        if not 1 <= k <= 6:
+            return
+        self.by_class[k - 1].value += 1
+        if 180 <= code < 190:
+            self.r18x.value += 1
+        elif code in self.by_code:
+            self.by_code[code].value += 1
+        try:
+            method = rpl.cseq.method
+        except Exception:  # a reply with a broken CSeq is still a received reply
+            return
+        counter = self.by_class_method.get((k, method))
+        if counter is not None:
+            counter.value += 1
+
+
+def _rss() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _meminfo(key: str) -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _memory_gauges(stats: Stats) -> None:
+    """Kamailio's shmem:* names, read from this process: ksr has no shared memory pool, so
+    used = resident set size, max_used = peak RSS, total/free = the machine's memory."""
+    stats.gauge("shmem", "used_size", _rss)
+    stats.gauge("shmem", "real_used_size", _rss)
+    stats.gauge(
+        "shmem", "max_used_size", lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
+    stats.gauge("shmem", "total_size", lambda: _meminfo("MemTotal"))
+    stats.gauge("shmem", "free_size", lambda: _meminfo("MemAvailable"))
+    stats.gauge("shmem", "fragments", lambda: 0)
