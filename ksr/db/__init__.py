@@ -1,0 +1,63 @@
+"""ksr storage: one small interface (named tables of rows) over SQLite, PostgreSQL and Redis.
+
+    store = open_store("sqlite://./ksr.sqlite")       # or postgres://..., redis://...
+    t = store.table(TableSpec("dialog", key="id", fields=(("id", "str"), ("state", "int"))))
+    t.put({"id": "a1", "state": 4}); t.get("a1"); t.find("state", 4); t.delete("a1")
+
+Modules share one store per URL through ``store_for(server, url)``. See docs/storage.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import DbError, DbUnavailable, Kind, Row, Store, Table, TableSpec, Value
+from .url import DbUrl, parse_db_url
+
+# The embedded default: a file in the working directory, writable by whoever runs ksr.
+DEFAULT_DB_URL = "sqlite://./ksr.sqlite"
+
+__all__ = [
+    "DEFAULT_DB_URL",
+    "DbError",
+    "DbUnavailable",
+    "DbUrl",
+    "Kind",
+    "Row",
+    "Store",
+    "Table",
+    "TableSpec",
+    "Value",
+    "open_store",
+    "parse_db_url",
+    "store_for",
+]
+
+
+def open_store(url: str) -> Store:
+    """A store for ``url``. Opening never connects: the first call does (so a missing server
+    is reported where it is used, as DbUnavailable)."""
+    u = parse_db_url(url)
+    if u.scheme == "sqlite":
+        from .sqlite import SqliteStore
+
+        return SqliteStore(u.target, u.prefix)
+    if u.scheme == "postgres":
+        from .postgres import PostgresStore
+
+        return PostgresStore(u.target, u.prefix)
+    from .redis_store import RedisStore
+
+    return RedisStore(u.target, u.prefix)
+
+
+def store_for(server: Any, url: str) -> Store:
+    """The store for ``url`` shared by every module of this server (kept on the server)."""
+    stores: dict[str, Store] | None = getattr(server, "_db_stores", None)
+    if stores is None:
+        stores = {}
+        server._db_stores = stores
+    s = stores.get(url)
+    if s is None:
+        s = stores[url] = open_store(url)
+    return s

@@ -1,0 +1,104 @@
+"""The storage interface every backend implements: named tables of rows keyed by one field.
+
+A row is a flat dict of ``str``/``int``/``float``/``None`` values. A table is declared once by a
+``TableSpec`` (its fields, key, indexed fields and a schema version); the backend creates it and
+migrates it forward when the version grows. Calls are synchronous (see docs/storage.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+Value = str | int | float | None
+Row = dict[str, Value]
+Kind = Literal["str", "int", "float"]
+
+
+class DbError(Exception):
+    """A storage call failed (bad query, constraint, corrupt data)."""
+
+
+class DbUnavailable(DbError):
+    """The backend cannot be reached now. The next call tries to reconnect."""
+
+
+@dataclass(frozen=True, slots=True)
+class TableSpec:
+    name: str
+    key: str
+    fields: tuple[tuple[str, Kind], ...]  # includes the key field
+    indexes: tuple[str, ...] = ()  # fields looked up by equality (find, delete_where)
+    ordered: tuple[str, ...] = ()  # numeric fields looked up by range (find_below)
+    version: int = 1
+
+    def kinds(self) -> dict[str, Kind]:
+        return dict(self.fields)
+
+    def renamed(self, name: str) -> TableSpec:
+        return TableSpec(name, self.key, self.fields, self.indexes, self.ordered, self.version)
+
+    def clean(self, row: Row) -> Row:
+        """The row restricted to the declared fields, values coerced to their kinds."""
+        out: Row = {}
+        for f, kind in self.fields:
+            out[f] = coerce(row.get(f), kind)
+        return out
+
+
+def coerce(v: object, kind: Kind) -> Value:
+    if v is None:
+        return None
+    if isinstance(v, bytes):
+        v = v.decode("utf-8", "surrogateescape")
+    if kind == "str":
+        return str(v)
+    if kind == "int":
+        return int(float(v)) if isinstance(v, str) and "." in v else int(v)  # type: ignore[arg-type]
+    return float(v)  # type: ignore[arg-type]
+
+
+class Table(Protocol):
+    spec: TableSpec
+
+    def put(self, row: Row) -> None:
+        """Insert or replace the row with this key."""
+
+    def get(self, key: str) -> Row | None: ...
+
+    def delete(self, key: str) -> bool:
+        """True if a row was removed (so concurrent removers can tell who did it)."""
+
+    def find(self, field: str, value: Value) -> list[Row]:
+        """Rows whose indexed ``field`` equals ``value``."""
+
+    def find_below(self, field: str, limit: float) -> list[Row]:
+        """Rows whose ordered ``field`` is non-null and below ``limit``."""
+
+    def delete_where(self, field: str, value: Value) -> int: ...
+
+    def all(self) -> list[Row]: ...
+
+    def count(self) -> int: ...
+
+    def clear(self) -> int: ...
+
+
+class Store(Protocol):
+    url: str
+
+    def table(self, spec: TableSpec) -> Table:
+        """The table for ``spec``, created or migrated on first use."""
+
+    def drop(self, name: str) -> None:
+        """Remove a table and its version entry (tests and tooling)."""
+
+    def close(self) -> None: ...
+
+
+def check_fields(spec: TableSpec, names: Iterable[str]) -> None:
+    known = spec.kinds()
+    for n in names:
+        if n not in known:
+            raise DbError(f"table {spec.name}: unknown field {n!r}")

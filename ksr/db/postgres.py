@@ -1,0 +1,39 @@
+"""PostgreSQL backend (psycopg 3, imported only when a postgres:// db_url is used)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .sql import SqlStore
+
+
+class PostgresStore(SqlStore):
+    mark = "%s"
+
+    def __init__(self, url: str, prefix: str = "", connect_timeout: int = 3) -> None:
+        super().__init__(url, prefix)
+        self.connect_timeout = connect_timeout
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(self.url, autocommit=True, connect_timeout=self.connect_timeout)
+
+    def _is_disconnect(self, err: Exception) -> bool:
+        import psycopg
+
+        if isinstance(err, psycopg.OperationalError | psycopg.InterfaceError):
+            return True
+        return bool(self._conn is not None and self._conn.closed)
+
+    def _columns(self, table: str) -> list[str] | None:
+        rows, _ = self.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = ?",
+            (table.lower(),),
+            fetch=True,
+        )
+        return [r[0] for r in rows] or None
+
+    def describe(self) -> str:
+        return "postgres " + self.url.split("@")[-1]

@@ -1,0 +1,42 @@
+"""Parsing ``db_url`` values: which backend, where, and the optional table-name prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from .base import DbError
+
+
+@dataclass(frozen=True, slots=True)
+class DbUrl:
+    scheme: str  # sqlite, postgres, redis
+    target: str  # a file path (sqlite) or the URL handed to the driver
+    prefix: str  # prepended to every table name (and Redis key)
+
+
+def parse_db_url(url: str) -> DbUrl:
+    """``sqlite:///abs/path``, ``sqlite://./rel.sqlite``, ``sqlite://:memory:``,
+    ``postgres://user@host/db``, ``redis://host:port/0``; ``?prefix=x_`` on any of them."""
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep or not rest:
+        raise DbError(f"bad db_url {url!r} (expected sqlite://, postgres:// or redis://)")
+    prefix = ""
+    if "?" in rest:
+        rest, _, query = rest.partition("?")
+        pairs = parse_qsl(query, keep_blank_values=True)
+        prefix = "".join(v for k, v in pairs if k == "prefix")
+        others = [(k, v) for k, v in pairs if k != "prefix"]
+        if others:
+            rest = rest + "?" + urlencode(others)
+    if prefix and not prefix.replace("_", "").isalnum():
+        raise DbError(f"db_url prefix {prefix!r} must be letters, digits and _")
+    if scheme == "sqlite":
+        return DbUrl("sqlite", rest, prefix)
+    if scheme in ("postgres", "postgresql"):
+        parts = urlsplit(f"postgresql://{rest}")
+        return DbUrl("postgres", urlunsplit(parts), prefix)
+    if scheme in ("redis", "rediss"):
+        return DbUrl("redis", f"{scheme}://{rest}", prefix)
+    raise DbError(f"unsupported db_url scheme {scheme!r} (use sqlite, postgres or redis)")

@@ -1,0 +1,91 @@
+"""ksr.db against the real backends: the generic table API, migrations, reconnection."""
+
+from __future__ import annotations
+
+import pytest
+
+from ksr.db import DbError, DbUnavailable, TableSpec, open_store, parse_db_url
+
+SPEC = TableSpec(
+    "items", key="id",
+    fields=(("id", "str"), ("owner", "str"), ("n", "int"), ("until", "float")),
+    indexes=("owner",), ordered=("until",),
+)
+
+
+def test_table_api(db_url: str) -> None:
+    store = open_store(db_url)
+    t = store.table(SPEC)
+    t.put({"id": "a", "owner": "alice", "n": 1, "until": 10.5})
+    t.put({"id": "b", "owner": "alice", "n": 2, "until": 20.0})
+    t.put({"id": "c", "owner": "bob", "n": 3, "until": None})
+    assert t.get("a") == {"id": "a", "owner": "alice", "n": 1, "until": 10.5}
+    assert t.get("zz") is None
+    assert sorted(r["id"] for r in t.find("owner", "alice")) == ["a", "b"]
+    assert [r["id"] for r in t.find_below("until", 15)] == ["a"]
+    t.put({"id": "a", "owner": "bob", "n": 7, "until": 30})  # replace moves the index entry
+    assert sorted(r["id"] for r in t.find("owner", "bob")) == ["a", "c"]
+    assert [r["id"] for r in t.find("owner", "alice")] == ["b"]
+    assert t.find_below("until", 15) == []
+    assert t.count() == 3
+    assert t.delete("a") is True
+    assert t.delete("a") is False
+    assert t.delete_where("owner", "alice") == 1
+    assert [r["id"] for r in t.all()] == ["c"]
+    assert t.clear() == 1
+    assert t.count() == 0
+    store.close()
+
+
+def test_data_survives_reopen_and_schema_migrates(db_url: str) -> None:
+    s1 = open_store(db_url)
+    s1.table(SPEC).put({"id": "x", "owner": "o", "n": 5})
+    s1.close()
+    v2 = TableSpec("items", key="id", fields=(*SPEC.fields, ("extra", "str")),
+                   indexes=("owner", "extra"), ordered=("until",), version=2)
+    s2 = open_store(db_url)
+    t2 = s2.table(v2)
+    assert t2.get("x") == {"id": "x", "owner": "o", "n": 5, "until": None, "extra": None}
+    t2.put({"id": "y", "owner": "o", "extra": "e"})
+    assert [r["id"] for r in t2.find("extra", "e")] == ["y"]
+    s2.close()
+    with pytest.raises(DbError, match="newer"):
+        open_store(db_url).table(SPEC)  # an older ksr refuses a newer schema
+
+
+def test_unreachable_backends_raise_unavailable(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    for url in ("postgres://postgres@127.0.0.1:1/test", "redis://127.0.0.1:1/0"):
+        with pytest.raises(DbUnavailable):
+            open_store(url).table(SPEC)
+
+
+@pytest.mark.postgres
+def test_postgres_reconnects_after_connection_killed() -> None:
+    import psycopg
+
+    from tests.registrar.conftest import PG_URL, _cleanup, unique_prefix
+
+    prefix = unique_prefix()
+    store = open_store(f"{PG_URL}?prefix={prefix}")
+    try:
+        t = store.table(SPEC)
+        t.put({"id": "a", "owner": "o"})
+        pid = store._conn.info.backend_pid  # type: ignore[attr-defined]
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as c:
+            c.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        t.put({"id": "b", "owner": "o"})  # the dead connection is replaced transparently
+        assert len(t.find("owner", "o")) == 2
+    finally:
+        store.close()
+        _cleanup(PG_URL, prefix)
+
+
+def test_url_parsing() -> None:
+    assert parse_db_url("sqlite:///var/x.db").target == "/var/x.db"
+    assert parse_db_url("sqlite://./ksr.sqlite").target == "./ksr.sqlite"
+    u = parse_db_url("postgres://u@h:5432/db?prefix=p_&sslmode=disable")
+    assert (u.scheme, u.prefix, u.target) == ("postgres", "p_", "postgresql://u@h:5432/db?sslmode=disable")
+    with pytest.raises(DbError):
+        parse_db_url("mysql://x/y")
+    with pytest.raises(DbError):
+        parse_db_url("redis://h/0?prefix=a;drop")
