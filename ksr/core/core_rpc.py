@@ -13,7 +13,25 @@ if TYPE_CHECKING:
 
 
 def _ctime(t: float) -> str:
-    return time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(t)).replace(" 0", "  ", 0)
+    """C's ctime() without the newline (``Thu Nov  6 16:09:51 2026``), as Kamailio prints."""
+    return time.ctime(t)
+
+
+def processes(server: Server) -> list[tuple[int, str]]:
+    """(pid, description) of every ksr process; with workers, read from the supervisor's
+    children in /proc (the worker index is the position in that list)."""
+    socks = ",".join(str(x) for x in server.listeners)
+    sup = os.environ.get("KSR_SUPERVISOR_PID", "")
+    if sup.isdigit():
+        try:
+            with open(f"/proc/{sup}/task/{sup}/children") as f:
+                kids = [int(x) for x in f.read().split()]
+        except (OSError, ValueError):
+            kids = [os.getpid()]
+        out = [(int(sup), "main process - attendant (worker supervisor)")]
+        out += [(pid, f"sip receiver child={i} sock={socks}") for i, pid in enumerate(kids)]
+        return out
+    return [(os.getpid(), f"main process - sip receiver child=0 sock={socks}")]
 
 
 class CoreRpc:
@@ -24,7 +42,11 @@ class CoreRpc:
     def uptime(self) -> dict[str, Any]:
         """Current time, start time and seconds since start."""
         now = time.time()
-        return {"now": _ctime(now), "up_since": _ctime(self.server.started), "uptime": int(now - self.server.started)}
+        return {
+            "now": _ctime(now),
+            "up_since": _ctime(self.server.started),
+            "uptime": int(now - self.server.started),
+        }
 
     @rpc("core.version")
     def version(self) -> str:
@@ -34,16 +56,36 @@ class CoreRpc:
         return f"ksr {VERSION} (python)"
 
     @rpc("core.ps")
-    def ps(self) -> list[dict[str, Any]]:
-        """Processes of this server."""
-        s = self.server
-        desc = "udp receiver child=0 sock=" + ",".join(str(x) for x in s.listeners)
-        return [{"IDX": 0, "PID": os.getpid(), "DSC": desc}]
+    def ps(self) -> list[Any]:
+        """Processes: pid, description, pid, description... (Kamailio's flat list)."""
+        out: list[Any] = []
+        for pid, desc in processes(self.server):
+            out += [pid, desc]
+        return out
 
     @rpc("core.psx")
     def psx(self) -> list[dict[str, Any]]:
-        """Processes with more detail."""
-        return [{"IDX": p["IDX"], "PID": p["PID"], "DSC": p["DSC"], "RANK": 1} for p in self.ps()]
+        """Processes as a list of {IDX, PID, DSC}."""
+        return [
+            {"IDX": i, "PID": pid, "DSC": desc}
+            for i, (pid, desc) in enumerate(processes(self.server))
+        ]
+
+    @rpc("core.shmmem")
+    def shmmem(self) -> dict[str, int]:
+        """Memory figures (ksr: this process's resident memory, see the shmem:* statistics)."""
+        vals = dict((n, v) for _, n, v in self.server.stats.select("shmem:"))
+        return {
+            k: vals.get(n, 0)
+            for k, n in (
+                ("total", "total_size"),
+                ("free", "free_size"),
+                ("used", "used_size"),
+                ("real_used", "real_used_size"),
+                ("max_used", "max_used_size"),
+                ("fragments", "fragments"),
+            )
+        }
 
     @rpc("core.echo")
     def echo(self, *args: Any) -> list[Any]:

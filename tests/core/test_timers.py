@@ -1,0 +1,131 @@
+"""The timer service on trio's MockClock: virtual time, so no test waits for real."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from ksr.core.timers import TimerService
+
+
+@pytest.fixture
+def autojump_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+async def _with_service(body) -> TimerService:  # type: ignore[no-untyped-def]
+    svc = TimerService()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(svc.run)
+        await body(svc)
+        nursery.cancel_scope.cancel()
+    return svc
+
+
+async def test_one_shots_run_in_deadline_order(autojump_clock: trio.testing.MockClock) -> None:
+    seen: list[tuple[str, float]] = []
+
+    async def body(svc: TimerService) -> None:
+        t0 = trio.current_time()
+        for name, delay in (("c", 3.0), ("a", 1.0), ("b", 2.0), ("a2", 1.0)):
+            svc.once(delay, lambda n=name: seen.append((n, trio.current_time() - t0)))
+        await trio.sleep(10)
+
+    await _with_service(body)
+    assert [n for n, _ in seen] == ["a", "a2", "b", "c"]  # ties keep the order they were added
+    assert [t for _, t in seen] == [1.0, 1.0, 2.0, 3.0]
+
+
+async def test_periodic_rearms_from_its_deadline_without_drift(autojump_clock: trio.testing.MockClock) -> None:
+    ticks: list[float] = []
+
+    async def body(svc: TimerService) -> None:
+        t0 = trio.current_time()
+
+        def tick() -> None:
+            ticks.append(round(trio.current_time() - t0, 6))
+            autojump_clock.jump(0.03)  # a callback that takes 30 ms of (virtual) time
+
+        svc.every(0.1, tick)
+        await trio.sleep(1.05)
+
+    await _with_service(body)
+    # ten ticks, each exactly on the 0.1 s grid: no accumulated drift
+    assert ticks == [round(0.1 * i, 6) for i in range(1, 11)]
+
+
+async def test_overrun_skips_missed_ticks_and_stays_on_grid(autojump_clock: trio.testing.MockClock) -> None:
+    svc = TimerService()
+    ticks: list[float] = []
+    t0 = trio.current_time()
+    svc.every(1.0, lambda: ticks.append(trio.current_time() - t0))
+    svc.run_due(t0 + 3.5)  # the process was busy for 3.5 s: one run, not three
+    assert len(ticks) == 1
+    assert svc._heap[0].deadline == pytest.approx(t0 + 4.0)
+
+
+async def test_cancel_stops_one_shot_and_periodic(autojump_clock: trio.testing.MockClock) -> None:
+    runs = {"once": 0, "every": 0}
+
+    async def body(svc: TimerService) -> None:
+        h1 = svc.once(1.0, lambda: runs.__setitem__("once", runs["once"] + 1))
+        h2 = svc.every(1.0, lambda: runs.__setitem__("every", runs["every"] + 1))
+        h1.cancel()
+        await trio.sleep(3.5)
+        h2.cancel()
+        await trio.sleep(5)
+
+    svc = await _with_service(body)
+    assert runs == {"once": 0, "every": 3}
+    assert len(svc) == 0
+
+
+async def test_failing_callback_does_not_stop_the_service(autojump_clock: trio.testing.MockClock) -> None:
+    seen: list[str] = []
+
+    def boom() -> None:
+        seen.append("boom")
+        raise RuntimeError("callback bug")
+
+    async def body(svc: TimerService) -> None:
+        svc.every(1.0, boom)
+        svc.once(1.5, lambda: seen.append("after"))
+        await trio.sleep(3.2)
+
+    svc = await _with_service(body)
+    assert seen == ["boom", "after", "boom", "boom"]
+    assert svc.failures == 3
+
+
+async def test_timer_added_from_a_callback_and_async_callbacks(autojump_clock: trio.testing.MockClock) -> None:
+    seen: list[tuple[str, float]] = []
+
+    async def body(svc: TimerService) -> None:
+        t0 = trio.current_time()
+
+        async def slow() -> None:
+            await trio.sleep(5)  # runs as its own task: does not delay the next timer
+            seen.append(("slow-done", trio.current_time() - t0))
+
+        def first() -> None:
+            seen.append(("first", trio.current_time() - t0))
+            svc.once(0.5, lambda: seen.append(("nested", trio.current_time() - t0)))
+
+        svc.once(1.0, first)
+        svc.once(1.0, slow)
+        svc.once(2.0, lambda: seen.append(("second", trio.current_time() - t0)))
+        await trio.sleep(10)
+
+    await _with_service(body)
+    assert seen == [("first", 1.0), ("nested", 1.5), ("second", 2.0), ("slow-done", 6.0)]
+
+
+def test_bad_interval_is_refused() -> None:
+    async def main() -> None:
+        svc = TimerService()
+        for bad in (0, -1, float("inf"), float("nan")):
+            with pytest.raises(ValueError):
+                svc.every(bad, lambda: None)
+
+    trio.run(main)
