@@ -13,12 +13,13 @@ An unknown key is an error naming the file, the line and the key.
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 # Loaded when the config has no loadmodule list. Each module adds itself here when it lands.
 DEFAULT_MODULES = [
@@ -86,6 +87,26 @@ class Config(BaseModel):
     core: CoreParams = Field(default_factory=CoreParams)
     modparam: dict[str, dict[str, Any]] = Field(default_factory=dict)
     source: str | None = Field(default=None, exclude=True)  # the file this came from
+    _text: str = PrivateAttr(default="")  # the file's text, to point errors at a line
+
+    def error(self, message: str, loc: list[str]) -> ConfigError:
+        """A ConfigError naming this config's file and the line where ``loc`` is written."""
+        return ConfigError(message, self.source, locate_key(self._text, loc) if self._text else None)
+
+    def module_params(self, module: str, params: type[BaseModel]) -> BaseModel:
+        """Validate ``[modparam.<module>]`` with the module's parameter model."""
+        raw = self.modparam.get(module, {})
+        try:
+            return params.model_validate(raw)
+        except ValidationError as err:
+            e = err.errors()[0]
+            loc = [str(x) for x in e["loc"]]
+            if e["type"] == "extra_forbidden":
+                hint = _did_you_mean(loc[-1], list(params.model_fields))
+                msg = f"unknown parameter '{'.'.join(loc)}' for module {module}{hint}"
+            else:
+                msg = describe_error(e, loc, params)
+            raise self.error(f"[modparam.{module}]: {msg}", ["modparam", module, *loc]) from None
 
     def script_path(self) -> Path | None:
         for mod in ("app_lua", "app_python3", "app_python"):
@@ -119,33 +140,69 @@ def load_config(path: str | Path | None) -> Config:
     except ValidationError as err:
         first = err.errors()[0]
         loc = [str(x) for x in first["loc"]]
-        msg = first["msg"]
-        if first["type"] == "extra_forbidden":
-            msg = f"unknown key '{'.'.join(loc)}' (check the spelling; see docs/configuration.md)"
-        else:
-            msg = f"'{'.'.join(loc)}': {msg}"
-        raise ConfigError(msg, str(p), locate_key(text, loc)) from None
+        raise ConfigError(describe_error(first, loc, Config), str(p), locate_key(text, loc)) from None
     cfg.source = str(p)
+    cfg._text = text
     return cfg
+
+
+def describe_error(e: Any, loc: list[str], model: type[BaseModel] | None, prefix: str = "") -> str:
+    """One pydantic error as a sentence naming the key, with a hint."""
+    name = prefix + ".".join(loc)
+    if e["type"] == "extra_forbidden":
+        hint = _did_you_mean(loc[-1], _fields_at(model, loc[:-1]))
+        if model is Config and len(loc) == 1 and not hint:
+            core = list(CoreParams.model_fields)
+            hint = ": it belongs in the [core] table" if loc[0] in core else _did_you_mean(loc[0], core, "core.")
+        return f"unknown key '{name}'{hint} (see docs/configuration.md for the valid keys)"
+    given = e.get("input")
+    shown = f" (got {given!r})" if isinstance(given, (str, int, float, bool)) else ""
+    return f"'{name}': {e['msg']}{shown}"
+
+
+def _fields_at(model: type[BaseModel] | None, path: list[str]) -> list[str]:
+    """The field names of the (nested) model found by following ``path`` from ``model``."""
+    for part in path:
+        if model is None:
+            return []
+        field = model.model_fields.get(part)
+        ann = field.annotation if field is not None else None
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    return list(model.model_fields) if model is not None else []
+
+
+def _did_you_mean(key: str, choices: list[str], prefix: str = "") -> str:
+    close = difflib.get_close_matches(key, [c for c in choices if c != "source"], n=1, cutoff=0.6)
+    return f": did you mean '{prefix}{close[0]}'?" if close else ""
+
+
+_HEADER = re.compile(r"^\[\[?\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
+_KEY = re.compile(r'^\s*("[^"]*"|[A-Za-z0-9_\-]+(?:\s*\.\s*[A-Za-z0-9_\-"]+)*)\s*=')
 
 
 def locate_key(text: str, loc: list[str]) -> int | None:
     """Line number (1-based) where the key at ``loc`` is written, if it can be found."""
+    loc = [x for x in loc if not x.isdigit()]  # list items: point at the list's key
     if not loc:
         return None
     table: list[str] = []
-    key = loc[-1]
-    want_table = loc[:-1]
+    fallback: int | None = None
     for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if line.startswith("[") and line.endswith("]"):
-            table = [x.strip().strip('"') for x in line.strip("[]").split(".")]
+        h = _HEADER.match(raw.strip())
+        if h:
+            table = [x.strip().strip('"') for x in h.group(1).split(".")]
             if table == loc:
                 return n
             continue
-        m = re.match(r'"?([A-Za-z0-9_.\-]+)"?\s*=', line)
-        if m and m.group(1) == key and (table == want_table or not want_table):
+        m = _KEY.match(raw)
+        if not m:
+            continue
+        key = [x.strip().strip('"') for x in m.group(1).split(".")]
+        full = table + key
+        if full == loc or full[: len(loc)] == loc:
             return n
-        if m and table + m.group(1).split(".") == loc:
-            return n
-    return None
+        if fallback is None and key[-1] == loc[-1]:
+            fallback = n
+    if fallback is None and len(loc) > 1:
+        return locate_key(text, loc[:-1])  # at least the table the key belongs in
+    return fallback

@@ -126,28 +126,27 @@ class Server:
         i = 0
         while i < len(wanted):
             name = wanted[i]
-            cls = load_module_class(name, self.config.mpath)
+            try:
+                cls = load_module_class(name, self.config.mpath)
+            except ConfigError as err:  # point at the loadmodule line of the file
+                raise self.config.error(str(err), ["loadmodule"]) from None
             if cls is not None:
                 classes[name] = cls
                 for dep in cls.depends:
                     if dep not in wanted:
-                        raise ConfigError(
-                            f"module '{name}' needs module '{dep}': add \"{dep}\" to loadmodule",
-                            self.config.source,
+                        raise self.config.error(
+                            f"module '{name}' needs module '{dep}': add \"{dep}\" to loadmodule", ["loadmodule"]
                         )
             i += 1
         for name in self.config.modparam:
             if name not in classes and name not in ("app_lua", "app_python3", "app_python"):
-                raise ConfigError(
-                    f"[modparam.{name}] given but module '{name}' is not in loadmodule",
-                    self.config.source,
+                raise self.config.error(
+                    f"[modparam.{name}] given but module '{name}' is not in loadmodule "
+                    f"(loaded: {', '.join(wanted)}; add \"{name}\" to loadmodule or remove the table)",
+                    ["modparam", name],
                 )
         for name, cls in classes.items():
-            raw = self.config.modparam.get(name, {})
-            try:
-                params = cls.Params.model_validate(raw)
-            except Exception as err:
-                raise ConfigError(_param_error(name, err), self.config.source) from None
+            params = self.config.module_params(name, cls.Params)
             inst = cls(self, params)
             self.modules[cls.name] = inst
             self.registry.add_module(inst, cls.submodule())
@@ -559,18 +558,6 @@ class Server:
                     m.stop()
                 except Exception:
                     log.exception("module %s failed to stop", m.name)
-
-
-def _param_error(module: str, err: Exception) -> str:
-    from pydantic import ValidationError
-
-    if isinstance(err, ValidationError):
-        e = err.errors()[0]
-        key = ".".join(str(x) for x in e["loc"])
-        if e["type"] == "extra_forbidden":
-            return f"[modparam.{module}]: unknown parameter '{key}' for module {module}"
-        return f"[modparam.{module}]: parameter '{key}': {e['msg']}"
-    return f"[modparam.{module}]: {err}"
 
 
 def _reason_for(err: RemoteProtocolError) -> str:
