@@ -10,13 +10,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from ksr.core.config import Config
+from ksr.core.config import DEFAULT_MODULES, Config
 from ksr.core.server import Server
 from ksr.sip.message import Response, parse_message_untrusted
 
@@ -34,6 +35,10 @@ def make_config(
     data: dict[str, Any] = {"core": {"listen": listen or ["udp:127.0.0.1:0"], **core}}
     if modules is not None:
         data["loadmodule"] = modules
+    if "jsonrpcs" in (DEFAULT_MODULES if modules is None else modules) and "jsonrpcs" not in (modparam or {}):
+        # a private RPC socket per test server: tests run side by side
+        sock = os.path.join(tempfile.gettempdir(), f"ksr_rpc_test_{uuid.uuid4().hex[:12]}.sock")
+        modparam = {**(modparam or {}), "jsonrpcs": {"dgram_socket": sock}}
     if modparam:
         data["modparam"] = modparam
     return Config.model_validate(data)
