@@ -44,12 +44,17 @@ def convert_param(text: str) -> Any:
     return f if f == f and f not in (float("inf"), float("-inf")) else text
 
 
+def default_socket() -> str:
+    """$KSR_RPC_SOCKET, else the jsonrpcs default (the server reads the same variable)."""
+    return os.environ.get("KSR_RPC_SOCKET") or DEFAULT_SOCKET
+
+
 def socket_from_config(path: str) -> str:
     """The dgram_socket of ``[modparam.jsonrpcs]`` in a configuration file (default if unset)."""
     from ksr.core.config import load_config
 
     cfg = load_config(path)
-    spec = str(cfg.modparam.get("jsonrpcs", {}).get("dgram_socket", DEFAULT_SOCKET))
+    spec = str(cfg.modparam.get("jsonrpcs", {}).get("dgram_socket") or default_socket())
     if spec.startswith("udp:") or spec.startswith("/"):
         return spec
     return str(cfg.resolve(spec))
@@ -127,7 +132,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"ksr rpc: {err}", file=sys.stderr)
             return 2
     else:
-        spec = os.environ.get("KSR_RPC_SOCKET", DEFAULT_SOCKET)
+        spec = default_socket()
     try:
         request = build_request(args.method, list(args.params), random.randint(2, 10000))
     except ValueError as err:

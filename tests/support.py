@@ -149,20 +149,22 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
 def ksr_process(
     script: Path, config_text: str = "", listen: list[str] | None = None, extra_args: list[str] | None = None
 ) -> Iterator[dict[str, Any]]:
-    """Run ``python -m ksr run`` as a subprocess on free ports; yields {'port', 'proc', 'log'}."""
+    """Run ``python -m ksr run`` as a subprocess on free ports; yields {'port', 'proc', 'log',
+    'dir', 'rpc'} ('rpc': its own jsonrpcs socket, given through $KSR_RPC_SOCKET)."""
     port = free_port()
     listen = listen or [f"udp:127.0.0.1:{port}", f"tcp:127.0.0.1:{port}"]
     tmp = Path(tempfile.mkdtemp(prefix="ksr-test-"))
     cfg = tmp / "ksr.toml"
     cfg.write_text(config_text)
     logf = tmp / "ksr.log"
+    rpc = str(tmp / "rpc.sock")
     args = [sys.executable, "-m", "ksr", "run", "--config", str(cfg), "--script", str(script)]
     for spec in listen:
         args += ["--listen", spec]
     args += extra_args or []
     with open(logf, "wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=str(REPO),
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                env={**os.environ, "PYTHONUNBUFFERED": "1", "KSR_RPC_SOCKET": rpc})
     try:
         deadline = time.time() + 15
         while time.time() < deadline:
@@ -173,7 +175,7 @@ def ksr_process(
             time.sleep(0.05)
         else:
             raise RuntimeError(f"ksr did not start: {logf.read_text()}")
-        yield {"port": port, "proc": proc, "log": logf, "dir": tmp}
+        yield {"port": port, "proc": proc, "log": logf, "dir": tmp, "rpc": rpc}
     finally:
         proc.terminate()
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 from typing import Any
 
@@ -66,6 +67,8 @@ class Jsonrpcs(Module):
     def socket_path(self) -> str:
         """The dgram_socket setting; a relative unix path is taken from the config's folder."""
         spec = self.params.dgram_socket
+        if "dgram_socket" not in self.params.model_fields_set:
+            spec = os.environ.get("KSR_RPC_SOCKET") or spec  # the same default as `ksr rpc`
         if spec.startswith("udp:") or spec.startswith("/"):
             return spec
         return str(self.server.config.resolve(spec))
