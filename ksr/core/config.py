@@ -24,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 # Loaded when the config has no loadmodule list. Each module adds itself here when it lands.
 DEFAULT_MODULES = [
     "sl",
+    "maxfwd",
+    "sanity",
     "jsonrpcs",
 ]
 

@@ -26,7 +26,7 @@ from .config import Config, ConfigError
 from .context import Destination, MsgContext, RouteType, SocketInfo
 from .core_stats import CoreStats
 from .module import Module
-from .modules import load_module_class
+from .modules import ALWAYS_LOADED, load_module_class
 from .pv import PvRegistry
 from .rpc import RpcRegistry
 from .stats import Stats
@@ -121,7 +121,7 @@ class Server:
             inst = cls(self, None)
             self.modules[cls.name] = inst
             self.registry.add_module(inst, cls.submodule())
-        wanted = list(dict.fromkeys(self.config.loadmodule))
+        wanted = list(dict.fromkeys([*self.config.loadmodule, *ALWAYS_LOADED]))
         classes: dict[str, type[Module]] = {}
         i = 0
         while i < len(wanted):
@@ -130,7 +130,7 @@ class Server:
                 cls = load_module_class(name, self.config.mpath)
             except ConfigError as err:  # point at the loadmodule line of the file
                 raise self.config.error(str(err), ["loadmodule"]) from None
-            if cls is not None:
+            if cls is not None and cls not in classes.values():  # app_python = app_python3
                 classes[name] = cls
                 for dep in cls.depends:
                     if dep not in wanted:
@@ -446,8 +446,7 @@ class Server:
             return False
         ctx.replied = code
         self._c_sl_replies.inc()
-        if ctx.proto != "udp":
-            dest.proto = ctx.proto
+        dest.proto = ctx.proto  # RFC 3261 §18.2.2: answer on the transport the request came on
         return self.send(dest, rpl.to_bytes(), ctx.socket, ctx.conn_id)
 
     def send_reply_any(self, ctx: MsgContext, code: int, reason: str) -> bool:

@@ -85,9 +85,9 @@ def parse_uri(text: str) -> Uri:
             return Uri(scheme, user=number, params=_params(ptext), opaque=rest)
         return Uri(scheme, opaque=rest)
     headers: str | None = None
-    if "?" in rest:
-        rest, _, headers = rest.partition("?")
     user = password = None
+    # '?' and ';' are legal inside the user part, '@' is not legal after it: the last '@'
+    # ends the userinfo, and only a '?' after it starts the headers.
     at = rest.rfind("@")
     if at >= 0:
         userinfo, rest = rest[:at], rest[at + 1 :]
@@ -97,6 +97,8 @@ def parse_uri(text: str) -> Uri:
             user = userinfo
         if user == "":
             raise RemoteProtocolError("Empty user part in URI")
+    if "?" in rest:
+        rest, _, headers = rest.partition("?")
     hostport, semi, ptext = rest.partition(";")
     host, port = _hostport(hostport)
     return Uri(scheme, user, password, host, port, _params(ptext) if semi else {}, headers)

@@ -1,0 +1,84 @@
+"""maxfwd: Max-Forwards processing (RFC 3261 §16.6 step 3)."""
+
+from __future__ import annotations
+
+import logging
+
+from ksr.core.context import MsgContext
+from ksr.core.module import ModParams, Module
+from ksr.kemi.registry import kemi
+from ksr.sip.abnf import uint
+from ksr.sip.message import Header, Message
+
+log = logging.getLogger("ksr.maxfwd")
+
+_DONE_KEY = "maxfwd_value"
+
+
+class MaxfwdParams(ModParams):
+    max_limit: int = 70  # a received value above this is lowered to it when decremented
+
+
+class Maxfwd(Module):
+    name = "maxfwd"
+    Params = MaxfwdParams
+
+    def _value(self, ctx: MsgContext) -> tuple[Header | None, int]:
+        """The first Max-Forwards header and its value; value -1 when absent, -2 when
+        malformed or above 255 (Kamailio's bound)."""
+        for h in ctx.msg.headers:
+            if h.key == "max-forwards":
+                v = uint(h.value, 255)
+                return h, (-2 if v is None else v)
+        return None, -1
+
+    @kemi()
+    def process_maxfwd(self, ctx: MsgContext, limit: int) -> int:
+        """process_maxfwd(limit): 2 if Max-Forwards was missing (added with ``limit``), 1 if
+        decremented, -1 if it is already 0 (answer 483), -2 on a malformed value (or one
+        above 255). The change is applied when the request is forwarded."""
+        if not ctx.is_request or limit < 0 or limit > 255:
+            return -2
+        done = ctx.extra.get(_DONE_KEY)
+        if done is not None:
+            return done  # type: ignore[no-any-return]  # one change per message
+        hdr, val = self._value(ctx)
+        if val == -2:
+            log.debug("malformed Max-Forwards from %s:%d", ctx.src_ip, ctx.src_port)
+            return -2
+        if hdr is None:
+            text = str(limit)
+            ctx.add_lump(lambda m, orig: m.headers.insert(0, Header("Max-Forwards", text)))
+            ctx.extra[_DONE_KEY] = 2
+            return 2
+        if val == 0:
+            return -1
+        new = min(val - 1, self.params.max_limit)
+        ctx.add_lump(_replace_lump(hdr, str(new)))
+        ctx.extra[_DONE_KEY] = 1
+        return 1
+
+    @kemi()
+    def is_maxfwd_lt(self, ctx: MsgContext, limit: int) -> int:
+        """is_maxfwd_lt(n): 1 if Max-Forwards < n, -1 if not, -2 if missing, -3 if malformed."""
+        if not ctx.is_request:
+            return -3
+        _, val = self._value(ctx)
+        if val == -1:
+            return -2
+        if val == -2:
+            return -3
+        return 1 if val < limit else -1
+
+
+def _replace_lump(hdr: Header, value: str):  # type: ignore[no-untyped-def]
+    def lump(m: Message, orig: frozenset[int]) -> None:
+        for i, h in enumerate(m.headers):
+            if h is hdr:
+                m.headers[i] = Header(h.name, value)
+                return
+
+    return lump
+
+
+MODULE = Maxfwd

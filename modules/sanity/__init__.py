@@ -1,0 +1,88 @@
+"""sanity: RFC 3261 checks on incoming requests, answered with the precise error reply."""
+
+from __future__ import annotations
+
+import logging
+
+from ksr.core.context import MsgContext
+from ksr.core.module import ModParams, Module
+from ksr.kemi.registry import kemi
+
+from .checks import ALL_CHECKS, DEFAULT_CHECKS, DEFAULT_URI_CHECKS, Failure, Job, run_checks
+
+log = logging.getLogger("ksr.sanity")
+
+_FAILURE_KEY = "sanity_failure"
+
+
+class SanityParams(ModParams):
+    default_checks: int = DEFAULT_CHECKS
+    uri_checks: int = DEFAULT_URI_CHECKS
+    proxy_require: str = ""  # option tags this proxy supports ("foo, bar")
+    autodrop: int = 1  # accepted for config compatibility; KEMI calls always return -1
+    noreply: int = 0  # 1: do not reply, the script calls sanity_reply() or replies itself
+
+
+class Sanity(Module):
+    name = "sanity"
+    Params = SanityParams
+    depends = ("sl",)
+
+    def init(self) -> None:
+        self.supported = frozenset(
+            t.strip() for t in self.params.proxy_require.split(",") if t.strip()
+        )
+        self.c_failed = self.server.stats.counter("sanity", "failed_checks")
+
+    def check(self, ctx: MsgContext, msg_checks: int, uri_checks: int) -> int:
+        """Run the checks; on failure reply (unless noreply) and return -1, else 1."""
+        ctx.extra.pop(_FAILURE_KEY, None)
+        job = Job(ctx.msg, ctx.ruri, ctx.proto, uri_checks, self.supported)
+        failure = run_checks(job, msg_checks & ALL_CHECKS)
+        if failure is None:
+            return 1
+        self.c_failed.inc()
+        log.debug(
+            "sanity check failed for message from %s:%d: %d %s",
+            ctx.src_ip,
+            ctx.src_port,
+            failure.code,
+            failure.reason,
+        )
+        ctx.extra[_FAILURE_KEY] = failure
+        if not self.params.noreply:
+            self._reply(ctx, failure)
+        return -1
+
+    def _reply(self, ctx: MsgContext, failure: Failure) -> bool:
+        if not ctx.is_request or ctx.request.method == "ACK":
+            return False
+        ctx.reply_lumps.extend(f"{h}\r\n" for h in failure.headers)
+        sl = self.server.module("sl")
+        if sl is not None:
+            return bool(sl.reply(ctx, failure.code, failure.reason, False) > 0)
+        return self.server.send_reply_stateless(ctx, failure.code, failure.reason)
+
+    @kemi()
+    def sanity_check(self, ctx: MsgContext, msg_checks: int, uri_checks: int) -> int:
+        """sanity_check(msg_checks, uri_checks): -1 if a check failed (a precise error reply is
+        already sent unless noreply=1), 1 if all passed. Bits as Kamailio's; 1048576 = ksr strict."""
+        return self.check(ctx, msg_checks, uri_checks)
+
+    @kemi()
+    def sanity_check_defaults(self, ctx: MsgContext) -> int:
+        """sanity_check with the default_checks and uri_checks parameters."""
+        return self.check(ctx, self.params.default_checks, self.params.uri_checks)
+
+    @kemi()
+    def sanity_reply(self, ctx: MsgContext) -> int:
+        """Send the reply for the last failed check of this message (with noreply=1)."""
+        if not self.params.noreply:
+            return 1  # the check already replied
+        failure = ctx.extra.get(_FAILURE_KEY)
+        if failure is None:
+            return -1
+        return 1 if self._reply(ctx, failure) else -1
+
+
+MODULE = Sanity

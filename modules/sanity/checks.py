@@ -1,0 +1,384 @@
+"""The sanity checks themselves: pure functions from a message to a failure (or None).
+
+Bit values are Kamailio's (sanity_mod.h); ``STRICT`` is a ksr extra for the RFC 3261 syntax
+rules RFC 4475 exercises that Kamailio's parser enforces elsewhere or not at all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ksr.sip.abnf import is_token, uint
+from ksr.sip.auth_header import parse_credentials
+from ksr.sip.errors import RemoteProtocolError
+from ksr.sip.headers import parse_name_addr, parse_params, parse_via, split_commas
+from ksr.sip.message import Message, Request
+from ksr.sip.uri import parse_uri
+
+RURI_SIP_VERSION = 1
+RURI_SCHEME = 2
+REQUIRED_HEADERS = 4
+VIA_SIP_VERSION = 8
+VIA_PROTOCOL = 16
+CSEQ_METHOD = 32
+CSEQ_VALUE = 64
+CL = 128
+EXPIRES_VALUE = 256
+PROXY_REQUIRE = 512
+PARSE_URIS = 1024
+CHECK_DIGEST = 2048
+CHECK_DUPTAGS = 4096
+CHECK_AUTHORIZATION = 8192
+VIA1_HEADER = 16384
+STRICT = 1 << 20  # ksr only
+ALL_CHECKS = (1 << 15) - 1 | STRICT
+
+DEFAULT_CHECKS = 3047
+DEFAULT_URI_CHECKS = 7
+
+URI_RURI = 1
+URI_FROM = 2
+URI_TO = 4
+URI_CONTACT = 8
+
+# URI schemes the parse-URIs check accepts (Kamailio's URI parser knows these).
+KNOWN_SCHEMES = frozenset({"sip", "sips", "tel", "tels", "urn"})
+# RFC 3261 §7.3.1 / §20: headers a request carries at most once
+SINGLE_VALUE = (
+    ("call-id", "Call-ID"),
+    ("cseq", "CSeq"),
+    ("from", "From"),
+    ("to", "To"),
+    ("max-forwards", "Max-Forwards"),
+    ("content-length", "Content-Length"),
+    ("content-type", "Content-Type"),
+    ("expires", "Expires"),
+)
+# rfc1123-date = wkday "," SP date1 SP time SP "GMT"  (RFC 3261 §20.17)
+DATE_RE = re.compile(
+    r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} "
+    r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "
+    r"[0-9]{2}:[0-9]{2}:[0-9]{2} GMT"
+)
+
+
+@dataclass(slots=True)
+class Failure:
+    """What a failed check answers: status, reason, extra reply header lines."""
+
+    code: int
+    reason: str
+    headers: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Job:
+    """One sanity_check run: the message, the R-URI as the script sees it, the settings."""
+
+    msg: Message
+    ruri: str | None
+    proto: str
+    uri_checks: int
+    proxy_require: frozenset[str]
+
+
+Check = Callable[[Job], Failure | None]
+
+
+def _req(job: Job) -> Request | None:
+    return job.msg if isinstance(job.msg, Request) else None
+
+
+def ruri_sip_version(job: Job) -> Failure | None:
+    req = _req(job)
+    if req is not None and req.version != "SIP/2.0":
+        return Failure(505, "Version Not Supported (R-URI)")
+    return None
+
+
+def ruri_scheme(job: Job) -> Failure | None:
+    req = _req(job)
+    if req is None:
+        return None
+    try:
+        uri = parse_uri(job.ruri or req.uri)
+    except RemoteProtocolError:
+        return Failure(400, "Bad Request URI")
+    if uri.scheme not in ("sip", "sips", "tel", "tels"):
+        return Failure(416, "Unsupported URI Scheme in Request URI")
+    return None
+
+
+def required_headers(job: Job) -> Failure | None:
+    m = job.msg
+    for key in ("via", "from", "to", "call-id", "cseq"):
+        if not m.has(key):
+            return Failure(400, "Missing Required Header in Request")
+    return None
+
+
+def via1_header(job: Job) -> Failure | None:
+    try:
+        via = job.msg.top_via
+    except RemoteProtocolError:
+        return Failure(400, "Bad Via Header")
+    if not via.host:
+        return Failure(400, "Bad Via Header")
+    return None
+
+
+def via_sip_version(job: Job) -> Failure | None:
+    try:
+        via = job.msg.top_via
+    except RemoteProtocolError:
+        return Failure(400, "Bad Via Header")
+    if via.protocol != "SIP/2.0":
+        return Failure(505, "Version Not Supported (Via)")
+    return None
+
+
+def via_protocol(job: Job) -> Failure | None:
+    try:
+        via = job.msg.top_via
+    except RemoteProtocolError:
+        return Failure(400, "Bad Via Header")
+    if via.transport.lower() != job.proto.lower():
+        return Failure(400, "Transport Mismatch in Topmost Via")
+    return None
+
+
+def _cseq_parts(job: Job) -> list[str] | Failure:
+    value = job.msg.get("cseq")
+    if value is None:
+        return Failure(400, "Missing CSeq header")
+    return value.split()
+
+
+def cseq_method(job: Job) -> Failure | None:
+    parts = _cseq_parts(job)
+    if isinstance(parts, Failure):
+        return parts
+    if len(parts) < 2:
+        return Failure(400, "Missing method in CSeq header")
+    req = _req(job)
+    if len(parts) > 2 or not is_token(parts[1]):
+        return Failure(400, "Malformed CSeq header")
+    if req is not None and parts[1] != req.method:
+        return Failure(400, "CSeq method does not match request method")
+    return None
+
+
+def cseq_value(job: Job) -> Failure | None:
+    parts = _cseq_parts(job)
+    if isinstance(parts, Failure):
+        return parts
+    if not parts:
+        return Failure(400, "Missing number in CSeq header")
+    if uint(parts[0], 2**32 - 1) is None:
+        return Failure(400, "CSeq number is illegal")
+    return None
+
+
+def content_length(job: Job) -> Failure | None:
+    value = job.msg.get("content-length")
+    if value is not None and uint(value, 2**32) != len(job.msg.body):
+        return Failure(400, "Content-Length mis-match")
+    return None
+
+
+def expires_value(job: Job) -> Failure | None:
+    value = job.msg.get("expires")
+    if value is None:
+        return None
+    if not value:
+        return Failure(400, "Missing number in Expires header")
+    if uint(value, 2**32 - 1) is None:
+        return Failure(400, "Expires value is illegal")
+    return None
+
+
+def proxy_require(job: Job) -> Failure | None:
+    wanted = job.msg.get_values("proxy-require")
+    unknown = [t for t in wanted if t not in job.proxy_require]
+    if not unknown:
+        return None
+    # RFC 3261 §8.2.2.3: list every option tag we do not support
+    return Failure(420, "Bad Extension", [f"Unsupported: {', '.join(unknown)}"])
+
+
+def _uri_ok(text: str) -> bool:
+    try:
+        uri = parse_uri(text)
+    except RemoteProtocolError:
+        return False
+    return uri.scheme in KNOWN_SCHEMES and (uri.host != "" or not uri.is_sip)
+
+
+def parse_uris(job: Job) -> Failure | None:
+    m = job.msg
+    req = _req(job)
+    if job.uri_checks & URI_RURI and req is not None and not _uri_ok(job.ruri or req.uri):
+        return Failure(400, "Bad Request URI")
+    for bit, key, name in ((URI_FROM, "from", "From"), (URI_TO, "to", "To")):
+        if not job.uri_checks & bit:
+            continue
+        value = m.get(key)
+        if value is None:
+            return Failure(400, f"Missing {name} Header")
+        try:
+            na = parse_name_addr(value)
+        except RemoteProtocolError:
+            return Failure(400, f"Bad {name} header")
+        if not _uri_ok(na.uri_text):
+            return Failure(400, f"Bad {name} URI")
+    if job.uri_checks & URI_CONTACT:
+        values = m.get_values("contact")
+        if values and values != ["*"]:
+            try:
+                first = parse_name_addr(values[0])
+            except RemoteProtocolError:
+                return Failure(400, "Bad Contact Header")
+            if not _uri_ok(first.uri_text):
+                return Failure(400, "Bad Contact URI")
+    return None
+
+
+def _digest(job: Job, other_schemes_ok: bool) -> Failure | None:
+    for key in ("authorization", "proxy-authorization"):
+        for value in job.msg.get_all(key):
+            try:
+                cred = parse_credentials(value)
+            except RemoteProtocolError:
+                return Failure(400, "Malformed Credentials")
+            if cred.scheme.lower() != "digest":
+                if other_schemes_ok:
+                    continue
+                return Failure(400, "Unsupported Authorization Scheme")
+            p = cred.params
+            if not p.get("username") or not p.get("nonce") or not p.get("response"):
+                return Failure(400, "Malformed Credentials")
+            if not p.get("realm") or not p.get("uri"):
+                return Failure(400, "Malformed Credentials")
+    return None
+
+
+def check_digest(job: Job) -> Failure | None:
+    return _digest(job, False)
+
+
+def check_authorization(job: Job) -> Failure | None:
+    return _digest(job, True)
+
+
+def duptags(job: Job) -> Failure | None:
+    for key, name in (("from", "From"), ("to", "To")):
+        value = job.msg.get(key)
+        if value is None:
+            continue
+        try:
+            na = parse_name_addr(value)
+        except RemoteProtocolError:
+            return Failure(400, f"Bad {name} header")
+        if na.tag is not None and _count_tags(value) > 1:
+            return Failure(400, f"Duplicated tag in {name} header")
+    return None
+
+
+def _count_tags(value: str) -> int:
+    # parameters after the address: after '>' for name-addr, else after the first ';'
+    gt = value.rfind(">")
+    tail = value[gt + 1 :] if gt >= 0 else value.partition(";")[2]
+    return sum(1 for p in tail.split(";") if p.partition("=")[0].strip().lower() == "tag")
+
+
+def strict(job: Job) -> Failure | None:
+    """RFC 3261 syntax beyond Kamailio's checks (ksr only, bit 1<<20)."""
+    m = job.msg
+    for key, name in SINGLE_VALUE:
+        if m.count(key) > 1:
+            return Failure(400, f"Duplicate {name} header")
+    req = _req(job)
+    if req is not None:
+        try:
+            uri = parse_uri(job.ruri or req.uri)
+        except RemoteProtocolError:
+            return Failure(400, "Bad Request URI")
+        if uri.is_sip and uri.headers is not None:
+            return Failure(400, "Bad Request URI (headers not allowed)")
+    for key, name in (("from", "From"), ("to", "To")):
+        value = m.get(key)
+        if value is not None:
+            try:
+                parse_name_addr(value, strict=True)
+            except RemoteProtocolError as err:
+                return Failure(400, f"Malformed {name} header ({err.reason})")
+    for value in m.get_all("contact"):
+        for item in split_commas(value):
+            if item == "*" and value.strip() == "*":
+                continue
+            try:
+                if not item:
+                    raise RemoteProtocolError("empty value")
+                parse_name_addr(item, strict=True)
+            except RemoteProtocolError as err:
+                return Failure(400, f"Malformed Contact header ({err.reason})")
+    for value in m.get_all("via"):
+        for item in split_commas(value):
+            try:
+                if not item:
+                    raise RemoteProtocolError("empty value")
+                parse_via(item, strict=True)
+            except RemoteProtocolError as err:
+                return Failure(400, f"Malformed Via header ({err.reason})")
+    mf = m.get_all("max-forwards")
+    if mf and uint(mf[0], 255) is None:
+        return Failure(400, "Max-Forwards value is illegal")
+    for value in m.get_all("date"):
+        if not DATE_RE.fullmatch(value):
+            return Failure(400, "Malformed Date header")
+    ct = m.get("content-type")
+    if ct is not None:
+        mtype, _, ptext = ct.partition(";")
+        top, slash, sub = mtype.strip().partition("/")
+        if not slash or not is_token(top.strip()) or not is_token(sub.strip()):
+            return Failure(400, "Malformed Content-Type header")
+        try:
+            parse_params(ptext, strict=True)
+        except RemoteProtocolError:
+            return Failure(400, "Malformed Content-Type header")
+    return None
+
+
+# Kamailio's order of evaluation (sanity_mod.c), then the ksr extra.
+CHECKS: tuple[tuple[int, Check, bool], ...] = (
+    # (bit, check, applies to replies too)
+    (RURI_SIP_VERSION, ruri_sip_version, False),
+    (RURI_SCHEME, ruri_scheme, False),
+    (REQUIRED_HEADERS, required_headers, True),
+    (VIA1_HEADER, via1_header, True),
+    (VIA_SIP_VERSION, via_sip_version, True),
+    (VIA_PROTOCOL, via_protocol, False),
+    (CSEQ_METHOD, cseq_method, False),
+    (CSEQ_VALUE, cseq_value, True),
+    (CL, content_length, True),
+    (EXPIRES_VALUE, expires_value, True),
+    (PROXY_REQUIRE, proxy_require, False),
+    (PARSE_URIS, parse_uris, True),
+    (CHECK_DIGEST, check_digest, False),
+    (CHECK_AUTHORIZATION, check_authorization, False),
+    (CHECK_DUPTAGS, duptags, True),
+    (STRICT, strict, True),
+)
+
+
+def run_checks(job: Job, msg_checks: int) -> Failure | None:
+    """The first failing check among ``msg_checks``, in Kamailio's order."""
+    is_request = job.msg.is_request
+    for bit, check, on_replies in CHECKS:
+        if msg_checks & bit and (is_request or on_replies):
+            failure = check(job)
+            if failure is not None:
+                return failure
+    return None
