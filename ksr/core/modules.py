@@ -19,9 +19,13 @@ BUNDLED = Path(__file__).resolve().parent.parent.parent / "modules"
 # Kamailio module names whose functions ksr provides elsewhere, or that have nothing to do here.
 # (The script engines are chosen by the script's file extension; database drivers by db_url.)
 ALIASES: dict[str, str | None] = {
-    "app_python3": None, "app_python": None, "app_lua": None, "ctl": None, "cfg_rpc": None,
+    "app_python": "app_python3", "ctl": None, "cfg_rpc": None,
     "db_sqlite": None, "db_postgres": None, "db_redis": None, "db_mysql": None, "db_text": None,
 }
+
+
+# Loaded whatever loadmodule says: the script engines' RPC commands (reload, list) always exist.
+ALWAYS_LOADED = ("app_lua", "app_python3")
 
 
 def module_dirs(mpath: list[str]) -> list[Path]:

@@ -49,17 +49,33 @@ local function tb(err)
   if type(err) ~= "string" then err = tostring(err) end
   return err
 end
+-- A route may run another one (an event callback fired by a KSR call): the budget covers
+-- the outermost run, so only depth 0 arms and disarms the hook.
+local depth = 0
 function __ksr_run(name, ...)
   local f = _G[name]
   if type(f) ~= "function" then return 2 end
-  hits = 0
-  if budget_steps > 0 then debug.sethook(on_budget, "", step) end
+  if depth == 0 then
+    hits = 0
+    if budget_steps > 0 then debug.sethook(on_budget, "", step) end
+  end
+  depth = depth + 1
   local ok, err = xpcall(f, tb, ...)
-  if budget_steps > 0 then debug.sethook() end
+  depth = depth - 1
+  if depth == 0 and budget_steps > 0 then debug.sethook() end
   if ok or err == exit_mark then return 1 end
   return 0, err
 end
 function __ksr_has(name) return type(_G[name]) == "function" end
+-- The script's top-level code runs under the same budget: a loop there must not hang a reload.
+function __ksr_load(chunk)
+  hits = 0
+  if budget_steps > 0 then debug.sethook(on_budget, "", step) end
+  local ok, err = pcall(chunk)
+  if budget_steps > 0 then debug.sethook() end
+  if ok then return true end
+  return false, tostring(err)
+end
 """
 
 _BOOTSTRAP_51 = _BOOTSTRAP.replace(
@@ -92,6 +108,8 @@ class LuaEngine(Engine):
             source = self.path.read_text()
         except OSError as err:
             raise ScriptError(f"cannot read script: {err.strerror}", str(self.path)) from None
+        except UnicodeDecodeError as err:
+            raise ScriptError(f"cannot read script: not UTF-8 ({err.reason})", str(self.path)) from None
         g = lua.globals()
         g.python = None
         g.KSR = self._build_ksr(lua)
@@ -99,6 +117,10 @@ class LuaEngine(Engine):
         budget = max(0, core.script_max_instructions // steps)
         boot = _BOOTSTRAP_51 if lua.lua_version == (5, 1) else _BOOTSTRAP
         lua.execute(boot, budget, steps)
+        if budget > 0 and core.lua_runtime == "luajit":
+            # Count hooks never fire inside LuaJIT's compiled traces, so a runaway loop would
+            # escape the budget: with the guard on, LuaJIT runs its (still fast) interpreter.
+            lua.execute("jit.off()")
         loader = lua.eval("loadstring or load")
         chunk = loader(source, "@" + str(self.path))
         if not callable(chunk) or isinstance(chunk, tuple):
@@ -106,10 +128,12 @@ class LuaEngine(Engine):
             file, line, msg = split_lua_position(str(err))
             raise ScriptError(f"syntax error: {msg}", str(self.path), line)
         try:
-            chunk()
+            ran = g["__ksr_load"](chunk)
         except Exception as err:  # lupa.LuaError and friends
-            file, line, msg = split_lua_position(str(err))
-            raise ScriptError(f"error running the script: {msg}", str(self.path), line) from None
+            ran = (False, str(err))
+        if isinstance(ran, tuple) and not ran[0]:
+            file, line, msg = split_lua_position(str(ran[1]))
+            raise ScriptError(f"error running the script: {msg}", str(self.path), line)
         self.lua = lua
         self._run = g["__ksr_run"]
         self._has = g["__ksr_has"]

@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("ksr.script")
 
 
-class ScriptTimeout(Exception):
-    pass
+class ScriptTimeout(BaseException):
+    """A route ran past core.script_max_seconds. BaseException, so neither a KSR binding
+    nor a script's ``except Exception`` can swallow it."""
 
 
 class SipMsg:
@@ -117,12 +118,30 @@ class PythonEngine(Engine):
 
     def load(self) -> None:
         folder = str(self.path.parent.resolve())
+        # Helper modules from the script's folder are loaded fresh with each version; if this
+        # version fails, the running one gets its helpers and its KSR module back.
+        stale = {
+            name: mod for name, mod in list(sys.modules.items())
+            if name != "KSR" and _in_folder(mod, folder)
+        }
+        saved_ksr = sys.modules.get("KSR")
+        for name in stale:
+            del sys.modules[name]
         before = set(sys.modules)
-        # Helper modules from the script's folder are loaded fresh with each version.
-        for name, mod in list(sys.modules.items()):
-            f = getattr(mod, "__file__", None)
-            if f and str(Path(f).resolve().parent) == folder and name != "KSR":
-                del sys.modules[name]
+        try:
+            self._load(folder, before)
+        except BaseException:
+            for name in set(sys.modules) - before:
+                if _in_folder(sys.modules[name], folder):
+                    del sys.modules[name]
+            sys.modules.update(stale)
+            if saved_ksr is not None:
+                sys.modules["KSR"] = saved_ksr
+            raise
+        if self.server.config.core.script_max_seconds > 0:
+            AlarmGuard.install()
+
+    def _load(self, folder: str, before: set[str]) -> None:
         PythonEngine._generation += 1
         modname = f"ksr_script_{PythonEngine._generation}"
         sys.modules["KSR"] = self.ksr
@@ -166,8 +185,7 @@ class PythonEngine(Engine):
         self.module = module
         self.handler = handler
         self.helper_modules = sorted(
-            n for n in set(sys.modules) - before
-            if str(Path(getattr(sys.modules[n], "__file__", "") or "/").resolve().parent) == folder
+            n for n in set(sys.modules) - before if _in_folder(sys.modules[n], folder)
         )
         self.loaded_at = time.time()
 
@@ -181,10 +199,9 @@ class PythonEngine(Engine):
         prev = self.ctx
         self.ctx = ctx
         limit = self.server.config.core.script_max_seconds
-        timed = limit > 0 and threading.current_thread() is threading.main_thread()
-        if timed:
-            old = signal.signal(signal.SIGALRM, _on_alarm)
-            signal.setitimer(signal.ITIMER_REAL, limit)
+        guard = AlarmGuard.current() if limit > 0 and prev is None else None
+        if guard is not None:
+            guard.arm(limit)
         try:
             fn(SipMsg(ctx), *args)
             return 1
@@ -199,14 +216,54 @@ class PythonEngine(Engine):
             log.debug("%s", "".join(traceback.format_exception(err)))
             return 0
         finally:
-            if timed:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                signal.signal(signal.SIGALRM, old)
+            if guard is not None:
+                guard.disarm()
             self.ctx = prev
 
 
-def _on_alarm(signum: int, frame: Any) -> None:
-    raise ScriptTimeout()
+class AlarmGuard:
+    """The SIGALRM handler behind ``core.script_max_seconds``, installed once per process.
+
+    A route call only starts and stops the interval timer; the handler raises only while a
+    route is armed, so a late signal can never hit the event loop. The instance lives in the
+    signal table itself (its bound method is the handler), not in a module global.
+    """
+
+    def __init__(self) -> None:
+        self.armed = False
+
+    @classmethod
+    def current(cls) -> AlarmGuard | None:
+        handler = signal.getsignal(signal.SIGALRM)
+        guard = getattr(handler, "__self__", None)
+        return guard if isinstance(guard, AlarmGuard) else None
+
+    @classmethod
+    def install(cls) -> AlarmGuard | None:
+        """Install the handler (only possible from the main thread)."""
+        guard = cls.current()
+        if guard is None and threading.current_thread() is threading.main_thread():
+            guard = cls()
+            signal.signal(signal.SIGALRM, guard.on_alarm)
+        return guard
+
+    def arm(self, seconds: float) -> None:
+        self.armed = True
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+
+    def disarm(self) -> None:
+        self.armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def on_alarm(self, signum: int, frame: Any) -> None:
+        if self.armed:
+            self.armed = False
+            raise ScriptTimeout()
+
+
+def _in_folder(mod: Any, folder: str) -> bool:
+    f = getattr(mod, "__file__", None)
+    return bool(f) and str(Path(f).resolve().parent) == folder
 
 
 def _last_frame(err: BaseException, default_file: str) -> tuple[str, int | None]:
