@@ -184,8 +184,14 @@ class Server:
         self.script_path = Path(p)
         return engine
 
+    def engine_for(self, ctx: MsgContext) -> Engine | None:
+        """The script version a route of this message runs in: the one its transaction
+        started with (tm pins ``tx.engine``), else the newest (docs/hot-reload.md)."""
+        pinned = getattr(ctx.tx, "engine", None)
+        return pinned if pinned is not None else self.engine
+
     def run_route(self, ctx: MsgContext, name: str, *args: Any) -> int:
-        eng = self.engine
+        eng = self.engine_for(ctx)
         if eng is None or not name or name == "none":
             return 2
         self._c_runs.inc()
