@@ -37,7 +37,9 @@ async def test_one_shots_run_in_deadline_order(autojump_clock: trio.testing.Mock
     assert [t for _, t in seen] == [1.0, 1.0, 2.0, 3.0]
 
 
-async def test_periodic_rearms_from_its_deadline_without_drift(autojump_clock: trio.testing.MockClock) -> None:
+async def test_periodic_rearms_from_its_deadline_without_drift(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     ticks: list[float] = []
 
     async def body(svc: TimerService) -> None:
@@ -55,7 +57,9 @@ async def test_periodic_rearms_from_its_deadline_without_drift(autojump_clock: t
     assert ticks == [round(0.1 * i, 6) for i in range(1, 11)]
 
 
-async def test_overrun_skips_missed_ticks_and_stays_on_grid(autojump_clock: trio.testing.MockClock) -> None:
+async def test_overrun_skips_missed_ticks_and_stays_on_grid(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     svc = TimerService()
     ticks: list[float] = []
     t0 = trio.current_time()
@@ -81,7 +85,9 @@ async def test_cancel_stops_one_shot_and_periodic(autojump_clock: trio.testing.M
     assert len(svc) == 0
 
 
-async def test_failing_callback_does_not_stop_the_service(autojump_clock: trio.testing.MockClock) -> None:
+async def test_failing_callback_does_not_stop_the_service(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     seen: list[str] = []
 
     def boom() -> None:
@@ -98,7 +104,9 @@ async def test_failing_callback_does_not_stop_the_service(autojump_clock: trio.t
     assert svc.failures == 3
 
 
-async def test_timer_added_from_a_callback_and_async_callbacks(autojump_clock: trio.testing.MockClock) -> None:
+async def test_timer_added_from_a_callback_and_async_callbacks(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     seen: list[tuple[str, float]] = []
 
     async def body(svc: TimerService) -> None:
@@ -125,7 +133,7 @@ def test_bad_interval_is_refused() -> None:
     async def main() -> None:
         svc = TimerService()
         for bad in (0, -1, float("inf"), float("nan")):
-            with pytest.raises(ValueError):
+            with pytest.raises(ValueError, match="positive"):
                 svc.every(bad, lambda: None)
 
     trio.run(main)
