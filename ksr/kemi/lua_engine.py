@@ -174,6 +174,8 @@ class LuaEngine(Engine):
             code, message = result, None
         if code == 0:
             file, line, msg = split_lua_position(str(message))
+            if file and file.startswith("...") and str(self.path).endswith(file[3:]):
+                file = str(self.path)  # Lua shortens long chunk names to their tail
             where = f"{file}:{line}" if line else str(self.path)
             log.error("%s: error in %s(): %s", where, name, msg)
         return int(code)
