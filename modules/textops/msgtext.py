@@ -1,0 +1,79 @@
+"""Message text helpers for textops: the message as a string, and changes written back into a
+``Message`` inside a lump (start line, headers and body, with Content-Length kept right)."""
+
+from __future__ import annotations
+
+from ksr.sip.message import Header, Message, Request, Response
+
+ENC = "surrogateescape"
+
+
+def text_of(m: Message) -> str:
+    return m.to_bytes().decode("utf-8", ENC)
+
+
+def head_of(m: Message) -> str:
+    """Start line and headers, ending with the blank line."""
+    t = text_of(m)
+    head, sep, _ = t.partition("\r\n\r\n")
+    return head + sep
+
+
+def body_text(m: Message) -> str:
+    return m.body.decode("utf-8", ENC)
+
+
+def set_body(m: Message, body: bytes, content_type: str | None = None) -> None:
+    """Replace the body, fixing Content-Length (and Content-Type if given)."""
+    m.body = body
+    if content_type is not None:
+        _set_header(m, "Content-Type", content_type)
+    _set_header(m, "Content-Length", str(len(body)))
+    m.raw = None
+
+
+def _set_header(m: Message, name: str, value: str) -> None:
+    key = Header(name, "").key
+    for i, h in enumerate(m.headers):
+        if h.key == key:
+            m.headers[i] = Header(h.name, value)
+            m.headers[i + 1 :] = [x for x in m.headers[i + 1 :] if x.key != key]
+            m._cache.clear()
+            return
+    m.headers.append(Header(name, value))
+    m._cache.clear()
+
+
+def set_text(m: Message, text: str) -> bool:
+    """Write a whole message text back into m; False if the start line became unreadable."""
+    head, _, body = text.partition("\r\n\r\n")
+    lines = head.split("\r\n")
+    first = lines[0].split(" ", 2)
+    if len(first) < 3:
+        return False
+    if isinstance(m, Request):
+        m.method, m.uri, m.version = first[0], first[1], first[2]
+    elif isinstance(m, Response):
+        if not first[1].isdigit():
+            return False
+        m.version, m.status, m.reason = first[0], int(first[1]), first[2]
+    set_headers_text(m, "\r\n".join(lines[1:]))
+    set_body(m, body.encode("utf-8", ENC))
+    return True
+
+
+def set_headers_text(m: Message, text: str) -> None:
+    headers: list[Header] = []
+    for line in text.split("\r\n"):
+        if not line:
+            continue
+        if line[:1] in (" ", "\t") and headers:
+            last = headers[-1]
+            headers[-1] = Header(last.name, f"{last.value} {line.strip()}")
+            continue
+        name, colon, value = line.partition(":")
+        if colon and name.strip():
+            headers.append(Header(name.strip(), value.strip()))
+    m.headers = headers
+    m.raw = None
+    m._cache.clear()
