@@ -68,18 +68,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .core.config import Config
     from .core.server import Server
 
+    from .kemi.reload import check_script
+
     try:
         cfg = load_config(args.config) if args.config else Config()
         server = Server(cfg, Path(args.script))
-        engine = server.make_engine(Path(args.script))
-        engine.load()
     except (ConfigError, ScriptError) as err:
         print(f"ksr check: {err}", file=sys.stderr)
         return 1
-    errors = engine.check_names()
-    for e in errors:
-        print(e, file=sys.stderr)
-    if errors:
+    engine, problems = check_script(server, Path(args.script))
+    for problem in problems:  # every problem, each as file:line: message
+        print(problem, file=sys.stderr)
+    if problems or engine is None:
+        print(f"ksr check: {args.script}: {len(problems)} problem(s)", file=sys.stderr)
         return 1
     print(f"{args.script}: OK ({engine.language}, {len(engine.used_functions())} KSR calls checked)")
     return 0

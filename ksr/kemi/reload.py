@@ -72,6 +72,9 @@ def check_script(server: Server, path: Path) -> tuple[Engine | None, list[Proble
         names = []  # unreadable: the load error already says so
     for text in names:
         file, line, message = _split_check_line(text, path)
+        parts = message.rsplit(" ", 1)[-1].split(".")
+        if len(parts) == 3 and parts[1] not in server.registry.functions:
+            message += f" (no loaded module provides KSR.{parts[1]}: check loadmodule)"
         problems.append(Problem(file, line, message))
     problems.sort(key=lambda p: (p.file, p.line or 0))
     return loaded, problems
