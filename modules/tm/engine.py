@@ -1,0 +1,375 @@
+"""The I/O shell around the transaction machines: tables, timers, sending, local replies.
+
+Machines (``ksr.sip.transaction``) decide; this file carries out their actions on the server:
+``server.send`` for bytes, ``server.timers.once`` for timers, and the TU side (reply
+selection, failure routes) in ``replies.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ksr.core.context import Destination, MsgContext, parse_header_block
+from ksr.sip.builders import make_reply, make_to_tag
+from ksr.sip.errors import RemoteProtocolError
+from ksr.sip.message import Header, Request, Response
+from ksr.sip.transaction import (
+    DELIVER,
+    ICT,
+    IST,
+    NICT,
+    NIST,
+    SEND,
+    SEND_ACK,
+    START,
+    STOP,
+    TERMINATED,
+    Machine,
+    TimerConfig,
+    send_event,
+)
+
+from .api import CallbackList, TmCb, TmEvent
+from .txn import Transaction, UacBranch, build_ack, build_cancel
+
+if TYPE_CHECKING:
+    from ksr.core.server import Server
+
+log = logging.getLogger("ksr.tm")
+
+
+class TmEngine:
+    """All transactions of one worker and the machinery that drives them."""
+
+    def __init__(self, server: Server, params: Any) -> None:
+        self.server = server
+        self.params = params
+        self.by_key: dict[Any, Transaction] = {}  # server transactions
+        self.by_branch: dict[tuple[str, str], UacBranch] = {}  # client transactions (bid, method)
+        self.by_e2e: dict[tuple[str, str, int], Transaction] = {}  # INVITEs, for 2xx ACKs
+        self.callbacks = CallbackList()  # for every transaction
+        self.salt = os.urandom(3).hex()
+        self._next_id = 0
+        self._timer_configs: dict[tuple[float, float], TimerConfig] = {}
+        self.on_branch_final: Callable[[UacBranch, Response | None], None] | None = None  # replies.py
+        st = server.stats
+        self.c_uas = st.counter("tmx", "UAS_transactions")
+        self.c_uac = st.counter("tmx", "UAC_transactions")
+        self.c_class = [st.counter("tmx", f"{k}xx_transactions") for k in range(1, 7)]
+        self.c_rpl_received = st.counter("tmx", "rpl_received")
+        self.c_rpl_relayed = st.counter("tmx", "relayed_replies")
+        self.c_rpl_local = st.counter("tmx", "local_replies")
+        self.c_rpl_sent = st.counter("tmx", "rpl_sent")
+        self.c_active = 0
+        st.gauge("tmx", "inuse_transactions", lambda: len(self.by_key) + self._local_count())
+        st.gauge("tmx", "active_transactions", lambda: self.c_active)
+
+    def _local_count(self) -> int:
+        return sum(1 for b in self.by_branch.values() if b.tx.machine is None and b.idx == 0)
+
+    # -- timers ----------------------------------------------------------------------------
+    def timer_config(self, fr: float, fr_inv: float) -> TimerConfig:
+        key = (fr, fr_inv)
+        tc = self._timer_configs.get(key)
+        if tc is None:
+            p = self.params
+            wt = p.wt_timer / 1000.0
+            tc = TimerConfig(
+                t1=p.retr_timer1 / 1000.0, t2=p.retr_timer2 / 1000.0, t4=5.0,
+                b=fr, c=fr_inv, f=fr, d=wt, j=wt, l=wt, m=wt, i=min(5.0, wt), k=min(5.0, wt),
+                h=p.max_inv_lifetime / 1000.0 if p.max_inv_lifetime else None,
+            )
+            if len(self._timer_configs) < 256:
+                self._timer_configs[key] = tc
+        return tc
+
+    def _start(self, handles: dict[str, Any], name: str, delay: float, fire: Callable[[], object]) -> None:
+        old = handles.get(name)
+        if old is not None:
+            old.cancel()
+        handles[name] = self.server.timers.once(delay, fire)
+
+    # -- transactions ------------------------------------------------------------------------
+    def new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def create_server_tx(self, ctx: MsgContext, key: Any) -> Transaction:
+        req = ctx.request
+        tx = Transaction(self.new_id(), key, req)
+        tx.ruri = ctx.ruri or req.uri
+        tx.src_ip, tx.src_port, tx.proto = ctx.src_ip, ctx.src_port, ctx.proto
+        tx.socket, tx.conn_id = ctx.socket, ctx.conn_id
+        try:
+            tx.reply_dest = self.server.reply_destination(req, ctx.proto)
+        except RemoteProtocolError:
+            tx.reply_dest = Destination(ctx.proto, ctx.src_ip, ctx.src_port)
+        if ctx.proto != "udp":
+            tx.reply_dest.proto = ctx.proto
+        p = ctx.extra.get("tm_fr")
+        tx.fr = (p[0] if p and p[0] else self.params.fr_timer) / 1000.0
+        tx.fr_inv = (p[1] if p and p[1] else self.params.fr_inv_timer) / 1000.0
+        tx.timer_config = self.timer_config(tx.fr, tx.fr_inv)
+        tx.machine = Machine(IST if tx.is_invite else NIST, ctx.proto != "udp", tx.timer_config)
+        tx.flags = ctx.flags
+        self.by_key[key] = tx
+        if tx.is_invite:
+            try:
+                tx.e2e_key = (req.call_id, req.from_.tag or "", req.cseq.number)
+                self.by_e2e[tx.e2e_key] = tx
+            except RemoteProtocolError:
+                pass
+        ctx.tx = tx
+        self.c_uas.inc()
+        self.c_active += 1
+        pending = ctx.extra.pop("tm_tx_callbacks", None)
+        if pending:
+            for kind, fn in pending:
+                self.tx_callback(tx, kind, fn)
+        self.run_callbacks(tx, TmEvent(TmCb.REQUEST_IN, ctx=ctx))
+        # Without a final reply within its lifetime the transaction is dropped (never leaks).
+        life = (self.params.max_inv_lifetime if tx.is_invite else self.params.max_noninv_lifetime) / 1000.0
+        self._start(tx.handles, "life", max(life, tx.fr_inv if tx.is_invite else tx.fr) + 1.0,
+                    lambda: self._lifetime(tx))
+        return tx
+
+    def _lifetime(self, tx: Transaction) -> None:
+        if tx.ended:
+            return
+        if tx.status < 200 and tx.machine is not None and not tx.pending_branches():
+            log.debug("transaction %d ended without a final reply", tx.id)
+        self.destroy(tx)
+
+    def tx_callback(self, tx: Transaction, kind: str, fn: Any) -> None:
+        if tx.callbacks is None:
+            tx.callbacks = CallbackList()
+        tx.callbacks.add(kind, fn)
+
+    def run_callbacks(self, tx: Transaction, ev: TmEvent) -> None:
+        if self.callbacks:
+            self.callbacks.run(ev.kind, tx, ev)
+        if tx.callbacks:
+            tx.callbacks.run(ev.kind, tx, ev)
+
+    def destroy(self, tx: Transaction) -> None:
+        if tx.ended:
+            return
+        tx.ended = True
+        self.c_active -= 1
+        for h in tx.handles.values():
+            h.cancel()
+        tx.handles.clear()
+        if self.by_key.get(tx.key) is tx:
+            del self.by_key[tx.key]
+        if tx.e2e_key is not None and self.by_e2e.get(tx.e2e_key) is tx:
+            del self.by_e2e[tx.e2e_key]
+        for b in tx.branches:
+            self._drop_branch(b)
+            if b.cancel is not None:
+                self._drop_branch(b.cancel)
+        self.run_callbacks(tx, TmEvent(TmCb.DESTROYED))
+
+    def _drop_branch(self, b: UacBranch) -> None:
+        for h in b.handles.values():
+            h.cancel()
+        b.handles.clear()
+        if b.request is not None:
+            key = (b.bid, b.request.method)
+            if self.by_branch.get(key) is b:
+                del self.by_branch[key]
+
+    def _maybe_done(self, tx: Transaction) -> None:
+        """Free the transaction once every machine it owns has terminated."""
+        if tx.ended:
+            return
+        if tx.machine is not None and not tx.machine.done:
+            return
+        for b in tx.branches:
+            if b.machine is not None and not b.machine.done:
+                return
+            if b.cancel is not None and b.cancel.machine is not None and not b.cancel.machine.done:
+                return
+        self.destroy(tx)
+
+    # -- server side: replies upstream ---------------------------------------------------------
+    def uas_actions(self, tx: Transaction, actions: tuple[tuple[str, str], ...]) -> None:
+        m = tx.machine
+        assert m is not None
+        for op, arg in actions:
+            if op == SEND:
+                if tx.last_reply and tx.reply_dest is not None:
+                    self.server.send(tx.reply_dest, tx.last_reply, tx.socket, tx.conn_id)
+            elif op == START:
+                self._start(tx.handles, arg, m.interval(arg), lambda a=arg: self.uas_timer(tx, a))  # type: ignore[misc]
+            elif op == STOP:
+                h = tx.handles.pop(arg, None)
+                if h is not None:
+                    h.cancel()
+            elif op == TERMINATED:
+                self._maybe_done(tx)
+
+    def uas_timer(self, tx: Transaction, name: str) -> None:
+        tx.handles.pop(name, None)
+        if tx.machine is not None and not tx.ended:
+            self.uas_actions(tx, tx.machine.handle("timer_" + name))
+
+    def send_upstream(self, tx: Transaction, rpl: Response, local: bool) -> bool:
+        """Send a reply to the caller through the server machine (stored for retransmission)."""
+        m = tx.machine
+        if m is None or tx.ended:
+            return False
+        code = rpl.status
+        if code >= 200 and tx.status >= 200 and not (code < 300 and tx.is_invite):
+            return False  # one final reply only (2xx to INVITE excepted, RFC 3261 §16.7 step 5)
+        data = rpl.to_bytes()
+        actions = m.handle(send_event(code))
+        if not actions:
+            return False
+        tx.last_reply = data
+        tx.reply_sent = rpl
+        if code >= 200 and tx.status < 200:
+            tx.status, tx.reason = code, rpl.reason
+            k = code // 100 - 1
+            if 0 <= k < 6:
+                self.c_class[k].inc()
+        self.c_rpl_sent.inc()
+        (self.c_rpl_local if local else self.c_rpl_relayed).inc()
+        self.uas_actions(tx, actions)
+        if self.callbacks or tx.callbacks:
+            self.run_callbacks(tx, TmEvent(TmCb.RESPONSE_OUT, code=code, reply=rpl, local=local))
+        return True
+
+    def local_reply(self, tx: Transaction, code: int, reason: str, ctx: MsgContext | None = None) -> bool:
+        """t_reply: a reply made here to the transaction's request."""
+        if not tx.to_tag:
+            tx.to_tag = make_to_tag(tx.request, self.salt)
+        extra: list[tuple[str, str]] = []
+        body, ctype = b"", None
+        if ctx is not None:
+            for text in ctx.reply_lumps:
+                extra.extend((h.name, h.value) for h in parse_header_block(text))
+            body, ctype = ctx.reply_body or (b"", None)
+        core = self.server.config.core
+        server_hdr = core.server_header.partition(":")[2].strip() if core.server_signature else None
+        try:
+            rpl = make_reply(tx.request, code, reason, to_tag=tx.to_tag, extra_headers=extra, body=body,
+                             content_type=ctype, server_header=server_hdr)
+        except RemoteProtocolError:
+            return False
+        if 300 <= code < 400 and ctx is not None and ctx.branches:
+            for uri in [ctx.ruri or ""] + [b.uri for b in ctx.branches]:
+                rpl.headers.insert(-1, Header("Contact", f"<{uri}>"))
+        ok = self.send_upstream(tx, rpl, True)
+        if ok and ctx is not None:
+            ctx.replied = code
+        if ok and code >= 200:
+            self.cancel_branches(tx, None)
+        return ok
+
+    # -- client side: branches ---------------------------------------------------------------
+    def start_branch(self, b: UacBranch, req: Request, reliable: bool) -> bool:
+        tx = b.tx
+        b.request = req
+        b.data = req.to_bytes()
+        invite = req.method == "INVITE"
+        b.machine = Machine(ICT if invite else NICT, reliable, tx.timer_config or self.timer_config(tx.fr, tx.fr_inv))
+        self.by_branch[(b.bid, req.method)] = b
+        if not self.uac_actions(b, b.machine.handle("start")):
+            return False
+        return True
+
+    def uac_actions(self, b: UacBranch, actions: tuple[tuple[str, str], ...]) -> bool:
+        m = b.machine
+        assert m is not None
+        ok = True
+        for op, arg in actions:
+            if op == SEND:
+                if b.dest is None or not self.server.send(b.dest, b.data, b.sock):
+                    ok = False
+            elif op == SEND_ACK:
+                if b.ack_data and b.dest is not None:
+                    self.server.send(b.dest, b.ack_data, b.sock)
+            elif op == START:
+                self._start(b.handles, arg, m.interval(arg), lambda a=arg: self.uac_timer(b, a))  # type: ignore[misc]
+            elif op == STOP:
+                h = b.handles.pop(arg, None)
+                if h is not None:
+                    h.cancel()
+            elif op == DELIVER and arg == "timeout":
+                self.branch_timeout(b)
+            elif op == TERMINATED:
+                self._drop_branch(b)
+                self._maybe_done(b.tx)
+        return ok
+
+    def uac_timer(self, b: UacBranch, name: str) -> None:
+        b.handles.pop(name, None)
+        if b.machine is None or b.tx.ended:
+            return
+        self.uac_actions(b, b.machine.handle("timer_" + name))
+
+    def branch_timeout(self, b: UacBranch) -> None:
+        """No (final) reply in time: the branch ends with a 408 made up here."""
+        if b.request is not None and b.request.method == "CANCEL":
+            return
+        if not b.pending:
+            return
+        if b.replied and b.request is not None and b.request.method == "INVITE":
+            self.send_cancel(b)
+        b.timed_out = True
+        b.local = True
+        b.status = 408
+        if self.on_branch_final is not None:
+            self.on_branch_final(b, None)
+
+    def ack_for(self, b: UacBranch, rpl: Response) -> None:
+        if b.request is not None and not b.ack_data:
+            try:
+                b.ack_data = build_ack(b.request, rpl).to_bytes()
+            except RemoteProtocolError:
+                pass
+
+    # -- CANCEL ------------------------------------------------------------------------------
+    def send_cancel(self, b: UacBranch, reason: str | None = None) -> None:
+        """CANCEL a pending INVITE branch (only after a provisional reply, RFC 3261 §9.1)."""
+        if b.cancel is not None or b.request is None or b.request.method != "INVITE" or not b.pending:
+            return
+        if not b.replied:
+            b.cancel_pending = True
+            return
+        c = UacBranch(b.tx, b.idx, b.uri, b.dst_uri)
+        c.bid, c.dest, c.sock = b.bid, b.dest, b.sock
+        b.cancel = c
+        self.start_branch(c, build_cancel(b.request, reason), b.machine.reliable if b.machine else False)
+
+    def cancel_branches(self, tx: Transaction, skip: UacBranch | None, reason: str | None = None) -> int:
+        n = 0
+        for b in tx.branches:
+            if b is not skip and b.pending:
+                self.send_cancel(b, reason)
+                n += 1
+        return n
+
+    # -- local requests (t_uac) ----------------------------------------------------------------
+    def send_request(
+        self, req: Request, dest: Destination, sock: Any, callback: Callable[[int, Response | None], None] | None
+    ) -> Transaction | None:
+        tx = Transaction(self.new_id(), None, req)
+        tx.fr = self.params.fr_timer / 1000.0
+        tx.fr_inv = self.params.fr_inv_timer / 1000.0
+        tx.timer_config = self.timer_config(tx.fr, tx.fr_inv)
+        tx.local_cb = callback
+        b = UacBranch(tx, 0, req.uri, None)
+        b.dest, b.sock = dest, sock
+        via = req.top_via
+        b.bid = via.branch or ""
+        tx.branches.append(b)
+        self.c_uac.inc()
+        self.c_active += 1
+        if not self.start_branch(b, req, dest.proto != "udp"):
+            self.destroy(tx)
+            return None
+        return tx

@@ -1,0 +1,270 @@
+"""Requests into transactions: matching (t_check_trans), creating (t_newtran) and forking
+(t_relay), plus the special cases CANCEL and ACK."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ksr.core.context import Destination, MsgContext, RouteType
+from ksr.sip.errors import RemoteProtocolError
+from ksr.sip.message import Header, Request, ensure_content_length
+
+from .api import TmCb, TmEvent
+from .txn import LOOP_HASH_LEN, Transaction, UacBranch, e2e_key, loop_hash, server_key
+
+if TYPE_CHECKING:
+    from .engine import TmEngine
+    from .replies import ReplyProcessor
+
+log = logging.getLogger("ksr.tm")
+
+T_ON = "tm_on"  # ctx.extra key: callback names set before the transaction exists
+
+
+class Relayer:
+    def __init__(self, eng: TmEngine, replies: ReplyProcessor) -> None:
+        self.eng = eng
+        self.replies = replies
+        self.server = eng.server
+
+    # -- matching ---------------------------------------------------------------------------
+    def lookup(self, req: Request, method: str | None = None) -> Transaction | None:
+        try:
+            key = server_key(req)
+        except RemoteProtocolError:
+            return None
+        if method is not None:
+            key = key[:-1] + (method,) if key[0] != "2543" else key[:4] + (method,) + key[5:]
+        return self.eng.by_key.get(key)
+
+    def check_trans(self, ctx: MsgContext) -> int:
+        if not ctx.is_request:
+            return 1 if ctx.tx is not None else -1
+        if ctx.route in (RouteType.FAILURE, RouteType.BRANCH, RouteType.BRANCH_FAILURE):
+            return 1
+        req = ctx.request
+        if req.method == "CANCEL":
+            inv = self.lookup(req, "INVITE")
+            if inv is None:
+                return -1
+            ctx.extra["t_cancel_target"] = inv
+            return 1
+        if req.method == "ACK":
+            return self._match_ack(ctx)
+        tx = self.lookup(req)
+        if tx is None:
+            return -1
+        self.retransmission(tx)
+        return 0
+
+    def retransmission(self, tx: Transaction) -> None:
+        if tx.machine is not None and not tx.ended:
+            self.eng.uas_actions(tx, tx.machine.handle("request"))
+
+    def _match_ack(self, ctx: MsgContext) -> int:
+        """0: ACK of a negative reply, absorbed; 1: ACK of a 2xx of a known INVITE; -1: unknown."""
+        req = ctx.request
+        tx = self.lookup(req)
+        if tx is not None and tx.status >= 300 and tx.machine is not None:
+            self.eng.uas_actions(tx, tx.machine.handle("ack"))
+            return 0
+        try:
+            inv = tx or self.eng.by_e2e.get(e2e_key(req))
+        except RemoteProtocolError:
+            return -1
+        if inv is None:
+            return -1
+        if not ctx.extra.get("tm_e2e_seen"):
+            ctx.extra["tm_e2e_seen"] = True
+            if self.eng.callbacks or inv.callbacks:
+                self.eng.run_callbacks(inv, TmEvent(TmCb.E2E_ACK, ctx=ctx))
+        return 1
+
+    def precheck(self, ctx: MsgContext) -> int:
+        if not ctx.is_request or ctx.request.method in ("ACK", "CANCEL"):
+            return -1
+        return 1 if self.lookup(ctx.request) is not None else -1
+
+    # -- creating ---------------------------------------------------------------------------
+    def newtran(self, ctx: MsgContext) -> int:
+        """1 created, 0 retransmission (absorbed), -1 error."""
+        if ctx.tx is not None:
+            return 1
+        if not ctx.is_request or ctx.route not in (RouteType.REQUEST,):
+            return -1
+        req = ctx.request
+        if req.method == "ACK":
+            return -1
+        try:
+            key = server_key(req)
+        except RemoteProtocolError:
+            return -1
+        old = self.eng.by_key.get(key)
+        if old is not None:
+            self.retransmission(old)
+            return 0
+        tx = self.eng.create_server_tx(ctx, key)
+        if req.method == "INVITE" and self.eng.params.auto_inv_100 and not ctx.extra.get("tm_no_100"):
+            self.eng.local_reply(tx, 100, "Trying")
+            ctx.replied = 0
+        return 1
+
+    def is_loop(self, req: Request, ruri: str) -> bool:
+        """RFC 3261 §16.3 step 4: the request carries our Via with the branch we would compute
+        for it now: it went around and came back unchanged."""
+        try:
+            vias = req.vias
+        except RemoteProtocolError:
+            return False
+        mine = [v for v in vias[1:] if v.branch and self.server.is_myself_via(v.host, v.port)]
+        if not mine:
+            return False
+        h = loop_hash(req, ruri)
+        return any(v.branch and v.branch[7 : 7 + LOOP_HASH_LEN] == h for v in mine)
+
+    # -- relaying ---------------------------------------------------------------------------
+    def relay(self, ctx: MsgContext, uri: str | None = None, proto: str | None = None, flags: int = 0) -> int:
+        if not ctx.is_request:
+            return -1
+        method = ctx.request.method
+        if method == "ACK":
+            return self.relay_ack(ctx, uri)
+        if method == "CANCEL":
+            return self.relay_cancel(ctx)
+        tx = ctx.tx
+        if tx is not None and tx.in_failure:
+            n = self.add_branches(tx, ctx, uri, proto)
+            return 1 if n else -1
+        created = False
+        if tx is None:
+            if self.is_loop(ctx.request, ctx.request.uri):
+                ctx.extra["tm_no_100"] = True
+                if self.newtran(ctx) == 1 and ctx.tx is not None:
+                    self.eng.local_reply(ctx.tx, 482, "Loop Detected", ctx)
+                return 0
+            if flags & 1:
+                ctx.extra["tm_no_100"] = True
+            rc = self.newtran(ctx)
+            if rc <= 0:
+                return rc if rc == 0 else -1
+            tx = ctx.tx
+            created = True
+        assert tx is not None
+        if tx.relayed or tx.status >= 200:
+            return -1
+        self.take_callbacks(ctx, tx)
+        tx.ruri = ctx.ruri or tx.ruri
+        tx.lumps = list(ctx.lumps)
+        tx.flags = ctx.flags
+        n = self.add_branches(tx, ctx, uri, proto)
+        if n == 0:
+            if created:
+                ctx.tx = None
+                self.eng.destroy(tx)
+            return -1
+        tx.relayed = True
+        return 1
+
+    def take_callbacks(self, ctx: MsgContext, tx: Transaction) -> None:
+        names: dict[str, str] | None = ctx.extra.get(T_ON)
+        if names:
+            for attr, name in names.items():
+                setattr(tx, attr, name)
+
+    def add_branches(self, tx: Transaction, ctx: MsgContext, uri: str | None, proto: str | None) -> int:
+        targets: list[tuple[str, str | None, int, Any]] = [
+            (ctx.ruri or ctx.request.uri, ctx.dst_uri, ctx.bflags, ctx.send_socket)
+        ]
+        targets.extend((b.uri, b.dst_uri, b.flags, b.socket) for b in ctx.branches)
+        ctx.branches = []
+        sent = 0
+        for ruri, du, bflags, sock in targets:
+            if self.send_branch(tx, ctx, ruri, du, bflags, sock, uri, proto):
+                sent += 1
+        return sent
+
+    def send_branch(
+        self, tx: Transaction, ctx: MsgContext, ruri: str, du: str | None, bflags: int, sock: Any,
+        uri: str | None, proto: str | None,
+    ) -> bool:
+        idx = len(tx.branches)
+        saved = (ctx.ruri, ctx.dst_uri, ctx.bflags, len(ctx.lumps), ctx.route, ctx.branch_idx, ctx.send_socket)
+        saved_rr = ctx.extra.get("rr_params")
+        ctx.ruri, ctx.dst_uri, ctx.bflags, ctx.branch_idx = ruri, du, bflags, idx
+        if sock is not None:
+            ctx.send_socket = sock
+        try:
+            if tx.on_branch:
+                ctx.route = RouteType.BRANCH
+                ctx.drop = False
+                self.server.run_route(ctx, tx.on_branch)
+                if ctx.drop:
+                    ctx.drop = False
+                    return False
+            return self._build_and_send(tx, ctx, idx, uri, proto)
+        finally:
+            ctx.ruri, ctx.dst_uri, ctx.bflags, n_lumps, ctx.route, ctx.branch_idx, ctx.send_socket = saved
+            del ctx.lumps[n_lumps:]
+            if saved_rr is None:
+                ctx.extra.pop("rr_params", None)
+            else:
+                ctx.extra["rr_params"] = saved_rr
+
+    def _build_and_send(self, tx: Transaction, ctx: MsgContext, idx: int, uri: str | None, proto: str | None) -> bool:
+        ruri = ctx.ruri or tx.ruri
+        target = uri or ctx.dst_uri or ruri
+        dest = self.server.resolve(target)
+        if dest is None:
+            log.warning("t_relay: cannot resolve %s", target)
+            return False
+        if proto:
+            dest = Destination(proto, dest.host, dest.port, dest.uri)
+        sock = self.server.socket_for(dest.proto, ctx)
+        if sock is None:
+            log.warning("t_relay: no %s socket to reach %s", dest.proto, target)
+            return False
+        ctx.extra["out_socket"] = sock
+        out = ctx.apply_lumps()
+        assert isinstance(out, Request)
+        bid = f"z9hG4bK{loop_hash(tx.request, tx.request.uri)}.{self.eng.salt}{tx.id:x}.{idx}"
+        out.headers.insert(0, Header("Via", self.server.make_via(ctx, sock, bid)))
+        if dest.proto != "udp":
+            ensure_content_length(out)
+        b = UacBranch(tx, idx, ruri, ctx.dst_uri)
+        b.bid, b.dest, b.sock, b.flags = bid, dest, sock, ctx.bflags
+        tx.branches.append(b)
+        if not self.eng.start_branch(b, out, dest.proto != "udp"):
+            log.warning("t_relay: sending to %s:%s:%d failed", dest.proto, dest.host, dest.port)
+            b.status, b.local = 503, True
+            self.eng._drop_branch(b)
+            if b.machine is not None:
+                b.machine.state = "terminated"
+            return False
+        if self.eng.callbacks or tx.callbacks:
+            self.eng.run_callbacks(tx, TmEvent(TmCb.REQUEST_FWDED, ctx=ctx, branch=b))
+        self.server._c_fwd_req.inc()
+        return True
+
+    # -- CANCEL and ACK ---------------------------------------------------------------------
+    def relay_cancel(self, ctx: MsgContext) -> int:
+        inv = ctx.extra.get("t_cancel_target") or self.lookup(ctx.request, "INVITE")
+        if inv is None or inv.ended:
+            return 1 if self.server.forward_stateless(ctx, None) else -1
+        self.server.send_reply_stateless(ctx, 200, "canceling")
+        if inv.status >= 200:
+            return 1
+        inv.canceled = True
+        if self.eng.callbacks or inv.callbacks:
+            self.eng.run_callbacks(inv, TmEvent(TmCb.E2E_CANCEL, ctx=ctx))
+        if not inv.branches:
+            self.eng.local_reply(inv, 487, "Request Terminated")
+            return 1
+        self.eng.cancel_branches(inv, None, ctx.request.get("reason"))
+        return 1
+
+    def relay_ack(self, ctx: MsgContext, uri: str | None) -> int:
+        rc = self._match_ack(ctx)
+        if rc == 0:
+            return 1  # ACK of a negative reply we sent: it ends here (hop by hop)
+        return 1 if self.server.forward_stateless(ctx, uri) else -1
