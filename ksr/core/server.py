@@ -543,7 +543,7 @@ class Server:
                     await nursery.start(t.serve)
                     self.transports["udp"] = t
                 if tcp:
-                    tt = TcpTransport(self, tcp)
+                    tt = TcpTransport(self, tcp, reuse_port=self.reuse_port)
                     await nursery.start(tt.serve)
                     self.transports["tcp"] = tt
                 self.listeners = [s for t in self.transports.values() for s in t.sockets]

@@ -18,6 +18,8 @@ from ksr.core.context import SocketInfo
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.framing import StreamFramer
 
+from .reuseport import tcp_listener
+
 if TYPE_CHECKING:
     from ksr.core.server import Server
 
@@ -38,9 +40,10 @@ class Connection:
 
 
 class TcpTransport:
-    def __init__(self, server: Server, sockets: list[SocketInfo]) -> None:
+    def __init__(self, server: Server, sockets: list[SocketInfo], reuse_port: bool = False) -> None:
         self.server = server
         self.wanted = sockets
+        self.reuse_port = reuse_port  # worker processes share the port (ksr/workers.py)
         self.sockets: list[SocketInfo] = []
         self.by_id: dict[int, Connection] = {}
         self.by_peer: dict[tuple[str, int], Connection] = {}
@@ -52,7 +55,10 @@ class TcpTransport:
             self._nursery = nursery
             for info in self.wanted:
                 try:
-                    listeners = await trio.open_tcp_listeners(info.port, host=info.ip)
+                    if self.reuse_port:
+                        listeners = [tcp_listener(info.ip, info.port)]
+                    else:
+                        listeners = await trio.open_tcp_listeners(info.port, host=info.ip)
                 except OSError as err:
                     raise OSError(err.errno, f"cannot listen on tcp:{info.ip}:{info.port}: {err.strerror}") from None
                 for lst in listeners:

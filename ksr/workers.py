@@ -1,0 +1,225 @@
+"""Worker processes: ``ksr run -n N`` (``core.children``).
+
+The supervisor (the process started by ``ksr run``) starts N workers, each a full ksr server
+that binds the same SIP ports with SO_REUSEPORT, restarts a worker that dies, and passes
+SIGTERM/SIGINT on for a clean stop. Workers are fresh interpreters (``python -m ksr.workers``),
+so nothing is shared between them but the ports. Only worker 0 serves the jsonrpcs socket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from types import FrameType
+
+log = logging.getLogger("ksr.workers")
+
+POLL = 0.2  # seconds between checks of the workers
+STOP_GRACE = 5.0  # seconds a worker gets to stop before it is killed
+RESTART_MIN, RESTART_MAX = 0.5, 10.0  # restart back-off for workers that keep dying
+
+
+def fixed_listen(specs: list[str]) -> list[str]:
+    """Replace port 0 by a free port: every worker must bind the same port. A udp and a tcp
+    listener on the same address keep sharing one port number."""
+    from ksr.core.server import parse_listen
+
+    chosen: dict[str, int] = {}
+    out: list[str] = []
+    for spec in specs:
+        info = parse_listen(spec)
+        if info.port != 0:
+            out.append(spec)
+            continue
+        port = chosen.get(info.ip) or _free_port(info.ip)
+        chosen[info.ip] = port
+        host = f"[{info.ip}]" if ":" in info.ip else info.ip
+        out.append(f"{info.proto}:{host}:{port}")
+    return out
+
+
+def _free_port(ip: str) -> int:
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as u:
+        u.bind((ip, 0))
+        port = int(u.getsockname()[1])
+    return port
+
+
+class Worker:
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+        self.backoff = RESTART_MIN
+        self.restart_at = 0.0
+        self.restarts = 0
+
+
+class Supervisor:
+    def __init__(
+        self, args: argparse.Namespace, children: int, listen: list[str], debug: int | None
+    ) -> None:
+        self.args = args
+        self.workers = [Worker(i) for i in range(children)]
+        self.listen = listen
+        self.debug = debug
+        self.stopping = False
+
+    def command(self, w: Worker) -> list[str]:
+        cmd = [sys.executable, "-m", "ksr.workers", "--worker", str(w.index)]
+        if self.args.config:
+            cmd += ["--config", self.args.config]
+        if getattr(self.args, "script", None):
+            cmd += ["--script", self.args.script]
+        if self.debug is not None:
+            cmd += ["--debug", str(self.debug)]
+        for spec in self.listen:
+            cmd += ["--listen", spec]
+        return cmd
+
+    def spawn(self, w: Worker) -> None:
+        env = {**os.environ, "KSR_SUPERVISOR_PID": str(os.getpid())}
+        w.proc = subprocess.Popen(self.command(w), env=env)
+        w.started = time.monotonic()
+        log.info("worker %d started (pid %d)", w.index, w.proc.pid)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        for w in self.workers:
+            self.spawn(w)
+        log.info(
+            "supervisor (pid %d) runs %d workers on %s",
+            os.getpid(),
+            len(self.workers),
+            ", ".join(self.listen),
+        )
+        while not self.stopping:
+            self.check()
+            time.sleep(POLL)
+        return self.stop()
+
+    def check(self) -> None:
+        now = time.monotonic()
+        for w in self.workers:
+            if w.proc is None:
+                if now >= w.restart_at:
+                    w.restarts += 1
+                    self.spawn(w)
+                continue
+            rc = w.proc.poll()
+            if rc is None:
+                if now - w.started > 30:
+                    w.backoff = RESTART_MIN  # it ran fine for a while: forget earlier crashes
+                continue
+            log.error(
+                "worker %d (pid %d) exited with %s; restarting in %.1fs",
+                w.index,
+                w.proc.pid,
+                rc,
+                w.backoff,
+            )
+            w.proc = None
+            w.restart_at = now + w.backoff
+            w.backoff = min(w.backoff * 2, RESTART_MAX)
+
+    def stop(self) -> int:
+        live = [w.proc for w in self.workers if w.proc is not None and w.proc.poll() is None]
+        for p in live:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE
+        for p in live:
+            try:
+                p.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("worker pid %d did not stop in %.0fs; killing it", p.pid, STOP_GRACE)
+                p.kill()
+                p.wait()
+        log.info("supervisor stopped")
+        return 0
+
+
+def run_workers(args: argparse.Namespace, children: int) -> int:
+    """Entry from ``ksr run`` when children > 1 (the config was already checked)."""
+    from ksr.core.config import load_config
+
+    cfg = load_config(args.config)
+    specs = list(args.listen) if getattr(args, "listen", None) else list(cfg.core.listen)
+    try:
+        listen = fixed_listen(specs)
+    except (ValueError, OSError) as err:
+        print(f"ksr: core.listen: {err}", file=sys.stderr)
+        return 2
+    debug = args.debug if args.debug is not None else None
+    return Supervisor(args, children, listen, debug).run()
+
+
+# -- the worker side ----------------------------------------------------------------------------
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGTERM this worker if the supervisor dies (Linux prctl)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def worker_main(argv: list[str] | None = None) -> int:
+    import trio
+
+    from ksr.cli import _build_server, setup_logging
+    from ksr.core.config import ConfigError
+    from ksr.kemi.engine import ScriptError
+
+    p = argparse.ArgumentParser(prog="ksr-worker")
+    p.add_argument("--worker", type=int, required=True)
+    p.add_argument("--config")
+    p.add_argument("--script")
+    p.add_argument("--listen", action="append")
+    p.add_argument("--debug", type=int)
+    args = p.parse_args(argv)
+    _die_with_parent()
+    sup = os.environ.get("KSR_SUPERVISOR_PID", "")
+    if sup.isdigit() and os.getppid() != int(sup):
+        return 1  # the supervisor died before the death signal was set
+    try:
+        cfg, server = _build_server(args)
+        setup_logging(args.debug if args.debug is not None else cfg.core.debug)
+        server.worker_id = args.worker
+        server.reuse_port = True
+        server.load_script()
+    except (ConfigError, ScriptError) as err:
+        print(f"ksr worker {args.worker}: {err}", file=sys.stderr)
+        return 2
+
+    async def serve() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve)
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()  # modules' stop() runs on the way out
+                    return
+
+    try:
+        trio.run(serve)
+    except OSError as err:
+        print(f"ksr worker {args.worker}: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main())
