@@ -443,7 +443,8 @@ class Server:
         try:
             rpl = make_reply(req, code, reason, extra_headers=extra, body=body, content_type=ctype,
                              server_header=server_hdr)
-            if 300 <= code < 400 and ctx.branches:
+            if 300 <= code < 400 and (ctx.branches or (ctx.ruri and ctx.ruri != req.uri)):
+                # the destination set: a rewritten R-URI (e.g. by lookup) and the branches
                 for b in [ctx.ruri or ""] + [x.uri for x in ctx.branches]:
                     rpl.headers.insert(-1, Header("Contact", f"<{b}>"))
             dest = self.reply_destination(req, ctx.proto)

@@ -1,0 +1,119 @@
+"""lookup(): turn an AOR into its registered contacts — the R-URI gets the best one, the rest
+become branches (Kamailio's lookup.c semantics)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ksr.core.context import Branch, MsgContext
+from ksr.sip.errors import RemoteProtocolError
+from ksr.sip.headers import parse_name_addr, split_commas
+from ksr.sip.message import Message
+from modules.usrloc import Contact, UsrlocError
+from modules.usrloc.rpc_shapes import order_key
+
+from . import errors as E
+from .methods import method_bit
+from .parse import aor_of
+
+if TYPE_CHECKING:
+    from . import Registrar
+
+FOUND, NOT_FOUND, METHOD_FILTERED, ERROR = 1, -1, -2, -3
+
+
+def valid_contacts(reg: Registrar, table: str, uri: str) -> list[Contact] | int:
+    """The live contacts of the AOR of ``uri`` in lookup order, or a negative return code."""
+    try:
+        aor = aor_of(
+            uri, reg.usrloc.use_domain, reg.params.realm_prefix, bool(reg.params.case_sensitive)
+        )
+    except E.RegError:
+        return NOT_FOUND
+    try:
+        contacts = reg.usrloc.domain(table).get(aor)
+    except UsrlocError:
+        return ERROR
+    now = reg.usrloc.now()
+    live = [c for c in contacts if not c.expired(now)]
+    live.sort(key=order_key)
+    return live
+
+
+def _first_path_uri(path: str) -> str | None:
+    try:
+        return parse_name_addr(split_commas(path)[0]).uri_text
+    except (RemoteProtocolError, IndexError):
+        return None
+
+
+def _dst_of(c: Contact) -> str | None:
+    if c.path:
+        return _first_path_uri(c.path)
+    return c.received or None
+
+
+def _add_route_lump(ctx: MsgContext, path: str) -> None:
+    """The stored Path becomes the Route set of the request to the contact (RFC 3327 §5.3)."""
+    routes = split_commas(path)
+
+    def lump(m: Message, original: frozenset[int]) -> None:
+        at = next((i for i, h in enumerate(m.headers) if h.key not in ("via",)), len(m.headers))
+        for r in reversed(routes):
+            m.insert_header("Route", r, at)
+
+    ctx.add_lump(lump)
+
+
+def lookup(
+    reg: Registrar, ctx: MsgContext, table: str, uri: str | None, to_dset: bool = False
+) -> int:
+    target = uri or ctx.ruri or ""
+    found = valid_contacts(reg, table, target)
+    if isinstance(found, int):
+        return found
+    if not found:
+        return NOT_FOUND
+    contacts = found
+    if reg.params.method_filtering and ctx.is_request:
+        bit = method_bit(ctx.method)
+        contacts = [c for c in found if c.methods & bit]
+        if not contacts:
+            return METHOD_FILTERED
+    rest = contacts
+    if not to_dset:
+        first, rest = contacts[0], contacts[1:]
+        ctx.ruri = first.contact
+        ctx.dst_uri = _dst_of(first)
+        if first.path:
+            _add_route_lump(ctx, first.path)
+        ctx.bflags |= first.cflags
+        sock = _socket(ctx, first.socket)
+        if sock is not None:
+            ctx.send_socket = sock
+        if not reg.params.append_branches:
+            return FOUND
+    for c in rest:
+        ctx.branches.append(
+            Branch(
+                uri=c.contact,
+                dst_uri=_dst_of(c),
+                q=c.q,
+                path=c.path or None,
+                flags=c.cflags,
+                socket=_socket(ctx, c.socket),
+                ruid=c.ruid,
+                instance=c.instance,
+                location_ua=c.user_agent,
+            )
+        )
+    return FOUND
+
+
+def _socket(ctx: MsgContext, text: str):  # type: ignore[no-untyped-def]
+    if not text:
+        return None
+    for s in ctx.server.listeners:
+        if str(s) == text:
+            return s
+    return None

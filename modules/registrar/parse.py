@@ -1,0 +1,132 @@
+"""Reading a REGISTER (RFC 3261 §10.3): the AOR, the Expires header, and every Contact with
+its expires, q, instance and reg-id. Anything malformed raises RegError (400) before anything
+is stored."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from ksr.sip.errors import RemoteProtocolError
+from ksr.sip.headers import NameAddr, parse_name_addr, split_commas
+from ksr.sip.message import Request
+from ksr.sip.uri import parse_uri
+
+from . import errors as E
+
+_Q_RE = re.compile(r"(0(\.\d{0,3})?|1(\.0{0,3})?)")
+MAX_CONTACT = 255
+MAX_CALLID = 255
+
+
+@dataclass(slots=True)
+class ContactReq:
+    uri: str
+    expires: int | None  # the contact's expires parameter, if any
+    q: int  # q*1000, -1 = none
+    instance: str
+    reg_id: int
+    params: dict[str, str | None]
+
+
+def aor_of(
+    uri_text: str, use_domain: bool, realm_prefix: str = "", case_sensitive: bool = True
+) -> str:
+    """``user`` or ``user@domain`` of a URI (RFC 3261 §10.3 step 5: the canonical AOR)."""
+    try:
+        u = parse_uri(uri_text.strip().strip("<>"))
+    except RemoteProtocolError:
+        raise E.err(E.AOR_PARSE) from None
+    user = u.user if u.user is not None else ""
+    if not user:
+        raise E.err(E.TO_USER)
+    try:
+        user = unquote(user, errors="strict")
+    except UnicodeDecodeError:
+        raise E.RegError(400, "Error while unescaping username") from None
+    if not case_sensitive:
+        user = user.lower()
+    if not use_domain:
+        return user
+    host = u.host
+    if realm_prefix and host.startswith(realm_prefix):
+        host = host[len(realm_prefix) :]
+    return f"{user}@{host}"
+
+
+def expires_header(req: Request) -> int | None:
+    v = req.get("expires")
+    if v is None:
+        return None
+    v = v.strip()
+    if not v.isdigit():
+        raise E.err(E.PARSE_EXP)
+    return min(int(v), 2**32 - 1)
+
+
+def parse_q(text: str | None) -> int:
+    if text is None:
+        return -1
+    t = text.strip()
+    if not _Q_RE.fullmatch(t):
+        raise E.err(E.INV_Q)
+    return int(round(float(t) * 1000))
+
+
+def contacts_of(req: Request) -> tuple[bool, list[ContactReq]]:
+    """(star, contacts). ``Contact: *`` gives (True, [])."""
+    values: list[str] = []
+    for v in req.get_all("contact"):
+        values.extend(x for x in split_commas(v))
+    if any(v.strip() == "*" for v in values):
+        if len(values) != 1:
+            raise E.err(E.STAR_CONT)
+        return True, []
+    out: list[ContactReq] = []
+    for v in values:
+        if not v.strip():
+            raise E.err(E.PARSE_CONT)
+        try:
+            na: NameAddr = parse_name_addr(v, strict=True)
+            u = parse_uri(na.uri_text)
+        except RemoteProtocolError:
+            raise E.err(E.PARSE_CONT) from None
+        if u.is_sip and not u.host:
+            raise E.err(E.PARSE_CONT)
+        if len(na.uri_text) > MAX_CONTACT:
+            raise E.err(E.CONTACT_LEN)
+        exp_text = na.params.get("expires")
+        expires: int | None = None
+        if "expires" in na.params:
+            if exp_text is None or not exp_text.strip().isdigit():
+                raise E.err(E.INV_EXP)
+            expires = min(int(exp_text), 2**32 - 1)
+        q = parse_q(na.params.get("q")) if "q" in na.params else -1
+        instance = na.params.get("+sip.instance") or ""
+        rid_text = na.params.get("reg-id")
+        if rid_text is not None and not rid_text.isdigit():
+            raise E.err(E.INV_REGID)
+        out.append(ContactReq(na.uri_text, expires, q, instance, int(rid_text or 0), na.params))
+    return False, out
+
+
+def path_of(req: Request) -> str:
+    """The Path header values in order (RFC 3327), checked, joined with commas."""
+    parts: list[str] = []
+    for v in req.get_all("path"):
+        for p in split_commas(v):
+            try:
+                na = parse_name_addr(p)
+                parse_uri(na.uri_text)
+            except RemoteProtocolError:
+                raise E.err(E.PARSE_PATH) from None
+            parts.append(p.strip())
+    return ",".join(parts)
+
+
+def supports(req: Request, option: str) -> bool:
+    for v in req.get_all("supported"):
+        if any(t.strip().lower() == option for t in split_commas(v)):
+            return True
+    return False

@@ -1,0 +1,232 @@
+"""save(): apply a REGISTER to the location table (RFC 3261 §10.3 steps 5–8).
+
+Everything is checked first (contacts, expires, CSeq order, limits); only then are bindings
+changed, so a refused REGISTER leaves the table as it was.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ksr.core.context import MsgContext
+from ksr.sip.errors import RemoteProtocolError
+from ksr.sip.headers import parse_name_addr, split_commas
+from ksr.sip.uri import parse_uri
+from modules.usrloc import Contact, Domain, UsrlocError
+
+from . import errors as E
+from .methods import methods_from_allow
+from .parse import MAX_CALLID, ContactReq, aor_of, contacts_of, expires_header, path_of, supports
+
+if TYPE_CHECKING:
+    from . import Registrar
+
+FLAG_MEM_ONLY = 0x01
+FLAG_NO_REPLY = 0x02
+FLAG_SINGLE = 0x04
+FLAG_NO_RANDOM = 0x08
+
+
+@dataclass(slots=True)
+class SaveResult:
+    rc: int  # 1 inserted, 2 updated, 3 deleted, 4 listed
+    aor: str
+    bindings: list[Contact] = field(default_factory=list)  # for the 200 OK
+    path: str = ""
+
+
+@dataclass(slots=True)
+class _Op:
+    kind: str  # "insert", "update", "delete", "skip"
+    contact: Contact
+
+
+def _expires_for(reg: Registrar, c: ContactReq, hdr: int | None, flags: int) -> int:
+    p = reg.params
+    e = c.expires if c.expires is not None else (hdr if hdr is not None else p.default_expires)
+    if e == 0:
+        return 0
+    if p.min_expires and e < p.min_expires:
+        if p.min_expires_mode:
+            raise E.err(E.LOW_EXP, f"Min-Expires: {p.min_expires}")
+        e = p.min_expires
+    if p.max_expires and e > p.max_expires:
+        e = p.max_expires
+    rng = (
+        p.expires_range
+        if c.expires is not None or hdr is not None
+        else (p.default_expires_range or p.expires_range)
+    )
+    if rng and not flags & FLAG_NO_RANDOM:
+        e -= random.randint(0, e * rng // 100)
+    return max(e, 1)
+
+
+def _matches(old: Contact, new: ContactReq) -> bool:
+    if new.instance and old.instance:
+        return old.instance == new.instance and old.reg_id == new.reg_id
+    return old.contact == new.uri
+
+
+def _received(reg: Registrar, ctx: MsgContext, path: str) -> str:
+    p = reg.params
+    if p.path_use_received and path:
+        try:
+            first = parse_name_addr(split_commas(path)[0])
+            rcv = first.uri.params.get("received")
+            if rcv:
+                return rcv.strip('"')
+        except RemoteProtocolError:
+            pass
+    if p.received_avp:
+        v = ctx.server.pv.get(ctx, p.received_avp)
+        if v:
+            return str(v)
+    return ""
+
+
+def save(reg: Registrar, ctx: MsgContext, table: str, flags: int, uri: str | None) -> SaveResult:
+    req = ctx.request
+    p = reg.params
+    ul = reg.usrloc
+    try:
+        to_uri = uri or req.to.uri_text
+        callid = req.call_id
+        cseq = req.cseq.number
+    except RemoteProtocolError:
+        raise E.parse_error() from None
+    if len(callid) > MAX_CALLID:
+        raise E.err(E.CALLID_LEN)
+    aor = aor_of(to_uri, ul.use_domain, p.realm_prefix, bool(p.case_sensitive))
+    hdr_exp = expires_header(req)
+    star, creqs = contacts_of(req)
+    path = ""
+    if p.use_path:
+        path = path_of(req)
+        if path and p.path_mode == 2 and not supports(req, "path"):
+            raise E.err(E.PATH_UNSUP)
+    d: Domain = ul.domain(table)
+    try:
+        existing = d.get(aor)
+    except UsrlocError as e:
+        raise E.RegError(500, E.UL_GET[1]) from e
+    now = ul.now()
+    live = [c for c in existing if not c.expired(now)]
+
+    if star:
+        if hdr_exp != 0:
+            raise E.err(E.STAR_EXP)
+        for c in existing:
+            _apply(d, _Op("delete", c), flags)
+        return SaveResult(3, aor, [], path)
+    if not creqs:
+        return SaveResult(4, aor, live, path)
+
+    received = _received(reg, ctx, path)
+    if len(received) > 255:
+        raise E.err(E.CONTACT_LEN)
+    ua = (req.get("user-agent") or "")[:255]
+    methods = methods_from_allow(req.get_all("allow"))
+    q_override = ctx.extra.get("reg_q_override")
+    sock = str(ctx.socket)
+    ops: list[_Op] = []
+    remaining = list(live)
+    for cr in creqs:
+        exp = _expires_for(reg, cr, hdr_exp, flags)
+        old = next((c for c in existing if _matches(c, cr)), None)
+        if old is not None and old.callid == callid and not old.expired(now):
+            if cseq < old.cseq:
+                raise E.err(E.INV_CSEQ)
+            if cseq == old.cseq:
+                if now - old.last_modified <= p.cseq_delay:
+                    ops.append(_Op("skip", old))  # a retransmission: answer as before
+                    continue
+                raise E.err(E.INV_CSEQ)
+        if exp == 0:
+            if old is not None:
+                ops.append(_Op("delete", old))
+                remaining = [c for c in remaining if c.ruid != old.ruid]
+            continue
+        c = old.copy() if old is not None else Contact(aor, cr.uri, 0, ruid=ul.new_ruid())
+        c.contact = cr.uri
+        c.expires = now + exp
+        c.q = int(q_override) if q_override is not None else (cr.q if cr.q >= 0 else p.default_q)
+        c.callid, c.cseq, c.user_agent, c.methods = callid, cseq, ua, methods
+        c.received, c.path, c.socket = received, path, sock
+        c.instance, c.reg_id = cr.instance, cr.reg_id
+        c.cflags = ctx.bflags
+        c.conn_id = ctx.conn_id if ctx.proto != "udp" else -1
+        c.server_id = ul.params.server_id
+        c.last_modified = now
+        if old is not None and not old.expired(now):
+            ops.append(_Op("update", c))
+        else:
+            if old is not None:
+                remaining = [x for x in remaining if x.ruid != old.ruid]
+            ops.append(_Op("insert", c))
+            remaining.append(c)
+    if flags & FLAG_SINGLE:
+        keep = next(
+            (o.contact for o in reversed(ops) if o.kind in ("insert", "update", "skip")), None
+        )
+        if keep is not None:
+            ops = [o for o in ops if o.kind == "delete" or o.contact.ruid == keep.ruid]
+            ops += [
+                _Op("delete", c)
+                for c in live
+                if c.ruid != keep.ruid and all(o.contact.ruid != c.ruid for o in ops)
+            ]
+    elif p.max_contacts and len(remaining) > p.max_contacts:
+        hdrs = (f"Retry-After: {p.retry_after}",) if p.retry_after > 0 else ()
+        raise E.err(E.TOO_MANY, *hdrs)
+    for op in ops:
+        _apply(d, op, flags)
+    kinds = {o.kind for o in ops}
+    rc = 1 if "insert" in kinds else 2 if kinds & {"update", "skip"} else 3
+    try:
+        bindings = [c for c in d.get(aor) if not c.expired(now)]
+    except UsrlocError:
+        bindings = [o.contact for o in ops if o.kind != "delete"]
+    return SaveResult(rc, aor, bindings, path)
+
+
+def _apply(d: Domain, op: _Op, flags: int) -> None:
+    mem_only = bool(flags & FLAG_MEM_ONLY)
+    try:
+        if op.kind in ("insert", "update"):
+            d.put(op.contact, mem_only=mem_only)
+        elif op.kind == "delete":
+            d.remove(op.contact, mem_only=mem_only)
+    except UsrlocError as e:
+        info = E.UL_DEL[1] if op.kind == "delete" else E.UL_FAIL[1]
+        raise E.RegError(500, info) from e
+
+
+def contact_line(c: Contact, now: float, received_param: str) -> str:
+    """One binding as the 200 OK lists it."""
+    parts = [f"<{c.contact}>;expires={c.remaining(now) if c.expires else 0}"]
+    if c.q >= 0:
+        parts.append(f";q={_q_text(c.q)}")
+    if c.instance:
+        parts.append(f";+sip.instance={c.instance}")
+    if c.reg_id:
+        parts.append(f";reg-id={c.reg_id}")
+    if c.received and received_param:
+        parts.append(f';{received_param}="{c.received}"')
+    return "".join(parts)
+
+
+def _q_text(q: int) -> str:
+    if q >= 1000:
+        return "1"
+    return f"0.{q:03d}".rstrip("0").rstrip(".") if q else "0"
+
+
+def check_uri(text: str) -> bool:
+    try:
+        parse_uri(text)
+        return True
+    except RemoteProtocolError:
+        return False

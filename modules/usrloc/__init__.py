@@ -1,0 +1,324 @@
+"""usrloc: the location service (bindings of addresses-of-record), used by registrar.
+
+Like Kamailio's usrloc it exports no KSR functions: registrar calls its API
+(``domain(name)``, ``Domain.get/put/remove``). RPC: ul.dump, ul.lookup, ul.rm, ul.rm_contact,
+ul.add, ul.flush (and the ul.db_* queries).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import trio
+from pydantic import field_validator
+
+from ksr.core.module import ModParams, Module
+from ksr.core.rpc import RpcError, rpc
+from ksr.db import DEFAULT_DB_URL, DbError, Store, store_for
+
+from .contact import ALL_METHODS, Contact, RuidMaker
+from .domain import Domain, UsrlocError
+from .rpc_shapes import contact_info, domain_dump, order_key
+
+__all__ = ["Contact", "Domain", "Usrloc", "UsrlocError"]
+
+log = logging.getLogger("ksr.usrloc")
+
+
+class UsrlocParams(ModParams):
+    db_url: str = DEFAULT_DB_URL
+    db_mode: int = 0
+    timer_interval: int = 60
+    preload: list[str] = []
+    use_domain: int = 0
+    nat_bflag: int = -1
+    desc_time_order: int = 0
+    matching_mode: int = 0
+    hash_size: int = 10
+    server_id: int = 0
+
+    @field_validator("preload", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("db_mode")
+    @classmethod
+    def _mode(cls, v: int) -> int:
+        if v not in (0, 1, 2, 3):
+            raise ValueError("db_mode must be 0, 1, 2 or 3")
+        return v
+
+    @field_validator("timer_interval")
+    @classmethod
+    def _interval(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("timer_interval must be at least 1 second")
+        return v
+
+
+class Usrloc(Module):
+    name = "usrloc"
+    Params = UsrlocParams
+
+    def __init__(self, server: Any, params: UsrlocParams) -> None:
+        super().__init__(server, params)
+        self.params: UsrlocParams = params
+        self.domains: dict[str, Domain] = {}
+        self.ruids = RuidMaker()
+        self.now: Callable[[], float] = time.time  # tests may move time forward
+        self.expired_callbacks: list[Callable[[str, Contact], None]] = []
+
+    @property
+    def use_domain(self) -> bool:
+        return bool(self.params.use_domain)
+
+    def store(self) -> Store:
+        return store_for(self.server, self.params.db_url)
+
+    def domain(self, name: str) -> Domain:
+        d = self.domains.get(name)
+        if d is None:
+            store = self.store if self.params.db_mode else None
+            d = self.domains[name] = Domain(name, self.params.db_mode, store)
+            self._register_stats(name)
+        return d
+
+    def init(self) -> None:
+        self.server.stats.gauge(
+            "usrloc", "registered_users", lambda: sum(d.counts()[0] for d in self.domains.values())
+        )
+        self.domain("location")
+        for name in self.params.preload:
+            self.domain(name)
+
+    def _register_stats(self, name: str) -> None:
+        st = self.server.stats
+        st.gauge("usrloc", f"{name}_users", lambda: self.domains[name].counts()[0])
+        st.gauge("usrloc", f"{name}_contacts", lambda: self.domains[name].counts()[1])
+        st.counter("usrloc", f"{name}_expires")
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        if self.params.db_mode in (1, 2):
+            for d in self.domains.values():
+                try:
+                    d.load()
+                except DbError as err:  # keep starting: the table loads on first use
+                    log.error("usrloc: preload of %s failed: %s", d.name, err)
+        self.server.timers.every(self.params.timer_interval, self.timer)
+
+    def stop(self) -> None:
+        self.flush_all()
+
+    def timer(self) -> None:
+        now = self.now()
+        for d in list(self.domains.values()):
+            for c in d.expire(now):
+                self.server.stats.counter("usrloc", f"{d.name}_expires").inc()
+                for cb in self.expired_callbacks:
+                    try:
+                        cb(d.name, c)
+                    except Exception:
+                        log.exception("usrloc: contact-expired callback failed")
+        self.flush_all()
+
+    def flush_all(self) -> int:
+        n = 0
+        for d in self.domains.values():
+            try:
+                n += d.flush()
+            except DbError as err:
+                log.warning("usrloc: write-back of %s failed (will retry): %s", d.name, err)
+        return n
+
+    # -- helpers for registrar and RPC ------------------------------------------------------
+    def new_ruid(self) -> str:
+        return self.ruids.next()
+
+    def state_name(self, d: Domain, c: Contact) -> str:
+        if d.db_mode == 0:
+            return "CS_NEW"
+        if d.db_mode == 2 and c.ruid in d.dirty:
+            return "CS_DIRTY"
+        return "CS_SYNC"
+
+    def _rpc_domain(self, table: Any) -> Domain:
+        d = self.domains.get(str(table))
+        if d is None:
+            raise RpcError(500, "Domain not found")
+        return d
+
+    def _rpc_aor(self, aor: Any) -> str:
+        text = str(aor)
+        if text.startswith(("sip:", "sips:")):
+            text = text.split(":", 1)[1]
+        if self.use_domain:
+            if "@" not in text:
+                raise RpcError(500, "Domain missing in AOR")
+            return text
+        return text.split("@", 1)[0]
+
+    # -- RPC ---------------------------------------------------------------------------------
+    @rpc("ul.dump")
+    def rpc_dump(self, brief: str = "") -> dict[str, Any]:
+        """ul.dump [brief]: every location table with its AORs and contacts."""
+        now = self.now()
+        out = []
+        for d in self.domains.values():
+            try:
+                records = d.all()
+            except UsrlocError as err:
+                raise RpcError(500, f"Internal error: {err}") from None
+            state = "CS_NEW" if d.db_mode == 0 else "CS_SYNC"
+            out.append(domain_dump(d.name, records, brief == "brief", now, state))
+        return {"Domains": out}
+
+    @rpc("ul.lookup")
+    def rpc_lookup(self, table: Any = None, aor: Any = None) -> dict[str, Any]:
+        """ul.lookup table AOR: the contacts of one AOR."""
+        if table is None or aor is None:
+            raise RpcError(500, "Not enough parameters (table and AOR to lookup)")
+        d = self._rpc_domain(table)
+        key = self._rpc_aor(aor)
+        try:
+            contacts = d.get(key)
+        except UsrlocError as err:
+            raise RpcError(500, f"Internal error: {err}") from None
+        if not contacts:
+            raise RpcError(500, "AOR not found in location table")
+        now = self.now()
+        return {
+            "AoR": key,
+            "Contacts": [
+                contact_info(c, now, self.state_name(d, c)) for c in sorted(contacts, key=order_key)
+            ],
+        }
+
+    @rpc("ul.rm")
+    def rpc_rm(self, table: Any = None, aor: Any = None) -> None:
+        """ul.rm table AOR: delete every contact of an AOR."""
+        if table is None or aor is None:
+            raise RpcError(500, "Not enough parameters (table and AOR to lookup)")
+        d = self._rpc_domain(table)
+        try:
+            d.remove_aor(self._rpc_aor(aor))
+        except UsrlocError:
+            raise RpcError(500, "Failed to delete AOR") from None
+
+    @rpc("ul.rm_contact")
+    def rpc_rm_contact(self, table: Any = None, aor: Any = None, contact: Any = None) -> None:
+        """ul.rm_contact table AOR contact: delete one contact."""
+        if table is None or aor is None or contact is None:
+            raise RpcError(500, "Not enough parameters (table, AOR and contact)")
+        d = self._rpc_domain(table)
+        try:
+            cs = d.get(self._rpc_aor(aor))
+            if not cs:
+                raise RpcError(404, "AOR not found")
+            hit = [c for c in cs if c.contact == str(contact)]
+            if not hit:
+                raise RpcError(404, "Contact not found")
+            for c in hit:
+                d.remove(c)
+        except UsrlocError:
+            raise RpcError(500, "Failed to delete contact") from None
+
+    @rpc("ul.add")
+    def rpc_add(
+        self,
+        table: Any = None,
+        aor: Any = None,
+        contact: Any = None,
+        expires: Any = None,
+        q: Any = None,
+        path: Any = None,
+        flags: Any = None,
+        cflags: Any = None,
+        methods: Any = None,
+        received: Any = None,
+        socket: Any = None,
+    ) -> None:
+        """ul.add table AOR contact expires q path flags cflags methods [received] [socket]
+        ('0' or '.' leaves a string unset)."""
+        if methods is None:
+            raise RpcError(500, "Not enough parameters or wrong format")
+        d = self._rpc_domain(table)
+
+        def s(v: Any) -> str:
+            return "" if v is None or str(v) in ("0", ".") else str(v)
+
+        try:
+            exp = int(expires)
+            qv = float(q)
+        except (TypeError, ValueError):
+            raise RpcError(500, "Not enough parameters or wrong format") from None
+        key = self._rpc_aor(aor)
+        now = self.now()
+        try:
+            existing = [c for c in d.get(key) if c.contact == str(contact)]
+            c = existing[0] if existing else Contact(key, str(contact), 0, ruid=self.new_ruid())
+            c.expires = now + exp if exp > 0 else 0
+            c.q = int(round(qv * 1000)) if qv >= 0 else -1
+            c.path, c.received, c.socket = s(path), s(received), s(socket)
+            c.flags, c.cflags = int(flags or 0), int(cflags or 0)
+            c.methods = int(methods) if int(methods) else ALL_METHODS
+            c.callid, c.cseq, c.user_agent = (
+                "dfjrewr12386fd6-343@kamailio.mi",
+                1,
+                "SIP Router MI Server",
+            )
+            c.last_modified = now
+            d.put(c)
+        except UsrlocError:
+            raise RpcError(500, "Failed to insert contact") from None
+        except ValueError:
+            raise RpcError(500, "Not enough parameters or wrong format") from None
+
+    @rpc("ul.flush")
+    def rpc_flush(self) -> None:
+        """ul.flush: write pending changes to the database now (db_mode 2)."""
+        self.flush_all()
+
+    @rpc("ul.db_users")
+    def rpc_db_users(self, table: Any = None) -> dict[str, Any]:
+        """ul.db_users table: number of distinct AORs in the database table."""
+        d = self._db_domain(table)
+        try:
+            return {"users": len({r["aor"] for r in d.table().all()})}
+        except DbError as err:
+            raise RpcError(500, f"Failed to query AOR count: {err}") from None
+
+    @rpc("ul.db_contacts")
+    def rpc_db_contacts(self, table: Any = None) -> dict[str, Any]:
+        """ul.db_contacts table: number of contacts in the database table."""
+        d = self._db_domain(table)
+        try:
+            return {"contacts": d.table().count()}
+        except DbError as err:
+            raise RpcError(500, f"Failed to query contact count: {err}") from None
+
+    @rpc("ul.db_expired_contacts")
+    def rpc_db_expired(self, table: Any = None) -> dict[str, Any]:
+        """ul.db_expired_contacts table: expired contacts still in the database table."""
+        d = self._db_domain(table)
+        try:
+            return {
+                "contacts": len(
+                    [r for r in d.table().find_below("expires", self.now()) if r["expires"]]
+                )
+            }
+        except DbError as err:
+            raise RpcError(500, f"Failed to query contact count: {err}") from None
+
+    def _db_domain(self, table: Any) -> Domain:
+        if table is None:
+            raise RpcError(500, "Not enough parameters (table)")
+        if self.params.db_mode == 0:
+            raise RpcError(500, "Command is not supported in db_mode 0")
+        return self._rpc_domain(table)
+
+
+MODULE = Usrloc

@@ -1,0 +1,177 @@
+"""A location table ("domain" in Kamailio's words): the bindings of every AOR, kept in memory,
+in the database, or both, according to db_mode.
+
+db_mode 0: memory only.  1: write-through (the database is written before the call returns;
+a failed write changes nothing and raises).  2: write-back (memory now, the database on the
+timer and at shutdown).  3: database only (every read asks the database; nodes sharing it see
+each other's bindings).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from ksr.db import DbError, Store, Table
+
+from .contact import LOCATION_SPEC, Contact
+
+log = logging.getLogger("ksr.usrloc")
+
+
+class UsrlocError(Exception):
+    """A location update could not be stored (the caller answers 500)."""
+
+
+class Domain:
+    def __init__(self, name: str, db_mode: int, store: Callable[[], Store] | None) -> None:
+        self.name = name
+        self.db_mode = db_mode
+        self._store = store
+        self._table: Table | None = None
+        self.mem: dict[str, dict[str, Contact]] = {}  # aor -> ruid -> contact
+        self.dirty: set[str] = set()  # write-back: ruids to write
+        self.gone: set[str] = set()  # write-back: ruids to delete
+        self.loaded = db_mode in (0, 3)
+
+    # -- the database side --------------------------------------------------------------------
+    def table(self) -> Table:
+        if self._table is None:
+            assert self._store is not None
+            self._table = self._store().table(LOCATION_SPEC.renamed(self.name))
+        return self._table
+
+    def load(self) -> None:
+        """Fill memory from the database (preload; done on first use in modes 1 and 2)."""
+        if self.loaded:
+            return
+        rows = self.table().all()
+        for row in rows:
+            c = Contact.from_row(row)
+            self.mem.setdefault(c.aor, {})[c.ruid] = c
+        self.loaded = True
+        log.info("usrloc: loaded %d contacts of table %s", len(rows), self.name)
+
+    def _mem_ready(self) -> None:
+        if not self.loaded:
+            try:
+                self.load()
+            except DbError as err:
+                raise UsrlocError(f"cannot load table {self.name}: {err}") from err
+
+    # -- reads --------------------------------------------------------------------------------
+    def get(self, aor: str) -> list[Contact]:
+        """Every stored binding of ``aor`` (expired ones included: callers filter by time)."""
+        if self.db_mode == 3:
+            try:
+                return [Contact.from_row(r) for r in self.table().find("aor", aor)]
+            except DbError as err:
+                raise UsrlocError(str(err)) from err
+        self._mem_ready()
+        return [c.copy() for c in self.mem.get(aor, {}).values()]
+
+    def all(self) -> dict[str, list[Contact]]:
+        if self.db_mode == 3:
+            try:
+                rows = self.table().all()
+            except DbError as err:
+                raise UsrlocError(str(err)) from err
+            out: dict[str, list[Contact]] = {}
+            for r in rows:
+                c = Contact.from_row(r)
+                out.setdefault(c.aor, []).append(c)
+            return out
+        self._mem_ready()
+        return {aor: [c.copy() for c in cs.values()] for aor, cs in self.mem.items() if cs}
+
+    # -- writes -------------------------------------------------------------------------------
+    def put(self, c: Contact, mem_only: bool = False) -> None:
+        """Insert or update (by ruid). ``mem_only`` (save flag 0x01) skips the database in
+        modes 1 and 2."""
+        if self.db_mode == 3 or (self.db_mode == 1 and not mem_only):
+            try:
+                self.table().put(c.to_row())
+            except DbError as err:
+                raise UsrlocError(str(err)) from err
+        if self.db_mode == 3:
+            return
+        self._mem_ready()
+        self.mem.setdefault(c.aor, {})[c.ruid] = c.copy()
+        if self.db_mode == 2 and not mem_only:
+            self.dirty.add(c.ruid)
+            self.gone.discard(c.ruid)
+
+    def remove(self, c: Contact, mem_only: bool = False) -> bool:
+        removed = False
+        if self.db_mode == 3 or (self.db_mode == 1 and not mem_only):
+            try:
+                removed = self.table().delete(c.ruid)
+            except DbError as err:
+                raise UsrlocError(str(err)) from err
+        if self.db_mode == 3:
+            return removed
+        self._mem_ready()
+        cs = self.mem.get(c.aor, {})
+        removed = cs.pop(c.ruid, None) is not None or removed
+        if not cs:
+            self.mem.pop(c.aor, None)
+        if self.db_mode == 2:
+            self.dirty.discard(c.ruid)
+            if not mem_only:
+                self.gone.add(c.ruid)
+        return removed
+
+    def remove_aor(self, aor: str) -> int:
+        return sum(1 for c in self.get(aor) if self.remove(c))
+
+    def expire(self, now: float) -> list[Contact]:
+        """Remove bindings whose time is up; returns those this node removed."""
+        if self.db_mode == 3:
+            try:
+                due = [Contact.from_row(r) for r in self.table().find_below("expires", now)]
+            except DbError as err:
+                log.warning("usrloc: expiry of %s skipped: %s", self.name, err)
+                return []
+            return [c for c in due if c.expires != 0 and self._try_remove(c)]
+        if not self.loaded:
+            return []
+        out = [c for cs in self.mem.values() for c in cs.values() if c.expired(now)]
+        return [c for c in out if self._try_remove(c)]
+
+    def _try_remove(self, c: Contact) -> bool:
+        try:
+            return self.remove(c)
+        except UsrlocError as err:
+            log.warning("usrloc: cannot remove expired %s: %s", c.ruid, err)
+            return False
+
+    def flush(self) -> int:
+        """Write-back: send pending changes to the database. Returns rows written."""
+        if self.db_mode != 2 or not (self.dirty or self.gone):
+            return 0
+        t = self.table()
+        n = 0
+        by_ruid = {c.ruid: c for cs in self.mem.values() for c in cs.values()}
+        for ruid in list(self.gone):
+            t.delete(ruid)
+            self.gone.discard(ruid)
+            n += 1
+        for ruid in list(self.dirty):
+            c = by_ruid.get(ruid)
+            if c is not None:
+                t.put(c.to_row())
+                n += 1
+            self.dirty.discard(ruid)
+        return n
+
+    # -- counts for statistics ----------------------------------------------------------------
+    def counts(self) -> tuple[int, int]:
+        """(users, contacts)."""
+        if self.db_mode == 3:
+            allc = self.all()
+            return len(allc), sum(len(v) for v in allc.values())
+        if not self.loaded:
+            return 0, 0
+        return len([a for a, cs in self.mem.items() if cs]), sum(
+            len(cs) for cs in self.mem.values()
+        )
