@@ -248,14 +248,14 @@ def parse_uris(job: Job) -> Failure | None:
 def _digest(job: Job, other_schemes_ok: bool) -> Failure | None:
     for key in ("authorization", "proxy-authorization"):
         for value in job.msg.get_all(key):
+            if value.partition(" ")[0].lower() != "digest":
+                if other_schemes_ok:
+                    continue
+                return Failure(400, "Unsupported Authorization Scheme")
             try:
                 cred = parse_credentials(value)
             except RemoteProtocolError:
                 return Failure(400, "Malformed Credentials")
-            if cred.scheme.lower() != "digest":
-                if other_schemes_ok:
-                    continue
-                return Failure(400, "Unsupported Authorization Scheme")
             p = cred.params
             if not p.get("username") or not p.get("nonce") or not p.get("response"):
                 return Failure(400, "Malformed Credentials")
@@ -316,10 +316,10 @@ def strict(job: Job) -> Failure | None:
                 return Failure(400, f"Malformed {name} header ({err.reason})")
     for value in m.get_all("contact"):
         for item in split_commas(value):
-            if item == "*" and value.strip() == "*":
-                continue
+            if item == "*" and value.strip() == "*" and m.count("contact") == 1:
+                continue  # "Contact: *" stands alone (RFC 3261 §10.2.2)
             try:
-                if not item:
+                if not item or item == "*":
                     raise RemoteProtocolError("empty value")
                 parse_name_addr(item, strict=True)
             except RemoteProtocolError as err:

@@ -1,0 +1,75 @@
+"""Replies built per RFC 3261 §8.2.6 and branch values."""
+
+from __future__ import annotations
+
+from ksr.sip.builders import BRANCH_COOKIE, make_reply, new_branch, stateless_branch
+from ksr.sip.message import Request, parse_message_untrusted
+
+REQ = (
+    b"INVITE sip:bob@example.com SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;received=192.0.2.9\r\n"
+    b"Via: SIP/2.0/TCP 192.0.2.2;branch=z9hG4bK0\r\n"
+    b"Max-Forwards: 70\r\n"
+    b"From: Alice <sip:a@example.com>;tag=1\r\n"
+    b"To: <sip:bob@example.com>\r\n"
+    b"Call-ID: c1\r\n"
+    b"CSeq: 7 INVITE\r\n"
+    b"Contact: <sip:a@192.0.2.1>\r\n"
+    b"Content-Length: 0\r\n\r\n"
+)
+
+
+def request() -> Request:
+    m = parse_message_untrusted(REQ)
+    assert isinstance(m, Request)
+    return m
+
+
+def test_reply_copies_headers_and_adds_to_tag() -> None:
+    req = request()
+    rpl = parse_message_untrusted(make_reply(req, 486).to_bytes())
+    assert (rpl.status, rpl.reason) == (486, "Busy Here")
+    assert rpl.get_all("via") == req.get_all("via")  # all Vias, same order, received kept
+    assert rpl.get("from") == req.get("from")
+    assert rpl.call_id == "c1"
+    assert rpl.get("cseq") == "7 INVITE"
+    assert rpl.to.tag
+    assert rpl.to.uri_text == "sip:bob@example.com"
+    assert not rpl.has("contact")
+    assert not rpl.has("max-forwards")
+    assert rpl.get("content-length") == "0"
+    # retransmissions get the same tag (stateless replies must be stable)
+    assert parse_message_untrusted(make_reply(request(), 486).to_bytes()).to.tag == rpl.to.tag
+
+
+def test_no_tag_on_100_and_existing_tag_kept() -> None:
+    assert parse_message_untrusted(make_reply(request(), 100).to_bytes()).to.tag is None
+    data = REQ.replace(b"To: <sip:bob@example.com>", b"To: <sip:bob@example.com>;tag=xyz")
+    req = parse_message_untrusted(data)
+    assert isinstance(req, Request)
+    assert parse_message_untrusted(make_reply(req, 200).to_bytes()).to.tag == "xyz"
+
+
+def test_reply_extras() -> None:
+    rpl = make_reply(
+        request(),
+        420,
+        extra_headers=[("Unsupported", "foo")],
+        body=b"hi",
+        content_type="text/plain",
+        server_header="ksr",
+    )
+    out = parse_message_untrusted(rpl.to_bytes())
+    assert out.get("unsupported") == "foo"
+    assert out.get("server") == "ksr"
+    assert (out.body, out.get("content-type")) == (b"hi", "text/plain")
+
+
+def test_branches() -> None:
+    b1, b2 = new_branch(), new_branch()
+    assert b1.startswith(BRANCH_COOKIE)
+    assert b1 != b2
+    assert new_branch("seed") == new_branch("seed")
+    # stateless forwarding: a retransmission gets the same branch
+    assert stateless_branch(request()) == stateless_branch(request())
+    assert stateless_branch(request()).startswith(BRANCH_COOKIE)

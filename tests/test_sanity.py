@@ -1,0 +1,209 @@
+"""sanity module on a real server: each check's verdict and the reply it sends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ksr.sip.message import Response, parse_message_untrusted
+from tests.support import UdpPeer, make_config, running_server, udp_addr, write_script
+
+LUA = """
+function ksr_request_route()
+  local rc = KSR.sanity.sanity_check(tonumber(KSR.hdr.get("X-Flags")), tonumber(KSR.hdr.get("X-Uri")))
+  if rc < 0 then
+    if KSR.hdr.is_present("X-Late") > 0 then KSR.sanity.sanity_reply() end
+    return
+  end
+  KSR.sl.sl_send_reply(200, "Passed " .. rc)
+end
+"""
+
+STRICT = 1 << 20
+ALL = (1 << 15) - 1 | STRICT
+
+
+def request(
+    port: int,
+    flags: int,
+    uri_checks: int = 15,
+    change: dict[str, str | None] | None = None,
+    start: str = "INVITE sip:bob@127.0.0.1 SIP/2.0",
+    extra: list[str] | None = None,
+    body: str = "",
+) -> bytes:
+    hdrs: dict[str, str | None] = {
+        "Via": f"SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-s{flags}-{len(str(change))};rport",
+        "Max-Forwards": "70",
+        "From": "<sip:alice@127.0.0.1>;tag=ft",
+        "To": "<sip:bob@127.0.0.1>",
+        "Call-ID": f"sanity-{flags}-{change}",
+        "CSeq": "1 INVITE",
+        "Contact": f"<sip:alice@127.0.0.1:{port}>",
+        "X-Flags": str(flags),
+        "X-Uri": str(uri_checks),
+    }
+    hdrs.update(change or {})
+    lines = [start] + [f"{k}: {v}" for k, v in hdrs.items() if v is not None] + (extra or [])
+    lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
+
+
+DIGEST = 'Digest username="a", realm="r", nonce="n", uri="sip:bob@127.0.0.1", response="0123"'
+
+# (id, flags, uri_checks, header changes, extra lines, start line, status, reason fragment)
+CASES: list[tuple[str, int, int, dict[str, str | None], list[str], str | None, int, str]] = [
+    ("all-pass", ALL & ~(2048), 15, {}, [], None, 200, "Passed 1"),
+    ("version", 1, 1, {}, [], "INVITE sip:bob@127.0.0.1 SIP/3.0", 505, "Version Not Supported"),
+    ("scheme", 2, 1, {}, [], "INVITE mailto:bob@127.0.0.1 SIP/2.0", 416, "Unsupported URI Scheme"),
+    ("bad-ruri", 2, 1, {}, [], "INVITE sip:bob@ SIP/2.0", 400, "Bad Request URI"),
+    ("tel-ok", 2, 1, {}, [], "INVITE tel:+4930123 SIP/2.0", 200, "Passed"),
+    ("required", 4, 1, {"Call-ID": None}, [], None, 400, "Missing Required Header"),
+    ("via1", 16384, 1, {"Via": "SIP/2.0/UDP ;branch=x"}, [], None, 0, "no Via to answer to"),
+    ("via-version", 8, 1, {}, ["Via: SIP/3.0/UDP 192.0.2.1"], None, 200, "Passed"),
+    ("cseq-method", 32, 1, {"CSeq": "1 BYE"}, [], None, 400, "CSeq method does not match"),
+    ("cseq-nomethod", 32, 1, {"CSeq": "1"}, [], None, 400, "Missing method in CSeq"),
+    ("cseq-value", 64, 1, {"CSeq": "x1 INVITE"}, [], None, 400, "CSeq number is illegal"),
+    ("cseq-big", 64, 1, {"CSeq": "4294967296 INVITE"}, [], None, 400, "CSeq number is illegal"),
+    ("expires", 256, 1, {}, ["Expires: 99999999999"], None, 400, "Expires value is illegal"),
+    ("expires-ok", 256, 1, {}, ["Expires: 3600"], None, 200, "Passed"),
+    ("proxy-require", 512, 1, {}, ["Proxy-Require: foo, bar"], None, 420, "Bad Extension"),
+    ("proxy-require-ok", 512, 1, {}, ["Proxy-Require: foo"], None, 200, "Passed"),
+    ("from-uri", 1024, 2, {"From": "<http://x.example.com>;tag=1"}, [], None, 400, "Bad From URI"),
+    ("to-header", 1024, 4, {"To": '"open <sip:b@h>'}, [], None, 400, "Bad To header"),
+    ("contact-uri", 1024, 8, {"Contact": "<sip:@>"}, [], None, 400, "Bad Contact URI"),
+    ("contact-unchecked", 1024, 7, {"Contact": "<sip:@>"}, [], None, 200, "Passed"),
+    (
+        "digest-basic",
+        2048,
+        1,
+        {},
+        ["Authorization: Basic YTpi"],
+        None,
+        400,
+        "Unsupported Authorization",
+    ),
+    (
+        "digest-partial",
+        2048,
+        1,
+        {},
+        ['Authorization: Digest username="a"'],
+        None,
+        400,
+        "Malformed Credentials",
+    ),
+    ("digest-ok", 2048, 1, {}, [f"Authorization: {DIGEST}"], None, 200, "Passed"),
+    ("auth-basic-ok", 8192, 1, {}, ["Authorization: Basic YTpi"], None, 200, "Passed"),
+    ("duptags", 4096, 1, {"From": "<sip:a@h>;tag=1;tag=2"}, [], None, 400, "Duplicated tag"),
+    ("strict-mf", STRICT, 1, {"Max-Forwards": "256"}, [], None, 400, "Max-Forwards"),
+    ("strict-dup", STRICT, 1, {}, ["To: <sip:x@h>"], None, 400, "Duplicate To"),
+    (
+        "strict-date",
+        STRICT,
+        1,
+        {},
+        ["Date: Sat, 13 Nov 2010 23:29:00 PST"],
+        None,
+        400,
+        "Malformed Date",
+    ),
+    ("strict-date-ok", STRICT, 1, {}, ["Date: Sat, 13 Nov 2010 23:29:00 GMT"], None, 200, "Passed"),
+    ("strict-dn", STRICT, 1, {"From": "A, B <sip:a@h>;tag=1"}, [], None, 400, "Malformed From"),
+    (
+        "strict-contact",
+        STRICT,
+        1,
+        {"Contact": "sip:a@h?Route=x"},
+        [],
+        None,
+        400,
+        "Malformed Contact",
+    ),
+    (
+        "strict-ruri-hdrs",
+        STRICT,
+        1,
+        {},
+        [],
+        "INVITE sip:bob@127.0.0.1?x=y SIP/2.0",
+        400,
+        "Bad Request URI",
+    ),
+    ("strict-star", STRICT, 1, {"Contact": "<sip:a@h>, *"}, [], None, 400, "Malformed Contact"),
+    (
+        "strict-ok",
+        STRICT,
+        1,
+        {"Contact": '"Q \\" x" <sip:a@h?Route=x>;expires=5, <sip:b@h>'},
+        [],
+        None,
+        200,
+        "Passed",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+async def test_checks(tmp_path: Path, case: tuple) -> None:  # type: ignore[type-arg]
+    _id, flags, uri_checks, change, extra, start, status, reason = case
+    cfg = make_config(["sl", "sanity"], {"sanity": {"proxy_require": "foo, other"}})
+    async with running_server(cfg, write_script(tmp_path, LUA)) as server:
+        peer = await UdpPeer().bind()
+        kw = {"start": start} if start else {}
+        await peer.send(
+            request(peer.port, flags, uri_checks, change, extra=extra, **kw), udp_addr(server)
+        )
+        if status == 0:
+            assert await peer.nothing(0.3)
+            return
+        rpl = await peer.recv_reply()
+        assert (rpl.status, rpl.reason[: len(reason)]) == (status, reason), rpl.reason
+        if status == 420:
+            assert rpl.get("unsupported") == "bar"
+        peer.close()
+
+
+async def test_noreply_and_sanity_reply(tmp_path: Path) -> None:
+    cfg = make_config(["sl", "sanity"], {"sanity": {"noreply": 1}})
+    async with running_server(cfg, write_script(tmp_path, LUA)) as server:
+        peer = await UdpPeer().bind()
+        await peer.send(request(peer.port, 32, 1, {"CSeq": "1 BYE"}), udp_addr(server))
+        assert await peer.nothing(0.3)
+        await peer.send(
+            request(peer.port, 32, 1, {"CSeq": "2 BYE"}, extra=["X-Late: 1"]), udp_addr(server)
+        )
+        rpl = await peer.recv_reply()
+        assert (rpl.status, rpl.reason) == (400, "CSeq method does not match request method")
+        peer.close()
+
+
+async def test_ack_is_never_answered(tmp_path: Path) -> None:
+    async with running_server(make_config(["sl", "sanity"]), write_script(tmp_path, LUA)) as server:
+        peer = await UdpPeer().bind()
+        data = request(
+            peer.port, 32, 1, {"CSeq": "1 INVITE"}, start="ACK sip:bob@127.0.0.1 SIP/2.0"
+        )
+        await peer.send(data, udp_addr(server))
+        assert await peer.nothing(0.3)
+        peer.close()
+
+
+async def test_defaults_function(tmp_path: Path) -> None:
+    lua = """
+function ksr_request_route()
+  if KSR.sanity.sanity_check_defaults() > 0 then KSR.sl.sl_send_reply(200, "Passed") end
+end
+"""
+    cfg = make_config(["sl", "sanity"], {"sanity": {"default_checks": 64}})
+    async with running_server(cfg, write_script(tmp_path, lua)) as server:
+        peer = await UdpPeer().bind()
+        # 32 (CSeq method) is not in default_checks: passes; 64 (CSeq value) is
+        await peer.send(request(peer.port, 0, 1, {"CSeq": "1 BYE"}), udp_addr(server))
+        assert (await peer.recv_reply()).status == 200
+        await peer.send(request(peer.port, 0, 1, {"CSeq": "99999999999 INVITE"}), udp_addr(server))
+        rpl = parse_message_untrusted(await peer.recv())
+        assert isinstance(rpl, Response)
+        assert rpl.status == 400
+        peer.close()
