@@ -43,10 +43,11 @@ def uint(text: str, limit: int) -> int | None:
     Leading zeros are allowed ("0068"); the length is checked before ``int`` so a
     10,000-digit value costs nothing (and never hits Python's int-size guard).
     """
-    if not text or not text.isascii() or not text.isdigit():
+    if not text.isdigit() or not text.isascii():  # "".isdigit() is False
         return None
-    t = text.lstrip("0")
-    if len(t) > len(str(limit)):
-        return None
-    v = int(t) if t else 0
+    if len(text) > 20:
+        text = text.lstrip("0") or "0"
+        if len(text) > 20:
+            return None
+    v = int(text)
     return v if v <= limit else None

@@ -444,7 +444,7 @@ def _parse_header_lines(lines: list[str], folded: bool) -> tuple[list[Header], l
                 raise RemoteProtocolError(f"Malformed header name {name[:40]!r}")
             low = name.lower()
             key = COMPACT_FORMS.get(low, low)
-        if "\n" in value:
+        if folded and "\n" in value:
             value = " ".join(part.strip(" \t") for part in value.split("\r\n"))
         else:
             value = value.strip(" \t")
