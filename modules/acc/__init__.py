@@ -1,0 +1,173 @@
+"""acc: call detail records (one per tracked call) and per-request accounting records.
+
+CDRs come from the dialog module's events. Either the script asks for them from its dialog
+event callback (``KSR.acc.acc_cdr(evname)``, what the default scripts do), or ``cdr_enable=1``
+writes them automatically after the callback (Kamailio's way). A call never gets two CDRs: the
+first of the two writes it. Records go through a durable queue (spool.py). See docs/cdr.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ksr.core.context import MsgContext
+from ksr.core.module import ModParams, Module
+from ksr.core.rpc import rpc
+from ksr.kemi.registry import kemi
+
+from .cdr import build_acc, build_cdr, eval_extras, parse_extra
+from .spool import DurableQueue
+from .writers import make_writer
+
+if TYPE_CHECKING:
+    from modules.dialog.model import Dialog
+
+log = logging.getLogger("ksr.acc")
+
+CDR_WRITTEN = 2  # Dialog.iflags bit: this call's CDR is queued
+
+
+class AccParams(ModParams):
+    cdr_enable: int = 0  # 1: write a CDR automatically when each tracked call ends
+    cdr_on_failed: int = 1  # automatic CDRs for failed calls too
+    cdr_extra: str = ""  # "name=$pv;name2=$dlg_var(x)"
+    cdr_table: str = "acc_cdrs"
+    db_url: str = "jsonl://ksr-cdrs.jsonl"  # jsonl://, sqlite://, postgres://
+    db_table_acc: str = "acc"
+    log_facility: str = "LOG_DAEMON"
+    cdr_spool_file: str = ""  # default: next to a file backend, else ./ksr-acc-spool.jsonl
+    cdr_spool_after: float = 10.0  # seconds of backend outage before the queue goes to disk
+    cdr_queue_max: int = 10000  # records kept in memory before spooling regardless
+
+
+class Acc(Module):
+    name = "acc"
+    Params = AccParams
+
+    def init(self) -> None:
+        p: AccParams = self.params
+        self.extra = parse_extra(p.cdr_extra)
+        base = Path(self.server.config.source).parent if self.server.config.source else None
+        self.writer = make_writer(p.db_url, p.cdr_table, [n for n, _ in self.extra], base)
+        self.queue = DurableQueue(
+            self.writer, self._spool_path(base), p.cdr_spool_after, p.cdr_queue_max
+        )
+        self.c_cdrs = self.server.stats.counter("acc", "cdrs")
+        self.c_reqs = self.server.stats.counter("acc", "requests")
+
+    def _spool_path(self, base: Path | None) -> Path:
+        p: AccParams = self.params
+        if p.cdr_spool_file:
+            path = Path(p.cdr_spool_file)
+        else:
+            scheme, _, rest = p.db_url.partition("://")
+            if scheme in ("jsonl", "sqlite") and rest and rest != ":memory:":
+                path = Path(rest.split("?", 1)[0] + ".spool")
+            else:
+                path = Path("ksr-acc-spool.jsonl")
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        return path
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        dialog = self.server.module("dialog")
+        if dialog is not None:  # here, not in init: every module's init has run by now
+            dialog.add_listener(self._on_dialog_event)
+        await nursery.start(self.queue.run)
+
+    def stop(self) -> None:
+        n = self.queue.spool_memory()
+        if n:
+            log.warning(
+                "acc: %d unwritten records kept in %s for the next start", n, self.queue.spool_path
+            )
+        self.writer.close()
+
+    # -- CDRs --------------------------------------------------------------------------------
+    def write_cdr(self, dlg: Dialog, ctx: MsgContext) -> bool:
+        """Queue the CDR of a call that ended; False if it already has one."""
+        if dlg.iflags & CDR_WRITTEN:
+            return False
+        dlg.iflags |= CDR_WRITTEN
+        self.queue.submit("", build_cdr(dlg, eval_extras(ctx, self.extra)))
+        self.c_cdrs.inc()
+        return True
+
+    def _on_dialog_event(self, dlg: Dialog, evname: str, ctx: MsgContext) -> None:
+        p: AccParams = self.params
+        if not p.cdr_enable:
+            return
+        if evname == "dialog:end" or (evname == "dialog:failed" and p.cdr_on_failed):
+            self.write_cdr(dlg, ctx)
+
+    def _dialog_of(self, ctx: MsgContext) -> Dialog | None:
+        dialog = self.server.module("dialog")
+        return dialog.mgr.current(ctx) if dialog is not None else None
+
+    @kemi()
+    def acc_cdr(self, ctx: MsgContext, evname: str) -> int:
+        """Write the CDR of the current call from the dialog event callback: for dialog:end and
+        dialog:failed 1 (written) or 2 (the call already had its CDR); -1 otherwise."""
+        if evname not in ("dialog:end", "dialog:failed"):
+            return -1
+        dlg = self._dialog_of(ctx)
+        if dlg is None or not dlg.end_ts:
+            return -1
+        return 1 if self.write_cdr(dlg, ctx) else 2
+
+    # -- per-request records (Kamailio's acc_*_request) ---------------------------------------
+    def _now(self) -> float:
+        dialog = self.server.module("dialog")
+        if dialog is not None:
+            return float(dialog.mgr.clock.now())
+        import time
+
+        return time.time()
+
+    @kemi()
+    def acc_log_request(self, ctx: MsgContext, comment: str) -> int:
+        """Log an accounting line for the current request ("code reason" comment)."""
+        r = build_acc(ctx, comment, self._now())
+        log.info(
+            "ACC: request accounted: timestamp=%s;method=%s;from_tag=%s;to_tag=%s;call_id=%s;code=%s;reason=%s",
+            r["time"],
+            r["method"],
+            r["from_tag"],
+            r["to_tag"],
+            r["callid"],
+            r["sip_code"],
+            r["sip_reason"],
+        )
+        self.c_reqs.inc()
+        return 1
+
+    @kemi()
+    def acc_db_request(self, ctx: MsgContext, comment: str, table: str) -> int:
+        """Store an accounting record of the current request in ``table`` of db_url."""
+        self.queue.submit(table or self.params.db_table_acc, build_acc(ctx, comment, self._now()))
+        self.c_reqs.inc()
+        return 1
+
+    @kemi()
+    def acc_request(self, ctx: MsgContext, comment: str, table: str) -> int:
+        """Account the current request to every backend (log and db_url)."""
+        self.acc_log_request(ctx, comment)
+        return self.acc_db_request(ctx, comment, table)
+
+    @rpc("acc.queue")
+    def rpc_queue(self) -> dict[str, Any]:
+        """The record queue: written so far, waiting in memory, spooled on disk, backend state."""
+        return {
+            "backend": self.writer.describe(),
+            "written": self.queue.written,
+            "queued": len(self.queue.queue),
+            "spooled": self.queue.spooled_count(),
+            "backend_down": self.queue.down_since is not None,
+        }
+
+
+MODULE = Acc

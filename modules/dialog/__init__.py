@@ -1,0 +1,379 @@
+"""dialog: call tracking, dialog:start/end/failed events, profiles, dialog variables.
+
+See docs/modules/dialog.md. The engine is in manager.py, the state machine in
+ksr/sip/dialog_state.py, the tm wiring in tmglue.py, persistence in store.py.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from ksr.core.context import MsgContext
+from ksr.core.module import ModParams, Module
+from ksr.db import DEFAULT_DB_URL, DbError, store_for
+from ksr.kemi.registry import XVal, kemi
+from ksr.sip.dialog_state import DlgState
+from ksr.sip.message import Request
+
+from .manager import RPC, DialogManager
+from .model import Dialog
+from .pvs import register as register_pvs
+from .rpc import DialogRpc
+from .store import DialogStore
+from .tmglue import TmGlue
+
+log = logging.getLogger("ksr.dialog")
+
+
+class DialogParams(ModParams):
+    event_callback: str = ""
+    dlg_flag: int = -1  # a message flag that, set before t_relay, starts tracking
+    default_timeout: int = 43200
+    early_timeout: int = 300
+    noack_timeout: int = 60
+    end_timeout: int = 300
+    send_bye: int = 0
+    timeout_noreset: int = 0
+    profiles_no_value: str = ""
+    profiles_with_value: str = ""
+    detect_spirals: int = 1
+    db_mode: int = 0
+    db_url: str = ""  # empty = ksr's default store (docs/storage.md)
+    db_update_period: int = 60
+    table_name: str = "dialog"
+    hash_size: int = 4096
+    rr_param: str = "did"
+    dlg_match_mode: int = 1
+    bye_early_code: int = 480
+    bye_early_reason: str = "Temporarily Unavailable"
+    enable_stats: int = 1
+
+
+class DialogModule(DialogRpc, Module):
+    name = "dialog"
+    Params = DialogParams
+    depends = ("tm",)
+    events = ("dialog:start", "dialog:end", "dialog:failed", "dialog:timeout")
+
+    def init(self) -> None:
+        p: DialogParams = self.params
+        self.mgr = DialogManager(self.server, p)
+        register_pvs(self.server.pv, self.mgr)
+        self.server.request_hooks.append(self._on_request)
+        self.glue = TmGlue(self.server, self.mgr)
+        self.glue.attach()
+        self.store: DialogStore | None = None
+        if p.db_mode:
+            url = p.db_url or DEFAULT_DB_URL
+            self.store = DialogStore(store_for(self.server, url), p.db_mode, p.table_name)
+            try:
+                self._loaded = self.store.load()
+            except DbError as err:
+                log.error("cannot load stored dialogs from %s: %s", url, err)
+                self._loaded = []
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        if self.store is not None:
+            n = self.mgr.restore(self._loaded)
+            if n:
+                log.info("dialog: %d dialogs restored from storage", n)
+            self.mgr.store = self.store
+            period = self.params.db_update_period if self.params.db_mode == 2 else 5
+            self.server.timers.every(max(1, period), self.store.flush)
+
+    def stop(self) -> None:
+        if self.store is not None:
+            for d in self.mgr.table:
+                self.store.dirty.setdefault(f"{d.h_entry}:{d.h_id}", d)
+            waiting = self.store.flush()
+            if waiting:
+                log.error("dialog: %d dialogs could not be stored at shutdown", waiting)
+
+    # -- the request hook: in-dialog requests and CANCELs ----------------------------------
+    def _on_request(self, ctx: MsgContext) -> bool:
+        try:
+            self.mgr.on_request(ctx)
+        except Exception:
+            log.exception("dialog: in-dialog request handling failed")
+        return False
+
+    def _cur(self, ctx: MsgContext) -> Dialog | None:
+        return self.mgr.current(ctx)
+
+    # -- KSR.dialog ------------------------------------------------------------------------
+    @kemi()
+    def dlg_manage(self, ctx: MsgContext) -> int:
+        """Track the call of this initial INVITE (call before t_relay), or bind an in-dialog
+        request to its dialog. 1 on success, -1 otherwise."""
+        if not ctx.is_request:
+            return -1
+        req = ctx.request
+        if isinstance(ctx.extra.get("dlg"), Dialog):
+            return 1
+        try:
+            ttag = req.to_tag
+        except Exception:
+            return -1
+        if ttag:
+            self.mgr.on_request(ctx)
+            return 1 if self._cur(ctx) is not None else -1
+        if req.method != "INVITE":
+            return -1
+        if self.params.detect_spirals:
+            spiral = self.mgr.find_spiral(ctx)
+            if spiral is not None:
+                ctx.extra["dlg"] = spiral
+                ctx.extra["dlg_spiral"] = True
+                return 1
+        try:
+            self.mgr.create(ctx)
+        except Exception as err:
+            log.warning("dialog: cannot track this INVITE: %s", err)
+            return -1
+        return 1
+
+    @kemi()
+    def is_known_dlg(self, ctx: MsgContext) -> int:
+        """1 if the message belongs to a tracked dialog."""
+        d = self._cur(ctx)
+        return 1 if d is not None else -1
+
+    @kemi()
+    def dlg_set_timeout(self, ctx: MsgContext, seconds: int) -> int:
+        """Lifetime of the current dialog in seconds (from answer, or from now once answered)."""
+        d = self._cur(ctx)
+        if d is None:
+            ctx.extra.setdefault("dlg_ctx", {})["timeout"] = seconds
+            return -1
+        self.mgr.set_timeout(d, seconds)
+        return 1
+
+    @kemi()
+    def dlg_set_timeout_id(self, ctx: MsgContext, seconds: int, h_entry: int, h_id: int) -> int:
+        """dlg_set_timeout for the dialog with these ids."""
+        d = self.mgr.table.get(h_entry, h_id)
+        if d is None:
+            return -1
+        self.mgr.set_timeout(d, seconds)
+        return 1
+
+    @kemi()
+    def dlg_set_property(self, ctx: MsgContext, name: str) -> int:
+        """timeout-noreset (ka-src/ka-dst accepted, keepalives are not sent)."""
+        d = self._cur(ctx)
+        if d is None:
+            return -1
+        if name == "timeout-noreset":
+            d.timeout_noreset = True
+        elif name not in ("ka-src", "ka-dst"):
+            return -1
+        return 1
+
+    @kemi()
+    def dlg_reset_property(self, ctx: MsgContext, name: str) -> int:
+        """Clear a property set by dlg_set_property."""
+        d = self._cur(ctx)
+        if d is None:
+            return -1
+        if name == "timeout-noreset":
+            d.timeout_noreset = False
+        return 1
+
+    @kemi()
+    def dlg_bye(self, ctx: MsgContext, side: str) -> int:
+        """End the current dialog: BYE to caller, callee or all (dialog:end, reason rpc)."""
+        d = self._cur(ctx)
+        if d is None or d.state is DlgState.DELETED or side not in ("caller", "callee", "all"):
+            return -1
+        if d.state in (DlgState.CONFIRMED, DlgState.CONFIRMED_NA):
+            if side in ("callee", "all"):
+                self.mgr.send_bye(d, True)
+            if side in ("caller", "all"):
+                self.mgr.send_bye(d, False)
+        self.mgr.terminate(d, RPC, bye=False, ctx=None)
+        return 1
+
+    @kemi()
+    def dlg_get(self, ctx: MsgContext, callid: str, ftag: str, ttag: str) -> int:
+        """Make the dialog with these identifiers the current one."""
+        found = self.mgr.table.find(callid, ftag, ttag or None)
+        if found is None:
+            return -1
+        ctx.extra["dlg"] = found[0]
+        return 1
+
+    @kemi()
+    def dlg_get_var(self, ctx: MsgContext, callid: str, ftag: str, ttag: str, key: str) -> XVal:
+        """A variable of another dialog, or null."""
+        found = self.mgr.table.find(callid, ftag, ttag or None)
+        return found[0].variables.get(key) if found else None
+
+    @kemi()
+    def dlg_set_var(
+        self, ctx: MsgContext, callid: str, ftag: str, ttag: str, key: str, value: str
+    ) -> int:
+        """Set a variable of another dialog."""
+        found = self.mgr.table.find(callid, ftag, ttag or None)
+        if found is None:
+            return -1
+        found[0].variables[key] = value
+        self.mgr.persist(found[0])
+        return 1
+
+    # flags
+    @kemi()
+    def dlg_setflag(self, ctx: MsgContext, idx: int) -> int:
+        """Set dialog flag idx (0..31)."""
+        return self._flag(ctx, idx, 1)
+
+    @kemi()
+    def dlg_resetflag(self, ctx: MsgContext, idx: int) -> int:
+        """Reset dialog flag idx."""
+        return self._flag(ctx, idx, 0)
+
+    @kemi()
+    def dlg_isflagset(self, ctx: MsgContext, idx: int) -> int:
+        """1 if dialog flag idx is set, -1 if not (or no dialog)."""
+        return self._flag(ctx, idx, -1)
+
+    def _flag(self, ctx: MsgContext, idx: int, op: int) -> int:
+        if not 0 <= idx <= 31:
+            return -1
+        d = self._cur(ctx)
+        if d is None:
+            dctx = ctx.extra.setdefault("dlg_ctx", {})
+            flags = int(dctx.get("flags", 0))
+            if op == -1:
+                return 1 if flags & (1 << idx) else -1
+            dctx["flags"] = flags | (1 << idx) if op else flags & ~(1 << idx)
+            return 1
+        if op == -1:
+            return 1 if d.sflags & (1 << idx) else -1
+        d.sflags = d.sflags | (1 << idx) if op else d.sflags & ~(1 << idx)
+        self.mgr.persist(d)
+        return 1
+
+    # profiles
+    def _profile(self, ctx: MsgContext, name: str, value: str | None, op: str) -> int:
+        prof = self.mgr.profiles
+        if not prof.known(name):
+            log.critical("dialog: profile <%s> not defined", name)
+            return -1
+        d = self._cur(ctx)
+        if op == "set":
+            v = value or ""
+            if d is None:
+                if not ctx.is_request or ctx.request.method != "INVITE":
+                    return -1
+                ctx.extra.setdefault("dlg_profiles_pending", []).append((name, v))
+                return 1
+            if d.state is DlgState.DELETED:
+                return -1
+            prof.add(d, name, v)
+            self.mgr.persist(d)
+            return 1
+        if d is None:
+            return -1
+        if op == "unset":
+            ok = prof.remove(d, name, value)
+            self.mgr.persist(d)
+            return 1 if ok else -1
+        return 1 if d.state is not DlgState.DELETED and prof.contains(d, name, value) else -1
+
+    @kemi()
+    def set_dlg_profile_static(self, ctx: MsgContext, profile: str) -> int:
+        """Add the current dialog to a profile without value."""
+        return self._profile(ctx, profile, None, "set")
+
+    @kemi()
+    def set_dlg_profile(self, ctx: MsgContext, profile: str, value: str) -> int:
+        """Add the current dialog to a profile with a value."""
+        return self._profile(ctx, profile, value, "set")
+
+    @kemi()
+    def unset_dlg_profile_static(self, ctx: MsgContext, profile: str) -> int:
+        """Remove the current dialog from a profile."""
+        return self._profile(ctx, profile, None, "unset")
+
+    @kemi()
+    def unset_dlg_profile(self, ctx: MsgContext, profile: str, value: str) -> int:
+        """Remove the current dialog from a profile with that value."""
+        return self._profile(ctx, profile, value, "unset")
+
+    @kemi()
+    def is_in_profile_static(self, ctx: MsgContext, profile: str) -> int:
+        """1 if the current dialog is in the profile."""
+        return self._profile(ctx, profile, None, "is")
+
+    @kemi()
+    def is_in_profile(self, ctx: MsgContext, profile: str, value: str) -> int:
+        """1 if the current dialog is in the profile with that value."""
+        return self._profile(ctx, profile, value, "is")
+
+    @kemi()
+    def get_profile_size_static(self, ctx: MsgContext, profile: str, spv: str) -> int:
+        """Write the size of a profile into a $var(...) or $avp(...)."""
+        return self._size(ctx, profile, None, spv)
+
+    @kemi()
+    def get_profile_size(self, ctx: MsgContext, profile: str, value: str, spv: str) -> int:
+        """Write the size of a profile for a value into a $var(...) or $avp(...)."""
+        return self._size(ctx, profile, value, spv)
+
+    def _size(self, ctx: MsgContext, profile: str, value: str | None, spv: str) -> int:
+        if not self.mgr.profiles.known(profile):
+            log.critical("dialog: profile <%s> not defined", profile)
+            return -1
+        if not (spv.startswith("$var(") or spv.startswith("$avp(")):
+            log.error("dialog: get_profile_size needs a $var or $avp, not %s", spv)
+            return -1
+        n = self.mgr.profiles.size(profile, value if value else None)
+        return 1 if self.server.pv.set(ctx, spv, n) else -1
+
+    # variables
+    @kemi()
+    def var_sets(self, ctx: MsgContext, key: str, value: str) -> int:
+        """Set $dlg_var(key) of the current dialog (kept for the dialog once created)."""
+        return 1 if self.server.pv.set(ctx, f"$dlg_var({key})", value) else -1
+
+    @kemi()
+    def var_get(self, ctx: MsgContext, key: str) -> XVal:
+        """$dlg_var(key) or null."""
+        return self.server.pv.get(ctx, f"$dlg_var({key})")
+
+    @kemi()
+    def var_gete(self, ctx: MsgContext, key: str) -> XVal:
+        """$dlg_var(key) or empty string."""
+        v = self.server.pv.get(ctx, f"$dlg_var({key})")
+        return "" if v is None else v
+
+    @kemi()
+    def var_getw(self, ctx: MsgContext, key: str) -> XVal:
+        """$dlg_var(key) or "<null>"."""
+        v = self.server.pv.get(ctx, f"$dlg_var({key})")
+        return "<null>" if v is None else v
+
+    @kemi()
+    def var_rm(self, ctx: MsgContext, key: str) -> int:
+        """Delete $dlg_var(key)."""
+        return 1 if self.server.pv.set(ctx, f"$dlg_var({key})", None) else -1
+
+    @kemi()
+    def var_is_null(self, ctx: MsgContext, key: str) -> int:
+        """1 if $dlg_var(key) is not set."""
+        return 1 if self.server.pv.get(ctx, f"$dlg_var({key})") is None else -1
+
+    # -- API for other modules (acc) --------------------------------------------------------
+    def add_listener(self, fn: object) -> None:
+        """``fn(dialog, evname, ctx)`` after the script's event callback, for every
+        dialog:start/end/failed (exactly once each)."""
+        self.mgr.listeners.append(fn)  # type: ignore[arg-type]
+
+    def is_initial_invite(self, ctx: MsgContext) -> bool:
+        m = ctx.msg
+        return isinstance(m, Request) and m.method == "INVITE" and not m.to_tag
+
+
+MODULE = DialogModule

@@ -1,0 +1,364 @@
+"""The dialog engine: creates dialogs, feeds them the SIP traffic, runs timers and events.
+
+Every state change goes through ``apply``: it asks the sans-IO machine for the next state, and
+only when that machine emits an event does ``apply`` run the script callback and the listeners
+(acc). So a call's end is reported exactly once whatever path ends it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ksr.core.context import MsgContext
+from ksr.core.timers import TimerHandle
+from ksr.sip.dialog_state import DlgEvent, DlgInput, DlgState, next_step, reply_input
+from ksr.sip.headers import split_commas
+from ksr.sip.message import Request, Response
+
+from .clock import WallClock
+from .model import Dialog, Leg
+from .requests import first_contact, record_routes, split_route_set
+from .table import DialogTable, Profiles, split_names
+
+if TYPE_CHECKING:
+    from ksr.core.server import Server
+
+    from . import DialogParams
+    from .store import DialogStore
+
+log = logging.getLogger("ksr.dialog")
+
+Listener = Callable[[Dialog, str, MsgContext], None]
+LINGER = 32.0  # seconds an ended dialog stays listed (absorbs retransmitted BYEs quietly)
+
+# end reasons (CDR end_reason)
+CALLER_BYE = "caller-bye"
+CALLEE_BYE = "callee-bye"
+TIMEOUT = "timeout"
+RPC = "rpc"
+FAILED = "failed"
+CANCELLED = "cancelled"
+
+
+class DialogManager:
+    def __init__(self, server: Server, params: DialogParams) -> None:
+        self.server = server
+        self.params = params
+        self.clock = WallClock()
+        self.table = DialogTable(params.hash_size)
+        self.profiles = Profiles(
+            split_names(params.profiles_no_value), split_names(params.profiles_with_value)
+        )
+        self.listeners: list[Listener] = []
+        self.store: DialogStore | None = None
+        self.send_bye: Callable[[Dialog, bool], bool] = lambda dlg, to_callee: False
+        self.on_created: Callable[[Dialog], None] = lambda dlg: None
+        self._timers: dict[tuple[int, int], TimerHandle] = {}
+        st = server.stats
+        self.c_processed = st.counter("dialog", "processed_dialogs")
+        self.c_expired = st.counter("dialog", "expired_dialogs")
+        self.c_failed = st.counter("dialog", "failed_dialogs")
+        st.gauge(
+            "dialog",
+            "active_dialogs",
+            lambda: self._count(DlgState.CONFIRMED_NA, DlgState.CONFIRMED),
+        )
+        st.gauge("dialog", "early_dialogs", lambda: self._count(DlgState.EARLY))
+
+    def _count(self, *states: DlgState) -> int:
+        c = self.table.count_states()
+        return sum(c[s] for s in states)
+
+    # -- creation ---------------------------------------------------------------------------
+    def create(self, ctx: MsgContext) -> Dialog:
+        """A dialog for the initial INVITE being routed."""
+        req = ctx.request
+        callid = req.call_id
+        h_entry, h_id = self.table.new_key(callid)
+        now = self.clock.now()
+        dctx: dict[str, Any] = ctx.extra.get("dlg_ctx", {})
+        lifetime = int(dctx.get("timeout") or self.params.default_timeout)
+        dlg = Dialog(
+            h_entry=h_entry,
+            h_id=h_id,
+            callid=callid,
+            from_uri=req.from_.uri_text,
+            to_uri=req.to.uri_text,
+            req_uri=ctx.ruri or req.uri,
+            src_ip=ctx.src_ip,
+            src_port=ctx.src_port,
+            init_ts=now,
+            lifetime=lifetime,
+            timeout_bye=bool(dctx.get("timeout_bye", self.params.send_bye)),
+            timeout_noreset=bool(self.params.timeout_noreset),
+            timeout_route=str(dctx.get("timeout_route") or ""),
+            sflags=int(dctx.get("flags") or 0),
+        )
+        sock = f"{ctx.socket.proto}:{ctx.socket.ip}:{ctx.socket.port}"
+        dlg.caller = Leg(
+            tag=req.from_tag or "",
+            contact=first_contact(req),
+            cseq=str(req.cseq.number),
+            socket=sock,
+            addr=f"{ctx.proto}:{ctx.src_ip}:{ctx.src_port}",
+        )
+        dlg.callee = Leg(socket=sock)
+        dlg.variables.update(ctx.extra.pop("dlg_vars_pending", {}))
+        for name, value in ctx.extra.pop("dlg_profiles_pending", []):
+            self.profiles.add(dlg, name, value)
+        self.table.add(dlg)
+        self.c_processed.inc()
+        ctx.extra["dlg"] = dlg
+        self._arm(dlg, self.params.early_timeout)
+        self.persist(dlg)
+        self.on_created(dlg)
+        return dlg
+
+    def discard(self, dlg: Dialog) -> None:
+        """Forget a dialog that never became a call (no transaction): no event."""
+        t = self._timers.pop(dlg.key, None)
+        if t is not None:
+            t.cancel()
+        self.profiles.release(dlg)
+        self.table.remove(dlg)
+        dlg.state = DlgState.DELETED
+        self.persist(dlg)
+
+    def find_spiral(self, ctx: MsgContext) -> Dialog | None:
+        """An INVITE we already routed once coming back to us (a spiral): same Call-ID and From
+        tag as a dialog still being set up, with one of our own Vias below the top."""
+        req = ctx.request
+        try:
+            vias = req.vias[1:]
+            cands = self.table.by_callid.get(req.call_id, [])
+            ftag = req.from_tag or ""
+        except Exception:
+            return None
+        if not cands or not any(self.server.is_myself_via(v.host, v.port) for v in vias):
+            return None
+        for d in cands:
+            if d.caller.tag == ftag and d.state in (DlgState.UNCONFIRMED, DlgState.EARLY):
+                return d
+        return None
+
+    # -- matching ----------------------------------------------------------------------------
+    def match(self, ctx: MsgContext) -> tuple[Dialog, bool] | None:
+        """The dialog of an in-dialog request or of a reply, and its direction (True =
+        downstream, caller to callee)."""
+        m = ctx.msg
+        try:
+            callid = m.call_id
+            ftag = m.from_tag or ""
+            ttag = m.to_tag
+        except Exception:
+            return None
+        if isinstance(m, Response):
+            found = self.table.find(callid, ftag, None)
+            return (found[0], False) if found else None
+        return self.table.find(callid, ftag, ttag)
+
+    def current(self, ctx: MsgContext) -> Dialog | None:
+        dlg = ctx.extra.get("dlg")
+        if isinstance(dlg, Dialog):
+            return dlg
+        found = self.match(ctx) if (not ctx.msg.is_request or ctx.msg.to_tag) else None
+        if found is None:
+            return None
+        ctx.extra["dlg"] = found[0]
+        return found[0]
+
+    # -- traffic -----------------------------------------------------------------------------
+    def on_request(self, ctx: MsgContext) -> None:
+        """Every request, before the script: in-dialog requests (ACK, BYE, re-INVITE...) and
+        CANCELs drive their dialog. Never creates a dialog."""
+        req = ctx.msg
+        if not isinstance(req, Request) or ctx.extra.get("dlg_seen"):
+            return
+        ctx.extra["dlg_seen"] = True
+        try:
+            method = req.method
+            ttag = req.to_tag
+        except Exception:
+            return
+        if method == "CANCEL":
+            found = self.table.find(req.call_id, req.from_tag or "", None)
+            if found and found[0].state in (DlgState.UNCONFIRMED, DlgState.EARLY):
+                found[0].cancelled = True
+                ctx.extra["dlg"] = found[0]
+            return
+        if not ttag:
+            return
+        found = self.table.find(req.call_id, req.from_tag or "", ttag)
+        if found is None:
+            return
+        dlg, downstream = found
+        ctx.extra["dlg"] = dlg
+        ctx.extra["dlg_dir"] = 1 if downstream else 2
+        leg = dlg.caller if downstream else dlg.callee
+        try:
+            if method != "ACK":
+                leg.cseq = str(req.cseq.number)
+        except Exception:
+            pass
+        if method == "ACK":
+            self.apply(dlg, DlgInput.ACK, ctx)
+        elif method == "BYE":
+            self.apply(dlg, DlgInput.BYE, ctx, CALLER_BYE if downstream else CALLEE_BYE)
+        elif dlg.state in (DlgState.CONFIRMED, DlgState.CONFIRMED_NA) and not dlg.timeout_noreset:
+            dlg.timeout_ts = self.clock.now() + dlg.lifetime
+            self._arm(dlg, dlg.lifetime)
+            self.persist(dlg)
+
+    def on_reply(self, dlg: Dialog, status: int, ctx: MsgContext | None) -> None:
+        """A reply to the dialog's initial INVITE, received or generated by ksr."""
+        inp = reply_input(status)
+        if inp is None:
+            return
+        rpl = ctx.msg if ctx is not None and isinstance(ctx.msg, Response) else None
+        if rpl is not None and dlg.state in (DlgState.UNCONFIRMED, DlgState.EARLY):
+            ttag = rpl.to_tag
+            if ttag and (inp is DlgInput.ANSWERED or not dlg.callee.tag):
+                dlg.callee.tag = ttag
+                dlg.callee.contact = first_contact(rpl) or dlg.callee.contact
+                if ctx is not None:
+                    dlg.callee.addr = f"{ctx.proto}:{ctx.src_ip}:{ctx.src_port}"
+            if inp is DlgInput.ANSWERED:
+                self._learn_routes(dlg, rpl)
+        if inp is DlgInput.FAILED or inp is DlgInput.ANSWERED:
+            if dlg.state in (DlgState.UNCONFIRMED, DlgState.EARLY):
+                dlg.status = status
+        reason = CANCELLED if (inp is DlgInput.FAILED and dlg.cancelled) else FAILED
+        self.apply(dlg, inp, ctx, reason)
+
+    def _learn_routes(self, dlg: Dialog, rpl: Response) -> None:
+        to_caller, to_callee = split_route_set(record_routes(rpl), self.server.is_myself_text)
+        flat_caller = [x for v in to_caller for x in split_commas(v)]
+        flat_callee = [x for v in to_callee for x in split_commas(v)]
+        dlg.caller.route_set = ",".join(flat_caller)
+        dlg.callee.route_set = ",".join(flat_callee)
+
+    # -- ending ------------------------------------------------------------------------------
+    def terminate(self, dlg: Dialog, reason: str, bye: bool, ctx: MsgContext | None = None) -> bool:
+        """End a dialog from ksr's side (RPC, script, timeout): BYE both sides if asked."""
+        if dlg.state is DlgState.DELETED:
+            return False
+        if bye and dlg.state in (DlgState.CONFIRMED, DlgState.CONFIRMED_NA):
+            self.send_bye(dlg, True)
+            self.send_bye(dlg, False)
+        inp = DlgInput.TIMEOUT if reason == TIMEOUT else DlgInput.TERMINATE
+        self.apply(dlg, inp, ctx, reason)
+        return True
+
+    def _on_timer(self, dlg: Dialog) -> None:
+        self._timers.pop(dlg.key, None)
+        if dlg.state is DlgState.DELETED:
+            self.table.remove(dlg)
+            return
+        if dlg.state in (DlgState.CONFIRMED, DlgState.CONFIRMED_NA):
+            remaining = self.clock.delay_until(dlg.timeout_ts)
+            if remaining > 0.5:  # the lifetime was extended meanwhile
+                self._arm(dlg, remaining)
+                return
+        if dlg.timeout_route and self.params.event_callback:
+            self._run_event(dlg, "dialog:timeout", None)
+            if dlg.state is DlgState.DELETED:
+                return
+        self.c_expired.inc()
+        self.terminate(dlg, TIMEOUT, bye=dlg.timeout_bye)
+
+    def apply(
+        self, dlg: Dialog, inp: DlgInput, ctx: MsgContext | None, reason: str = ""
+    ) -> DlgEvent | None:
+        old = dlg.state
+        step = next_step(old, inp)
+        if step.state is old:
+            return None
+        dlg.state = step.state
+        now = self.clock.now()
+        if step.state is DlgState.CONFIRMED_NA:
+            dlg.start_ts = now
+            dlg.timeout_ts = now + dlg.lifetime
+            self._arm(dlg, min(dlg.lifetime, self.params.noack_timeout))
+        elif step.state is DlgState.CONFIRMED:
+            self._arm(dlg, self.clock.delay_until(dlg.timeout_ts))
+        elif step.state is DlgState.DELETED:
+            dlg.end_ts = now
+            dlg.end_reason = reason or dlg.end_reason
+            if step.event is DlgEvent.FAILED:
+                self.c_failed.inc()
+                if not dlg.status:
+                    dlg.status = 487 if dlg.cancelled else 408 if reason == TIMEOUT else 500
+            self.profiles.release(dlg)
+            self._arm(dlg, LINGER)
+        self.persist(dlg)
+        if step.event is not None:
+            self._run_event(dlg, step.event.value, ctx)
+            for fn in self.listeners:
+                try:
+                    fn(dlg, step.event.value, self._event_ctx(dlg, ctx))
+                except Exception:
+                    log.exception(
+                        "dialog listener failed on %s of %s", step.event.value, dlg.callid
+                    )
+        return step.event
+
+    # -- events ------------------------------------------------------------------------------
+    def _event_ctx(self, dlg: Dialog, ctx: MsgContext | None) -> MsgContext:
+        """A context for the event: the message that caused it, else a faked one; the dialog is
+        the current one, so $dlg(...) and $dlg_var(...) read it."""
+        if ctx is None:
+            ev = self.server.faked_context()
+        else:
+            ev = MsgContext(self.server, ctx.msg, ctx.src_ip, ctx.src_port, ctx.socket, ctx.conn_id)
+            ev.tx = ctx.tx
+        ev.extra["dlg"] = dlg
+        return ev
+
+    def _run_event(self, dlg: Dialog, evname: str, ctx: MsgContext | None) -> None:
+        cb = self.params.event_callback
+        if not cb:
+            return
+        ev = self._event_ctx(dlg, ctx)
+        self.server.run_event(cb, evname, ev)
+        if ctx is not None:
+            ctx.extra.setdefault("dlg", dlg)
+
+    # -- timers and storage ------------------------------------------------------------------
+    def _arm(self, dlg: Dialog, delay: float) -> None:
+        old = self._timers.pop(dlg.key, None)
+        if old is not None:
+            old.cancel()
+        try:
+            self._timers[dlg.key] = self.server.timers.once(
+                max(0.0, delay), lambda: self._on_timer(dlg)
+            )
+        except RuntimeError:  # no trio run (offline tools): nothing can expire anyway
+            pass
+
+    def set_timeout(self, dlg: Dialog, seconds: int) -> None:
+        dlg.lifetime = seconds
+        if dlg.state in (DlgState.CONFIRMED, DlgState.CONFIRMED_NA):
+            dlg.timeout_ts = self.clock.now() + seconds
+            self._arm(dlg, seconds)
+        self.persist(dlg)
+
+    def persist(self, dlg: Dialog) -> None:
+        if self.store is not None:
+            self.store.changed(dlg)
+
+    def restore(self, dialogs: list[Dialog]) -> int:
+        """Put dialogs loaded from storage back to work; their timers resume where they were."""
+        n = 0
+        for dlg in dialogs:
+            if dlg.state is DlgState.DELETED or dlg.key in self.table.by_key:
+                continue
+            self.table.add(dlg)
+            self.profiles.relink(dlg)
+            if dlg.state in (DlgState.CONFIRMED, DlgState.CONFIRMED_NA):
+                self._arm(dlg, self.clock.delay_until(dlg.timeout_ts))
+            else:
+                self._arm(dlg, self.clock.delay_until(dlg.init_ts + self.params.early_timeout))
+            n += 1
+        return n

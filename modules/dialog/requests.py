@@ -1,0 +1,98 @@
+"""Learning the legs of a dialog from its INVITE and 2xx, and building the BYEs ksr sends.
+
+Route sets (RFC 3261 §12.1): the Record-Route list of the 2xx, in order, is the caller's route
+set; reversed, the callee's. ksr keeps only the part beyond its own entry on each side, because
+a request ksr sends itself starts at ksr.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ksr.sip.headers import parse_name_addr, split_commas
+from ksr.sip.message import Header, Message, Request
+
+from .model import Dialog, Leg
+
+
+def first_contact(msg: Message) -> str:
+    raw = msg.get("contact")
+    if not raw:
+        return ""
+    try:
+        return parse_name_addr(split_commas(raw)[0]).uri_text
+    except Exception:
+        return ""
+
+
+def record_routes(msg: Message) -> list[str]:
+    return [v.strip() for v in msg.get_values("record-route")]
+
+
+def split_route_set(rr: list[str], is_myself: Callable[[str], bool]) -> tuple[list[str], list[str]]:
+    """(entries before ours = toward the caller, entries after ours = toward the callee), each in
+    the order a request heading that way lists them in Route."""
+    mine = -1
+    for i, v in enumerate(rr):
+        try:
+            uri = parse_name_addr(v).uri_text
+        except Exception:
+            continue
+        if is_myself(uri):
+            mine = i
+            break
+    if mine < 0:
+        return [], []
+    toward_callee = rr[:mine]  # added by proxies downstream of us, nearest first when reversed
+    toward_caller = rr[mine + 1 :]
+    return toward_caller, list(reversed(toward_callee))
+
+
+def build_bye(dlg: Dialog, to_callee: bool, user_agent: str = "") -> tuple[Request, str] | None:
+    """A BYE from ksr to one side of a confirmed dialog (no Via yet: the sender adds it), with
+    the URI to send it to (first Route if any, else the contact). None if the side is unknown."""
+    target: Leg = dlg.callee if to_callee else dlg.caller
+    other: Leg = dlg.caller if to_callee else dlg.callee
+    if not target.contact:
+        return None
+    if to_callee:
+        from_hdr = f"<{dlg.from_uri}>;tag={dlg.caller.tag}"
+        to_hdr = f"<{dlg.to_uri}>" + (f";tag={dlg.callee.tag}" if dlg.callee.tag else "")
+    else:
+        from_hdr = f"<{dlg.to_uri}>" + (f";tag={dlg.callee.tag}" if dlg.callee.tag else "")
+        to_hdr = f"<{dlg.from_uri}>;tag={dlg.caller.tag}"
+    try:
+        cseq = int(other.cseq or "0") + 1
+    except ValueError:
+        cseq = 1
+    other.cseq = str(cseq)
+    headers = [
+        Header("Max-Forwards", "70"),
+        Header("From", from_hdr),
+        Header("To", to_hdr),
+        Header("Call-ID", dlg.callid),
+        Header("CSeq", f"{cseq} BYE"),
+    ]
+    routes = split_commas(target.route_set) if target.route_set else []
+    for r in routes:
+        headers.append(Header("Route", r))
+    if user_agent:
+        name, _, value = user_agent.partition(":")
+        headers.append(Header(name.strip(), value.strip()))
+    headers.append(Header("Content-Length", "0"))
+    req = Request("BYE", target.contact, headers)
+    next_hop = target.contact
+    if routes:
+        try:
+            na = parse_name_addr(routes[0])
+            if "lr" in na.uri.params:
+                next_hop = na.uri_text
+            else:  # strict router (RFC 3261 §12.2.1.1)
+                req.uri = na.uri_text
+                req.headers = [h for h in req.headers if h.key != "route"]
+                for r in routes[1:] + [f"<{target.contact}>"]:
+                    req.headers.insert(-1, Header("Route", r))
+                next_hop = na.uri_text
+        except Exception:
+            pass
+    return req, next_hop

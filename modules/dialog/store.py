@@ -1,0 +1,85 @@
+"""Dialog persistence through ksr.db (SQLite, PostgreSQL, Redis), per Kamailio's ``db_mode``:
+
+* 0 - none;
+* 1 - realtime: every change is written when it happens;
+* 2 - delayed: changed dialogs are written every ``db_update_period`` seconds (and at shutdown);
+* 3 - shutdown: everything is written when ksr stops.
+
+With any mode but 0, ksr loads the stored dialogs at start-up. A dialog is one row: its
+identifiers, its state and a JSON document with the rest (legs, times, variables, profiles).
+Ended dialogs are removed. A failed write is logged and kept dirty for the next attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from ksr.db import DbError, Store, TableSpec
+from ksr.sip.dialog_state import DlgState
+
+from .model import Dialog
+
+log = logging.getLogger("ksr.dialog")
+
+SPEC = TableSpec(
+    "dialog",
+    key="id",
+    fields=(("id", "str"), ("callid", "str"), ("state", "int"), ("data", "str")),
+    indexes=("callid",),
+)
+
+
+def row_id(dlg: Dialog) -> str:
+    return f"{dlg.h_entry}:{dlg.h_id}"
+
+
+class DialogStore:
+    def __init__(self, store: Store, mode: int, table_name: str = "dialog") -> None:
+        self.mode = mode
+        self.table = store.table(SPEC.renamed(table_name))
+        self.dirty: dict[str, Dialog] = {}
+        self.failed_writes = 0
+
+    def changed(self, dlg: Dialog) -> None:
+        self.dirty[row_id(dlg)] = dlg
+        if self.mode == 1:
+            self.flush()
+
+    def flush(self) -> int:
+        """Write every changed dialog; returns how many are still waiting (backend down)."""
+        for rid, dlg in list(self.dirty.items()):
+            try:
+                if dlg.state is DlgState.DELETED:
+                    self.table.delete(rid)
+                else:
+                    self.table.put(
+                        {
+                            "id": rid,
+                            "callid": dlg.callid,
+                            "state": int(dlg.state),
+                            "data": json.dumps(dlg.to_dict()),
+                        }
+                    )
+            except DbError as err:
+                self.failed_writes += 1
+                if self.failed_writes == 1 or self.failed_writes % 100 == 0:
+                    log.error(
+                        "dialog storage write failed (%d dialogs waiting): %s", len(self.dirty), err
+                    )
+                return len(self.dirty)
+            if self.dirty.get(rid) is dlg:
+                del self.dirty[rid]
+        if self.failed_writes:
+            log.warning("dialog storage is writable again")
+            self.failed_writes = 0
+        return 0
+
+    def load(self) -> list[Dialog]:
+        out: list[Dialog] = []
+        for row in self.table.all():
+            try:
+                out.append(Dialog.from_dict(json.loads(str(row["data"]))))
+            except (ValueError, TypeError, KeyError) as err:
+                log.error("skipping unreadable stored dialog %s: %s", row.get("id"), err)
+        return out

@@ -1,0 +1,128 @@
+"""The in-memory dialog table and the profiles (indexes by id and by Call-ID/tags)."""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+
+from ksr.sip.dialog_state import DlgState
+
+from .model import Dialog
+
+
+class DialogTable:
+    def __init__(self, hash_size: int = 4096) -> None:
+        self.hash_size = max(1, hash_size)
+        self.by_key: dict[tuple[int, int], Dialog] = {}
+        self.by_callid: dict[str, list[Dialog]] = {}
+        self._next_id = 1
+
+    def new_key(self, callid: str) -> tuple[int, int]:
+        h_entry = zlib.crc32(callid.encode("utf-8", "surrogateescape")) % self.hash_size
+        while (h_entry, self._next_id) in self.by_key:
+            self._next_id += 1
+        h_id = self._next_id
+        self._next_id += 1
+        return h_entry, h_id
+
+    def add(self, dlg: Dialog) -> None:
+        self.by_key[dlg.key] = dlg
+        self.by_callid.setdefault(dlg.callid, []).append(dlg)
+        self._next_id = max(self._next_id, dlg.h_id + 1)
+
+    def remove(self, dlg: Dialog) -> None:
+        self.by_key.pop(dlg.key, None)
+        lst = self.by_callid.get(dlg.callid)
+        if lst is not None:
+            lst[:] = [d for d in lst if d is not dlg]
+            if not lst:
+                del self.by_callid[dlg.callid]
+
+    def get(self, h_entry: int, h_id: int) -> Dialog | None:
+        return self.by_key.get((h_entry, h_id))
+
+    def find(self, callid: str, ftag: str, ttag: str | None) -> tuple[Dialog, bool] | None:
+        """The dialog of these identifiers and whether the request goes downstream (caller to
+        callee). A request may come from either side, so the tags may be swapped."""
+        for d in reversed(self.by_callid.get(callid, [])):
+            if d.caller.tag == ftag and (not ttag or not d.callee.tag or d.callee.tag == ttag):
+                return d, True
+            if ttag and d.caller.tag == ttag and (not d.callee.tag or d.callee.tag == ftag):
+                return d, False
+        return None
+
+    def __iter__(self) -> Iterator[Dialog]:
+        return iter(list(self.by_key.values()))
+
+    def __len__(self) -> int:
+        return len(self.by_key)
+
+    def count_states(self) -> Counter[DlgState]:
+        return Counter(d.state for d in self.by_key.values())
+
+
+class Profiles:
+    """Kamailio's dialog profiles: named sets of dialogs, with or without a value.
+
+    A dialog may be added to a profile more than once (each addition counts, as in Kamailio).
+    Entries leave their profile when the dialog ends."""
+
+    def __init__(self, no_value: list[str], with_value: list[str]) -> None:
+        self.no_value = set(no_value)
+        self.with_value = set(with_value)
+        self._sizes: dict[str, Counter[str]] = {
+            n: Counter() for n in self.no_value | self.with_value
+        }
+
+    def known(self, name: str) -> bool:
+        return name in self._sizes
+
+    def has_value(self, name: str) -> bool:
+        return name in self.with_value
+
+    def add(self, dlg: Dialog, name: str, value: str) -> None:
+        dlg.profiles.append((name, value))
+        self._sizes[name][value] += 1
+
+    def remove(self, dlg: Dialog, name: str, value: str | None) -> bool:
+        for i, (n, v) in enumerate(dlg.profiles):
+            if n == name and (value is None or v == value):
+                del dlg.profiles[i]
+                self._drop(n, v)
+                return True
+        return False
+
+    def release(self, dlg: Dialog) -> None:
+        for n, v in dlg.profiles:
+            self._drop(n, v)
+        # the list stays on the dialog: dlg.list of an ended dialog still shows it
+
+    def relink(self, dlg: Dialog) -> None:
+        """Count a dialog loaded from storage."""
+        for n, v in dlg.profiles:
+            if n in self._sizes:
+                self._sizes[n][v] += 1
+
+    def _drop(self, name: str, value: str) -> None:
+        c = self._sizes.get(name)
+        if c is not None and c[value] > 0:
+            c[value] -= 1
+            if c[value] == 0:
+                del c[value]
+
+    def size(self, name: str, value: str | None = None) -> int:
+        c = self._sizes.get(name)
+        if c is None:
+            return 0
+        if value is None:
+            return sum(c.values())
+        return c[value]
+
+    def contains(self, dlg: Dialog, name: str, value: str | None) -> bool:
+        return any(n == name and (value is None or v == value) for n, v in dlg.profiles)
+
+
+def split_names(text: str) -> list[str]:
+    """``"a ; b;c"`` -> ["a", "b", "c"] (Kamailio's profile list syntax)."""
+    return [p.strip() for p in text.split(";") if p.strip()]
