@@ -224,7 +224,8 @@ class Server:
     def receive(self, data: bytes, src_ip: str, src_port: int, sock: SocketInfo, conn_id: int = 0) -> None:
         """One message from the network (a datagram or a framed stream message)."""
         try:
-            msg = parse_message_untrusted(data, datagram=sock.proto == "udp")
+            # a WebSocket message carries exactly one SIP message, like a datagram (RFC 7118)
+            msg = parse_message_untrusted(data, datagram=sock.proto in ("udp", "ws", "wss"))
         except RemoteProtocolError as err:
             self._c_bad.inc()
             partial = getattr(err, "partial", None)
@@ -528,7 +529,7 @@ class Server:
     # -- running -------------------------------------------------------------------------------
     async def serve(self, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
         """Open the listeners, start the modules, then serve until cancelled."""
-        from ksr.transport.tcp import TcpTransport
+        from ksr.transport.setup import open_stream_transports
         from ksr.transport.udp import UdpTransport
 
         if self.engine is None:
@@ -538,15 +539,11 @@ class Server:
                 self.nursery = nursery
                 await nursery.start(self.timers.run)
                 udp = [s for s in self.listeners if s.proto == "udp"]
-                tcp = [s for s in self.listeners if s.proto == "tcp"]
                 if udp:
                     t = UdpTransport(self, udp, reuse_port=self.reuse_port)
                     await nursery.start(t.serve)
                     self.transports["udp"] = t
-                if tcp:
-                    tt = TcpTransport(self, tcp, reuse_port=self.reuse_port)
-                    await nursery.start(tt.serve)
-                    self.transports["tcp"] = tt
+                await open_stream_transports(self, nursery)  # tcp, tls, ws, wss
                 self.listeners = [s for t in self.transports.values() for s in t.sockets]
                 for m in self.modules.values():
                     await m.start(nursery)
