@@ -64,6 +64,10 @@ class Engine:
     def has_function(self, name: str) -> bool:
         raise NotImplementedError
 
+    def to_script(self, value: Any) -> Any:
+        """A list/dict result in the script's own types (Lua tables); as is by default."""
+        return value
+
     def run(self, ctx: MsgContext, name: str, *args: Any) -> int:
         """Run a route/callback. Returns 1 done, 0 failed (error logged), 2 missing."""
         raise NotImplementedError
@@ -144,6 +148,8 @@ def make_binding(
             return none_value
         if ret == "bool":
             return bool(r)
+        if lua and isinstance(r, (list, dict)):
+            return engine.to_script(r)  # XVAL arrays/dicts become Lua tables
         return r
 
     if n == 0:

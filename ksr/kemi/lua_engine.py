@@ -158,6 +158,14 @@ class LuaEngine(Engine):
     def has_function(self, name: str) -> bool:
         return bool(self._has(name)) if self._has is not None else False
 
+    def to_script(self, value: Any) -> Any:
+        """Lists and dicts (nested) as Lua tables: never hand Lua a wrapped Python object."""
+        if isinstance(value, dict):
+            return self.lua.table_from({k: self.to_script(v) for k, v in value.items()})
+        if isinstance(value, list):
+            return self.lua.table_from([self.to_script(v) for v in value])
+        return value
+
     def run(self, ctx: MsgContext, name: str, *args: Any) -> int:
         prev = self.ctx
         self.ctx = ctx
