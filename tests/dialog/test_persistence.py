@@ -1,0 +1,94 @@
+"""Calls survive a restart of ksr: stored per db_mode in SQLite, PostgreSQL and Redis, reloaded,
+and their end still gives one dialog:end and one CDR."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+import trio
+
+from ksr.db import open_store
+from tests.support import running_server, udp_addr
+
+from .conftest import proxy_config
+from .test_calls import cdrs, establish, events
+from .ua import Ua
+
+
+def backend_url(kind: str, tmp: Path, prefix: str) -> str:
+    if kind == "sqlite":
+        return f"sqlite://{tmp / 'dlg.sqlite'}"
+    if kind == "postgres":
+        return f"postgres://127.0.0.1:5432/test?prefix={prefix}"
+    return f"redis://127.0.0.1:6379/0?prefix={prefix}"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "redis"])
+@pytest.mark.parametrize("db_mode", [1, 3])
+async def test_call_survives_restart(tmp_path: Path, kind: str, db_mode: int) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}_"
+    url = backend_url(kind, tmp_path, prefix)
+    dparams = {"db_mode": db_mode, "db_url": url}
+    a, b = await Ua("alice").start(), await Ua("bob").start()
+    call_id = f"restart-{uuid.uuid4().hex[:8]}"
+    try:
+        cfg, script = proxy_config(tmp_path, dialog=dparams)
+        async with running_server(cfg, script) as server:
+            proxy = udp_addr(server)
+            await establish(a, b, proxy, call_id)
+            await trio.sleep(0.2)
+        # the first ksr is gone; a new one on another port loads the call
+        cfg, script = proxy_config(tmp_path, dialog=dparams)
+        async with running_server(cfg, script) as server:
+            mgr = server.module("dialog").mgr
+            assert [d.callid for d in mgr.table] == [call_id]
+            assert server.rpc.call("dlg.profile_get_size", ["calls"]) == 1
+            new_proxy = udp_addr(server)
+            a.route_set = [f"<sip:127.0.0.1:{new_proxy[1]};lr>"]
+            await a.in_dialog("BYE", new_proxy)
+            bye = await b.expect_request("BYE")
+            await b.answer(bye, 200, new_proxy)
+            await a.expect_reply(200, "BYE")
+            assert events(server) == {"dialog:end": 1}
+            (r,) = await cdrs(server, tmp_path)
+            assert r["call_id"] == call_id
+            assert r["end_reason"] == "caller-bye"
+            assert r["account"] == "acct-alice"
+            assert r["duration"] >= 0.2
+            await trio.sleep(0)
+        # ended dialogs leave the store
+        store = open_store(url)
+        try:
+            from modules.dialog.store import SPEC
+
+            assert store.table(SPEC).all() == []
+        finally:
+            store.drop("dialog")
+            store.close()
+    finally:
+        a.close()
+        b.close()
+
+
+async def test_dialog_row_is_readable(tmp_path: Path) -> None:
+    """The stored row holds the identifiers and a JSON document of the dialog."""
+    url = f"sqlite://{tmp_path / 'd.sqlite'}"
+    cfg, script = proxy_config(tmp_path, dialog={"db_mode": 1, "db_url": url})
+    a, b = await Ua("alice").start(), await Ua("bob").start()
+    try:
+        async with running_server(cfg, script) as server:
+            await establish(a, b, udp_addr(server), "rowtest-1")
+            from modules.dialog.store import SPEC
+
+            (row,) = open_store(url).table(SPEC).all()
+            assert row["callid"] == "rowtest-1"
+            assert row["state"] == 4
+            data = json.loads(str(row["data"]))
+            assert data["caller"]["tag"] == a.local_tag
+            assert data["variables"] == {"account": "acct-alice"}
+    finally:
+        a.close()
+        b.close()
