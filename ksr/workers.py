@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from types import FrameType
+from typing import Any
 
 log = logging.getLogger("ksr.workers")
 
@@ -177,8 +178,52 @@ def _die_with_parent() -> None:
         pass
 
 
-def worker_main(argv: list[str] | None = None) -> int:
+def run_server(server: Any, label: str = "ksr") -> int:
+    """Serve until SIGTERM or SIGINT, then stop cleanly (modules' stop() runs: sockets removed,
+    state flushed). A start-up OSError (port in use, bad socket path) is one line, exit 1."""
     import trio
+
+    async def serve() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve)
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    return
+
+    try:
+        trio.run(serve)
+    except KeyboardInterrupt:
+        return 0
+    except OSError as err:
+        print(f"{label}: {err}", file=sys.stderr)
+        return 1
+    except BaseExceptionGroup as group:
+        rest, errors = _split_os_errors(group)
+        if rest:
+            raise
+        for err in errors:
+            print(f"{label}: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _split_os_errors(group: BaseExceptionGroup[BaseException]) -> tuple[bool, list[OSError]]:
+    """(anything besides OSErrors?, the OSErrors) of a nested exception group."""
+    errors: list[OSError] = []
+    other = False
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            o, e = _split_os_errors(exc)
+            other, errors = other or o, errors + e
+        elif isinstance(exc, OSError):
+            errors.append(exc)
+        else:
+            other = True
+    return other, errors
+
+
+def worker_main(argv: list[str] | None = None) -> int:
 
     from ksr.cli import _build_server, setup_logging
     from ksr.core.config import ConfigError
@@ -205,20 +250,7 @@ def worker_main(argv: list[str] | None = None) -> int:
         print(f"ksr worker {args.worker}: {err}", file=sys.stderr)
         return 2
 
-    async def serve() -> None:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(server.serve)
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for _ in signals:
-                    nursery.cancel_scope.cancel()  # modules' stop() runs on the way out
-                    return
-
-    try:
-        trio.run(serve)
-    except OSError as err:
-        print(f"ksr worker {args.worker}: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return run_server(server, f"ksr worker {args.worker}")
 
 
 if __name__ == "__main__":

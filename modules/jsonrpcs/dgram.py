@@ -48,9 +48,12 @@ def _is_live_unix_socket(path: str) -> bool:
 
 
 def _owner_id(value: int | str, lookup: Callable[[str], Any]) -> int:
-    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+    if isinstance(value, int) or value.isdigit():
         return int(value)
-    return int(lookup(value)[2])
+    try:
+        return int(lookup(value)[2])
+    except KeyError:
+        raise OSError(errno.EINVAL, f"no such user or group: {value}") from None
 
 
 class DgramRpcServer:
@@ -76,37 +79,44 @@ class DgramRpcServer:
 
     def _bind(self) -> trio.socket.SocketType:
         sock = socket.socket(self.family, socket.SOCK_DGRAM)
-        if self.family == socket.AF_UNIX:
-            path = self.address
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                st = None
-            if st is not None:
-                if not stat.S_ISSOCK(st.st_mode):
-                    sock.close()
-                    raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
-                if _is_live_unix_socket(path):
-                    sock.close()
-                    raise SocketInUse(errno.EADDRINUSE, f"another server is answering on {path}")
-                os.unlink(path)  # a stale socket left by a server that did not stop cleanly
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
-            sock.bind(path)
-            os.chmod(path, self.mode)
-            if self.user != "" or self.group != "":
-                uid = _owner_id(self.user, pwd.getpwnam) if self.user != "" else -1
-                gid = _owner_id(self.group, grp.getgrnam) if self.group != "" else -1
-                os.chown(path, uid, gid)
-            self._inode = os.lstat(path).st_ino
-            self.bound = path
-        else:
-            try:
+        try:
+            if self.family == socket.AF_UNIX:
+                self._bind_unix(sock, self.address)
+            else:
                 sock.bind(self.address)
-            except OSError:
-                sock.close()
-                raise
-            self.bound = sock.getsockname()
+                self.bound = sock.getsockname()
+        except SocketInUse:
+            sock.close()
+            raise
+        except OSError as err:
+            sock.close()
+            self.remove_file()  # bound but chmod/chown failed
+            raise OSError(
+                err.errno,
+                f"jsonrpcs: cannot bind dgram_socket {self.address}: {err.strerror or err}",
+            ) from None
         return trio.socket.from_stdlib_socket(sock)
+
+    def _bind_unix(self, sock: socket.socket, path: str) -> None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            st = None
+        if st is not None:
+            if not stat.S_ISSOCK(st.st_mode):
+                raise OSError(errno.EEXIST, "the file exists and is not a socket")
+            if _is_live_unix_socket(path):
+                raise SocketInUse(errno.EADDRINUSE, f"another server is answering on {path}")
+            os.unlink(path)  # a stale socket left by a server that did not stop cleanly
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        sock.bind(path)
+        self._inode = os.lstat(path).st_ino
+        self.bound = path
+        os.chmod(path, self.mode)
+        if self.user != "" or self.group != "":
+            uid = _owner_id(self.user, pwd.getpwnam) if self.user != "" else -1
+            gid = _owner_id(self.group, grp.getgrnam) if self.group != "" else -1
+            os.chown(path, uid, gid)
 
     async def serve(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         sock = self._bind()
