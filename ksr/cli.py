@@ -35,8 +35,6 @@ def _build_server(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import trio
-
     try:
         cfg = load_config(args.config)
     except ConfigError as err:
@@ -54,14 +52,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .workers import run_workers
 
         return run_workers(args, children)
-    try:
-        trio.run(server.serve)
-    except KeyboardInterrupt:
-        return 0
-    except OSError as err:
-        print(f"ksr: {err}", file=sys.stderr)
-        return 1
-    return 0
+    from .workers import run_server
+
+    return run_server(server)  # until SIGTERM/SIGINT, then a clean stop
 
 
 def cmd_check(args: argparse.Namespace) -> int:
