@@ -47,6 +47,7 @@ def test_ksr_rpc_against_a_running_server(tmp_path: Path) -> None:
         )
         assert by_config.returncode == 0, by_config.stderr
         assert json.loads(by_config.stdout) == ["core:rcv_requests = 0"]
+    assert not os.path.exists(sock)  # SIGTERM stopped the server cleanly: socket removed
     down = ksr_rpc("--socket", sock, "core.uptime")
     assert down.returncode == 2
     assert sock in down.stderr

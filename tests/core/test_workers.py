@@ -65,6 +65,16 @@ def test_two_workers_share_the_port_and_get_restarted(tmp_path: Path) -> None:
         assert len(workers) == 2
         assert pids == {w["PID"] for w in workers}  # the kernel spread the peers over both
 
+        with socket.create_connection(
+            ("127.0.0.1", ksr["port"]), timeout=5
+        ) as tcp:  # SO_REUSEPORT TCP
+            tcp.sendall(
+                sip_request(port=tcp.getsockname()[1], call_id="tcp-1")
+                .replace("UDP", "TCP")
+                .encode()
+            )
+            assert tcp.recv(65535).startswith(b"SIP/2.0 200 OK ")
+
         victim = int(workers[1]["PID"])  # type: ignore[call-overload]
         os.kill(victim, signal.SIGKILL)
         _wait_for(lambda: log.read_text().count("listening on") >= 3)
