@@ -294,3 +294,47 @@ def test_unparseable_ones_raise_only_protocol_errors() -> None:
     for name in ("bigcode.dat", "test.dat", "lwsruri.dat", "clerr.dat", "ncl.dat", "mcl01.dat"):
         with pytest.raises(RemoteProtocolError):
             parse_message_untrusted((RFC4475 / name).read_bytes())
+
+
+async def test_mutated_corpus_never_breaks_the_server(tmp_path: Path) -> None:
+    import logging
+    import random
+
+    rng = random.Random(4475)
+    seeds = [p.read_bytes() for p in sorted(RFC4475.glob("*.dat"))]
+    errors: list[logging.LogRecord] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.exc_info:
+                errors.append(record)
+
+    handler = Catch()
+    logging.getLogger("ksr").addHandler(handler)
+    try:
+        script = write_script(tmp_path, LUA)
+        async with running_server(make_config(["sl", "maxfwd", "sanity"]), script) as server:
+            server.send = lambda *a, **k: True  # type: ignore[method-assign]  # never spray replies
+            peer = await UdpPeer().bind()
+            for _ in range(300):
+                data = bytearray(rng.choice(seeds))
+                for _ in range(rng.randint(1, 5)):
+                    pos = rng.randrange(len(data))
+                    choice = rng.random()
+                    if choice < 0.4:
+                        data[pos] = rng.randrange(256)
+                    elif choice < 0.7:
+                        data[pos:pos] = rng.choice([b"\r\n", b";", b",", b"<", b'"', b" ", b"\x00"])
+                    else:
+                        del data[pos : pos + rng.randint(1, 30)]
+                await peer.send(bytes(data), udp_addr(server))
+            del server.send  # the real send again, for the final answer
+            await peer.send(
+                sip_request("OPTIONS", port=peer.port, call_id="after"), udp_addr(server)
+            )
+            rpl = await peer.recv_reply()
+            assert rpl.status == 200
+            peer.close()
+    finally:
+        logging.getLogger("ksr").removeHandler(handler)
+    assert not errors, [r.getMessage() for r in errors[:3]]
