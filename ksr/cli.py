@@ -110,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("params", nargs="*", help="parameters; numbers are sent as numbers, prefix s: to force a string")
     q.set_defaults(func=cmd_rpc)
 
+    from .subscriber_cli import add_parser as add_subscriber_parser
+
+    add_subscriber_parser(sub)
+
     args = p.parse_args(argv)
     return int(args.func(args))
 

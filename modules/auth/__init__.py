@@ -1,0 +1,340 @@
+"""auth: digest authentication (RFC 7616/2617) for SIP — challenges, nonces and the checks
+a password source (auth_db, or the script with pv_*) builds on. KSR.auth."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import field_validator
+
+from ksr.core.context import MsgContext
+from ksr.core.module import ModParams, Module
+from ksr.kemi.registry import kemi
+from ksr.sip.auth_header import Credentials, format_challenge, parse_credentials
+from ksr.sip.digest import (
+    canonical_algorithm,
+    compute_ha1,
+    compute_response,
+    parse_nc,
+    responses_equal,
+)
+from ksr.sip.errors import RemoteProtocolError
+from ksr.sip.message import Message
+
+from .nonces import NonceBook, NonceState
+
+# Return codes shared with auth_db (Kamailio's auth_api.h).
+AUTH_OK = 1
+AUTH_ERROR = -1
+AUTH_INVALID_PASSWORD = -2
+AUTH_USER_UNKNOWN = -3
+AUTH_STALE_NONCE = -4
+AUTH_NO_CREDENTIALS = -5
+AUTH_NONCE_REUSED = -6
+AUTH_USER_MISMATCH = -8
+
+WWW = ("authorization", "WWW-Authenticate", 401)
+PROXY = ("proxy-authorization", "Proxy-Authenticate", 407)
+
+
+class AuthParams(ModParams):
+    secret: str = ""  # share it between nodes so each accepts the others' nonces
+    nonce_expire: int = 300
+    nonce_count: int = 1  # track nonce-counts: replays get -6 (Kamailio's default is 0)
+    one_time_nonce: int = 0
+    qop: str = ""
+    algorithm: str = "MD5"
+    realm_prefix: str = ""
+    force_stateless_reply: int = 0
+    protect_contacts: int = 0
+    nid_pool_no: int = 1
+    nc_array_size: int = 1048576
+    otn_in_flight_no: int = 1048576
+    auth_checks_register: int = 0
+    auth_checks_no_dlg: int = 0
+    auth_checks_in_dlg: int = 0
+    add_authinfo_hdr: int = 0
+    use_next_nonce: int = 0
+    disable_nonce_check: int = 0
+
+    @field_validator("algorithm")
+    @classmethod
+    def _alg(cls, v: str) -> str:
+        if canonical_algorithm(v) is None:
+            raise ValueError(
+                "unsupported digest algorithm (MD5, SHA-256, SHA-512-256, -sess variants)"
+            )
+        return v
+
+
+@dataclass(slots=True)
+class Pending:
+    """Credentials that passed the syntax and nonce checks; the password check comes next."""
+
+    cred: Credentials
+    header_key: str
+    header_value: str
+    algorithm: str
+    nc: int | None
+
+
+class Auth(Module):
+    name = "auth"
+    Params = AuthParams
+
+    def __init__(self, server: Any, params: AuthParams) -> None:
+        super().__init__(server, params)
+        self.params: AuthParams = params
+        self.now: Callable[[], float] = time.time
+        self.nonces = NonceBook(params.secret.encode() or None, params.nonce_expire)
+        self.algorithm = canonical_algorithm(params.algorithm) or "MD5"
+
+    # -- API for auth_db and the pv_* functions ----------------------------------------------
+    def default_realm(self, ctx: MsgContext, realm: str) -> str:
+        if realm:
+            return realm
+        try:
+            hdr = ctx.msg.to if ctx.method == "REGISTER" else ctx.msg.from_
+            host = hdr.uri.host
+        except RemoteProtocolError:
+            return ""
+        p = self.params.realm_prefix
+        return host[len(p) :] if p and host.startswith(p) else host
+
+    def find_credentials(
+        self, ctx: MsgContext, realm: str, hkey: str
+    ) -> tuple[str, Credentials] | None:
+        for value in ctx.msg.get_all(hkey):
+            try:
+                cred = parse_credentials(value)
+            except RemoteProtocolError:
+                continue
+            if cred.scheme.lower() == "digest" and cred.params.get("realm") == realm:
+                return value, cred
+        return None
+
+    def pre_auth(self, ctx: MsgContext, realm: str, hkey: str) -> Pending | int:
+        """Find and check the credentials for ``realm``: a Pending, or a return code (after
+        answering 400 itself for malformed credentials, as Kamailio does)."""
+        found = self.find_credentials(ctx, realm, hkey)
+        if found is None:
+            return AUTH_NO_CREDENTIALS
+        value, cred = found
+        p = cred.params
+        alg = canonical_algorithm(p.get("algorithm"))
+        qop = p.get("qop")
+        nc = parse_nc(p.get("nc", "")) if qop else None
+        required = ("username", "nonce", "uri", "response")
+        if (
+            alg is None
+            or any(not p.get(k) for k in required)
+            or (
+                qop is not None
+                and (qop not in ("auth", "auth-int") or nc is None or not p.get("cnonce"))
+            )
+        ):
+            self.server.send_reply_any(ctx, 400, "Bad Request")
+            return AUTH_ERROR
+        if not self.params.disable_nonce_check:
+            state = self.nonces.check(p["nonce"], self.now())
+            if state is not NonceState.OK:
+                ctx.extra["auth_stale"] = True
+                return AUTH_STALE_NONCE
+        return Pending(cred, hkey, value, alg, nc)
+
+    def check_response(
+        self, ctx: MsgContext, pend: Pending, ha1: str, method: str | None = None
+    ) -> bool:
+        p = pend.cred.params
+        body = ctx.msg.body if p.get("qop") == "auth-int" else b""
+        expected = compute_response(
+            pend.algorithm,
+            ha1,
+            p["nonce"],
+            method or ctx.method,
+            p["uri"],
+            p.get("qop"),
+            p.get("nc", ""),
+            p.get("cnonce", ""),
+            body,
+        )
+        return responses_equal(expected, p["response"])
+
+    def post_auth(self, ctx: MsgContext, pend: Pending) -> int:
+        """After a correct response: refuse replays, remember the header for consume_credentials."""
+        if self.params.nonce_count or self.params.one_time_nonce:
+            if self.nonces.use(pend.cred.params["nonce"], pend.nc, self.now()) is NonceState.REUSED:
+                return AUTH_NONCE_REUSED
+        ctx.extra["auth_used"] = (pend.header_key, pend.header_value)
+        return AUTH_OK
+
+    def user_matches(self, ctx: MsgContext, pend: Pending) -> bool:
+        """The auth username is the user of To (REGISTER) or From (other requests)."""
+        user = pend.cred.params.get("username", "").split("@", 1)[0]
+        try:
+            hdr = ctx.msg.to if ctx.method == "REGISTER" else ctx.msg.from_
+            return (hdr.uri.user or "") == user
+        except RemoteProtocolError:
+            return False
+
+    def authenticate(
+        self,
+        ctx: MsgContext,
+        realm: str,
+        hkey: str,
+        ha1_of: Callable[[Pending], str | None],
+        checks: int = 0,
+        method: str | None = None,
+    ) -> int:
+        """The whole check with a password source: ``ha1_of`` gives the HA1 for the pending
+        credentials or None for an unknown user."""
+        pend = self.pre_auth(ctx, self.default_realm(ctx, realm), hkey)
+        if isinstance(pend, int):
+            return pend
+        if checks & 1 and not self.user_matches(ctx, pend):
+            return AUTH_USER_MISMATCH
+        ha1 = ha1_of(pend)
+        if ha1 is None:
+            # spend the same work as for a known user: the reply timing must not tell
+            self.check_response(ctx, pend, "0" * 32, method)
+            return AUTH_USER_UNKNOWN
+        if not self.check_response(ctx, pend, ha1, method):
+            return AUTH_INVALID_PASSWORD
+        return self.post_auth(ctx, pend)
+
+    def challenge_value(self, ctx: MsgContext, realm: str, flags: int) -> str:
+        params: list[tuple[str, str, bool]] = [
+            ("realm", self.default_realm(ctx, realm), True),
+            ("nonce", self.nonces.issue(self.now()), True),
+        ]
+        qop = "auth" if flags & 1 else "auth-int" if flags & 2 else self.params.qop
+        if qop:
+            params.append(("qop", qop, True))
+        if flags & 16 or ctx.extra.get("auth_stale"):
+            params.append(("stale", "true", False))
+        params.append(("algorithm", self.algorithm, False))
+        return format_challenge("Digest", params)
+
+    def challenge(self, ctx: MsgContext, realm: str, flags: int, kind: tuple[str, str, int]) -> int:
+        if ctx.replied:  # auth_db already answered (400 on bad credentials, 500 on a DB error)
+            return -1
+        line = f"{kind[1]}: {self.challenge_value(ctx, realm, flags)}\r\n"
+        ctx.reply_lumps.append(line)
+        try:
+            reason = "Unauthorized" if kind[2] == 401 else "Proxy Authentication Required"
+            ok = self.server.send_reply_any(ctx, kind[2], reason)
+        finally:
+            ctx.reply_lumps.remove(line)
+        if not ok and not flags & 4:
+            self.server.send_reply_any(ctx, 500, "Server Internal Error")
+        return 1 if ok else -1
+
+    def _pv_authenticate(
+        self,
+        ctx: MsgContext,
+        realm: str,
+        passwd: str,
+        flags: int,
+        checks: int,
+        kind: tuple[str, str, int],
+        method: str | None = None,
+    ) -> int:
+        def ha1_of(pend: Pending) -> str:
+            if flags & 1:
+                return passwd
+            user = pend.cred.params["username"]
+            return compute_ha1(pend.algorithm, user, pend.cred.params.get("realm", ""), passwd)
+
+        return self.authenticate(ctx, realm, kind[0], ha1_of, checks, method)
+
+    # -- KSR.auth ------------------------------------------------------------------------------
+    @kemi()
+    def auth_challenge(self, ctx: MsgContext, realm: str, flags: int) -> int:
+        """auth_challenge(realm, flags): 401 for REGISTER, 407 otherwise. Flags: 1 qop=auth,
+        2 qop=auth-int, 4 no 500 on failure, 16 stale=true."""
+        return self.challenge(ctx, realm, flags, WWW if ctx.method == "REGISTER" else PROXY)
+
+    @kemi()
+    def www_challenge(self, ctx: MsgContext, realm: str, flags: int) -> int:
+        """www_challenge(realm, flags): 401 with WWW-Authenticate."""
+        return self.challenge(ctx, realm, flags, WWW)
+
+    @kemi()
+    def proxy_challenge(self, ctx: MsgContext, realm: str, flags: int) -> int:
+        """proxy_challenge(realm, flags): 407 with Proxy-Authenticate."""
+        return self.challenge(ctx, realm, flags, PROXY)
+
+    @kemi()
+    def consume_credentials(self, ctx: MsgContext) -> int:
+        """Remove the Authorization/Proxy-Authorization header that authenticated this request
+        (from what is forwarded)."""
+        used = ctx.extra.get("auth_used")
+        if used is None:
+            return -1
+        key, value = used
+
+        def lump(m: Message, original: frozenset[int]) -> None:
+            for i, h in enumerate(m.headers):
+                if h.key == key and h.value == value:
+                    del m.headers[i]
+                    break
+
+        ctx.add_lump(lump)
+        return 1
+
+    @kemi()
+    def has_credentials(self, ctx: MsgContext, realm: str) -> int:
+        """has_credentials(realm): 1 if the request carries digest credentials for realm."""
+        r = self.default_realm(ctx, realm)
+        for hkey in ("authorization", "proxy-authorization"):
+            if self.find_credentials(ctx, r, hkey) is not None:
+                return 1
+        return -1
+
+    @kemi()
+    def pv_auth_check(
+        self, ctx: MsgContext, realm: str, passwd: str, flags: int, checks: int
+    ) -> int:
+        """pv_auth_check(realm, password, flags, checks): flags 1 = password is HA1; checks 1 =
+        auth user must match To (REGISTER) / From."""
+        kind = WWW if ctx.method == "REGISTER" else PROXY
+        return self._pv_authenticate(ctx, realm, passwd, flags, checks, kind)
+
+    @kemi()
+    def pv_www_authenticate(self, ctx: MsgContext, realm: str, passwd: str, flags: int) -> int:
+        """pv_www_authenticate(realm, password, flags): check Authorization."""
+        return self._pv_authenticate(ctx, realm, passwd, flags, 0, WWW)
+
+    @kemi()
+    def pv_www_authenticate_method(
+        self, ctx: MsgContext, realm: str, passwd: str, flags: int, method: str
+    ) -> int:
+        """pv_www_authenticate_method(realm, password, flags, method)."""
+        return self._pv_authenticate(ctx, realm, passwd, flags, 0, WWW, method)
+
+    @kemi()
+    def pv_proxy_authenticate(self, ctx: MsgContext, realm: str, passwd: str, flags: int) -> int:
+        """pv_proxy_authenticate(realm, password, flags): check Proxy-Authorization."""
+        return self._pv_authenticate(ctx, realm, passwd, flags, 0, PROXY)
+
+    @kemi()
+    def auth_get_www_authenticate(
+        self, ctx: MsgContext, realm: str, flags: int, pvdest: str
+    ) -> int:
+        """auth_get_www_authenticate(realm, flags, pvdest): the challenge value into a PV."""
+        return 1 if self.server.pv.set(ctx, pvdest, self.challenge_value(ctx, realm, flags)) else -1
+
+    @kemi()
+    def auth_algorithm(self, ctx: MsgContext, alg: str) -> int:
+        """auth_algorithm(alg): digest algorithm of the next challenges (MD5, SHA-256...)."""
+        a = canonical_algorithm(alg)
+        if a is None:
+            return -1
+        self.algorithm = a
+        return 1
+
+
+MODULE = Auth
