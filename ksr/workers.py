@@ -202,8 +202,8 @@ def run_server(server: Any, label: str = "ksr") -> int:
         rest, errors = _split_os_errors(group)
         if rest:
             raise
-        for err in errors:
-            print(f"{label}: {err}", file=sys.stderr)
+        for e in errors:
+            print(f"{label}: {e}", file=sys.stderr)
         return 1
     return 0
 
