@@ -79,6 +79,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stubs(args: argparse.Namespace) -> int:
+    from .kemi.stubs import main as stubs_main
+
+    return stubs_main(["--check"] if args.check else [])
+
+
 def cmd_rpc(args: argparse.Namespace) -> int:
     from .rpc_client import main as rpc_main
 
@@ -101,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("script")
     c.add_argument("--config", "-f", help="configuration (decides which modules are loaded)")
     c.set_defaults(func=cmd_check)
+
+    g = sub.add_parser("stubs", help="regenerate KSR.pyi, the Lua definitions and docs/api from the registry")
+    g.add_argument("--check", action="store_true", help="only report out-of-date files (exit 1 if any)")
+    g.set_defaults(func=cmd_stubs)
 
     q = sub.add_parser("rpc", help="send a JSON-RPC command to a running server")
     q.add_argument("--socket", "-S", help="the jsonrpcs datagram socket (modparam jsonrpcs dgram_socket)")

@@ -42,7 +42,11 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}" if self.line else f"{self.file}: {self.message}"
+        return (
+            f"{self.file}:{self.line}: {self.message}"
+            if self.line
+            else f"{self.file}: {self.message}"
+        )
 
     @classmethod
     def from_error(cls, err: ScriptError, path: Path) -> Problem:
@@ -84,7 +88,7 @@ def _split_check_line(text: str, path: Path) -> tuple[str, int | None, str]:
     """``'file:12: message'`` (check_names' format) -> parts."""
     prefix = f"{path}:"
     if text.startswith(prefix):
-        line, _, message = text[len(prefix):].partition(": ")
+        line, _, message = text[len(prefix) :].partition(": ")
         if line.isdigit():
             return str(path), int(line), message
     return str(path), None, text
@@ -134,12 +138,14 @@ def api_list(server: Server) -> dict[str, Any]:
     """Every KSR function of the running server (app_lua.api_list / app_python.api_list)."""
     methods = []
     for f in server.registry:
-        methods.append({
-            "module": f.submodule,
-            "name": f.name,
-            "ret": f.returns,
-            "params": [f"{t} {n}" for t, n in zip(f.params, f.param_names, strict=True)],
-        })
+        methods.append(
+            {
+                "module": f.submodule,
+                "name": f.name,
+                "ret": f.returns,
+                "params": [f"{t} {n}" for t, n in zip(f.params, f.param_names, strict=True)],
+            }
+        )
     return {"msize": len(methods), "methods": methods}
 
 
@@ -204,7 +210,9 @@ class ScriptModule(Module):
         if not enabled:
             raise RpcError(500, "Reload Failed: reload is disabled (modparam reload = 0)")
         if engine is None or engine.language != self.language:
-            raise RpcError(500, f"Reload Failed: the running script is not a {self.language} script")
+            raise RpcError(
+                500, f"Reload Failed: the running script is not a {self.language} script"
+            )
         try:
             return reload_script(self.server, engine.path)
         except ScriptError as err:
