@@ -157,6 +157,7 @@ class Relayer:
         tx.ruri = ctx.ruri or tx.ruri
         tx.lumps = list(ctx.lumps)
         tx.flags = ctx.flags
+        tx.extra["req_extra"] = ctx.extra  # failure routes share it (record-route lumps read it)
         n = self.add_branches(tx, ctx, uri, proto)
         if n == 0:
             if created:

@@ -183,6 +183,9 @@ class ReplyProcessor:
         ctx.tx = tx
         ctx.flags = tx.flags
         ctx.lumps = list(tx.lumps)
+        shared = tx.extra.get("req_extra")
+        if shared is not None:
+            ctx.extra = shared
         ctx.branch_idx = b.idx if b is not None else 0
         ctx.extra["t_branch"] = b
         return ctx

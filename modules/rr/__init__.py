@@ -1,0 +1,310 @@
+"""rr: Record-Route and Route processing (RFC 3261 §16.4, §16.6 step 4, §16.12; RFC 5658 double RR)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ksr.core.context import MsgContext, SocketInfo
+from ksr.core.module import ModParams, Module
+from ksr.kemi.registry import kemi
+from ksr.sip.errors import RemoteProtocolError
+from ksr.sip.headers import parse_name_addr, split_commas
+from ksr.sip.message import Header, Message
+from ksr.sip.uri import Uri, parse_uri
+
+
+class RrParams(ModParams):
+    append_fromtag: int = 1
+    enable_full_lr: int = 0
+    enable_double_rr: int = 1
+    add_username: int = 0
+    ignore_user: int = 1
+    force_send_socket: int = 0
+    enable_socket_mismatch_warning: int = 1
+    custom_user_avp: str = ""
+
+
+def _hostport(sock: SocketInfo) -> str:
+    ip = sock.adv_ip
+    host = f"[{ip}]" if ":" in ip and not ip.startswith("[") else ip
+    return f"{host}:{sock.adv_port}"
+
+
+def _transport(sock: SocketInfo) -> str:
+    return "" if sock.proto == "udp" else f";transport={sock.proto}"
+
+
+def _remove_routes(count: int, append: str | None = None) -> Any:
+    """A lump removing the first ``count`` Route values (and appending a Route, strict routing)."""
+
+    def lump(m: Message, original: frozenset[int]) -> None:
+        left = count
+        out: list[Header] = []
+        for h in m.headers:
+            if left > 0 and h.key == "route":
+                values = split_commas(h.value)
+                drop = min(left, len(values))
+                left -= drop
+                if drop < len(values):
+                    out.append(Header(h.name, ", ".join(values[drop:])))
+                continue
+            out.append(h)
+        if append is not None:
+            idx = max((i for i, h in enumerate(out) if h.key == "route"), default=len(out) - 1)
+            out.insert(idx + 1, Header("Route", f"<{append}>"))
+        m.headers = out
+        m._cache.pop("route", None)
+
+    return lump
+
+
+class Rr(Module):
+    name = "rr"
+    Params = RrParams
+
+    # -- Record-Route ----------------------------------------------------------------------------
+    def _lr(self) -> str:
+        return ";lr=on" if self.params.enable_full_lr else ";lr"
+
+    def _ftag(self, ctx: MsgContext) -> str:
+        if not self.params.append_fromtag:
+            return ""
+        try:
+            tag = ctx.msg.from_.tag
+        except RemoteProtocolError:
+            return ""
+        return f";ftag={tag}" if tag else ""
+
+    def _add_rr(self, ctx: MsgContext, build: Any) -> int:
+        if not ctx.is_request or ctx.extra.get("rr_added"):
+            return -1
+        ctx.extra["rr_added"] = True
+        extra = ctx.extra  # shared with tm's failure-route copy of this request
+
+        def lump(m: Message, original: frozenset[int]) -> None:
+            params = "".join(extra.get("rr_params") or ())
+            values = build(extra.get("out_socket") or ctx.socket, params)
+            for i, v in enumerate(values):
+                m.headers.insert(i, Header("Record-Route", v))
+            m._cache.pop("record-route", None)
+
+        lump.rr_lump = True  # type: ignore[attr-defined]
+        ctx.add_lump(lump)
+        return 1
+
+    def _auto(self, ctx: MsgContext, user_params: str) -> Any:
+        ftag = self._ftag(ctx)
+        lr = self._lr()
+        inbound = ctx.socket
+
+        def build(out: SocketInfo, params: str) -> list[str]:
+            tail = f"{lr}{ftag}{user_params}{params}"
+            if self.params.enable_double_rr and (out.proto != inbound.proto or out.adv_ip != inbound.adv_ip
+                                                 or out.adv_port != inbound.adv_port):
+                return [f"<sip:{_hostport(out)}{_transport(out)};r2=on{tail}>",
+                        f"<sip:{_hostport(inbound)}{_transport(inbound)};r2=on{tail}>"]
+            return [f"<sip:{_hostport(inbound)}{_transport(inbound)}{tail}>"]
+
+        return build
+
+    @kemi()
+    def record_route(self, ctx: MsgContext) -> int:
+        """Add Record-Route (two when the request leaves on another transport or address)."""
+        return self._add_rr(ctx, self._auto(ctx, ""))
+
+    @kemi()
+    def record_route_params(self, ctx: MsgContext, params: str) -> int:
+        """record_route_params(";p=v"): Record-Route with extra URI parameters."""
+        return self._add_rr(ctx, self._auto(ctx, params))
+
+    def _preset(self, ctx: MsgContext, addrs: list[str], auto_params: bool) -> int:
+        addrs = [a.strip() for a in addrs if a.strip()]
+        if not addrs:
+            return -1
+        tail = (self._lr() + self._ftag(ctx)) if auto_params else ""
+
+        def build(out: SocketInfo, params: str) -> list[str]:
+            vals = []
+            for a in addrs:
+                uri = a if a.startswith(("sip:", "sips:")) else f"sip:{a}"
+                vals.append(f"<{uri}{tail}{params}>")
+            return vals
+
+        return self._add_rr(ctx, build)
+
+    @kemi()
+    def record_route_preset_one(self, ctx: MsgContext, addr: str) -> int:
+        """Record-Route with this address ("host:port;params"); no lr/ftag added."""
+        return self._preset(ctx, [addr], False)
+
+    @kemi()
+    def record_route_preset(self, ctx: MsgContext, addr1: str, addr2: str) -> int:
+        """Two Record-Routes with these addresses (add r2=on yourself)."""
+        return self._preset(ctx, [addr1, addr2], False)
+
+    @kemi()
+    def record_route_advertised_address(self, ctx: MsgContext, addr: str) -> int:
+        """Record-Route with this address, with lr and ftag."""
+        return self._preset(ctx, [addr], True)
+
+    @kemi()
+    def remove_record_route(self, ctx: MsgContext) -> int:
+        """Undo record_route for this message."""
+        ctx.lumps[:] = [lump for lump in ctx.lumps if not getattr(lump, "rr_lump", False)]
+        ctx.extra.pop("rr_added", None)
+        return 1
+
+    @kemi()
+    def add_rr_param(self, ctx: MsgContext, param: str) -> int:
+        """add_rr_param(";name=val"): a parameter for our Record-Route URI."""
+        if not param:
+            return -1
+        p = param if param.startswith(";") else ";" + param
+        cur = list(ctx.extra.get("rr_params") or ())
+        cur.append(p)
+        ctx.extra["rr_params"] = cur
+        return 1
+
+    # -- Route -----------------------------------------------------------------------------------
+    def _mine(self, u: Uri) -> bool:
+        return self.server.is_myself_addr(u.host, u.port or (5061 if u.scheme == "sips" else 5060))
+
+    def _routes(self, ctx: MsgContext) -> list[tuple[str, Uri]]:
+        out = []
+        for v in ctx.request.get_values("route"):
+            na = parse_name_addr(v)
+            out.append((na.uri_text, na.uri))
+        return out
+
+    @kemi()
+    def loose_route(self, ctx: MsgContext) -> int:
+        """Route by the Route headers: 1 routed (our Route removed, $du = next loose hop),
+        -1 no Route (or only ours, initial request), -3 preloaded next hop of an initial request."""
+        return self._loose_route(ctx, 0)
+
+    @kemi()
+    def loose_route_mode(self, ctx: MsgContext, mode: int) -> int:
+        """loose_route with mode bits (1: skip the strict-router check of the R-URI)."""
+        return self._loose_route(ctx, mode)
+
+    def _loose_route(self, ctx: MsgContext, mode: int) -> int:
+        if not ctx.is_request:
+            return -1
+        try:
+            routes = self._routes(ctx)
+            to_tag = ctx.request.to.tag
+            ruri = parse_uri(ctx.ruri or ctx.request.uri)
+        except RemoteProtocolError:
+            return -1
+        ctx.extra.pop("rr_route_params", None)
+        ctx.extra.pop("rr_next_hop", None)
+        if not routes:
+            return -1
+        removed = 0
+        if not mode & 1 and ruri.is_sip and "lr" in ruri.params and self._mine(ruri):
+            # RFC 3261 §16.4: a strict router put our Record-Route URI in the R-URI; the real
+            # R-URI is the last Route.
+            ctx.extra["rr_route_params"] = "".join(f";{k}" if v is None else f";{k}={v}" for k, v in ruri.params.items())
+            last_text, _ = routes[-1]
+            ctx.ruri = last_text
+            ctx.add_lump(_remove_last_route())
+            routes = routes[:-1]
+            if not routes:
+                return 1
+        first_text, first = routes[0]
+        if first.is_sip and self._mine(first):
+            removed = 1
+            ctx.extra["rr_route_params"] = "".join(f";{k}" if v is None else f";{k}={v}" for k, v in first.params.items())
+            if "r2" in first.params and len(routes) > 1 and self._mine(routes[1][1]):
+                removed = 2
+            rest = routes[removed:]
+            if not rest:
+                ctx.add_lump(_remove_routes(removed))
+                return 1 if to_tag else -1
+            nxt_text, nxt = rest[0]
+        else:
+            nxt_text, nxt = first_text, first
+            if not to_tag:
+                ctx.dst_uri = nxt_text
+                ctx.extra["rr_next_hop"] = True
+                return -3
+        if "lr" in nxt.params:
+            ctx.dst_uri = nxt_text
+            ctx.extra["rr_next_hop"] = True
+            if removed:
+                ctx.add_lump(_remove_routes(removed))
+            return 1
+        # The next hop is a strict router (RFC 3261 §16.6 step 7): it goes in the R-URI and the
+        # R-URI goes to the end of the Route set.
+        old = ctx.ruri or ctx.request.uri
+        ctx.ruri = nxt_text
+        ctx.extra["rr_next_hop"] = True
+        ctx.add_lump(_remove_routes(removed + 1, append=old))
+        return 1
+
+    @kemi()
+    def loose_route_preloaded(self, ctx: MsgContext) -> int:
+        """1 only for an initial request whose first Route is not ours."""
+        try:
+            routes = self._routes(ctx) if ctx.is_request else []
+            if not routes or ctx.request.to.tag:
+                return -1
+        except RemoteProtocolError:
+            return -1
+        return -1 if self._mine(routes[0][1]) else 1
+
+    @kemi()
+    def check_route_param(self, ctx: MsgContext, regex: str) -> int:
+        """check_route_param(regex) on the parameters of our Route URI (after loose_route)."""
+        params = ctx.extra.get("rr_route_params")
+        if params is None:
+            return -1
+        try:
+            return 1 if re.search(regex, params) else -1
+        except re.error:
+            return -1
+
+    @kemi()
+    def is_direction(self, ctx: MsgContext, direction: str) -> int:
+        """is_direction("downstream"|"upstream"): by the ftag of our Route (append_fromtag=1)."""
+        params = ctx.extra.get("rr_route_params")
+        if params is None:
+            return -1
+        m = re.search(r";ftag=([^;]*)", params)
+        if m is None:
+            return -1
+        try:
+            ftag = ctx.msg.from_.tag
+        except RemoteProtocolError:
+            return -1
+        down = m.group(1) == ftag
+        want = direction.strip().lower()
+        if want == "downstream":
+            return 1 if down else -1
+        if want == "upstream":
+            return -1 if down else 1
+        return -1
+
+    @kemi()
+    def next_hop_route(self, ctx: MsgContext) -> int:
+        """1 if the next hop comes from a Route header (after loose_route)."""
+        return 1 if ctx.extra.get("rr_next_hop") else -1
+
+
+def _remove_last_route() -> Any:
+    def lump(m: Message, original: frozenset[int]) -> None:
+        for i in range(len(m.headers) - 1, -1, -1):
+            h = m.headers[i]
+            if h.key == "route":
+                values = split_commas(h.value)
+                if len(values) > 1:
+                    m.headers[i] = Header(h.name, ", ".join(values[:-1]))
+                else:
+                    del m.headers[i]
+                break
+
+    return lump
+
+
+MODULE = Rr
