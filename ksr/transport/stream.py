@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ksr.stream")
 
+FLUSH_TIMEOUT = 2.0  # seconds a closing connection may take to write out what is queued
 # Which connections a send for a given proto may use (WS and WSS clients share one table).
 COMPATIBLE = {"tcp": ("tcp",), "tls": ("tls",), "ws": ("ws", "wss"), "wss": ("wss", "ws")}
 
@@ -234,7 +235,9 @@ class StreamTransport:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer, conn, nursery.cancel_scope)
                 await self._reader(conn)
-                nursery.cancel_scope.cancel()
+                # let the writer flush what is queued (e.g. a 400 before closing), briefly
+                conn.close()
+                nursery.cancel_scope.deadline = trio.current_time() + FLUSH_TIMEOUT
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as err:
             log.debug("%s connection %d closed: %s", conn.proto, conn.id, err)
         finally:
