@@ -144,7 +144,8 @@ class Jsonrpcs(Module):
     @kemi()
     def dispatch(self, ctx: MsgContext) -> int:
         """Answer the JSON-RPC request carried by the current HTTP request (xhttp:request event).
-        The HTTP status mirrors the JSON-RPC error, 200 OK otherwise. -1 without xhttp."""
+        The HTTP status mirrors the JSON-RPC error, 200 OK otherwise. 1 when answered, -1 when
+        not (no xhttp, no HTTP request, HTTP not in ``transport``)."""
         xhttp = self.server.module("xhttp")
         if xhttp is None or not hasattr(xhttp, "xhttp_reply"):
             log.error("jsonrpcs: dispatch() needs the xhttp module")
@@ -153,11 +154,12 @@ class Jsonrpcs(Module):
             return -1
         body = ctx.msg.body
         self._run(body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or ""))
-        return int(
-            xhttp.xhttp_reply(
-                ctx, self.last_code, self.last_text, "application/json", self.last_body
-            )
+        sent = xhttp.xhttp_reply(
+            ctx, self.last_code, self.last_text, "application/json", self.last_body
         )
+        return (
+            1 if sent == 0 else -1
+        )  # xhttp_reply answers 0 (Kamailio's); 0 here would stop the script
 
     def _pv_jsonrpl(self, ctx: MsgContext, arg: str, idx: int | None) -> int | str | None:
         if arg == "code":
