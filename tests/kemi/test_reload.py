@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,7 +13,7 @@ import pytest
 import trio
 
 from ksr.core.server import Server
-from tests.support import UdpPeer, make_config, running_server, sip_request, udp_addr
+from tests.support import UdpPeer, free_port, make_config, running_server, sip_request, udp_addr
 
 LUA_V = """
 function ksr_request_route()
@@ -252,3 +253,79 @@ async def test_runaway_python_costs_one_message(
         assert r.status == 500
         assert any("exceeded" in rec.getMessage() for rec in caplog.records)
         assert await ask(peer, server, 2) == (200, "fine")
+
+
+# -- reload under load (real sipp) --------------------------------------------------------
+
+OPTIONS_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="options">
+  <send retrans="500">
+    <![CDATA[
+      OPTIONS sip:ksr@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:ksr@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 OPTIONS
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200"/>
+</scenario>
+"""
+
+VERSIONED = {
+    "lua": 'function ksr_request_route()\n  KSR.sl.sl_send_reply(200, "{label}")\nend\n',
+    "py": "import KSR\n\nclass R:\n    def ksr_request_route(self, msg):\n"
+          "        KSR.sl.sl_send_reply(200, '{label}')\n\ndef mod_init():\n    return R()\n",
+}
+BROKEN = {"lua": "function ksr_request_route(\n  -- {label}\n", "py": "def mod_init(:\n    # {label}\n"}
+
+
+@pytest.mark.sipp
+@pytest.mark.parametrize("lang", ["lua", "py"])
+async def test_twenty_reloads_under_sipp_load(tmp_path: Path, lang: str) -> None:
+    script = tmp_path / f"route.{lang}"
+    script.write_text(VERSIONED[lang].format(label="v0"))
+    scenario = tmp_path / "options.xml"
+    scenario.write_text(OPTIONS_SCENARIO)
+    method = "app_lua.reload" if lang == "lua" else "app_python.reload"
+    good: list[str] = ["v0"]
+    async with running_server(make_config(), script) as server:
+        host, port = udp_addr(server)
+        sipp_port = free_port()
+        args = ["sipp", "-sf", str(scenario), "-m", "400", "-r", "100", "-i", "127.0.0.1", "-p", str(sipp_port),
+                "-trace_msg", "-nostdin", "-timeout", "60s", f"{host}:{port}"]
+        async with trio.open_nursery() as nursery:
+            result: dict[str, Any] = {}
+
+            async def run_sipp() -> None:
+                result["proc"] = await trio.run_process(args, cwd=str(tmp_path), capture_stdout=True,
+                                                        capture_stderr=True, check=False)
+
+            nursery.start_soon(run_sipp)
+            await trio.sleep(0.3)
+            for n in range(1, 21):
+                label = f"v{n}"
+                broken = n % 5 == 3  # four broken versions in between
+                script.write_text((BROKEN if broken else VERSIONED)[lang].format(label=label))
+                reply = rpc(server, method)
+                if broken:
+                    assert "error" in reply, reply
+                else:
+                    assert reply["result"]["new"] == len(good) + 1, reply
+                    good.append(label)
+                await trio.sleep(0.12)
+        proc = result["proc"]
+        assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+        assert server.engine is not None
+        assert server.engine.version == len(good) == 17
+    trace = next(tmp_path.glob("options_*_messages.log")).read_text()
+    seen = re.findall(r"SIP/2\.0 200 (v\d+)", trace)
+    assert len(seen) >= 400
+    assert set(seen) <= set(good)  # never a broken version
+    assert len(set(seen)) >= 10  # the version in use changed along the run
+    order = [good.index(label) for label in seen]
+    assert order[-1] == len(good) - 1
