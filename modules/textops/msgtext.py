@@ -63,6 +63,11 @@ def set_text(m: Message, text: str) -> bool:
 
 
 def set_headers_text(m: Message, text: str) -> None:
+    """Header lines back into m; unchanged lines keep their Header object, so later lumps
+    (remove_hf...) still see them as received headers."""
+    old: dict[str, list[Header]] = {}
+    for h in m.headers:
+        old.setdefault(h.line(), []).append(h)
     headers: list[Header] = []
     for line in text.split("\r\n"):
         if not line:
@@ -70,6 +75,10 @@ def set_headers_text(m: Message, text: str) -> None:
         if line[:1] in (" ", "\t") and headers:
             last = headers[-1]
             headers[-1] = Header(last.name, f"{last.value} {line.strip()}")
+            continue
+        same = old.get(line)
+        if same:
+            headers.append(same.pop(0))
             continue
         name, colon, value = line.partition(":")
         if colon and name.strip():
