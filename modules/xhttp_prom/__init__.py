@@ -1,0 +1,279 @@
+"""xhttp_prom: Prometheus metrics over HTTP (Kamailio's module name and functions).
+
+``KSR.xhttp_prom.dispatch()`` inside ``xhttp:request`` answers with every statistic of the
+server (``group:name`` becomes ``<prefix><group>_<name>``, prefix ``ksr_`` by default) and
+the metrics the script keeps with ``counter_inc_l0``, ``gauge_set_l1``, ``histogram_observe_l2``…
+"""
+
+from __future__ import annotations
+
+import time
+
+from pydantic import field_validator
+
+from ksr.core.config import ConfigError
+from ksr.core.context import MsgContext
+from ksr.core.module import ModParams, Module
+from ksr.kemi.registry import kemi
+from ksr.transport.http import HttpExchange
+
+from .metrics import Family, metric_name, parse_definition
+
+CONTENT_TYPE = "text/plain; version=0.0.4"
+
+
+def _as_list(v: str | list[str]) -> list[str]:
+    return [v] if isinstance(v, str) and v else ([] if isinstance(v, str) else list(v))
+
+
+class XhttpPromParams(ModParams):
+    xhttp_prom_beginning: str = "ksr_"  # Kamailio's default is "kamailio_"
+    xhttp_prom_stats: str = "all"  # "all", "" (none), or "group:" / "group:name" items split by ";"
+    xhttp_prom_path: str = "/metrics"  # what check_uri() matches
+    xhttp_prom_timeout: int = (
+        60  # minutes a user metric label set lives without updates (0 = forever)
+    )
+    xhttp_prom_uptime_stat: int = 1  # export <prefix>uptime (seconds)
+    xhttp_prom_buf_size: int = 0  # accepted for Kamailio configs
+    xhttp_prom_pkg_stats: int = 0  # accepted for Kamailio configs
+    xhttp_prom_counter: list[str] = []
+    xhttp_prom_gauge: list[str] = []
+    xhttp_prom_histogram: list[str] = []
+
+    @field_validator(
+        "xhttp_prom_counter", "xhttp_prom_gauge", "xhttp_prom_histogram", mode="before"
+    )
+    @classmethod
+    def _one_or_many(cls, v: str | list[str]) -> list[str]:
+        return _as_list(v)
+
+
+class XhttpProm(Module):
+    name = "xhttp_prom"
+    Params = XhttpPromParams
+
+    def init(self) -> None:
+        self.families: dict[str, Family] = {}
+        p = self.params
+        for kind, specs in (
+            ("counter", p.xhttp_prom_counter),
+            ("gauge", p.xhttp_prom_gauge),
+            ("histogram", p.xhttp_prom_histogram),
+        ):
+            for spec in specs:
+                try:
+                    fam = parse_definition(kind, spec)
+                except ValueError as err:
+                    raise ConfigError(
+                        f"[modparam.xhttp_prom]: {err}", self.server.config.source
+                    ) from None
+                if fam.name in self.families:
+                    raise ConfigError(
+                        f"[modparam.xhttp_prom]: metric {fam.name} defined twice",
+                        self.server.config.source,
+                    )
+                self.families[fam.name] = fam
+
+    # -- exposition ----------------------------------------------------------------------------
+    def _stat_specs(self) -> list[str]:
+        return [s.strip() for s in self.params.xhttp_prom_stats.split(";") if s.strip()]
+
+    def render(self) -> str:
+        prefix = self.params.xhttp_prom_beginning
+        stats = self.server.stats
+        lines: list[str] = []
+        seen: set[tuple[str, str]] = set()
+        for spec in self._stat_specs():
+            for group, name, value in stats.select(spec):
+                if (group, name) in seen:
+                    continue
+                seen.add((group, name))
+                full = metric_name(f"{prefix}{group}_{name}")
+                kind = (
+                    "gauge" if name in getattr(stats, "_gauges", {}).get(group, {}) else "counter"
+                )
+                lines.append(f"# TYPE {full} {kind}")
+                lines.append(f"{full} {value}")
+        if self.params.xhttp_prom_uptime_stat:
+            full = metric_name(prefix + "uptime")
+            lines += [f"# TYPE {full} gauge", f"{full} {int(time.time() - self.server.started)}"]
+        timeout = self.params.xhttp_prom_timeout
+        now = time.monotonic()
+        for fam in self.families.values():
+            if timeout > 0:
+                fam.expire(now - timeout * 60)
+            lines.extend(fam.render(prefix))
+        return "\n".join(lines) + "\n"
+
+    @kemi()
+    def dispatch(self, ctx: MsgContext) -> int:
+        """Answer the current HTTP request (xhttp:request) with the metrics. 1 ok, -1 error."""
+        ex = ctx.extra.get("http")
+        if not isinstance(ex, HttpExchange):
+            return -1
+        return (
+            1
+            if ex.reply(200, "OK", [("Content-Type", CONTENT_TYPE)], self.render().encode())
+            else -1
+        )
+
+    @kemi()
+    def check_uri(self, ctx: MsgContext) -> int:
+        """1 if the HTTP request's URL is the metrics path (xhttp_prom_path), -1 otherwise."""
+        ex = ctx.extra.get("http")
+        if not isinstance(ex, HttpExchange):
+            return -1
+        path = ex.target.split("?", 1)[0]
+        return 1 if path == self.params.xhttp_prom_path else -1
+
+    # -- user metrics ---------------------------------------------------------------------------
+    def _family(self, name: str, kind: str, nlabels: int) -> Family | None:
+        fam = self.families.get(name)
+        if fam is None or fam.kind != kind or len(fam.labels) != nlabels:
+            return None
+        return fam
+
+    def _counter_inc(self, name: str, n: int, *labels: str) -> int:
+        fam = self._family(name, "counter", len(labels))
+        if fam is None or n < 0:
+            return -1
+        fam.add(labels, n, time.monotonic())
+        return 1
+
+    def _reset(self, kind: str, name: str, *labels: str) -> int:
+        fam = self._family(name, kind, len(labels))
+        if fam is None:
+            return -1
+        fam.reset(labels)
+        return 1
+
+    def _gauge_set(self, name: str, value: str, *labels: str) -> int:
+        fam = self._family(name, "gauge", len(labels))
+        try:
+            v = float(value)
+        except ValueError:
+            return -1
+        if fam is None:
+            return -1
+        fam.set(labels, v, time.monotonic())
+        return 1
+
+    def _observe(self, name: str, value: str, *labels: str) -> int:
+        fam = self._family(name, "histogram", len(labels))
+        try:
+            v = float(value)
+        except ValueError:
+            return -1
+        if fam is None:
+            return -1
+        fam.observe(labels, v, time.monotonic())
+        return 1
+
+    @kemi()
+    def counter_inc_l0(self, ctx: MsgContext, name: str, number: int) -> int:
+        """counter_inc_l0(name, number): add to a counter without labels."""
+        return self._counter_inc(name, number)
+
+    @kemi()
+    def counter_inc_l1(self, ctx: MsgContext, name: str, number: int, l1: str) -> int:
+        """counter_inc_l1(name, number, l1): add to a counter with one label value."""
+        return self._counter_inc(name, number, l1)
+
+    @kemi()
+    def counter_inc_l2(self, ctx: MsgContext, name: str, number: int, l1: str, l2: str) -> int:
+        """counter_inc_l2(name, number, l1, l2)."""
+        return self._counter_inc(name, number, l1, l2)
+
+    @kemi()
+    def counter_inc_l3(
+        self, ctx: MsgContext, name: str, number: int, l1: str, l2: str, l3: str
+    ) -> int:
+        """counter_inc_l3(name, number, l1, l2, l3)."""
+        return self._counter_inc(name, number, l1, l2, l3)
+
+    @kemi()
+    def counter_reset_l0(self, ctx: MsgContext, name: str) -> int:
+        """counter_reset_l0(name): set a counter back to 0."""
+        return self._reset("counter", name)
+
+    @kemi()
+    def counter_reset_l1(self, ctx: MsgContext, name: str, l1: str) -> int:
+        """counter_reset_l1(name, l1)."""
+        return self._reset("counter", name, l1)
+
+    @kemi()
+    def counter_reset_l2(self, ctx: MsgContext, name: str, l1: str, l2: str) -> int:
+        """counter_reset_l2(name, l1, l2)."""
+        return self._reset("counter", name, l1, l2)
+
+    @kemi()
+    def counter_reset_l3(self, ctx: MsgContext, name: str, l1: str, l2: str, l3: str) -> int:
+        """counter_reset_l3(name, l1, l2, l3)."""
+        return self._reset("counter", name, l1, l2, l3)
+
+    @kemi()
+    def gauge_set_l0(self, ctx: MsgContext, name: str, value: str) -> int:
+        """gauge_set_l0(name, value): value is a number written as a string ("2.5")."""
+        return self._gauge_set(name, value)
+
+    @kemi()
+    def gauge_set_l1(self, ctx: MsgContext, name: str, value: str, l1: str) -> int:
+        """gauge_set_l1(name, value, l1)."""
+        return self._gauge_set(name, value, l1)
+
+    @kemi()
+    def gauge_set_l2(self, ctx: MsgContext, name: str, value: str, l1: str, l2: str) -> int:
+        """gauge_set_l2(name, value, l1, l2)."""
+        return self._gauge_set(name, value, l1, l2)
+
+    @kemi()
+    def gauge_set_l3(
+        self, ctx: MsgContext, name: str, value: str, l1: str, l2: str, l3: str
+    ) -> int:
+        """gauge_set_l3(name, value, l1, l2, l3)."""
+        return self._gauge_set(name, value, l1, l2, l3)
+
+    @kemi()
+    def gauge_reset_l0(self, ctx: MsgContext, name: str) -> int:
+        """gauge_reset_l0(name): set a gauge to 0."""
+        return self._reset("gauge", name)
+
+    @kemi()
+    def gauge_reset_l1(self, ctx: MsgContext, name: str, l1: str) -> int:
+        """gauge_reset_l1(name, l1)."""
+        return self._reset("gauge", name, l1)
+
+    @kemi()
+    def gauge_reset_l2(self, ctx: MsgContext, name: str, l1: str, l2: str) -> int:
+        """gauge_reset_l2(name, l1, l2)."""
+        return self._reset("gauge", name, l1, l2)
+
+    @kemi()
+    def gauge_reset_l3(self, ctx: MsgContext, name: str, l1: str, l2: str, l3: str) -> int:
+        """gauge_reset_l3(name, l1, l2, l3)."""
+        return self._reset("gauge", name, l1, l2, l3)
+
+    @kemi()
+    def histogram_observe_l0(self, ctx: MsgContext, name: str, value: str) -> int:
+        """histogram_observe_l0(name, value): count one observation (a number as a string)."""
+        return self._observe(name, value)
+
+    @kemi()
+    def histogram_observe_l1(self, ctx: MsgContext, name: str, value: str, l1: str) -> int:
+        """histogram_observe_l1(name, value, l1)."""
+        return self._observe(name, value, l1)
+
+    @kemi()
+    def histogram_observe_l2(self, ctx: MsgContext, name: str, value: str, l1: str, l2: str) -> int:
+        """histogram_observe_l2(name, value, l1, l2)."""
+        return self._observe(name, value, l1, l2)
+
+    @kemi()
+    def histogram_observe_l3(
+        self, ctx: MsgContext, name: str, value: str, l1: str, l2: str, l3: str
+    ) -> int:
+        """histogram_observe_l3(name, value, l1, l2, l3)."""
+        return self._observe(name, value, l1, l2, l3)
+
+
+MODULE = XhttpProm
