@@ -80,7 +80,6 @@ class TmEngine:
             tc = TimerConfig(
                 t1=p.retr_timer1 / 1000.0, t2=p.retr_timer2 / 1000.0, t4=5.0,
                 b=fr, c=fr_inv, f=fr, d=wt, j=wt, l=wt, m=wt, i=min(5.0, wt), k=min(5.0, wt),
-                h=p.max_inv_lifetime / 1000.0 if p.max_inv_lifetime else None,
             )
             if len(self._timer_configs) < 256:
                 self._timer_configs[key] = tc

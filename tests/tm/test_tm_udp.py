@@ -1,0 +1,182 @@
+"""tm in a running server over real UDP sockets: retransmissions, loops, forking, stray
+replies, timeouts and freeing of transactions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+from ksr.sip.builders import make_reply
+from ksr.sip.message import Request, Response, parse_message_untrusted
+from tests.support import UdpPeer, make_config, running_server, sip_request, udp_addr, write_script
+
+SCRIPT = """
+function ksr_request_route()
+  if KSR.is_CANCEL() then
+    if KSR.tm.t_check_trans() > 0 then KSR.tm.t_relay() end
+    return 1
+  end
+  if not KSR.is_ACK() and KSR.tm.t_check_trans() == 0 then return 1 end
+  if KSR.is_ACK() then
+    if KSR.tm.t_check_trans() > 0 then KSR.tm.t_relay() end
+    return 1
+  end
+  local user = KSR.pv.get("$rU")
+  if user == "loop" then
+    KSR.setdsturi("sip:127.0.0.1:" .. KSR.pv.get("$Rp"))
+  elseif user == "fork" then
+    KSR.setdsturi("sip:127.0.0.1:%(a)d")
+    KSR.corex.append_branch_uri("sip:fork@127.0.0.1:%(b)d")
+  elseif user == "local" then
+    KSR.tm.t_newtran()
+    KSR.sl.send_reply(404, "Nobody")
+    return 1
+  else
+    KSR.setdsturi("sip:127.0.0.1:%(a)d")
+  end
+  KSR.tm.t_on_failure("failed")
+  if KSR.tm.t_relay() < 0 then KSR.sl.sl_reply_error() end
+end
+
+function failed()
+  KSR.pv.sets("$var(failed)", "yes " .. KSR.pv.get("$T_reply_code"))
+end
+"""
+
+MODS = ["sl", "tm", "tmx", "rr", "corex"]
+
+
+async def _setup(tmp_path: Path, **tm: int) -> tuple[UdpPeer, UdpPeer, UdpPeer, Path]:
+    a, b, caller = await UdpPeer().bind(), await UdpPeer().bind(), await UdpPeer().bind()
+    script = write_script(tmp_path, SCRIPT % {"a": a.port, "b": b.port})
+    return a, b, caller, script
+
+
+def _req(data: bytes) -> Request:
+    msg = parse_message_untrusted(data)
+    assert isinstance(msg, Request), msg
+    return msg
+
+
+async def _answer(peer: UdpPeer, req: Request, code: int, to_tag: str = "callee") -> None:
+    rpl = make_reply(req, code, to_tag=to_tag)
+    via = req.top_via
+    await peer.send(rpl.to_bytes(), (via.params.get("received") or via.host, via.port or 5060))
+
+
+async def test_retransmitted_invite_is_absorbed(tmp_path: Path) -> None:
+    a, b, caller, script = await _setup(tmp_path)
+    async with running_server(make_config(MODS), script) as server:
+        inv = sip_request("INVITE", ruri="sip:bob@127.0.0.1", port=caller.port)
+        await caller.send(inv, udp_addr(server))
+        assert (await caller.recv_reply()).status == 100
+        fwd = _req(await a.recv())
+        await caller.send(inv, udp_addr(server))  # retransmission
+        assert (await caller.recv_reply()).status == 100  # the last reply again
+        assert await a.nothing(0.2)  # not relayed twice
+        await _answer(a, fwd, 180)
+        assert (await caller.recv_reply()).status == 180
+        await caller.send(inv, udp_addr(server))
+        assert (await caller.recv_reply()).status == 180
+        await _answer(a, fwd, 486)
+        assert (await caller.recv_reply()).status == 486
+        ack = _req(await a.recv())  # hop-by-hop ACK from ksr
+        assert ack.method == "ACK" and ack.top_via.branch == fwd.top_via.branch
+        assert server.stats.value("tmx", "4xx_transactions") == 1
+
+
+async def test_loop_is_detected(tmp_path: Path) -> None:
+    a, b, caller, script = await _setup(tmp_path)
+    async with running_server(make_config(MODS), script) as server:
+        await caller.send(sip_request("OPTIONS", ruri="sip:loop@127.0.0.1", port=caller.port), udp_addr(server))
+        rpl = await caller.recv_reply()
+        assert rpl.status == 482
+
+
+async def test_parallel_fork_2xx_cancels_the_other_branch(tmp_path: Path) -> None:
+    a, b, caller, script = await _setup(tmp_path)
+    async with running_server(make_config(MODS), script) as server:
+        await caller.send(sip_request("INVITE", ruri="sip:fork@127.0.0.1", port=caller.port), udp_addr(server))
+        assert (await caller.recv_reply()).status == 100
+        ra, rb = _req(await a.recv()), _req(await b.recv())
+        assert ra.top_via.branch != rb.top_via.branch
+        await _answer(a, ra, 180, "a")
+        assert (await caller.recv_reply()).status == 180
+        await _answer(b, rb, 200, "b")
+        ok = await caller.recv_reply()
+        assert ok.status == 200 and ok.to_tag == "b"
+        cancel = _req(await a.recv())
+        assert cancel.method == "CANCEL" and cancel.top_via.branch == ra.top_via.branch
+        await _answer(a, cancel, 200, "a")
+        await _answer(a, ra, 487, "a")
+        ack = _req(await a.recv())
+        assert ack.method == "ACK"
+        assert await caller.nothing(0.2)  # the 487 is not relayed after the 200
+
+
+async def test_parallel_fork_picks_the_best_failure(tmp_path: Path) -> None:
+    a, b, caller, script = await _setup(tmp_path)
+    async with running_server(make_config(MODS), script) as server:
+        await caller.send(sip_request("INVITE", ruri="sip:fork@127.0.0.1", port=caller.port), udp_addr(server))
+        assert (await caller.recv_reply()).status == 100
+        ra, rb = _req(await a.recv()), _req(await b.recv())
+        await _answer(a, ra, 503, "a")
+        assert await caller.nothing(0.1)  # waits for the other branch
+        await _answer(b, rb, 404, "b")
+        final = await caller.recv_reply()
+        assert final.status == 404  # 4xx beats 5xx (RFC 3261 §16.7)
+        assert server.script_vars.get("failed") == "yes 404"
+
+
+async def test_stray_reply_is_forwarded_statelessly(tmp_path: Path) -> None:
+    a, b, caller, script = await _setup(tmp_path)
+    async with running_server(make_config(MODS), script) as server:
+        host, port = udp_addr(server)
+        stray = (
+            "SIP/2.0 200 OK\r\n"
+            f"Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bKunknown\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{caller.port};branch=z9hG4bKcaller\r\n"
+            "From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\nCall-ID: stray\r\nCSeq: 1 INVITE\r\n"
+            "Content-Length: 0\r\n\r\n"
+        )
+        await a.send(stray, (host, port))
+        got = parse_message_untrusted(await caller.recv())
+        assert isinstance(got, Response) and got.status == 200
+        assert len(got.vias) == 1
+
+
+async def test_stateful_local_reply_and_retransmission(tmp_path: Path) -> None:
+    a, b, caller, script = await _setup(tmp_path)
+    async with running_server(make_config(MODS), script) as server:
+        req = sip_request("MESSAGE", ruri="sip:local@127.0.0.1", port=caller.port)
+        await caller.send(req, udp_addr(server))
+        first = await caller.recv_reply()
+        await caller.send(req, udp_addr(server))
+        again = await caller.recv_reply()
+        assert (first.status, first.reason) == (404, "Nobody")
+        assert again.to_tag == first.to_tag
+        assert server.stats.value("tmx", "UAS_transactions") == 1
+
+
+async def test_dead_callee_408_and_transactions_freed(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    a, b, caller, script = await _setup(tmp_path)
+    cfg = make_config(MODS, modparam={"tm": {"fr_timer": 2000, "wt_timer": 1000}})
+    async with running_server(cfg, script) as server:
+        for i in range(5):
+            await caller.send(sip_request("INVITE", ruri="sip:bob@127.0.0.1", port=caller.port,
+                                          branch=f"z9hG4bK-dead-{i}", call_id=f"dead-{i}"), udp_addr(server))
+            assert (await caller.recv_reply()).status == 100
+        finals = []
+        for _ in range(5):
+            rpl = await caller.recv_reply(timeout=10)
+            while rpl.status < 200:
+                rpl = await caller.recv_reply(timeout=10)
+            finals.append(rpl.status)
+        assert finals == [408] * 5
+        assert server.script_vars.get("failed") == "yes 408"
+        tm = server.module("tm")
+        assert len(tm.engine.by_key) == 5  # waiting for the caller's ACKs
+        await trio.sleep(60)  # Timer H / wait timers expire
+        assert not tm.engine.by_key and not tm.engine.by_branch and not tm.engine.by_e2e
+        assert server.stats.value("tmx", "inuse_transactions") == 0
