@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import signal
 import sys
 import threading
@@ -263,7 +264,13 @@ class AlarmGuard:
 
 def _in_folder(mod: Any, folder: str) -> bool:
     f = getattr(mod, "__file__", None)
-    return bool(f) and str(Path(f).resolve().parent) == folder
+    if not f:
+        return False
+    d = os.path.dirname(f)
+    if d == folder:
+        return True
+    # realpath only for a directory of the same name: a reload scans all of sys.modules
+    return os.path.basename(d) == os.path.basename(folder) and os.path.realpath(d) == folder
 
 
 def _last_frame(err: BaseException, default_file: str) -> tuple[str, int | None]:

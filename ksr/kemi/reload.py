@@ -40,6 +40,10 @@ class Problem:
     file: str
     line: int | None
     message: str
+    # False for calls into a sub-module that is not loaded: scripts often guard those with
+    # ``if KSR.auth then``, so a reload accepts them (with a warning) while ``ksr check``
+    # still reports them.
+    fatal: bool = True
 
     def __str__(self) -> str:
         return (
@@ -77,9 +81,10 @@ def check_script(server: Server, path: Path) -> tuple[Engine | None, list[Proble
     for text in names:
         file, line, message = _split_check_line(text, path)
         parts = message.rsplit(" ", 1)[-1].split(".")
-        if len(parts) == 3 and parts[1] not in server.registry.functions:
+        missing_module = len(parts) == 3 and parts[1] not in server.registry.functions
+        if missing_module:
             message += f" (no loaded module provides KSR.{parts[1]}: check loadmodule)"
-        problems.append(Problem(file, line, message))
+        problems.append(Problem(file, line, message, fatal=not missing_module))
     problems.sort(key=lambda p: (p.file, p.line or 0))
     return loaded, problems
 
@@ -100,7 +105,11 @@ def reload_script(server: Server, path: Path | None = None) -> dict[str, Any]:
     if not str(target):
         raise ScriptError("no routing script to reload")
     started = time.perf_counter()
-    engine, problems = check_script(server, target)
+    engine, found = check_script(server, target)
+    problems = [p for p in found if p.fatal]
+    for p in found:
+        if not p.fatal:
+            log.warning("%s", p)
     if engine is None or problems:
         text = "; ".join(str(p) for p in problems) or f"{target}: cannot load"
         log.error("reload of %s refused, the running script stays: %s", target, text)
