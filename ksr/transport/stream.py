@@ -262,7 +262,7 @@ class StreamTransport:
             conn.last_used = trio.current_time()
             assert conn.handler is not None
             try:
-                keep = conn.handler.feed(conn, data)
+                keep = conn.handler.feed(conn, bytes(data))
             except Exception:  # a bug in one handler must cost only this connection
                 log.exception("error handling data on %s connection %d", conn.proto, conn.id)
                 keep = False

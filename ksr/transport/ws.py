@@ -145,7 +145,7 @@ class WsHandler:
                     conn.write(self.ws.send(event.response()))
                 else:  # a protocol error wsproto found in the frames: it tells us the code
                     log.info("websocket connection %d: %s (%s)", conn.id, event.reason, event.code)
-                    self.close(conn, event.code, event.reason)
+                    self.close(conn, event.code, event.reason or "")
                 return False
         return True
 

@@ -109,7 +109,7 @@ def parse_definition(kind: str, spec: str) -> Family:
     labels = tuple(x.strip() for x in attrs.get("label", "").split(":") if x.strip())
     if len(labels) > 3:
         raise ValueError(f"at most 3 labels in {spec!r}")
-    buckets = DEFAULT_BUCKETS
+    buckets: tuple[float, ...] = DEFAULT_BUCKETS
     if kind == "histogram" and attrs.get("buckets"):
         buckets = tuple(sorted(float(x) for x in attrs["buckets"].split(":") if x.strip()))
     return Family(kind, name, labels, buckets)

@@ -165,3 +165,43 @@ async def test_bad_handshakes_and_garbage_frames(tmp_path: Path) -> None:
         await good.send_sip(_ws_request("OPTIONS", good_port, "still-here"))
         rpl = await good.recv_sip()
         assert rpl.get("Call-ID") == "still-here"
+
+
+async def test_wss_listener_and_ws_dump(tmp_path: Path, cert_files: tuple[Path, Path]) -> None:
+    cert, key = cert_files
+    config = make_config(
+        ["sl", "xhttp", "websocket", "tls"],
+        {
+            "xhttp": {"event_callback": "http_event"},
+            "websocket": {"event_callback": "ws_event"},
+            "tls": {"certificate": str(cert), "private_key": str(key)},
+        },
+        listen=["tls:127.0.0.1:0", "wss:127.0.0.1:0"],
+    )
+    script = write_script(tmp_path, LUA)
+    async with running_server(config, script) as server:
+        clients = []
+        for proto in ("wss", "tls"):  # a wss listener, and the handshake on a tls listener
+            stream = await connect(*addr(server, proto), tls=True)
+            client = WsClient(stream)
+            assert isinstance(await client.handshake(), AcceptConnection)
+            port = stream.transport_stream.socket.getsockname()[1]  # type: ignore[attr-defined]
+            await client.send_sip(
+                _ws_request("OPTIONS", port, f"wss-{proto}").replace("/WS ", "/WSS ")
+            )
+            rpl = await client.recv_sip()
+            assert rpl.get("X-Proto") == "wss"
+            clients.append(client)
+        dump = server.rpc.handle({"jsonrpc": "2.0", "method": "ws.dump", "id": 1})["result"]
+        assert [c["proto"] for c in dump["connections"]] == ["wss", "wss"]
+        assert dump["info"]["wscounter"] == 2
+        first = dump["connections"][0]["id"]
+        assert (
+            server.rpc.handle({"jsonrpc": "2.0", "method": "ws.close", "params": [first], "id": 2})[
+                "result"
+            ]
+            is None
+        )
+        ev = await clients[0].next_event()
+        assert isinstance(ev, CloseConnection)
+        assert ev.code == 1000
