@@ -298,7 +298,11 @@ def find_socket(ctx: MsgContext, spec: str):  # type: ignore[no-untyped-def]
         host, _, p = s.partition(":")
         port = int(p) if p.isdigit() else None
     for sock in ctx.server.listeners:
-        if sock.ip == host and (port is None or port == sock.port) and (proto is None or proto == sock.proto):
+        if (
+            sock.ip == host
+            and (port is None or port == sock.port)
+            and (proto is None or proto == sock.proto)
+        ):
             return sock
     return None
 
@@ -338,7 +342,13 @@ def register_core(r: PvRegistry) -> None:
         r.register(name, _ruri_part(part), _set_ruri_part(part))
     r.register("rP", _ruri_part("proto"))
     r.register("rz", _ruri_part("scheme"))
-    for name, part in (("ou", "uri"), ("oU", "user"), ("od", "host"), ("op", "port"), ("oP", "proto")):
+    for name, part in (
+        ("ou", "uri"),
+        ("oU", "user"),
+        ("od", "host"),
+        ("op", "port"),
+        ("oP", "proto"),
+    ):
         r.register(name, _ouri_part(part))
     r.register("du", _dst_part("uri"), _set_du)
     r.register("dd", _dst_part("host"))
@@ -350,8 +360,12 @@ def register_core(r: PvRegistry) -> None:
         r.register(prefix + "d", _addr_part(hname, "host"), _set_addr_part(hname, "host"))
         r.register(prefix + "n", _addr_part(hname, "display"), _set_addr_part(hname, "display"))
         r.register(prefix + "t", _addr_part(hname, "tag"))
-    for name, hname in (("ai", "p-asserted-identity"), ("pu", "p-preferred-identity"),
-                        ("re", "remote-party-id"), ("di", "diversion")):
+    for name, hname in (
+        ("ai", "p-asserted-identity"),
+        ("pu", "p-preferred-identity"),
+        ("re", "remote-party-id"),
+        ("di", "diversion"),
+    ):
         r.register(name, _addr_part(hname, "uri"))
     r.register("pU", _addr_part("p-preferred-identity", "user"))
     r.register("pd", _addr_part("p-preferred-identity", "host"))
@@ -365,13 +379,31 @@ def register_core(r: PvRegistry) -> None:
     r.register("rv", _ro(lambda c: c.msg.version))
     r.register("si", _ro(lambda c: c.src_ip))
     r.register("sp", _ro(lambda c: c.src_port))
-    r.register("su", _ro(lambda c: f"sip:{c.src_ip}:{c.src_port}" + ("" if c.proto == "udp" else f";transport={c.proto}")))
+    r.register(
+        "su",
+        _ro(
+            lambda c: (
+                f"sip:{c.src_ip}:{c.src_port}"
+                + ("" if c.proto == "udp" else f";transport={c.proto}")
+            )
+        ),
+    )
     r.register("sut", _ro(lambda c: f"sip:{c.src_ip}:{c.src_port};transport={c.proto}"))
     r.register("Ri", _ro(lambda c: c.socket.ip))
     r.register("Rp", _ro(lambda c: c.socket.port))
     r.register("Rn", _ro(lambda c: c.socket.name or None))
-    r.register("Ru", _ro(lambda c: f"sip:{c.socket.ip}:{c.socket.port}" + ("" if c.socket.proto == "udp" else f";transport={c.socket.proto}")))
-    r.register("Rut", _ro(lambda c: f"sip:{c.socket.ip}:{c.socket.port};transport={c.socket.proto}"))
+    r.register(
+        "Ru",
+        _ro(
+            lambda c: (
+                f"sip:{c.socket.ip}:{c.socket.port}"
+                + ("" if c.socket.proto == "udp" else f";transport={c.socket.proto}")
+            )
+        ),
+    )
+    r.register(
+        "Rut", _ro(lambda c: f"sip:{c.socket.ip}:{c.socket.port};transport={c.socket.proto}")
+    )
     r.register("RAi", _ro(lambda c: c.socket.adv_ip))
     r.register("RAp", _ro(lambda c: c.socket.adv_port))
     r.register("pr", _ro(lambda c: c.proto))

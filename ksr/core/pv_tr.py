@@ -139,13 +139,32 @@ def _uri_tr(name: str, args: list[str]) -> Tr | None:
             return u.params.get(name) or ""
         return None
 
-    known = {"user", "host", "domain", "port", "passwd", "scheme", "params", "headers", "param",
-             "transport", "ttl", "maddr", "method", "lr", "r2"}
+    known = {
+        "user",
+        "host",
+        "domain",
+        "port",
+        "passwd",
+        "scheme",
+        "params",
+        "headers",
+        "param",
+        "transport",
+        "ttl",
+        "maddr",
+        "method",
+        "lr",
+        "r2",
+    }
     return part if name in known else None
 
 
 def _param_tr(name: str, args: list[str]) -> Tr | None:
-    sep = args[-1] if name in ("value", "in") and len(args) > 1 else (args[1] if name in ("valueat", "name") and len(args) > 1 else ";")
+    sep = (
+        args[-1]
+        if name in ("value", "in") and len(args) > 1
+        else (args[1] if name in ("valueat", "name") and len(args) > 1 else ";")
+    )
 
     def pairs(v: Value) -> list[tuple[str, str]] | None:
         s = _s(v)
@@ -211,7 +230,10 @@ def _addr_tr(cls: str, name: str) -> Tr | None:
             return u.host
         return None
 
-    ok = {"nameaddr": {"uri", "name", "len"}, "tobody": {"uri", "display", "tag", "user", "host", "params"}}
+    ok = {
+        "nameaddr": {"uri", "name", "len"},
+        "tobody": {"uri", "display", "tag", "user", "host", "params"},
+    }
     return tr if name in ok[cls] else None
 
 

@@ -16,7 +16,9 @@ Roots = dict[str, list[Item]]
 VALUE_FIELD = ""
 
 # root[idx]=>field[idx]; indices optional (Kamailio's xavp name syntax).
-_NAME = re.compile(r"^\s*([^\[\]=>\s]+)\s*(?:\[(-?\d+|\*)\])?\s*(?:=>\s*([^\[\]\s]+)\s*(?:\[(-?\d+|\*)\])?)?\s*$")
+_NAME = re.compile(
+    r"^\s*([^\[\]=>\s]+)\s*(?:\[(-?\d+|\*)\])?\s*(?:=>\s*([^\[\]\s]+)\s*(?:\[(-?\d+|\*)\])?)?\s*$"
+)
 
 
 class XavpName:

@@ -17,7 +17,7 @@ MAX_XFLAG = 63
 
 
 def _q_value(q: str) -> int | None:
-    """"0.5" -> 500 (q*1000), "" -> -1 (unset)."""
+    """ "0.5" -> 500 (q*1000), "" -> -1 (unset)."""
     if not q.strip():
         return -1
     try:

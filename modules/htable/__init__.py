@@ -80,7 +80,9 @@ class Htable(Module):
             except DefinitionError as err:
                 from ksr.core.config import ConfigError
 
-                raise ConfigError(f"[modparam.htable] htable: {err}", self.server.config.source) from None
+                raise ConfigError(
+                    f"[modparam.htable] htable: {err}", self.server.config.source
+                ) from None
             self.tables[d.name] = HTable(d, _clock)
         self.iterators: dict[str, tuple[str, list[str], int]] = {}
         self.record: tuple[str, object] | None = None
@@ -454,9 +456,15 @@ class Htable(Module):
         slots: dict[int, list[dict[str, object]]] = {}
         for k, it in t.live_items():
             slots.setdefault(t.slot_of(k), []).append(
-                {"name": k, "value": it.value, "type": "int" if isinstance(it.value, int) else "str"}
+                {
+                    "name": k,
+                    "value": it.value,
+                    "type": "int" if isinstance(it.value, int) else "str",
+                }
             )
-        return [{"entry": e, "size": len(items), "slot": items} for e, items in sorted(slots.items())]
+        return [
+            {"entry": e, "size": len(items), "slot": items} for e, items in sorted(slots.items())
+        ]
 
     @rpc("htable.reload")
     def rpc_reload(self, table: str) -> str:
@@ -482,8 +490,15 @@ class Htable(Module):
 
 
 def _describe(d: TableDef) -> dict[str, object]:
-    return {"name": d.name, "dbtable": d.dbtable, "dbmode": d.dbmode, "expire": d.autoexpire,
-            "updateexpire": d.updateexpire, "size": d.size, "dmqreplicate": 0}
+    return {
+        "name": d.name,
+        "dbtable": d.dbtable,
+        "dbmode": d.dbmode,
+        "expire": d.autoexpire,
+        "updateexpire": d.updateexpire,
+        "size": d.size,
+        "dmqreplicate": 0,
+    }
 
 
 MODULE = Htable

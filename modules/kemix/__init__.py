@@ -64,12 +64,38 @@ _GETTERS: dict[str, Get] = {
     "srcport": lambda self, ctx: ctx.src_port,
 }
 _VARIANTS: dict[str, str] = {  # which forms exist for each attribute (Kamailio's export list)
-    "ruri": "g", "ruser": "gew", "rhost": "gew", "ouri": "g", "furi": "g", "fuser": "gew",
-    "fhost": "gew", "turi": "g", "tuser": "gew", "thost": "gew", "duri": "gew", "cturi": "gew",
-    "nhuri": "g", "srcuri": "g", "srcaddr_sock": "g", "ua": "gew", "srcip": "g", "send_sock": "g",
-    "send_sock_name": "g", "rcvip": "g", "rcv_sock_name": "g", "rcvport": "g", "rcvadvip": "g",
-    "rcvadvport": "g", "rcvaddr_sock": "g", "proto": "g", "au": "gew", "method": "g",
-    "body": "gew", "callid": "g", "msgbuf": "g", "srcport": "g",
+    "ruri": "g",
+    "ruser": "gew",
+    "rhost": "gew",
+    "ouri": "g",
+    "furi": "g",
+    "fuser": "gew",
+    "fhost": "gew",
+    "turi": "g",
+    "tuser": "gew",
+    "thost": "gew",
+    "duri": "gew",
+    "cturi": "gew",
+    "nhuri": "g",
+    "srcuri": "g",
+    "srcaddr_sock": "g",
+    "ua": "gew",
+    "srcip": "g",
+    "send_sock": "g",
+    "send_sock_name": "g",
+    "rcvip": "g",
+    "rcv_sock_name": "g",
+    "rcvport": "g",
+    "rcvadvip": "g",
+    "rcvadvport": "g",
+    "rcvaddr_sock": "g",
+    "proto": "g",
+    "au": "gew",
+    "method": "g",
+    "body": "gew",
+    "callid": "g",
+    "msgbuf": "g",
+    "srcport": "g",
 }
 
 
@@ -179,10 +205,15 @@ def _to_int(v: Any) -> int:
 
 
 for _name, _forms in _VARIANTS.items():
-    for _f, _prefix, _missing, _what in (("g", "get_", None, "None/nil"), ("e", "gete_", "", '""'),
-                                          ("w", "getw_", "<null>", '"<null>"')):
+    for _f, _prefix, _missing, _what in (
+        ("g", "get_", None, "None/nil"),
+        ("e", "gete_", "", '""'),
+        ("w", "getw_", "<null>", '"<null>"'),
+    ):
         if _f in _forms:
-            _fn = _make(_GETTERS[_name], _missing, f"{_name.replace('_', ' ')}; {_what} if missing.")
+            _fn = _make(
+                _GETTERS[_name], _missing, f"{_name.replace('_', ' ')}; {_what} if missing."
+            )
             setattr(Kemix, _prefix + _name, kemi(name=_prefix + _name)(_fn))
 
 MODULE = Kemix

@@ -9,8 +9,15 @@ from ksr.core.module import Module
 from ksr.kemi.registry import kemi
 
 # Kamailio debug levels -> Python logging levels.
-_LEVELS = {-3: logging.CRITICAL + 5, -2: logging.CRITICAL, -1: logging.ERROR, 0: logging.WARNING,
-           1: logging.INFO + 5, 2: logging.INFO, 3: logging.DEBUG}
+_LEVELS = {
+    -3: logging.CRITICAL + 5,
+    -2: logging.CRITICAL,
+    -1: logging.ERROR,
+    0: logging.WARNING,
+    1: logging.INFO + 5,
+    2: logging.INFO,
+    3: logging.DEBUG,
+}
 
 
 def py_level(debug: int) -> int:

@@ -45,8 +45,10 @@ class Pv(Module):
 
     def init(self) -> None:
         self.sbranch: dict[str, Any] = {}
-        for spec, target in ((self.params.shvset, self.server.shared_vars),
-                             (self.params.varset, self.server.script_vars)):
+        for spec, target in (
+            (self.params.shvset, self.server.shared_vars),
+            (self.params.varset, self.server.script_vars),
+        ):
             for item in spec:
                 name, _, tv = item.partition("=")
                 t, _, v = tv.partition(":")
@@ -87,9 +89,19 @@ class Pv(Module):
         if not sb.get("uri") or not ctx.is_request:
             return -1
         q = int(sb["q"]) if str(sb.get("q", "")).lstrip("-").isdigit() else -1
-        ctx.branches.append(Branch(str(sb["uri"]), sb.get("dst_uri"), q, sb.get("path"),
-                                   int(sb.get("flags", 0) or 0), None, str(sb.get("ruid", "")),
-                                   str(sb.get("instance", "")), str(sb.get("ua", ""))))
+        ctx.branches.append(
+            Branch(
+                str(sb["uri"]),
+                sb.get("dst_uri"),
+                q,
+                sb.get("path"),
+                int(sb.get("flags", 0) or 0),
+                None,
+                str(sb.get("ruid", "")),
+                str(sb.get("instance", "")),
+                str(sb.get("ua", "")),
+            )
+        )
         return 1
 
     @kemi()
@@ -191,7 +203,9 @@ class Pv(Module):
         return 1 if self.server.pv.set(ctx, dst, self.server.pv.expand(ctx, fmt)) else -1
 
     # -- xavp helpers -------------------------------------------------------------------------------
-    def _explode_into(self, ctx: MsgContext, kind: str, pairs: list[tuple[str, str]], xname: str) -> int:
+    def _explode_into(
+        self, ctx: MsgContext, kind: str, pairs: list[tuple[str, str]], xname: str
+    ) -> int:
         if not pairs:
             return -1
         store = xavp_store(ctx, kind)
@@ -208,7 +222,7 @@ class Pv(Module):
 
     @kemi()
     def xavp_params_explode(self, ctx: MsgContext, params: str, xname: str) -> int:
-        """"a=1;b=2" -> a new $xavp(xname) item with fields a and b."""
+        """ "a=1;b=2" -> a new $xavp(xname) item with fields a and b."""
         return self._explode_into(ctx, "xavp", _explode(params), xname)
 
     @kemi()
@@ -218,7 +232,7 @@ class Pv(Module):
 
     @kemi()
     def xavu_params_explode(self, ctx: MsgContext, params: str, xname: str) -> int:
-        """"a=1;b=2" -> $xavu(xname=>a), $xavu(xname=>b)."""
+        """ "a=1;b=2" -> $xavu(xname=>a), $xavu(xname=>b)."""
         return self._explode_into(ctx, "xavu", _explode(params), xname)
 
     def _implode(self, ctx: MsgContext, kind: str, rname: str, pvname: str, quote: bool) -> int:
@@ -249,7 +263,9 @@ class Pv(Module):
         return self._implode(ctx, "xavu", rname, pvname, False)
 
     @kemi()
-    def xavp_slist_explode(self, ctx: MsgContext, slist: str, sep: str, mode: str, xname: str) -> int:
+    def xavp_slist_explode(
+        self, ctx: MsgContext, slist: str, sep: str, mode: str, xname: str
+    ) -> int:
         """Split slist on the characters of sep into $xavp(xname=>v) items (mode "t" trims)."""
         if not sep:
             return -1

@@ -263,7 +263,9 @@ class Siputils(Module):
         return 1 if self.server.send_reply_any(ctx, 200, "OK") else -1
 
     # -- Contact encoding ------------------------------------------------------------------------------
-    def _map_contacts(self, ctx: MsgContext, fn: Callable[[str], str | None], all_: bool = True) -> int:
+    def _map_contacts(
+        self, ctx: MsgContext, fn: Callable[[str], str | None], all_: bool = True
+    ) -> int:
         """Apply fn to Contact URIs as a lump; -1 if no Contact or fn fails on the first."""
         values = ctx.msg.get_values("contact")
         if not values or values[0].strip() == "*":

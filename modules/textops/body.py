@@ -49,7 +49,9 @@ def _sdp_on_hold(sdp: str) -> bool:
             audio_seen = audio_seen or in_audio
             audio_hold = session_hold
             continue
-        held = line in ("a=sendonly", "a=inactive") or (line.startswith("c=") and line.endswith(" 0.0.0.0"))
+        held = line in ("a=sendonly", "a=inactive") or (
+            line.startswith("c=") and line.endswith(" 0.0.0.0")
+        )
         if in_audio is None and held:
             session_hold = True
         elif in_audio and held:
@@ -116,7 +118,10 @@ class BodyOps:
         part = find_part(got[1], ctype) if got else None
         if part is None:
             return -1
-        body, pct = part.body, next((v for k, v in part.headers if k.lower() == "content-type"), ctype)
+        body, pct = (
+            part.body,
+            next((v for k, v in part.headers if k.lower() == "content-type"), ctype),
+        )
         ctx.add_lump(lambda m, orig: set_body(m, body, pct))
         return 1
 
@@ -226,7 +231,9 @@ class BodyOps:
             if part is None:
                 return -1
             value = part.to_bytes() if raw else part.body
-        return 1 if self.server.pv.set(ctx, pvname, value.decode("utf-8", "surrogateescape")) else -1
+        return (
+            1 if self.server.pv.set(ctx, pvname, value.decode("utf-8", "surrogateescape")) else -1
+        )
 
     @kemi()
     def get_body_part(self, ctx: MsgContext, ctype: str, pvname: str) -> int:

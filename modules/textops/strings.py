@@ -80,10 +80,16 @@ class StringOps:
         """1 if one of the list items is a prefix of subject."""
         if not sep:
             return -1
-        return 1 if any(x.strip() and subject.startswith(x.strip()) for x in items.split(sep[0])) else -1
+        return (
+            1
+            if any(x.strip() and subject.startswith(x.strip()) for x in items.split(sep[0]))
+            else -1
+        )
 
     @kemi()
-    def regex_substring(self, ctx: MsgContext, text: str, regex: str, index: int, mcount: int, pvname: str) -> int:
+    def regex_substring(
+        self, ctx: MsgContext, text: str, regex: str, index: int, mcount: int, pvname: str
+    ) -> int:
         """Group index of match number mcount (from 0) of regex in text, stored in pvname."""
         try:
             rx = re.compile(regex)

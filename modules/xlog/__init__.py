@@ -15,8 +15,14 @@ log = logging.getLogger("ksr.script")
 NOTICE = logging.INFO + 5
 ALERT = logging.CRITICAL + 5
 LEVELS = {
-    "l_alert": ALERT, "l_bug": logging.CRITICAL, "l_crit": logging.CRITICAL, "l_err": logging.ERROR,
-    "l_warn": logging.WARNING, "l_notice": NOTICE, "l_info": logging.INFO, "l_dbg": logging.DEBUG,
+    "l_alert": ALERT,
+    "l_bug": logging.CRITICAL,
+    "l_crit": logging.CRITICAL,
+    "l_err": logging.ERROR,
+    "l_warn": logging.WARNING,
+    "l_notice": NOTICE,
+    "l_info": logging.INFO,
+    "l_dbg": logging.DEBUG,
 }
 logging.addLevelName(NOTICE, "NOTICE")
 logging.addLevelName(ALERT, "ALERT")

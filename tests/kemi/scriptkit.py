@@ -18,14 +18,18 @@ from tests.support import make_config, sip_request
 LANGS = ("lua", "python")
 
 
-def server_with(modules: list[str], modparam: dict[str, dict[str, Any]] | None = None, **core: Any) -> Server:
+def server_with(
+    modules: list[str], modparam: dict[str, dict[str, Any]] | None = None, **core: Any
+) -> Server:
     return Server(make_config(["sl", *modules], modparam, **core))
 
 
 def context(server: Server, text: str | None = None, src_port: int = 5090) -> MsgContext:
     raw = (text or sip_request("INVITE", port=src_port)).replace("\r\n", "\n").replace("\n", "\r\n")
     msg = parse_message_untrusted(raw.encode())
-    ctx = MsgContext(server, msg, "127.0.0.1", src_port, server.listeners[0] if server.listeners else None)
+    ctx = MsgContext(
+        server, msg, "127.0.0.1", src_port, server.listeners[0] if server.listeners else None
+    )
     server.apply_received(ctx)
     return ctx
 
@@ -65,7 +69,12 @@ def mod_init():
 
 
 def run_exprs(
-    server: Server, lang: str, exprs: list[str], tmp: Path, ctx: MsgContext | None = None, prelude: str = ""
+    server: Server,
+    lang: str,
+    exprs: list[str],
+    tmp: Path,
+    ctx: MsgContext | None = None,
+    prelude: str = "",
 ) -> list[Any]:
     """Evaluate the expressions in order in one route run; their values as Python objects."""
     path = tmp / ("t.lua" if lang == "lua" else f"t_{lang}_{abs(hash(tuple(exprs)))}.py")

@@ -12,44 +12,72 @@ from tests.support import UdpPeer, make_config, running_server, sip_request, udp
 
 def test_lua_coercion(tmp_path: Path) -> None:
     s = server_with(["textops", "kemix", "htable"], {"htable": {"htable": ["t=>size=2;"]}})
-    got = run_exprs(s, "lua", [
-        "KSR.textops.cmp_str(5, '5')",  # numbers accepted for str params
-        "KSR.textops.cmp_str(2.5, '2.5')",
-        "KSR.setflag('3')",  # int params via tointeger
-        "KSR.isflagset(3)",
-        "KSR.setflag('abc')",  # non-numeric -> 0
-        "KSR.isflagset(0)",
-        "KSR.setflag(4.0)",
-        "KSR.isflagset(4)",
-        "KSR.textops.cmp_str('a')",  # too few -> false
-        "KSR.is_INVITE(1)",  # zero-param function with args -> false
-        "KSR.textops.cmp_str('a', 'a', 'extra')",  # surplus ignored
-        "KSR.textops.cmp_str(nil, 'a')",
-        "KSR.info('text')",  # "none" functions give false in Lua
-        "KSR.is_INVITE()",  # BOOL -> boolean
-        "KSR.htable.sht_seti('t', 'k', 3)",  # INT -> number
-        "KSR.pv.get('$null')",  # XVAL null -> nil
-        "KSR.htable.sht_get('t', 'k')",
-        "KSR.kx.get_def('NOPE')",
-    ], tmp_path)
-    assert got == [1, 1, True, True, True, True, True, True, False, False, 1, False, False,
-                   True, 1, None, 3, None]
+    got = run_exprs(
+        s,
+        "lua",
+        [
+            "KSR.textops.cmp_str(5, '5')",  # numbers accepted for str params
+            "KSR.textops.cmp_str(2.5, '2.5')",
+            "KSR.setflag('3')",  # int params via tointeger
+            "KSR.isflagset(3)",
+            "KSR.setflag('abc')",  # non-numeric -> 0
+            "KSR.isflagset(0)",
+            "KSR.setflag(4.0)",
+            "KSR.isflagset(4)",
+            "KSR.textops.cmp_str('a')",  # too few -> false
+            "KSR.is_INVITE(1)",  # zero-param function with args -> false
+            "KSR.textops.cmp_str('a', 'a', 'extra')",  # surplus ignored
+            "KSR.textops.cmp_str(nil, 'a')",
+            "KSR.info('text')",  # "none" functions give false in Lua
+            "KSR.is_INVITE()",  # BOOL -> boolean
+            "KSR.htable.sht_seti('t', 'k', 3)",  # INT -> number
+            "KSR.pv.get('$null')",  # XVAL null -> nil
+            "KSR.htable.sht_get('t', 'k')",
+            "KSR.kx.get_def('NOPE')",
+        ],
+        tmp_path,
+    )
+    assert got == [
+        1,
+        1,
+        True,
+        True,
+        True,
+        True,
+        True,
+        True,
+        False,
+        False,
+        1,
+        False,
+        False,
+        True,
+        1,
+        None,
+        3,
+        None,
+    ]
 
 
 def test_python_coercion(tmp_path: Path) -> None:
     s = server_with(["textops", "htable"], {"htable": {"htable": ["t=>size=2;"]}})
-    got = run_exprs(s, "python", [
-        "KSR.textops.cmp_str(5, '5')",  # str params must be str
-        "KSR.setflag('3')",  # int params must be int
-        "KSR.setflag(True)",  # ... or bool
-        "KSR.isflagset(1)",
-        "KSR.textops.cmp_str('a')",
-        "KSR.is_INVITE(1)",  # extra args ignored in Python
-        "KSR.info('text')",  # "none" functions give 0 in Python
-        "KSR.is_INVITE()",
-        "KSR.htable.sht_seti('t', 'k', 3)",
-        "KSR.pv.get('$null')",
-    ], tmp_path)
+    got = run_exprs(
+        s,
+        "python",
+        [
+            "KSR.textops.cmp_str(5, '5')",  # str params must be str
+            "KSR.setflag('3')",  # int params must be int
+            "KSR.setflag(True)",  # ... or bool
+            "KSR.isflagset(1)",
+            "KSR.textops.cmp_str('a')",
+            "KSR.is_INVITE(1)",  # extra args ignored in Python
+            "KSR.info('text')",  # "none" functions give 0 in Python
+            "KSR.is_INVITE()",
+            "KSR.htable.sht_seti('t', 'k', 3)",
+            "KSR.pv.get('$null')",
+        ],
+        tmp_path,
+    )
     assert got == [False, False, True, True, False, True, 0, True, 1, None]
     assert type(got[7]) is bool
     assert type(got[8]) is int
@@ -58,11 +86,16 @@ def test_python_coercion(tmp_path: Path) -> None:
 @pytest.mark.parametrize("lang", ["lua", "python"])
 def test_xval_lists_and_dicts(lang: str, tmp_path: Path) -> None:
     s = server_with(["pv"])
-    got = run_exprs(s, lang, [
-        "KSR.pvx.xavp_params_explode('a=1;b=x', 'p')",
-        "KSR.pvx.xavp_get_keys('p', 0)",
-        "KSR.pvx.xavp_getd_p1('p', 0)",
-    ], tmp_path)
+    got = run_exprs(
+        s,
+        lang,
+        [
+            "KSR.pvx.xavp_params_explode('a=1;b=x', 'p')",
+            "KSR.pvx.xavp_get_keys('p', 0)",
+            "KSR.pvx.xavp_getd_p1('p', 0)",
+        ],
+        tmp_path,
+    )
     assert got == [1, ["a", "b"], {"a": ["1"], "b": ["x"]}]
 
 
@@ -143,6 +176,8 @@ async def test_failed_route_costs_one_message(tmp_path: Path) -> None:
         await peer.send(sip_request("OPTIONS", port=peer.port), udp_addr(server))
         rpl = await peer.recv_reply()
         assert rpl.status == 500
-        await peer.send(sip_request("OPTIONS", port=peer.port, branch="z9hG4bK-2"), udp_addr(server))
+        await peer.send(
+            sip_request("OPTIONS", port=peer.port, branch="z9hG4bK-2"), udp_addr(server)
+        )
         assert (await peer.recv_reply()).status == 500
         peer.close()

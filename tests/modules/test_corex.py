@@ -15,21 +15,60 @@ def test_branches_flags_and_tests(lang: str, tmp_path: Path) -> None:
     s = server_with(["corex"])
     ctx = context(s, sip_request("INVITE", ruri="sip:bob@example.com"))
     f = tmp_path / "data.txt"
-    got = run_exprs(s, lang, [
-        "KSR.corex.append_branch()", "KSR.corex.append_branch_uri('sip:carol@example.com')",
-        "KSR.corex.append_branch_uri_q('sip:dave@example.com', '0.5')",
-        "KSR.corex.append_branch_uri_q('sip:x@example.com', 'bad')", "KSR.pv.get('$bR')",
-        "KSR.corex.setxflag(40)", "KSR.corex.isxflagset(40)", "KSR.corex.resetxflag(40)",
-        "KSR.corex.isxflagset(40)", "KSR.corex.setxflag(64)", "KSR.corex.has_ruri_user()",
-        "KSR.corex.has_user_agent()", "KSR.corex.is_faked_msg()", "KSR.corex.is_socket_name('nope')",
-        "KSR.corex.set_source_address('10.9.8.7:5099')", "KSR.pv.get('$si')", "KSR.pv.get('$sp')",
-        "KSR.corex.set_source_address('garbage')", "KSR.corex.set_send_socket('udp:9.9.9.9:1')",
-        f"KSR.corex.file_write('{f}', 'stored')", f"KSR.corex.file_read('{f}')",
-        f"KSR.corex.file_read('{tmp_path}/missing')",
-    ], tmp_path, ctx)
-    assert got == [1, 1, 1, -1,
-                   "sip:bob@example.com,sip:carol@example.com,sip:dave@example.com",
-                   1, 1, 1, -1, -1, 1, -1, -1, -1, 1, "10.9.8.7", 5099, -1, -1, 1, "stored", None]
+    got = run_exprs(
+        s,
+        lang,
+        [
+            "KSR.corex.append_branch()",
+            "KSR.corex.append_branch_uri('sip:carol@example.com')",
+            "KSR.corex.append_branch_uri_q('sip:dave@example.com', '0.5')",
+            "KSR.corex.append_branch_uri_q('sip:x@example.com', 'bad')",
+            "KSR.pv.get('$bR')",
+            "KSR.corex.setxflag(40)",
+            "KSR.corex.isxflagset(40)",
+            "KSR.corex.resetxflag(40)",
+            "KSR.corex.isxflagset(40)",
+            "KSR.corex.setxflag(64)",
+            "KSR.corex.has_ruri_user()",
+            "KSR.corex.has_user_agent()",
+            "KSR.corex.is_faked_msg()",
+            "KSR.corex.is_socket_name('nope')",
+            "KSR.corex.set_source_address('10.9.8.7:5099')",
+            "KSR.pv.get('$si')",
+            "KSR.pv.get('$sp')",
+            "KSR.corex.set_source_address('garbage')",
+            "KSR.corex.set_send_socket('udp:9.9.9.9:1')",
+            f"KSR.corex.file_write('{f}', 'stored')",
+            f"KSR.corex.file_read('{f}')",
+            f"KSR.corex.file_read('{tmp_path}/missing')",
+        ],
+        tmp_path,
+        ctx,
+    )
+    assert got == [
+        1,
+        1,
+        1,
+        -1,
+        "sip:bob@example.com,sip:carol@example.com,sip:dave@example.com",
+        1,
+        1,
+        1,
+        -1,
+        -1,
+        1,
+        -1,
+        -1,
+        -1,
+        1,
+        "10.9.8.7",
+        5099,
+        -1,
+        -1,
+        1,
+        "stored",
+        None,
+    ]
     assert [b.q for b in ctx.branches] == [-1, -1, 500]
 
 
@@ -44,9 +83,13 @@ end
 
 
 async def test_send_data_and_forward_uac(tmp_path: Path) -> None:
-    async with running_server(make_config(["sl", "corex"]), write_script(tmp_path, LUA_SEND)) as server:
+    async with running_server(
+        make_config(["sl", "corex"]), write_script(tmp_path, LUA_SEND)
+    ) as server:
         uac, other = await UdpPeer().bind(), await UdpPeer().bind()
-        await uac.send(sip_request("MESSAGE", port=uac.port, extra=f"X-Port: {other.port}"), udp_addr(server))
+        await uac.send(
+            sip_request("MESSAGE", port=uac.port, extra=f"X-Port: {other.port}"), udp_addr(server)
+        )
         assert await other.recv() == b"PING test-call-1"
         fwd = await other.recv()
         assert fwd.startswith(b"MESSAGE ")

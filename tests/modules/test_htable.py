@@ -11,30 +11,77 @@ from ksr.core.config import ConfigError
 from tests.kemi.scriptkit import LANGS, context, run_exprs, server_with
 from tests.support import make_config, running_server, write_script
 
-TABLES = {"htable": {"htable": ["ipban=>size=8;autoexpire=300;", "cnt=>size=4;", "dflt=>initval=0;"]}}
+TABLES = {
+    "htable": {"htable": ["ipban=>size=8;autoexpire=300;", "cnt=>size=4;", "dflt=>initval=0;"]}
+}
 
 
 @pytest.mark.parametrize("lang", LANGS)
 def test_sht_functions(lang: str, tmp_path: Path) -> None:
     s = server_with(["htable"], TABLES)
-    got = run_exprs(s, lang, [
-        "KSR.htable.sht_is_null('cnt', 'k')", "KSR.htable.sht_inc('cnt', 'k')",
-        "KSR.htable.sht_is_null('cnt', 'k')", "KSR.htable.sht_seti('cnt', 'k', 10)",
-        "KSR.htable.sht_inc('cnt', 'k')", "KSR.htable.sht_dec('cnt', 'k')",
-        "KSR.htable.sht_is_null('cnt', 'k')", "KSR.htable.sht_get('cnt', 'k')",
-        "KSR.htable.sht_sets('cnt', 's', 'text')", "KSR.htable.sht_inc('cnt', 's')",
-        "KSR.htable.sht_get('cnt', 'none')", "KSR.htable.sht_gete('cnt', 'none')",
-        "KSR.htable.sht_getw('cnt', 'none')", "KSR.htable.sht_get('dflt', 'none')",
-        "KSR.htable.sht_sets('nosuchtable', 'k', 'v')", "KSR.htable.sht_cn('cnt', 'sw', '')",
-        "KSR.htable.sht_match_name('cnt', 'eq', 's')", "KSR.htable.sht_match_str_value('cnt', 're', '^te')",
-        "KSR.htable.sht_rm_name_re('cnt', '^s$')", "KSR.htable.sht_get('cnt', 's')",
-        "KSR.pv.sets('$sht(cnt=>p)', 'pv')", "KSR.htable.sht_get('cnt', 'p')",
-        "KSR.pv.unset('$sht(cnt=>p)')", "KSR.pv.get('$sht(cnt=>p)')",
-        "KSR.htable.sht_rm('cnt', 'never')", "KSR.htable.sht_reset('cnt')",
-        "KSR.htable.sht_get('cnt', 'k')",
-    ], tmp_path)
-    assert got == [1, -255, 1, 1, 11, 10, -1, 10, 1, -255, None, "", "<null>", 0, -1, 2, 1, 1,
-                   1, None, True, "pv", True, None, 1, 0, None]
+    got = run_exprs(
+        s,
+        lang,
+        [
+            "KSR.htable.sht_is_null('cnt', 'k')",
+            "KSR.htable.sht_inc('cnt', 'k')",
+            "KSR.htable.sht_is_null('cnt', 'k')",
+            "KSR.htable.sht_seti('cnt', 'k', 10)",
+            "KSR.htable.sht_inc('cnt', 'k')",
+            "KSR.htable.sht_dec('cnt', 'k')",
+            "KSR.htable.sht_is_null('cnt', 'k')",
+            "KSR.htable.sht_get('cnt', 'k')",
+            "KSR.htable.sht_sets('cnt', 's', 'text')",
+            "KSR.htable.sht_inc('cnt', 's')",
+            "KSR.htable.sht_get('cnt', 'none')",
+            "KSR.htable.sht_gete('cnt', 'none')",
+            "KSR.htable.sht_getw('cnt', 'none')",
+            "KSR.htable.sht_get('dflt', 'none')",
+            "KSR.htable.sht_sets('nosuchtable', 'k', 'v')",
+            "KSR.htable.sht_cn('cnt', 'sw', '')",
+            "KSR.htable.sht_match_name('cnt', 'eq', 's')",
+            "KSR.htable.sht_match_str_value('cnt', 're', '^te')",
+            "KSR.htable.sht_rm_name_re('cnt', '^s$')",
+            "KSR.htable.sht_get('cnt', 's')",
+            "KSR.pv.sets('$sht(cnt=>p)', 'pv')",
+            "KSR.htable.sht_get('cnt', 'p')",
+            "KSR.pv.unset('$sht(cnt=>p)')",
+            "KSR.pv.get('$sht(cnt=>p)')",
+            "KSR.htable.sht_rm('cnt', 'never')",
+            "KSR.htable.sht_reset('cnt')",
+            "KSR.htable.sht_get('cnt', 'k')",
+        ],
+        tmp_path,
+    )
+    assert got == [
+        1,
+        -255,
+        1,
+        1,
+        11,
+        10,
+        -1,
+        10,
+        1,
+        -255,
+        None,
+        "",
+        "<null>",
+        0,
+        -1,
+        2,
+        1,
+        1,
+        1,
+        None,
+        True,
+        "pv",
+        True,
+        None,
+        1,
+        0,
+        None,
+    ]
 
 
 @pytest.mark.parametrize("lang", LANGS)
@@ -42,14 +89,24 @@ def test_iterators(lang: str, tmp_path: Path) -> None:
     s = server_with(["htable"], TABLES)
     for k in ("a", "b", "c"):
         s.modules["htable"].tables["cnt"].set(k, 1)
-    got = run_exprs(s, lang, [
-        "KSR.htable.sht_iterator_start('it', 'cnt')", "KSR.htable.sht_iterator_next('it')",
-        "KSR.pv.get('$shtitkey(it)')", "KSR.htable.sht_iterator_seti('it', 5)",
-        "KSR.htable.sht_iterator_next('it')", "KSR.htable.sht_iterator_rm('it')",
-        "KSR.htable.sht_iterator_next('it')", "KSR.htable.sht_iterator_next('it')",
-        "KSR.htable.sht_iterator_end('it')", "KSR.htable.sht_get('cnt', 'a')",
-        "KSR.htable.sht_is_null('cnt', 'b')",
-    ], tmp_path)
+    got = run_exprs(
+        s,
+        lang,
+        [
+            "KSR.htable.sht_iterator_start('it', 'cnt')",
+            "KSR.htable.sht_iterator_next('it')",
+            "KSR.pv.get('$shtitkey(it)')",
+            "KSR.htable.sht_iterator_seti('it', 5)",
+            "KSR.htable.sht_iterator_next('it')",
+            "KSR.htable.sht_iterator_rm('it')",
+            "KSR.htable.sht_iterator_next('it')",
+            "KSR.htable.sht_iterator_next('it')",
+            "KSR.htable.sht_iterator_end('it')",
+            "KSR.htable.sht_get('cnt', 'a')",
+            "KSR.htable.sht_is_null('cnt', 'b')",
+        ],
+        tmp_path,
+    )
     assert got == [1, 1, "a", 1, 1, 1, 1, -1, 1, 5, 1]
 
 
@@ -63,10 +120,19 @@ end
 """
 
 
-async def test_autoexpire_and_events(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
-    cfg = make_config(["sl", "htable"], {"htable": {
-        "htable": ["ipban=>size=8;autoexpire=300;", "keep=>size=2;"],
-        "event_callback": "ht_event", "timer_interval": 10}})
+async def test_autoexpire_and_events(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    cfg = make_config(
+        ["sl", "htable"],
+        {
+            "htable": {
+                "htable": ["ipban=>size=8;autoexpire=300;", "keep=>size=2;"],
+                "event_callback": "ht_event",
+                "timer_interval": 10,
+            }
+        },
+    )
     async with running_server(cfg, write_script(tmp_path, LUA_EVENTS)) as server:
         assert server.shared_vars["ev1"] == "htable:mod-init/<null>"
         ctx = context(server)
