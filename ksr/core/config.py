@@ -27,6 +27,14 @@ DEFAULT_MODULES = [
     "maxfwd",
     "sanity",
     "jsonrpcs",
+    "siputils",
+    "corex",
+    "kemix",
+    "textops",
+    "pv",
+    "xlog",
+    "kex",
+    "htable",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
