@@ -35,6 +35,8 @@ DEFAULT_MODULES = [
     "xlog",
     "kex",
     "htable",
+    "dialog",
+    "acc",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent

@@ -28,7 +28,7 @@ log = logging.getLogger("ksr.dialog")
 
 
 class DialogParams(ModParams):
-    event_callback: str = ""
+    event_callback: str = "ksr_dialog_event"  # ksr's default; a missing function is skipped
     dlg_flag: int = -1  # a message flag that, set before t_relay, starts tracking
     default_timeout: int = 43200
     early_timeout: int = 300
@@ -54,7 +54,7 @@ class DialogParams(ModParams):
 class DialogModule(DialogRpc, Module):
     name = "dialog"
     Params = DialogParams
-    depends = ("tm",)
+    # tm is needed to follow replies; without it the module loads, warns and stays inert
     events = ("dialog:start", "dialog:end", "dialog:failed", "dialog:timeout")
 
     def init(self) -> None:
@@ -63,7 +63,6 @@ class DialogModule(DialogRpc, Module):
         register_pvs(self.server.pv, self.mgr)
         self.server.request_hooks.append(self._on_request)
         self.glue = TmGlue(self.server, self.mgr)
-        self.glue.attach()
         self.store: DialogStore | None = None
         if p.db_mode:
             url = p.db_url or DEFAULT_DB_URL
@@ -75,6 +74,7 @@ class DialogModule(DialogRpc, Module):
                 self._loaded = []
 
     async def start(self, nursery: trio.Nursery) -> None:
+        self.glue.attach()  # here: tm's own init has run by now, whatever the module order
         if self.store is not None:
             n = self.mgr.restore(self._loaded)
             if n:
