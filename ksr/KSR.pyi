@@ -1314,7 +1314,8 @@ class _jsonrpcs:
 
     def dispatch(self) -> int:
         """Answer the JSON-RPC request carried by the current HTTP request (xhttp:request event).
-        The HTTP status mirrors the JSON-RPC error, 200 OK otherwise. -1 without xhttp.
+        The HTTP status mirrors the JSON-RPC error, 200 OK otherwise. 1 when answered, -1 when
+        not (no xhttp, no HTTP request, HTTP not in ``transport``).
 
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
@@ -3780,6 +3781,144 @@ class _xhttp:
         """
 
 xhttp: _xhttp
+
+
+class _xhttp_prom:
+    """KSR.xhttp_prom."""
+
+    def check_uri(self) -> int:
+        """1 if the HTTP request's URL is the metrics path (xhttp_prom_path), -1 otherwise.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def counter_inc_l0(self, name: str, number: int) -> int:
+        """counter_inc_l0(name, number): add to a counter without labels.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def counter_inc_l1(self, name: str, number: int, l1: str) -> int:
+        """counter_inc_l1(name, number, l1): add to a counter with one label value.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def counter_inc_l2(self, name: str, number: int, l1: str, l2: str) -> int:
+        """counter_inc_l2(name, number, l1, l2).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def counter_inc_l3(self, name: str, number: int, l1: str, l2: str, l3: str) -> int:
+        """counter_inc_l3(name, number, l1, l2, l3).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def counter_reset_l0(self, name: str) -> int:
+        """counter_reset_l0(name): set a counter back to 0.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def counter_reset_l1(self, name: str, l1: str) -> int:
+        """counter_reset_l1(name, l1).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def counter_reset_l2(self, name: str, l1: str, l2: str) -> int:
+        """counter_reset_l2(name, l1, l2).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def counter_reset_l3(self, name: str, l1: str, l2: str, l3: str) -> int:
+        """counter_reset_l3(name, l1, l2, l3).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def dispatch(self) -> int:
+        """Answer the current HTTP request (xhttp:request) with the metrics. 1 ok, -1 error.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def gauge_reset_l0(self, name: str) -> int:
+        """gauge_reset_l0(name): set a gauge to 0.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def gauge_reset_l1(self, name: str, l1: str) -> int:
+        """gauge_reset_l1(name, l1).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def gauge_reset_l2(self, name: str, l1: str, l2: str) -> int:
+        """gauge_reset_l2(name, l1, l2).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def gauge_reset_l3(self, name: str, l1: str, l2: str, l3: str) -> int:
+        """gauge_reset_l3(name, l1, l2, l3).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def gauge_set_l0(self, name: str, value: str) -> int:
+        """gauge_set_l0(name, value): value is a number written as a string ("2.5").
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def gauge_set_l1(self, name: str, value: str, l1: str) -> int:
+        """gauge_set_l1(name, value, l1).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def gauge_set_l2(self, name: str, value: str, l1: str, l2: str) -> int:
+        """gauge_set_l2(name, value, l1, l2).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def gauge_set_l3(self, name: str, value: str, l1: str, l2: str, l3: str) -> int:
+        """gauge_set_l3(name, value, l1, l2, l3).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def histogram_observe_l0(self, name: str, value: str) -> int:
+        """histogram_observe_l0(name, value): count one observation (a number as a string).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def histogram_observe_l1(self, name: str, value: str, l1: str) -> int:
+        """histogram_observe_l1(name, value, l1).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def histogram_observe_l2(self, name: str, value: str, l1: str, l2: str) -> int:
+        """histogram_observe_l2(name, value, l1, l2).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def histogram_observe_l3(self, name: str, value: str, l1: str, l2: str, l3: str) -> int:
+        """histogram_observe_l3(name, value, l1, l2, l3).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+xhttp_prom: _xhttp_prom
 
 
 class _xlog:

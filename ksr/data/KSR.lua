@@ -1538,7 +1538,8 @@ function KSR.htable.sht_unlock(table, key) end
 KSR.jsonrpcs = {}
 
 ---Answer the JSON-RPC request carried by the current HTTP request (xhttp:request event).
----The HTTP status mirrors the JSON-RPC error, 200 OK otherwise. -1 without xhttp.
+---The HTTP status mirrors the JSON-RPC error, 200 OK otherwise. 1 when answered, -1 when
+---not (no xhttp, no HTTP request, HTTP not in ``transport``).
 ---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@return integer
@@ -4396,6 +4397,203 @@ function KSR.xhttp.get_hu() end
 ---@param body string
 ---@return integer
 function KSR.xhttp.xhttp_reply(code, reason, ctype, body) end
+
+---@class KSR.xhttp_prom
+KSR.xhttp_prom = {}
+
+---1 if the HTTP request's URL is the metrics path (xhttp_prom_path), -1 otherwise.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@return integer
+function KSR.xhttp_prom.check_uri() end
+
+---counter_inc_l0(name, number): add to a counter without labels.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param name string
+---@param number integer
+---@return integer
+function KSR.xhttp_prom.counter_inc_l0(name, number) end
+
+---counter_inc_l1(name, number, l1): add to a counter with one label value.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param name string
+---@param number integer
+---@param l1 string
+---@return integer
+function KSR.xhttp_prom.counter_inc_l1(name, number, l1) end
+
+---counter_inc_l2(name, number, l1, l2).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param name string
+---@param number integer
+---@param l1 string
+---@param l2 string
+---@return integer
+function KSR.xhttp_prom.counter_inc_l2(name, number, l1, l2) end
+
+---counter_inc_l3(name, number, l1, l2, l3).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param name string
+---@param number integer
+---@param l1 string
+---@param l2 string
+---@param l3 string
+---@return integer
+function KSR.xhttp_prom.counter_inc_l3(name, number, l1, l2, l3) end
+
+---counter_reset_l0(name): set a counter back to 0.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param name string
+---@return integer
+function KSR.xhttp_prom.counter_reset_l0(name) end
+
+---counter_reset_l1(name, l1).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param name string
+---@param l1 string
+---@return integer
+function KSR.xhttp_prom.counter_reset_l1(name, l1) end
+
+---counter_reset_l2(name, l1, l2).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param name string
+---@param l1 string
+---@param l2 string
+---@return integer
+function KSR.xhttp_prom.counter_reset_l2(name, l1, l2) end
+
+---counter_reset_l3(name, l1, l2, l3).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param name string
+---@param l1 string
+---@param l2 string
+---@param l3 string
+---@return integer
+function KSR.xhttp_prom.counter_reset_l3(name, l1, l2, l3) end
+
+---Answer the current HTTP request (xhttp:request) with the metrics. 1 ok, -1 error.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@return integer
+function KSR.xhttp_prom.dispatch() end
+
+---gauge_reset_l0(name): set a gauge to 0.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param name string
+---@return integer
+function KSR.xhttp_prom.gauge_reset_l0(name) end
+
+---gauge_reset_l1(name, l1).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param name string
+---@param l1 string
+---@return integer
+function KSR.xhttp_prom.gauge_reset_l1(name, l1) end
+
+---gauge_reset_l2(name, l1, l2).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param name string
+---@param l1 string
+---@param l2 string
+---@return integer
+function KSR.xhttp_prom.gauge_reset_l2(name, l1, l2) end
+
+---gauge_reset_l3(name, l1, l2, l3).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param name string
+---@param l1 string
+---@param l2 string
+---@param l3 string
+---@return integer
+function KSR.xhttp_prom.gauge_reset_l3(name, l1, l2, l3) end
+
+---gauge_set_l0(name, value): value is a number written as a string ("2.5").
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param name string
+---@param value string
+---@return integer
+function KSR.xhttp_prom.gauge_set_l0(name, value) end
+
+---gauge_set_l1(name, value, l1).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param name string
+---@param value string
+---@param l1 string
+---@return integer
+function KSR.xhttp_prom.gauge_set_l1(name, value, l1) end
+
+---gauge_set_l2(name, value, l1, l2).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param name string
+---@param value string
+---@param l1 string
+---@param l2 string
+---@return integer
+function KSR.xhttp_prom.gauge_set_l2(name, value, l1, l2) end
+
+---gauge_set_l3(name, value, l1, l2, l3).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param name string
+---@param value string
+---@param l1 string
+---@param l2 string
+---@param l3 string
+---@return integer
+function KSR.xhttp_prom.gauge_set_l3(name, value, l1, l2, l3) end
+
+---histogram_observe_l0(name, value): count one observation (a number as a string).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param name string
+---@param value string
+---@return integer
+function KSR.xhttp_prom.histogram_observe_l0(name, value) end
+
+---histogram_observe_l1(name, value, l1).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param name string
+---@param value string
+---@param l1 string
+---@return integer
+function KSR.xhttp_prom.histogram_observe_l1(name, value, l1) end
+
+---histogram_observe_l2(name, value, l1, l2).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param name string
+---@param value string
+---@param l1 string
+---@param l2 string
+---@return integer
+function KSR.xhttp_prom.histogram_observe_l2(name, value, l1, l2) end
+
+---histogram_observe_l3(name, value, l1, l2, l3).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param name string
+---@param value string
+---@param l1 string
+---@param l2 string
+---@param l3 string
+---@return integer
+function KSR.xhttp_prom.histogram_observe_l3(name, value, l1, l2, l3) end
 
 ---@class KSR.xlog
 KSR.xlog = {}
