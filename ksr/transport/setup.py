@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 import trio
@@ -38,3 +39,10 @@ async def open_stream_transports(server: Server, nursery: trio.Nursery) -> None:
         t = cls(server, wanted[proto], server.reuse_port, table)
         await nursery.start(t.serve)
         server.transports[proto] = t
+    if server.module("websocket") is not None:
+        # WebSocket upgrades on tcp/tls listeners: name those sockets for ws/wss too, so a
+        # request from elsewhere (UDP) to a WebSocket client finds a socket for its Via
+        for plain, ws in (("tcp", "ws"), ("tls", "wss")):
+            base, wt = server.transports.get(plain), server.transports.get(ws)
+            if base is not None and wt is not None and not wt.sockets:
+                wt.sockets = [dataclasses.replace(s, proto=ws) for s in base.sockets]

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ksr.stream")
 
+GOING_AWAY = 1001  # RFC 6455 close code for idle WebSocket connections
 FLUSH_TIMEOUT = 2.0  # seconds a closing connection may take to write out what is queued
 # Which connections a send for a given proto may use (WS and WSS clients share one table).
 COMPATIBLE = {"tcp": ("tcp",), "tls": ("tls",), "ws": ("ws", "wss"), "wss": ("wss", "ws")}
@@ -287,7 +288,9 @@ class StreamTransport:
             now = trio.current_time()
             for conn in list(self.table.by_id.values()):
                 if conn.transport is self and now - conn.last_used > limit:
-                    conn.close()
+                    close = getattr(conn.handler, "close", None)  # WebSocket: a Close frame first
+                    if close is None or not close(conn, GOING_AWAY, "Idle connection"):
+                        conn.close()
 
     async def _connect(self, conn: Connection) -> None:
         try:

@@ -11,7 +11,7 @@ import trio
 from wsproto.events import AcceptConnection, CloseConnection, RejectConnection
 
 from ksr.sip.message import Request, Response
-from tests.support import make_config, running_server, sip_request, write_script
+from tests.support import UdpPeer, make_config, running_server, sip_request, udp_addr, write_script
 
 from .clients import WsClient, addr, connect, read_until_closed
 
@@ -205,3 +205,28 @@ async def test_wss_listener_and_ws_dump(tmp_path: Path, cert_files: tuple[Path, 
         ev = await clients[0].next_event()
         assert isinstance(ev, CloseConnection)
         assert ev.code == 1000
+
+
+async def test_udp_request_reaches_websocket_client(tmp_path: Path) -> None:
+    """A request from UDP to a client connected by WebSocket (upgraded on the tcp listener)."""
+    config = make_config(
+        ["sl", "xhttp", "websocket"],
+        {"xhttp": {"event_callback": "http_event"}},
+        listen=["udp:127.0.0.1:0", "tcp:127.0.0.1:0"],
+    )
+    script = write_script(tmp_path, LUA)
+    async with running_server(config, script) as server:
+        alice, alice_port = await _ws_client(server, "tcp")
+        peer = await UdpPeer().bind()
+        target = f"sip:alice@127.0.0.1:{alice_port};transport=ws"
+        await peer.send(
+            sip_request("MESSAGE", port=peer.port, call_id="udp-ws", extra=f"X-Target: {target}"),
+            udp_addr(server),
+        )
+        fwd = await alice.recv_sip()
+        assert isinstance(fwd, Request)
+        assert fwd.get("Call-ID") == "udp-ws"
+        via = fwd.top_via
+        assert via.transport.upper() == "WS"
+        assert via.port == addr(server, "tcp")[1]
+        peer.close()
