@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ksr.stream")
 
+STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 GOING_AWAY = 1001  # RFC 6455 close code for idle WebSocket connections
 FLUSH_TIMEOUT = 2.0  # seconds a closing connection may take to write out what is queued
 # Which connections a send for a given proto may use (WS and WSS clients share one table).
@@ -239,8 +240,8 @@ class StreamTransport:
                 # let the writer flush what is queued (e.g. a 400 before closing), briefly
                 conn.close()
                 nursery.cancel_scope.deadline = trio.current_time() + FLUSH_TIMEOUT
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as err:
-            log.debug("%s connection %d closed: %s", conn.proto, conn.id, err)
+        except* STREAM_ERRORS as group:  # the peer went away (reset, TLS failure...)
+            log.debug("%s connection %d closed: %s", conn.proto, conn.id, group.exceptions[0])
         finally:
             conn.closing = True
             self.table.remove(conn)
@@ -252,12 +253,19 @@ class StreamTransport:
             if conn.stream is not None:
                 with trio.move_on_after(1) as scope:
                     scope.shield = True
-                    await conn.stream.aclose()
+                    try:
+                        await conn.stream.aclose()
+                    except STREAM_ERRORS:
+                        pass
 
     async def _reader(self, conn: Connection) -> None:
         assert conn.stream is not None
         while True:
-            data = await conn.stream.receive_some(65536)
+            try:
+                data = await conn.stream.receive_some(65536)
+            except STREAM_ERRORS as err:
+                log.debug("%s connection %d: read failed: %s", conn.proto, conn.id, err)
+                return
             if not data:
                 return
             conn.last_used = trio.current_time()
@@ -274,11 +282,14 @@ class StreamTransport:
 
     async def _writer(self, conn: Connection, scope: trio.CancelScope) -> None:
         assert conn.stream is not None
-        async for data in conn.recv_q:
-            if not data:
-                break
-            await conn.stream.send_all(data)
-            conn.last_used = trio.current_time()
+        try:
+            async for data in conn.recv_q:
+                if not data:
+                    break
+                await conn.stream.send_all(data)
+                conn.last_used = trio.current_time()
+        except STREAM_ERRORS as err:
+            log.debug("%s connection %d: write failed: %s", conn.proto, conn.id, err)
         scope.cancel()
 
     async def _idle_reaper(self) -> None:

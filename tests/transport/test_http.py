@@ -4,9 +4,12 @@ bad requests cost only their own connection."""
 from __future__ import annotations
 
 import json
+import socket
+import struct
 from pathlib import Path
 
 import pytest
+import trio
 
 from tests.support import UdpPeer, make_config, running_server, sip_request, udp_addr, write_script
 
@@ -157,4 +160,20 @@ async def test_script_error_gives_500(tmp_path: Path) -> None:
     async with running_server(_config(), script) as server:  # type: ignore[arg-type]
         stream = await connect(*addr(server, "tcp"))
         assert (await http_request(stream, "GET", "/")).status == 500
+        await stream.aclose()
+
+
+async def test_connection_reset_costs_only_that_connection(tmp_path: Path) -> None:
+    script = write_script(tmp_path, LUA)
+    async with running_server(_config(), script) as server:  # type: ignore[arg-type]
+        tcp = addr(server, "tcp")
+        for first in (b"GET /slow HTTP/1.1\r\nHost: x\r\n", b"OPTIONS sip:x SIP/2.0\r\n"):
+            s = trio.socket.socket()
+            await s.connect(tcp)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            await s.send(first)
+            await trio.sleep(0.05)
+            s.close()  # RST instead of FIN
+        stream = await connect(*tcp)
+        assert (await http_request(stream, "GET", "/ok")).status == 200
         await stream.aclose()

@@ -13,7 +13,7 @@ from ksr.sip.framing import StreamFramer
 from ksr.sip.message import Request, Response, parse_message_untrusted
 from tests.support import make_config, running_server, sip_request, write_script
 
-from .clients import addr, connect
+from .clients import addr, connect, read_until_closed
 
 LUA = """
 function ksr_request_route()
@@ -127,3 +127,21 @@ async def test_forward_opens_outbound_tls(tmp_path: Path, cert_files: tuple[Path
     assert fwd.method == "MESSAGE"
     assert fwd.top_via.transport.upper() == "TLS"
     assert fwd.get("Call-ID") == "out-tls"
+
+
+async def test_plaintext_on_tls_port_costs_only_that_connection(
+    tmp_path: Path, cert_files: tuple[Path, Path]
+) -> None:
+    script = write_script(tmp_path, LUA)
+    async with running_server(_config(*cert_files), script) as server:  # type: ignore[arg-type]
+        host, port = addr(server, "tls")
+        plain = await connect(host, port)
+        await plain.send_all(sip_request().encode())
+        assert await read_until_closed(plain) in (b"", b"\x15\x03\x01\x00\x02\x02\x16")
+        stream = await connect(host, port, tls=True)
+        await stream.send_all(
+            sip_request(call_id="after").replace("SIP/2.0/UDP", "SIP/2.0/TLS").encode()
+        )
+        rpl = await _read_message(stream, StreamFramer())
+        assert rpl.get("Call-ID") == "after"
+        await stream.aclose()
