@@ -37,8 +37,13 @@ def _cleanup(url: str, prefix: str) -> None:
             r.delete(*keys)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
-                        pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("redis", marks=pytest.mark.redis),
+    ]
+)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A db_url for each backend (the test runs three times)."""
     yield from _url_for(request.param, tmp_path)
@@ -56,8 +61,12 @@ def _url_for(kind: str, tmp_path: Path) -> Iterator[str]:
         _cleanup(base, prefix)
 
 
-@pytest.fixture(params=[pytest.param("postgres", marks=pytest.mark.postgres),
-                        pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("redis", marks=pytest.mark.redis),
+    ]
+)
 def shared_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A db_url on a server two ksr processes can share."""
     yield from _url_for(request.param, tmp_path)

@@ -16,8 +16,15 @@ def challenge_params(rpl: Response) -> dict[str, str]:
 
 
 def authorization(
-    rpl: Response, user: str, password: str, method: str = "REGISTER", uri: str = "sip:127.0.0.1",
-    nc: int = 1, algorithm: str | None = None, header: str = "Authorization", nonce: str | None = None,
+    rpl: Response,
+    user: str,
+    password: str,
+    method: str = "REGISTER",
+    uri: str = "sip:127.0.0.1",
+    nc: int = 1,
+    algorithm: str | None = None,
+    header: str = "Authorization",
+    nonce: str | None = None,
 ) -> str:
     """The Authorization header line answering the challenge in ``rpl``."""
     ch = challenge_params(rpl)
@@ -29,8 +36,14 @@ def authorization(
     qop = "auth" if "qop" in ch else None
     ha1 = compute_ha1(alg, user, realm, password)
     resp = compute_response(alg, ha1, n, method, uri, qop, ncs, cnonce)
-    parts = [f'username="{user}"', f'realm="{realm}"', f'nonce="{n}"', f'uri="{uri}"', f'response="{resp}"',
-             f"algorithm={alg}"]
+    parts = [
+        f'username="{user}"',
+        f'realm="{realm}"',
+        f'nonce="{n}"',
+        f'uri="{uri}"',
+        f'response="{resp}"',
+        f"algorithm={alg}",
+    ]
     if qop:
         parts += [f"qop={qop}", f"nc={ncs}", f'cnonce="{cnonce}"']
     return f"{header}: Digest " + ", ".join(parts)

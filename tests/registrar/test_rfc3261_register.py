@@ -28,7 +28,9 @@ class Step:
     check: Callable[[Response], None] | None = None
 
 
-def reg(status: int, want: list[str] | None = None, headers: dict[str, str] | None = None, **kw: Any) -> Step:
+def reg(
+    status: int, want: list[str] | None = None, headers: dict[str, str] | None = None, **kw: Any
+) -> Step:
     """A REGISTER step; ``want`` are regexes for the reply's Contact values."""
     return Step(kw, status, want, headers or {})
 
@@ -42,73 +44,186 @@ def err(info: str) -> dict[str, str]:
 
 
 CASES: dict[str, tuple[dict[str, Any], list[Step]]] = {
-    "default expires and lookup": ({}, [
-        reg(200, [r"<sip:alice@127\.0\.0\.1:5555>;expires=3[56]\d\d$"], contacts=[A]),
-        lookup(302, [r"<sip:alice@127\.0\.0\.1:5555>"]),
-    ]),
-    "Expires header": ({}, [reg(200, [r";expires=(120|119)$"], contacts=[A], extra=["Expires: 120"])]),
-    "contact expires wins over header": ({}, [
-        reg(200, [r";expires=(300|299)$"], contacts=[A + ";expires=300"], extra=["Expires: 120"])]),
-    "below min_expires is raised": ({"min_expires": 60}, [
-        reg(200, [r";expires=(60|59)$"], contacts=[A], extra=["Expires: 30"])]),
-    "min_expires_mode 1 answers 423": ({"min_expires": 60, "min_expires_mode": 1}, [
-        reg(423, headers={"Min-Expires": "60"}, contacts=[A], extra=["Expires: 30"]),
-        lookup(404)]),
-    "max_expires clamps": ({"max_expires": 600}, [
-        reg(200, [r";expires=(600|599)$"], contacts=[A], extra=["Expires: 7200"])]),
-    "bad Expires header": ({}, [
-        reg(400, headers=err("Expires parse error"), contacts=[A], extra=["Expires: soon"]), lookup(404)]),
-    "bad contact expires": ({}, [
-        reg(400, headers=err("Invalid expires param in contact"), contacts=[A + ";expires=x"]), lookup(404)]),
-    "malformed Contact": ({}, [
-        reg(400, headers=err("Contact parse error"), contacts=["<sip:alice@127.0.0.1:5555"]), lookup(404)]),
-    "malformed second Contact stores nothing": ({}, [
-        reg(400, headers=err("Contact parse error"), contacts=[A, '"x <sip:b@h>']), lookup(404)]),
-    "bad q": ({}, [reg(400, headers=err("Invalid q param in contact"), contacts=[A + ";q=1.5"]), lookup(404)]),
-    "star with Expires 0 removes all": ({}, [
-        reg(200, contacts=[A, B], call_id="c1"),
-        reg(200, [], contacts=["*"], extra=["Expires: 0"], call_id="c1", cseq=2),
-        lookup(404)]),
-    "star without Expires 0": ({}, [
-        reg(200, contacts=[A]),
-        reg(400, headers=err("* used in contact and expires is not zero"), contacts=["*"], extra=["Expires: 10"], cseq=2),
-        lookup(302)]),
-    "star with another contact": ({}, [
-        reg(400, headers=err("* used in contact and more than 1 contact"), contacts=["*", A], extra=["Expires: 0"])]),
-    "lower CSeq same Call-ID": ({}, [
-        reg(200, contacts=[A], cseq=5),
-        reg(400, headers=err("Invalid CSeq number"), contacts=[A + ";expires=0"], cseq=4),
-        lookup(302)]),
-    "same CSeq is a retransmission": ({}, [
-        reg(200, contacts=[A], cseq=5), reg(200, [r"<sip:alice@127\.0\.0\.1:5555>"], contacts=[A], cseq=5)]),
-    "new Call-ID may use a lower CSeq": ({}, [
-        reg(200, contacts=[A], cseq=5, call_id="x1"), reg(200, contacts=[A], cseq=1, call_id="x2")]),
-    "max_contacts": ({"max_contacts": 1, "retry_after": 30}, [
-        reg(200, contacts=[A], call_id="m1"),
-        reg(503, headers={**err("Too many registered contacts"), "Retry-After": "30"}, contacts=[B], call_id="m2"),
-        lookup(302, [r"5555"])]),
-    "q ordering": ({}, [
-        reg(200, contacts=[A + ";q=0.2", B + ";q=0.9"]),
-        lookup(302, [r"6666", r"5555"])]),
-    "contact expires=0 removes one": ({}, [
-        reg(200, contacts=[A, B]),
-        reg(200, [r"6666"], contacts=[A + ";expires=0"], cseq=2),
-        lookup(302, [r"6666"])]),
-    "no Contact lists bindings": ({}, [
-        reg(200, contacts=[A]), reg(200, [r"5555.*;expires="], contacts=[], cseq=2)]),
-    "Path stored and echoed": ({"use_path": 1}, [
-        reg(200, headers={"Path": "<sip:edge.example.com;lr>"}, contacts=[A],
-            extra=["Path: <sip:edge.example.com;lr>", "Supported: path"])]),
-    "Path without Supported path (path_mode 2)": ({"use_path": 1}, [
-        reg(420, headers=err("No support for found Path indicated"), contacts=[A],
-            extra=["Path: <sip:edge.example.com;lr>"]), lookup(404)]),
-    "method filtering": ({"method_filtering": 1}, [
-        reg(200, contacts=[A], extra=["Allow: MESSAGE, OPTIONS"]), lookup(405)]),
-    "instance and reg-id replace the binding": ({}, [
-        reg(200, contacts=[A + ';+sip.instance="<urn:uuid:1>";reg-id=1'], call_id="o1"),
-        reg(200, [r"6666.*\+sip\.instance=\"<urn:uuid:1>\";reg-id=1"],
-            contacts=[B + ';+sip.instance="<urn:uuid:1>";reg-id=1'], call_id="o2"),
-        lookup(302, [r"6666"])]),
+    "default expires and lookup": (
+        {},
+        [
+            reg(200, [r"<sip:alice@127\.0\.0\.1:5555>;expires=3[56]\d\d$"], contacts=[A]),
+            lookup(302, [r"<sip:alice@127\.0\.0\.1:5555>"]),
+        ],
+    ),
+    "Expires header": (
+        {},
+        [reg(200, [r";expires=(120|119)$"], contacts=[A], extra=["Expires: 120"])],
+    ),
+    "contact expires wins over header": (
+        {},
+        [reg(200, [r";expires=(300|299)$"], contacts=[A + ";expires=300"], extra=["Expires: 120"])],
+    ),
+    "below min_expires is raised": (
+        {"min_expires": 60},
+        [reg(200, [r";expires=(60|59)$"], contacts=[A], extra=["Expires: 30"])],
+    ),
+    "min_expires_mode 1 answers 423": (
+        {"min_expires": 60, "min_expires_mode": 1},
+        [reg(423, headers={"Min-Expires": "60"}, contacts=[A], extra=["Expires: 30"]), lookup(404)],
+    ),
+    "max_expires clamps": (
+        {"max_expires": 600},
+        [reg(200, [r";expires=(600|599)$"], contacts=[A], extra=["Expires: 7200"])],
+    ),
+    "bad Expires header": (
+        {},
+        [
+            reg(400, headers=err("Expires parse error"), contacts=[A], extra=["Expires: soon"]),
+            lookup(404),
+        ],
+    ),
+    "bad contact expires": (
+        {},
+        [
+            reg(400, headers=err("Invalid expires param in contact"), contacts=[A + ";expires=x"]),
+            lookup(404),
+        ],
+    ),
+    "malformed Contact": (
+        {},
+        [
+            reg(400, headers=err("Contact parse error"), contacts=["<sip:alice@127.0.0.1:5555"]),
+            lookup(404),
+        ],
+    ),
+    "malformed second Contact stores nothing": (
+        {},
+        [reg(400, headers=err("Contact parse error"), contacts=[A, '"x <sip:b@h>']), lookup(404)],
+    ),
+    "bad q": (
+        {},
+        [reg(400, headers=err("Invalid q param in contact"), contacts=[A + ";q=1.5"]), lookup(404)],
+    ),
+    "star with Expires 0 removes all": (
+        {},
+        [
+            reg(200, contacts=[A, B], call_id="c1"),
+            reg(200, [], contacts=["*"], extra=["Expires: 0"], call_id="c1", cseq=2),
+            lookup(404),
+        ],
+    ),
+    "star without Expires 0": (
+        {},
+        [
+            reg(200, contacts=[A]),
+            reg(
+                400,
+                headers=err("* used in contact and expires is not zero"),
+                contacts=["*"],
+                extra=["Expires: 10"],
+                cseq=2,
+            ),
+            lookup(302),
+        ],
+    ),
+    "star with another contact": (
+        {},
+        [
+            reg(
+                400,
+                headers=err("* used in contact and more than 1 contact"),
+                contacts=["*", A],
+                extra=["Expires: 0"],
+            )
+        ],
+    ),
+    "lower CSeq same Call-ID": (
+        {},
+        [
+            reg(200, contacts=[A], cseq=5),
+            reg(400, headers=err("Invalid CSeq number"), contacts=[A + ";expires=0"], cseq=4),
+            lookup(302),
+        ],
+    ),
+    "same CSeq is a retransmission": (
+        {},
+        [
+            reg(200, contacts=[A], cseq=5),
+            reg(200, [r"<sip:alice@127\.0\.0\.1:5555>"], contacts=[A], cseq=5),
+        ],
+    ),
+    "new Call-ID may use a lower CSeq": (
+        {},
+        [
+            reg(200, contacts=[A], cseq=5, call_id="x1"),
+            reg(200, contacts=[A], cseq=1, call_id="x2"),
+        ],
+    ),
+    "max_contacts": (
+        {"max_contacts": 1, "retry_after": 30},
+        [
+            reg(200, contacts=[A], call_id="m1"),
+            reg(
+                503,
+                headers={**err("Too many registered contacts"), "Retry-After": "30"},
+                contacts=[B],
+                call_id="m2",
+            ),
+            lookup(302, [r"5555"]),
+        ],
+    ),
+    "q ordering": (
+        {},
+        [reg(200, contacts=[A + ";q=0.2", B + ";q=0.9"]), lookup(302, [r"6666", r"5555"])],
+    ),
+    "contact expires=0 removes one": (
+        {},
+        [
+            reg(200, contacts=[A, B]),
+            reg(200, [r"6666"], contacts=[A + ";expires=0"], cseq=2),
+            lookup(302, [r"6666"]),
+        ],
+    ),
+    "no Contact lists bindings": (
+        {},
+        [reg(200, contacts=[A]), reg(200, [r"5555.*;expires="], contacts=[], cseq=2)],
+    ),
+    "Path stored and echoed": (
+        {"use_path": 1},
+        [
+            reg(
+                200,
+                headers={"Path": "<sip:edge.example.com;lr>"},
+                contacts=[A],
+                extra=["Path: <sip:edge.example.com;lr>", "Supported: path"],
+            )
+        ],
+    ),
+    "Path without Supported path (path_mode 2)": (
+        {"use_path": 1},
+        [
+            reg(
+                420,
+                headers=err("No support for found Path indicated"),
+                contacts=[A],
+                extra=["Path: <sip:edge.example.com;lr>"],
+            ),
+            lookup(404),
+        ],
+    ),
+    "method filtering": (
+        {"method_filtering": 1},
+        [reg(200, contacts=[A], extra=["Allow: MESSAGE, OPTIONS"]), lookup(405)],
+    ),
+    "instance and reg-id replace the binding": (
+        {},
+        [
+            reg(200, contacts=[A + ';+sip.instance="<urn:uuid:1>";reg-id=1'], call_id="o1"),
+            reg(
+                200,
+                [r"6666.*\+sip\.instance=\"<urn:uuid:1>\";reg-id=1"],
+                contacts=[B + ';+sip.instance="<urn:uuid:1>";reg-id=1'],
+                call_id="o2",
+            ),
+            lookup(302, [r"6666"]),
+        ],
+    ),
     "q in 200 OK": ({}, [reg(200, [r";q=0\.5"], contacts=[A + ";q=0.5"])]),
 }
 
@@ -128,7 +243,9 @@ async def test_register(tmp_path: Path, name: str) -> None:
                 msg = register(peer.port, **st.kw)
             rpl = await exchange(peer, addr, msg)
             where = f"{name} step {i}"
-            assert rpl.status == st.status, f"{where}: {rpl.status} {rpl.reason} {rpl.get('P-Registrar-Error')}"
+            assert rpl.status == st.status, (
+                f"{where}: {rpl.status} {rpl.reason} {rpl.get('P-Registrar-Error')}"
+            )
             for h, v in st.headers.items():
                 assert rpl.get(h) == v, f"{where}: {h}: {rpl.get(h)!r}"
             if st.contacts is not None:

@@ -7,9 +7,11 @@ import pytest
 from ksr.db import DbError, DbUnavailable, TableSpec, open_store, parse_db_url
 
 SPEC = TableSpec(
-    "items", key="id",
+    "items",
+    key="id",
     fields=(("id", "str"), ("owner", "str"), ("n", "int"), ("until", "float")),
-    indexes=("owner",), ordered=("until",),
+    indexes=("owner",),
+    ordered=("until",),
 )
 
 
@@ -41,8 +43,14 @@ def test_data_survives_reopen_and_schema_migrates(db_url: str) -> None:
     s1 = open_store(db_url)
     s1.table(SPEC).put({"id": "x", "owner": "o", "n": 5})
     s1.close()
-    v2 = TableSpec("items", key="id", fields=(*SPEC.fields, ("extra", "str")),
-                   indexes=("owner", "extra"), ordered=("until",), version=2)
+    v2 = TableSpec(
+        "items",
+        key="id",
+        fields=(*SPEC.fields, ("extra", "str")),
+        indexes=("owner", "extra"),
+        ordered=("until",),
+        version=2,
+    )
     s2 = open_store(db_url)
     t2 = s2.table(v2)
     assert t2.get("x") == {"id": "x", "owner": "o", "n": 5, "until": None, "extra": None}
@@ -84,7 +92,11 @@ def test_url_parsing() -> None:
     assert parse_db_url("sqlite:///var/x.db").target == "/var/x.db"
     assert parse_db_url("sqlite://./ksr.sqlite").target == "./ksr.sqlite"
     u = parse_db_url("postgres://u@h:5432/db?prefix=p_&sslmode=disable")
-    assert (u.scheme, u.prefix, u.target) == ("postgres", "p_", "postgresql://u@h:5432/db?sslmode=disable")
+    assert (u.scheme, u.prefix, u.target) == (
+        "postgres",
+        "p_",
+        "postgresql://u@h:5432/db?sslmode=disable",
+    )
     with pytest.raises(DbError):
         parse_db_url("mysql://x/y")
     with pytest.raises(DbError):
