@@ -9,6 +9,7 @@ Storage is a plain dict ``root -> [item, ...]`` with index 0 the newest item; an
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 Scalar = int | str
 Item = dict[str, list[Scalar]]
@@ -47,7 +48,7 @@ def parse_name(text: str) -> XavpName | None:
     return XavpName(m.group(1), _idx(m.group(2)), m.group(3), _idx(m.group(4)))
 
 
-def _at(seq: list[object], idx: int) -> int | None:
+def _at(seq: Sequence[object], idx: int) -> int | None:
     """Position for a Kamailio index (negative counts from the oldest end)."""
     pos = idx if idx >= 0 else len(seq) + idx
     return pos if 0 <= pos < len(seq) else None

@@ -317,10 +317,10 @@ class Pv(Module):
         """Append a branch for every $xavp(rname) item with a "uri" field (dsturi as $du)."""
         n = 0
         for it in reversed(xavp_store(ctx).items(rname)):
-            uri = (it.get("uri") or [None])[0]
-            if uri:
-                du = (it.get("dsturi") or it.get("duri") or [None])[0]
-                ctx.branches.append(Branch(str(uri), str(du) if du else None))
+            uris = it.get("uri")
+            if uris:
+                dus = it.get("dsturi") or it.get("duri")
+                ctx.branches.append(Branch(str(uris[0]), str(dus[0]) if dus else None))
                 n += 1
         return 1 if n else -1
 
