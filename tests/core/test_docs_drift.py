@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ksr.core.config import Config, CoreParams, KemiParams
+from ksr.core.config import DEFAULT_MODULES, Config, CoreParams, KemiParams
 from ksr.core.core_rpc import CoreRpc
 from modules.jsonrpcs import JsonrpcsParams
 from tests.support import REPO
@@ -15,6 +15,14 @@ def test_every_config_key_is_documented() -> None:
     keys = [*Config.model_fields, *CoreParams.model_fields, *KemiParams.model_fields]
     missing = [k for k in keys if k != "source" and f"`{k}`" not in text]
     assert missing == [], f"add these to docs/configuration.md: {missing}"
+
+
+def test_default_modules_are_listed() -> None:
+    text = (DOCS / "configuration.md").read_text()
+    section = text.split("`DEFAULT_MODULES`, loaded when", 1)[1].split("\n\n", 1)[0]
+    assert [m for m in DEFAULT_MODULES if f"`{m}`" not in section] == [], (
+        "update DEFAULT_MODULES in docs/configuration.md"
+    )
 
 
 def test_every_jsonrpcs_parameter_is_documented() -> None:
