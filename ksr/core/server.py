@@ -151,7 +151,7 @@ class Server:
             self.modules[cls.name] = inst
             self.registry.add_module(inst, cls.submodule())
             self.rpc.add_object(inst)
-        for inst in self.modules.values():
+        for inst in _dependency_order(self.modules):
             inst.init()
         from .core_rpc import CoreRpc
 
@@ -579,3 +579,23 @@ def _forbidden_target(host: str) -> bool:
     if ip.version == 4 and (str(ip) == "255.255.255.255" or str(ip) == "0.0.0.0"):
         return True
     return ip.is_multicast or ip.is_unspecified
+
+
+def _dependency_order(modules: dict[str, Module]) -> list[Module]:
+    """Modules ordered so that each comes after the modules it depends on (stable otherwise),
+    so init() can look up the APIs of its dependencies."""
+    out: dict[str, Module] = {}
+    visiting: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in out or name in visiting:
+            return  # done, or a dependency cycle: keep the order given
+        visiting.add(name)
+        for dep in modules[name].depends:
+            if dep in modules:
+                visit(dep)
+        out[name] = modules[name]
+
+    for name in modules:
+        visit(name)
+    return list(out.values())
