@@ -37,6 +37,10 @@ DEFAULT_MODULES = [
     "htable",
     "dialog",
     "acc",
+    "usrloc",
+    "registrar",
+    "auth",
+    "auth_db",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
