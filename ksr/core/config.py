@@ -24,6 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 # Loaded when the config has no loadmodule list. Each module adds itself here when it lands.
 DEFAULT_MODULES = [
     "sl",
+    "tm",
+    "tmx",
+    "rr",
     "maxfwd",
     "sanity",
     "jsonrpcs",
