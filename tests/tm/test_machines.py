@@ -222,7 +222,8 @@ def test_timer_e_caps_at_t2_and_proceeding_uses_t2() -> None:
     assert sent[-1] == 15.5
     side.feed("2xx")
     clock.run(40.0)
-    assert side.machine.done and side.delivered == ["reply", "reply"]
+    assert side.machine.done
+    assert side.delivered == ["reply", "reply"]
 
 
 def test_reliable_transport_never_retransmits_and_waits_zero() -> None:

@@ -82,7 +82,8 @@ async def test_retransmitted_invite_is_absorbed(tmp_path: Path) -> None:
         await _answer(a, fwd, 486)
         assert (await caller.recv_reply()).status == 486
         ack = _req(await a.recv())  # hop-by-hop ACK from ksr
-        assert ack.method == "ACK" and ack.top_via.branch == fwd.top_via.branch
+        assert ack.method == "ACK"
+        assert ack.top_via.branch == fwd.top_via.branch
         assert server.stats.value("tmx", "4xx_transactions") == 1
 
 
@@ -105,9 +106,11 @@ async def test_parallel_fork_2xx_cancels_the_other_branch(tmp_path: Path) -> Non
         assert (await caller.recv_reply()).status == 180
         await _answer(b, rb, 200, "b")
         ok = await caller.recv_reply()
-        assert ok.status == 200 and ok.to_tag == "b"
+        assert ok.status == 200
+        assert ok.to_tag == "b"
         cancel = _req(await a.recv())
-        assert cancel.method == "CANCEL" and cancel.top_via.branch == ra.top_via.branch
+        assert cancel.method == "CANCEL"
+        assert cancel.top_via.branch == ra.top_via.branch
         await _answer(a, cancel, 200, "a")
         await _answer(a, ra, 487, "a")
         ack = _req(await a.recv())
@@ -142,7 +145,8 @@ async def test_stray_reply_is_forwarded_statelessly(tmp_path: Path) -> None:
         )
         await a.send(stray, (host, port))
         got = parse_message_untrusted(await caller.recv())
-        assert isinstance(got, Response) and got.status == 200
+        assert isinstance(got, Response)
+        assert got.status == 200
         assert len(got.vias) == 1
 
 
@@ -178,5 +182,7 @@ async def test_dead_callee_408_and_transactions_freed(tmp_path: Path, autojump_c
         tm = server.module("tm")
         assert len(tm.engine.by_key) == 5  # waiting for the caller's ACKs
         await trio.sleep(60)  # Timer H / wait timers expire
-        assert not tm.engine.by_key and not tm.engine.by_branch and not tm.engine.by_e2e
+        assert not tm.engine.by_key
+        assert not tm.engine.by_branch
+        assert not tm.engine.by_e2e
         assert server.stats.value("tmx", "inuse_transactions") == 0
