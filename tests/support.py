@@ -138,11 +138,21 @@ def sip_request(
 
 
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    s = socket.socket(socket.AF_INET, kind)
-    s.bind(("127.0.0.1", 0))
-    port = int(s.getsockname()[1])
-    s.close()
-    return port
+    """A port free for both UDP and TCP on 127.0.0.1 (servers listen on both)."""
+    for _ in range(50):
+        s = socket.socket(socket.AF_INET, kind)
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+        s.close()
+        other = socket.socket(socket.AF_INET, socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM)
+        try:
+            other.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            other.close()
+        return port
+    raise RuntimeError("no free port found")
 
 
 @contextlib.contextmanager
