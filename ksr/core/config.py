@@ -44,6 +44,7 @@ DEFAULT_MODULES = [
     "registrar",
     "auth",
     "auth_db",
+    "nathelper",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent

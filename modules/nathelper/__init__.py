@@ -39,7 +39,8 @@ def is_private(ip: str) -> bool:
 
 
 class NathelperParams(ModParams):
-    received_avp: str = ""
+    # Kamailio's default is empty; ksr names the AVP its registrar reads by default.
+    received_avp: str = "$avp(RECEIVED)"
     natping_interval: int = 0
     ping_nated_only: int = 0
     sipping_bflag: int = -1

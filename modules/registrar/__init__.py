@@ -39,7 +39,8 @@ class RegistrarParams(ModParams):
     path_mode: int = 2
     path_use_received: int = 0
     path_check_local: int = 0
-    received_avp: str = ""
+    # Kamailio's default is empty; ksr reads the AVP nathelper's fix_nated_register() fills.
+    received_avp: str = "$avp(RECEIVED)"
     received_param: str = "received"
     case_sensitive: int = 1
     realm_prefix: str = ""
