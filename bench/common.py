@@ -9,8 +9,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -97,7 +97,9 @@ def _count(out: str, label: str) -> int:
     return int(m[-1]) if m else 0
 
 
-def find_max_rate(run_at: "callable[[int], tuple[int, int]]", rates: list[int]) -> tuple[int, list[tuple[int, int, int]]]:
+def find_max_rate(
+    run_at: Callable[[int], tuple[int, int]], rates: list[int]
+) -> tuple[int, list[tuple[int, int, int]]]:
     """Try rates in order; the best one with zero failures and all calls done."""
     best = 0
     results = []

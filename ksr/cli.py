@@ -60,7 +60,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from .core.config import Config
     from .core.server import Server
-
     from .kemi.reload import check_script
 
     try:

@@ -129,7 +129,7 @@ def sip_request(
         f"To: {to}",
         f"Call-ID: {call_id}",
         f"CSeq: {cseq} {method}",
-        "Contact: <sip:alice@127.0.0.1:%d>" % port,
+        f"Contact: <sip:alice@127.0.0.1:{port}>",
     ]
     if extra:
         lines.extend(x for x in extra.strip("\n").split("\n"))

@@ -56,7 +56,8 @@ def load_module_class(name: str, mpath: list[str]) -> type[Module] | None:
             spec = importlib.util.spec_from_file_location(
                 modname, folder / "__init__.py", submodule_search_locations=[str(folder)]
             )
-            assert spec is not None and spec.loader is not None
+            if spec is None or spec.loader is None:
+                raise ConfigError(f"cannot load module folder {folder}")
             mod = importlib.util.module_from_spec(spec)
             sys.modules[modname] = mod
             spec.loader.exec_module(mod)

@@ -57,7 +57,7 @@ async def test_auth_check_return_codes(tmp_path: Path) -> None:
         first = await exchange(peer, addr, register(p, call_id="a1"))
         assert (first.status, first.get("X-Rc")) == (401, "-5")
         ch = challenge_params(first)
-        assert ch["realm"] == "127.0.0.1" and ch["qop"] == "auth" and ch["algorithm"] == "MD5"
+        assert (ch["realm"], ch["qop"], ch["algorithm"]) == ("127.0.0.1", "auth", "MD5")
 
         ok = await exchange(
             peer,
@@ -137,7 +137,8 @@ async def test_sha256_and_proxy_auth(tmp_path: Path) -> None:
         peer = await UdpPeer().bind()
         addr = udp_addr(server)
         first = await exchange(peer, addr, invite(peer.port, "sip:bob@127.0.0.1", call_id="p1"))
-        assert first.status == 407 and challenge_params(first)["algorithm"] == "SHA-256"
+        assert first.status == 407
+        assert challenge_params(first)["algorithm"] == "SHA-256"
         # From user is "bob" in invite(): authenticate as bob would mismatch, so add bob
         add_subscriber(url, "bob", "pw")
         cred = authorization(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -31,12 +32,11 @@ def test_add_list_rm(tmp_path: Path, db_url: str) -> None:
     store = open_store(db_url)
     row = subscriber_table(store).get("alice@example.com")
     store.close()
-    assert (
-        row is not None
-        and row["ha1"] == __import__("hashlib").md5(b"alice:example.com:pw1").hexdigest()
-    )
+    assert row is not None
+    assert row["ha1"] == hashlib.md5(b"alice:example.com:pw1").hexdigest()
     assert ksr("rm", "alice@example.com", "--config", str(cfg)).returncode == 0
     gone = ksr("rm", "alice@example.com", "--config", str(cfg))
-    assert gone.returncode == 1 and "no subscriber" in gone.stderr
+    assert gone.returncode == 1
+    assert "no subscriber" in gone.stderr
     assert ksr("list", "--config", str(cfg)).stdout.split() == ["bob@example.com"]
     assert ksr("add", "nodomain", "x", "--config", str(cfg)).returncode == 1

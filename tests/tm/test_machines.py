@@ -182,8 +182,11 @@ def test_hundred_transactions_over_a_terrible_network(invite: bool, final: int) 
     for seed in range(100):
         net = TerribleNet(clock, seed)
         client, server, seen = run_transaction(clock, net, invite, final, timers)
-        assert client.machine.done and server.machine.done, (seed, client.machine.state, server.machine.state)
-        assert not client.timers and not server.timers, seed
+        states = (seed, client.machine.state, server.machine.state)
+        assert client.machine.done, states
+        assert server.machine.done, states
+        assert not client.timers, seed
+        assert not server.timers, seed
         assert seen["requests"] == 1, seed
         finals = [d for d in client.delivered if d == "reply"]
         assert "timeout" not in client.delivered, seed
