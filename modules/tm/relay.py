@@ -218,6 +218,9 @@ class Relayer:
         dest = self.server.resolve(target)
         if dest is None:
             log.warning("t_relay: cannot resolve %s", target)
+            # what sl_reply_error() answers next, as Kamailio does for E_BAD_ADDRESS
+            ctx.extra["last_error_code"] = 478
+            ctx.extra["last_error_reason"] = "Unresolvable destination (478/SL)"
             return False
         if proto:
             dest = Destination(proto, dest.host, dest.port, dest.uri)

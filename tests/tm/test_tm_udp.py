@@ -186,3 +186,21 @@ async def test_dead_callee_408_and_transactions_freed(tmp_path: Path, autojump_c
         assert not tm.engine.by_branch
         assert not tm.engine.by_e2e
         assert server.stats.value("tmx", "inuse_transactions") == 0
+
+
+async def test_unresolvable_next_hop_answers_478(tmp_path: Path) -> None:
+    """t_relay to a host that does not resolve fails, and sl_reply_error says why (Kamailio's
+    478), not a generic 500."""
+    script = write_script(
+        tmp_path,
+        "function ksr_request_route()\n"
+        "  if KSR.tm.t_relay() < 0 then KSR.sl.sl_reply_error() end\n"
+        "end\n",
+    )
+    caller = await UdpPeer().bind()
+    async with running_server(make_config(MODS), script) as server:
+        req = sip_request("MESSAGE", ruri="sip:bob@nowhere.invalid", port=caller.port)
+        await caller.send(req, udp_addr(server))
+        rpl = await caller.recv_reply()
+        assert (rpl.status, rpl.reason) == (478, "Unresolvable destination (478/SL)")
+    caller.close()
