@@ -106,8 +106,7 @@ class TmEngine:
             tx.reply_dest = self.server.reply_destination(req, ctx.proto)
         except RemoteProtocolError:
             tx.reply_dest = Destination(ctx.proto, ctx.src_ip, ctx.src_port)
-        if ctx.proto != "udp":
-            tx.reply_dest.proto = ctx.proto
+        tx.reply_dest.proto = ctx.proto  # the transport it came on, whatever its Via claims
         p = ctx.extra.get("tm_fr")
         tx.fr = (p[0] if p and p[0] else self.params.fr_timer) / 1000.0
         tx.fr_inv = (p[1] if p and p[1] else self.params.fr_inv_timer) / 1000.0

@@ -204,3 +204,17 @@ async def test_unresolvable_next_hop_answers_478(tmp_path: Path) -> None:
         rpl = await caller.recv_reply()
         assert (rpl.status, rpl.reason) == (478, "Unresolvable destination (478/SL)")
     caller.close()
+
+
+async def test_replies_go_back_on_the_arrival_transport(tmp_path: Path) -> None:
+    """A request that came over UDP with a top Via saying TCP: tm's 100 Trying and final
+    reply still go back over UDP (there is no TCP listener here at all)."""
+    a, b, caller, script = await _setup(tmp_path)
+    async with running_server(make_config(MODS), script) as server:
+        inv = sip_request("INVITE", ruri="sip:bob@127.0.0.1", port=caller.port)
+        inv = inv.replace("SIP/2.0/UDP 127.0.0.1", "SIP/2.0/TCP 127.0.0.1", 1)
+        await caller.send(inv, udp_addr(server))
+        assert (await caller.recv_reply()).status == 100
+        fwd = _req(await a.recv())
+        await _answer(a, fwd, 486)
+        assert (await caller.recv_reply()).status == 486
