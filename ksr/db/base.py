@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, SupportsFloat, SupportsInt
 
 Value = str | int | float | None
 Row = dict[str, Value]
@@ -54,9 +54,15 @@ def coerce(v: object, kind: Kind) -> Value:
         v = v.decode("utf-8", "surrogateescape")
     if kind == "str":
         return str(v)
-    if kind == "int":
-        return int(float(v)) if isinstance(v, str) and "." in v else int(v)  # type: ignore[arg-type]
-    return float(v)  # type: ignore[arg-type]
+    if isinstance(v, str):
+        if kind == "int":
+            return int(float(v)) if "." in v else int(v)
+        return float(v)
+    if kind == "int" and isinstance(v, SupportsInt):
+        return int(v)
+    if kind == "float" and isinstance(v, SupportsFloat):
+        return float(v)
+    raise TypeError(f"cannot read {v!r} as {kind}")
 
 
 class Table(Protocol):

@@ -124,8 +124,8 @@ class LuaEngine(Engine):
         loader = lua.eval("loadstring or load")
         chunk = loader(source, "@" + str(self.path))
         if not callable(chunk) or isinstance(chunk, tuple):
-            err = chunk[1] if isinstance(chunk, tuple) else "syntax error"
-            file, line, msg = split_lua_position(str(err))
+            problem = chunk[1] if isinstance(chunk, tuple) else "syntax error"
+            file, line, msg = split_lua_position(str(problem))
             raise ScriptError(f"syntax error: {msg}", str(self.path), line)
         try:
             ran = g["__ksr_load"](chunk)

@@ -42,7 +42,9 @@ class Outcome:
         """The final reply sent back (else the last provisional one), or None."""
         replies = self.replies
         finals = [r for r in replies if r.status >= 200]
-        return (finals or replies or [None])[-1]
+        if finals:
+            return finals[-1]
+        return replies[-1] if replies else None
 
     @property
     def code(self) -> int | None:

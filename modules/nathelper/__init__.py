@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 
 from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
@@ -70,7 +71,7 @@ class Nathelper(Module):
             return None
         return u.host, u.port, na.uri_text
 
-    def _rewrite_contact_uri(self, ctx: MsgContext, change: callable[[str], str]) -> bool:  # type: ignore[valid-type]
+    def _rewrite_contact_uri(self, ctx: MsgContext, change: Callable[[str], str]) -> bool:
         if self._contact(ctx) is None:
             return False
 
