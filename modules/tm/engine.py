@@ -100,6 +100,7 @@ class TmEngine:
         req = ctx.request
         tx = Transaction(self.new_id(), key, req)
         tx.ruri = ctx.ruri or req.uri
+        tx.engine = self.server.engine_for(ctx)
         tx.src_ip, tx.src_port, tx.proto = ctx.src_ip, ctx.src_port, ctx.proto
         tx.socket, tx.conn_id = ctx.socket, ctx.conn_id
         try:

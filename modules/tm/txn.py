@@ -67,7 +67,7 @@ class Transaction:
         "reason", "to_tag", "branches", "on_failure", "on_reply", "on_branch",
         "on_branch_failure", "fr", "fr_inv", "flags", "canceled", "callbacks", "extra", "ended",
         "e2e_key", "lumps", "in_failure", "drop_from", "local_cb", "no_100", "relayed",
-        "uac_branches", "disable_6xx", "timer_config", "reply_sent",
+        "uac_branches", "disable_6xx", "timer_config", "reply_sent", "engine",
     )
 
     def __init__(self, txid: int, key: Any, request: Request) -> None:
@@ -77,6 +77,9 @@ class Transaction:
         self.method = request.method
         self.is_invite = self.method == "INVITE"
         self.ruri = request.uri
+        # the script version this transaction started under: its failure, branch and reply
+        # routes run there even after a reload (docs/hot-reload.md)
+        self.engine: Any = None
         self.src_ip = ""
         self.src_port = 0
         self.proto = "udp"
