@@ -14,7 +14,6 @@ import itertools
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -22,46 +21,71 @@ import trio
 log = logging.getLogger("ksr.timers")
 
 
-@dataclass(order=True, slots=True)
-class _Entry:
-    deadline: float
-    seq: int
-    handle: TimerHandle = field(compare=False)
-
-
 class TimerHandle:
-    __slots__ = ("callback", "interval", "cancelled", "name")
+    __slots__ = ("callback", "interval", "cancelled", "_name", "_service")
 
-    def __init__(self, callback: Callable[[], object], interval: float | None, name: str) -> None:
-        self.callback = callback
+    def __init__(
+        self, callback: Callable[[], object], interval: float | None, name: str, service: TimerService | None = None
+    ) -> None:
+        self.callback: Callable[[], object] | None = callback
         self.interval = interval
         self.cancelled = False
-        self.name = name
+        self._name = name  # "" = the callback's own name, worked out only when a log needs it
+        self._service = service
+
+    @property
+    def name(self) -> str:
+        return self._name or (_name(self.callback) if self.callback is not None else "cancelled")
 
     def cancel(self) -> None:
         """Stop the timer; a cancelled one-shot never runs, a periodic one never runs again."""
+        if self.cancelled:
+            return
         self.cancelled = True
+        self._name = self.name
+        self.callback = None  # what it would have run (a transaction...) can be freed now
+        if self._service is not None:  # set while the handle waits on the heap
+            self._service._dead += 1
+            self._service = None
 
 
 class TimerService:
+    """Timers on a heap of ``(deadline, seq, handle)`` tuples (compared in C, no Python
+    ``__lt__``). Cancelled entries stay until their deadline, unless they come to outnumber
+    the live ones: then the heap is rebuilt without them (tm cancels nearly every timer it
+    starts, and a transaction lifetime guard runs minutes)."""
+
     def __init__(self) -> None:
-        self._heap: list[_Entry] = []
+        self._heap: list[tuple[float, int, TimerHandle]] = []
         self._seq = itertools.count()
         self._wakeup = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._dead = 0  # cancelled handles still on the heap
         self.failures = 0  # callbacks that raised (logged, the service carries on)
 
     def __len__(self) -> int:
-        return sum(1 for e in self._heap if not e.handle.cancelled)
+        return sum(1 for e in self._heap if not e[2].cancelled)
+
+    def next_deadline(self) -> float | None:
+        """When the earliest timer (live or cancelled) is due, or None."""
+        return self._heap[0][0] if self._heap else None
 
     def _push(self, deadline: float, handle: TimerHandle) -> None:
-        heapq.heappush(self._heap, _Entry(deadline, next(self._seq), handle))
-        if self._heap[0].handle is handle:
+        heap = self._heap
+        if self._dead > 1024 and self._dead * 2 > len(heap):
+            self._compact()
+        heapq.heappush(heap, (deadline, next(self._seq), handle))
+        if heap[0][2] is handle:
             self._wakeup.set()
+
+    def _compact(self) -> None:
+        self._heap = [e for e in self._heap if not e[2].cancelled]
+        heapq.heapify(self._heap)
+        self._dead = 0
 
     def once(self, delay: float, callback: Callable[[], object], name: str = "") -> TimerHandle:
         """Run ``callback`` once, ``delay`` seconds from now."""
-        h = TimerHandle(callback, None, name or _name(callback))
+        h = TimerHandle(callback, None, name, self)
         self._push(trio.current_time() + max(delay, 0.0), h)
         return h
 
@@ -76,29 +100,40 @@ class TimerService:
         (default: one interval)."""
         if not interval > 0 or math.isinf(interval):
             raise ValueError("timer interval must be a positive number of seconds")
-        h = TimerHandle(callback, interval, name or _name(callback))
+        h = TimerHandle(callback, interval, name, self)
         self._push(trio.current_time() + (interval if first is None else max(first, 0.0)), h)
         return h
 
     def run_due(self, now: float) -> None:
         """Run every callback whose deadline has come, in deadline order (FIFO on ties)."""
-        while self._heap and self._heap[0].deadline <= now:
-            entry = heapq.heappop(self._heap)
-            h = entry.handle
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            deadline, _, h = heapq.heappop(heap)
             if h.cancelled:
+                self._dead -= 1
                 continue
+            h._service = None  # off the heap while it runs
+            if h.interval is None:
+                h.cancelled = True  # done: a later cancel() is a no-op
             self._call(h)
-            if h.interval is not None and not h.cancelled:
-                nxt = entry.deadline + h.interval
+            if h.interval is None:
+                h.callback = None
+            elif not h.cancelled:
+                h._service = self
+                nxt = deadline + h.interval
                 if nxt <= now:  # overran: skip the missed ticks, stay on the same grid
                     nxt += math.ceil((now - nxt) / h.interval + 1e-9) * h.interval
                     if nxt <= now:
                         nxt += h.interval
                 self._push(nxt, h)
+            heap = self._heap  # a callback may have compacted it
 
     def _call(self, h: TimerHandle) -> None:
+        cb = h.callback
+        if cb is None:
+            return
         try:
-            result: Any = h.callback()
+            result: Any = cb()
         except Exception:
             self.failures += 1
             log.exception("timer %s failed", h.name)
@@ -128,7 +163,7 @@ class TimerService:
                     self._wakeup = trio.Event()
                     self.run_due(trio.current_time())
                     if self._heap:
-                        with trio.move_on_at(self._heap[0].deadline):
+                        with trio.move_on_at(self._heap[0][0]):
                             await self._wakeup.wait()
                     else:
                         await self._wakeup.wait()
