@@ -14,9 +14,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ksr.sip.headers import parse_name_addr, split_commas
-from ksr.sip.message import Header, Message, Request, Response
+from ksr.sip.message import Request, Response
 from ksr.sip.uri import Uri, parse_uri
 
+from .lumps import rewrite_headers
 from .pv import ALL, Getter, Setter, Value, split_index
 from .pv_vars import register_vars
 
@@ -149,48 +150,38 @@ def _set_addr_part(hname: str, part: str) -> Setter:
         if not ctx.msg.has(hname):
             return False
 
-        def lump(m: Message, original: frozenset[int]) -> None:
-            for i, h in enumerate(m.headers):
-                if h.key != hname:
-                    continue
-                na = parse_name_addr(h.value)
-                if part == "uri":
-                    na.uri_text = new
-                elif part == "display":
-                    na.display = f'"{new}"' if new else None
-                else:
-                    u = parse_uri(na.uri_text)
-                    if part == "user":
-                        u.user = new or None
-                    elif part == "host":
-                        u.host = new
-                    na.uri_text = str(u)
-                m.headers[i] = Header(h.name, str(na))
-                return
+        def change(value: str) -> str:
+            na = parse_name_addr(value)
+            if part == "uri":
+                na.uri_text = new
+            elif part == "display":
+                na.display = f'"{new}"' if new else None
+            else:
+                u = parse_uri(na.uri_text)
+                if part == "user":
+                    u.user = new or None
+                elif part == "host":
+                    u.host = new
+                na.uri_text = str(u)
+            return str(na)
 
-        ctx.add_lump(lump)
+        ctx.add_lump(rewrite_headers(hname, change, first_only=True))
         return True
 
     return set_
 
 
 def _hdr(ctx: MsgContext, arg: str, idx: int | None) -> Value:
-    values = ctx.msg.get_all(arg.strip())
-    if not values:
-        return None
-    if idx is None:
-        return values[0]
-    if idx == ALL:
-        return ",".join(values)
-    try:
-        return values[idx]
-    except IndexError:
-        return None
+    return _pick(ctx.msg.get_all(arg.strip()), idx)
 
 
 def _hfl(ctx: MsgContext, arg: str, idx: int | None) -> Value:
     """Like $hdr, but list headers (Via, Route, Contact...) count each comma-separated value."""
-    values = ctx.msg.get_values(arg.strip())
+    return _pick(ctx.msg.get_values(arg.strip()), idx)
+
+
+def _pick(values: list[str], idx: int | None) -> Value:
+    """The value at an index of $hdr/$hfl: the first by default, all joined with [*]."""
     if not values:
         return None
     if idx is None:

@@ -7,10 +7,11 @@ import re
 from collections.abc import Callable
 
 from ksr.core.context import MsgContext
+from ksr.core.lumps import edit_first_name_addr, rewrite_headers
 from ksr.core.module import ModParams, Module
 from ksr.kemi.registry import kemi
-from ksr.sip.headers import parse_name_addr, split_commas
-from ksr.sip.message import Header, Message
+from ksr.sip.headers import NameAddr, parse_name_addr, split_commas
+from ksr.sip.message import Message
 from ksr.sip.uri import parse_uri
 
 # Kamailio's numeric transport ids, used inside ;alias=ip~port~proto
@@ -75,18 +76,10 @@ class Nathelper(Module):
         if self._contact(ctx) is None:
             return False
 
-        def lump(m: Message, original: frozenset[int]) -> None:
-            for i, h in enumerate(m.headers):
-                if h.key != "contact":
-                    continue
-                values = split_commas(h.value)
-                na = parse_name_addr(values[0])
-                na.uri_text = change(na.uri_text)
-                values[0] = str(na)
-                m.headers[i] = Header(h.name, ", ".join(values))
-                return
+        def edit(na: NameAddr) -> None:
+            na.uri_text = change(na.uri_text)
 
-        ctx.add_lump(lump)
+        ctx.add_lump(rewrite_headers("contact", edit_first_name_addr(edit), first_only=True))
         return True
 
     def _source_hostport(self, ctx: MsgContext) -> str:
@@ -259,23 +252,15 @@ class Nathelper(Module):
         if self._contact(ctx) is None:
             return -1
 
-        def lump(m: Message, original: frozenset[int]) -> None:
-            for i, h in enumerate(m.headers):
-                if h.key != "contact":
-                    continue
-                values = split_commas(h.value)
-                na = parse_name_addr(values[0])
-                if flag:
-                    u = parse_uri(na.uri_text)
-                    u.params["received"] = rcv
-                    na.uri_text = str(u)
-                else:
-                    na.params["received"] = f'"{rcv}"'
-                values[0] = str(na)
-                m.headers[i] = Header(h.name, ", ".join(values))
-                return
+        def edit(na: NameAddr) -> None:
+            if flag:
+                u = parse_uri(na.uri_text)
+                u.params["received"] = rcv
+                na.uri_text = str(u)
+            else:
+                na.params["received"] = f'"{rcv}"'
 
-        ctx.add_lump(lump)
+        ctx.add_lump(rewrite_headers("contact", edit_first_name_addr(edit), first_only=True))
         return 1
 
     @kemi()

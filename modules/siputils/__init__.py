@@ -11,10 +11,11 @@ from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 
 from ksr.core.context import MsgContext
+from ksr.core.lumps import rewrite_headers
 from ksr.core.module import ModParams, Module
 from ksr.kemi.registry import kemi
 from ksr.sip.headers import header_key, parse_name_addr, split_commas
-from ksr.sip.message import Header, Message, Request
+from ksr.sip.message import Request
 from ksr.sip.uri import Uri, parse_uri
 
 from .contact import decode_fields, encode_fields, param_decode, param_encode, param_remove
@@ -277,26 +278,21 @@ class Siputils(Module):
         if fn(first.uri_text) is None:
             return -1
 
-        def lump(m: Message, orig: frozenset[int]) -> None:
-            for i, h in enumerate(m.headers):
-                if h.key != "contact":
+        def change(value: str) -> str:
+            out = []
+            for v in split_commas(value):
+                try:
+                    na = parse_name_addr(v)
+                except Exception:
+                    out.append(v)
                     continue
-                out = []
-                for v in split_commas(h.value):
-                    try:
-                        na = parse_name_addr(v)
-                    except Exception:
-                        out.append(v)
-                        continue
-                    new = fn(na.uri_text)
-                    if new is not None:
-                        na.uri_text = new
-                    out.append(str(na))
-                m.headers[i] = Header(h.name, ", ".join(out))
-                if not all_:
-                    return
+                new = fn(na.uri_text)
+                if new is not None:
+                    na.uri_text = new
+                out.append(str(na))
+            return ", ".join(out)
 
-        ctx.add_lump(lump)
+        ctx.add_lump(rewrite_headers("contact", change, first_only=not all_))
         return 1
 
     @kemi()

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 
 from ksr.core.context import MsgContext
+from ksr.core.lumps import rewrite_headers
 from ksr.core.module import Module
 from ksr.kemi.registry import kemi
 from ksr.sip.headers import header_key
@@ -160,19 +161,11 @@ class Textops(StringOps, BodyOps, Module):
         if sub is None or not any(sub.regex.search(v) for v in ctx.msg.get_all(key)):
             return -1
 
-        def lump(m: Message, orig: frozenset[int]) -> None:
-            from ksr.sip.message import Header
+        def change(value: str) -> str | None:
+            new, n = sub.apply(value)
+            return new if n else None
 
-            for i, h in enumerate(m.headers):
-                if h.key != key:
-                    continue
-                new, n = sub.apply(h.value)
-                if n:
-                    m.headers[i] = Header(h.name, new)
-                if "f" in flags:
-                    return
-
-        ctx.add_lump(lump)
+        ctx.add_lump(rewrite_headers(key, change, first_only="f" in flags))
         return 1
 
     @kemi()
