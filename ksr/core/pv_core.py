@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ksr.sip.headers import parse_name_addr, split_commas
+from ksr.sip.hostport import split_proto
 from ksr.sip.message import Request, Response
 from ksr.sip.uri import Uri, parse_uri
 
@@ -22,7 +23,7 @@ from .pv import ALL, Getter, Setter, Value, split_index
 from .pv_vars import register_vars
 
 if TYPE_CHECKING:
-    from .context import MsgContext
+    from .context import MsgContext, SocketInfo
     from .pv import PvRegistry
 
 PROTO_IDS = {"udp": 1, "tcp": 2, "tls": 3, "sctp": 4, "ws": 5, "wss": 6}
@@ -274,13 +275,9 @@ def _set_fs(ctx: MsgContext, arg: str, value: Value) -> bool:
     return True
 
 
-def find_socket(ctx: MsgContext, spec: str):  # type: ignore[no-untyped-def]
-    """A listening socket by "proto:ip:port" (proto and port optional) or by name."""
-    s = spec.strip()
-    proto = None
-    if ":" in s and s.split(":", 1)[0].lower() in ("udp", "tcp", "tls", "ws", "wss", "sctp"):
-        proto, s = s.split(":", 1)
-        proto = proto.lower()
+def find_socket(ctx: MsgContext, spec: str) -> SocketInfo | None:
+    """A listening socket by "proto:ip:port" (proto and port optional)."""
+    proto, s = split_proto(spec.strip())
     host, port = s, None
     if s.startswith("["):
         host, _, rest = s[1:].partition("]")

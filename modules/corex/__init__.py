@@ -10,6 +10,7 @@ from ksr.core.context import Branch, Destination, MsgContext, SocketInfo
 from ksr.core.module import Module
 from ksr.core.pv_core import find_socket
 from ksr.kemi.registry import XVal, kemi
+from ksr.sip.hostport import split_proto
 from ksr.sip.message import Header
 
 log = logging.getLogger("ksr.corex")
@@ -127,9 +128,7 @@ class Corex(Module):
     @kemi()
     def set_source_address(self, ctx: MsgContext, addr: str) -> int:
         """Pretend the message came from another address ("[proto:]ip:port")."""
-        s = addr.strip()
-        if ":" in s and s.split(":", 1)[0].lower() in ("udp", "tcp", "tls", "ws", "wss", "sctp"):
-            s = s.split(":", 1)[1]
+        _, s = split_proto(addr.strip())
         if s.startswith("["):
             host, _, rest = s[1:].partition("]")
             port = rest[1:]

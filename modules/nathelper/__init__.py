@@ -11,6 +11,7 @@ from ksr.core.lumps import edit_first_name_addr, rewrite_headers
 from ksr.core.module import ModParams, Module
 from ksr.kemi.registry import kemi
 from ksr.sip.headers import NameAddr, parse_name_addr, split_commas
+from ksr.sip.hostport import format_hostport
 from ksr.sip.message import Message
 from ksr.sip.uri import parse_uri
 
@@ -83,8 +84,7 @@ class Nathelper(Module):
         return True
 
     def _source_hostport(self, ctx: MsgContext) -> str:
-        ip = f"[{ctx.src_ip}]" if ":" in ctx.src_ip else ctx.src_ip
-        return f"{ip}:{ctx.src_port}"
+        return format_hostport(ctx.src_ip, ctx.src_port)
 
     # -- detection -------------------------------------------------------------------------------
     @kemi()
@@ -206,8 +206,7 @@ class Nathelper(Module):
         ip, port, pid = parts
         proto = PROTO_NAMES.get(int(pid) if pid.isdigit() else 1, "udp")
         del u.params[self.params.alias_name]
-        host = f"[{ip}]" if ":" in ip else ip
-        du = f"sip:{host}:{port}" + ("" if proto == "udp" else f";transport={proto}")
+        du = f"sip:{format_hostport(ip, port)}" + ("" if proto == "udp" else f";transport={proto}")
         return str(u), du
 
     @kemi()
