@@ -2,8 +2,10 @@
 
 The supervisor (the process started by ``ksr run``) starts N workers, each a full ksr server
 that binds the same SIP ports with SO_REUSEPORT, restarts a worker that dies, and passes
-SIGTERM/SIGINT on for a clean stop. Workers are fresh interpreters (``python -m ksr.workers``),
-so nothing is shared between them but the ports. Only worker 0 serves the jsonrpcs socket.
+SIGTERM/SIGINT on for a clean stop. Workers are fresh interpreters (``python -m ksr.workers``).
+They share the ports, a run directory holding each worker's hand-off socket (ksr/core/handoff.py:
+every message goes to the worker that owns its call) and a random secret for auth nonces.
+Only worker 0 serves the jsonrpcs socket. See docs/workers.md.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import contextlib
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from types import FrameType
 from typing import Any
@@ -74,9 +78,12 @@ class Supervisor:
         self.listen = listen
         self.debug = debug
         self.stopping = False
+        self.rundir = tempfile.mkdtemp(prefix="ksr-workers-")  # hand-off sockets, pid files
+        self.secret = os.urandom(32).hex()  # nonces signed by one worker validate on all
 
     def command(self, w: Worker) -> list[str]:
-        cmd = [sys.executable, "-m", "ksr.workers", "--worker", str(w.index)]
+        cmd = [sys.executable, "-m", "ksr.workers", "--worker", str(w.index),
+               "--workers", str(len(self.workers)), "--rundir", self.rundir]
         if self.args.config:
             cmd += ["--config", self.args.config]
         if getattr(self.args, "script", None):
@@ -88,7 +95,7 @@ class Supervisor:
         return cmd
 
     def spawn(self, w: Worker) -> None:
-        env = {**os.environ, "KSR_SUPERVISOR_PID": str(os.getpid())}
+        env = {**os.environ, "KSR_SUPERVISOR_PID": str(os.getpid()), "KSR_WORKER_SECRET": self.secret}
         w.proc = subprocess.Popen(self.command(w), env=env)
         w.started = time.monotonic()
         log.info("worker %d started (pid %d)", w.index, w.proc.pid)
@@ -149,6 +156,7 @@ class Supervisor:
                 log.warning("worker pid %d did not stop in %.0fs; killing it", p.pid, STOP_GRACE)
                 p.kill()
                 p.wait()
+        shutil.rmtree(self.rundir, ignore_errors=True)
         log.info("supervisor stopped")
         return 0
 
@@ -231,6 +239,8 @@ def worker_main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="ksr-worker")
     p.add_argument("--worker", type=int, required=True)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--rundir")
     p.add_argument("--config")
     p.add_argument("--script")
     p.add_argument("--listen", action="append")
@@ -245,6 +255,10 @@ def worker_main(argv: list[str] | None = None) -> int:
         setup_logging(args.debug if args.debug is not None else cfg.core.debug)
         server.worker_id = args.worker
         server.reuse_port = True
+        if args.workers > 1 and args.rundir:
+            from ksr.core.handoff import Handoff
+
+            server.handoff = Handoff(server, args.worker, args.workers, args.rundir)
         server.load_script()
     except (ConfigError, ScriptError) as err:
         print(f"ksr worker {args.worker}: {err}", file=sys.stderr)

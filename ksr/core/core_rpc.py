@@ -22,6 +22,12 @@ def processes(server: Server) -> list[tuple[int, str]]:
     children in /proc (the worker index is the position in that list)."""
     socks = ",".join(str(x) for x in server.listeners)
     sup = os.environ.get("KSR_SUPERVISOR_PID", "")
+    if sup.isdigit() and server.handoff is not None:  # each worker wrote its pid file
+        out = [(int(sup), "main process - attendant (worker supervisor)")]
+        for i, pid in enumerate(server.handoff.worker_pids()):
+            if pid and os.path.exists(f"/proc/{pid}"):
+                out.append((pid, f"sip receiver child={i} sock={socks}"))
+        return out
     if sup.isdigit():
         try:
             with open(f"/proc/{sup}/task/{sup}/children") as f:

@@ -57,10 +57,12 @@ class RpcRegistry:
             for name in getattr(raw, _MARK, ()):
                 self.add(name, getattr(obj, attr))
 
-    def call(self, method: str, params: list[Any] | dict[str, Any] | None) -> Any:
+    def call(self, method: str, params: list[Any] | dict[str, Any] | None, local: bool = False) -> Any:
         """Run a command. Named params are taken in the order given, as Kamailio does (only
         the order of the values matters, not their names). May return an awaitable for
-        ``async def`` commands: ``handle`` refuses those, ``ahandle`` awaits them."""
+        ``async def`` commands: ``handle`` refuses those, ``ahandle`` awaits them. ``local``:
+        a command that worker 0 merges over all workers (ksr/core/handoff.py) runs for this
+        worker only."""
         cmd = self.commands.get(method)
         if cmd is None:
             raise RpcError(500, "Method Not Found")
@@ -72,11 +74,12 @@ class RpcRegistry:
             args = []
         else:
             args = [params]
+        here = getattr(cmd.fn, "local", cmd.fn)
         try:
-            inspect.signature(cmd.fn).bind(*args)
+            inspect.signature(here).bind(*args)
         except TypeError as err:
             raise RpcError(500, f"Invalid Parameters ({err})") from None
-        return cmd.fn(*args)
+        return (here if local else cmd.fn)(*args)
 
     def handle(self, request: Any) -> dict[str, Any]:
         """Answer one JSON-RPC 2.0 request object (already decoded), synchronously."""
@@ -87,7 +90,11 @@ class RpcRegistry:
             result = self.call(request["method"], request.get("params"))
             if inspect.isawaitable(result):
                 _close(result)
-                raise RpcError(500, "Command needs the asynchronous RPC path")
+                # a command merged over worker processes answers for this worker alone here
+                result = self.call(request["method"], request.get("params"), local=True)
+                if inspect.isawaitable(result):
+                    _close(result)
+                    raise RpcError(500, "Command needs the asynchronous RPC path")
         except Exception as err:
             return _error(err, rid)
         return _result(result, rid)

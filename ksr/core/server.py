@@ -20,11 +20,13 @@ from ksr.sip.builders import make_reply, stateless_branch
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.headers import format_params, split_commas
 from ksr.sip.message import Header, Message, Request, Response, parse_message_untrusted
+from ksr.sip.owner import VIA_MARK
 from ksr.sip.uri import parse_uri
 
 from .config import Config, ConfigError
 from .context import Destination, MsgContext, RouteType, SocketInfo
 from .core_stats import CoreStats
+from .handoff import Handoff
 from .module import Module
 from .modules import ALWAYS_LOADED, load_module_class
 from .pv import PvRegistry
@@ -92,6 +94,11 @@ class Server:
         self.nursery: trio.Nursery | None = None
         self.worker_id = 0
         self.reuse_port = False  # worker processes share the SIP ports (ksr/workers.py)
+        self.handoff: Handoff | None = None  # with worker processes: messages to their owner
+        # the secret that signs auth nonces when auth.secret is empty: the supervisor gives
+        # every worker the same one, so a challenge from one validates on another
+        env_secret = os.environ.get("KSR_WORKER_SECRET", "")
+        self.shared_secret: bytes | None = bytes.fromhex(env_secret) if env_secret else None
         self.core_stats = CoreStats(self.stats)
         self._c_rcv_req = self.stats.counter("core", "rcv_requests")
         self._c_rcv_rpl = self.stats.counter("core", "rcv_replies")
@@ -222,7 +229,14 @@ class Server:
 
     # -- receiving ---------------------------------------------------------------------------
     def receive(self, data: bytes, src_ip: str, src_port: int, sock: SocketInfo, conn_id: int = 0) -> None:
-        """One message from the network (a datagram or a framed stream message)."""
+        """One message from the network (a datagram or a framed stream message). With worker
+        processes, a message owned by another worker goes there (docs/workers.md)."""
+        if self.handoff is not None and self.handoff.relay(data, src_ip, src_port, sock, conn_id):
+            return
+        self.receive_here(data, src_ip, src_port, sock, conn_id)
+
+    def receive_here(self, data: bytes, src_ip: str, src_port: int, sock: SocketInfo, conn_id: int = 0) -> None:
+        """Handle a message in this worker (received here or handed over by another worker)."""
         try:
             # a WebSocket message carries exactly one SIP message, like a datagram (RFC 7118)
             msg = parse_message_untrusted(data, datagram=sock.proto in ("udp", "ws", "wss"))
@@ -402,6 +416,8 @@ class Server:
         if _forbidden_target(dest.host):
             log.warning("refusing to send to %s:%d", dest.host, dest.port)
             return False
+        if self.handoff is not None and dest.proto != "udp" and self.handoff.send_remote(dest, data, conn_id):
+            return True  # over a stream connection another worker holds
         t = self.transports.get(dest.proto)
         if t is None:
             log.error("no %s listener to send to %s:%d", dest.proto, dest.host, dest.port)
@@ -474,6 +490,8 @@ class Server:
         params = {"branch": branch}
         if ctx.local_rport:
             params["rport"] = None  # type: ignore[assignment]
+        if self.handoff is not None:
+            params[VIA_MARK] = str(self.worker_id)  # the reply comes back to this worker
         return f"SIP/2.0/{sock.proto.upper()} {host}:{port}{format_params(params)}"
 
     def forward_stateless(self, ctx: MsgContext, uri: str | None) -> bool:
@@ -538,6 +556,8 @@ class Server:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
                 await nursery.start(self.timers.run)
+                if self.handoff is not None:
+                    await nursery.start(self.handoff.serve)
                 udp = [s for s in self.listeners if s.proto == "udp"]
                 if udp:
                     t = UdpTransport(self, udp, reuse_port=self.reuse_port)

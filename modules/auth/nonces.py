@@ -54,6 +54,17 @@ class NonceBook:
         self._evict(now)
         return NonceState.OK
 
+    def note(self, nonce: str, nc: int | None, now: float) -> None:
+        """Another worker accepted this nonce-count (ksr run -n N): a replay here is REUSED."""
+        if self.codec.parse_untrusted(nonce) is None:
+            return
+        last = self.last_nc.get(nonce)
+        value = nc if nc is not None else 0
+        if last is None or value > last:
+            self.last_nc[nonce] = value
+            self.last_nc.move_to_end(nonce)
+            self._evict(now)
+
     def _evict(self, now: float) -> None:
         while self.last_nc:
             oldest = next(iter(self.last_nc))

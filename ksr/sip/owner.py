@@ -1,0 +1,51 @@
+"""Which worker process owns a SIP message, read from its bytes without a full parse.
+
+With ``ksr run -n N`` every message of a call (initial request, retransmissions, CANCEL, ACK,
+in-dialog requests from either side, replies) must be handled by the one worker that holds the
+call's transactions and dialog. The rule (docs/workers.md):
+
+- a reply whose top Via carries ``;ksrw=W`` (set by the worker that sent the request) goes to W;
+- anything else goes to ``crc32(Call-ID) % N``: every message of a call carries the same Call-ID.
+
+CRC32 rather than ``hash()``: every worker process must compute the same owner.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+
+VIA_MARK = "ksrw"  # the Via parameter naming the worker that sent a request
+
+_CALL_ID = re.compile(rb"^(?:call-id|i)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$", re.I | re.M)
+_FIRST_VIA = re.compile(rb"^(?:via|v)[ \t]*:([^\r\n]*)", re.I | re.M)
+_MARK = re.compile(rb";[ \t]*ksrw[ \t]*=[ \t]*(\d{1,4})", re.I)
+
+
+def _headers(data: bytes) -> bytes:
+    """The start line and headers (the body may hold anything, e.g. a message/sipfrag)."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        end = data.find(b"\n\n")
+    return data if end < 0 else data[: end + 2]
+
+
+def call_id_owner(call_id: bytes | str, workers: int) -> int:
+    raw = call_id.encode() if isinstance(call_id, str) else call_id
+    return zlib.crc32(raw.strip()) % workers
+
+
+def message_owner(data: bytes, workers: int) -> int | None:
+    """The owning worker index, or None when the message has no readable Call-ID (then the
+    worker that received it handles it, and the parser rejects it)."""
+    head = _headers(data)
+    if head.startswith(b"SIP/"):
+        via = _FIRST_VIA.search(head)
+        if via is not None:
+            m = _MARK.search(via.group(1).split(b",", 1)[0])
+            if m is not None and int(m.group(1)) < workers:
+                return int(m.group(1))
+    m = _CALL_ID.search(head)
+    if m is None or not m.group(1):
+        return None
+    return zlib.crc32(m.group(1)) % workers
