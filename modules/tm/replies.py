@@ -93,6 +93,11 @@ class ReplyProcessor:
     # -- relaying -------------------------------------------------------------------------
     def relay(self, tx: Transaction, ctx: MsgContext | None, rpl: Response) -> bool:
         out = strip_top_via(ctx.apply_lumps() if ctx is not None and ctx.lumps else rpl)
+        if not any(h.key == "via" for h in out.headers):
+            # the next hop answered with our Via only (e.g. a 487 copying its CANCEL's Via):
+            # never send a reply without Via; it gets the Vias of the request (RFC 3261 §8.2.6.2)
+            vias = [h for h in tx.request.headers if h.key == "via"]
+            out = Response(out.status, out.reason, vias + list(out.headers), out.body, out.version)
         return self.eng.send_upstream(tx, out, False)
 
     def branch_final(self, b: UacBranch, ctx: MsgContext | None) -> None:

@@ -218,3 +218,21 @@ async def test_replies_go_back_on_the_arrival_transport(tmp_path: Path) -> None:
         fwd = _req(await a.recv())
         await _answer(a, fwd, 486)
         assert (await caller.recv_reply()).status == 486
+
+
+async def test_reply_with_only_our_via_goes_upstream_with_the_request_vias(tmp_path: Path) -> None:
+    """A callee that answers with ksr's Via alone (a 487 built from its CANCEL, say): the caller
+    still gets a reply with its own Via, never one without any."""
+    a, b, caller, script = await _setup(tmp_path)
+    async with running_server(make_config(MODS), script) as server:
+        inv = sip_request("INVITE", ruri="sip:bob@127.0.0.1", port=caller.port)
+        await caller.send(inv, udp_addr(server))
+        assert (await caller.recv_reply()).status == 100
+        fwd = _req(await a.recv())
+        rpl = make_reply(fwd, 486, to_tag="callee")
+        rpl.headers = [h for h in rpl.headers if h.key != "via"]
+        rpl.headers.insert(0, next(h for h in fwd.headers if h.key == "via"))  # ours only
+        await a.send(rpl.to_bytes(), udp_addr(server))
+        got = await caller.recv_reply()
+        assert got.status == 486
+        assert [v.port for v in got.vias] == [caller.port]
