@@ -104,13 +104,16 @@ def run_sipp(args: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def cdrs(tmp: Path, call_id: str, want: int = 1) -> list[dict[str, Any]]:
-    """The CDRs of one call in the acc jsonl file (waits a little for the writer)."""
+    """The CDRs of one call in the acc jsonl file (waits a little for the writer to reach
+    ``want`` records; want=0 reads once)."""
     path = tmp / "cdrs.jsonl"
     found: list[dict[str, Any]] = []
-    for _ in range(40):
+    for _ in range(40 if want else 1):
         if path.exists():
             found = [r for r in map(json.loads, path.read_text().splitlines()) if r.get("call_id") == call_id]
             if len(found) >= want:
                 break
+        if not want:
+            break
         time.sleep(0.1)
     return found
