@@ -4,25 +4,17 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.support import free_port, ksr_process, run_sipp, wait_answering
+
+__all__ = ["cpu_seconds", "find_max_rate", "free_port", "ksr_server", "sipp"]
+
 REPO = Path(__file__).resolve().parent.parent
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
-
-
-def free_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = int(s.getsockname()[1])
-    s.close()
-    return port
 
 
 def cpu_seconds(pid: int) -> float:
@@ -33,59 +25,19 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextmanager
-def ksr_server(script: Path, config: str = "", port: int | None = None, extra: list[str] | None = None) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    port = port or free_port()
-    tmp = Path(tempfile.mkdtemp(prefix="ksr-bench-"))
-    cfg = tmp / "ksr.toml"
-    cfg.write_text(config)
-    log = tmp / "ksr.log"
-    args = [sys.executable, "-m", "ksr", "run", "--config", str(cfg), "--script", str(script),
-            "--listen", f"udp:127.0.0.1:{port}", "-d", "0", *(extra or [])]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=str(tmp))
-    try:
-        wait_ready(port, proc, log)
-        yield port, proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    """Send OPTIONS until anything answers (any reply means the script is serving)."""
-    probe = (
-        "OPTIONS sip:probe@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKprobe{n};rport\r\n"
-        "From: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:probe@127.0.0.1>\r\nCall-ID: probe{n}\r\n"
-        "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    )
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    s.settimeout(0.2)
-    deadline = time.time() + 20
-    n = 0
-    try:
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"ksr exited:\n{log.read_text()}")
-            n += 1
-            s.sendto(probe.format(n=n).encode(), ("127.0.0.1", port))
-            try:
-                s.recvfrom(65535)
-                return
-            except TimeoutError:
-                continue
-        raise RuntimeError(f"ksr did not answer:\n{log.read_text()}")
-    finally:
-        s.close()
+def ksr_server(
+    script: Path, config: str = "", extra: list[str] | None = None
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """ksr logging warnings only (the benchmark measures routing, not logging), once its script
+    answers; yields (port, process)."""
+    args = ["-d", "0", *(extra or [])]
+    with ksr_process(script, config, extra_args=args, ready=wait_answering) as k:
+        yield k["port"], k["proc"]
 
 
 def sipp(args: list[str], timeout: float = 120) -> tuple[int, int, str]:
     """Run sipp; returns (successful, failed, output)."""
-    r = subprocess.run(["sipp", *args, "-nostdin", "-timeout", f"{int(timeout)}s", "-trace_stat", "-stf", "/dev/null"],
-                       capture_output=True, text=True, timeout=timeout + 30)
+    r = run_sipp([*args, "-trace_stat", "-stf", "/dev/null"], timeout)
     out = r.stdout + r.stderr
     ok = _count(out, "Successful call")
     failed = _count(out, "Failed call")

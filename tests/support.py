@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -155,12 +155,57 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
     raise RuntimeError("no free port found")
 
 
+def wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait for ksr's "listening on" log line."""
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ksr exited: {log.read_text()}")
+        if b"listening on" in log.read_bytes():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"ksr did not start: {log.read_text()}")
+
+
+def wait_answering(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Send OPTIONS until anything answers (any reply means the script is serving); for a ksr
+    that logs too little to say it is listening."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.settimeout(0.2)
+    deadline = time.time() + 20
+    n = 0
+    try:
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"ksr exited:\n{log.read_text()}")
+            n += 1
+            # a keepalive to ksr itself (with its port: else it is not "myself" and relayed)
+            probe = sip_request(
+                "OPTIONS", f"sip:127.0.0.1:{port}", 9, f"z9hG4bK-probe{n}", f"probe{n}"
+            )
+            s.sendto(probe.encode(), ("127.0.0.1", port))
+            try:
+                s.recvfrom(65535)
+                return
+            except TimeoutError:
+                continue
+        raise RuntimeError(f"ksr did not answer:\n{log.read_text()}")
+    finally:
+        s.close()
+
+
 @contextlib.contextmanager
 def ksr_process(
-    script: Path, config_text: str = "", listen: list[str] | None = None, extra_args: list[str] | None = None
+    script: Path,
+    config_text: str = "",
+    listen: list[str] | None = None,
+    extra_args: list[str] | None = None,
+    ready: Callable[[int, subprocess.Popen[bytes], Path], None] = wait_listening,
 ) -> Iterator[dict[str, Any]]:
     """Run ``python -m ksr run`` as a subprocess on free ports; yields {'port', 'proc', 'log',
-    'dir', 'rpc'} ('rpc': its own jsonrpcs socket, given through $KSR_RPC_SOCKET)."""
+    'dir', 'rpc'} ('rpc': its own jsonrpcs socket, given through $KSR_RPC_SOCKET) once
+    ``ready`` returns."""
     port = free_port()
     listen = listen or [f"udp:127.0.0.1:{port}", f"tcp:127.0.0.1:{port}"]
     tmp = Path(tempfile.mkdtemp(prefix="ksr-test-"))
@@ -176,15 +221,7 @@ def ksr_process(
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=str(REPO),
                                 env={**os.environ, "PYTHONUNBUFFERED": "1", "KSR_RPC_SOCKET": rpc})
     try:
-        deadline = time.time() + 15
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"ksr exited: {logf.read_text()}")
-            if b"listening on" in logf.read_bytes():
-                break
-            time.sleep(0.05)
-        else:
-            raise RuntimeError(f"ksr did not start: {logf.read_text()}")
+        ready(port, proc, logf)
         yield {"port": port, "proc": proc, "log": logf, "dir": tmp, "rpc": rpc}
     finally:
         proc.terminate()
