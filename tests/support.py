@@ -231,6 +231,28 @@ def ksr_process(
             proc.kill()
 
 
+def sipp_command(
+    scenario: Path, *args: str, port: int | None = None, calls: int = 1, timeout: float = 30
+) -> list[str]:
+    """A sipp command line: the scenario, local 127.0.0.1:port (a free port unless given), how
+    many calls, no terminal UI, a time limit; args add the rest (remote address, -s, -r ...)."""
+    return [
+        "sipp",
+        "-sf",
+        str(scenario),
+        *args,
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(port or free_port()),
+        "-m",
+        str(calls),
+        "-nostdin",
+        "-timeout",
+        f"{int(timeout)}s",
+    ]
+
+
 def run_sipp(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run sipp (no terminal UI) and return its result; exit code 0 = all calls succeeded."""
     return subprocess.run(

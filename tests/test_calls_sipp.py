@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import free_port, ksr_process
+from tests.support import free_port, ksr_process, sipp_command
 
 SIPP = Path(__file__).parent / "sipp"
 MODULES = 'loadmodule = ["sl", "tm", "tmx", "rr"]\n'
@@ -147,8 +147,7 @@ class Callee:
 
     def __init__(self, scenario: str, transport: str, calls: int) -> None:
         self.port = free_port()
-        args = ["sipp", "-sf", str(SIPP / scenario), "-i", "127.0.0.1", "-p", str(self.port),
-                "-m", str(calls), "-nostdin", "-timeout", "30s", *_sipp_args(transport)]
+        args = sipp_command(SIPP / scenario, *_sipp_args(transport), port=self.port, calls=calls)
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def wait(self) -> int:
@@ -166,9 +165,12 @@ class Callee:
 
 
 def caller(scenario: str, ksr_port: int, user: str, transport: str, calls: int = 2) -> subprocess.CompletedProcess[str]:
-    args = ["sipp", "-sf", str(SIPP / scenario), f"127.0.0.1:{ksr_port}", "-s", user, "-i", "127.0.0.1",
-            "-p", str(free_port()), "-m", str(calls), "-r", "10", "-nostdin", "-timeout", "30s",
-            "-max_recv_loops", "100", *_sipp_args(transport)]
+    args = sipp_command(
+        SIPP / scenario,
+        f"127.0.0.1:{ksr_port}",
+        *("-s", user, "-r", "10", "-max_recv_loops", "100", *_sipp_args(transport)),
+        calls=calls,
+    )
     return subprocess.run(args, capture_output=True, text=True, timeout=60)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from ksr.rpc_client import call as rpc_call
-from tests.support import free_port, ksr_process, write_script
+from tests.support import free_port, ksr_process, sipp_command, write_script
 
 from .conftest import LUA_PROXY
 
@@ -47,25 +47,15 @@ cdr_extra = "account=$dlg_var(account)"
 """
 
 
+def _pause(ms: int) -> list[str]:
+    """sipp's default pause (-d), where the scenario has one."""
+    return ["-d", str(ms)] if ms else []
+
+
 @contextmanager
 def uas(scenario: str, pause_ms: int = 0) -> Iterator[tuple[int, subprocess.Popen[str]]]:
     port = free_port()
-    args = [
-        "sipp",
-        "-sf",
-        str(SIPP / scenario),
-        "-i",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "-m",
-        "1",
-        "-nostdin",
-        "-timeout",
-        "30s",
-    ]
-    if pause_ms:
-        args += ["-d", str(pause_ms)]
+    args = sipp_command(SIPP / scenario, *_pause(pause_ms), port=port)
     proc = subprocess.Popen(
         args,
         stdout=subprocess.PIPE,
@@ -85,28 +75,9 @@ def uas(scenario: str, pause_ms: int = 0) -> Iterator[tuple[int, subprocess.Pope
 def uac(
     scenario: str, ksr_port: int, uas_port: int, pause_ms: int = 0, wait: bool = True
 ) -> subprocess.Popen[str]:
-    args = [
-        "sipp",
-        f"127.0.0.1:{ksr_port}",
-        "-sf",
-        str(SIPP / scenario),
-        "-i",
-        "127.0.0.1",
-        "-p",
-        str(free_port()),
-        "-m",
-        "1",
-        "-s",
-        "bob",
-        "-key",
-        "uas",
-        f"127.0.0.1:{uas_port}",
-        "-nostdin",
-        "-timeout",
-        "30s",
-    ]
-    if pause_ms:
-        args += ["-d", str(pause_ms)]
+    target = f"127.0.0.1:{ksr_port}"
+    uas = f"127.0.0.1:{uas_port}"
+    args = sipp_command(SIPP / scenario, target, "-s", "bob", "-key", "uas", uas, *_pause(pause_ms))
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if wait:
         proc.wait(40)

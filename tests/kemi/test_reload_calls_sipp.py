@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ksr.rpc_client import call
-from tests.support import free_port, ksr_process
+from tests.support import free_port, ksr_process, sipp_command
 
 SIPP = Path(__file__).resolve().parent.parent / "sipp"
 
@@ -50,14 +50,19 @@ def test_twenty_reloads_during_calls(tmp_path: Path) -> None:
     config = 'loadmodule = ["sl", "tm", "tmx", "rr", "jsonrpcs"]\n'
     with ksr_process(script, config) as k:
         uas = subprocess.Popen(
-            ["sipp", "-sf", str(SIPP / "uas_call.xml"), "-i", "127.0.0.1", "-p", str(uas_port),
-             "-m", str(CALLS), "-nostdin", "-timeout", "40s"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            sipp_command(SIPP / "uas_call.xml", port=uas_port, calls=CALLS, timeout=40),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        target = f"127.0.0.1:{k['port']}"
         uac = subprocess.Popen(
-            ["sipp", "-sf", str(SIPP / "uac_call.xml"), f"127.0.0.1:{k['port']}", "-s", "bob",
-             "-i", "127.0.0.1", "-p", str(free_port()), "-m", str(CALLS), "-r", "10",
-             "-nostdin", "-timeout", "40s"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            sipp_command(
+                SIPP / "uac_call.xml", target, "-s", "bob", "-r", "10", calls=CALLS, timeout=40
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         versions: list[int] = []
         refused = 0
         try:
@@ -82,6 +87,7 @@ def test_twenty_reloads_during_calls(tmp_path: Path) -> None:
             uas.wait()
         assert uac.returncode == 0, out[-3000:]
         assert refused == 5
-        assert versions == sorted(versions) and len(set(versions)) == 15
+        assert versions == sorted(versions)
+        assert len(set(versions)) == 15
         listing = call(k["rpc"], {"jsonrpc": "2.0", "method": "app_lua.list", "id": 99})
         assert str(versions[-1]) in str(listing["result"])
