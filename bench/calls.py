@@ -4,7 +4,10 @@ Prints the highest call rate with zero failed calls, ksr's CPU time per call, an
 scenario with the caller talking straight to the callee (the load generator's own ceiling).
 CPU on a shared machine is noisy: compare runs made at the same time only.
 
-    python -m bench.calls [--rates 50,100,200,400,800] [--seconds 3]
+    python -m bench.calls [--rates 50,100,200,400,800] [--seconds 3] [--children N]
+
+``--children N`` runs ``ksr run -n N`` (worker processes, docs/workers.md); the CPU time is
+then the sum over the supervisor and its workers.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,6 +43,21 @@ end
 CONFIG = 'loadmodule = ["sl", "tm", "tmx", "rr"]\n'
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and its live children (the workers of ``ksr run -n N``)."""
+    total = cpu_seconds(pid)
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        kids = []
+    for kid in kids:
+        try:
+            total += cpu_seconds(int(kid))
+        except OSError:
+            pass  # a worker that just exited
+    return total
+
+
 def run_calls(target: str, rate: int, seconds: float) -> tuple[int, int]:
     n = max(10, int(rate * seconds))
     ok, failed, _ = sipp(["-sf", str(SIPP_DIR / "call_uac.xml"), target, "-s", "bob", "-i", "127.0.0.1",
@@ -61,18 +80,21 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rates", default="50,100,200,400,800,1200")
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--children", type=int, default=1, help="ksr worker processes (ksr run -n N)")
     args = ap.parse_args()
     rates = [int(x) for x in args.rates.split(",")]
 
     def through_ksr(uas_port: int) -> None:
         script = Path(tempfile.mkdtemp(prefix="ksr-bench-")) / "calls.lua"
         script.write_text(SCRIPT % uas_port)
-        print("calls through ksr (sipp uac -> ksr -> sipp uas):")
-        with ksr_server(script, CONFIG) as (port, proc):
+        print(f"calls through ksr (sipp uac -> ksr -> sipp uas), {args.children} worker(s):")
+        with ksr_server(script, CONFIG, extra=["-n", str(args.children)]) as (port, proc):
+            if args.children > 1:
+                time.sleep(1.0)  # one worker answered the readiness probe; let the others start
             def run_at(rate: int) -> tuple[int, int]:
-                before = cpu_seconds(proc.pid)
+                before = tree_cpu(proc.pid)
                 ok, failed = run_calls(f"127.0.0.1:{port}", rate, args.seconds)
-                used = cpu_seconds(proc.pid) - before
+                used = tree_cpu(proc.pid) - before
                 if ok:
                     print(f"    ksr CPU {used / ok * 1e6:.0f} us per call ({ok / used if used else 0:.0f} calls/s per core)")
                 return ok, failed

@@ -356,6 +356,10 @@ CLUSTER_RPC = MappingProxyType({
 })
 
 
+# machine-wide figures every worker reports alike: worker 0's value, not a sum
+MACHINE_WIDE = frozenset({"shmem:total_size", "shmem:free_size", "shmem.total_size", "shmem.free_size"})
+
+
 def merge(a: Any, b: Any) -> Any:
     """Numbers add up, numeric strings too, maps merge key by key, lists are joined."""
     if isinstance(a, bool) or isinstance(b, bool):
@@ -365,7 +369,10 @@ def merge(a: Any, b: Any) -> Any:
     if isinstance(a, dict) and isinstance(b, dict):
         out = dict(a)
         for k, v in b.items():
-            out[k] = merge(out[k], v) if k in out else v
+            if k not in out:
+                out[k] = v
+            elif k not in MACHINE_WIDE:
+                out[k] = merge(out[k], v)
         return out
     if isinstance(a, list) and isinstance(b, list):
         return a + b
@@ -383,7 +390,10 @@ def merge_stat_lines(a: Any, b: Any) -> Any:
         name, sep, value = str(line).partition(" = ")
         if not sep:
             continue
-        values[name] = merge(values[name], value) if name in values else value
+        if name not in values:
+            values[name] = value
+        elif name not in MACHINE_WIDE:
+            values[name] = merge(values[name], value)
     return [f"{k} = {v}" for k, v in values.items()]
 
 
