@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.dialog.conftest import LUA_PROXY  # noqa: E402
-from tests.support import free_port, ksr_process, write_script  # noqa: E402
+from tests.support import free_port, ksr_process, sipp_command, write_script  # noqa: E402
 
 SIPP = Path(__file__).resolve().parent.parent / "tests" / "dialog" / "sipp"
 NO_DIALOG = LUA_PROXY.replace(
@@ -48,52 +48,21 @@ def run(rate: int, calls: int, dialogs: bool) -> tuple[bool, float, int]:
     with ksr_process(script, config(tmp, dialogs), listen=[f"udp:127.0.0.1:{port}"]):
         uport = free_port()
         uas = subprocess.Popen(
-            [
-                "sipp",
-                "-sf",
-                str(SIPP / "uas_answer.xml"),
-                "-i",
-                "127.0.0.1",
-                "-p",
-                str(uport),
-                "-m",
-                str(calls),
-                "-nostdin",
-                "-timeout",
-                "120s",
-            ],
+            sipp_command(SIPP / "uas_answer.xml", port=uport, calls=calls, timeout=120),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         time.sleep(0.3)
         t0 = time.monotonic()
         uac = subprocess.run(
-            [
-                "sipp",
+            sipp_command(
+                SIPP / "uac_call.xml",
                 f"127.0.0.1:{port}",
-                "-sf",
-                str(SIPP / "uac_call.xml"),
-                "-i",
-                "127.0.0.1",
-                "-p",
-                str(free_port()),
-                "-m",
-                str(calls),
-                "-r",
-                str(rate),
-                "-l",
-                str(rate * 2),
-                "-d",
-                "100",
-                "-s",
-                "bob",
-                "-key",
-                "uas",
-                f"127.0.0.1:{uport}",
-                "-nostdin",
-                "-timeout",
-                "120s",
-            ],
+                *("-r", str(rate), "-l", str(rate * 2), "-d", "100", "-s", "bob"),
+                *("-key", "uas", f"127.0.0.1:{uport}"),
+                calls=calls,
+                timeout=120,
+            ),
             capture_output=True,
             text=True,
         )
