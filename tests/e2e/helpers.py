@@ -74,8 +74,13 @@ class Peer:
 
 
 def request(
-    method: str, ruri: str, peer: Peer, call_id: str, from_uri: str = "sip:alice@127.0.0.1",
-    extra: list[str] | None = None, max_forwards: int = 70,
+    method: str,
+    ruri: str,
+    peer: Peer,
+    call_id: str,
+    from_uri: str = "sip:alice@127.0.0.1",
+    extra: list[str] | None = None,
+    max_forwards: int = 70,
 ) -> str:
     """A well-formed request from ``peer``."""
     lines = [
@@ -94,8 +99,20 @@ def request(
 
 
 def sipp_args(scenario: Path, port: int | None = None, transport: str = "udp") -> list[str]:
-    args = ["sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port or free_port()),
-            "-m", "1", "-nostdin", "-timeout", "20s"]
+    args = [
+        "sipp",
+        "-sf",
+        str(scenario),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(port or free_port()),
+        "-m",
+        "1",
+        "-nostdin",
+        "-timeout",
+        "20s",
+    ]
     return args + (["-t", "t1"] if transport == "tcp" else [])
 
 
@@ -110,7 +127,11 @@ def cdrs(tmp: Path, call_id: str, want: int = 1) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for _ in range(40 if want else 1):
         if path.exists():
-            found = [r for r in map(json.loads, path.read_text().splitlines()) if r.get("call_id") == call_id]
+            found = [
+                r
+                for r in map(json.loads, path.read_text().splitlines())
+                if r.get("call_id") == call_id
+            ]
             if len(found) >= want:
                 break
         if not want:

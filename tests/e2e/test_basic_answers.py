@@ -24,14 +24,34 @@ def _answers(tmp: Path, lang: str) -> dict[str, tuple[int, str]]:
         ask("keepalive", request("OPTIONS", f"sip:{me}", peer, "ka"))
         ask("options-user", request("OPTIONS", f"sip:nobody@{me}", peer, "opt-user"))
         ask("max-forwards-0", request("OPTIONS", f"sip:{me}", peer, "mf0", max_forwards=0))
-        ask("max-forwards-bad", request("OPTIONS", f"sip:{me}", peer, "mfx").replace("Max-Forwards: 70", "Max-Forwards: x1"))
+        ask(
+            "max-forwards-bad",
+            request("OPTIONS", f"sip:{me}", peer, "mfx").replace(
+                "Max-Forwards: 70", "Max-Forwards: x1"
+            ),
+        )
         # Content-Length says 9, the body is empty
-        ask("malformed", request("OPTIONS", f"sip:{me}", peer, "bad").replace("Content-Length: 0", "Content-Length: 9"))
-        ask("bad-cseq", request("INVITE", f"sip:bob@{me}", peer, "cseq").replace("CSeq: 1 INVITE", "CSeq: 1 BYE"))
+        ask(
+            "malformed",
+            request("OPTIONS", f"sip:{me}", peer, "bad").replace(
+                "Content-Length: 0", "Content-Length: 9"
+            ),
+        )
+        ask(
+            "bad-cseq",
+            request("INVITE", f"sip:bob@{me}", peer, "cseq").replace(
+                "CSeq: 1 INVITE", "CSeq: 1 BYE"
+            ),
+        )
         ask("invite-unknown", request("INVITE", f"sip:nobody@{me}", peer, "inv-unknown"))
         ask("invite-no-user", request("INVITE", f"sip:{me}", peer, "inv-nouser"))
         ask("message-unknown", request("MESSAGE", f"sip:nobody@{me}", peer, "msg"))
-        ask("bye-no-dialog", request("BYE", f"sip:bob@{me}", peer, "bye").replace(f"To: <sip:bob@{me}>", f"To: <sip:bob@{me}>;tag=x"))
+        ask(
+            "bye-no-dialog",
+            request("BYE", f"sip:bob@{me}", peer, "bye").replace(
+                f"To: <sip:bob@{me}>", f"To: <sip:bob@{me}>;tag=x"
+            ),
+        )
         ask("foreign-domain", request("OPTIONS", "sip:bob@nowhere.invalid", peer, "foreign"))
         # still answering after all of that
         ask("keepalive-again", request("OPTIONS", f"sip:{me}", peer, "ka2"))

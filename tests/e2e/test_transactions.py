@@ -36,7 +36,9 @@ def _events(tmp: Path, lang: str) -> list[str]:
         port = k["port"]
         me = f"127.0.0.1:{port}"
         reg = request("REGISTER", f"sip:{me}", callee, "reg-dave", from_uri=f"sip:dave@{me}")
-        seen.append(f"register {callee.final(reg.replace(f'To: <sip:{me}>', f'To: <sip:dave@{me}>'), port).status}")
+        seen.append(
+            f"register {callee.final(reg.replace(f'To: <sip:{me}>', f'To: <sip:dave@{me}>'), port).status}"
+        )
 
         # an INVITE, then its retransmission: the callee gets it once
         inv = request("INVITE", f"sip:dave@{me}", caller, "inv-1")
@@ -65,7 +67,10 @@ def _events(tmp: Path, lang: str) -> list[str]:
         fwd2 = _recv_request(callee)
         _answer(callee, fwd2, 180, port)
         seen.append(f"caller {_recv_reply(caller).status}")
-        caller.send(inv2.replace("INVITE sip", "CANCEL sip").replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL"), port)
+        caller.send(
+            inv2.replace("INVITE sip", "CANCEL sip").replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL"),
+            port,
+        )
         seen.append(f"caller {_recv_reply(caller).status} to CANCEL")
         c = _recv_request(callee)
         seen.append(f"callee {c.method}")
