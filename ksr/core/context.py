@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ksr.sip.message import Header, Message, Request, Response
@@ -226,4 +226,3 @@ class Destination:
     host: str
     port: int
     uri: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)

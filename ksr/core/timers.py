@@ -21,42 +21,56 @@ import trio
 log = logging.getLogger("ksr.timers")
 
 
-class TimerHandle:
-    __slots__ = ("callback", "interval", "cancelled", "_name", "_service")
+# Slots of a TimerHandle (a list, see below).
+_DEADLINE, _SEQ, _CALLBACK, _ARGS, _INTERVAL, _NAME, _SERVICE = range(7)
 
-    def __init__(
-        self, callback: Callable[[], object], interval: float | None, name: str, service: TimerService | None = None
-    ) -> None:
-        self.callback: Callable[[], object] | None = callback
-        self.interval = interval
-        self.cancelled = False
-        self._name = name  # "" = the callback's own name, worked out only when a log needs it
-        self._service = service
+
+class TimerHandle(list):  # type: ignore[type-arg]
+    """One timer, and its own heap entry: ``[deadline, seq, callback, args, interval, name,
+    service]``. Being a list (the heapq documentation's pattern) makes heap order a C
+    comparison of (deadline, seq) and costs one object per timer: tm starts a dozen timers
+    per call, and the garbage collector walks each of them for as long as it lives."""
+
+    __slots__ = ()
+
+    @property
+    def callback(self) -> Callable[..., object] | None:
+        return self[_CALLBACK]  # type: ignore[no-any-return]
+
+    @property
+    def interval(self) -> float | None:
+        return self[_INTERVAL]  # type: ignore[no-any-return]
+
+    @property
+    def cancelled(self) -> bool:
+        return self[_CALLBACK] is None
 
     @property
     def name(self) -> str:
-        return self._name or (_name(self.callback) if self.callback is not None else "cancelled")
+        cb = self[_CALLBACK]
+        return self[_NAME] or (_name(cb) if cb is not None else "cancelled")
 
     def cancel(self) -> None:
         """Stop the timer; a cancelled one-shot never runs, a periodic one never runs again."""
-        if self.cancelled:
+        if self[_CALLBACK] is None:
             return
-        self.cancelled = True
-        self._name = self.name
-        self.callback = None  # what it would have run (a transaction...) can be freed now
-        if self._service is not None:  # set while the handle waits on the heap
-            self._service._dead += 1
-            self._service = None
+        self[_NAME] = self.name
+        self[_CALLBACK] = None  # what it would have run (a transaction...) can be freed now
+        self[_ARGS] = ()
+        service = self[_SERVICE]
+        if service is not None:  # set while the handle waits on the heap
+            service._dead += 1
+            self[_SERVICE] = None
 
 
 class TimerService:
-    """Timers on a heap of ``(deadline, seq, handle)`` tuples (compared in C, no Python
-    ``__lt__``). Cancelled entries stay until their deadline, unless they come to outnumber
-    the live ones: then the heap is rebuilt without them (tm cancels nearly every timer it
-    starts, and a transaction lifetime guard runs minutes)."""
+    """Timers on a heap of TimerHandles. A cancelled timer stays on the heap until its
+    deadline, unless cancelled ones come to outnumber the live ones: then the heap is rebuilt
+    without them (tm cancels nearly every timer it starts, and its transaction lifetime guard
+    runs for minutes)."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, TimerHandle]] = []
+        self._heap: list[TimerHandle] = []
         self._seq = itertools.count()
         self._wakeup = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -64,29 +78,32 @@ class TimerService:
         self.failures = 0  # callbacks that raised (logged, the service carries on)
 
     def __len__(self) -> int:
-        return sum(1 for e in self._heap if not e[2].cancelled)
+        return sum(1 for h in self._heap if h[_CALLBACK] is not None)
 
     def next_deadline(self) -> float | None:
         """When the earliest timer (live or cancelled) is due, or None."""
-        return self._heap[0][0] if self._heap else None
+        return self._heap[0][_DEADLINE] if self._heap else None
 
-    def _push(self, deadline: float, handle: TimerHandle) -> None:
+    def _push(self, handle: TimerHandle) -> None:
         heap = self._heap
         if self._dead > 1024 and self._dead * 2 > len(heap):
             self._compact()
-        heapq.heappush(heap, (deadline, next(self._seq), handle))
-        if heap[0][2] is handle:
+            heap = self._heap
+        handle[_SERVICE] = self
+        heapq.heappush(heap, handle)
+        if heap[0] is handle:
             self._wakeup.set()
 
     def _compact(self) -> None:
-        self._heap = [e for e in self._heap if not e[2].cancelled]
+        self._heap = [h for h in self._heap if h[_CALLBACK] is not None]
         heapq.heapify(self._heap)
         self._dead = 0
 
-    def once(self, delay: float, callback: Callable[[], object], name: str = "") -> TimerHandle:
-        """Run ``callback`` once, ``delay`` seconds from now."""
-        h = TimerHandle(callback, None, name, self)
-        self._push(trio.current_time() + max(delay, 0.0), h)
+    def once(self, delay: float, callback: Callable[..., object], *args: Any, name: str = "") -> TimerHandle:
+        """Run ``callback(*args)`` once, ``delay`` seconds from now (args rather than a
+        closure: fewer objects per timer)."""
+        h = TimerHandle((trio.current_time() + max(delay, 0.0), next(self._seq), callback, args, None, name, None))
+        self._push(h)
         return h
 
     def every(
@@ -100,59 +117,59 @@ class TimerService:
         (default: one interval)."""
         if not interval > 0 or math.isinf(interval):
             raise ValueError("timer interval must be a positive number of seconds")
-        h = TimerHandle(callback, interval, name, self)
-        self._push(trio.current_time() + (interval if first is None else max(first, 0.0)), h)
+        deadline = trio.current_time() + (interval if first is None else max(first, 0.0))
+        h = TimerHandle((deadline, next(self._seq), callback, (), interval, name, None))
+        self._push(h)
         return h
 
     def run_due(self, now: float) -> None:
         """Run every callback whose deadline has come, in deadline order (FIFO on ties)."""
         heap = self._heap
-        while heap and heap[0][0] <= now:
-            deadline, _, h = heapq.heappop(heap)
-            if h.cancelled:
+        while heap and heap[0][_DEADLINE] <= now:
+            h = heapq.heappop(heap)
+            cb = h[_CALLBACK]
+            if cb is None:
                 self._dead -= 1
                 continue
-            h._service = None  # off the heap while it runs
-            if h.interval is None:
-                h.cancelled = True  # done: a later cancel() is a no-op
-            self._call(h)
-            if h.interval is None:
-                h.callback = None
-            elif not h.cancelled:
-                h._service = self
-                nxt = deadline + h.interval
-                if nxt <= now:  # overran: skip the missed ticks, stay on the same grid
-                    nxt += math.ceil((now - nxt) / h.interval + 1e-9) * h.interval
-                    if nxt <= now:
-                        nxt += h.interval
-                self._push(nxt, h)
+            h[_SERVICE] = None  # off the heap while it runs
+            interval = h[_INTERVAL]
+            if interval is None:  # a one-shot is done: a later cancel() is a no-op
+                args, h[_CALLBACK], h[_ARGS] = h[_ARGS], None, ()
+                self._call(h, cb, args)
+            else:
+                self._call(h, cb, ())
+                if h[_CALLBACK] is not None:  # not cancelled by its own run
+                    nxt = h[_DEADLINE] + interval
+                    if nxt <= now:  # overran: skip the missed ticks, stay on the same grid
+                        nxt += math.ceil((now - nxt) / interval + 1e-9) * interval
+                        if nxt <= now:
+                            nxt += interval
+                    h[_DEADLINE], h[_SEQ] = nxt, next(self._seq)
+                    self._push(h)
             heap = self._heap  # a callback may have compacted it
 
-    def _call(self, h: TimerHandle) -> None:
-        cb = h.callback
-        if cb is None:
-            return
+    def _call(self, h: TimerHandle, cb: Callable[..., object], args: tuple[Any, ...]) -> None:
         try:
-            result: Any = cb()
+            result: Any = cb(*args)
         except Exception:
             self.failures += 1
-            log.exception("timer %s failed", h.name)
+            log.exception("timer %s failed", h[_NAME] or _name(cb))
             return
         if inspect.isawaitable(result):
             if self._nursery is None:
                 _close(result)
                 log.error(
-                    "timer %s returned an awaitable but the timer task is not running", h.name
+                    "timer %s returned an awaitable but the timer task is not running", h[_NAME] or _name(cb)
                 )
                 return
-            self._nursery.start_soon(self._await, h, result)
+            self._nursery.start_soon(self._await, h[_NAME] or _name(cb), result)
 
-    async def _await(self, h: TimerHandle, aw: Awaitable[object]) -> None:
+    async def _await(self, name: str, aw: Awaitable[object]) -> None:
         try:
             await aw
         except Exception:
             self.failures += 1
-            log.exception("timer %s failed", h.name)
+            log.exception("timer %s failed", name)
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -163,7 +180,7 @@ class TimerService:
                     self._wakeup = trio.Event()
                     self.run_due(trio.current_time())
                     if self._heap:
-                        with trio.move_on_at(self._heap[0][0]):
+                        with trio.move_on_at(self._heap[0][_DEADLINE]):
                             await self._wakeup.wait()
                     else:
                         await self._wakeup.wait()
@@ -171,7 +188,7 @@ class TimerService:
                 self._nursery = None
 
 
-def _name(cb: Callable[[], object]) -> str:
+def _name(cb: Callable[..., object]) -> str:
     return getattr(cb, "__qualname__", None) or repr(cb)
 
 

@@ -146,9 +146,18 @@ class Message:
         try:
             return self._cache["via*"]  # type: ignore[no-any-return]
         except KeyError:
-            vias = [parse_via(v) for v in self.get_values("via")]
-            self._cache["via*"] = vias
-            return vias
+            pass
+        cache = self._cache
+        vias = [parse_via(v) for v in self.get_values("via")]
+        top = cache.get("via")
+        if top is not None and vias:
+            vias[0] = top  # the object top_via handed out (apply_received edits it in place)
+        elif vias:
+            first = self.get("via")
+            if first and not first.startswith(","):  # vias[0] is what top_via would parse
+                cache["via"] = vias[0]
+        cache["via*"] = vias
+        return vias
 
     @property
     def top_via(self) -> Via:

@@ -81,10 +81,11 @@ class Rr(Module):
             return -1
         ctx.extra["rr_added"] = True
         extra = ctx.extra  # shared with tm's failure-route copy of this request
+        inbound = ctx.socket  # not ctx itself: ctx keeps its lumps, a cycle only a full GC frees
 
         def lump(m: Message, original: frozenset[int]) -> None:
             params = "".join(extra.get("rr_params") or ())
-            values = build(extra.get("out_socket") or ctx.socket, params)
+            values = build(extra.get("out_socket") or inbound, params)
             for i, v in enumerate(values):
                 m.headers.insert(i, Header("Record-Route", v))
             m._cache.pop("record-route", None)

@@ -55,6 +55,10 @@ class TmEngine:
         self._next_id = 0
         self._timer_configs: dict[tuple[float, float], TimerConfig] = {}
         self.on_branch_final: Callable[[UacBranch, Response | None], None] | None = None  # replies.py
+        # timer callbacks bound once (a bound method made per timer is one more object per timer)
+        self.fire_uas: Callable[[Transaction, str], None] = self.uas_timer
+        self.fire_uac: Callable[[UacBranch, str], None] = self.uac_timer
+        self.fire_life: Callable[[Transaction], None] = self._lifetime
         st = server.stats
         self.c_uas = st.counter("tmx", "UAS_transactions")
         self.c_uac = st.counter("tmx", "UAC_transactions")
@@ -85,11 +89,13 @@ class TmEngine:
                 self._timer_configs[key] = tc
         return tc
 
-    def _start(self, handles: dict[str, Any], name: str, delay: float, fire: Callable[[], object]) -> None:
+    def _start(self, handles: dict[str, Any], name: str, delay: float, fire: Callable[..., object], *args: Any) -> None:
         old = handles.get(name)
         if old is not None:
             old.cancel()
-        handles[name] = self.server.timers.once(delay, fire)
+        # fire(*args), not a closure: a closure costs several more objects per timer, and the
+        # collector walks every one of them while the transaction waits (seconds)
+        handles[name] = self.server.timers.once(delay, fire, *args)
 
     # -- transactions ------------------------------------------------------------------------
     def new_id(self) -> int:
@@ -132,7 +138,7 @@ class TmEngine:
         # Without a final reply within its lifetime the transaction is dropped (never leaks).
         life = (self.params.max_inv_lifetime if tx.is_invite else self.params.max_noninv_lifetime) / 1000.0
         self._start(tx.handles, "life", max(life, tx.fr_inv if tx.is_invite else tx.fr) + 1.0,
-                    lambda: self._lifetime(tx))
+                    self.fire_life, tx)
         return tx
 
     def _lifetime(self, tx: Transaction) -> None:
@@ -170,6 +176,12 @@ class TmEngine:
             if b.cancel is not None:
                 self._drop_branch(b.cancel)
         self.run_callbacks(tx, TmEvent(TmCb.DESTROYED))
+        # Break the reference cycles (branch -> transaction; Record-Route lump -> request
+        # context -> transaction) so reference counting frees the transaction now: cyclic
+        # garbage waits for the collector's full passes, which walk every live object.
+        tx.branches = []
+        tx.lumps = []
+        tx.extra.pop("req_extra", None)
 
     def _drop_branch(self, b: UacBranch) -> None:
         for h in b.handles.values():
@@ -202,7 +214,7 @@ class TmEngine:
                 if tx.last_reply and tx.reply_dest is not None:
                     self.server.send(tx.reply_dest, tx.last_reply, tx.socket, tx.conn_id)
             elif op == START:
-                self._start(tx.handles, arg, m.interval(arg), lambda a=arg: self.uas_timer(tx, a))  # type: ignore[misc]
+                self._start(tx.handles, arg, m.interval(arg), self.fire_uas, tx, arg)
             elif op == STOP:
                 h = tx.handles.pop(arg, None)
                 if h is not None:
@@ -292,7 +304,7 @@ class TmEngine:
                 if b.ack_data and b.dest is not None:
                     self.server.send(b.dest, b.ack_data, b.sock)
             elif op == START:
-                self._start(b.handles, arg, m.interval(arg), lambda a=arg: self.uac_timer(b, a))  # type: ignore[misc]
+                self._start(b.handles, arg, m.interval(arg), self.fire_uac, b, arg)
             elif op == STOP:
                 h = b.handles.pop(arg, None)
                 if h is not None:
