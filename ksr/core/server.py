@@ -124,10 +124,10 @@ class Server:
 
     # -- modules -----------------------------------------------------------------------------
     def _load_modules(self) -> None:
-        for cls in (CoreExports, PvExports, HdrExports):
-            inst = cls(self, None)
-            self.modules[cls.name] = inst
-            self.registry.add_module(inst, cls.submodule())
+        for core_cls in (CoreExports, PvExports, HdrExports):
+            core = core_cls(self, None)
+            self.modules[core_cls.name] = core
+            self.registry.add_module(core, core_cls.submodule())
         wanted = list(dict.fromkeys([*self.config.loadmodule, *ALWAYS_LOADED]))
         classes: dict[str, type[Module]] = {}
         i = 0
@@ -487,9 +487,9 @@ class Server:
         port = ctx.advertised_port or str(sock.adv_port)
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
-        params = {"branch": branch}
+        params: dict[str, str | None] = {"branch": branch}
         if ctx.local_rport:
-            params["rport"] = None  # type: ignore[assignment]
+            params["rport"] = None
         if self.handoff is not None:
             params[VIA_MARK] = str(self.worker_id)  # the reply comes back to this worker
         return f"SIP/2.0/{sock.proto.upper()} {host}:{port}{format_params(params)}"
