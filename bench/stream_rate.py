@@ -10,7 +10,6 @@ capacity figure. CPU on a shared machine is noisy: compare runs made at the same
 from __future__ import annotations
 
 import argparse
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -18,7 +17,13 @@ from pathlib import Path
 import trio
 
 from ksr.sip.framing import StreamFramer
-from tests.support import make_config, running_server, sip_request, write_script
+from tests.support import (
+    make_config,
+    running_server,
+    self_signed_certificate,
+    sip_request,
+    write_script,
+)
 from tests.transport.clients import WsClient, addr, connect, http_request
 
 SCRIPT = """
@@ -43,29 +48,7 @@ async def _ws(client: WsClient, count: int, via: str) -> None:
 
 async def main(count: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ksr-bench-"))
-    cert, key = tmp / "c.pem", tmp / "k.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "1",
-            "-subj",
-            "/CN=x",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed_certificate(tmp)
     config = make_config(
         ["sl", "xhttp", "tls"],
         {
