@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
-import socket as pysocket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +25,7 @@ from .config import Config, ConfigError
 from .context import Destination, MsgContext, RouteType, SocketInfo
 from .core_stats import CoreStats
 from .handoff import Handoff
+from .hosts import HostTable
 from .module import Module
 from .modules import ALWAYS_LOADED, load_module_class
 from .pv import PvRegistry
@@ -87,6 +86,7 @@ class Server:
         self.transports: dict[str, Any] = {}  # proto -> transport object
         self.aliases: set[tuple[str, int | None]] = set()
         self.local_ips: set[str] = {"127.0.0.1", "::1"}
+        self.hosts = HostTable()  # IP literal / forbidden target / DNS answers, cached
         self.engine: Engine | None = None
         self.script_path = script or config.script_path()
         self.reply_handlers: list[Callable[[MsgContext], bool]] = []
@@ -392,28 +392,14 @@ class Server:
             return None
         return Destination(proto, ip, port, uri)
 
-    _dns_cache: dict[str, tuple[float, str | None]] = {}
-
     def _resolve_host(self, host: str) -> str | None:
         h = host.strip("[]")
-        try:
-            ipaddress.ip_address(h)
+        if self.hosts.is_ip(h):
             return h
-        except ValueError:
-            pass
-        now = time.monotonic()
-        hit = self._dns_cache.get(h)
-        if hit and hit[0] > now:
-            return hit[1]
-        try:
-            ip: str | None = pysocket.gethostbyname(h)
-        except OSError:
-            ip = None
-        self._dns_cache[h] = (now + 60, ip)
-        return ip
+        return self.hosts.lookup(h)
 
     def send(self, dest: Destination, data: bytes, sock: SocketInfo | None = None, conn_id: int = 0) -> bool:
-        if _forbidden_target(dest.host):
+        if self.hosts.forbidden(dest.host):
             log.warning("refusing to send to %s:%d", dest.host, dest.port)
             return False
         if self.handoff is not None and dest.proto != "udp" and self.handoff.send_remote(dest, data, conn_id):
@@ -589,16 +575,6 @@ def _reason_for(err: RemoteProtocolError) -> str:
     if err.status_hint == 400:
         return f"Bad Request - {err.reason}"[:120]
     return default_reason(err.status_hint)
-
-
-def _forbidden_target(host: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    if ip.version == 4 and (str(ip) == "255.255.255.255" or str(ip) == "0.0.0.0"):
-        return True
-    return ip.is_multicast or ip.is_unspecified
 
 
 def _dependency_order(modules: dict[str, Module]) -> list[Module]:
