@@ -21,7 +21,7 @@ from ksr.core.module import ModParams, Module
 from ksr.kemi.registry import XVal, kemi
 
 from . import jsonfmt
-from .dgram import DgramRpcServer, SocketInUse
+from .dgram import DgramRpcServer, SocketInUse, parse_error_reply
 
 log = logging.getLogger("ksr.jsonrpcs")
 
@@ -109,11 +109,7 @@ class Jsonrpcs(Module):
         try:
             request = json.loads(doc)
         except ValueError:
-            reply: dict[str, Any] = {
-                "jsonrpc": "2.0",
-                "error": {"code": -32700, "message": "Parse Error"},
-                "id": None,
-            }
+            reply = parse_error_reply()
             rc = -1
         else:
             reply = self.server.rpc.handle(request)

@@ -31,6 +31,11 @@ MAX_REQUEST = 65535
 Handler = Callable[[Any], Awaitable[dict[str, Any]]]
 
 
+def parse_error_reply() -> dict[str, Any]:
+    """The JSON-RPC 2.0 answer to a request that is not JSON."""
+    return {"jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse Error"}, "id": None}
+
+
 class SocketInUse(OSError):
     """Another running server answers on the socket path."""
 
@@ -136,11 +141,7 @@ class DgramRpcServer:
         try:
             request = json.loads(text)
         except ValueError:
-            reply: dict[str, Any] = {
-                "jsonrpc": "2.0",
-                "error": {"code": -32700, "message": "Parse Error"},
-                "id": None,
-            }
+            reply = parse_error_reply()
         else:
             reply = await self.handler(request)
         if not addr:
