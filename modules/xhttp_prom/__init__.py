@@ -148,25 +148,22 @@ class XhttpProm(Module):
         return 1
 
     def _gauge_set(self, name: str, value: str, *labels: str) -> int:
-        fam = self._family(name, "gauge", len(labels))
-        try:
-            v = float(value)
-        except ValueError:
-            return -1
-        if fam is None:
-            return -1
-        fam.set(labels, v, time.monotonic())
-        return 1
+        return self._record("gauge", name, value, labels)
 
     def _observe(self, name: str, value: str, *labels: str) -> int:
-        fam = self._family(name, "histogram", len(labels))
+        return self._record("histogram", name, value, labels)
+
+    def _record(self, kind: str, name: str, value: str, labels: tuple[str, ...]) -> int:
+        """Set a gauge or observe a histogram value; value is a number written as a string."""
+        fam = self._family(name, kind, len(labels))
         try:
             v = float(value)
         except ValueError:
             return -1
         if fam is None:
             return -1
-        fam.observe(labels, v, time.monotonic())
+        record = fam.set if kind == "gauge" else fam.observe
+        record(labels, v, time.monotonic())
         return 1
 
     @kemi()
