@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from .abnf import TOKEN_RE, is_token, uint
 from .errors import RemoteProtocolError
+from .hostport import format_hostport
 from .uri import Uri, parse_uri
 
 # RFC 3261 §7.3.3 and later RFCs: compact form -> full name (lower case keys).
@@ -244,8 +245,7 @@ class Via:
         return self.params.get("branch")
 
     def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
-        hp = f"{host}:{self.port}" if self.port is not None else host
+        hp = format_hostport(self.host, self.port)
         return f"{self.protocol}/{self.transport} {hp}{format_params(self.params)}"
 
 

@@ -7,6 +7,7 @@ from urllib.parse import unquote
 
 from .abnf import SCHEME_RE, uint
 from .errors import RemoteProtocolError
+from .hostport import format_hostport
 
 SIP_SCHEMES = frozenset({"sip", "sips"})
 
@@ -35,8 +36,7 @@ class Uri:
 
     @property
     def hostport(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}" if self.port is not None else host
+        return format_hostport(self.host, self.port)
 
     def user_unescaped(self) -> str | None:
         return unquote(self.user) if self.user is not None else None

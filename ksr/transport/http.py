@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import h11
 
+from ksr.sip.hostport import format_hostport
 from ksr.sip.message import Header, Request
 
 if TYPE_CHECKING:
@@ -51,9 +52,8 @@ class HttpExchange:
         hdrs = [Header(n, v) for n, v in self.headers]
         if not any(h.key == "via" for h in hdrs):
             ip, port = self.conn.peer
-            host = f"[{ip}]" if ":" in ip else ip
             proto = "TLS" if self.conn.proto in ("tls", "wss") else "TCP"
-            hdrs.insert(0, Header("Via", f"SIP/2.0/{proto} {host}:{port}"))
+            hdrs.insert(0, Header("Via", f"SIP/2.0/{proto} {format_hostport(ip, port)}"))
         return Request(self.method, self.target, hdrs, self.body, f"HTTP/{self.version}")
 
     def reply(self, code: int, reason: str, headers: list[tuple[str, str]], body: bytes) -> bool:

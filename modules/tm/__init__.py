@@ -11,6 +11,7 @@ from ksr.core.rpc import rpc
 from ksr.kemi.registry import kemi
 from ksr.sip.builders import new_branch
 from ksr.sip.errors import RemoteProtocolError
+from ksr.sip.hostport import bracket_host, format_hostport, split_proto
 from ksr.sip.message import Header, Request
 
 from .api import Callback, TmCb, TmEvent, UacCallback
@@ -111,7 +112,7 @@ class Tm(Module):
         if sock is None:
             return None
         req = Request(method, ruri, hdrs, body)
-        host = sock.adv_ip if ":" not in sock.adv_ip else f"[{sock.adv_ip}]"
+        host = bracket_host(sock.adv_ip)
         defaults = {
             "from": ("From", f"<sip:ksr@{host}>;tag={new_branch()[7:19]}"),
             "to": ("To", f"<{ruri}>"),
@@ -174,8 +175,7 @@ class Tm(Module):
     def t_relay_to_proto_addr(self, ctx: MsgContext, proto: str, host: str, port: int) -> int:
         """t_relay_to_proto_addr(proto, host, port)."""
         p = proto.lower() or "udp"
-        h = f"[{host}]" if ":" in host and not host.startswith("[") else host
-        return self.relayer.relay(ctx, f"sip:{h}:{port};transport={p}", p)
+        return self.relayer.relay(ctx, f"sip:{format_hostport(host, port)};transport={p}", p)
 
     @kemi()
     def t_replicate(self, ctx: MsgContext, uri: str) -> int:
@@ -519,11 +519,7 @@ class Tm(Module):
 
 def _proxy_uri(proxy: str) -> tuple[str | None, str | None]:
     """"udp:host:port" / "host:port" -> (sip URI, proto)."""
-    p = proxy.strip()
-    proto = None
-    if ":" in p and p.split(":", 1)[0].lower() in ("udp", "tcp", "tls", "ws", "wss", "sctp"):
-        proto, p = p.split(":", 1)
-        proto = proto.lower()
+    proto, p = split_proto(proxy.strip())
     if not p:
         return None, None
     uri = f"sip:{p}" + (f";transport={proto}" if proto else "")
