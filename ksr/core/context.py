@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ksr.sip.message import Header, Message, Request, Response
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .server import Server
 
 Lump = Callable[[Message, frozenset[int]], None]
+AnyMessage = TypeVar("AnyMessage", Request, Response)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +189,12 @@ class MsgContext:
 
     def add_lump(self, lump: Lump) -> None:
         self.lumps.append(lump)
+
+    @overload
+    def apply_lumps(self) -> Message: ...
+
+    @overload
+    def apply_lumps(self, msg: AnyMessage) -> AnyMessage: ...
 
     def apply_lumps(self, msg: Message | None = None) -> Message:
         """A copy of the message with the recorded changes applied (and R-URI for requests)."""

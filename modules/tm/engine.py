@@ -54,7 +54,7 @@ class TmEngine:
         self.salt = os.urandom(3).hex()
         self._next_id = 0
         self._timer_configs: dict[tuple[float, float], TimerConfig] = {}
-        self.on_branch_final: Callable[[UacBranch, Response | None], None] | None = None  # replies.py
+        self.on_branch_final: Callable[[UacBranch, MsgContext | None], None] | None = None  # replies.py
         # timer callbacks bound once (a bound method made per timer is one more object per timer)
         self.fire_uas: Callable[[Transaction, str], None] = self.uas_timer
         self.fire_uac: Callable[[UacBranch, str], None] = self.uac_timer

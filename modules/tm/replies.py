@@ -92,7 +92,7 @@ class ReplyProcessor:
 
     # -- relaying -------------------------------------------------------------------------
     def relay(self, tx: Transaction, ctx: MsgContext | None, rpl: Response) -> bool:
-        out = strip_top_via(ctx.apply_lumps() if ctx is not None and ctx.lumps else rpl)
+        out = strip_top_via(ctx.apply_lumps(rpl) if ctx is not None and ctx.lumps else rpl)
         if not any(h.key == "via" for h in out.headers):
             # the next hop answered with our Via only (e.g. a 487 copying its CANCEL's Via):
             # never send a reply without Via; it gets the Vias of the request (RFC 3261 §8.2.6.2)
