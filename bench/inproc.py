@@ -8,6 +8,7 @@ of a run shows ksr's work, not the load generator's.
 from __future__ import annotations
 
 import cProfile
+import gc
 import io
 import pstats
 import time
@@ -132,6 +133,29 @@ def profiled(enabled: bool, top: int, sort: str) -> Iterator[None]:
 def report(what: str, n: int, cpu: float) -> None:
     print(f"{n} {what} in {cpu:.3f} s CPU: {cpu / n * 1e6:.1f} us per {what.rstrip('s')} "
           f"({n / cpu:.0f}/s on one core)")
+
+
+class GcMeter:
+    """Time spent in the garbage collector while the block runs."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.runs = 0
+        self._t0 = 0.0
+
+    def _cb(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._t0
+            self.runs += 1
+
+    def __enter__(self) -> GcMeter:
+        gc.callbacks.append(self._cb)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._cb)
 
 
 def cpu_now() -> float:

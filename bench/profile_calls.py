@@ -10,6 +10,7 @@ under it. Prints CPU µs per call and, with --profile, cProfile's top functions.
 from __future__ import annotations
 
 import argparse
+import gc
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,11 @@ from typing import Any
 import trio.testing
 
 from .calls import CONFIG, SCRIPT
-from .inproc import PROXY, SDP, Wire, cpu_now, head_lines, header_values, make_server, profiled, reply_to, report, run_trio
+from ksr.core.gcpolicy import tune_for_serving
+
+from .inproc import (
+    PROXY, SDP, GcMeter, Wire, cpu_now, head_lines, header_values, make_server, profiled, reply_to, report, run_trio,
+)
 
 CALLER = ("127.0.0.1", 5070)
 CALLEE = ("127.0.0.1", 5080)
@@ -98,6 +103,8 @@ def main() -> None:
     ap.add_argument("--sort", default="tottime")
     ap.add_argument("--top", type=int, default=40)
     ap.add_argument("--lua-runtime", default="", help="lua51 (default), luajit or lua54")
+    ap.add_argument("--gc-threshold", type=int, default=None,
+                    help="young GC threshold (default: core.gc_threshold, as `ksr run`; 0 = Python's)")
     args = ap.parse_args()
 
     script = Path(tempfile.mkdtemp(prefix="ksr-prof-")) / "calls.lua"
@@ -107,6 +114,7 @@ def main() -> None:
     if args.lua_runtime:
         config["core"] = {"listen": [f"udp:{PROXY[0]}:{PROXY[1]}"], "lua_runtime": args.lua_runtime}
     server, wire, sock = make_server(script, config)
+    tune_for_serving(server.config.core.gc_threshold if args.gc_threshold is None else args.gc_threshold)
 
     async def body(clock: trio.testing.MockClock) -> None:
         step = 1.0 / CALLS_PER_SECOND
@@ -115,12 +123,14 @@ def main() -> None:
             clock.jump(step)
             await trio.sleep(0)
         t0 = cpu_now()
-        with profiled(args.profile, args.top, args.sort):
+        with profiled(args.profile, args.top, args.sort), GcMeter() as meter:
             for i in range(args.warmup, args.warmup + args.calls):
                 play_call(server, wire, sock, i)
                 clock.jump(step)
                 await trio.sleep(0)  # let due timers run, as the real server would between packets
         report("calls", args.calls, cpu_now() - t0)
+        print(f"of which garbage collection: {meter.seconds / args.calls * 1e6:.1f} us per call "
+              f"({meter.runs} collections, gc thresholds {gc.get_threshold()})")
         print(f"timer entries held: {len(server.timers._heap)}; transactions: {len(server.modules['tm'].engine.by_key)}")
 
     run_trio(server, body)

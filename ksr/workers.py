@@ -191,6 +191,10 @@ def run_server(server: Any, label: str = "ksr") -> int:
     state flushed). A start-up OSError (port in use, bad socket path) is one line, exit 1."""
     import trio
 
+    from ksr.core.gcpolicy import tune_for_serving
+
+    tune_for_serving(server.config.core.gc_threshold)
+
     async def serve() -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve)

@@ -76,6 +76,7 @@ class CoreParams(BaseModel):
     listen: list[str] = Field(default_factory=lambda: ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"])
     alias: list[str] = Field(default_factory=list)
     children: int = 1
+    gc_threshold: int = 20000  # young-generation threshold of the serving process (0 = Python's 700)
     debug: int = 2  # Kamailio log levels: -3 alert .. 0 warn, 1 notice, 2 info, 3 debug
     log_stderror: bool = True
     server_header: str = "Server: ksr"
