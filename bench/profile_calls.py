@@ -17,11 +17,22 @@ from typing import Any
 
 import trio.testing
 
-from .calls import CONFIG, SCRIPT
 from ksr.core.gcpolicy import tune_for_serving
 
+from .calls import CONFIG, SCRIPT
 from .inproc import (
-    PROXY, SDP, GcMeter, Wire, cpu_now, head_lines, header_values, make_server, profiled, reply_to, report, run_trio,
+    PROXY,
+    SDP,
+    GcMeter,
+    Wire,
+    cpu_now,
+    head_lines,
+    header_values,
+    make_server,
+    profiled,
+    reply_to,
+    report,
+    run_trio,
 )
 
 CALLER = ("127.0.0.1", 5070)
