@@ -19,7 +19,7 @@ from typing import Any
 
 import trio
 
-from .writers import Batch, Writer
+from .writers import Batch, Writer, append_lines
 
 log = logging.getLogger("ksr.acc")
 
@@ -137,16 +137,10 @@ class DurableQueue:
         if not self.queue:
             return 0
         items = list(self.queue)
-        lines = "".join(
-            json.dumps({"t": t, "r": r}, separators=(",", ":")) + "\n" for t, r in items
+        append_lines(
+            self.spool_path,
+            [json.dumps({"t": t, "r": r}, separators=(",", ":")) for t, r in items],
         )
-        self.spool_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.spool_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        try:
-            os.write(fd, lines.encode("utf-8", "surrogateescape"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
         self.queue.clear()
         log.warning(
             "acc: %d records spooled to %s until %s is back",

@@ -28,6 +28,18 @@ class Writer(Protocol):
     def close(self) -> None: ...
 
 
+def append_lines(path: Path, lines: list[str]) -> None:
+    """Append text lines to a file, on disk (fsync'ed) when this returns."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = "".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class JsonlWriter:
     """One JSON object per line, appended and fsync'ed per batch."""
 
@@ -39,14 +51,7 @@ class JsonlWriter:
         for table, rec in batch:
             obj = rec if not table else {**rec, "acc_table": table}
             lines.append(json.dumps(obj, separators=(",", ":"), ensure_ascii=False))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_lines(self.path, lines)
 
     def describe(self) -> str:
         return f"jsonl {self.path}"
