@@ -6,14 +6,25 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .core.config import DEFAULT_SCRIPT, ConfigError, load_config
+from .core.config import DEFAULT_SCRIPT, Config, ConfigError, load_config
 from .kemi.engine import ScriptError
+
+if TYPE_CHECKING:
+    from .core.server import Server
 
 log = logging.getLogger("ksr")
 
-KAMAILIO_LEVELS = {-3: logging.CRITICAL, -2: logging.CRITICAL, -1: logging.ERROR, 0: logging.WARNING,
-                   1: logging.INFO + 5, 2: logging.INFO, 3: logging.DEBUG}
+KAMAILIO_LEVELS = {
+    -3: logging.CRITICAL,
+    -2: logging.CRITICAL,
+    -1: logging.ERROR,
+    0: logging.WARNING,
+    1: logging.INFO + 5,
+    2: logging.INFO,
+    3: logging.DEBUG,
+}
 
 
 def setup_logging(debug: int) -> None:
@@ -24,13 +35,15 @@ def setup_logging(debug: int) -> None:
     )
 
 
-def _build_server(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _build_server(args: argparse.Namespace) -> tuple[Config, Server]:
     from .core.server import Server
 
     cfg = load_config(args.config)
     if getattr(args, "listen", None):
         cfg.core.listen = list(args.listen)
-    script = Path(args.script) if getattr(args, "script", None) else cfg.script_path() or DEFAULT_SCRIPT
+    script = (
+        Path(args.script) if getattr(args, "script", None) else cfg.script_path() or DEFAULT_SCRIPT
+    )
     return cfg, Server(cfg, script)
 
 
@@ -58,7 +71,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .core.config import Config
     from .core.server import Server
     from .kemi.reload import check_script
 
@@ -74,7 +86,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     if problems or engine is None:
         print(f"ksr check: {args.script}: {len(problems)} problem(s)", file=sys.stderr)
         return 1
-    print(f"{args.script}: OK ({engine.language}, {len(engine.used_functions())} KSR calls checked)")
+    print(
+        f"{args.script}: OK ({engine.language}, {len(engine.used_functions())} KSR calls checked)"
+    )
     return 0
 
 
@@ -91,13 +105,17 @@ def cmd_rpc(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="ksr", description="SIP server scripted in Lua or Python (KEMI)")
+    p = argparse.ArgumentParser(
+        prog="ksr", description="SIP server scripted in Lua or Python (KEMI)"
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run the server")
     r.add_argument("--config", "-f", help="TOML configuration file")
     r.add_argument("--script", "-s", help="routing script (.lua or .py); overrides the config")
-    r.add_argument("--listen", "-l", action="append", help="PROTO:IP:PORT, may repeat (udp:127.0.0.1:5060)")
+    r.add_argument(
+        "--listen", "-l", action="append", help="PROTO:IP:PORT, may repeat (udp:127.0.0.1:5060)"
+    )
     r.add_argument("--children", "-n", type=int, help="worker processes (core.children)")
     r.add_argument("--debug", "-d", type=int, help="log level: 3 debug .. -1 errors only")
     r.set_defaults(func=cmd_run)
@@ -107,16 +125,26 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--config", "-f", help="configuration (decides which modules are loaded)")
     c.set_defaults(func=cmd_check)
 
-    g = sub.add_parser("stubs", help="regenerate KSR.pyi, the Lua definitions and docs/api from the registry")
-    g.add_argument("--check", action="store_true", help="only report out-of-date files (exit 1 if any)")
+    g = sub.add_parser(
+        "stubs", help="regenerate KSR.pyi, the Lua definitions and docs/api from the registry"
+    )
+    g.add_argument(
+        "--check", action="store_true", help="only report out-of-date files (exit 1 if any)"
+    )
     g.set_defaults(func=cmd_stubs)
 
     q = sub.add_parser("rpc", help="send a JSON-RPC command to a running server")
-    q.add_argument("--socket", "-S", help="the jsonrpcs datagram socket (modparam jsonrpcs dgram_socket)")
+    q.add_argument(
+        "--socket", "-S", help="the jsonrpcs datagram socket (modparam jsonrpcs dgram_socket)"
+    )
     q.add_argument("--config", "-f", help="read the socket path from this configuration")
     q.add_argument("--timeout", type=float, default=5.0)
     q.add_argument("method")
-    q.add_argument("params", nargs="*", help="parameters; numbers are sent as numbers, prefix s: to force a string")
+    q.add_argument(
+        "params",
+        nargs="*",
+        help="parameters; numbers are sent as numbers, prefix s: to force a string",
+    )
     q.set_defaults(func=cmd_rpc)
 
     from .subscriber_cli import add_parser as add_subscriber_parser

@@ -19,8 +19,14 @@ BUNDLED = Path(__file__).resolve().parent.parent.parent / "modules"
 # Kamailio module names whose functions ksr provides elsewhere, or that have nothing to do here.
 # (The script engines are chosen by the script's file extension; database drivers by db_url.)
 ALIASES: dict[str, str | None] = {
-    "app_python": "app_python3", "ctl": None, "cfg_rpc": None,
-    "db_sqlite": None, "db_postgres": None, "db_redis": None, "db_mysql": None, "db_text": None,
+    "app_python": "app_python3",
+    "ctl": None,
+    "cfg_rpc": None,
+    "db_sqlite": None,
+    "db_postgres": None,
+    "db_redis": None,
+    "db_mysql": None,
+    "db_text": None,
 }
 
 
@@ -61,10 +67,10 @@ def load_module_class(name: str, mpath: list[str]) -> type[Module] | None:
             mod = importlib.util.module_from_spec(spec)
             sys.modules[modname] = mod
             spec.loader.exec_module(mod)
-        cls = getattr(mod, "MODULE", None)
-        if cls is None or not issubclass(cls, Module):
+        cls: object = getattr(mod, "MODULE", None)
+        if not (isinstance(cls, type) and issubclass(cls, Module)):
             raise ConfigError(f"module folder {folder} defines no MODULE class")
-        return cls  # type: ignore[no-any-return]
+        return cls
     raise ConfigError(
         f"unknown module '{name}' in loadmodule (searched {', '.join(str(d) for d in module_dirs(mpath))}; "
         f"available: {', '.join(available_modules(mpath))})"

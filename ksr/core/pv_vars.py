@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .pv import ALL, Value, split_index
+from .pv import ALL, Getter, Setter, Value, split_index
 from .xavp import XavpName, XavpStore, parse_name
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ def _xname(arg: str, idx: int | None) -> XavpName | None:
     return n
 
 
-def _xget(kind: str):  # type: ignore[no-untyped-def]
+def _xget(kind: str) -> Getter:
     def get(ctx: MsgContext, arg: str, idx: int | None) -> Value:
         n = _xname(arg, idx)
         return xavp_store(ctx, kind).get(n) if n else None
@@ -121,7 +121,7 @@ def _xget(kind: str):  # type: ignore[no-untyped-def]
     return get
 
 
-def _xset(kind: str):  # type: ignore[no-untyped-def]
+def _xset(kind: str) -> Setter:
     def set_(ctx: MsgContext, arg: str, value: Value) -> bool:
         raw, idx = split_index(arg)
         n = _xname(raw, idx)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from ksr.core.context import MsgContext, parse_header_block
 from ksr.core.module import Module
@@ -15,14 +17,33 @@ log = logging.getLogger("ksr.script")
 
 # Letters of is_method_in (Kamailio's core).
 METHOD_LETTERS = {
-    "I": "INVITE", "A": "ACK", "B": "BYE", "C": "CANCEL", "M": "MESSAGE", "R": "REGISTER",
-    "E": "PRACK", "P": "PUBLISH", "S": "SUBSCRIBE", "N": "NOTIFY", "O": "OPTIONS", "F": "REFER",
-    "G": "GET", "U": "UPDATE", "K": "KDMQ", "D": "DELETE", "T": "POST", "V": "PUT",
+    "I": "INVITE",
+    "A": "ACK",
+    "B": "BYE",
+    "C": "CANCEL",
+    "M": "MESSAGE",
+    "R": "REGISTER",
+    "E": "PRACK",
+    "P": "PUBLISH",
+    "S": "SUBSCRIBE",
+    "N": "NOTIFY",
+    "O": "OPTIONS",
+    "F": "REFER",
+    "G": "GET",
+    "U": "UPDATE",
+    "K": "KDMQ",
+    "D": "DELETE",
+    "T": "POST",
+    "V": "PUT",
 }
 PROTO_LETTERS = {"u": "udp", "t": "tcp", "e": "tls", "s": "sctp", "v": "ws", "w": "wss"}
 LOG_LEVELS = {
-    "dbg": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO + 5,
-    "warn": logging.WARNING, "err": logging.ERROR, "crit": logging.CRITICAL,
+    "dbg": logging.DEBUG,
+    "info": logging.INFO,
+    "notice": logging.INFO + 5,
+    "warn": logging.WARNING,
+    "err": logging.ERROR,
+    "crit": logging.CRITICAL,
 }
 
 
@@ -407,7 +428,7 @@ class CoreExports(Module):
         return -1
 
 
-def _make_method_test(method: str):  # type: ignore[no-untyped-def]
+def _make_method_test(method: str) -> Callable[..., Any]:
     def test(self: CoreExports, ctx: MsgContext) -> bool:
         return ctx.method == method
 
@@ -416,7 +437,7 @@ def _make_method_test(method: str):  # type: ignore[no-untyped-def]
     return kemi(name=f"is_{method}")(test)
 
 
-def _make_proto_test(name: str, protos: tuple[str, ...], to: bool):  # type: ignore[no-untyped-def]
+def _make_proto_test(name: str, protos: tuple[str, ...], to: bool) -> Callable[..., Any]:
     def test(self: CoreExports, ctx: MsgContext) -> bool:
         p = self._next_proto(ctx) if to else ctx.proto
         return p in protos
@@ -426,13 +447,38 @@ def _make_proto_test(name: str, protos: tuple[str, ...], to: bool):  # type: ign
     return kemi(name=name)(test)
 
 
-for _m in ("INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "SUBSCRIBE", "PUBLISH",
-           "NOTIFY", "REFER", "INFO", "UPDATE", "PRACK", "MESSAGE", "KDMQ", "GET", "POST", "PUT",
-           "DELETE"):
+for _m in (
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "REGISTER",
+    "OPTIONS",
+    "SUBSCRIBE",
+    "PUBLISH",
+    "NOTIFY",
+    "REFER",
+    "INFO",
+    "UPDATE",
+    "PRACK",
+    "MESSAGE",
+    "KDMQ",
+    "GET",
+    "POST",
+    "PUT",
+    "DELETE",
+):
     setattr(CoreExports, f"is_{_m}", _make_method_test(_m))
-for _n, _p in (("UDP", ("udp",)), ("TCP", ("tcp",)), ("TLS", ("tls",)), ("SCTP", ("sctp",)),
-               ("WS", ("ws",)), ("WSS", ("wss",)), ("WSX", ("ws", "wss")),
-               ("TCPX", ("tcp", "tls", "ws", "wss"))):
+for _n, _p in (
+    ("UDP", ("udp",)),
+    ("TCP", ("tcp",)),
+    ("TLS", ("tls",)),
+    ("SCTP", ("sctp",)),
+    ("WS", ("ws",)),
+    ("WSS", ("wss",)),
+    ("WSX", ("ws", "wss")),
+    ("TCPX", ("tcp", "tls", "ws", "wss")),
+):
     setattr(CoreExports, f"is_{_n}", _make_proto_test(f"is_{_n}", _p, False))
     if _n != "TCPX":
         setattr(CoreExports, f"to_{_n}", _make_proto_test(f"to_{_n}", _p, True))

@@ -6,13 +6,14 @@ import hashlib
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from ksr.db import Kind
 from ksr.sip.uri import parse_uri
 
 if TYPE_CHECKING:
     from ksr.core.context import MsgContext
     from modules.dialog.model import Dialog
 
-CDR_FIELDS: tuple[tuple[str, str], ...] = (
+CDR_FIELDS: tuple[tuple[str, Kind], ...] = (
     ("cdr_id", "str"),
     ("call_id", "str"),
     ("from_tag", "str"),
@@ -30,7 +31,7 @@ CDR_FIELDS: tuple[tuple[str, str], ...] = (
     ("end_reason", "str"),
 )
 
-ACC_FIELDS: tuple[tuple[str, str], ...] = (
+ACC_FIELDS: tuple[tuple[str, Kind], ...] = (
     ("acc_id", "str"),
     ("method", "str"),
     ("from_tag", "str"),

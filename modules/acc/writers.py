@@ -66,12 +66,12 @@ class StoreWriter:
     def __init__(self, url: str, cdr_table: str, extra_names: list[str]) -> None:
         self.url = url
         self.store = open_store(url)
-        fields: list[tuple[str, Kind]] = [(n, k) for n, k in CDR_FIELDS]  # type: ignore[misc]
+        fields: list[tuple[str, Kind]] = list(CDR_FIELDS)
         fields += [(n, "str") for n in extra_names if n not in dict(CDR_FIELDS)]
         self.cdr_spec = TableSpec(
             cdr_table, key="cdr_id", fields=tuple(fields), indexes=("call_id",)
         )
-        self.acc_fields: tuple[tuple[str, Kind], ...] = tuple(ACC_FIELDS)  # type: ignore[arg-type]
+        self.acc_fields = ACC_FIELDS
         self.tables: dict[str, Any] = {}
 
     def _table(self, name: str) -> Any:

@@ -5,7 +5,7 @@ Shared by auth_db and ``ksr subscriber``. Rows are keyed ``username@domain``.
 
 from __future__ import annotations
 
-from ksr.db import Row, Store, TableSpec
+from ksr.db import Row, Store, Table, TableSpec
 from ksr.sip.digest import compute_ha1
 
 SUBSCRIBER_SPEC = TableSpec(
@@ -41,5 +41,5 @@ def subscriber_row(username: str, domain: str, password: str, store_password: bo
     }
 
 
-def subscriber_table(store: Store, name: str = "subscriber"):  # type: ignore[no-untyped-def]
+def subscriber_table(store: Store, name: str = "subscriber") -> Table:
     return store.table(SUBSCRIBER_SPEC.renamed(name))

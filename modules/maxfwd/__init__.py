@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from ksr.core.context import MsgContext
+from ksr.core.context import Lump, MsgContext
 from ksr.core.module import ModParams, Module
 from ksr.kemi.registry import kemi
 from ksr.sip.abnf import uint
@@ -71,7 +71,7 @@ class Maxfwd(Module):
         return 1 if val < limit else -1
 
 
-def _replace_lump(hdr: Header, value: str):  # type: ignore[no-untyped-def]
+def _replace_lump(hdr: Header, value: str) -> Lump:
     def lump(m: Message, orig: frozenset[int]) -> None:
         for i, h in enumerate(m.headers):
             if h is hdr:

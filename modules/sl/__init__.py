@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from ksr.core.context import MsgContext, RouteType
+from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
 from ksr.kemi.registry import kemi
 from ksr.sip.builders import default_reason
+from ksr.sip.message import Message, Response
 
 
 class SlParams(ModParams):
@@ -36,9 +37,8 @@ class Sl(Module):
             self._by_class[k].inc()
 
     def reply(self, ctx: MsgContext, code: int, reason: str, stateful_if_possible: bool) -> int:
-        if not ctx.is_request or ctx.route not in (RouteType.REQUEST, RouteType.FAILURE, RouteType.BRANCH):
-            if not ctx.is_request:
-                return -1
+        if not ctx.is_request:
+            return -1
         if code < 100 or code > 699:
             return -1
         if ctx.request.method == "ACK":
@@ -105,10 +105,11 @@ class Sl(Module):
                 return -1
             new_code = int(code)
 
-            def lump(m, orig):  # type: ignore[no-untyped-def]
-                m.status = new_code
-                if reason:
-                    m.reason = reason
+            def lump(m: Message, orig: frozenset[int]) -> None:
+                if isinstance(m, Response):  # always: the lump is on a reply
+                    m.status = new_code
+                    if reason:
+                        m.reason = reason
 
             ctx.add_lump(lump)
         return 1 if self.server.forward_reply_stateless(ctx) else -1
