@@ -78,10 +78,16 @@ function __ksr_load(chunk)
 end
 """
 
+# Lua 5.1's xpcall passes no arguments: wrap them in a closure, but only when there are
+# some (a request route has none, and the table and closure cost every message).
 _BOOTSTRAP_51 = _BOOTSTRAP.replace(
     "local ok, err = xpcall(f, tb, ...)",
-    "local args = {...}; local n = select('#', ...)\n"
-    "  local ok, err = xpcall(function() return f(unpack(args, 1, n)) end, tb)",
+    "local ok, err\n"
+    "  local n = select('#', ...)\n"
+    "  if n == 0 then ok, err = xpcall(f, tb) else\n"
+    "    local args = {...}\n"
+    "    ok, err = xpcall(function() return f(unpack(args, 1, n)) end, tb)\n"
+    "  end",
 )
 
 

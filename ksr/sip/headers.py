@@ -6,6 +6,7 @@ proxy forwards what it does not understand byte for byte.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from .abnf import TOKEN_RE, is_token, uint
@@ -55,14 +56,23 @@ KNOWN_KEYS.update({"Call-Id": "call-id", "Cseq": "cseq", "Max-forwards": "max-fo
 KNOWN_KEYS.update({k: v for k, v in COMPACT_FORMS.items()})
 KNOWN_KEYS.update({k.upper(): v for k, v in COMPACT_FORMS.items()})
 
+_BAD_HOST_CHARS = re.compile(r'[ \t<>"]')
+
 # Headers that may appear once only (RFC 3261 §7.3.1: everything else may be a list).
 SINGLE_HEADERS = frozenset(
     {"call-id", "cseq", "from", "to", "max-forwards", "content-length", "content-type", "expires"}
 )
 
 
+# Every spelling above, and every key itself, -> key: header_key's lookup without lower().
+_KEY_OF: dict[str, str] = {**KNOWN_KEYS, **{k: k for k in KNOWN_KEYS.values()}, **COMPACT_FORMS}
+
+
 def header_key(name: str) -> str:
     """Canonical lower-case full name of a header name as written (compact forms expanded)."""
+    key = _KEY_OF.get(name)
+    if key is not None:
+        return key
     low = name.lower()
     return COMPACT_FORMS.get(low, low)
 
@@ -304,7 +314,7 @@ def split_hostport(hp: str) -> tuple[str, int | None]:
         if port is None:
             raise RemoteProtocolError(f"Bad port {port_text[:20]!r}")
         return host, port
-    if not host or any(c in host for c in " \t<>\"") :
+    if not host or _BAD_HOST_CHARS.search(host):
         raise RemoteProtocolError("Bad host")
     return host, None
 

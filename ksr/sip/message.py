@@ -209,10 +209,10 @@ class Message:
     def to_bytes(self) -> bytes:
         if self.raw is not None:
             return self.raw
+        # Header.line() inlined: this runs for every message sent, over every header
         lines = [self.start_line()]
-        lines.extend(h.line() for h in self.headers)
-        lines.append("")
-        lines.append("")
+        lines += [h.raw if h.raw is not None else f"{h.name}: {h.value}" for h in self.headers]
+        lines += ("", "")
         head = CRLF.join(lines).encode("utf-8", "surrogateescape")
         return head + self.body if self.body else head
 
