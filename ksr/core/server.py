@@ -295,11 +295,11 @@ class Server:
         ctx = MsgContext(self, rpl, src_ip, src_port, sock, conn_id)
         ctx.route = RouteType.REPLY
         try:
-            vias = rpl.vias
+            top = rpl.top_via  # only ours matters here: the others are parsed when needed
         except RemoteProtocolError:
             self._c_err_rpl.inc()
             return
-        if not vias or not self.is_myself_via(vias[0].host, vias[0].port):
+        if not self.is_myself_via(top.host, top.port):
             self._c_drop_rpl.inc()  # RFC 3261 §18.1.2: a stray response is discarded
             return
         self.run_route(ctx, self.config.core.kemi.reply_route_callback)
@@ -508,7 +508,11 @@ class Server:
     def forward_reply_stateless(self, ctx: MsgContext) -> bool:
         """Remove our Via and send the reply to the next one (RFC 3261 §16.7 step 9)."""
         out = ctx.apply_lumps()
-        vias = ctx.msg.vias
+        try:
+            vias = ctx.msg.vias
+        except RemoteProtocolError:
+            self._c_err_rpl.inc()
+            return False
         if len(vias) < 2:
             self._c_drop_rpl.inc()
             return False
