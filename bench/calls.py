@@ -90,7 +90,7 @@ def main() -> None:
         print(f"calls through ksr (sipp uac -> ksr -> sipp uas), {args.children} worker(s):")
         with ksr_server(script, CONFIG, extra=["-n", str(args.children)]) as (port, proc):
             if args.children > 1:
-                time.sleep(1.0)  # one worker answered the readiness probe; let the others start
+                time.sleep(3.0)  # one worker answered the readiness probe; let the others start
             def run_at(rate: int) -> tuple[int, int]:
                 before = tree_cpu(proc.pid)
                 ok, failed = run_calls(f"127.0.0.1:{port}", rate, args.seconds)

@@ -24,7 +24,7 @@ import logging
 import os
 import socket
 import struct
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -49,6 +49,7 @@ CHUNK = 60_000  # RPC answers travel in pieces of this size
 RECV_MAX = 1 << 18
 BUF = 4 << 20
 BATCH = 64
+MAX_QUEUE = 20_000  # frames waiting for a busy worker before new ones are dropped
 RPC_TIMEOUT = 3.0
 
 
@@ -76,6 +77,40 @@ class RemoteConns:
         return pid
 
 
+class _Peer:
+    """A connected socket to one other worker's hand-off socket; connected, so that a full
+    receive queue can be waited for (poll reports the peer's queue)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.sock: socket.socket | None = None
+        self.queue: deque[bytes] = deque()
+
+    def send(self, frame: bytes) -> bool | None:
+        """True sent, False would block, None: nobody listens there."""
+        for _ in range(2):  # a restarted worker has a new socket: connect again once
+            if self.sock is None:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                s.setblocking(False)
+                with contextlib.suppress(OSError):
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, BUF)
+                try:
+                    s.connect(self.path)
+                except OSError:
+                    s.close()
+                    return None
+                self.sock = s
+            try:
+                self.sock.send(frame)
+                return True
+            except BlockingIOError:
+                return False
+            except OSError:
+                self.sock.close()
+                self.sock = None
+        return None
+
+
 class _Pending:
     def __init__(self) -> None:
         self.chunks: dict[int, bytes] = {}
@@ -91,9 +126,13 @@ class Handoff:
         self.rundir = rundir
         self.sock: socket.socket | None = None
         self.remote = RemoteConns()
+        self.peers: dict[int, _Peer] = {}
         self.notes: dict[str, Callable[[bytes], None]] = {}
         self.pending: dict[int, _Pending] = {}
         self._rpc_ids = itertools.count(1)
+        # set by Server.serve once the modules have started: until then handed-off messages
+        # wait in the socket (bound early, so no other worker takes this worker for dead)
+        self.ready = trio.Event()
         st = server.stats
         self.c_out = st.counter("handoff", "relayed")
         self.c_in = st.counter("handoff", "received")
@@ -135,6 +174,7 @@ class Handoff:
             self._wrap_rpc()
         try:
             task_status.started()
+            await self.ready.wait()
             await self._recv_loop(s)
         finally:
             self.sock = None
@@ -157,20 +197,43 @@ class Handoff:
             await trio.lowlevel.checkpoint()
 
     def _send(self, worker: int, op: int, port: int, conn_id: int, meta: bytes, payload: bytes) -> bool | None:
-        """True sent, False dropped (queue full), None: that worker is down."""
-        s = self.sock
-        if s is None:
+        """True sent (or queued in order behind earlier frames), False dropped (queue full),
+        None: that worker is down."""
+        if self.sock is None:
             return None
         frame = _HEAD.pack(op, self.index, port, conn_id, len(meta)) + meta + payload
-        try:
-            s.sendto(frame, self.path(worker))
-        except (FileNotFoundError, ConnectionRefusedError):
-            return None
-        except (BlockingIOError, OSError) as err:
-            log.warning("hand-off to worker %d failed: %s", worker, err)
-            self.c_drop.inc()
-            return False
-        return True
+        peer = self.peers.get(worker)
+        if peer is None:
+            peer = self.peers[worker] = _Peer(self.path(worker))
+        if peer.queue:
+            if len(peer.queue) >= MAX_QUEUE:
+                self.c_drop.inc()
+                return False
+            peer.queue.append(frame)
+            return True
+        sent = peer.send(frame)
+        if sent is False:  # the owner's queue is full (net.unix.max_dgram_qlen): wait for it
+            peer.queue.append(frame)
+            if self.server.nursery is not None:
+                self.server.nursery.start_soon(self._flush, peer)
+            return True
+        return sent
+
+    async def _flush(self, peer: _Peer) -> None:
+        """Send the queued frames in order as the owner's socket takes them."""
+        while peer.queue:
+            if peer.sock is None:
+                break
+            await trio.lowlevel.wait_writable(peer.sock)
+            while peer.queue:
+                sent = peer.send(peer.queue[0])
+                if sent is False:
+                    break
+                peer.queue.popleft()
+                if sent is None:  # the owner died meanwhile: the rest is lost with it
+                    break
+        self.c_drop.inc(len(peer.queue))
+        peer.queue.clear()
 
     def _dispatch(self, data: bytes) -> None:
         op, origin, port, conn_id, mlen = _HEAD.unpack_from(data)

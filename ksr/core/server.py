@@ -557,6 +557,8 @@ class Server:
                 self.listeners = [s for t in self.transports.values() for s in t.sockets]
                 for m in self.modules.values():
                     await m.start(nursery)
+                if self.handoff is not None:
+                    self.handoff.ready.set()
                 if self.config.core.kemi.event_route_callback:
                     self.run_event(self.config.core.kemi.event_route_callback, "core:worker-one-init")
                 log.info(
