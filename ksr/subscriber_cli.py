@@ -13,7 +13,7 @@ from .core.config import ConfigError, load_config
 from .db import DEFAULT_DB_URL, DbError, open_store
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s = sub.add_parser("subscriber", help="add, remove or list auth_db subscribers")
     ss = s.add_subparsers(dest="action", required=True)
     a = ss.add_parser("add", help="add or change a subscriber: USER@DOMAIN PASSWORD")

@@ -97,7 +97,7 @@ def _shv_set(ctx: MsgContext, arg: str, value: Value) -> bool:
 def xavp_store(ctx: MsgContext, kind: str = "xavp") -> XavpStore:
     """The xavp (``ctx.xavps``), xavu or xavi family of a message."""
     if kind == "xavp":
-        return XavpStore(ctx.xavps)  # type: ignore[arg-type]
+        return XavpStore(ctx.xavps)
     data = ctx.extra.setdefault(kind, {})
     return XavpStore(data, fold_case=kind == "xavi", single=kind == "xavu")
 

@@ -73,7 +73,7 @@ class XavpStore:
         items = self.items(root)
         if not items:
             return None
-        pos = _at(items, 0 if idx is None or idx == ALL_IDX else idx)  # type: ignore[arg-type]
+        pos = _at(items, 0 if idx is None or idx == ALL_IDX else idx)
         return items[pos] if pos is not None else None
 
     # -- reading ---------------------------------------------------------------------------------
@@ -91,7 +91,7 @@ class XavpStore:
             return None
         if n.fidx == ALL_IDX:
             return ",".join(str(v) for v in vals)
-        pos = _at(vals, n.fidx or 0)  # type: ignore[arg-type]
+        pos = _at(vals, n.fidx or 0)
         return vals[pos] if pos is not None else None
 
     def field_get(self, root: str, field: str) -> int | str | None:
@@ -124,7 +124,7 @@ class XavpStore:
             return True
         if n.field is None:
             if n.ridx is not None:
-                pos = _at(items, n.ridx)  # type: ignore[arg-type]
+                pos = _at(items, n.ridx)
                 if pos is None:
                     return False
                 items[pos] = {VALUE_FIELD: [value]}
@@ -143,7 +143,7 @@ class XavpStore:
             return False
         vals = items[pos].setdefault(field, [])
         if n.fidx is not None and n.fidx != ALL_IDX:
-            fpos = _at(vals, n.fidx)  # type: ignore[arg-type]
+            fpos = _at(vals, n.fidx)
             if fpos is None:
                 return False
             vals[fpos] = value
@@ -187,7 +187,7 @@ class XavpStore:
                 del it[fk]
             else:
                 vals = it[fk]
-                pos = _at(vals, n.fidx)  # type: ignore[arg-type]
+                pos = _at(vals, n.fidx)
                 if pos is not None:
                     del vals[pos]
                 if not vals:

@@ -17,7 +17,7 @@ from ksr.kemi.registry import XVal, kemi
 from ksr.sip.dialog_state import DlgState
 from ksr.sip.message import Request
 
-from .manager import RPC, DialogManager
+from .manager import RPC, DialogManager, Listener
 from .model import Dialog
 from .pvs import register as register_pvs
 from .rpc import DialogRpc
@@ -366,10 +366,10 @@ class DialogModule(DialogRpc, Module):
         return 1 if self.server.pv.get(ctx, f"$dlg_var({key})") is None else -1
 
     # -- API for other modules (acc) --------------------------------------------------------
-    def add_listener(self, fn: object) -> None:
+    def add_listener(self, fn: Listener) -> None:
         """``fn(dialog, evname, ctx)`` after the script's event callback, for every
         dialog:start/end/failed (exactly once each)."""
-        self.mgr.listeners.append(fn)  # type: ignore[arg-type]
+        self.mgr.listeners.append(fn)
 
     def is_initial_invite(self, ctx: MsgContext) -> bool:
         m = ctx.msg

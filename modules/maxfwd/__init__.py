@@ -41,7 +41,7 @@ class Maxfwd(Module):
             return -2
         done = ctx.extra.get(_DONE_KEY)
         if done is not None:
-            return done  # type: ignore[no-any-return]  # one change per message
+            return done  # one change per message
         hdr, val = self._value(ctx)
         if val == -2:
             log.debug("malformed Max-Forwards from %s:%d", ctx.src_ip, ctx.src_port)

@@ -333,7 +333,7 @@ class Pv(Module):
         if not pairs:
             return -1
         item = {n: [v] for n, v in pairs}
-        xavp_store(ctx).data.setdefault(xname, []).insert(0, item)  # type: ignore[arg-type]
+        xavp_store(ctx).data.setdefault(xname, []).insert(0, item)
         return 1
 
     @kemi()
