@@ -35,6 +35,11 @@ def parse_credentials(value: str) -> Credentials:
             i += 1
         if i < n and rest[i] == '"':
             i += 1
+            end = rest.find('"', i)
+            if end >= 0 and "\\" not in rest[i:end]:  # the usual case: nothing escaped
+                params[name] = rest[i:end]
+                i = end + 1
+                continue
             buf: list[str] = []
             while i < n and rest[i] != '"':
                 if rest[i] == "\\" and i + 1 < n:

@@ -74,23 +74,27 @@ class Contact:
         return max(0, int(self.expires - now)) if self.expires else 0
 
     def to_row(self) -> Row:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {name: getattr(self, name) for name in _FIELDS}
 
     @classmethod
     def from_row(cls, row: Row) -> Contact:
         kw = {}
-        for f in dataclasses.fields(cls):
-            v = row.get(f.name)
+        for name in _FIELDS:
+            v = row.get(name)
             if v is not None:
-                kw[f.name] = v
-            elif f.name in ("aor", "contact"):
-                kw[f.name] = ""
-            elif f.name == "expires":
-                kw[f.name] = 0.0
+                kw[name] = v
+            elif name in ("aor", "contact"):
+                kw[name] = ""
+            elif name == "expires":
+                kw[name] = 0.0
         return cls(**kw)  # type: ignore[arg-type]
 
     def copy(self) -> Contact:
-        return dataclasses.replace(self)
+        # positional, in field order: dataclasses.replace() inspects the class on every call
+        return type(self)(*[getattr(self, name) for name in _FIELDS])
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(Contact))  # Contact's fields, in order
 
 
 class RuidMaker:

@@ -1,0 +1,169 @@
+"""Where a REGISTER's CPU goes: registrations played through ``Server.receive`` in one process.
+
+Same script and storage as bench/register.py (usrloc db_mode 1, write-through, on SQLite):
+with --auth (default) each registration is REGISTER -> 401 -> REGISTER with digest
+credentials -> 200, checked against auth_db; with --no-auth it is REGISTER -> 200. Prints CPU
+µs per registration (both requests of an authenticated one count as one) and, with
+--profile, cProfile's top functions.
+
+    python -m bench.profile_register [--no-auth] [--count 5000] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import trio.testing
+
+from ksr.core.gcpolicy import tune_for_serving
+from ksr.sip.digest import compute_ha1, compute_response
+
+from .inproc import (
+    PROXY,
+    GcMeter,
+    Wire,
+    cpu_now,
+    head_lines,
+    header_values,
+    make_server,
+    profiled,
+    report,
+    run_trio,
+)
+
+UA = ("127.0.0.1", 5090)
+USER, PASSWORD = "u00000", "pw0"  # one digest account for every AOR, as sipp's -au/-ap
+DOMAIN = "127.0.0.1"
+
+SCRIPT_AUTH = """
+function ksr_request_route()
+  if KSR.is_REGISTER() then
+    if KSR.auth_db.auth_check(KSR.pv.get("$td"), "subscriber", 0) < 0 then
+      KSR.auth.auth_challenge(KSR.pv.get("$td"), 1)
+      KSR.x.exit()
+    end
+    KSR.registrar.save("location", 0)
+    KSR.x.exit()
+  end
+  KSR.sl.sl_send_reply(404, "Not Found")
+end
+"""
+
+SCRIPT_NO_AUTH = """
+function ksr_request_route()
+  if KSR.is_REGISTER() then
+    KSR.registrar.save("location", 0)
+    KSR.x.exit()
+  end
+  KSR.sl.sl_send_reply(404, "Not Found")
+end
+"""
+
+
+def register(n: int, cseq: int, authorization: str = "") -> bytes:
+    aor = f"bench{n:06d}"
+    lines = [
+        f"REGISTER sip:{DOMAIN}:{PROXY[1]} SIP/2.0",
+        f"Via: SIP/2.0/UDP {UA[0]}:{UA[1]};branch=z9hG4bK-{n}-{cseq}",
+        f"From: <sip:{aor}@{DOMAIN}>;tag={n}SIPpTag00",
+        f"To: <sip:{aor}@{DOMAIN}>",
+        f"Call-ID: {n}-reg@127.0.0.1",
+        f"CSeq: {cseq} REGISTER",
+        f"Contact: <sip:{aor}@{UA[0]}:{UA[1]}>",
+    ]
+    if authorization:
+        lines.append(authorization)
+    lines += ["Max-Forwards: 70", "Expires: 3600", "User-Agent: sipp-bench", "Content-Length: 0", "", ""]
+    return "\r\n".join(lines).encode()
+
+
+_PARAM = re.compile(r'(\w+)=(?:"([^"]*)"|([^,\s]*))')
+
+
+def authorization(challenge: bytes) -> str:
+    """The Authorization header answering a 401 (MD5, qop=auth when offered)."""
+    www = header_values(head_lines(challenge), "www-authenticate")[0].split(":", 1)[1].strip()
+    params = {m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3) for m in _PARAM.finditer(www)}
+    realm, nonce = params["realm"], params["nonce"]
+    uri = f"sip:{DOMAIN}:{PROXY[1]}"
+    ha1 = compute_ha1("MD5", USER, realm, PASSWORD)
+    qop = "auth" if "auth" in (params.get("qop") or "").split(",") else None
+    cnonce, nc = "0a4f113b", "00000001"
+    resp = compute_response("MD5", ha1, nonce, "REGISTER", uri, qop, nc, cnonce)
+    auth = f'Authorization: Digest username="{USER}", realm="{realm}", nonce="{nonce}", uri="{uri}", response="{resp}", algorithm=MD5'
+    if qop:
+        auth += f", qop={qop}, nc={nc}, cnonce=\"{cnonce}\""
+    return auth
+
+
+def status(wire: Wire) -> bytes:
+    got = wire.take(UA[1])
+    if len(got) != 1:
+        raise RuntimeError(f"expected one reply, got {[g[:40] for g in got]}")
+    return got[0]
+
+
+def play(server: Any, wire: Wire, sock: Any, n: int, auth: bool) -> None:
+    rx = server.receive
+    rx(register(n, 1), UA[0], UA[1], sock)
+    first = status(wire)
+    if auth:
+        if first[8:11] != b"401":
+            raise RuntimeError(f"expected 401, got {first[:40]!r}")
+        rx(register(n, 2, authorization(first)), UA[0], UA[1], sock)
+        first = status(wire)
+    if first[8:11] != b"200":
+        raise RuntimeError(f"expected 200, got {first[:60]!r}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--count", type=int, default=5000)
+    ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--no-auth", dest="auth", action="store_false")
+    ap.add_argument("--db-mode", type=int, default=1)
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--sort", default="tottime")
+    ap.add_argument("--top", type=int, default=40)
+    ap.add_argument("--gc-threshold", type=int, default=None)
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="ksr-prof-"))
+    url = f"sqlite://{tmp}/bench.sqlite"
+    script = tmp / "reg.lua"
+    script.write_text(SCRIPT_AUTH if args.auth else SCRIPT_NO_AUTH)
+    modules = ["sl", "usrloc", "registrar"] + (["auth", "auth_db"] if args.auth else [])
+    modparam: dict[str, Any] = {"usrloc": {"db_url": url, "db_mode": args.db_mode}}
+    if args.auth:
+        from tests.registrar.procs import add_users
+
+        add_users(url, 1)  # u00000 / pw0
+        modparam["auth_db"] = {"db_url": url}
+    server, wire, sock = make_server(script, {"loadmodule": modules, "modparam": modparam})
+    tune_for_serving(server.config.core.gc_threshold if args.gc_threshold is None else args.gc_threshold)
+
+    async def body(clock: trio.testing.MockClock) -> None:
+        for i in range(args.warmup):
+            play(server, wire, sock, i, args.auth)
+            await trio.sleep(0)
+        t0 = cpu_now()
+        with profiled(args.profile, args.top, args.sort), GcMeter() as meter:
+            for i in range(args.warmup, args.warmup + args.count):
+                play(server, wire, sock, i, args.auth)
+                clock.jump(0.0005)
+                await trio.sleep(0)
+        what = "registrations" + (" (digest auth)" if args.auth else " (no auth)")
+        report("registrations", args.count, cpu_now() - t0)
+        print(f"{what}, usrloc db_mode {args.db_mode} on SQLite; garbage collection "
+              f"{meter.seconds / args.count * 1e6:.1f} us per registration, gc thresholds {gc.get_threshold()}")
+
+    run_trio(server, body)
+
+
+if __name__ == "__main__":
+    main()
