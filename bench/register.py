@@ -1,6 +1,6 @@
-"""Registrations per second with digest auth, per backend, at zero failures.
+"""Registrations per second with digest auth (or without: --no-auth), per backend, at zero failures.
 
-    python -m bench.register [--backends sqlite,postgres,redis] [--calls 2000] [--rate 400]
+    python -m bench.register [--backends sqlite,postgres,redis] [--calls 2000] [--rate 400] [--no-auth]
 
 Runs a ksr subprocess (db_mode 1: write-through) with a script doing auth_check + save, and
 sipp's REGISTER -> 401 -> REGISTER+auth -> 200 scenario over many AORs from an injection file
@@ -17,6 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
+from bench.common import cpu_seconds
 from tests.registrar.conftest import PG_URL, REDIS_URL, _cleanup
 from tests.registrar.procs import SCENARIO, add_users
 from tests.support import free_port, ksr_process, run_sipp
@@ -35,8 +36,19 @@ function ksr_request_route()
 end
 """
 
+SCRIPT_NO_AUTH = """
+function ksr_request_route()
+  if KSR.is_REGISTER() then
+    KSR.registrar.save("location", 0)
+    KSR.x.exit()
+  end
+  KSR.sl.sl_send_reply(404, "Not Found")
+end
+"""
+NO_AUTH_SCENARIO = Path(__file__).resolve().parent / "sipp" / "register.xml"
 
-def run_backend(name: str, calls: int, rate: int, tmp: Path) -> tuple[float, int, int]:
+
+def run_backend(name: str, calls: int, rate: int, tmp: Path, auth: bool = True) -> tuple[float, int, int, float]:
     prefix = "b" + uuid.uuid4().hex[:8] + "_"
     url = {
         "sqlite": f"sqlite://{tmp}/{prefix}.sqlite",
@@ -47,18 +59,22 @@ def run_backend(name: str, calls: int, rate: int, tmp: Path) -> tuple[float, int
     csv = tmp / "aors.csv"
     csv.write_text("SEQUENTIAL\n" + "".join(f"bench{i:06d};127.0.0.1;x\n" for i in range(calls)))
     script = tmp / "bench.lua"
-    script.write_text(SCRIPT)
+    script.write_text(SCRIPT if auth else SCRIPT_NO_AUTH)
     cfg = (
         'loadmodule = ["sl", "usrloc", "registrar", "auth", "auth_db"]\n'
         f'[modparam.usrloc]\ndb_url = "{url}"\ndb_mode = 1\n[modparam.auth_db]\ndb_url = "{url}"\n'
+    ) if auth else (
+        f'loadmodule = ["sl", "usrloc", "registrar"]\n[modparam.usrloc]\ndb_url = "{url}"\ndb_mode = 1\n'
     )
+    sipp_auth = ["-au", "u00000", "-ap", "pw0"] if auth else []
     try:
         with ksr_process(script, cfg) as k:
+            cpu0 = cpu_seconds(k["proc"].pid)
             t0 = time.monotonic()
             res = run_sipp(
                 [
                     "-sf",
-                    str(SCENARIO),
+                    str(SCENARIO if auth else NO_AUTH_SCENARIO),
                     "-inf",
                     str(csv),
                     f"127.0.0.1:{k['port']}",
@@ -72,16 +88,14 @@ def run_backend(name: str, calls: int, rate: int, tmp: Path) -> tuple[float, int
                     str(rate),
                     "-l",
                     "200",
-                    "-au",
-                    "u00000",
-                    "-ap",
-                    "pw0",
+                    *sipp_auth,
                     "-recv_timeout",
                     "5000",
                 ],
                 timeout=120,
             )
             elapsed = time.monotonic() - t0
+            cpu = cpu_seconds(k["proc"].pid) - cpu0
     finally:
         if name != "sqlite":
             _cleanup(PG_URL if name == "postgres" else REDIS_URL, prefix)
@@ -91,7 +105,7 @@ def run_backend(name: str, calls: int, rate: int, tmp: Path) -> tuple[float, int
             ok = int(line.split("|")[2])
         if line.strip().startswith("Failed call"):
             fail = int(line.split("|")[2])
-    return calls / elapsed, ok, fail
+    return calls / elapsed, ok, fail, cpu / max(ok, 1)
 
 
 def main() -> int:
@@ -101,12 +115,15 @@ def main() -> int:
     ap.add_argument("--backends", default="sqlite,postgres,redis")
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--rate", type=int, default=400, help="registrations started per second")
+    ap.add_argument("--no-auth", dest="auth", action="store_false", help="REGISTER -> 200, no digest")
     a = ap.parse_args()
     worst = 0
     with tempfile.TemporaryDirectory(prefix="ksr-bench-") as d:
         for name in a.backends.split(","):
-            rps, ok, fail = run_backend(name, a.calls, a.rate, Path(d))
-            print(f"{name:9s} {rps:8.1f} registrations/s (with digest auth)  ok={ok} failed={fail}")
+            rps, ok, fail, cpu = run_backend(name, a.calls, a.rate, Path(d), a.auth)
+            what = "with digest auth" if a.auth else "no auth"
+            print(f"{name:9s} {rps:8.1f} registrations/s ({what})  ok={ok} failed={fail}  "
+                  f"ksr CPU {cpu * 1e6:.0f} us per registration")
             worst = max(worst, fail)
     return 1 if worst else 0
 
