@@ -56,6 +56,7 @@ class Engine:
         self.ctx: MsgContext | None = None
         self.version = 0
         self.loaded_at = 0.0
+        self.mtime: float | None = None  # of the script file when a reload loaded it
 
     # subclasses implement these
     def load(self) -> None:

@@ -120,7 +120,7 @@ def reload_script(server: Server, path: Path | None = None) -> dict[str, Any]:
     server.engine = engine  # the swap: the next message runs the new version
     server.script_path = target
     took = time.perf_counter() - started
-    _remember_mtime(engine)
+    engine.mtime = _mtime(engine.path)
     log.info("reloaded %s: version %d now runs (%.1f ms)", target, engine.version, took * 1000)
     return {
         "old": old.version if old is not None else 0,
@@ -165,10 +165,6 @@ def _mtime(path: Path) -> float | None:
         return None
 
 
-def _remember_mtime(engine: Engine) -> None:
-    engine.mtime = _mtime(engine.path)  # type: ignore[attr-defined]
-
-
 class ScriptWatcher:
     """Reloads the script when its file changes (polled on the server timer).
 
@@ -189,9 +185,9 @@ class ScriptWatcher:
         if now is None:
             return
         if self.seen is None:
-            self.seen = getattr(engine, "mtime", None) or now
+            self.seen = engine.mtime or now
         # Unchanged, or already loaded by an RPC reload since the last tick.
-        if now in (self.seen, getattr(engine, "mtime", None)):
+        if now in (self.seen, engine.mtime):
             self.seen = now
             return
         self.seen = now
