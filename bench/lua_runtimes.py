@@ -37,9 +37,16 @@ def per_call(runtime: str, budget: int, calls: int, route: str) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "b.lua"
         script.write_text(SCRIPT)
-        cfg = Config.model_validate({"loadmodule": ["sl"], "core": {
-            "listen": ["udp:127.0.0.1:0"], "lua_runtime": runtime,
-            "script_max_instructions": budget}})
+        cfg = Config.model_validate(
+            {
+                "loadmodule": ["sl"],
+                "core": {
+                    "listen": ["udp:127.0.0.1:0"],
+                    "lua_runtime": runtime,
+                    "script_max_instructions": budget,
+                },
+            }
+        )
         server = Server(cfg, script)
         engine = server.load_script()
         ctx = server.faked_context()
@@ -61,7 +68,9 @@ def main() -> None:
         for budget in (10**12, 0):
             ksr = per_call(runtime, budget, args.calls, "bench")
             pure = per_call(runtime, budget, args.calls * 10, "bench_lua")
-            print(f"{runtime:8} {'on' if budget else 'off':6} {ksr * 1e6:8.3f} us {pure * 1e9:15.1f} ns")
+            print(
+                f"{runtime:8} {'on' if budget else 'off':6} {ksr * 1e6:8.3f} us {pure * 1e9:15.1f} ns"
+            )
 
 
 if __name__ == "__main__":

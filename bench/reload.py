@@ -22,8 +22,26 @@ from tests.support import UdpPeer, running_server, sip_request, udp_addr
 from .common import REPO
 
 # What the default scripts use; only the modules present in this checkout are loaded.
-DEFAULT_SCRIPT_MODULES = ["sl", "maxfwd", "sanity", "tm", "tmx", "rr", "usrloc", "registrar", "nathelper",
-                          "siputils", "corex", "kemix", "dialog", "textops", "xlog", "pv", "auth", "acc"]
+DEFAULT_SCRIPT_MODULES = [
+    "sl",
+    "maxfwd",
+    "sanity",
+    "tm",
+    "tmx",
+    "rr",
+    "usrloc",
+    "registrar",
+    "nathelper",
+    "siputils",
+    "corex",
+    "kemix",
+    "dialog",
+    "textops",
+    "xlog",
+    "pv",
+    "auth",
+    "acc",
+]
 
 
 def _ms(xs: list[float]) -> str:
@@ -34,18 +52,27 @@ def _ms(xs: list[float]) -> str:
 
 async def measure(script: Path, rounds: int) -> None:
     have = set(available_modules([]))
-    cfg = Config.model_validate({
-        "loadmodule": [m for m in DEFAULT_SCRIPT_MODULES if m in have],
-        "core": {"listen": ["udp:127.0.0.1:0"]},
-    })
+    cfg = Config.model_validate(
+        {
+            "loadmodule": [m for m in DEFAULT_SCRIPT_MODULES if m in have],
+            "core": {"listen": ["udp:127.0.0.1:0"]},
+        }
+    )
     async with running_server(cfg, script) as server:
         peer = await UdpPeer().bind()
         addr = udp_addr(server)
 
         async def rtt(n: int, reload: bool) -> float:
             t0 = time.perf_counter()
-            await peer.send(sip_request(ruri=f"sip:{addr[0]}:{addr[1]}", port=peer.port, branch=f"z9hG4bK-b{n}",
-                                        call_id=f"b{n}"), addr)
+            await peer.send(
+                sip_request(
+                    ruri=f"sip:{addr[0]}:{addr[1]}",
+                    port=peer.port,
+                    branch=f"z9hG4bK-b{n}",
+                    call_id=f"b{n}",
+                ),
+                addr,
+            )
             if reload:  # the datagram is in the socket buffer while the loop is busy reloading
                 reload_script(server, script)
             await peer.recv_reply(timeout=5)

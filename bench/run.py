@@ -1,6 +1,6 @@
 """OPTIONS answered by the routing script: the highest rate with zero failures.
 
-    python -m bench.run [--script scripts/default.lua] [--calls 5000]
+python -m bench.run [--script scripts/default.lua] [--calls 5000]
 """
 
 from __future__ import annotations
@@ -22,14 +22,31 @@ def main() -> None:
     config = Path(args.config).read_text() if args.config else ""
     print(f"OPTIONS through {args.script}")
     with ksr_server(Path(args.script), config) as (port, proc):
+
         def run_at(rate: int) -> tuple[int, int]:
             n = min(args.calls, rate * 3)
             before = cpu_seconds(proc.pid)
-            ok, failed, out = sipp(["-sf", str(SIPP_DIR / "options.xml"), f"127.0.0.1:{port}", "-m", str(n),
-                                    "-r", str(rate), "-l", str(max(rate, 1000)), "-i", "127.0.0.1"], timeout=60)
+            ok, failed, out = sipp(
+                [
+                    "-sf",
+                    str(SIPP_DIR / "options.xml"),
+                    f"127.0.0.1:{port}",
+                    "-m",
+                    str(n),
+                    "-r",
+                    str(rate),
+                    "-l",
+                    str(max(rate, 1000)),
+                    "-i",
+                    "127.0.0.1",
+                ],
+                timeout=60,
+            )
             used = cpu_seconds(proc.pid) - before
             if ok:
-                print(f"    ksr CPU {used / ok * 1e6:.0f} us per OPTIONS ({ok / used if used else 0:.0f}/s per core)")
+                print(
+                    f"    ksr CPU {used / ok * 1e6:.0f} us per OPTIONS ({ok / used if used else 0:.0f}/s per core)"
+                )
             return ok, failed
 
         best, _ = find_max_rate(run_at, rates)

@@ -148,7 +148,9 @@ class Callee:
     def __init__(self, scenario: str, transport: str, calls: int) -> None:
         self.port = free_port()
         args = sipp_command(SIPP / scenario, *_sipp_args(transport), port=self.port, calls=calls)
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
 
     def wait(self) -> int:
         try:
@@ -164,7 +166,9 @@ class Callee:
             self.proc.wait()
 
 
-def caller(scenario: str, ksr_port: int, user: str, transport: str, calls: int = 2) -> subprocess.CompletedProcess[str]:
+def caller(
+    scenario: str, ksr_port: int, user: str, transport: str, calls: int = 2
+) -> subprocess.CompletedProcess[str]:
     args = sipp_command(
         SIPP / scenario,
         f"127.0.0.1:{ksr_port}",
@@ -196,10 +200,19 @@ RUNS = [(lang, tr, *case) for lang, tr in (("lua", "udp"), ("py", "tcp")) for ca
 RUNS += [("lua", "tcp", *CASES[1]), ("py", "udp", *CASES[1])]
 
 
-@pytest.mark.parametrize(("lang", "transport", "uac", "user", "uas"), RUNS,
-                         ids=[f"{r[0]}-{r[1]}-{r[3]}-{r[2][4:-4]}" for r in RUNS])
+@pytest.mark.parametrize(
+    ("lang", "transport", "uac", "user", "uas"),
+    RUNS,
+    ids=[f"{r[0]}-{r[1]}-{r[3]}-{r[2][4:-4]}" for r in RUNS],
+)
 def test_call_through_ksr(
-    tmp_path: Path, callees: list[Callee], lang: str, transport: str, uac: str, user: str, uas: list[str]
+    tmp_path: Path,
+    callees: list[Callee],
+    lang: str,
+    transport: str,
+    uac: str,
+    user: str,
+    uas: list[str],
 ) -> None:
     calls = 2
     for scen in uas:
@@ -213,7 +226,9 @@ def test_call_through_ksr(
     script.write_text((LUA if lang == "lua" else PY) % ports)
     with ksr_process(script, MODULES) as ksr:
         res = caller(uac, ksr["port"], user, transport, calls)
-        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:] + ksr["log"].read_text()[-3000:]
+        assert res.returncode == 0, (
+            res.stdout[-3000:] + res.stderr[-2000:] + ksr["log"].read_text()[-3000:]
+        )
         for c in callees:
             assert c.wait() == 0, c.proc.stderr.read() if c.proc.stderr else ""
         log = ksr["log"].read_text()

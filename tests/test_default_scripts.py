@@ -14,8 +14,24 @@ from ksr.testing import ScriptHarness
 from tests.support import SCRIPTS
 
 # The modules the default scripts call (those present in this checkout).
-WANTED = ["sl", "maxfwd", "sanity", "tm", "tmx", "rr", "usrloc", "registrar", "nathelper", "siputils",
-          "corex", "kemix", "dialog", "textops", "xlog", "pv"]
+WANTED = [
+    "sl",
+    "maxfwd",
+    "sanity",
+    "tm",
+    "tmx",
+    "rr",
+    "usrloc",
+    "registrar",
+    "nathelper",
+    "siputils",
+    "corex",
+    "kemix",
+    "dialog",
+    "textops",
+    "xlog",
+    "pv",
+]
 
 
 @pytest.fixture(params=["default.lua", "default.py"])
@@ -33,9 +49,11 @@ async def test_options_keepalive(h: ScriptHarness) -> None:
 
 
 async def test_malformed_request_is_answered_400(h: ScriptHarness) -> None:
-    raw = (b"OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKbad\r\n"
-           b"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:b@127.0.0.1>\r\nCall-ID: bad-1\r\n"
-           b"CSeq: 1 OPTIONS\r\nContent-Length: 9\r\n\r\n")
+    raw = (
+        b"OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKbad\r\n"
+        b"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:b@127.0.0.1>\r\nCall-ID: bad-1\r\n"
+        b"CSeq: 1 OPTIONS\r\nContent-Length: 9\r\n\r\n"
+    )
     out = h.receive(raw)
     assert out.code == 400
     assert out.relayed == []
@@ -44,6 +62,8 @@ async def test_malformed_request_is_answered_400(h: ScriptHarness) -> None:
 async def test_max_forwards_zero_is_483(h: ScriptHarness) -> None:
     assert h.server.engine is not None
     if "maxfwd" not in h.server.engine.path.read_text():
-        pytest.skip(f"{h.server.engine.path.name} does not call KSR.maxfwd yet (being ported from default.lua)")
+        pytest.skip(
+            f"{h.server.engine.path.name} does not call KSR.maxfwd yet (being ported from default.lua)"
+        )
     out = h.request("OPTIONS", "sip:127.0.0.1:5060", max_forwards=0)
     assert (out.code, out.reason) == (483, "Too Many Hops")

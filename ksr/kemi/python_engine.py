@@ -92,7 +92,9 @@ class PythonEngine(Engine):
         ksr = types.ModuleType("KSR", "KSR functions of ksr (Kamailio KEMI compatible)")
         ksr.__version__ = 1003  # type: ignore[attr-defined]
         for sub in self.registry.submodules():
-            funcs = {n: make_binding(f, self, lua=False) for n, f in self.registry.functions[sub].items()}
+            funcs = {
+                n: make_binding(f, self, lua=False) for n, f in self.registry.functions[sub].items()
+            }
             if sub == "":
                 for n, b in funcs.items():
                     setattr(ksr, n, b)
@@ -122,7 +124,8 @@ class PythonEngine(Engine):
         # Helper modules from the script's folder are loaded fresh with each version; if this
         # version fails, the running one gets its helpers and its KSR module back.
         stale = {
-            name: mod for name, mod in list(sys.modules.items())
+            name: mod
+            for name, mod in list(sys.modules.items())
             if name != "KSR" and _in_folder(mod, folder)
         }
         saved_ksr = sys.modules.get("KSR")
@@ -155,22 +158,32 @@ class PythonEngine(Engine):
         try:
             spec.loader.exec_module(module)
         except SyntaxError as err:
-            raise ScriptError(f"syntax error: {err.msg}", err.filename or str(self.path), err.lineno) from None
+            raise ScriptError(
+                f"syntax error: {err.msg}", err.filename or str(self.path), err.lineno
+            ) from None
         except FileNotFoundError:
             raise ScriptError("cannot read script: no such file", str(self.path)) from None
         except BaseException as err:
             file, line = _last_frame(err, str(self.path))
-            raise ScriptError(f"error running the script: {type(err).__name__}: {err}", file, line) from None
+            raise ScriptError(
+                f"error running the script: {type(err).__name__}: {err}", file, line
+            ) from None
         init = getattr(module, "mod_init", None)
         if not callable(init):
-            raise ScriptError("no mod_init() function (it must return the routing object)", str(self.path))
+            raise ScriptError(
+                "no mod_init() function (it must return the routing object)", str(self.path)
+            )
         try:
             handler = init()
         except BaseException as err:
             file, line = _last_frame(err, str(self.path))
-            raise ScriptError(f"mod_init() failed: {type(err).__name__}: {err}", file, line) from None
+            raise ScriptError(
+                f"mod_init() failed: {type(err).__name__}: {err}", file, line
+            ) from None
         if handler is None:
-            raise ScriptError("mod_init() returned None (it must return the routing object)", str(self.path))
+            raise ScriptError(
+                "mod_init() returned None (it must return the routing object)", str(self.path)
+            )
         rr = self.server.config.core.kemi.request_route_callback
         if not callable(getattr(handler, rr, None)):
             raise ScriptError(f"the object from mod_init() has no method {rr}", str(self.path))

@@ -86,7 +86,9 @@ class Tmx(Module):
         return self.t_cancel_callid_reason(ctx, callid, cseq, flag, 0)
 
     @kemi()
-    def t_cancel_callid_reason(self, ctx: MsgContext, callid: str, cseq: str, flag: int, rcode: int) -> int:
+    def t_cancel_callid_reason(
+        self, ctx: MsgContext, callid: str, cseq: str, flag: int, rcode: int
+    ) -> int:
         """Like t_cancel_callid; rcode > 0 also answers the caller with it."""
         tx = self._find(callid, cseq)
         if tx is None or tx.status >= 200:
@@ -98,7 +100,9 @@ class Tmx(Module):
         return 1
 
     @kemi()
-    def t_reply_callid(self, ctx: MsgContext, callid: str, cseq: str, code: int, reason: str) -> int:
+    def t_reply_callid(
+        self, ctx: MsgContext, callid: str, cseq: str, code: int, reason: str
+    ) -> int:
         """Reply to the transaction with this Call-ID and CSeq."""
         tx = self._find(callid, cseq)
         if tx is None:

@@ -19,7 +19,11 @@ S, In, E = DlgState, DlgInput, DlgEvent
         ([In.ANSWERED, In.BYE], [3, 5], [E.START, E.END]),
         ([In.PROVISIONAL, In.FAILED], [2, 5], [E.FAILED]),
         ([In.FAILED, In.ANSWERED, In.BYE], [5, 5, 5], [E.FAILED]),
-        ([In.ANSWERED, In.ACK, In.TIMEOUT, In.BYE, In.TERMINATE], [3, 4, 5, 5, 5], [E.START, E.END]),
+        (
+            [In.ANSWERED, In.ACK, In.TIMEOUT, In.BYE, In.TERMINATE],
+            [3, 4, 5, 5, 5],
+            [E.START, E.END],
+        ),
         ([In.PROVISIONAL, In.PROVISIONAL, In.TIMEOUT], [2, 2, 5], [E.FAILED]),
         ([In.ANSWERED, In.ANSWERED, In.FAILED, In.ACK, In.ACK], [3, 3, 3, 4, 4], [E.START]),
     ],

@@ -114,11 +114,17 @@ async def test_rpc_shapes_match_kamailio(tmp_path: Path) -> None:
             for k, v in want.items():
                 assert type(got[k]) is type(v), k
             cap = json.loads((CAPTURES / "http-dlg.stats_active.json").read_text())
-            assert list(server.rpc.call("dlg.stats_active", [])) == list(cap["response_json"]["result"])
+            assert list(server.rpc.call("dlg.stats_active", [])) == list(
+                cap["response_json"]["result"]
+            )
             stats = server.rpc.call("stats.get_statistics", ["dialog:"])
-            cap = json.loads((CAPTURES / "kamcli-11-stats.get_statistics-group-dialog.json").read_text())
+            cap = json.loads(
+                (CAPTURES / "kamcli-11-stats.get_statistics-group-dialog.json").read_text()
+            )
             assert stats == cap["response_json"]["result"]  # same names, same values for one call
-            resp = server.rpc.handle({"jsonrpc": "2.0", "method": "dlg.profile_get_size", "params": ["x"], "id": 1})
+            resp = server.rpc.handle(
+                {"jsonrpc": "2.0", "method": "dlg.profile_get_size", "params": ["x"], "id": 1}
+            )
             assert resp is not None
             assert resp["error"] == {"code": 404, "message": "Profile not found: x"}
             (brief,) = server.rpc.call("dlg.briefing", [])

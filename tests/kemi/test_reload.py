@@ -41,7 +41,9 @@ def rpc(server: Server, method: str, *params: Any) -> dict[str, Any]:
 
 
 async def ask(peer: UdpPeer, server: Server, n: int = 1) -> tuple[int, str]:
-    await peer.send(sip_request(port=peer.port, branch=f"z9hG4bK-r{n}", call_id=f"c{n}"), udp_addr(server))
+    await peer.send(
+        sip_request(port=peer.port, branch=f"z9hG4bK-r{n}", call_id=f"c{n}"), udp_addr(server)
+    )
     r = await peer.recv_reply()
     return r.status, r.reason
 
@@ -73,14 +75,23 @@ async def test_lua_reload_swaps_version(tmp_path: Path, peer: UdpPeer) -> None:
     ("broken", "line", "words"),
     [
         ("function ksr_request_route()\n  if then\nend\n", 2, "syntax error"),
-        ("function ksr_request_route()\n  KSR.sl.no_such_fn(1)\nend\n", 2, "unknown function KSR.sl.no_such_fn"),
+        (
+            "function ksr_request_route()\n  KSR.sl.no_such_fn(1)\nend\n",
+            2,
+            "unknown function KSR.sl.no_such_fn",
+        ),
         ("function other()\nend\n", None, "ksr_request_route"),
         ("x = nil\nx.y = 1\nfunction ksr_request_route() end\n", 2, "error running the script"),
         ("while true do end\nfunction ksr_request_route() end\n", 1, "instruction budget"),
     ],
 )
 async def test_broken_lua_is_refused_and_old_stays(
-    tmp_path: Path, peer: UdpPeer, caplog: pytest.LogCaptureFixture, broken: str, line: int | None, words: str
+    tmp_path: Path,
+    peer: UdpPeer,
+    caplog: pytest.LogCaptureFixture,
+    broken: str,
+    line: int | None,
+    words: str,
 ) -> None:
     script = tmp_path / "route.lua"
     script.write_text(LUA_V.format(n=1))
@@ -169,7 +180,9 @@ async def test_transaction_keeps_its_script_version(tmp_path: Path) -> None:
     assert server.engine is not old
 
 
-async def test_watch_reloads_on_change(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+async def test_watch_reloads_on_change(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
     script = tmp_path / "route.lua"
     script.write_text(LUA_V.format(n=1))
     cfg = make_config(modparam={"app_lua": {"reload_watch": 1, "reload_watch_interval": 0.5}})
@@ -217,18 +230,29 @@ async def test_runaway_lua_costs_one_message(
 ) -> None:
     script = tmp_path / "route.lua"
     script.write_text(RUNAWAY_LUA)
-    cfg = make_config(script_max_instructions=2_000_000, lua_runtime=runtime, lua_max_memory=32 * 1024 * 1024)
+    cfg = make_config(
+        script_max_instructions=2_000_000, lua_runtime=runtime, lua_max_memory=32 * 1024 * 1024
+    )
     kinds = ["spin", "deep"] + ([] if runtime == "luajit" else ["hog"])
     async with running_server(cfg, script) as server:
         for n, kind in enumerate(kinds):
             with caplog.at_level(logging.ERROR, logger="ksr.script"):
-                await peer.send(sip_request(ruri=f"sip:{kind}@127.0.0.1", port=peer.port,
-                                            branch=f"z9hG4bK-{kind}", call_id=kind), udp_addr(server))
+                await peer.send(
+                    sip_request(
+                        ruri=f"sip:{kind}@127.0.0.1",
+                        port=peer.port,
+                        branch=f"z9hG4bK-{kind}",
+                        call_id=kind,
+                    ),
+                    udp_addr(server),
+                )
                 r = await peer.recv_reply(timeout=20)
             assert r.status == 500, kind
             if kind == "spin":
-                assert any(f"{script}:4" in rec.getMessage() and "budget" in rec.getMessage()
-                           for rec in caplog.records)
+                assert any(
+                    f"{script}:4" in rec.getMessage() and "budget" in rec.getMessage()
+                    for rec in caplog.records
+                )
             assert await ask(peer, server, 100 + n) == (200, "fine")
 
 
@@ -247,8 +271,10 @@ async def test_runaway_python_costs_one_message(
     )
     async with running_server(make_config(script_max_seconds=0.2), script) as server:
         with caplog.at_level(logging.ERROR, logger="ksr.script"):
-            await peer.send(sip_request(ruri="sip:spin@127.0.0.1", port=peer.port, call_id="spin"),
-                            udp_addr(server))
+            await peer.send(
+                sip_request(ruri="sip:spin@127.0.0.1", port=peer.port, call_id="spin"),
+                udp_addr(server),
+            )
             r = await peer.recv_reply(timeout=10)
         assert r.status == 500
         assert any("exceeded" in rec.getMessage() for rec in caplog.records)
@@ -279,9 +305,12 @@ OPTIONS_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 VERSIONED = {
     "lua": 'function ksr_request_route()\n  KSR.sl.sl_send_reply(200, "{label}")\nend\n',
     "py": "import KSR\n\nclass R:\n    def ksr_request_route(self, msg):\n"
-          "        KSR.sl.sl_send_reply(200, '{label}')\n\ndef mod_init():\n    return R()\n",
+    "        KSR.sl.sl_send_reply(200, '{label}')\n\ndef mod_init():\n    return R()\n",
 }
-BROKEN = {"lua": "function ksr_request_route(\n  -- {label}\n", "py": "def mod_init(:\n    # {label}\n"}
+BROKEN = {
+    "lua": "function ksr_request_route(\n  -- {label}\n",
+    "py": "def mod_init(:\n    # {label}\n",
+}
 
 
 @pytest.mark.sipp
@@ -296,14 +325,31 @@ async def test_twenty_reloads_under_sipp_load(tmp_path: Path, lang: str) -> None
     async with running_server(make_config(), script) as server:
         host, port = udp_addr(server)
         sipp_port = free_port()
-        args = ["sipp", "-sf", str(scenario), "-m", "400", "-r", "100", "-i", "127.0.0.1", "-p", str(sipp_port),
-                "-trace_msg", "-nostdin", "-timeout", "60s", f"{host}:{port}"]
+        args = [
+            "sipp",
+            "-sf",
+            str(scenario),
+            "-m",
+            "400",
+            "-r",
+            "100",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(sipp_port),
+            "-trace_msg",
+            "-nostdin",
+            "-timeout",
+            "60s",
+            f"{host}:{port}",
+        ]
         async with trio.open_nursery() as nursery:
             result: dict[str, Any] = {}
 
             async def run_sipp() -> None:
-                result["proc"] = await trio.run_process(args, cwd=str(tmp_path), capture_stdout=True,
-                                                        capture_stderr=True, check=False)
+                result["proc"] = await trio.run_process(
+                    args, cwd=str(tmp_path), capture_stdout=True, capture_stderr=True, check=False
+                )
 
             nursery.start_soon(run_sipp)
             await trio.sleep(0.3)

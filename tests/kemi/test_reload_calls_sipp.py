@@ -69,8 +69,11 @@ def test_twenty_reloads_during_calls(tmp_path: Path) -> None:
             for n in range(1, 21):
                 time.sleep(0.25)
                 broken = n % 4 == 0
-                script.write_text(BROKEN if broken else
-                                  SCRIPT.replace("VERSION", str(n)).replace("UAS", str(uas_port)))
+                script.write_text(
+                    BROKEN
+                    if broken
+                    else SCRIPT.replace("VERSION", str(n)).replace("UAS", str(uas_port))
+                )
                 reply = call(k["rpc"], {"jsonrpc": "2.0", "method": "app_lua.reload", "id": n})
                 if broken:
                     assert "error" in reply, reply

@@ -50,6 +50,11 @@ def test_drift_is_detected(tmp_path: Path) -> None:
 
 
 def test_cli_check_exit_code() -> None:
-    r = subprocess.run([sys.executable, "-m", "ksr", "stubs", "--check"], capture_output=True, text=True,
-                       timeout=120, cwd=str(REPO))
+    r = subprocess.run(
+        [sys.executable, "-m", "ksr", "stubs", "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(REPO),
+    )
     assert r.returncode == 0, r.stderr

@@ -92,8 +92,13 @@ async def test_alias_added_on_forward_and_sdp_fixed(script: Path) -> None:
     async with running_server(make_config(["sl", "nathelper"], CFG), script) as server:
         caller = await UdpPeer().bind()
         callee = await UdpPeer().bind()
-        req = sip_request("INVITE", "sip:bob@127.0.0.1", port=caller.port,
-                          extra=f"X-Next: sip:127.0.0.1:{callee.port}\nContent-Type: application/sdp", body=SDP)
+        req = sip_request(
+            "INVITE",
+            "sip:bob@127.0.0.1",
+            port=caller.port,
+            extra=f"X-Next: sip:127.0.0.1:{callee.port}\nContent-Type: application/sdp",
+            body=SDP,
+        )
         req = req.replace(f"<sip:alice@127.0.0.1:{caller.port}>", "<sip:alice@192.168.1.10:5060>")
         await caller.send(req, udp_addr(server))
         fwd = parse_message_untrusted(await callee.recv())
@@ -109,7 +114,9 @@ async def test_alias_added_on_forward_and_sdp_fixed(script: Path) -> None:
 async def test_handle_ruri_alias_sets_destination(script: Path) -> None:
     async with running_server(make_config(["sl", "nathelper"], CFG), script) as server:
         peer = await UdpPeer().bind()
-        req = sip_request("MESSAGE", "sip:alice@192.168.1.10:5060;alias=127.0.0.1~5099~2", port=peer.port)
+        req = sip_request(
+            "MESSAGE", "sip:alice@192.168.1.10:5060;alias=127.0.0.1~5099~2", port=peer.port
+        )
         await peer.send(req, udp_addr(server))
         rpl = await peer.recv_reply()
         assert rpl.reason == "sip:127.0.0.1:5099;transport=tcp sip:alice@192.168.1.10:5060"

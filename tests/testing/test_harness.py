@@ -85,8 +85,13 @@ async def test_reply_code_and_reason(script: Path) -> None:
 
 async def test_stateless_forward_with_header_changes(script: Path) -> None:
     h = ScriptHarness(script, modules=MODULES)
-    out = h.request("MESSAGE", "sip:stateless@127.0.0.1", headers={"Subject": "hi"}, body="text",
-                    content_type="text/plain")
+    out = h.request(
+        "MESSAGE",
+        "sip:stateless@127.0.0.1",
+        headers={"Subject": "hi"},
+        body="text",
+        content_type="text/plain",
+    )
     assert out.reply is None
     assert out.destination == "udp:10.0.0.9:5070"
     assert out.ruri == "sip:stateless@127.0.0.1"
@@ -98,10 +103,14 @@ async def test_stateless_forward_with_header_changes(script: Path) -> None:
     assert out.forwarded.vias[0].host == "127.0.0.1"  # the Via ksr added on top
 
 
-async def test_location_table_and_tm_relay(script: Path, autojump_clock: trio.testing.MockClock) -> None:
+async def test_location_table_and_tm_relay(
+    script: Path, autojump_clock: trio.testing.MockClock
+) -> None:
     h = ScriptHarness(script, modules=MODULES, locations={"bob@127.0.0.1": "sip:bob@10.0.0.2:5062"})
     async with h.running():
-        out = h.request("INVITE", "sip:bob@127.0.0.1", body="v=0\r\n", content_type="application/sdp")
+        out = h.request(
+            "INVITE", "sip:bob@127.0.0.1", body="v=0\r\n", content_type="application/sdp"
+        )
         assert out.code == 100  # tm answers the INVITE with 100 Trying
         assert out.destination == "udp:10.0.0.2:5062"
         assert out.ruri == "sip:bob@10.0.0.2:5062"
@@ -148,7 +157,12 @@ def test_pytest_plugin_fixture(tmp_path: Path) -> None:
         "    h = ksr_script(modules=['sl'])\n"
         "    assert h.server.engine.language == 'lua'\n"
     )
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)],
-                       capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(tmp_path),
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "1 passed" in r.stdout

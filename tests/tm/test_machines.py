@@ -92,7 +92,9 @@ class Side:
                 self.on_ack()
             elif op == START:
                 self._stop(arg)
-                self.timers[arg] = self.clock.call_later(self.machine.interval(arg), lambda a=arg: self._fire(a))
+                self.timers[arg] = self.clock.call_later(
+                    self.machine.interval(arg), lambda a=arg: self._fire(a)
+                )
             elif op == STOP:
                 self._stop(arg)
             elif op == DELIVER:
@@ -111,7 +113,9 @@ class Side:
         self.feed("timer_" + name)
 
 
-def run_transaction(clock: Clock, net: TerribleNet, invite: bool, final: int, timers: TimerConfig) -> tuple[Side, Side, dict[str, int]]:
+def run_transaction(
+    clock: Clock, net: TerribleNet, invite: bool, final: int, timers: TimerConfig
+) -> tuple[Side, Side, dict[str, int]]:
     """A client and a server machine joined by the network; the server TU answers after a
     while (180 first for INVITE). Returns both sides and what the TUs saw."""
     seen = {"finals": 0, "acks": 0, "requests": 0}
@@ -122,7 +126,9 @@ def run_transaction(clock: Clock, net: TerribleNet, invite: bool, final: int, ti
     def to_server_request() -> None:
         nonlocal server
         if server is None:
-            server = Side(Machine(IST if invite else NIST, False, timers), clock, on_send=send_reply)
+            server = Side(
+                Machine(IST if invite else NIST, False, timers), clock, on_send=send_reply
+            )
             seen["requests"] += 1
             if invite:
                 clock.call_later(0.2, lambda: tu_reply(180))
@@ -167,15 +173,21 @@ def run_transaction(clock: Clock, net: TerribleNet, invite: bool, final: int, ti
     def to_server_e2e_ack() -> None:
         seen["acks"] += 1
 
-    client = Side(Machine(ICT if invite else NICT, False, timers), clock,
-                  on_send=lambda: net.send(to_server_request), on_ack=lambda: net.send(to_server_ack))
+    client = Side(
+        Machine(ICT if invite else NICT, False, timers),
+        clock,
+        on_send=lambda: net.send(to_server_request),
+        on_ack=lambda: net.send(to_server_ack),
+    )
     client.feed("start")
     clock.run(clock.now + 200.0)
     assert server is not None
     return client, server, seen
 
 
-@pytest.mark.parametrize(("invite", "final"), [(True, 486), (True, 200), (False, 200), (False, 404)])
+@pytest.mark.parametrize(
+    ("invite", "final"), [(True, 486), (True, 200), (False, 200), (False, 404)]
+)
 def test_hundred_transactions_over_a_terrible_network(invite: bool, final: int) -> None:
     timers = TimerConfig(t1=0.5, t2=4.0, t4=5.0, d=32.0)
     clock = Clock()
@@ -204,7 +216,9 @@ def test_hundred_transactions_over_a_terrible_network(invite: bool, final: int) 
 def test_timer_b_fires_when_nobody_answers() -> None:
     clock = Clock()
     sent: list[float] = []
-    side = Side(Machine(ICT, False, TimerConfig(t1=0.5)), clock, on_send=lambda: sent.append(clock.now))
+    side = Side(
+        Machine(ICT, False, TimerConfig(t1=0.5)), clock, on_send=lambda: sent.append(clock.now)
+    )
     side.feed("start")
     clock.run(100.0)
     assert side.delivered == ["timeout"]
@@ -216,7 +230,11 @@ def test_timer_b_fires_when_nobody_answers() -> None:
 def test_timer_e_caps_at_t2_and_proceeding_uses_t2() -> None:
     clock = Clock()
     sent: list[float] = []
-    side = Side(Machine(NICT, False, TimerConfig(t1=0.5, t2=4.0)), clock, on_send=lambda: sent.append(clock.now))
+    side = Side(
+        Machine(NICT, False, TimerConfig(t1=0.5, t2=4.0)),
+        clock,
+        on_send=lambda: sent.append(clock.now),
+    )
     side.feed("start")
     clock.run(12.0)
     assert sent == [0.0, 0.5, 1.5, 3.5, 7.5, 11.5]

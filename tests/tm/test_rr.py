@@ -26,25 +26,42 @@ end
 """
 
 
-@pytest.mark.parametrize(("route", "to_tag", "ruri", "expect"), [
-    ("", "t", "sip:bob@127.0.0.1:9", "rc -1 du null"),
-    ("<sip:{me};lr;ftag=fromtag-test-call-1>", "t", "sip:bob@127.0.0.1:9", "rc 1 du null ru sip:bob@127.0.0.1:9 dir 1"),
-    ("<sip:{me};lr;ftag=other>, <sip:10.0.0.9:5070;lr>", "t", "sip:bob@127.0.0.1:9", "rc 1 du sip:10.0.0.9:5070;lr ru sip:bob@127.0.0.1:9 dir -1"),
-    ("<sip:{me};lr;r2=on>, <sip:{me};lr;r2=on>", "t", "sip:bob@127.0.0.1:9", "rc 1 du null"),
-    ("<sip:{me};lr>", None, "sip:bob@127.0.0.1:9", "rc -1 du null"),
-    ("<sip:10.0.0.9:5070;lr>", None, "sip:bob@127.0.0.1:9", "rc -3 du sip:10.0.0.9:5070;lr"),
-    ("<sip:10.0.0.9:5070>", "t", "sip:bob@127.0.0.1:9", "rc 1 du null ru sip:10.0.0.9:5070"),
-    ("<sip:bob@127.0.0.1:9>", "t", "sip:{me};lr", "rc 1 du null ru sip:bob@127.0.0.1:9"),
-])
-async def test_loose_route(tmp_path: Path, route: str, to_tag: str | None, ruri: str, expect: str) -> None:
+@pytest.mark.parametrize(
+    ("route", "to_tag", "ruri", "expect"),
+    [
+        ("", "t", "sip:bob@127.0.0.1:9", "rc -1 du null"),
+        (
+            "<sip:{me};lr;ftag=fromtag-test-call-1>",
+            "t",
+            "sip:bob@127.0.0.1:9",
+            "rc 1 du null ru sip:bob@127.0.0.1:9 dir 1",
+        ),
+        (
+            "<sip:{me};lr;ftag=other>, <sip:10.0.0.9:5070;lr>",
+            "t",
+            "sip:bob@127.0.0.1:9",
+            "rc 1 du sip:10.0.0.9:5070;lr ru sip:bob@127.0.0.1:9 dir -1",
+        ),
+        ("<sip:{me};lr;r2=on>, <sip:{me};lr;r2=on>", "t", "sip:bob@127.0.0.1:9", "rc 1 du null"),
+        ("<sip:{me};lr>", None, "sip:bob@127.0.0.1:9", "rc -1 du null"),
+        ("<sip:10.0.0.9:5070;lr>", None, "sip:bob@127.0.0.1:9", "rc -3 du sip:10.0.0.9:5070;lr"),
+        ("<sip:10.0.0.9:5070>", "t", "sip:bob@127.0.0.1:9", "rc 1 du null ru sip:10.0.0.9:5070"),
+        ("<sip:bob@127.0.0.1:9>", "t", "sip:{me};lr", "rc 1 du null ru sip:bob@127.0.0.1:9"),
+    ],
+)
+async def test_loose_route(
+    tmp_path: Path, route: str, to_tag: str | None, ruri: str, expect: str
+) -> None:
     script = write_script(tmp_path, SCRIPT)
     async with running_server(make_config(["sl", "tm", "rr"]), script) as server:
         host, port = udp_addr(server)
         me = f"{host}:{port}"
         peer = await UdpPeer().bind()
         extra = f"Route: {route.format(me=me)}" if route else ""
-        await peer.send(sip_request("BYE", ruri=ruri.format(me=me), port=peer.port, extra=extra, to_tag=to_tag),
-                        (host, port))
+        await peer.send(
+            sip_request("BYE", ruri=ruri.format(me=me), port=peer.port, extra=extra, to_tag=to_tag),
+            (host, port),
+        )
         rpl = await peer.recv_reply()
         assert rpl.reason.startswith(expect), rpl.reason
 
@@ -54,8 +71,14 @@ async def test_record_route_added_when_sent(tmp_path: Path) -> None:
     async with running_server(make_config(["sl", "tm", "rr"]), script) as server:
         host, port = udp_addr(server)
         callee, caller = await UdpPeer().bind(), await UdpPeer().bind()
-        await caller.send(sip_request("MESSAGE", ruri="sip:relay@x", port=caller.port, extra=f"X-Port: {callee.port}"),
-                          (host, port))
+        await caller.send(
+            sip_request(
+                "MESSAGE", ruri="sip:relay@x", port=caller.port, extra=f"X-Port: {callee.port}"
+            ),
+            (host, port),
+        )
         fwd = parse_message_untrusted(await callee.recv())
         assert isinstance(fwd, Request)
-        assert fwd.get_all("record-route") == [f"<sip:{host}:{port};lr;ftag=fromtag-test-call-1;tst=1>"]
+        assert fwd.get_all("record-route") == [
+            f"<sip:{host}:{port};lr;ftag=fromtag-test-call-1;tst=1>"
+        ]
