@@ -15,6 +15,7 @@ from ksr.core.module import ModParams, Module
 from ksr.db import DEFAULT_DB_URL, DbError, store_for
 from ksr.kemi.registry import XVal, kemi
 from ksr.sip.dialog_state import DlgState
+from ksr.sip.owner import call_id_owner
 from ksr.sip.message import Request
 
 from .manager import RPC, DialogManager, Listener
@@ -75,7 +76,13 @@ class DialogModule(DialogRpc, Module):
 
     async def start(self, nursery: trio.Nursery) -> None:
         self.glue.attach()  # here: tm's own init has run by now, whatever the module order
+        handoff = self.server.handoff
+        if handoff is not None:
+            self.mgr.table.share_ids(handoff.index, handoff.count)
         if self.store is not None:
+            if handoff is not None:  # worker processes: restore only the calls this one owns
+                self._loaded = [d for d in self._loaded
+                                if call_id_owner(d.callid, handoff.count) == handoff.index]
             n = self.mgr.restore(self._loaded)
             if n:
                 log.info("dialog: %d dialogs restored from storage", n)

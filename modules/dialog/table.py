@@ -17,13 +17,20 @@ class DialogTable:
         self.by_key: dict[tuple[int, int], Dialog] = {}
         self.by_callid: dict[str, list[Dialog]] = {}
         self._next_id = 1
+        # worker processes (docs/workers.md) share the dialog table of the database: worker k
+        # of N uses the ids k+1, k+1+N, ... so that stored ids never collide
+        self.id_step, self.id_offset = 1, 0
+
+    def share_ids(self, worker: int, workers: int) -> None:
+        self.id_step, self.id_offset = max(1, workers), worker
 
     def new_key(self, callid: str) -> tuple[int, int]:
         h_entry = zlib.crc32(callid.encode("utf-8", "surrogateescape")) % self.hash_size
-        while (h_entry, self._next_id) in self.by_key:
-            self._next_id += 1
-        h_id = self._next_id
-        self._next_id += 1
+        step = self.id_step
+        h_id = self._next_id + (self.id_offset - (self._next_id - 1)) % step
+        while (h_entry, h_id) in self.by_key:
+            h_id += step
+        self._next_id = h_id + 1
         return h_entry, h_id
 
     def add(self, dlg: Dialog) -> None:

@@ -8,6 +8,8 @@ must succeed and leave exactly one CDR and one dialog:end."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import time
 from collections import Counter
@@ -17,6 +19,7 @@ from typing import Any
 import pytest
 
 from ksr.rpc_client import call as rpc_call
+from ksr.sip.owner import call_id_owner
 from tests.dialog.conftest import LUA_PROXY
 from tests.support import free_port, ksr_process, write_script
 
@@ -46,9 +49,9 @@ cdr_extra = "account=$dlg_var(account)"
 
 
 def sipp(scenario: str, port: int, calls: int, target: str | None = None, uas: int = 0,
-         rate: int = 10) -> subprocess.Popen[str]:
+         rate: int = 10, pause_ms: int = 200) -> subprocess.Popen[str]:
     args = ["sipp", "-sf", str(SIPP / scenario), "-i", "127.0.0.1", "-p", str(port), "-m", str(calls),
-            "-nostdin", "-timeout", "60s", "-d", "200"]
+            "-nostdin", "-timeout", "60s", "-d", str(pause_ms)]
     if target is not None:
         args = [*args[:1], target, *args[1:], "-s", "bob", "-key", "uas", f"127.0.0.1:{uas}",
                 "-r", str(rate), "-l", "20"]
@@ -137,3 +140,35 @@ def test_calls_from_many_ports_through_two_workers(tmp_path: Path) -> None:
         listed = rpc(k["rpc"], "dlg.list")  # ended dialogs linger a while, in both workers
         assert sorted(d["call-id"] for d in listed) == sorted(ends)
         assert {d["state"] for d in listed} == {5}  # deleted
+
+
+def test_calls_of_a_killed_worker_end_after_its_restart(tmp_path: Path) -> None:
+    """Dialogs stored in realtime (db_mode 1, one SQLite file for both workers): the worker
+    killed mid-call restores only the calls it owns, and their BYEs end them with one CDR."""
+    calls = 8
+    stored = f'db_mode = 1\ndb_url = "sqlite://{tmp_path / "dlg.sqlite"}"\n'
+    cfg = config(tmp_path).replace('profiles_no_value = "calls"\n', 'profiles_no_value = "calls"\n' + stored)
+    script = write_script(tmp_path, SCRIPT)
+    with ksr_process(script, cfg, extra_args=["-n", "2"]) as k:
+        log = k["log"]
+        deadline = time.monotonic() + 15
+        while log.read_text().count("listening on") < 2:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        uas_port = free_port()
+        callee = sipp("uas_bye.xml", uas_port, calls, pause_ms=6000)
+        time.sleep(0.3)
+        caller = sipp("uac_wait_bye.xml", free_port(), calls, f"127.0.0.1:{k['port']}", uas_port)
+        time.sleep(1.5)  # every call is up; the callee hangs up 6 s after its ACK
+        starts = [c for e, c, _ in events(log) if e == "dialog:start"]
+        assert len(starts) == calls
+        worker1 = next(p for p in rpc(k["rpc"], "core.psx") if "child=1" in p["DSC"])
+        os.kill(int(worker1["PID"]), signal.SIGKILL)
+        finish([caller, callee], log)
+        recs = cdrs(tmp_path, calls)
+        assert Counter(r["call_id"] for r in recs) == Counter(starts)  # one CDR per call
+        assert {r["end_reason"] for r in recs} == {"callee-bye"}
+        # the restarted worker took back its own calls only (the database holds both workers')
+        mine = sum(1 for c in starts if call_id_owner(c, 2) == 1)
+        restored = [x for x in log.read_text().splitlines() if "dialogs restored from storage" in x]
+        assert restored == ([] if mine == 0 else [restored[0]]) and (not mine or f"dialog: {mine} " in restored[0])
