@@ -15,8 +15,8 @@ from ksr.core.module import ModParams, Module
 from ksr.db import DEFAULT_DB_URL, DbError, store_for
 from ksr.kemi.registry import XVal, kemi
 from ksr.sip.dialog_state import DlgState
-from ksr.sip.owner import call_id_owner
 from ksr.sip.message import Request
+from ksr.sip.owner import call_id_owner
 
 from .manager import RPC, DialogManager, Listener
 from .model import Dialog

@@ -76,7 +76,8 @@ def port_of(s: socket.socket) -> int:
 
 def call_ids(owner: int, n: int, tag: str) -> list[str]:
     """n Call-IDs that worker ``owner`` of 2 owns."""
-    out, i = [], 0
+    out: list[str] = []
+    i = 0
     while len(out) < n:
         cid = f"{tag}-{i}-{os.getpid()}"
         if call_id_owner(cid, 2) == owner:
@@ -220,9 +221,11 @@ def _register(s: socket.socket, port: int, cid: str, cseq: int, auth: str = "") 
 
 
 def _credentials(challenge: Response, nc: int) -> str:
-    params = dict(
-        p.strip().split("=", 1) for p in challenge.get("www-authenticate").split(" ", 1)[1].split(",")
-    )
+    header = challenge.get("www-authenticate") or ""
+    params: dict[str, str] = {}
+    for p in header.split(" ", 1)[1].split(","):
+        key, _, value = p.strip().partition("=")
+        params[key] = value
     nonce = params["nonce"].strip('"')
     ha1 = compute_ha1("MD5", "alice", "ksr.test", "pw")
     ncs = f"{nc:08x}"
