@@ -50,12 +50,11 @@ class TableSpec:
 def coerce(v: object, kind: Kind) -> Value:
     if v is None:
         return None
-    t = type(v)
     # the usual values first: isinstance() against a Protocol below costs microseconds
-    if t is str and kind == "str":
-        return v  # type: ignore[return-value]
-    if t is int or t is float:
-        return str(v) if kind == "str" else int(v) if kind == "int" else float(v)  # type: ignore[arg-type]
+    if type(v) is str and kind == "str":
+        return v
+    if type(v) is int or type(v) is float:
+        return str(v) if kind == "str" else int(v) if kind == "int" else float(v)
     if isinstance(v, bytes):
         v = v.decode("utf-8", "surrogateescape")
     if kind == "str":
