@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ksr.core.context import Branch, MsgContext
+from ksr.core.context import Branch, MsgContext, SocketInfo
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.headers import parse_name_addr, split_commas
 from ksr.sip.message import Message
@@ -110,7 +110,7 @@ def lookup(
     return FOUND
 
 
-def _socket(ctx: MsgContext, text: str):  # type: ignore[no-untyped-def]
+def _socket(ctx: MsgContext, text: str) -> SocketInfo | None:
     if not text:
         return None
     for s in ctx.server.listeners:
