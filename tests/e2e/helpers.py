@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ksr.sip.message import Request, Response, parse_message_untrusted
-from tests.support import SCRIPTS, free_port
+from tests.support import SCRIPTS, sipp_command
 
 HERE = Path(__file__).parent
 SIPP = HERE / "sipp"
@@ -99,21 +99,8 @@ def request(
 
 
 def sipp_args(scenario: Path, port: int | None = None, transport: str = "udp") -> list[str]:
-    args = [
-        "sipp",
-        "-sf",
-        str(scenario),
-        "-i",
-        "127.0.0.1",
-        "-p",
-        str(port or free_port()),
-        "-m",
-        "1",
-        "-nostdin",
-        "-timeout",
-        "20s",
-    ]
-    return args + (["-t", "t1"] if transport == "tcp" else [])
+    tcp = ["-t", "t1"] if transport == "tcp" else []
+    return sipp_command(scenario, *tcp, port=port, timeout=20)
 
 
 def run_sipp(args: list[str]) -> subprocess.CompletedProcess[str]:
