@@ -378,15 +378,14 @@ class Htable(Module):
     @kemi()
     def sht_iterator_sets(self, ctx: MsgContext, iname: str, value: str) -> int:
         """Set the current item to a string."""
-        r = self._it_item(iname)
-        if r is None:
-            return -1
-        r[0].set(r[1], value)
-        return 1
+        return self._it_set(iname, value)
 
     @kemi()
     def sht_iterator_seti(self, ctx: MsgContext, iname: str, value: int) -> int:
         """Set the current item to an integer."""
+        return self._it_set(iname, value)
+
+    def _it_set(self, iname: str, value: str | int) -> int:
         r = self._it_item(iname)
         if r is None:
             return -1
