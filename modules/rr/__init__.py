@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable
 
-from ksr.core.context import MsgContext, SocketInfo
+from ksr.core.context import Lump, MsgContext, SocketInfo
 from ksr.core.module import ModParams, Module
 from ksr.kemi.registry import kemi
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.headers import parse_name_addr, split_commas
+from ksr.sip.hostport import format_hostport
 from ksr.sip.message import Header, Message
 from ksr.sip.uri import Uri, parse_uri
 
@@ -25,17 +26,19 @@ class RrParams(ModParams):
     custom_user_avp: str = ""
 
 
+# the Record-Route values for a request leaving through a socket, given extra params
+RecordRouteBuilder = Callable[[SocketInfo, str], list[str]]
+
+
 def _hostport(sock: SocketInfo) -> str:
-    ip = sock.adv_ip
-    host = f"[{ip}]" if ":" in ip and not ip.startswith("[") else ip
-    return f"{host}:{sock.adv_port}"
+    return format_hostport(sock.adv_ip, sock.adv_port)
 
 
 def _transport(sock: SocketInfo) -> str:
     return "" if sock.proto == "udp" else f";transport={sock.proto}"
 
 
-def _remove_routes(count: int, append: str | None = None) -> Any:
+def _remove_routes(count: int, append: str | None = None) -> Lump:
     """A lump removing the first ``count`` Route values (and appending a Route, strict routing)."""
 
     def lump(m: Message, original: frozenset[int]) -> None:
@@ -76,7 +79,7 @@ class Rr(Module):
             return ""
         return f";ftag={tag}" if tag else ""
 
-    def _add_rr(self, ctx: MsgContext, build: Any) -> int:
+    def _add_rr(self, ctx: MsgContext, build: RecordRouteBuilder) -> int:
         if not ctx.is_request or ctx.extra.get("rr_added"):
             return -1
         ctx.extra["rr_added"] = True
@@ -94,7 +97,7 @@ class Rr(Module):
         ctx.add_lump(lump)
         return 1
 
-    def _auto(self, ctx: MsgContext, user_params: str) -> Any:
+    def _auto(self, ctx: MsgContext, user_params: str) -> RecordRouteBuilder:
         ftag = self._ftag(ctx)
         lr = self._lr()
         inbound = ctx.socket
@@ -293,7 +296,7 @@ class Rr(Module):
         return 1 if ctx.extra.get("rr_next_hop") else -1
 
 
-def _remove_last_route() -> Any:
+def _remove_last_route() -> Lump:
     def lump(m: Message, original: frozenset[int]) -> None:
         for i in range(len(m.headers) - 1, -1, -1):
             h = m.headers[i]
