@@ -36,6 +36,7 @@ def fixed_listen(specs: list[str]) -> list[str]:
     """Replace port 0 by a free port: every worker must bind the same port. A udp and a tcp
     listener on the same address keep sharing one port number."""
     from ksr.core.server import parse_listen
+    from ksr.sip.hostport import format_hostport
 
     chosen: dict[str, int] = {}
     out: list[str] = []
@@ -46,8 +47,7 @@ def fixed_listen(specs: list[str]) -> list[str]:
             continue
         port = chosen.get(info.ip) or _free_port(info.ip)
         chosen[info.ip] = port
-        host = f"[{info.ip}]" if ":" in info.ip else info.ip
-        out.append(f"{info.proto}:{host}:{port}")
+        out.append(f"{info.proto}:{format_hostport(info.ip, port)}")
     return out
 
 
