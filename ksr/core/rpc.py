@@ -6,9 +6,11 @@ import inspect
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 _MARK = "__ksr_rpc__"
+
+F = TypeVar("F", bound=Callable[..., Any])  # a decorated method keeps its own signature
 SUN_PATH_MAX = 107  # bytes in a unix socket address
 
 
@@ -21,12 +23,12 @@ class RpcError(Exception):
         self.message = message
 
 
-def rpc(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def rpc(name: str) -> Callable[[F], F]:
     """Mark a module method as the RPC command ``name`` (e.g. ``"ul.dump"``).
 
     The method receives the positional params as strings/numbers as sent by the client."""
 
-    def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def mark(fn: F) -> F:
         names: list[str] = getattr(fn, _MARK, [])
         names.append(name)
         setattr(fn, _MARK, names)

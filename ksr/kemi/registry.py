@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, get_type_hints
+from typing import Any, Literal, TypeVar, get_type_hints
 
 ParamType = Literal["str", "int"]
 ReturnType = Literal["int", "bool", "xval", "none"]
@@ -20,6 +20,8 @@ XVal = int | str | None
 
 _MARK = "__ksr_kemi__"
 
+F = TypeVar("F", bound=Callable[..., Any])  # a decorated function keeps its own signature
+
 
 @dataclass(frozen=True, slots=True)
 class KemiSpec:
@@ -27,16 +29,14 @@ class KemiSpec:
     submodule: str | None  # KSR sub-module (default: the module's kemi_name; "" for KSR.*)
 
 
-def kemi(
-    name: str | None = None, *, submodule: str | None = None
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def kemi(name: str | None = None, *, submodule: str | None = None) -> Callable[[F], F]:
     """Mark a module method ``(self, ctx, *params)`` as a KSR function.
 
     Parameter types come from the annotations (``str`` or ``int``); the return annotation picks
     the convention: ``int``, ``bool``, ``XVal`` (int/str/None) or ``None`` (logging calls).
     """
 
-    def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def mark(fn: F) -> F:
         setattr(fn, _MARK, KemiSpec(name, submodule))
         return fn
 
