@@ -25,7 +25,7 @@ log = logging.getLogger("ksr.timers")
 _DEADLINE, _SEQ, _CALLBACK, _ARGS, _INTERVAL, _NAME, _SERVICE = range(7)
 
 
-class TimerHandle(list):  # type: ignore[type-arg]
+class TimerHandle(list):
     """One timer, and its own heap entry: ``[deadline, seq, callback, args, interval, name,
     service]``. Being a list (the heapq documentation's pattern) makes heap order a C
     comparison of (deadline, seq) and costs one object per timer: tm starts a dozen timers
@@ -35,11 +35,11 @@ class TimerHandle(list):  # type: ignore[type-arg]
 
     @property
     def callback(self) -> Callable[..., object] | None:
-        return self[_CALLBACK]  # type: ignore[no-any-return]
+        return self[_CALLBACK]
 
     @property
     def interval(self) -> float | None:
-        return self[_INTERVAL]  # type: ignore[no-any-return]
+        return self[_INTERVAL]
 
     @property
     def cancelled(self) -> bool:
