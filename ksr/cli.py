@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .core.config import DEFAULT_SCRIPT, Config, ConfigError, load_config
+from .core.loglevels import python_level
 from .kemi.engine import ScriptError
 
 if TYPE_CHECKING:
@@ -16,22 +17,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ksr")
 
-KAMAILIO_LEVELS = {
-    -3: logging.CRITICAL,
-    -2: logging.CRITICAL,
-    -1: logging.ERROR,
-    0: logging.WARNING,
-    1: logging.INFO + 5,
-    2: logging.INFO,
-    3: logging.DEBUG,
-}
-
 
 def setup_logging(debug: int) -> None:
-    logging.addLevelName(logging.INFO + 5, "NOTICE")
-    level = KAMAILIO_LEVELS.get(max(-3, min(3, debug)), logging.INFO)
     logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=python_level(debug),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ksr.core.context import MsgContext, parse_header_block
+from ksr.core.loglevels import NOTICE
 from ksr.core.module import Module
 from ksr.kemi.registry import XVal, kemi
 from ksr.sip.headers import header_key
@@ -40,7 +41,7 @@ PROTO_LETTERS = {"u": "udp", "t": "tcp", "e": "tls", "s": "sctp", "v": "ws", "w"
 LOG_LEVELS = {
     "dbg": logging.DEBUG,
     "info": logging.INFO,
-    "notice": logging.INFO + 5,
+    "notice": NOTICE,
     "warn": logging.WARNING,
     "err": logging.ERROR,
     "crit": logging.CRITICAL,
@@ -75,7 +76,7 @@ class CoreExports(Module):
     @kemi()
     def notice(self, ctx: MsgContext, text: str) -> None:
         """Log text at NOTICE level."""
-        self._log(logging.INFO + 5, text)
+        self._log(NOTICE, text)
 
     @kemi()
     def warn(self, ctx: MsgContext, text: str) -> None:

@@ -5,23 +5,9 @@ from __future__ import annotations
 import logging
 
 from ksr.core.context import MsgContext
+from ksr.core.loglevels import python_level
 from ksr.core.module import Module
 from ksr.kemi.registry import kemi
-
-# Kamailio debug levels -> Python logging levels.
-_LEVELS = {
-    -3: logging.CRITICAL + 5,
-    -2: logging.CRITICAL,
-    -1: logging.ERROR,
-    0: logging.WARNING,
-    1: logging.INFO + 5,
-    2: logging.INFO,
-    3: logging.DEBUG,
-}
-
-
-def py_level(debug: int) -> int:
-    return _LEVELS[max(-3, min(3, debug))]
 
 
 class Kex(Module):
@@ -36,7 +22,7 @@ class Kex(Module):
         lg = logging.getLogger("ksr")
         if self._saved is None:
             self._saved = lg.level
-        lg.setLevel(py_level(level))
+        lg.setLevel(python_level(level))
         return 1
 
     @kemi()

@@ -8,12 +8,11 @@ from __future__ import annotations
 import logging
 
 from ksr.core.context import MsgContext
+from ksr.core.loglevels import ALERT, NOTICE
 from ksr.core.module import ModParams, Module
 from ksr.kemi.registry import kemi
 
 log = logging.getLogger("ksr.script")
-NOTICE = logging.INFO + 5
-ALERT = logging.CRITICAL + 5
 LEVELS = {
     "l_alert": ALERT,
     "l_bug": logging.CRITICAL,
@@ -24,8 +23,6 @@ LEVELS = {
     "l_info": logging.INFO,
     "l_dbg": logging.DEBUG,
 }
-logging.addLevelName(NOTICE, "NOTICE")
-logging.addLevelName(ALERT, "ALERT")
 
 
 class XlogParams(ModParams):
