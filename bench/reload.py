@@ -14,34 +14,10 @@ from pathlib import Path
 
 import trio
 
-from ksr.core.config import Config
-from ksr.core.modules import available_modules
 from ksr.kemi.reload import reload_script
-from tests.support import UdpPeer, running_server, sip_request, udp_addr
+from tests.support import UdpPeer, make_config, running_server, sip_request, udp_addr
 
 from .common import REPO
-
-# What the default scripts use; only the modules present in this checkout are loaded.
-DEFAULT_SCRIPT_MODULES = [
-    "sl",
-    "maxfwd",
-    "sanity",
-    "tm",
-    "tmx",
-    "rr",
-    "usrloc",
-    "registrar",
-    "nathelper",
-    "siputils",
-    "corex",
-    "kemix",
-    "dialog",
-    "textops",
-    "xlog",
-    "pv",
-    "auth",
-    "acc",
-]
 
 
 def _ms(xs: list[float]) -> str:
@@ -51,13 +27,7 @@ def _ms(xs: list[float]) -> str:
 
 
 async def measure(script: Path, rounds: int) -> None:
-    have = set(available_modules([]))
-    cfg = Config.model_validate(
-        {
-            "loadmodule": [m for m in DEFAULT_SCRIPT_MODULES if m in have],
-            "core": {"listen": ["udp:127.0.0.1:0"]},
-        }
-    )
+    cfg = make_config()  # the default modules, which the default scripts are written for
     async with running_server(cfg, script) as server:
         peer = await UdpPeer().bind()
         addr = udp_addr(server)
