@@ -183,7 +183,7 @@ class RedisTable:
     def find_below(self, field: str, limit: float) -> list[Row]:
         check_fields(self.spec, [field])
         if field not in self.spec.ordered:
-            return [r for r in self.all() if r.get(field) is not None and float(r[field]) < limit]  # type: ignore[arg-type]
+            return [r for r in self.all() if (v := r.get(field)) is not None and float(v) < limit]
         keys = self.store.call(self.r.zrangebyscore, f"{self.name}:z:{field}", "-inf", f"({limit}")
         return self._many(list(keys))
 

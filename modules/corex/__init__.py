@@ -224,9 +224,9 @@ class Corex(Module):
         sock = self.server.socket_for(dest.proto, ctx)
         if sock is None:
             return -1
-        out = ctx.apply_lumps()
+        out = ctx.apply_lumps(ctx.request)
         if branch > 0:
-            out.uri = ctx.branches[branch - 1].uri  # type: ignore[attr-defined]
+            out.uri = ctx.branches[branch - 1].uri
         out.headers = [h for h in out.headers if h.key != "via"]
         via = self.server.make_via(ctx, sock, "z9hG4bK" + secrets.token_hex(8))
         out.headers.insert(0, Header("Via", via))
