@@ -142,7 +142,7 @@ def main() -> None:
         report("calls", args.calls, cpu_now() - t0)
         print(f"of which garbage collection: {meter.seconds / args.calls * 1e6:.1f} us per call "
               f"({meter.runs} collections, gc thresholds {gc.get_threshold()})")
-        print(f"timer entries held: {len(server.timers._heap)}; transactions: {len(server.modules['tm'].engine.by_key)}")
+        print(f"timer entries held: {len(server.timers._heap)}; transactions: {len(server.module('tm').engine.by_key)}")
 
     run_trio(server, body)
 
