@@ -144,7 +144,7 @@ class Message:
     @property
     def vias(self) -> list[Via]:
         try:
-            return self._cache["via*"]  # type: ignore[no-any-return]
+            return self._cache["via*"]
         except KeyError:
             pass
         cache = self._cache
@@ -162,7 +162,7 @@ class Message:
     @property
     def top_via(self) -> Via:
         try:
-            return self._cache["via"]  # type: ignore[no-any-return]
+            return self._cache["via"]
         except KeyError:
             pass
         raw = self.get("via")
@@ -181,15 +181,15 @@ class Message:
 
     @property
     def cseq(self) -> CSeq:
-        return self._parsed("cseq", parse_cseq)  # type: ignore[no-any-return]
+        return self._parsed("cseq", parse_cseq)
 
     @property
     def from_(self) -> NameAddr:
-        return self._parsed("from", parse_name_addr)  # type: ignore[no-any-return]
+        return self._parsed("from", parse_name_addr)
 
     @property
     def to(self) -> NameAddr:
-        return self._parsed("to", parse_name_addr)  # type: ignore[no-any-return]
+        return self._parsed("to", parse_name_addr)
 
     @property
     def from_tag(self) -> str | None:
@@ -241,7 +241,7 @@ class Request(Message):
         try:
             cached = self._cache["ruri"]
             if cached[0] == self.uri:
-                return cached[1]  # type: ignore[no-any-return]
+                return cached[1]
         except KeyError:
             pass
         parsed = parse_uri(self.uri)
