@@ -11,8 +11,10 @@ from typing import Any
 
 import trio
 
-from ksr.kemi.core_exports import CoreExports, HdrExports, PvExports
+from ksr.kemi.core_exports import CoreExports
 from ksr.kemi.engine import Engine, ScriptError
+from ksr.kemi.hdr_exports import HdrExports
+from ksr.kemi.pv_exports import PvExports
 from ksr.kemi.registry import ExportRegistry
 from ksr.sip.builders import make_reply, stateless_branch
 from ksr.sip.errors import RemoteProtocolError
