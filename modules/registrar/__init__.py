@@ -16,7 +16,7 @@ from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.uri import parse_uri
 from modules.usrloc import Contact, Usrloc, UsrlocError
 
-from . import errors as E
+from . import errors
 from .lookup import ERROR, FOUND, NOT_FOUND, lookup, valid_contacts
 from .parse import aor_of, parse_q, supports
 from .save import FLAG_NO_REPLY, SaveResult, contact_line, save
@@ -123,7 +123,7 @@ class Registrar(Module):
             return -1
         try:
             res = save(self, ctx, table, flags, uri)
-        except E.RegError as err:
+        except errors.RegError as err:
             self.c_rejected.inc()
             hdrs = [f"P-Registrar-Error: {err.info}", *err.headers]
             if flags & FLAG_NO_REPLY:
@@ -276,7 +276,7 @@ class Registrar(Module):
         """set_q_override(q): q value ("0.5") for the contacts the next save() stores."""
         try:
             ctx.extra["reg_q_override"] = parse_q(q)
-        except E.RegError:
+        except errors.RegError:
             return -1
         return 1
 
@@ -296,7 +296,7 @@ class Registrar(Module):
                 self.params.realm_prefix,
                 bool(self.params.case_sensitive),
             )
-        except E.RegError:
+        except errors.RegError:
             return None
 
     @kemi()

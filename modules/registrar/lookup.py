@@ -12,7 +12,7 @@ from ksr.sip.message import Message
 from modules.usrloc import Contact, UsrlocError
 from modules.usrloc.rpc_shapes import order_key
 
-from . import errors as E
+from . import errors
 from .methods import method_bit
 from .parse import aor_of
 
@@ -28,7 +28,7 @@ def valid_contacts(reg: Registrar, table: str, uri: str) -> list[Contact] | int:
         aor = aor_of(
             uri, reg.usrloc.use_domain, reg.params.realm_prefix, bool(reg.params.case_sensitive)
         )
-    except E.RegError:
+    except errors.RegError:
         return NOT_FOUND
     try:
         contacts = reg.usrloc.domain(table).get(aor)

@@ -13,7 +13,7 @@ from ksr.sip.headers import NameAddr, parse_name_addr, split_commas
 from ksr.sip.message import Request
 from ksr.sip.uri import parse_uri
 
-from . import errors as E
+from . import errors
 
 _Q_RE = re.compile(r"(0(\.\d{0,3})?|1(\.0{0,3})?)")
 MAX_CONTACT = 255
@@ -37,14 +37,14 @@ def aor_of(
     try:
         u = parse_uri(uri_text.strip().strip("<>"))
     except RemoteProtocolError:
-        raise E.err(E.AOR_PARSE) from None
+        raise errors.err(errors.AOR_PARSE) from None
     user = u.user if u.user is not None else ""
     if not user:
-        raise E.err(E.TO_USER)
+        raise errors.err(errors.TO_USER)
     try:
         user = unquote(user, errors="strict")
     except UnicodeDecodeError:
-        raise E.RegError(400, "Error while unescaping username") from None
+        raise errors.RegError(400, "Error while unescaping username") from None
     if not case_sensitive:
         user = user.lower()
     if not use_domain:
@@ -61,7 +61,7 @@ def expires_header(req: Request) -> int | None:
         return None
     v = v.strip()
     if not v.isdigit():
-        raise E.err(E.PARSE_EXP)
+        raise errors.err(errors.PARSE_EXP)
     return min(int(v), 2**32 - 1)
 
 
@@ -70,7 +70,7 @@ def parse_q(text: str | None) -> int:
         return -1
     t = text.strip()
     if not _Q_RE.fullmatch(t):
-        raise E.err(E.INV_Q)
+        raise errors.err(errors.INV_Q)
     return int(round(float(t) * 1000))
 
 
@@ -81,32 +81,32 @@ def contacts_of(req: Request) -> tuple[bool, list[ContactReq]]:
         values.extend(x for x in split_commas(v))
     if any(v.strip() == "*" for v in values):
         if len(values) != 1:
-            raise E.err(E.STAR_CONT)
+            raise errors.err(errors.STAR_CONT)
         return True, []
     out: list[ContactReq] = []
     for v in values:
         if not v.strip():
-            raise E.err(E.PARSE_CONT)
+            raise errors.err(errors.PARSE_CONT)
         try:
             na: NameAddr = parse_name_addr(v, strict=True)
             u = parse_uri(na.uri_text)
         except RemoteProtocolError:
-            raise E.err(E.PARSE_CONT) from None
+            raise errors.err(errors.PARSE_CONT) from None
         if u.is_sip and not u.host:
-            raise E.err(E.PARSE_CONT)
+            raise errors.err(errors.PARSE_CONT)
         if len(na.uri_text) > MAX_CONTACT:
-            raise E.err(E.CONTACT_LEN)
+            raise errors.err(errors.CONTACT_LEN)
         exp_text = na.params.get("expires")
         expires: int | None = None
         if "expires" in na.params:
             if exp_text is None or not exp_text.strip().isdigit():
-                raise E.err(E.INV_EXP)
+                raise errors.err(errors.INV_EXP)
             expires = min(int(exp_text), 2**32 - 1)
         q = parse_q(na.params.get("q")) if "q" in na.params else -1
         instance = na.params.get("+sip.instance") or ""
         rid_text = na.params.get("reg-id")
         if rid_text is not None and not rid_text.isdigit():
-            raise E.err(E.INV_REGID)
+            raise errors.err(errors.INV_REGID)
         out.append(ContactReq(na.uri_text, expires, q, instance, int(rid_text or 0), na.params))
     return False, out
 
@@ -120,7 +120,7 @@ def path_of(req: Request) -> str:
                 na = parse_name_addr(p)
                 parse_uri(na.uri_text)
             except RemoteProtocolError:
-                raise E.err(E.PARSE_PATH) from None
+                raise errors.err(errors.PARSE_PATH) from None
             parts.append(p.strip())
     return ",".join(parts)
 

@@ -16,7 +16,7 @@ from ksr.sip.headers import parse_name_addr, split_commas
 from ksr.sip.uri import parse_uri
 from modules.usrloc import Contact, Domain, UsrlocError
 
-from . import errors as E
+from . import errors
 from .methods import methods_from_allow
 from .parse import MAX_CALLID, ContactReq, aor_of, contacts_of, expires_header, path_of, supports
 
@@ -50,7 +50,7 @@ def _expires_for(reg: Registrar, c: ContactReq, hdr: int | None, flags: int) -> 
         return 0
     if p.min_expires and e < p.min_expires:
         if p.min_expires_mode:
-            raise E.err(E.LOW_EXP, f"Min-Expires: {p.min_expires}")
+            raise errors.err(errors.LOW_EXP, f"Min-Expires: {p.min_expires}")
         e = p.min_expires
     if p.max_expires and e > p.max_expires:
         e = p.max_expires
@@ -96,9 +96,9 @@ def save(reg: Registrar, ctx: MsgContext, table: str, flags: int, uri: str | Non
         callid = req.call_id
         cseq = req.cseq.number
     except RemoteProtocolError:
-        raise E.parse_error() from None
+        raise errors.parse_error() from None
     if len(callid) > MAX_CALLID:
-        raise E.err(E.CALLID_LEN)
+        raise errors.err(errors.CALLID_LEN)
     aor = aor_of(to_uri, ul.use_domain, p.realm_prefix, bool(p.case_sensitive))
     hdr_exp = expires_header(req)
     star, creqs = contacts_of(req)
@@ -106,18 +106,18 @@ def save(reg: Registrar, ctx: MsgContext, table: str, flags: int, uri: str | Non
     if p.use_path:
         path = path_of(req)
         if path and p.path_mode == 2 and not supports(req, "path"):
-            raise E.err(E.PATH_UNSUP)
+            raise errors.err(errors.PATH_UNSUP)
     d: Domain = ul.domain(table)
     try:
         existing = d.get(aor)
     except UsrlocError as e:
-        raise E.RegError(500, E.UL_GET[1]) from e
+        raise errors.RegError(500, errors.UL_GET[1]) from e
     now = ul.now()
     live = [c for c in existing if not c.expired(now)]
 
     if star:
         if hdr_exp != 0:
-            raise E.err(E.STAR_EXP)
+            raise errors.err(errors.STAR_EXP)
         for c in existing:
             _apply(d, _Op("delete", c), flags)
         return SaveResult(3, aor, [], path)
@@ -126,7 +126,7 @@ def save(reg: Registrar, ctx: MsgContext, table: str, flags: int, uri: str | Non
 
     received = _received(reg, ctx, path)
     if len(received) > 255:
-        raise E.err(E.CONTACT_LEN)
+        raise errors.err(errors.CONTACT_LEN)
     ua = (req.get("user-agent") or "")[:255]
     methods = methods_from_allow(req.get_all("allow"))
     q_override = ctx.extra.get("reg_q_override")
@@ -138,12 +138,12 @@ def save(reg: Registrar, ctx: MsgContext, table: str, flags: int, uri: str | Non
         old = next((c for c in existing if _matches(c, cr)), None)
         if old is not None and old.callid == callid and not old.expired(now):
             if cseq < old.cseq:
-                raise E.err(E.INV_CSEQ)
+                raise errors.err(errors.INV_CSEQ)
             if cseq == old.cseq:
                 if now - old.last_modified <= p.cseq_delay:
                     ops.append(_Op("skip", old))  # a retransmission: answer as before
                     continue
-                raise E.err(E.INV_CSEQ)
+                raise errors.err(errors.INV_CSEQ)
         if exp == 0:
             if old is not None:
                 ops.append(_Op("delete", old))
@@ -180,7 +180,7 @@ def save(reg: Registrar, ctx: MsgContext, table: str, flags: int, uri: str | Non
             ]
     elif p.max_contacts and len(remaining) > p.max_contacts:
         hdrs = (f"Retry-After: {p.retry_after}",) if p.retry_after > 0 else ()
-        raise E.err(E.TOO_MANY, *hdrs)
+        raise errors.err(errors.TOO_MANY, *hdrs)
     for op in ops:
         _apply(d, op, flags)
     kinds = {o.kind for o in ops}
@@ -200,8 +200,8 @@ def _apply(d: Domain, op: _Op, flags: int) -> None:
         elif op.kind == "delete":
             d.remove(op.contact, mem_only=mem_only)
     except UsrlocError as e:
-        info = E.UL_DEL[1] if op.kind == "delete" else E.UL_FAIL[1]
-        raise E.RegError(500, info) from e
+        info = errors.UL_DEL[1] if op.kind == "delete" else errors.UL_FAIL[1]
+        raise errors.RegError(500, info) from e
 
 
 def contact_line(c: Contact, now: float, received_param: str) -> str:
