@@ -60,15 +60,47 @@ def tree_cpu(pid: int) -> float:
 
 def run_calls(target: str, rate: int, seconds: float) -> tuple[int, int]:
     n = max(10, int(rate * seconds))
-    ok, failed, _ = sipp(["-sf", str(SIPP_DIR / "call_uac.xml"), target, "-s", "bob", "-i", "127.0.0.1",
-                          "-p", str(free_port()), "-m", str(n), "-r", str(rate), "-l", str(rate * 4)], timeout=60)
+    ok, failed, _ = sipp(
+        [
+            "-sf",
+            str(SIPP_DIR / "call_uac.xml"),
+            target,
+            "-s",
+            "bob",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(free_port()),
+            "-m",
+            str(n),
+            "-r",
+            str(rate),
+            "-l",
+            str(rate * 4),
+        ],
+        timeout=60,
+    )
     return ok, failed
 
 
 def with_callee(fn: Callable[[int], None]) -> None:
     port = free_port()
-    uas = subprocess.Popen(["sipp", "-sf", str(SIPP_DIR / "call_uas.xml"), "-i", "127.0.0.1", "-p", str(port),
-                            "-nostdin", "-l", "100000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uas = subprocess.Popen(
+        [
+            "sipp",
+            "-sf",
+            str(SIPP_DIR / "call_uas.xml"),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-nostdin",
+            "-l",
+            "100000",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         fn(port)
     finally:
@@ -91,12 +123,15 @@ def main() -> None:
         with ksr_server(script, CONFIG, extra=["-n", str(args.children)]) as (port, proc):
             if args.children > 1:
                 time.sleep(3.0)  # one worker answered the readiness probe; let the others start
+
             def run_at(rate: int) -> tuple[int, int]:
                 before = tree_cpu(proc.pid)
                 ok, failed = run_calls(f"127.0.0.1:{port}", rate, args.seconds)
                 used = tree_cpu(proc.pid) - before
                 if ok:
-                    print(f"    ksr CPU {used / ok * 1e6:.0f} us per call ({ok / used if used else 0:.0f} calls/s per core)")
+                    print(
+                        f"    ksr CPU {used / ok * 1e6:.0f} us per call ({ok / used if used else 0:.0f} calls/s per core)"
+                    )
                 return ok, failed
 
             best, _ = find_max_rate(run_at, rates)
@@ -104,7 +139,9 @@ def main() -> None:
 
     def direct(uas_port: int) -> None:
         print("same scenario, sipp uac -> sipp uas (no proxy):")
-        best, _ = find_max_rate(lambda r: run_calls(f"127.0.0.1:{uas_port}", r, args.seconds), rates)
+        best, _ = find_max_rate(
+            lambda r: run_calls(f"127.0.0.1:{uas_port}", r, args.seconds), rates
+        )
         print(f"highest call rate without a proxy: {best}/s")
 
     with_callee(through_ksr)

@@ -69,14 +69,20 @@ def header_values(lines: list[str], *names: str) -> list[str]:
     return [ln for ln in lines[1:] if ln.lower().startswith(want)]
 
 
-def reply_to(request: bytes, code: int, reason: str, to_tag: str = "", extra: str = "", body: str = "") -> bytes:
+def reply_to(
+    request: bytes, code: int, reason: str, to_tag: str = "", extra: str = "", body: str = ""
+) -> bytes:
     """A UAS reply: Via/Record-Route/From/Call-ID/CSeq copied, To tagged, like sipp's [last_*]."""
     lines = head_lines(request)
     copied = header_values(lines, "via", "record-route", "from", "call-id", "cseq")
     to = header_values(lines, "to")[0]
     if to_tag and ";tag=" not in to:
         to += f";tag={to_tag}"
-    out = [f"SIP/2.0 {code} {reason}", *copied, to, extra] if extra else [f"SIP/2.0 {code} {reason}", *copied, to]
+    out = (
+        [f"SIP/2.0 {code} {reason}", *copied, to, extra]
+        if extra
+        else [f"SIP/2.0 {code} {reason}", *copied, to]
+    )
     if body:
         out.append("Content-Type: application/sdp")
     out.append(f"Content-Length: {len(body)}")
@@ -131,8 +137,10 @@ def profiled(enabled: bool, top: int, sort: str) -> Iterator[None]:
 
 
 def report(what: str, n: int, cpu: float) -> None:
-    print(f"{n} {what} in {cpu:.3f} s CPU: {cpu / n * 1e6:.1f} us per {what.rstrip('s')} "
-          f"({n / cpu:.0f}/s on one core)")
+    print(
+        f"{n} {what} in {cpu:.3f} s CPU: {cpu / n * 1e6:.1f} us per {what.rstrip('s')} "
+        f"({n / cpu:.0f}/s on one core)"
+    )
 
 
 class GcMeter:

@@ -78,7 +78,14 @@ def register(n: int, cseq: int, authorization: str = "") -> bytes:
     ]
     if authorization:
         lines.append(authorization)
-    lines += ["Max-Forwards: 70", "Expires: 3600", "User-Agent: sipp-bench", "Content-Length: 0", "", ""]
+    lines += [
+        "Max-Forwards: 70",
+        "Expires: 3600",
+        "User-Agent: sipp-bench",
+        "Content-Length: 0",
+        "",
+        "",
+    ]
     return "\r\n".join(lines).encode()
 
 
@@ -88,7 +95,10 @@ _PARAM = re.compile(r'(\w+)=(?:"([^"]*)"|([^,\s]*))')
 def authorization(challenge: bytes) -> str:
     """The Authorization header answering a 401 (MD5, qop=auth when offered)."""
     www = header_values(head_lines(challenge), "www-authenticate")[0].split(":", 1)[1].strip()
-    params = {m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3) for m in _PARAM.finditer(www)}
+    params = {
+        m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
+        for m in _PARAM.finditer(www)
+    }
     realm, nonce = params["realm"], params["nonce"]
     uri = f"sip:{DOMAIN}:{PROXY[1]}"
     ha1 = compute_ha1("MD5", USER, realm, PASSWORD)
@@ -97,7 +107,7 @@ def authorization(challenge: bytes) -> str:
     resp = compute_response("MD5", ha1, nonce, "REGISTER", uri, qop, nc, cnonce)
     auth = f'Authorization: Digest username="{USER}", realm="{realm}", nonce="{nonce}", uri="{uri}", response="{resp}", algorithm=MD5'
     if qop:
-        auth += f", qop={qop}, nc={nc}, cnonce=\"{cnonce}\""
+        auth += f', qop={qop}, nc={nc}, cnonce="{cnonce}"'
     return auth
 
 
@@ -122,7 +132,9 @@ def play(server: Any, wire: Wire, sock: Any, n: int, auth: bool) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--count", type=int, default=5000)
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--no-auth", dest="auth", action="store_false")
@@ -145,7 +157,9 @@ def main() -> None:
         add_users(url, 1)  # u00000 / pw0
         modparam["auth_db"] = {"db_url": url}
     server, wire, sock = make_server(script, {"loadmodule": modules, "modparam": modparam})
-    tune_for_serving(server.config.core.gc_threshold if args.gc_threshold is None else args.gc_threshold)
+    tune_for_serving(
+        server.config.core.gc_threshold if args.gc_threshold is None else args.gc_threshold
+    )
 
     async def body(clock: trio.testing.MockClock) -> None:
         for i in range(args.warmup):
@@ -159,8 +173,10 @@ def main() -> None:
                 await trio.sleep(0)
         what = "registrations" + (" (digest auth)" if args.auth else " (no auth)")
         report("registrations", args.count, cpu_now() - t0)
-        print(f"{what}, usrloc db_mode {args.db_mode} on SQLite; garbage collection "
-              f"{meter.seconds / args.count * 1e6:.1f} us per registration, gc thresholds {gc.get_threshold()}")
+        print(
+            f"{what}, usrloc db_mode {args.db_mode} on SQLite; garbage collection "
+            f"{meter.seconds / args.count * 1e6:.1f} us per registration, gc thresholds {gc.get_threshold()}"
+        )
 
     run_trio(server, body)
 

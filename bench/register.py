@@ -48,7 +48,9 @@ end
 NO_AUTH_SCENARIO = Path(__file__).resolve().parent / "sipp" / "register.xml"
 
 
-def run_backend(name: str, calls: int, rate: int, tmp: Path, auth: bool = True) -> tuple[float, int, int, float]:
+def run_backend(
+    name: str, calls: int, rate: int, tmp: Path, auth: bool = True
+) -> tuple[float, int, int, float]:
     prefix = "b" + uuid.uuid4().hex[:8] + "_"
     url = {
         "sqlite": f"sqlite://{tmp}/{prefix}.sqlite",
@@ -61,10 +63,14 @@ def run_backend(name: str, calls: int, rate: int, tmp: Path, auth: bool = True) 
     script = tmp / "bench.lua"
     script.write_text(SCRIPT if auth else SCRIPT_NO_AUTH)
     cfg = (
-        'loadmodule = ["sl", "usrloc", "registrar", "auth", "auth_db"]\n'
-        f'[modparam.usrloc]\ndb_url = "{url}"\ndb_mode = 1\n[modparam.auth_db]\ndb_url = "{url}"\n'
-    ) if auth else (
-        f'loadmodule = ["sl", "usrloc", "registrar"]\n[modparam.usrloc]\ndb_url = "{url}"\ndb_mode = 1\n'
+        (
+            'loadmodule = ["sl", "usrloc", "registrar", "auth", "auth_db"]\n'
+            f'[modparam.usrloc]\ndb_url = "{url}"\ndb_mode = 1\n[modparam.auth_db]\ndb_url = "{url}"\n'
+        )
+        if auth
+        else (
+            f'loadmodule = ["sl", "usrloc", "registrar"]\n[modparam.usrloc]\ndb_url = "{url}"\ndb_mode = 1\n'
+        )
     )
     sipp_auth = ["-au", "u00000", "-ap", "pw0"] if auth else []
     try:
@@ -115,15 +121,19 @@ def main() -> int:
     ap.add_argument("--backends", default="sqlite,postgres,redis")
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--rate", type=int, default=400, help="registrations started per second")
-    ap.add_argument("--no-auth", dest="auth", action="store_false", help="REGISTER -> 200, no digest")
+    ap.add_argument(
+        "--no-auth", dest="auth", action="store_false", help="REGISTER -> 200, no digest"
+    )
     a = ap.parse_args()
     worst = 0
     with tempfile.TemporaryDirectory(prefix="ksr-bench-") as d:
         for name in a.backends.split(","):
             rps, ok, fail, cpu = run_backend(name, a.calls, a.rate, Path(d), a.auth)
             what = "with digest auth" if a.auth else "no auth"
-            print(f"{name:9s} {rps:8.1f} registrations/s ({what})  ok={ok} failed={fail}  "
-                  f"ksr CPU {cpu * 1e6:.0f} us per registration")
+            print(
+                f"{name:9s} {rps:8.1f} registrations/s ({what})  ok={ok} failed={fail}  "
+                f"ksr CPU {cpu * 1e6:.0f} us per registration"
+            )
             worst = max(worst, fail)
     return 1 if worst else 0
 

@@ -82,8 +82,17 @@ class Supervisor:
         self.secret = os.urandom(32).hex()  # nonces signed by one worker validate on all
 
     def command(self, w: Worker) -> list[str]:
-        cmd = [sys.executable, "-m", "ksr.workers", "--worker", str(w.index),
-               "--workers", str(len(self.workers)), "--rundir", self.rundir]
+        cmd = [
+            sys.executable,
+            "-m",
+            "ksr.workers",
+            "--worker",
+            str(w.index),
+            "--workers",
+            str(len(self.workers)),
+            "--rundir",
+            self.rundir,
+        ]
         if self.args.config:
             cmd += ["--config", self.args.config]
         if getattr(self.args, "script", None):
@@ -95,7 +104,11 @@ class Supervisor:
         return cmd
 
     def spawn(self, w: Worker) -> None:
-        env = {**os.environ, "KSR_SUPERVISOR_PID": str(os.getpid()), "KSR_WORKER_SECRET": self.secret}
+        env = {
+            **os.environ,
+            "KSR_SUPERVISOR_PID": str(os.getpid()),
+            "KSR_WORKER_SECRET": self.secret,
+        }
         w.proc = subprocess.Popen(self.command(w), env=env)
         w.started = time.monotonic()
         log.info("worker %d started (pid %d)", w.index, w.proc.pid)

@@ -35,7 +35,9 @@ def make_config(
     data: dict[str, Any] = {"core": {"listen": listen or ["udp:127.0.0.1:0"], **core}}
     if modules is not None:
         data["loadmodule"] = modules
-    if "jsonrpcs" in (DEFAULT_MODULES if modules is None else modules) and "jsonrpcs" not in (modparam or {}):
+    if "jsonrpcs" in (DEFAULT_MODULES if modules is None else modules) and "jsonrpcs" not in (
+        modparam or {}
+    ):
         # a private RPC socket per test server: tests run side by side
         sock = os.path.join(tempfile.gettempdir(), f"ksr_rpc_test_{uuid.uuid4().hex[:12]}.sock")
         modparam = {**(modparam or {}), "jsonrpcs": {"dgram_socket": sock}}
@@ -144,7 +146,9 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
         s.close()
-        other = socket.socket(socket.AF_INET, socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM)
+        other = socket.socket(
+            socket.AF_INET, socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
+        )
         try:
             other.bind(("127.0.0.1", port))
         except OSError:
@@ -248,8 +252,13 @@ def ksr_process(
         args += ["--listen", spec]
     args += extra_args or []
     with open(logf, "wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=str(REPO),
-                                env={**os.environ, "PYTHONUNBUFFERED": "1", "KSR_RPC_SOCKET": rpc})
+        proc = subprocess.Popen(
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=str(REPO),
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "KSR_RPC_SOCKET": rpc},
+        )
     try:
         ready(port, proc, logf)
         yield {"port": port, "proc": proc, "log": logf, "dir": tmp, "rpc": rpc}
@@ -287,5 +296,7 @@ def run_sipp(args: list[str], timeout: float = 60) -> subprocess.CompletedProces
     """Run sipp (no terminal UI) and return its result; exit code 0 = all calls succeeded."""
     return subprocess.run(
         ["sipp", *args, "-nostdin", "-timeout", f"{int(timeout)}s"],
-        capture_output=True, text=True, timeout=timeout + 15,
+        capture_output=True,
+        text=True,
+        timeout=timeout + 15,
     )

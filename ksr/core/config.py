@@ -76,7 +76,9 @@ class CoreParams(BaseModel):
     listen: list[str] = Field(default_factory=lambda: ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"])
     alias: list[str] = Field(default_factory=list)
     children: int = 1
-    gc_threshold: int = 20000  # young-generation threshold of the serving process (0 = Python's 700)
+    gc_threshold: int = (
+        20000  # young-generation threshold of the serving process (0 = Python's 700)
+    )
     debug: int = 2  # Kamailio log levels: -3 alert .. 0 warn, 1 notice, 2 info, 3 debug
     log_stderror: bool = True
     server_header: str = "Server: ksr"
@@ -92,7 +94,9 @@ class CoreParams(BaseModel):
     script_max_seconds: float = 2.0  # runaway guard per route call (Python)
     lua_max_memory: int = 256 * 1024 * 1024
     kemi: KemiParams = Field(default_factory=KemiParams)
-    defines: dict[str, str | int] = Field(default_factory=dict)  # Kamailio's #!define (KSR.kx.ifdef)
+    defines: dict[str, str | int] = Field(
+        default_factory=dict
+    )  # Kamailio's #!define (KSR.kx.ifdef)
 
     @field_validator("children")
     @classmethod
@@ -113,7 +117,9 @@ class Config(BaseModel):
 
     def error(self, message: str, loc: list[str]) -> ConfigError:
         """A ConfigError naming this config's file and the line where ``loc`` is written."""
-        return ConfigError(message, self.source, locate_key(self._text, loc) if self._text else None)
+        return ConfigError(
+            message, self.source, locate_key(self._text, loc) if self._text else None
+        )
 
     def module_params(self, module: str, params: type[BaseModel]) -> BaseModel:
         """Validate ``[modparam.<module>]`` with the module's parameter model."""
@@ -162,7 +168,9 @@ def load_config(path: str | Path | None) -> Config:
     except ValidationError as err:
         first = err.errors()[0]
         loc = [str(x) for x in first["loc"]]
-        raise ConfigError(describe_error(first, loc, Config), str(p), locate_key(text, loc)) from None
+        raise ConfigError(
+            describe_error(first, loc, Config), str(p), locate_key(text, loc)
+        ) from None
     cfg.source = str(p)
     cfg._text = text
     return cfg
@@ -175,7 +183,11 @@ def describe_error(e: Any, loc: list[str], model: type[BaseModel] | None, prefix
         hint = _did_you_mean(loc[-1], _fields_at(model, loc[:-1]))
         if model is Config and len(loc) == 1 and not hint:
             core = list(CoreParams.model_fields)
-            hint = ": it belongs in the [core] table" if loc[0] in core else _did_you_mean(loc[0], core, "core.")
+            hint = (
+                ": it belongs in the [core] table"
+                if loc[0] in core
+                else _did_you_mean(loc[0], core, "core.")
+            )
         return f"unknown key '{name}'{hint} (see docs/configuration.md for the valid keys)"
     given = e.get("input")
     shown = f" (got {given!r})" if isinstance(given, (str, int, float, bool)) else ""

@@ -201,7 +201,9 @@ class MsgContext:
         src = msg or self.msg
         out: Message
         if isinstance(src, Request):
-            out = Request(src.method, self.ruri or src.uri, list(src.headers), src.body, src.version)
+            out = Request(
+                src.method, self.ruri or src.uri, list(src.headers), src.body, src.version
+            )
         else:
             assert isinstance(src, Response)
             out = Response(src.status, src.reason, list(src.headers), src.body, src.version)

@@ -196,7 +196,9 @@ class Handoff:
                     log.exception("hand-off message failed")
             await trio.lowlevel.checkpoint()
 
-    def _send(self, worker: int, op: int, port: int, conn_id: int, meta: bytes, payload: bytes) -> bool | None:
+    def _send(
+        self, worker: int, op: int, port: int, conn_id: int, meta: bytes, payload: bytes
+    ) -> bool | None:
         """True sent (or queued in order behind earlier frames), False dropped (queue full),
         None: that worker is down."""
         if self.sock is None:
@@ -258,7 +260,9 @@ class Handoff:
                 fn(payload)
 
     # -- SIP messages ----------------------------------------------------------------------------
-    def relay(self, data: bytes, src_ip: str, src_port: int, sock: SocketInfo, conn_id: int) -> bool:
+    def relay(
+        self, data: bytes, src_ip: str, src_port: int, sock: SocketInfo, conn_id: int
+    ) -> bool:
         """Pass a message that arrived here to its owner. False: handle it here."""
         owner = message_owner(data, self.count)
         if owner is None or owner == self.index:
@@ -339,7 +343,9 @@ class Handoff:
         request = {"jsonrpc": "2.0", "method": method, "params": params, "id": rid}
         p = self.pending[rid] = _Pending()
         try:
-            if not self._send(worker, OP_RPC, 0, 0, str(rid).encode(), json.dumps(request).encode()):
+            if not self._send(
+                worker, OP_RPC, 0, 0, str(rid).encode(), json.dumps(request).encode()
+            ):
                 return None
             with trio.move_on_after(RPC_TIMEOUT):
                 await p.done.wait()
@@ -381,8 +387,11 @@ class Handoff:
                     nursery.start_soon(ask, k, i)
             for reply in replies:
                 if reply is not None and "result" in reply:
-                    result = merge_stat_lines(result, reply["result"]) if how == "lines" else merge(
-                        result, reply["result"])
+                    result = (
+                        merge_stat_lines(result, reply["result"])
+                        if how == "lines"
+                        else merge(result, reply["result"])
+                    )
             return result
 
         clustered.clustered = True  # type: ignore[attr-defined]
@@ -400,27 +409,31 @@ async def _run(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
 
 # RPC commands worker 0 answers for all workers: "sum" merges numbers, maps and lists (see
 # merge), "lines" merges "group:name = value" statistics, "first" stops at the first success.
-CLUSTER_RPC = MappingProxyType({
-    "stats.get_statistics": "lines",
-    "stats.clear_statistics": "lines",
-    "stats.reset_statistics": "sum",
-    "stats.fetch": "sum",
-    "tm.stats": "sum",
-    "tm.list": "sum",
-    "dlg.list": "sum",
-    "dlg.list_ctx": "sum",
-    "dlg.dlg_list": "sum",
-    "dlg.briefing": "sum",
-    "dlg.profile_list": "sum",
-    "dlg.profile_get_size": "sum",
-    "dlg.stats_active": "sum",
-    "dlg.end_dlg": "first",
-    "dlg.terminate_dlg": "first",
-})
+CLUSTER_RPC = MappingProxyType(
+    {
+        "stats.get_statistics": "lines",
+        "stats.clear_statistics": "lines",
+        "stats.reset_statistics": "sum",
+        "stats.fetch": "sum",
+        "tm.stats": "sum",
+        "tm.list": "sum",
+        "dlg.list": "sum",
+        "dlg.list_ctx": "sum",
+        "dlg.dlg_list": "sum",
+        "dlg.briefing": "sum",
+        "dlg.profile_list": "sum",
+        "dlg.profile_get_size": "sum",
+        "dlg.stats_active": "sum",
+        "dlg.end_dlg": "first",
+        "dlg.terminate_dlg": "first",
+    }
+)
 
 
 # machine-wide figures every worker reports alike: worker 0's value, not a sum
-MACHINE_WIDE = frozenset({"shmem:total_size", "shmem:free_size", "shmem.total_size", "shmem.free_size"})
+MACHINE_WIDE = frozenset(
+    {"shmem:total_size", "shmem:free_size", "shmem.total_size", "shmem.free_size"}
+)
 
 
 def merge(a: Any, b: Any) -> Any:

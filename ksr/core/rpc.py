@@ -59,7 +59,9 @@ class RpcRegistry:
             for name in getattr(raw, _MARK, ()):
                 self.add(name, getattr(obj, attr))
 
-    def call(self, method: str, params: list[Any] | dict[str, Any] | None, local: bool = False) -> Any:
+    def call(
+        self, method: str, params: list[Any] | dict[str, Any] | None, local: bool = False
+    ) -> Any:
         """Run a command. Named params are taken in the order given, as Kamailio does (only
         the order of the values matters, not their names). May return an awaitable for
         ``async def`` commands: ``handle`` refuses those, ``ahandle`` awaits them. ``local``:

@@ -144,14 +144,15 @@ class Server:
                 for dep in cls.depends:
                     if dep not in wanted:
                         raise self.config.error(
-                            f"module '{name}' needs module '{dep}': add \"{dep}\" to loadmodule", ["loadmodule"]
+                            f"module '{name}' needs module '{dep}': add \"{dep}\" to loadmodule",
+                            ["loadmodule"],
                         )
             i += 1
         for name in self.config.modparam:
             if name not in classes and name not in ("app_lua", "app_python3", "app_python"):
                 raise self.config.error(
                     f"[modparam.{name}] given but module '{name}' is not in loadmodule "
-                    f"(loaded: {', '.join(wanted)}; add \"{name}\" to loadmodule or remove the table)",
+                    f'(loaded: {", ".join(wanted)}; add "{name}" to loadmodule or remove the table)',
                     ["modparam", name],
                 )
         for name, cls in classes.items():
@@ -217,27 +218,35 @@ class Server:
         return self.run_route(ctx, name, evname)
 
     def faked_context(self) -> MsgContext:
-        req = Request("OPTIONS", "sip:you@kamailio.org", [
-            Header("Via", "SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKdummy"),
-            Header("From", "<sip:you@kamailio.org>;tag=faked"),
-            Header("To", "<sip:you@kamailio.org>"),
-            Header("Call-ID", "faked"),
-            Header("CSeq", "1 OPTIONS"),
-            Header("Content-Length", "0"),
-        ])
+        req = Request(
+            "OPTIONS",
+            "sip:you@kamailio.org",
+            [
+                Header("Via", "SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKdummy"),
+                Header("From", "<sip:you@kamailio.org>;tag=faked"),
+                Header("To", "<sip:you@kamailio.org>"),
+                Header("Call-ID", "faked"),
+                Header("CSeq", "1 OPTIONS"),
+                Header("Content-Length", "0"),
+            ],
+        )
         ctx = MsgContext(self, req, "127.0.0.1", 9, self.listeners[0] if self.listeners else None)
         ctx.faked = True
         return ctx
 
     # -- receiving ---------------------------------------------------------------------------
-    def receive(self, data: bytes, src_ip: str, src_port: int, sock: SocketInfo, conn_id: int = 0) -> None:
+    def receive(
+        self, data: bytes, src_ip: str, src_port: int, sock: SocketInfo, conn_id: int = 0
+    ) -> None:
         """One message from the network (a datagram or a framed stream message). With worker
         processes, a message owned by another worker goes there (docs/workers.md)."""
         if self.handoff is not None and self.handoff.relay(data, src_ip, src_port, sock, conn_id):
             return
         self.receive_here(data, src_ip, src_port, sock, conn_id)
 
-    def receive_here(self, data: bytes, src_ip: str, src_port: int, sock: SocketInfo, conn_id: int = 0) -> None:
+    def receive_here(
+        self, data: bytes, src_ip: str, src_port: int, sock: SocketInfo, conn_id: int = 0
+    ) -> None:
         """Handle a message in this worker (received here or handed over by another worker)."""
         try:
             # a WebSocket message carries exactly one SIP message, like a datagram (RFC 7118)
@@ -262,7 +271,13 @@ class Server:
             self.on_reply(msg, src_ip, src_port, sock, conn_id)
 
     def _reply_to_bad(
-        self, req: Request, err: RemoteProtocolError, src_ip: str, src_port: int, sock: SocketInfo, conn_id: int
+        self,
+        req: Request,
+        err: RemoteProtocolError,
+        src_ip: str,
+        src_port: int,
+        sock: SocketInfo,
+        conn_id: int,
     ) -> None:
         try:
             req.top_via  # noqa: B018 - a reply needs a readable Via
@@ -276,7 +291,9 @@ class Server:
         self.apply_received(ctx)
         self.send_reply_stateless(ctx, err.status_hint, _reason_for(err))
 
-    def on_request(self, req: Request, src_ip: str, src_port: int, sock: SocketInfo, conn_id: int) -> None:
+    def on_request(
+        self, req: Request, src_ip: str, src_port: int, sock: SocketInfo, conn_id: int
+    ) -> None:
         ctx = MsgContext(self, req, src_ip, src_port, sock, conn_id)
         try:
             self.apply_received(ctx)
@@ -291,9 +308,15 @@ class Server:
             self._c_err_req.inc()
             self.send_reply_any(ctx, 500, "Server Internal Error")
         elif rc == 2:
-            log.error("%s: no %s() to route requests", self.script_path, self.config.core.kemi.request_route_callback)
+            log.error(
+                "%s: no %s() to route requests",
+                self.script_path,
+                self.config.core.kemi.request_route_callback,
+            )
 
-    def on_reply(self, rpl: Response, src_ip: str, src_port: int, sock: SocketInfo, conn_id: int) -> None:
+    def on_reply(
+        self, rpl: Response, src_ip: str, src_port: int, sock: SocketInfo, conn_id: int
+    ) -> None:
         ctx = MsgContext(self, rpl, src_ip, src_port, sock, conn_id)
         ctx.route = RouteType.REPLY
         try:
@@ -318,7 +341,9 @@ class Server:
         req = ctx.msg
         via = req.top_via
         need_rcv = via.host != ctx.src_ip
-        want_rport = "rport" in via.params and (via.params["rport"] in (None, "")) or ctx.force_rport
+        want_rport = (
+            "rport" in via.params and (via.params["rport"] in (None, "")) or ctx.force_rport
+        )
         if not need_rcv and not want_rport:
             return
         if want_rport:
@@ -400,11 +425,17 @@ class Server:
             return h
         return self.hosts.lookup(h)
 
-    def send(self, dest: Destination, data: bytes, sock: SocketInfo | None = None, conn_id: int = 0) -> bool:
+    def send(
+        self, dest: Destination, data: bytes, sock: SocketInfo | None = None, conn_id: int = 0
+    ) -> bool:
         if self.hosts.forbidden(dest.host):
             log.warning("refusing to send to %s:%d", dest.host, dest.port)
             return False
-        if self.handoff is not None and dest.proto != "udp" and self.handoff.send_remote(dest, data, conn_id):
+        if (
+            self.handoff is not None
+            and dest.proto != "udp"
+            and self.handoff.send_remote(dest, data, conn_id)
+        ):
             return True  # over a stream connection another worker holds
         t = self.transports.get(dest.proto)
         if t is None:
@@ -446,8 +477,15 @@ class Server:
         if self.config.core.server_signature and self.config.core.server_header:
             server_hdr = self.config.core.server_header.partition(":")[2].strip()
         try:
-            rpl = make_reply(req, code, reason, extra_headers=extra, body=body, content_type=ctype,
-                             server_header=server_hdr)
+            rpl = make_reply(
+                req,
+                code,
+                reason,
+                extra_headers=extra,
+                body=body,
+                content_type=ctype,
+                server_header=server_hdr,
+            )
             if 300 <= code < 400 and (ctx.branches or (ctx.ruri and ctx.ruri != req.uri)):
                 # the destination set: a rewritten R-URI (e.g. by lookup) and the branches
                 for b in [ctx.ruri or ""] + [x.uri for x in ctx.branches]:
@@ -562,10 +600,15 @@ class Server:
                 if self.handoff is not None:
                     self.handoff.ready.set()
                 if self.config.core.kemi.event_route_callback:
-                    self.run_event(self.config.core.kemi.event_route_callback, "core:worker-one-init")
+                    self.run_event(
+                        self.config.core.kemi.event_route_callback, "core:worker-one-init"
+                    )
                 log.info(
                     "ksr %s (pid %d) listening on %s with %s",
-                    VERSION, os.getpid(), ", ".join(str(s) for s in self.listeners), self.script_path,
+                    VERSION,
+                    os.getpid(),
+                    ", ".join(str(s) for s in self.listeners),
+                    self.script_path,
                 )
                 task_status.started(self)
                 await trio.sleep_forever()

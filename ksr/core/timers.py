@@ -99,10 +99,22 @@ class TimerService:
         heapq.heapify(self._heap)
         self._dead = 0
 
-    def once(self, delay: float, callback: Callable[..., object], *args: Any, name: str = "") -> TimerHandle:
+    def once(
+        self, delay: float, callback: Callable[..., object], *args: Any, name: str = ""
+    ) -> TimerHandle:
         """Run ``callback(*args)`` once, ``delay`` seconds from now (args rather than a
         closure: fewer objects per timer)."""
-        h = TimerHandle((trio.current_time() + max(delay, 0.0), next(self._seq), callback, args, None, name, None))
+        h = TimerHandle(
+            (
+                trio.current_time() + max(delay, 0.0),
+                next(self._seq),
+                callback,
+                args,
+                None,
+                name,
+                None,
+            )
+        )
         self._push(h)
         return h
 
@@ -159,7 +171,8 @@ class TimerService:
             if self._nursery is None:
                 _close(result)
                 log.error(
-                    "timer %s returned an awaitable but the timer task is not running", h[_NAME] or _name(cb)
+                    "timer %s returned an awaitable but the timer task is not running",
+                    h[_NAME] or _name(cb),
                 )
                 return
             self._nursery.start_soon(self._await, h[_NAME] or _name(cb), result)

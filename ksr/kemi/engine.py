@@ -95,9 +95,7 @@ class Engine:
         return errors
 
 
-def coerce_args(
-    f: KemiFunction, args: tuple[Any, ...], lua: bool
-) -> list[Any] | None:
+def coerce_args(f: KemiFunction, args: tuple[Any, ...], lua: bool) -> list[Any] | None:
     """Convert script arguments per Kamailio's rules; None = refuse the call (returns false)."""
     params = f.params
     if len(args) < len(params):
@@ -135,9 +133,7 @@ def coerce_args(
     return out
 
 
-def make_binding(
-    f: KemiFunction, engine: Engine, lua: bool
-) -> Callable[..., Any]:
+def make_binding(f: KemiFunction, engine: Engine, lua: bool) -> Callable[..., Any]:
     """The callable a script sees for one KSR function."""
     fn = f.fn
     n = len(f.params)

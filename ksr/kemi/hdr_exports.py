@@ -162,4 +162,3 @@ class HdrExports(Module):
         if which.startswith("a"):
             return all(match(x) for x in values)
         return any(match(x) for x in values)
-

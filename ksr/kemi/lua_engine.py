@@ -104,9 +104,13 @@ class LuaEngine(Engine):
         core = self.server.config.core
         modname = RUNTIMES.get(core.lua_runtime)
         if modname is None:
-            raise ScriptError(f"unknown lua_runtime {core.lua_runtime!r} (use {', '.join(RUNTIMES)})")
+            raise ScriptError(
+                f"unknown lua_runtime {core.lua_runtime!r} (use {', '.join(RUNTIMES)})"
+            )
         mod = importlib.import_module(modname)
-        kwargs: dict[str, Any] = dict(unpack_returned_tuples=True, register_eval=False, register_builtins=False)
+        kwargs: dict[str, Any] = dict(
+            unpack_returned_tuples=True, register_eval=False, register_builtins=False
+        )
         if core.lua_runtime != "luajit" and core.lua_max_memory > 0:
             kwargs["max_memory"] = core.lua_max_memory
         lua = mod.LuaRuntime(**kwargs)
@@ -115,7 +119,9 @@ class LuaEngine(Engine):
         except OSError as err:
             raise ScriptError(f"cannot read script: {err.strerror}", str(self.path)) from None
         except UnicodeDecodeError as err:
-            raise ScriptError(f"cannot read script: not UTF-8 ({err.reason})", str(self.path)) from None
+            raise ScriptError(
+                f"cannot read script: not UTF-8 ({err.reason})", str(self.path)
+            ) from None
         g = lua.globals()
         g.python = None
         g.KSR = self._build_ksr(lua)

@@ -41,18 +41,61 @@ COMPACT_FORMS: dict[str, str] = {
 KNOWN_KEYS: dict[str, str] = {
     n: n.lower()
     for n in (
-        "Via", "From", "To", "Call-ID", "CSeq", "Contact", "Max-Forwards", "Content-Length",
-        "Content-Type", "Route", "Record-Route", "Expires", "Allow", "Supported", "Require",
-        "Proxy-Require", "User-Agent", "Server", "Authorization", "Proxy-Authorization",
-        "WWW-Authenticate", "Proxy-Authenticate", "Event", "Subscription-State", "Accept",
-        "Date", "Path", "Session-Expires", "Min-SE", "P-Asserted-Identity", "Privacy",
-        "Allow-Events", "Content-Disposition", "Content-Encoding", "Reason", "Warning",
-        "Unsupported", "Subject", "Organization", "Timestamp", "Refer-To", "Referred-By",
+        "Via",
+        "From",
+        "To",
+        "Call-ID",
+        "CSeq",
+        "Contact",
+        "Max-Forwards",
+        "Content-Length",
+        "Content-Type",
+        "Route",
+        "Record-Route",
+        "Expires",
+        "Allow",
+        "Supported",
+        "Require",
+        "Proxy-Require",
+        "User-Agent",
+        "Server",
+        "Authorization",
+        "Proxy-Authorization",
+        "WWW-Authenticate",
+        "Proxy-Authenticate",
+        "Event",
+        "Subscription-State",
+        "Accept",
+        "Date",
+        "Path",
+        "Session-Expires",
+        "Min-SE",
+        "P-Asserted-Identity",
+        "Privacy",
+        "Allow-Events",
+        "Content-Disposition",
+        "Content-Encoding",
+        "Reason",
+        "Warning",
+        "Unsupported",
+        "Subject",
+        "Organization",
+        "Timestamp",
+        "Refer-To",
+        "Referred-By",
     )
 }
-KNOWN_KEYS.update({"Call-Id": "call-id", "Cseq": "cseq", "Max-forwards": "max-forwards",
-                   "Content-length": "content-length", "Content-type": "content-type",
-                   "Record-route": "record-route", "User-agent": "user-agent"})
+KNOWN_KEYS.update(
+    {
+        "Call-Id": "call-id",
+        "Cseq": "cseq",
+        "Max-forwards": "max-forwards",
+        "Content-length": "content-length",
+        "Content-type": "content-type",
+        "Record-route": "record-route",
+        "User-agent": "user-agent",
+    }
+)
 KNOWN_KEYS.update({k: v for k, v in COMPACT_FORMS.items()})
 KNOWN_KEYS.update({k.upper(): v for k, v in COMPACT_FORMS.items()})
 

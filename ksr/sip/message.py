@@ -292,7 +292,11 @@ class Response(Message):
 
     def copy(self) -> Response:
         return Response(
-            self.status, self.reason, [_copy_header(h) for h in self.headers], self.body, self.version
+            self.status,
+            self.reason,
+            [_copy_header(h) for h in self.headers],
+            self.body,
+            self.version,
         )
 
     def __repr__(self) -> str:

@@ -32,7 +32,9 @@ SEND = "send"  # client: (re)send the request; server: (re)send the last reply
 SEND_ACK = "send_ack"  # ICT: send (or resend) the ACK for a non-2xx final reply
 START = "start"  # ("start", timer): start the timer with its next interval
 STOP = "stop"  # ("stop", timer)
-DELIVER = "deliver"  # ("deliver", what): pass the event to the TU ("reply", "timeout", "ack", "request")
+DELIVER = (
+    "deliver"  # ("deliver", what): pass the event to the TU ("reply", "timeout", "ack", "request")
+)
 TERMINATED = "terminated"  # the machine is done: the shell frees it
 
 Action = tuple[str, str]
@@ -81,16 +83,37 @@ TABLE: dict[tuple[str, str, str], tuple[str, tuple[Action, ...]]] = {
     # -- INVITE client (§17.1.1, RFC 6026 §8.4) -----------------------------------------------
     (ICT, "init", "start"): ("calling", ((SEND, ""), (START, "A"), (START, "B"))),
     (ICT, "calling", "timer_A"): ("calling", ((SEND, ""), (START, "A"))),
-    (ICT, "calling", "timer_B"): ("terminated", ((STOP, "A"), (DELIVER, "timeout"), (TERMINATED, ""))),
-    (ICT, "calling", "transport_error"): ("terminated", ((STOP, "A"), (STOP, "B"), (DELIVER, "timeout"), (TERMINATED, ""))),
-    (ICT, "calling", "1xx"): ("proceeding", ((STOP, "A"), (STOP, "B"), (START, "C"), (DELIVER, "reply"))),
-    (ICT, "calling", "2xx"): ("accepted", ((STOP, "A"), (STOP, "B"), (START, "M"), (DELIVER, "reply"))),
-    (ICT, "calling", "final"): ("completed", ((STOP, "A"), (STOP, "B"), (SEND_ACK, ""), (START, "D"), (DELIVER, "reply"))),
+    (ICT, "calling", "timer_B"): (
+        "terminated",
+        ((STOP, "A"), (DELIVER, "timeout"), (TERMINATED, "")),
+    ),
+    (ICT, "calling", "transport_error"): (
+        "terminated",
+        ((STOP, "A"), (STOP, "B"), (DELIVER, "timeout"), (TERMINATED, "")),
+    ),
+    (ICT, "calling", "1xx"): (
+        "proceeding",
+        ((STOP, "A"), (STOP, "B"), (START, "C"), (DELIVER, "reply")),
+    ),
+    (ICT, "calling", "2xx"): (
+        "accepted",
+        ((STOP, "A"), (STOP, "B"), (START, "M"), (DELIVER, "reply")),
+    ),
+    (ICT, "calling", "final"): (
+        "completed",
+        ((STOP, "A"), (STOP, "B"), (SEND_ACK, ""), (START, "D"), (DELIVER, "reply")),
+    ),
     (ICT, "proceeding", "1xx"): ("proceeding", ((DELIVER, "reply"),)),
     (ICT, "proceeding", "timer_C"): ("proceeding", ((START, "KILL"), (DELIVER, "timeout"))),
     (ICT, "proceeding", "timer_KILL"): ("terminated", ((TERMINATED, ""),)),
-    (ICT, "proceeding", "2xx"): ("accepted", ((STOP, "C"), (STOP, "KILL"), (START, "M"), (DELIVER, "reply"))),
-    (ICT, "proceeding", "final"): ("completed", ((STOP, "C"), (STOP, "KILL"), (SEND_ACK, ""), (START, "D"), (DELIVER, "reply"))),
+    (ICT, "proceeding", "2xx"): (
+        "accepted",
+        ((STOP, "C"), (STOP, "KILL"), (START, "M"), (DELIVER, "reply")),
+    ),
+    (ICT, "proceeding", "final"): (
+        "completed",
+        ((STOP, "C"), (STOP, "KILL"), (SEND_ACK, ""), (START, "D"), (DELIVER, "reply")),
+    ),
     (ICT, "completed", "final"): ("completed", ((SEND_ACK, ""),)),
     (ICT, "completed", "timer_D"): ("terminated", ((TERMINATED, ""),)),
     (ICT, "accepted", "2xx"): ("accepted", ((DELIVER, "reply"),)),
@@ -98,26 +121,53 @@ TABLE: dict[tuple[str, str, str], tuple[str, tuple[Action, ...]]] = {
     # -- non-INVITE client (§17.1.2) ----------------------------------------------------------
     (NICT, "init", "start"): ("trying", ((SEND, ""), (START, "E"), (START, "F"))),
     (NICT, "trying", "timer_E"): ("trying", ((SEND, ""), (START, "E"))),
-    (NICT, "trying", "timer_F"): ("terminated", ((STOP, "E"), (DELIVER, "timeout"), (TERMINATED, ""))),
-    (NICT, "trying", "transport_error"): ("terminated", ((STOP, "E"), (STOP, "F"), (DELIVER, "timeout"), (TERMINATED, ""))),
+    (NICT, "trying", "timer_F"): (
+        "terminated",
+        ((STOP, "E"), (DELIVER, "timeout"), (TERMINATED, "")),
+    ),
+    (NICT, "trying", "transport_error"): (
+        "terminated",
+        ((STOP, "E"), (STOP, "F"), (DELIVER, "timeout"), (TERMINATED, "")),
+    ),
     (NICT, "trying", "1xx"): ("proceeding", ((DELIVER, "reply"),)),
-    (NICT, "trying", "2xx"): ("completed", ((STOP, "E"), (STOP, "F"), (START, "K"), (DELIVER, "reply"))),
-    (NICT, "trying", "final"): ("completed", ((STOP, "E"), (STOP, "F"), (START, "K"), (DELIVER, "reply"))),
+    (NICT, "trying", "2xx"): (
+        "completed",
+        ((STOP, "E"), (STOP, "F"), (START, "K"), (DELIVER, "reply")),
+    ),
+    (NICT, "trying", "final"): (
+        "completed",
+        ((STOP, "E"), (STOP, "F"), (START, "K"), (DELIVER, "reply")),
+    ),
     (NICT, "proceeding", "timer_E"): ("proceeding", ((SEND, ""), (START, "E"))),
-    (NICT, "proceeding", "timer_F"): ("terminated", ((STOP, "E"), (DELIVER, "timeout"), (TERMINATED, ""))),
+    (NICT, "proceeding", "timer_F"): (
+        "terminated",
+        ((STOP, "E"), (DELIVER, "timeout"), (TERMINATED, "")),
+    ),
     (NICT, "proceeding", "1xx"): ("proceeding", ((DELIVER, "reply"),)),
-    (NICT, "proceeding", "2xx"): ("completed", ((STOP, "E"), (STOP, "F"), (START, "K"), (DELIVER, "reply"))),
-    (NICT, "proceeding", "final"): ("completed", ((STOP, "E"), (STOP, "F"), (START, "K"), (DELIVER, "reply"))),
+    (NICT, "proceeding", "2xx"): (
+        "completed",
+        ((STOP, "E"), (STOP, "F"), (START, "K"), (DELIVER, "reply")),
+    ),
+    (NICT, "proceeding", "final"): (
+        "completed",
+        ((STOP, "E"), (STOP, "F"), (START, "K"), (DELIVER, "reply")),
+    ),
     (NICT, "completed", "timer_K"): ("terminated", ((TERMINATED, ""),)),
     # -- INVITE server (§17.2.1, RFC 6026 §7.1) -----------------------------------------------
     (IST, "proceeding", "request"): ("proceeding", ((SEND, ""),)),
     (IST, "proceeding", "send_1xx"): ("proceeding", ((SEND, ""),)),
     (IST, "proceeding", "send_2xx"): ("accepted", ((SEND, ""), (START, "L"))),
     (IST, "proceeding", "send_final"): ("completed", ((SEND, ""), (START, "G"), (START, "H"))),
-    (IST, "proceeding", "ack"): ("proceeding", ((DELIVER, "ack"),)),  # e2e ACK seen early: TU decides
+    (IST, "proceeding", "ack"): (
+        "proceeding",
+        ((DELIVER, "ack"),),
+    ),  # e2e ACK seen early: TU decides
     (IST, "completed", "request"): ("completed", ((SEND, ""),)),
     (IST, "completed", "timer_G"): ("completed", ((SEND, ""), (START, "G"))),
-    (IST, "completed", "timer_H"): ("terminated", ((STOP, "G"), (DELIVER, "timeout"), (TERMINATED, ""))),
+    (IST, "completed", "timer_H"): (
+        "terminated",
+        ((STOP, "G"), (DELIVER, "timeout"), (TERMINATED, "")),
+    ),
     (IST, "completed", "ack"): ("confirmed", ((STOP, "G"), (STOP, "H"), (START, "I"))),
     (IST, "confirmed", "timer_I"): ("terminated", ((TERMINATED, ""),)),
     (IST, "accepted", "send_2xx"): ("accepted", ((SEND, ""),)),

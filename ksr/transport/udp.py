@@ -42,10 +42,14 @@ class UdpTransport:
             s.bind((info.ip, info.port))
         except OSError as err:
             s.close()
-            raise OSError(err.errno, f"cannot listen on udp:{info.ip}:{info.port}: {err.strerror}") from None
+            raise OSError(
+                err.errno, f"cannot listen on udp:{info.ip}:{info.port}: {err.strerror}"
+            ) from None
         s.setblocking(False)
         port = s.getsockname()[1]
-        bound = SocketInfo("udp", info.ip, port, info.name, info.advertised_ip, info.advertised_port)
+        bound = SocketInfo(
+            "udp", info.ip, port, info.name, info.advertised_ip, info.advertised_port
+        )
         return s, bound
 
     async def serve(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -93,7 +97,9 @@ class UdpTransport:
                 return s
         return None
 
-    def send(self, data: bytes, host: str, port: int, sock: SocketInfo | None = None, conn_id: int = 0) -> bool:
+    def send(
+        self, data: bytes, host: str, port: int, sock: SocketInfo | None = None, conn_id: int = 0
+    ) -> bool:
         s = self._pick(sock, host)
         if s is None:
             return False

@@ -187,7 +187,9 @@ class Auth(Module):
                 return AUTH_NONCE_REUSED
             handoff = getattr(self.server, "handoff", None)
             if handoff is not None:  # the other workers refuse a replay of it too
-                handoff.notify(NC_TOPIC, f"{nonce} {pend.nc if pend.nc is not None else '-'}".encode())
+                handoff.notify(
+                    NC_TOPIC, f"{nonce} {pend.nc if pend.nc is not None else '-'}".encode()
+                )
         ctx.extra["auth_used"] = (pend.header_key, pend.header_value)
         return AUTH_OK
 

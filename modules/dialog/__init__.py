@@ -81,8 +81,11 @@ class DialogModule(DialogRpc, Module):
             self.mgr.table.share_ids(handoff.index, handoff.count)
         if self.store is not None:
             if handoff is not None:  # worker processes: restore only the calls this one owns
-                self._loaded = [d for d in self._loaded
-                                if call_id_owner(d.callid, handoff.count) == handoff.index]
+                self._loaded = [
+                    d
+                    for d in self._loaded
+                    if call_id_owner(d.callid, handoff.count) == handoff.index
+                ]
             n = self.mgr.restore(self._loaded)
             if n:
                 log.info("dialog: %d dialogs restored from storage", n)

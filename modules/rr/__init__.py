@@ -104,10 +104,15 @@ class Rr(Module):
 
         def build(out: SocketInfo, params: str) -> list[str]:
             tail = f"{lr}{ftag}{user_params}{params}"
-            if self.params.enable_double_rr and (out.proto != inbound.proto or out.adv_ip != inbound.adv_ip
-                                                 or out.adv_port != inbound.adv_port):
-                return [f"<sip:{_hostport(out)}{_transport(out)};r2=on{tail}>",
-                        f"<sip:{_hostport(inbound)}{_transport(inbound)};r2=on{tail}>"]
+            if self.params.enable_double_rr and (
+                out.proto != inbound.proto
+                or out.adv_ip != inbound.adv_ip
+                or out.adv_port != inbound.adv_port
+            ):
+                return [
+                    f"<sip:{_hostport(out)}{_transport(out)};r2=on{tail}>",
+                    f"<sip:{_hostport(inbound)}{_transport(inbound)};r2=on{tail}>",
+                ]
             return [f"<sip:{_hostport(inbound)}{_transport(inbound)}{tail}>"]
 
         return build
@@ -209,7 +214,9 @@ class Rr(Module):
         if not mode & 1 and ruri.is_sip and "lr" in ruri.params and self._mine(ruri):
             # RFC 3261 §16.4: a strict router put our Record-Route URI in the R-URI; the real
             # R-URI is the last Route.
-            ctx.extra["rr_route_params"] = "".join(f";{k}" if v is None else f";{k}={v}" for k, v in ruri.params.items())
+            ctx.extra["rr_route_params"] = "".join(
+                f";{k}" if v is None else f";{k}={v}" for k, v in ruri.params.items()
+            )
             last_text, _ = routes[-1]
             ctx.ruri = last_text
             ctx.add_lump(_remove_last_route())
@@ -219,7 +226,9 @@ class Rr(Module):
         first_text, first = routes[0]
         if first.is_sip and self._mine(first):
             removed = 1
-            ctx.extra["rr_route_params"] = "".join(f";{k}" if v is None else f";{k}={v}" for k, v in first.params.items())
+            ctx.extra["rr_route_params"] = "".join(
+                f";{k}" if v is None else f";{k}={v}" for k, v in first.params.items()
+            )
             if "r2" in first.params and len(routes) > 1 and self._mine(routes[1][1]):
                 removed = 2
             rest = routes[removed:]

@@ -67,7 +67,9 @@ class Tm(Module):
         """Call ``fn(tx, ev)`` for events of every transaction."""
         self.engine.callbacks.add(kind, fn)
 
-    def register_tx_callback(self, target: MsgContext | Transaction, kind: str, fn: Callback) -> None:
+    def register_tx_callback(
+        self, target: MsgContext | Transaction, kind: str, fn: Callback
+    ) -> None:
         """Call ``fn(tx, ev)`` for events of one transaction: the given one, or the one of the
         request in ``ctx`` (remembered until t_relay/t_newtran creates it)."""
         if isinstance(target, Transaction):
@@ -108,7 +110,11 @@ class Tm(Module):
         dest = self.server.resolve(next_hop or ruri)
         if dest is None:
             return None
-        sock = socket if socket is not None and socket.proto == dest.proto else self.server.socket_for(dest.proto)
+        sock = (
+            socket
+            if socket is not None and socket.proto == dest.proto
+            else self.server.socket_for(dest.proto)
+        )
         if sock is None:
             return None
         req = Request(method, ruri, hdrs, body)
@@ -133,7 +139,9 @@ class Tm(Module):
             req.cseq  # noqa: B018 - a bad CSeq must fail here, not on the reply
         except RemoteProtocolError:
             return None
-        return self.engine.send_request(req, Destination(dest.proto, dest.host, dest.port, dest.uri), sock, callback)
+        return self.engine.send_request(
+            req, Destination(dest.proto, dest.host, dest.port, dest.uri), sock, callback
+        )
 
     # -- the core asks us for stateful replies (sl.send_reply, sl_reply_error...) --------------
     def reply_if_transaction(self, ctx: MsgContext, code: int, reason: str) -> bool | None:
@@ -202,12 +210,18 @@ class Tm(Module):
     @kemi()
     def t_exists(self, ctx: MsgContext) -> int:
         """1 if the current message has a transaction."""
-        return 1 if ctx.tx is not None or (ctx.is_request and self.relayer.lookup(ctx.request)) else -1
+        return (
+            1 if ctx.tx is not None or (ctx.is_request and self.relayer.lookup(ctx.request)) else -1
+        )
 
     @kemi()
     def t_lookup_cancel(self, ctx: MsgContext) -> int:
         """1 if the INVITE this CANCEL cancels is known."""
-        ok = ctx.is_request and ctx.request.method == "CANCEL" and self.relayer.lookup(ctx.request, "INVITE")
+        ok = (
+            ctx.is_request
+            and ctx.request.method == "CANCEL"
+            and self.relayer.lookup(ctx.request, "INVITE")
+        )
         return 1 if ok else -1
 
     @kemi()
@@ -239,7 +253,9 @@ class Tm(Module):
     def t_reply_error(self, ctx: MsgContext) -> int:
         """Stateful reply for the last internal error."""
         code = int(ctx.extra.get("last_error_code") or 500)
-        return self.t_reply(ctx, code, str(ctx.extra.get("last_error_reason") or "Server Internal Error"))
+        return self.t_reply(
+            ctx, code, str(ctx.extra.get("last_error_reason") or "Server Internal Error")
+        )
 
     @kemi()
     def t_retransmit_reply(self, ctx: MsgContext) -> int:
@@ -298,7 +314,9 @@ class Tm(Module):
         if attr is None:
             return -1
         names: dict[str, str] = ctx.extra.get(T_ON, {})
-        value = getattr(ctx.tx, attr, "") if isinstance(ctx.tx, Transaction) else names.get(attr, "")
+        value = (
+            getattr(ctx.tx, attr, "") if isinstance(ctx.tx, Transaction) else names.get(attr, "")
+        )
         return 1 if value else -1
 
     # -- KSR.tm: state of the transaction -------------------------------------------------------
@@ -478,7 +496,7 @@ class Tm(Module):
             return -1
         q = pending[0].q
         group = [b for b in pending if b.q == q]
-        rest = pending[len(group):]
+        rest = pending[len(group) :]
         first = group[0]
         ctx.ruri, ctx.dst_uri = first.uri, first.dst_uri
         ctx.branches = list(group[1:])
@@ -488,8 +506,16 @@ class Tm(Module):
         return 1
 
     @kemi()
-    def t_uac_send(self, ctx: MsgContext, method: str, ruri: str, nexthop: str, socket: str,
-                   headers: str, body: str) -> int:
+    def t_uac_send(
+        self,
+        ctx: MsgContext,
+        method: str,
+        ruri: str,
+        nexthop: str,
+        socket: str,
+        headers: str,
+        body: str,
+    ) -> int:
         """t_uac_send(method, ruri, nexthop, socket, headers, body): a new stateful request."""
         tx = self.send_request(method, ruri, headers, body.encode(), nexthop or None)
         return 1 if tx is not None else -1
@@ -505,11 +531,17 @@ class Tm(Module):
         """The transactions in memory."""
         out = []
         for tx in list(self.engine.by_key.values())[:1000]:
-            out.append({
-                "id": tx.id, "method": tx.method, "ruri": tx.ruri, "status": tx.status,
-                "state": tx.machine.state if tx.machine else "", "branches": len(tx.branches),
-                "call_id": tx.request.get("call-id") or "",
-            })
+            out.append(
+                {
+                    "id": tx.id,
+                    "method": tx.method,
+                    "ruri": tx.ruri,
+                    "status": tx.status,
+                    "state": tx.machine.state if tx.machine else "",
+                    "branches": len(tx.branches),
+                    "call_id": tx.request.get("call-id") or "",
+                }
+            )
         return out
 
     def stop(self) -> None:
@@ -518,7 +550,7 @@ class Tm(Module):
 
 
 def _proxy_uri(proxy: str) -> tuple[str | None, str | None]:
-    """"udp:host:port" / "host:port" -> (sip URI, proto)."""
+    """ "udp:host:port" / "host:port" -> (sip URI, proto)."""
     proto, p = split_proto(proxy.strip())
     if not p:
         return None, None

@@ -32,14 +32,27 @@ class TmCb:
 
     REQUEST_IN = "request-in"  # a transaction was created for a request; ev.ctx = the request
     REQUEST_FWDED = "request-fwded"  # a branch was sent; ev.branch, ev.ctx = the branch request
-    REPLY_IN = "reply-in"  # a reply arrived on a branch (before relaying); ev.branch, ev.ctx, ev.code
+    REPLY_IN = (
+        "reply-in"  # a reply arrived on a branch (before relaying); ev.branch, ev.ctx, ev.code
+    )
     RESPONSE_OUT = "response-out"  # a reply was sent upstream; ev.code, ev.reply, ev.local
-    FAILURE = "failure"  # the transaction failed (negative final reply chosen); before the failure route
+    FAILURE = (
+        "failure"  # the transaction failed (negative final reply chosen); before the failure route
+    )
     E2E_ACK = "e2e-ack"  # an ACK for a 2xx of this INVITE transaction was received; ev.ctx
     E2E_CANCEL = "e2e-cancel"  # a CANCEL for this INVITE transaction was received; ev.ctx
     DESTROYED = "destroyed"  # the transaction is freed (after its wait timers)
 
-    ALL = (REQUEST_IN, REQUEST_FWDED, REPLY_IN, RESPONSE_OUT, FAILURE, E2E_ACK, E2E_CANCEL, DESTROYED)
+    ALL = (
+        REQUEST_IN,
+        REQUEST_FWDED,
+        REPLY_IN,
+        RESPONSE_OUT,
+        FAILURE,
+        E2E_ACK,
+        E2E_CANCEL,
+        DESTROYED,
+    )
 
 
 @dataclass(slots=True)

@@ -54,7 +54,9 @@ class TmEngine:
         self.salt = os.urandom(3).hex()
         self._next_id = 0
         self._timer_configs: dict[tuple[float, float], TimerConfig] = {}
-        self.on_branch_final: Callable[[UacBranch, MsgContext | None], None] | None = None  # replies.py
+        self.on_branch_final: Callable[[UacBranch, MsgContext | None], None] | None = (
+            None  # replies.py
+        )
         # timer callbacks bound once (a bound method made per timer is one more object per timer)
         self.fire_uas: Callable[[Transaction, str], None] = self.uas_timer
         self.fire_uac: Callable[[UacBranch, str], None] = self.uac_timer
@@ -82,14 +84,31 @@ class TmEngine:
             p = self.params
             wt = p.wt_timer / 1000.0
             tc = TimerConfig(
-                t1=p.retr_timer1 / 1000.0, t2=p.retr_timer2 / 1000.0, t4=5.0,
-                b=fr, c=fr_inv, f=fr, d=wt, j=wt, l=wt, m=wt, i=min(5.0, wt), k=min(5.0, wt),
+                t1=p.retr_timer1 / 1000.0,
+                t2=p.retr_timer2 / 1000.0,
+                t4=5.0,
+                b=fr,
+                c=fr_inv,
+                f=fr,
+                d=wt,
+                j=wt,
+                l=wt,
+                m=wt,
+                i=min(5.0, wt),
+                k=min(5.0, wt),
             )
             if len(self._timer_configs) < 256:
                 self._timer_configs[key] = tc
         return tc
 
-    def _start(self, handles: dict[str, Any], name: str, delay: float, fire: Callable[..., object], *args: Any) -> None:
+    def _start(
+        self,
+        handles: dict[str, Any],
+        name: str,
+        delay: float,
+        fire: Callable[..., object],
+        *args: Any,
+    ) -> None:
         old = handles.get(name)
         if old is not None:
             old.cancel()
@@ -136,9 +155,16 @@ class TmEngine:
                 self.tx_callback(tx, kind, fn)
         self.run_callbacks(tx, TmEvent(TmCb.REQUEST_IN, ctx=ctx))
         # Without a final reply within its lifetime the transaction is dropped (never leaks).
-        life = (self.params.max_inv_lifetime if tx.is_invite else self.params.max_noninv_lifetime) / 1000.0
-        self._start(tx.handles, "life", max(life, tx.fr_inv if tx.is_invite else tx.fr) + 1.0,
-                    self.fire_life, tx)
+        life = (
+            self.params.max_inv_lifetime if tx.is_invite else self.params.max_noninv_lifetime
+        ) / 1000.0
+        self._start(
+            tx.handles,
+            "life",
+            max(life, tx.fr_inv if tx.is_invite else tx.fr) + 1.0,
+            self.fire_life,
+            tx,
+        )
         return tx
 
     def _lifetime(self, tx: Transaction) -> None:
@@ -253,7 +279,9 @@ class TmEngine:
             self.run_callbacks(tx, TmEvent(TmCb.RESPONSE_OUT, code=code, reply=rpl, local=local))
         return True
 
-    def local_reply(self, tx: Transaction, code: int, reason: str, ctx: MsgContext | None = None) -> bool:
+    def local_reply(
+        self, tx: Transaction, code: int, reason: str, ctx: MsgContext | None = None
+    ) -> bool:
         """t_reply: a reply made here to the transaction's request."""
         if not tx.to_tag:
             tx.to_tag = make_to_tag(tx.request, self.salt)
@@ -266,8 +294,16 @@ class TmEngine:
         core = self.server.config.core
         server_hdr = core.server_header.partition(":")[2].strip() if core.server_signature else None
         try:
-            rpl = make_reply(tx.request, code, reason, to_tag=tx.to_tag, extra_headers=extra, body=body,
-                             content_type=ctype, server_header=server_hdr)
+            rpl = make_reply(
+                tx.request,
+                code,
+                reason,
+                to_tag=tx.to_tag,
+                extra_headers=extra,
+                body=body,
+                content_type=ctype,
+                server_header=server_hdr,
+            )
         except RemoteProtocolError:
             return False
         if 300 <= code < 400 and ctx is not None and ctx.branches:
@@ -286,7 +322,11 @@ class TmEngine:
         b.request = req
         b.data = req.to_bytes()
         invite = req.method == "INVITE"
-        b.machine = Machine(ICT if invite else NICT, reliable, tx.timer_config or self.timer_config(tx.fr, tx.fr_inv))
+        b.machine = Machine(
+            ICT if invite else NICT,
+            reliable,
+            tx.timer_config or self.timer_config(tx.fr, tx.fr_inv),
+        )
         self.by_branch[(b.bid, req.method)] = b
         if not self.uac_actions(b, b.machine.handle("start")):
             return False
@@ -346,7 +386,12 @@ class TmEngine:
     # -- CANCEL ------------------------------------------------------------------------------
     def send_cancel(self, b: UacBranch, reason: str | None = None) -> None:
         """CANCEL a pending INVITE branch (only after a provisional reply, RFC 3261 §9.1)."""
-        if b.cancel is not None or b.request is None or b.request.method != "INVITE" or not b.pending:
+        if (
+            b.cancel is not None
+            or b.request is None
+            or b.request.method != "INVITE"
+            or not b.pending
+        ):
             return
         if not b.replied:
             b.cancel_pending = True
@@ -354,9 +399,13 @@ class TmEngine:
         c = UacBranch(b.tx, b.idx, b.uri, b.dst_uri)
         c.bid, c.dest, c.sock = b.bid, b.dest, b.sock
         b.cancel = c
-        self.start_branch(c, build_cancel(b.request, reason), b.machine.reliable if b.machine else False)
+        self.start_branch(
+            c, build_cancel(b.request, reason), b.machine.reliable if b.machine else False
+        )
 
-    def cancel_branches(self, tx: Transaction, skip: UacBranch | None, reason: str | None = None) -> int:
+    def cancel_branches(
+        self, tx: Transaction, skip: UacBranch | None, reason: str | None = None
+    ) -> int:
         n = 0
         for b in tx.branches:
             if b is not skip and b.pending:
@@ -366,7 +415,11 @@ class TmEngine:
 
     # -- local requests (t_uac) ----------------------------------------------------------------
     def send_request(
-        self, req: Request, dest: Destination, sock: Any, callback: Callable[[int, Response | None], None] | None
+        self,
+        req: Request,
+        dest: Destination,
+        sock: Any,
+        callback: Callable[[int, Response | None], None] | None,
     ) -> Transaction | None:
         tx = Transaction(self.new_id(), None, req)
         tx.fr = self.params.fr_timer / 1000.0

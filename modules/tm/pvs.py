@@ -28,7 +28,12 @@ def register_pvs(reg: PvRegistry, tm: Tm) -> None:
         return None
 
     def branch_idx(ctx: MsgContext, arg: str, idx: int | None) -> Value:
-        if ctx.route in (RouteType.BRANCH, RouteType.ONREPLY, RouteType.FAILURE, RouteType.BRANCH_FAILURE):
+        if ctx.route in (
+            RouteType.BRANCH,
+            RouteType.ONREPLY,
+            RouteType.FAILURE,
+            RouteType.BRANCH_FAILURE,
+        ):
             return ctx.branch_idx
         return -1 if ctx.tx is None else ctx.branch_idx
 
@@ -57,7 +62,9 @@ def register_pvs(reg: PvRegistry, tm: Tm) -> None:
         def get(ctx: MsgContext, arg: str, idx: int | None) -> Value:
             tx = ctx.tx
             if which == "inv":
-                tx = ctx.extra.get("t_cancel_target") or (tm.relayer.lookup(ctx.request, "INVITE") if ctx.is_request else None)
+                tx = ctx.extra.get("t_cancel_target") or (
+                    tm.relayer.lookup(ctx.request, "INVITE") if ctx.is_request else None
+                )
             if tx is None:
                 return None
             if which == "rpl":

@@ -105,7 +105,11 @@ class Relayer:
             self.retransmission(old)
             return 0
         tx = self.eng.create_server_tx(ctx, key)
-        if req.method == "INVITE" and self.eng.params.auto_inv_100 and not ctx.extra.get("tm_no_100"):
+        if (
+            req.method == "INVITE"
+            and self.eng.params.auto_inv_100
+            and not ctx.extra.get("tm_no_100")
+        ):
             self.eng.local_reply(tx, 100, "Trying")
             ctx.replied = 0
         return 1
@@ -124,7 +128,9 @@ class Relayer:
         return any(v.branch and v.branch[7 : 7 + LOOP_HASH_LEN] == h for v in mine)
 
     # -- relaying ---------------------------------------------------------------------------
-    def relay(self, ctx: MsgContext, uri: str | None = None, proto: str | None = None, flags: int = 0) -> int:
+    def relay(
+        self, ctx: MsgContext, uri: str | None = None, proto: str | None = None, flags: int = 0
+    ) -> int:
         if not ctx.is_request:
             return -1
         method = ctx.request.method
@@ -173,7 +179,9 @@ class Relayer:
             for attr, name in names.items():
                 setattr(tx, attr, name)
 
-    def add_branches(self, tx: Transaction, ctx: MsgContext, uri: str | None, proto: str | None) -> int:
+    def add_branches(
+        self, tx: Transaction, ctx: MsgContext, uri: str | None, proto: str | None
+    ) -> int:
         targets: list[tuple[str, str | None, int, Any]] = [
             (ctx.ruri or ctx.request.uri, ctx.dst_uri, ctx.bflags, ctx.send_socket)
         ]
@@ -186,11 +194,26 @@ class Relayer:
         return sent
 
     def send_branch(
-        self, tx: Transaction, ctx: MsgContext, ruri: str, du: str | None, bflags: int, sock: Any,
-        uri: str | None, proto: str | None,
+        self,
+        tx: Transaction,
+        ctx: MsgContext,
+        ruri: str,
+        du: str | None,
+        bflags: int,
+        sock: Any,
+        uri: str | None,
+        proto: str | None,
     ) -> bool:
         idx = len(tx.branches)
-        saved = (ctx.ruri, ctx.dst_uri, ctx.bflags, len(ctx.lumps), ctx.route, ctx.branch_idx, ctx.send_socket)
+        saved = (
+            ctx.ruri,
+            ctx.dst_uri,
+            ctx.bflags,
+            len(ctx.lumps),
+            ctx.route,
+            ctx.branch_idx,
+            ctx.send_socket,
+        )
         saved_rr = ctx.extra.get("rr_params")
         ctx.ruri, ctx.dst_uri, ctx.bflags, ctx.branch_idx = ruri, du, bflags, idx
         if sock is not None:
@@ -205,14 +228,24 @@ class Relayer:
                     return False
             return self._build_and_send(tx, ctx, idx, uri, proto)
         finally:
-            ctx.ruri, ctx.dst_uri, ctx.bflags, n_lumps, ctx.route, ctx.branch_idx, ctx.send_socket = saved
+            (
+                ctx.ruri,
+                ctx.dst_uri,
+                ctx.bflags,
+                n_lumps,
+                ctx.route,
+                ctx.branch_idx,
+                ctx.send_socket,
+            ) = saved
             del ctx.lumps[n_lumps:]
             if saved_rr is None:
                 ctx.extra.pop("rr_params", None)
             else:
                 ctx.extra["rr_params"] = saved_rr
 
-    def _build_and_send(self, tx: Transaction, ctx: MsgContext, idx: int, uri: str | None, proto: str | None) -> bool:
+    def _build_and_send(
+        self, tx: Transaction, ctx: MsgContext, idx: int, uri: str | None, proto: str | None
+    ) -> bool:
         ruri = ctx.ruri or tx.ruri
         target = uri or ctx.dst_uri or ruri
         dest = self.server.resolve(target)

@@ -69,7 +69,9 @@ class ReplyProcessor:
         if b.status >= 200 and rpl.status >= 200 and not (rpl.status < 300 and tx.is_invite):
             return True  # the branch already ended (timed out); late final reply
         if self.eng.callbacks or tx.callbacks:
-            self.eng.run_callbacks(tx, TmEvent(TmCb.REPLY_IN, ctx=ctx, branch=b, code=rpl.status, reply=rpl))
+            self.eng.run_callbacks(
+                tx, TmEvent(TmCb.REPLY_IN, ctx=ctx, branch=b, code=rpl.status, reply=rpl)
+            )
         if tx.on_reply:
             ctx.route = RouteType.ONREPLY
             ctx.flags = tx.flags
@@ -139,7 +141,7 @@ class ReplyProcessor:
         5xx); replies that really arrived win over timeouts made up here."""
         best: UacBranch | None = None
         best_rank = (99, 0, 0)
-        for b in tx.branches[tx.drop_from:]:
+        for b in tx.branches[tx.drop_from :]:
             if b.status < 300:
                 continue
             cls = b.status // 100
@@ -152,7 +154,9 @@ class ReplyProcessor:
         """Every branch has a final negative reply: failure route, then the best reply."""
         best = self.best_branch(tx)
         if self.eng.callbacks or tx.callbacks:
-            self.eng.run_callbacks(tx, TmEvent(TmCb.FAILURE, branch=best, code=best.status if best else 500))
+            self.eng.run_callbacks(
+                tx, TmEvent(TmCb.FAILURE, branch=best, code=best.status if best else 500)
+            )
         if tx.on_failure:
             name, tx.on_failure = tx.on_failure, ""  # it runs once unless the route sets it again
             n_before = len(tx.branches)
@@ -176,7 +180,9 @@ class ReplyProcessor:
             return
         if best.reply is None:
             code = 487 if tx.canceled else 408
-            self.eng.local_reply(tx, code, "Request Terminated" if code == 487 else "Request Timeout")
+            self.eng.local_reply(
+                tx, code, "Request Terminated" if code == 487 else "Request Timeout"
+            )
             return
         self.relay(tx, None, best.reply)
 

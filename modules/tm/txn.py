@@ -26,9 +26,26 @@ class UacBranch:
     """One outgoing copy of the request (RFC 3261 §16.6) and its client transaction."""
 
     __slots__ = (
-        "tx", "idx", "uri", "dst_uri", "dest", "sock", "bid", "request", "data", "machine",
-        "handles", "status", "reply", "timed_out", "replied", "cancel_pending", "cancel",
-        "ack_data", "flags", "local",
+        "tx",
+        "idx",
+        "uri",
+        "dst_uri",
+        "dest",
+        "sock",
+        "bid",
+        "request",
+        "data",
+        "machine",
+        "handles",
+        "status",
+        "reply",
+        "timed_out",
+        "replied",
+        "cancel_pending",
+        "cancel",
+        "ack_data",
+        "flags",
+        "local",
     )
 
     def __init__(self, tx: Transaction, idx: int, uri: str, dst_uri: str | None) -> None:
@@ -62,12 +79,48 @@ class Transaction:
     """A stateful request: what arrived, what was replied, where it was forked."""
 
     __slots__ = (
-        "id", "key", "method", "is_invite", "request", "ruri", "src_ip", "src_port", "proto",
-        "socket", "conn_id", "reply_dest", "machine", "handles", "last_reply", "status",
-        "reason", "to_tag", "branches", "on_failure", "on_reply", "on_branch",
-        "on_branch_failure", "fr", "fr_inv", "flags", "canceled", "callbacks", "extra", "ended",
-        "e2e_key", "lumps", "in_failure", "drop_from", "local_cb", "no_100", "relayed",
-        "uac_branches", "disable_6xx", "timer_config", "reply_sent", "engine",
+        "id",
+        "key",
+        "method",
+        "is_invite",
+        "request",
+        "ruri",
+        "src_ip",
+        "src_port",
+        "proto",
+        "socket",
+        "conn_id",
+        "reply_dest",
+        "machine",
+        "handles",
+        "last_reply",
+        "status",
+        "reason",
+        "to_tag",
+        "branches",
+        "on_failure",
+        "on_reply",
+        "on_branch",
+        "on_branch_failure",
+        "fr",
+        "fr_inv",
+        "flags",
+        "canceled",
+        "callbacks",
+        "extra",
+        "ended",
+        "e2e_key",
+        "lumps",
+        "in_failure",
+        "drop_from",
+        "local_cb",
+        "no_100",
+        "relayed",
+        "uac_branches",
+        "disable_6xx",
+        "timer_config",
+        "reply_sent",
+        "engine",
     )
 
     def __init__(self, txid: int, key: Any, request: Request) -> None:
@@ -135,7 +188,15 @@ def server_key(req: Request) -> tuple[str, ...]:
     if b and b.startswith(BRANCH_COOKIE):
         return (b, via.host, str(via.port or ""), method)
     cseq = req.cseq
-    return ("2543", req.call_id, req.from_.tag or "", str(cseq.number), method, via.host, str(via.port or ""))
+    return (
+        "2543",
+        req.call_id,
+        req.from_.tag or "",
+        str(cseq.number),
+        method,
+        via.host,
+        str(via.port or ""),
+    )
 
 
 def e2e_key(req: Request) -> tuple[str, str, int]:
@@ -146,8 +207,13 @@ def e2e_key(req: Request) -> tuple[str, str, int]:
 def loop_hash(req: Request, ruri: str) -> str:
     """RFC 3261 §16.6 step 8: the part of our branch that identifies the request as we got it
     (not its Via), so the same request coming back through us is recognised (§16.3 step 4)."""
-    parts = [ruri, req.get("call-id") or "", req.get("cseq") or "", req.get("from") or "",
-             req.to.tag or ""]
+    parts = [
+        ruri,
+        req.get("call-id") or "",
+        req.get("cseq") or "",
+        req.get("from") or "",
+        req.to.tag or "",
+    ]
     parts.extend(req.get_all("route"))
     parts.extend(req.get_all("proxy-require"))
     seed = "|".join(parts).encode("utf-8", "surrogateescape")

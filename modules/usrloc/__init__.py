@@ -102,11 +102,18 @@ class Usrloc(Module):
         st.counter("usrloc", f"{name}_expires")
 
     async def start(self, nursery: trio.Nursery) -> None:
-        if self.server.handoff is not None and self.params.db_mode != 3 and self.server.worker_id == 0:
+        if (
+            self.server.handoff is not None
+            and self.params.db_mode != 3
+            and self.server.worker_id == 0
+        ):
             # each worker keeps its own table below db_mode 3 (docs/workers.md)
-            log.warning("usrloc: db_mode %d with %d workers: a worker finds only the registrations "
-                        "it saved itself; use db_mode 3 (a shared database)",
-                        self.params.db_mode, self.server.handoff.count)
+            log.warning(
+                "usrloc: db_mode %d with %d workers: a worker finds only the registrations "
+                "it saved itself; use db_mode 3 (a shared database)",
+                self.params.db_mode,
+                self.server.handoff.count,
+            )
         if self.params.db_mode in (1, 2):
             for d in self.domains.values():
                 try:

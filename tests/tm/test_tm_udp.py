@@ -90,7 +90,9 @@ async def test_retransmitted_invite_is_absorbed(tmp_path: Path) -> None:
 async def test_loop_is_detected(tmp_path: Path) -> None:
     a, b, caller, script = await _setup(tmp_path)
     async with running_server(make_config(MODS), script) as server:
-        await caller.send(sip_request("OPTIONS", ruri="sip:loop@127.0.0.1", port=caller.port), udp_addr(server))
+        await caller.send(
+            sip_request("OPTIONS", ruri="sip:loop@127.0.0.1", port=caller.port), udp_addr(server)
+        )
         rpl = await caller.recv_reply()
         assert rpl.status == 482
 
@@ -98,7 +100,9 @@ async def test_loop_is_detected(tmp_path: Path) -> None:
 async def test_parallel_fork_2xx_cancels_the_other_branch(tmp_path: Path) -> None:
     a, b, caller, script = await _setup(tmp_path)
     async with running_server(make_config(MODS), script) as server:
-        await caller.send(sip_request("INVITE", ruri="sip:fork@127.0.0.1", port=caller.port), udp_addr(server))
+        await caller.send(
+            sip_request("INVITE", ruri="sip:fork@127.0.0.1", port=caller.port), udp_addr(server)
+        )
         assert (await caller.recv_reply()).status == 100
         ra, rb = _req(await a.recv()), _req(await b.recv())
         assert ra.top_via.branch != rb.top_via.branch
@@ -121,7 +125,9 @@ async def test_parallel_fork_2xx_cancels_the_other_branch(tmp_path: Path) -> Non
 async def test_parallel_fork_picks_the_best_failure(tmp_path: Path) -> None:
     a, b, caller, script = await _setup(tmp_path)
     async with running_server(make_config(MODS), script) as server:
-        await caller.send(sip_request("INVITE", ruri="sip:fork@127.0.0.1", port=caller.port), udp_addr(server))
+        await caller.send(
+            sip_request("INVITE", ruri="sip:fork@127.0.0.1", port=caller.port), udp_addr(server)
+        )
         assert (await caller.recv_reply()).status == 100
         ra, rb = _req(await a.recv()), _req(await b.recv())
         await _answer(a, ra, 503, "a")
@@ -163,13 +169,23 @@ async def test_stateful_local_reply_and_retransmission(tmp_path: Path) -> None:
         assert server.stats.value("tmx", "UAS_transactions") == 1
 
 
-async def test_dead_callee_408_and_transactions_freed(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+async def test_dead_callee_408_and_transactions_freed(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
     a, b, caller, script = await _setup(tmp_path)
     cfg = make_config(MODS, modparam={"tm": {"fr_timer": 2000, "wt_timer": 1000}})
     async with running_server(cfg, script) as server:
         for i in range(5):
-            await caller.send(sip_request("INVITE", ruri="sip:bob@127.0.0.1", port=caller.port,
-                                          branch=f"z9hG4bK-dead-{i}", call_id=f"dead-{i}"), udp_addr(server))
+            await caller.send(
+                sip_request(
+                    "INVITE",
+                    ruri="sip:bob@127.0.0.1",
+                    port=caller.port,
+                    branch=f"z9hG4bK-dead-{i}",
+                    call_id=f"dead-{i}",
+                ),
+                udp_addr(server),
+            )
             assert (await caller.recv_reply()).status == 100
         finals = []
         for _ in range(5):

@@ -48,15 +48,49 @@ cdr_extra = "account=$dlg_var(account)"
 """
 
 
-def sipp(scenario: str, port: int, calls: int, target: str | None = None, uas: int = 0,
-         rate: int = 10, pause_ms: int = 200) -> subprocess.Popen[str]:
-    args = ["sipp", "-sf", str(SIPP / scenario), "-i", "127.0.0.1", "-p", str(port), "-m", str(calls),
-            "-nostdin", "-timeout", "60s", "-d", str(pause_ms)]
+def sipp(
+    scenario: str,
+    port: int,
+    calls: int,
+    target: str | None = None,
+    uas: int = 0,
+    rate: int = 10,
+    pause_ms: int = 200,
+) -> subprocess.Popen[str]:
+    args = [
+        "sipp",
+        "-sf",
+        str(SIPP / scenario),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-m",
+        str(calls),
+        "-nostdin",
+        "-timeout",
+        "60s",
+        "-d",
+        str(pause_ms),
+    ]
     if target is not None:
-        args = [*args[:1], target, *args[1:], "-s", "bob", "-key", "uas", f"127.0.0.1:{uas}",
-                "-r", str(rate), "-l", "20"]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=str(SIPP.parent))
+        args = [
+            *args[:1],
+            target,
+            *args[1:],
+            "-s",
+            "bob",
+            "-key",
+            "uas",
+            f"127.0.0.1:{uas}",
+            "-r",
+            str(rate),
+            "-l",
+            "20",
+        ]
+    return subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(SIPP.parent)
+    )
 
 
 def finish(procs: list[subprocess.Popen[str]], log: Path) -> None:
@@ -109,11 +143,17 @@ def test_calls_from_many_ports_through_two_workers(tmp_path: Path) -> None:
         target = f"127.0.0.1:{k['port']}"
         # callers hang up on one callee, and a callee hangs up on other callers
         uas_a, uas_b = free_port(), free_port()
-        callees = [sipp("uas_answer.xml", uas_a, per_caller * callers),
-                   sipp("uas_bye.xml", uas_b, per_caller * callers)]
+        callees = [
+            sipp("uas_answer.xml", uas_a, per_caller * callers),
+            sipp("uas_bye.xml", uas_b, per_caller * callers),
+        ]
         time.sleep(0.3)
-        procs = [sipp("uac_call.xml", free_port(), per_caller, target, uas_a) for _ in range(callers)]
-        procs += [sipp("uac_wait_bye.xml", free_port(), per_caller, target, uas_b) for _ in range(callers)]
+        procs = [
+            sipp("uac_call.xml", free_port(), per_caller, target, uas_a) for _ in range(callers)
+        ]
+        procs += [
+            sipp("uac_wait_bye.xml", free_port(), per_caller, target, uas_b) for _ in range(callers)
+        ]
         finish(procs + callees, log)
         total = 2 * per_caller * callers
 
@@ -147,7 +187,9 @@ def test_calls_of_a_killed_worker_end_after_its_restart(tmp_path: Path) -> None:
     killed mid-call restores only the calls it owns, and their BYEs end them with one CDR."""
     calls = 8
     stored = f'db_mode = 1\ndb_url = "sqlite://{tmp_path / "dlg.sqlite"}"\n'
-    cfg = config(tmp_path).replace('profiles_no_value = "calls"\n', 'profiles_no_value = "calls"\n' + stored)
+    cfg = config(tmp_path).replace(
+        'profiles_no_value = "calls"\n', 'profiles_no_value = "calls"\n' + stored
+    )
     script = write_script(tmp_path, SCRIPT)
     with ksr_process(script, cfg, extra_args=["-n", "2"]) as k:
         log = k["log"]

@@ -86,8 +86,9 @@ def call_ids(owner: int, n: int, tag: str) -> list[str]:
     return out
 
 
-def request(method: str, ruri: str, via: str, call_id: str, cseq: int, extra: str = "",
-            to_tag: str = "") -> bytes:
+def request(
+    method: str, ruri: str, via: str, call_id: str, cseq: int, extra: str = "", to_tag: str = ""
+) -> bytes:
     lines = [
         f"{method} {ruri} SIP/2.0",
         f"Via: {via}",
@@ -110,18 +111,24 @@ def recv_until(s: socket.socket, want: str) -> Request | Response:
     """Skip provisional replies and retransmissions until ``want`` ("487", "INVITE"...)."""
     while True:
         m = recv_msg(s)
-        if (isinstance(m, Response) and str(m.status) == want) or (isinstance(m, Request) and m.method == want):
+        if (isinstance(m, Response) and str(m.status) == want) or (
+            isinstance(m, Request) and m.method == want
+        ):
             return m
 
 
-def answer(uas: socket.socket, req: Request, code: int, extra: list[tuple[str, str]] | None = None) -> None:
+def answer(
+    uas: socket.socket, req: Request, code: int, extra: list[tuple[str, str]] | None = None
+) -> None:
     rpl = make_reply(req, code, to_tag="b-" + req.call_id, extra_headers=extra)
     via = req.top_via
     uas.sendto(rpl.to_bytes(), (via.host, via.port or 5060))
 
 
 def stats(sock: str, spec: str) -> dict[str, int]:
-    reply = rpc_call(sock, {"jsonrpc": "2.0", "method": "stats.get_statistics", "params": [spec], "id": 1})
+    reply = rpc_call(
+        sock, {"jsonrpc": "2.0", "method": "stats.get_statistics", "params": [spec], "id": 1}
+    )
     return {k: int(v) for k, _, v in (x.partition(" = ") for x in reply["result"])}
 
 
@@ -185,13 +192,22 @@ def test_tcp_caller_whose_calls_belong_to_both_workers(tmp_path: Path) -> None:
         for n, cid in enumerate(call_ids(0, 1, "t") + call_ids(1, 1, "t")):
             via = f"SIP/2.0/TCP 127.0.0.1:{me};branch=z9hG4bK-t{n}"
             contact = f"Contact: <sip:alice@127.0.0.1:{me};transport=tcp>"
-            tcp.sendall(request("INVITE", f"sip:bob@127.0.0.1:{port_of(uas)}", via, cid, 1, contact))
+            tcp.sendall(
+                request("INVITE", f"sip:bob@127.0.0.1:{port_of(uas)}", via, cid, 1, contact)
+            )
             inv = recv_until(uas, "INVITE")
             assert isinstance(inv, Request)
             rr = inv.get_values("record-route")
             assert rr, "record_route() added Record-Route"
-            answer(uas, inv, 200, [("Contact", f"<sip:bob@127.0.0.1:{port_of(uas)}>"),
-                                   *[("Record-Route", v) for v in rr]])
+            answer(
+                uas,
+                inv,
+                200,
+                [
+                    ("Contact", f"<sip:bob@127.0.0.1:{port_of(uas)}>"),
+                    *[("Record-Route", v) for v in rr],
+                ],
+            )
             while not (isinstance(m := tcp_msg(), Response) and m.status == 200):
                 pass
             assert m.call_id == cid
@@ -199,8 +215,13 @@ def test_tcp_caller_whose_calls_belong_to_both_workers(tmp_path: Path) -> None:
             bye_via = f"SIP/2.0/UDP 127.0.0.1:{port_of(uas)};branch=z9hG4bK-bye{n};rport"
             routes = "\n".join(f"Route: {v}" for v in rr)
             bye = request("BYE", f"sip:alice@127.0.0.1:{me};transport=tcp", bye_via, cid, 1, routes)
-            bye = bye.replace(f"From: <sip:alice@127.0.0.1>;tag=a-{cid}".encode(), b"From: <sip:bob@127.0.0.1>;tag=b-" + cid.encode())
-            bye = bye.replace(b"To: <sip:bob@127.0.0.1>", f"To: <sip:alice@127.0.0.1>;tag=a-{cid}".encode())
+            bye = bye.replace(
+                f"From: <sip:alice@127.0.0.1>;tag=a-{cid}".encode(),
+                b"From: <sip:bob@127.0.0.1>;tag=b-" + cid.encode(),
+            )
+            bye = bye.replace(
+                b"To: <sip:bob@127.0.0.1>", f"To: <sip:alice@127.0.0.1>;tag=a-{cid}".encode()
+            )
             uas.sendto(bye, ("127.0.0.1", k["port"]))
             while not (isinstance(m := tcp_msg(), Request) and m.method == "BYE"):
                 pass
@@ -211,9 +232,12 @@ def test_tcp_caller_whose_calls_belong_to_both_workers(tmp_path: Path) -> None:
 
 def _register(s: socket.socket, port: int, cid: str, cseq: int, auth: str = "") -> Response:
     via = f"SIP/2.0/UDP 127.0.0.1:{port_of(s)};branch=z9hG4bK-r{cid}{cseq};rport"
-    extra = f"Contact: <sip:alice@127.0.0.1:{port_of(s)}>\nExpires: 60" + (f"\nAuthorization: {auth}" if auth else "")
+    extra = f"Contact: <sip:alice@127.0.0.1:{port_of(s)}>\nExpires: 60" + (
+        f"\nAuthorization: {auth}" if auth else ""
+    )
     msg = request("REGISTER", "sip:127.0.0.1", via, cid, cseq, extra).replace(
-        b"To: <sip:bob@127.0.0.1>", b"To: <sip:alice@127.0.0.1>")
+        b"To: <sip:bob@127.0.0.1>", b"To: <sip:alice@127.0.0.1>"
+    )
     s.sendto(msg, ("127.0.0.1", port))
     m = recv_msg(s)
     assert isinstance(m, Response)
@@ -230,8 +254,10 @@ def _credentials(challenge: Response, nc: int) -> str:
     ha1 = compute_ha1("MD5", "alice", "ksr.test", "pw")
     ncs = f"{nc:08x}"
     resp = compute_response("MD5", ha1, nonce, "REGISTER", "sip:127.0.0.1", "auth", ncs, "cn0")
-    return (f'Digest username="alice", realm="ksr.test", nonce="{nonce}", uri="sip:127.0.0.1", '
-            f'response="{resp}", algorithm=MD5, qop=auth, nc={ncs}, cnonce="cn0"')
+    return (
+        f'Digest username="alice", realm="ksr.test", nonce="{nonce}", uri="sip:127.0.0.1", '
+        f'response="{resp}", algorithm=MD5, qop=auth, nc={ncs}, cnonce="cn0"'
+    )
 
 
 def test_digest_challenge_and_answer_on_different_workers(tmp_path: Path) -> None:
@@ -252,8 +278,13 @@ def test_digest_challenge_and_answer_on_different_workers(tmp_path: Path) -> Non
 
 
 def _psx(sock: str) -> list[dict[str, Any]]:
-    out = subprocess.run([sys.executable, "-m", "ksr", "rpc", "--socket", sock, "core.psx"],
-                         capture_output=True, text=True, cwd=REPO, timeout=20)
+    out = subprocess.run(
+        [sys.executable, "-m", "ksr", "rpc", "--socket", sock, "core.psx"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=20,
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 

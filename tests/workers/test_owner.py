@@ -9,39 +9,57 @@ import pytest
 from ksr.core.handoff import merge, merge_stat_lines
 from ksr.sip.owner import message_owner
 
-REQ = (b"INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\n"
-       b"Call-ID: %s\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
-RPL = (b"SIP/2.0 200 OK\r\n%s\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\n"
-       b"i: abc\r\nContent-Length: 0\r\n\r\n")
+REQ = (
+    b"INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\n"
+    b"Call-ID: %s\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+)
+RPL = (
+    b"SIP/2.0 200 OK\r\n%s\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\n"
+    b"i: abc\r\nContent-Length: 0\r\n\r\n"
+)
 
 
-@pytest.mark.parametrize(("data", "workers", "owner"), [
-    (REQ % b"abc", 4, zlib.crc32(b"abc") % 4),
-    (REQ % b"abc  ", 4, zlib.crc32(b"abc") % 4),  # trailing blanks are not part of it
-    (REQ.replace(b"Call-ID", b"call-id") % b"xyz", 3, zlib.crc32(b"xyz") % 3),
-    (REQ.replace(b"Call-ID: %s", b"i:%s") % b"xyz", 3, zlib.crc32(b"xyz") % 3),  # compact form
-    (REQ.replace(b"Call-ID: %s\r\n", b""), 2, None),  # no Call-ID: handled where it arrived
-    (RPL % b"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKx;ksrw=3", 4, 3),  # our Via mark
-    (RPL % b"v: SIP/2.0/UDP 192.0.2.1;KSRW=1;rport", 4, 1),
-    (RPL % b"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKx;ksrw=7", 4, zlib.crc32(b"abc") % 4),
-    # only the top Via counts: a mark further down is another proxy's business
-    (RPL % b"Via: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKy, SIP/2.0/UDP 192.0.2.1;ksrw=1", 4,
-     zlib.crc32(b"abc") % 4),
-])
+@pytest.mark.parametrize(
+    ("data", "workers", "owner"),
+    [
+        (REQ % b"abc", 4, zlib.crc32(b"abc") % 4),
+        (REQ % b"abc  ", 4, zlib.crc32(b"abc") % 4),  # trailing blanks are not part of it
+        (REQ.replace(b"Call-ID", b"call-id") % b"xyz", 3, zlib.crc32(b"xyz") % 3),
+        (REQ.replace(b"Call-ID: %s", b"i:%s") % b"xyz", 3, zlib.crc32(b"xyz") % 3),  # compact form
+        (REQ.replace(b"Call-ID: %s\r\n", b""), 2, None),  # no Call-ID: handled where it arrived
+        (RPL % b"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKx;ksrw=3", 4, 3),  # our Via mark
+        (RPL % b"v: SIP/2.0/UDP 192.0.2.1;KSRW=1;rport", 4, 1),
+        (
+            RPL % b"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKx;ksrw=7",
+            4,
+            zlib.crc32(b"abc") % 4,
+        ),
+        # only the top Via counts: a mark further down is another proxy's business
+        (
+            RPL % b"Via: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKy, SIP/2.0/UDP 192.0.2.1;ksrw=1",
+            4,
+            zlib.crc32(b"abc") % 4,
+        ),
+    ],
+)
 def test_message_owner(data: bytes, workers: int, owner: int | None) -> None:
     assert message_owner(data, workers) == owner
 
 
 def test_a_call_id_in_the_body_is_not_read() -> None:
-    msg = (b"MESSAGE sip:a@b SIP/2.0\r\nCall-ID: real\r\nContent-Length: 13\r\n\r\n"
-           b"Call-ID: fake")
+    msg = b"MESSAGE sip:a@b SIP/2.0\r\nCall-ID: real\r\nContent-Length: 13\r\n\r\nCall-ID: fake"
     assert message_owner(msg, 1000) == zlib.crc32(b"real") % 1000
 
 
 def test_merges() -> None:
     assert merge({"a": 1, "b": [1], "c": "2"}, {"a": 2, "b": [2], "c": "3", "d": 0}) == {
-        "a": 3, "b": [1, 2], "c": "5", "d": 0}
+        "a": 3,
+        "b": [1, 2],
+        "c": "5",
+        "d": 0,
+    }
     assert merge({"shmem.total_size": "8"}, {"shmem.total_size": "8"}) == {"shmem.total_size": "8"}
-    assert merge_stat_lines(["core:rcv_requests = 2", "shmem:total_size = 8"],
-                            ["core:rcv_requests = 3", "shmem:total_size = 8", "x:y = 1"]) == [
-        "core:rcv_requests = 5", "shmem:total_size = 8", "x:y = 1"]
+    assert merge_stat_lines(
+        ["core:rcv_requests = 2", "shmem:total_size = 8"],
+        ["core:rcv_requests = 3", "shmem:total_size = 8", "x:y = 1"],
+    ) == ["core:rcv_requests = 5", "shmem:total_size = 8", "x:y = 1"]
