@@ -46,7 +46,8 @@ class Wire:
 
 
 def make_server(script: Path, config: dict[str, Any]) -> tuple[Server, Wire, SocketInfo]:
-    data = {"core": {"listen": [f"udp:{PROXY[0]}:{PROXY[1]}"]}, **config}
+    core = {"listen": [f"udp:{PROXY[0]}:{PROXY[1]}"], **config.get("core", {})}
+    data = {**config, "core": core}
     server = Server(Config.model_validate(data), script)
     server.load_script()
     wire = Wire()

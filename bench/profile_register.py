@@ -6,7 +6,13 @@ credentials -> 200, checked against auth_db; with --no-auth it is REGISTER -> 20
 µs per registration (both requests of an authenticated one count as one) and, with
 --profile, cProfile's top functions.
 
-    python -m bench.profile_register [--no-auth] [--count 5000] [--profile]
+--db-mode 0 keeps the location table in memory only (usrloc's default). --script default runs
+scripts/default.lua with the stock module list instead of the 10-line script (with auth it sets
+WITH_AUTH, whose auth_check wants the From user to be the digest user: each AOR then has its
+own account).
+
+    python -m bench.profile_register [--no-auth] [--db-mode 0|1] [--script minimal|default]
+                                     [--count 5000] [--profile]
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 
 import trio.testing
 
+from ksr.core.config import DEFAULT_MODULES, DEFAULT_SCRIPT
 from ksr.core.gcpolicy import tune_for_serving
 from ksr.sip.digest import compute_ha1, compute_response
 
@@ -65,8 +72,13 @@ end
 """
 
 
-def register(n: int, cseq: int, authorization: str = "") -> bytes:
-    aor = f"bench{n:06d}"
+def aor_of(n: int, own_account: bool) -> str:
+    """The AOR of registration ``n``: bench000123, or u00123 when each AOR is a digest user."""
+    return f"u{n:05d}" if own_account else f"bench{n:06d}"
+
+
+def register(n: int, cseq: int, authorization: str = "", own_account: bool = False) -> bytes:
+    aor = aor_of(n, own_account)
     lines = [
         f"REGISTER sip:{DOMAIN}:{PROXY[1]} SIP/2.0",
         f"Via: SIP/2.0/UDP {UA[0]}:{UA[1]};branch=z9hG4bK-{n}-{cseq}",
@@ -92,7 +104,7 @@ def register(n: int, cseq: int, authorization: str = "") -> bytes:
 _PARAM = re.compile(r'(\w+)=(?:"([^"]*)"|([^,\s]*))')
 
 
-def authorization(challenge: bytes) -> str:
+def authorization(challenge: bytes, user: str = USER, password: str = PASSWORD) -> str:
     """The Authorization header answering a 401 (MD5, qop=auth when offered)."""
     www = header_values(head_lines(challenge), "www-authenticate")[0].split(":", 1)[1].strip()
     params = {
@@ -101,11 +113,11 @@ def authorization(challenge: bytes) -> str:
     }
     realm, nonce = params["realm"], params["nonce"]
     uri = f"sip:{DOMAIN}:{PROXY[1]}"
-    ha1 = compute_ha1("MD5", USER, realm, PASSWORD)
+    ha1 = compute_ha1("MD5", user, realm, password)
     qop = "auth" if "auth" in (params.get("qop") or "").split(",") else None
     cnonce, nc = "0a4f113b", "00000001"
     resp = compute_response("MD5", ha1, nonce, "REGISTER", uri, qop, nc, cnonce)
-    auth = f'Authorization: Digest username="{USER}", realm="{realm}", nonce="{nonce}", uri="{uri}", response="{resp}", algorithm=MD5'
+    auth = f'Authorization: Digest username="{user}", realm="{realm}", nonce="{nonce}", uri="{uri}", response="{resp}", algorithm=MD5'
     if qop:
         auth += f', qop={qop}, nc={nc}, cnonce="{cnonce}"'
     return auth
@@ -118,14 +130,16 @@ def status(wire: Wire) -> bytes:
     return got[0]
 
 
-def play(server: Any, wire: Wire, sock: Any, n: int, auth: bool) -> None:
+def play(server: Any, wire: Wire, sock: Any, n: int, auth: bool, own_account: bool) -> None:
     rx = server.receive
-    rx(register(n, 1), UA[0], UA[1], sock)
+    rx(register(n, 1, own_account=own_account), UA[0], UA[1], sock)
     first = status(wire)
     if auth:
         if first[8:11] != b"401":
             raise RuntimeError(f"expected 401, got {first[:40]!r}")
-        rx(register(n, 2, authorization(first)), UA[0], UA[1], sock)
+        user, password = (aor_of(n, True), f"pw{n}") if own_account else (USER, PASSWORD)
+        creds = authorization(first, user, password)
+        rx(register(n, 2, creds, own_account), UA[0], UA[1], sock)
         first = status(wire)
     if first[8:11] != b"200":
         raise RuntimeError(f"expected 200, got {first[:60]!r}")
@@ -139,6 +153,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--no-auth", dest="auth", action="store_false")
     ap.add_argument("--db-mode", type=int, default=1)
+    ap.add_argument("--script", choices=("minimal", "default"), default="minimal")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--sort", default="tottime")
     ap.add_argument("--top", type=int, default=40)
@@ -147,34 +162,45 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="ksr-prof-"))
     url = f"sqlite://{tmp}/bench.sqlite"
-    script = tmp / "reg.lua"
-    script.write_text(SCRIPT_AUTH if args.auth else SCRIPT_NO_AUTH)
-    modules = ["sl", "usrloc", "registrar"] + (["auth", "auth_db"] if args.auth else [])
+    own_account = args.script == "default" and args.auth
     modparam: dict[str, Any] = {"usrloc": {"db_url": url, "db_mode": args.db_mode}}
+    config: dict[str, Any] = {"modparam": modparam}
+    if args.script == "default":
+        script = DEFAULT_SCRIPT
+        config["loadmodule"] = [m for m in DEFAULT_MODULES if m != "jsonrpcs"]  # no RPC socket
+        if args.auth:
+            config["core"] = {"defines": {"WITH_AUTH": 1}}
+    else:
+        script = tmp / "reg.lua"
+        script.write_text(SCRIPT_AUTH if args.auth else SCRIPT_NO_AUTH)
+        config["loadmodule"] = ["sl", "usrloc", "registrar"] + (
+            ["auth", "auth_db"] if args.auth else []
+        )
     if args.auth:
         from tests.registrar.procs import add_users
 
-        add_users(url, 1)  # u00000 / pw0
+        # u00000 / pw0 for every AOR, or one account per AOR (u00123 / pw123)
+        add_users(url, args.warmup + args.count if own_account else 1)
         modparam["auth_db"] = {"db_url": url}
-    server, wire, sock = make_server(script, {"loadmodule": modules, "modparam": modparam})
+    server, wire, sock = make_server(script, config)
     tune_for_serving(
         server.config.core.gc_threshold if args.gc_threshold is None else args.gc_threshold
     )
 
     async def body(clock: trio.testing.MockClock) -> None:
         for i in range(args.warmup):
-            play(server, wire, sock, i, args.auth)
+            play(server, wire, sock, i, args.auth, own_account)
             await trio.sleep(0)
         t0 = cpu_now()
         with profiled(args.profile, args.top, args.sort), GcMeter() as meter:
             for i in range(args.warmup, args.warmup + args.count):
-                play(server, wire, sock, i, args.auth)
+                play(server, wire, sock, i, args.auth, own_account)
                 clock.jump(0.0005)
                 await trio.sleep(0)
         what = "registrations" + (" (digest auth)" if args.auth else " (no auth)")
         report("registrations", args.count, cpu_now() - t0)
         print(
-            f"{what}, usrloc db_mode {args.db_mode} on SQLite; garbage collection "
+            f"{what}, {args.script} script, usrloc db_mode {args.db_mode}; garbage collection "
             f"{meter.seconds / args.count * 1e6:.1f} us per registration, gc thresholds {gc.get_threshold()}"
         )
 
