@@ -29,6 +29,7 @@ _PRIVATE_NETS = [
         "fe80::/10",
     )
 ]
+_PRIVATE_CACHE_SIZE = 4096
 _SDP_C = re.compile(rb"^c=IN IP([46]) (\S+)", re.M)
 _SDP_O = re.compile(rb"^(o=\S+ \S+ \S+ IN IP[46] )(\S+)", re.M)
 
@@ -57,6 +58,19 @@ class NathelperParams(ModParams):
 class Nathelper(Module):
     name = "nathelper"
     Params = NathelperParams
+
+    def init(self) -> None:
+        # is_private() answers per address, remembered: ipaddress parsing costs microseconds
+        # and nat_uac_test asks about the same few addresses on every message
+        self._private: dict[str, bool] = {}
+
+    def _is_private(self, ip: str) -> bool:
+        hit = self._private.get(ip)
+        if hit is None:
+            if len(self._private) >= _PRIVATE_CACHE_SIZE:
+                self._private.clear()  # hostile input cannot grow it
+            hit = self._private[ip] = is_private(ip)
+        return hit
 
     # -- helpers -------------------------------------------------------------------------------
     def _contact(self, ctx: MsgContext) -> tuple[str, int | None, str] | None:
@@ -98,17 +112,17 @@ class Nathelper(Module):
             via = m.top_via
         except Exception:
             via = None
-        if flags & 1 and contact and is_private(contact[0]):
+        if flags & 1 and contact and self._is_private(contact[0]):
             return 1
         if flags & 2 and via is not None and via.host != ctx.src_ip:
             return 1
-        if flags & 4 and via is not None and is_private(via.host):
+        if flags & 4 and via is not None and self._is_private(via.host):
             return 1
-        if flags & 8 and any(is_private(ip.decode()) for _, ip in _SDP_C.findall(m.body)):
+        if flags & 8 and any(self._is_private(ip.decode()) for _, ip in _SDP_C.findall(m.body)):
             return 1
         if flags & 16 and via is not None and (via.port or 5060) != ctx.src_port:
             return 1
-        if flags & 32 and is_private(ctx.src_ip):
+        if flags & 32 and self._is_private(ctx.src_ip):
             return 1
         if flags & 64 and ctx.proto in ("ws", "wss"):
             return 1
@@ -121,7 +135,7 @@ class Nathelper(Module):
     @kemi()
     def is_rfc1918(self, ctx: MsgContext, ip: str) -> int:
         """1 if ip is a private (RFC 1918 / RFC 6598) address, -1 otherwise."""
-        return 1 if is_private(ip) else -1
+        return 1 if self._is_private(ip) else -1
 
     # -- fixing ----------------------------------------------------------------------------------
     @kemi()
