@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from ksr.sip.abnf import is_token, uint
 from ksr.sip.auth_header import parse_credentials
 from ksr.sip.errors import RemoteProtocolError
-from ksr.sip.headers import parse_name_addr, parse_params, parse_via, split_commas
+from ksr.sip.headers import NameAddr, parse_name_addr, parse_params, parse_via, split_commas
 from ksr.sip.message import Message, Request
-from ksr.sip.uri import parse_uri
+from ksr.sip.uri import Uri, parse_uri
 
 RURI_SIP_VERSION = 1
 RURI_SCHEME = 2
@@ -82,6 +82,36 @@ class Job:
     proto: str
     uri_checks: int
     proxy_require: frozenset[str]
+    # parses shared by the checks of this run (the R-URI, From and To are read by several):
+    # text -> result or the error it raised
+    uris: dict[str, Uri | RemoteProtocolError] = field(default_factory=dict)
+    addrs: dict[tuple[str, bool], NameAddr | RemoteProtocolError] = field(default_factory=dict)
+
+    def uri(self, text: str) -> Uri:
+        """parse_uri(text), parsed once per run."""
+        hit = self.uris.get(text)
+        if hit is None:
+            try:
+                hit = parse_uri(text)
+            except RemoteProtocolError as err:
+                hit = err
+            self.uris[text] = hit
+        if isinstance(hit, RemoteProtocolError):
+            raise hit
+        return hit
+
+    def name_addr(self, value: str, strict: bool = False) -> NameAddr:
+        """parse_name_addr(value, strict), parsed once per run."""
+        hit = self.addrs.get((value, strict))
+        if hit is None:
+            try:
+                hit = parse_name_addr(value, strict)
+            except RemoteProtocolError as err:
+                hit = err
+            self.addrs[(value, strict)] = hit
+        if isinstance(hit, RemoteProtocolError):
+            raise hit
+        return hit
 
 
 Check = Callable[[Job], Failure | None]
@@ -103,7 +133,7 @@ def ruri_scheme(job: Job) -> Failure | None:
     if req is None:
         return None
     try:
-        uri = parse_uri(job.ruri or req.uri)
+        uri = job.uri(job.ruri or req.uri)
     except RemoteProtocolError:
         return Failure(400, "Bad Request URI")
     if uri.scheme not in ("sip", "sips", "tel", "tels"):
@@ -112,10 +142,9 @@ def ruri_scheme(job: Job) -> Failure | None:
 
 
 def required_headers(job: Job) -> Failure | None:
-    m = job.msg
-    for key in ("via", "from", "to", "call-id", "cseq"):
-        if not m.has(key):
-            return Failure(400, "Missing Required Header in Request")
+    present = {h.key for h in job.msg.headers}  # one pass, not one scan per name
+    if not present.issuperset(("via", "from", "to", "call-id", "cseq")):
+        return Failure(400, "Missing Required Header in Request")
     return None
 
 
@@ -208,9 +237,9 @@ def proxy_require(job: Job) -> Failure | None:
     return Failure(420, "Bad Extension", [f"Unsupported: {', '.join(unknown)}"])
 
 
-def _uri_ok(text: str) -> bool:
+def _uri_ok(job: Job, text: str) -> bool:
     try:
-        uri = parse_uri(text)
+        uri = job.uri(text)
     except RemoteProtocolError:
         return False
     return uri.scheme in KNOWN_SCHEMES and (uri.host != "" or not uri.is_sip)
@@ -219,7 +248,7 @@ def _uri_ok(text: str) -> bool:
 def parse_uris(job: Job) -> Failure | None:
     m = job.msg
     req = _req(job)
-    if job.uri_checks & URI_RURI and req is not None and not _uri_ok(job.ruri or req.uri):
+    if job.uri_checks & URI_RURI and req is not None and not _uri_ok(job, job.ruri or req.uri):
         return Failure(400, "Bad Request URI")
     for bit, key, name in ((URI_FROM, "from", "From"), (URI_TO, "to", "To")):
         if not job.uri_checks & bit:
@@ -228,19 +257,19 @@ def parse_uris(job: Job) -> Failure | None:
         if value is None:
             return Failure(400, f"Missing {name} Header")
         try:
-            na = parse_name_addr(value)
+            na = job.name_addr(value)
         except RemoteProtocolError:
             return Failure(400, f"Bad {name} header")
-        if not _uri_ok(na.uri_text):
+        if not _uri_ok(job, na.uri_text):
             return Failure(400, f"Bad {name} URI")
     if job.uri_checks & URI_CONTACT:
         values = m.get_values("contact")
         if values and values != ["*"]:
             try:
-                first = parse_name_addr(values[0])
+                first = job.name_addr(values[0])
             except RemoteProtocolError:
                 return Failure(400, "Bad Contact Header")
-            if not _uri_ok(first.uri_text):
+            if not _uri_ok(job, first.uri_text):
                 return Failure(400, "Bad Contact URI")
     return None
 
@@ -278,7 +307,7 @@ def duptags(job: Job) -> Failure | None:
         if value is None:
             continue
         try:
-            na = parse_name_addr(value)
+            na = job.name_addr(value)
         except RemoteProtocolError:
             return Failure(400, f"Bad {name} header")
         if na.tag is not None and _count_tags(value) > 1:
@@ -296,13 +325,16 @@ def _count_tags(value: str) -> int:
 def strict(job: Job) -> Failure | None:
     """RFC 3261 syntax beyond Kamailio's checks (ksr only, bit 1<<20)."""
     m = job.msg
+    counts: dict[str, int] = {}  # one pass over the headers instead of one per name
+    for h in m.headers:
+        counts[h.key] = counts.get(h.key, 0) + 1
     for key, name in SINGLE_VALUE:
-        if m.count(key) > 1:
+        if counts.get(key, 0) > 1:
             return Failure(400, f"Duplicate {name} header")
     req = _req(job)
     if req is not None:
         try:
-            uri = parse_uri(job.ruri or req.uri)
+            uri = job.uri(job.ruri or req.uri)
         except RemoteProtocolError:
             return Failure(400, "Bad Request URI")
         if uri.is_sip and uri.headers is not None:
@@ -311,12 +343,12 @@ def strict(job: Job) -> Failure | None:
         value = m.get(key)
         if value is not None:
             try:
-                parse_name_addr(value, strict=True)
+                job.name_addr(value, strict=True)
             except RemoteProtocolError as err:
                 return Failure(400, f"Malformed {name} header ({err.reason})")
     for value in m.get_all("contact"):
         for item in split_commas(value):
-            if item == "*" and value.strip() == "*" and m.count("contact") == 1:
+            if item == "*" and value.strip() == "*" and counts.get("contact") == 1:
                 continue  # "Contact: *" stands alone (RFC 3261 §10.2.2)
             try:
                 if not item or item == "*":
