@@ -1,10 +1,15 @@
 """Registrations per second with digest auth (or without: --no-auth), per backend, at zero failures.
 
     python -m bench.register [--backends sqlite,postgres,redis] [--calls 2000] [--rate 400] [--no-auth]
+                             [--db-mode 0|1|2|3] [--default-script]
 
-Runs a ksr subprocess (db_mode 1: write-through) with a script doing auth_check + save, and
+Runs a ksr subprocess (usrloc db_mode 1, write-through, unless --db-mode says otherwise; 0 is
+memory only, usrloc's default) with a script doing auth_check + save, and
 sipp's REGISTER -> 401 -> REGISTER+auth -> 200 scenario over many AORs from an injection file
 (one digest account via -au/-ap: sipp 3.6 cannot read credentials from injection fields).
+--default-script runs scripts/default.lua with the stock modules instead (sanity, NAT
+detection, tm checks, then save; WITH_AUTH on for auth, whose auth_check wants the From user to
+be the digest user, so every registration there is for the one AOR u00000).
 Prints the achieved rate, and fails loudly if any registration failed.
 """
 
@@ -18,6 +23,7 @@ import uuid
 from pathlib import Path
 
 from bench.common import cpu_seconds
+from ksr.core.config import DEFAULT_SCRIPT
 from tests.registrar.conftest import PG_URL, REDIS_URL, _cleanup
 from tests.registrar.procs import SCENARIO, add_users
 from tests.support import free_port, ksr_process, run_sipp
@@ -49,7 +55,13 @@ NO_AUTH_SCENARIO = Path(__file__).resolve().parent / "sipp" / "register.xml"
 
 
 def run_backend(
-    name: str, calls: int, rate: int, tmp: Path, auth: bool = True
+    name: str,
+    calls: int,
+    rate: int,
+    tmp: Path,
+    auth: bool = True,
+    db_mode: int = 1,
+    default_script: bool = False,
 ) -> tuple[float, int, int, float]:
     prefix = "b" + uuid.uuid4().hex[:8] + "_"
     url = {
@@ -59,19 +71,27 @@ def run_backend(
     }[name]
     add_users(url, 1)  # the digest account u00000 / pw0
     csv = tmp / "aors.csv"
-    csv.write_text("SEQUENTIAL\n" + "".join(f"bench{i:06d};127.0.0.1;x\n" for i in range(calls)))
-    script = tmp / "bench.lua"
-    script.write_text(SCRIPT if auth else SCRIPT_NO_AUTH)
-    cfg = (
-        (
+    one_aor = default_script and auth  # default.lua's auth_check: From user = digest user
+    aors = ["u00000"] * calls if one_aor else [f"bench{i:06d}" for i in range(calls)]
+    csv.write_text("SEQUENTIAL\n" + "".join(f"{aor};127.0.0.1;x\n" for aor in aors))
+    usrloc = f'[modparam.usrloc]\ndb_url = "{url}"\ndb_mode = {db_mode}\n'
+    if default_script:
+        script = DEFAULT_SCRIPT
+        cfg = (
+            f'{usrloc}[modparam.auth_db]\ndb_url = "{url}"\n'
+            f'[modparam.acc]\ndb_url = "jsonl://{tmp}/{prefix}cdrs.jsonl"\n'
+        )
+        if auth:
+            cfg = "[core.defines]\nWITH_AUTH = 1\n" + cfg
+    else:
+        script = tmp / "bench.lua"
+        script.write_text(SCRIPT if auth else SCRIPT_NO_AUTH)
+        cfg = (
             'loadmodule = ["sl", "usrloc", "registrar", "auth", "auth_db"]\n'
-            f'[modparam.usrloc]\ndb_url = "{url}"\ndb_mode = 1\n[modparam.auth_db]\ndb_url = "{url}"\n'
+            f'{usrloc}[modparam.auth_db]\ndb_url = "{url}"\n'
+            if auth
+            else f'loadmodule = ["sl", "usrloc", "registrar"]\n{usrloc}'
         )
-        if auth
-        else (
-            f'loadmodule = ["sl", "usrloc", "registrar"]\n[modparam.usrloc]\ndb_url = "{url}"\ndb_mode = 1\n'
-        )
-    )
     sipp_auth = ["-au", "u00000", "-ap", "pw0"] if auth else []
     try:
         with ksr_process(script, cfg) as k:
@@ -124,12 +144,17 @@ def main() -> int:
     ap.add_argument(
         "--no-auth", dest="auth", action="store_false", help="REGISTER -> 200, no digest"
     )
+    ap.add_argument("--db-mode", type=int, default=1, help="usrloc db_mode (0 = memory only)")
+    ap.add_argument("--default-script", action="store_true", help="run scripts/default.lua")
     a = ap.parse_args()
     worst = 0
     with tempfile.TemporaryDirectory(prefix="ksr-bench-") as d:
         for name in a.backends.split(","):
-            rps, ok, fail, cpu = run_backend(name, a.calls, a.rate, Path(d), a.auth)
+            rps, ok, fail, cpu = run_backend(
+                name, a.calls, a.rate, Path(d), a.auth, a.db_mode, a.default_script
+            )
             what = "with digest auth" if a.auth else "no auth"
+            what += f", db_mode {a.db_mode}, " + ("default.lua" if a.default_script else "10 lines")
             print(
                 f"{name:9s} {rps:8.1f} registrations/s ({what})  ok={ok} failed={fail}  "
                 f"ksr CPU {cpu * 1e6:.0f} us per registration"
