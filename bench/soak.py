@@ -41,8 +41,11 @@ def main() -> None:
                 ok, failed = run_calls(f"127.0.0.1:{port}", args.rate, args.seconds)
                 total += ok
                 time.sleep(7)  # wt_timer (5 s) lets finished transactions go
-                print(f"round {n}: {ok} calls ok, {failed} failed, {total} in all; "
-                      f"ksr RSS {rss_kib(proc.pid) / 1024:.1f} MiB", flush=True)
+                print(
+                    f"round {n}: {ok} calls ok, {failed} failed, {total} in all; "
+                    f"ksr RSS {rss_kib(proc.pid) / 1024:.1f} MiB",
+                    flush=True,
+                )
 
     with_callee(soak)
 
