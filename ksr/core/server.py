@@ -74,6 +74,9 @@ class Server:
 
     def __init__(self, config: Config, script: Path | None = None) -> None:
         self.config = config
+        self.max_message_size = (
+            config.core.max_message_size
+        )  # read per message: keep it an attribute
         self.started = time.time()
         self.stats = Stats()
         self.rpc = RpcRegistry()
@@ -250,7 +253,9 @@ class Server:
         """Handle a message in this worker (received here or handed over by another worker)."""
         try:
             # a WebSocket message carries exactly one SIP message, like a datagram (RFC 7118)
-            msg = parse_message_untrusted(data, datagram=sock.proto in ("udp", "ws", "wss"))
+            msg = parse_message_untrusted(
+                data, datagram=sock.proto in ("udp", "ws", "wss"), max_size=self.max_message_size
+            )
         except RemoteProtocolError as err:
             self._c_bad.inc()
             partial = getattr(err, "partial", None)

@@ -338,7 +338,10 @@ def parse_message_untrusted(
     start line of a request was readable, the error has a ``partial`` attribute with what
     was parsed, so a reply can still be built.
     """
-    if len(data) > max_size:
+    # Over the limit: still read the headers (bounded by the datagram/stream limits) so the
+    # request can be answered 513, as RFC 3261 §21.5.14 asks.
+    too_large = len(data) > max_size
+    if len(data) > max(max_size, MAX_MESSAGE_SIZE):
         raise RemoteProtocolError("Message too large", 513)
     # RFC 3261 §7.5: ignore empty lines before the start line.
     offset = 0
@@ -361,6 +364,8 @@ def parse_message_untrusted(
         msg.headers = headers
         if bad_start:
             raise RemoteProtocolError(bad_start)
+        if too_large:
+            raise RemoteProtocolError("Message too large", 513)
         body_start = end + sep
         if clens:
             text = clens[0]
