@@ -74,9 +74,8 @@ class Server:
 
     def __init__(self, config: Config, script: Path | None = None) -> None:
         self.config = config
-        self.max_message_size = (
-            config.core.max_message_size
-        )  # read per message: keep it an attribute
+        # read for every message: an attribute, not a lookup through the config
+        self.max_message_size = config.core.max_message_size
         self.started = time.time()
         self.stats = Stats()
         self.rpc = RpcRegistry()
