@@ -6,6 +6,9 @@ import ipaddress
 import re
 from collections.abc import Callable
 
+import trio
+
+from ksr.core.config import ConfigError
 from ksr.core.context import MsgContext
 from ksr.core.lumps import edit_first_name_addr, rewrite_headers
 from ksr.core.module import ModParams, Module
@@ -14,6 +17,9 @@ from ksr.sip.headers import NameAddr, parse_name_addr, split_commas
 from ksr.sip.hostport import format_hostport
 from ksr.sip.message import Message
 from ksr.sip.uri import parse_uri
+from modules.usrloc import Usrloc
+
+from .natping import NatPinger
 
 # Kamailio's numeric transport ids, used inside ;alias=ip~port~proto
 PROTO_IDS = {"udp": 1, "tcp": 2, "tls": 3, "sctp": 4, "ws": 5, "wss": 6}
@@ -53,6 +59,7 @@ class NathelperParams(ModParams):
     nortpproxy_str: str = "a=nortpproxy:yes"
     alias_name: str = "alias"
     force_socket: str = ""
+    keepalive_timeout: int = 0
 
 
 class Nathelper(Module):
@@ -63,6 +70,46 @@ class Nathelper(Module):
         # is_private() answers per address, remembered: ipaddress parsing costs microseconds
         # and nat_uac_test asks about the same few addresses on every message
         self._private: dict[str, bool] = {}
+        self.pinger: NatPinger | None = None
+        p = self.params
+        if p.natping_interval <= 0:
+            return
+        usrloc = self.server.modules.get("usrloc")
+        if not isinstance(usrloc, Usrloc):
+            raise ConfigError(
+                "nathelper: natping_interval needs the usrloc module", self.server.config.source
+            )
+        if p.sipping_bflag >= 0 and not p.sipping_from:
+            raise ConfigError(
+                "nathelper: sipping_bflag is set but sipping_from is empty",
+                self.server.config.source,
+            )
+        self.pinger = NatPinger(self.server, p, usrloc, self._force_socket())
+        self.server.reply_handlers.append(self.pinger.absorb_reply)
+
+    def _force_socket(self) -> str:
+        """force_socket as a socket name (``udp:ip:port``), or empty."""
+        spec = self.params.force_socket.strip()
+        if not spec:
+            return ""
+        from ksr.core.server import parse_listen
+
+        try:
+            sock = parse_listen(spec)
+        except ValueError as err:
+            raise ConfigError(
+                f"nathelper: force_socket: {err}", self.server.config.source
+            ) from None
+        return str(sock)
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        pinger = self.pinger
+        if pinger is None:
+            return
+        ul = pinger.usrloc
+        if self.server.handoff is not None and ul.params.db_mode == 3 and self.server.worker_id:
+            return  # workers share one table: the first worker pings it
+        self.server.timers.every(1.0, pinger.tick, name="nathelper natping")
 
     def _is_private(self, ip: str) -> bool:
         hit = self._private.get(ip)

@@ -146,7 +146,42 @@ class Usrloc(Module):
                 log.warning("usrloc: write-back of %s failed (will retry): %s", d.name, err)
         return n
 
-    # -- helpers for registrar and RPC ------------------------------------------------------
+    # -- helpers for registrar, nathelper and RPC ---------------------------------------------
+    @property
+    def nat_flag(self) -> int:
+        """The branch-flag mask of ``nat_bflag`` (0 when unset), as Kamailio's ``ul.nat_flag``."""
+        return 1 << self.params.nat_bflag if self.params.nat_bflag >= 0 else 0
+
+    def live_contacts(self, cflags: int = 0) -> list[tuple[Domain, Contact]]:
+        """Every unexpired contact of every table whose branch flags (``cflags``, saved by
+        registrar from the REGISTER's branch flags) include all of ``cflags`` — Kamailio's
+        ``get_all_ucontacts``. A table that cannot be read is skipped (logged)."""
+        now = self.now()
+        out: list[tuple[Domain, Contact]] = []
+        for d in list(self.domains.values()):
+            try:
+                records = d.all()
+            except UsrlocError as err:
+                log.warning("usrloc: cannot list %s: %s", d.name, err)
+                continue
+            for contacts in records.values():
+                out.extend(
+                    (d, c) for c in contacts if not c.expired(now) and c.cflags & cflags == cflags
+                )
+        return out
+
+    def expire_soon(self, d: Domain, c: Contact, seconds: float) -> None:
+        """Make ``c`` expire within ``seconds``: the next expiry run removes it and fires
+        ``usrloc:contact-expired`` (a contact that stopped answering keepalives)."""
+        at = self.now() + seconds
+        if c.expires and c.expires <= at:
+            return
+        c.expires = at
+        try:
+            d.put(c, mem_only=True)
+        except UsrlocError as err:
+            log.warning("usrloc: cannot shorten the expiry of %s: %s", c.ruid, err)
+
     def new_ruid(self) -> str:
         return self.ruids.next()
 
