@@ -93,6 +93,16 @@ class CoreParams(BaseModel):
     script_max_instructions: int = 10_000_000  # runaway-loop guard per route call (Lua)
     script_max_seconds: float = 2.0  # runaway guard per route call (Python)
     lua_max_memory: int = 256 * 1024 * 1024
+    # name resolution of next hops (ksr/core/resolver.py): Kamailio's names where it has them
+    dns_servers: list[str] = Field(default_factory=list)  # "ip" or "ip:port"; [] = resolv.conf
+    dns_timeout: float = 5.0  # seconds one resolution (all its queries) may take
+    dns_try_naptr: bool = False
+    dns_srv_lb: bool = False
+    dns_try_ipv6: bool = False
+    use_dns_cache: bool = True
+    dns_cache_min_ttl: int = 0
+    dns_cache_max_ttl: int = 3600
+    dns_neg_cache_ttl: int = 60
     kemi: KemiParams = Field(default_factory=KemiParams)
     defines: dict[str, str | int] = Field(
         default_factory=dict

@@ -1,22 +1,18 @@
 """What the send path asks about a host, remembered per worker: may we send to it, is it an IP
-literal, what does a name resolve to. Parsing with ``ipaddress`` costs microseconds and every
-relayed message asks, about the same few hosts over and over."""
+literal (names are resolved by ``resolver.py``). Parsing with ``ipaddress`` costs microseconds
+and every relayed message asks, about the same few hosts over and over."""
 
 from __future__ import annotations
 
 import ipaddress
-import socket
-import time
 
 MAX_ENTRIES = 4096  # per table; a full table starts over (hostile input cannot grow it)
-DNS_TTL = 60.0  # seconds an A-record answer (or a failure) is kept
 
 
 class HostTable:
     def __init__(self) -> None:
         self._forbidden: dict[str, bool] = {}
         self._literal: dict[str, bool] = {}
-        self._dns: dict[str, tuple[float, str | None]] = {}
 
     def forbidden(self, host: str) -> bool:
         """True for targets a SIP message must never go to (multicast, unspecified, broadcast)."""
@@ -40,21 +36,6 @@ class HostTable:
                 hit = False
             self._literal[host] = hit
         return hit
-
-    def lookup(self, name: str) -> str | None:
-        """The IPv4 address of a host name (blocking lookup, cached for DNS_TTL)."""
-        now = time.monotonic()
-        hit = self._dns.get(name)
-        if hit and hit[0] > now:
-            return hit[1]
-        try:
-            ip: str | None = socket.gethostbyname(name)
-        except OSError:
-            ip = None
-        if len(self._dns) >= MAX_ENTRIES:
-            self._dns.clear()
-        self._dns[name] = (now + DNS_TTL, ip)
-        return ip
 
 
 def forbidden_target(host: str) -> bool:

@@ -31,6 +31,7 @@ from .hosts import HostTable
 from .module import Module
 from .modules import ALWAYS_LOADED, load_module_class
 from .pv import PvRegistry
+from .resolver import ASK, Resolver
 from .rpc import RpcRegistry
 from .stats import Stats
 from .timers import TimerService
@@ -124,6 +125,8 @@ class Server:
         for a in config.core.alias:
             host, _, port = a.rpartition(":") if a.count(":") == 1 else (a, "", "")
             self.aliases.add(((host or a).lower(), int(port) if port.isdigit() else None))
+        # next hops: IP literals and cached answers at once, DNS in tasks (never blocking)
+        self.resolver = Resolver(config.core, self.hosts, {s.proto for s in self.listeners})
         self._load_modules()
 
     # -- modules -----------------------------------------------------------------------------
@@ -408,26 +411,35 @@ class Server:
 
     # -- sending ------------------------------------------------------------------------------
     def resolve(self, uri: str) -> Destination | None:
-        """Where a SIP URI sends to (RFC 3263 without DNS SRV: A records and defaults)."""
-        try:
-            u = parse_uri(uri)
-        except Exception:
-            return None
-        if not u.is_sip:
-            return None
-        proto = u.transport or ("tls" if u.scheme == "sips" else "udp")
-        host = u.params.get("maddr") or u.host
-        port = u.port or (5061 if proto in ("tls", "wss") else 5060)
-        ip = self._resolve_host(host)
-        if ip is None:
-            return None
-        return Destination(proto, ip, port, uri)
+        """Where a SIP URI sends to, if that is known now (IP literal, cached DNS answer); None
+        otherwise, and a name not known yet is looked up in the background for the next call.
+        Never waits for DNS: see ``resolve_now`` and ``resolve_later``."""
+        found = self.resolver.now(uri)
+        if found == ASK and self.nursery is not None:
+            self.nursery.start_soon(self.resolver.lookup, uri)
+        return found if isinstance(found, Destination) else None
 
-    def _resolve_host(self, host: str) -> str | None:
-        h = host.strip("[]")
-        if self.hosts.is_ip(h):
-            return h
-        return self.hosts.lookup(h)
+    def resolve_now(self, uri: str) -> Destination | None | str:
+        """The destination of ``uri`` if known now, None if it cannot be resolved, or ``ASK``
+        (``ksr.core.resolver.ASK``) when DNS must be asked (then use ``resolve_later``)."""
+        return self.resolver.now(uri)
+
+    def resolve_later(self, uri: str, done: Callable[[Destination | None], None]) -> None:
+        """Resolve ``uri`` through DNS (RFC 3263) in a task on the server nursery, then call
+        ``done(destination)`` (None: unresolvable or ``dns_timeout``) on the event loop."""
+
+        async def task() -> None:
+            dest = await self.resolver.lookup(uri)
+            try:
+                done(dest)
+            except Exception:
+                log.exception("after resolving %s", uri)
+
+        if self.nursery is None:
+            log.error("cannot resolve %s: the server is not running", uri)
+            done(None)
+            return
+        self.nursery.start_soon(task)
 
     def send(
         self, dest: Destination, data: bytes, sock: SocketInfo | None = None, conn_id: int = 0
@@ -531,23 +543,55 @@ class Server:
         target = uri or ctx.next_hop()
         if not target:
             return False
-        dest = self.resolve(target)
-        if dest is None:
+        found = self.resolve_now(target)
+        if found is None:
             log.warning("forward: cannot resolve %s", target)
             return False
-        sock = self.socket_for(dest.proto, ctx)
-        if sock is None:
+        if found == ASK:
+            # sent when the name resolves; the script goes on now (the message is prepared
+            # with what the script set, as it would be sent at once)
+            data = self._stateless_out(ctx)
+            if data is None:
+                return False
+            out, branch = data
+            self.resolve_later(
+                target, lambda d: self._forward_resolved(ctx, out, branch, target, d)
+            )
+            return True
+        assert isinstance(found, Destination)
+        data = self._stateless_out(ctx)
+        if data is None:
             return False
+        out, branch = data
+        return self._forward_to(ctx, out, branch, found)
+
+    def _stateless_out(self, ctx: MsgContext) -> tuple[Message, str] | None:
         out = ctx.apply_lumps()
         try:
             branch = stateless_branch(ctx.request)
         except RemoteProtocolError:
+            return None
+        return out, branch
+
+    def _forward_to(self, ctx: MsgContext, out: Message, branch: str, dest: Destination) -> bool:
+        sock = self.socket_for(dest.proto, ctx)
+        if sock is None:
             return False
         out.headers.insert(0, Header("Via", self.make_via(ctx, sock, branch)))
         ok = self.send(dest, out.to_bytes(), sock)
         if ok:
             self._c_fwd_req.inc()
         return ok
+
+    def _forward_resolved(
+        self, ctx: MsgContext, out: Message, branch: str, target: str, dest: Destination | None
+    ) -> None:
+        if dest is None:
+            log.warning("forward: cannot resolve %s, request dropped", target)
+            self._c_drop_req.inc()
+            return
+        if not self._forward_to(ctx, out, branch, dest):
+            log.warning("forward: sending to %s:%s:%d failed", dest.proto, dest.host, dest.port)
 
     def forward_reply_stateless(self, ctx: MsgContext) -> bool:
         """Remove our Via and send the reply to the next one (RFC 3261 §16.7 step 9)."""

@@ -7,6 +7,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ksr.core.context import Destination, MsgContext, RouteType
+from ksr.core.resolver import ASK, default_proto, parse_query
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.message import Header, Request, ensure_content_length
 
@@ -248,13 +249,20 @@ class Relayer:
     ) -> bool:
         ruri = ctx.ruri or tx.ruri
         target = uri or ctx.dst_uri or ruri
-        dest = self.server.resolve(target)
-        if dest is None:
+        found = self.server.resolve_now(target)
+        if found is None:
             log.warning("t_relay: cannot resolve %s", target)
             # what sl_reply_error() answers next, as Kamailio does for E_BAD_ADDRESS
             ctx.extra["last_error_code"] = 478
             ctx.extra["last_error_reason"] = "Unresolvable destination (478/SL)"
             return False
+        resolving = found == ASK
+        if isinstance(found, Destination):
+            dest = found
+        else:  # DNS is asked in a task: the branch is prepared now and sent once it answers
+            q = parse_query(target)
+            assert q is not None
+            dest = Destination(default_proto(q), "", 0, target)
         if proto:
             dest = Destination(proto, dest.host, dest.port, dest.uri)
         sock = self.server.socket_for(dest.proto, ctx)
@@ -271,6 +279,14 @@ class Relayer:
         b = UacBranch(tx, idx, ruri, ctx.dst_uri)
         b.bid, b.dest, b.sock, b.flags = bid, dest, sock, ctx.bflags
         tx.branches.append(b)
+        if resolving:
+            forced = proto
+            self.server.resolve_later(
+                target, lambda d: self._resolved(b, out, d, forced, ctx, target)
+            )
+            if self.eng.callbacks or tx.callbacks:
+                self.eng.run_callbacks(tx, TmEvent(TmCb.REQUEST_FWDED, ctx=ctx, branch=b))
+            return True
         if not self.eng.start_branch(b, out, dest.proto != "udp"):
             log.warning("t_relay: sending to %s:%s:%d failed", dest.proto, dest.host, dest.port)
             b.status, b.local = 503, True
@@ -282,6 +298,55 @@ class Relayer:
             self.eng.run_callbacks(tx, TmEvent(TmCb.REQUEST_FWDED, ctx=ctx, branch=b))
         self.server._c_fwd_req.inc()
         return True
+
+    def _resolved(
+        self,
+        b: UacBranch,
+        out: Request,
+        found: Destination | None,
+        proto: str | None,
+        ctx: MsgContext,
+        target: str,
+    ) -> None:
+        """DNS answered for a branch prepared by t_relay: send it, or end it as failed."""
+        tx = b.tx
+        if tx.ended or not b.pending:
+            return
+        if b.cancel_pending or tx.canceled or (tx.is_invite and 200 <= tx.status < 300):
+            self._end_unsent(b, 487, "")  # CANCELed (or answered) while resolving: not sent
+            return
+        if found is None:
+            log.warning("t_relay: cannot resolve %s", target)
+            self._end_unsent(b, 478, "Unresolvable destination")
+            return
+        assert b.dest is not None
+        dest = Destination(proto or found.proto, found.host, found.port, target)
+        if dest.proto != b.dest.proto:  # NAPTR chose the transport: our Via says which
+            sock = self.server.socket_for(dest.proto, ctx)
+            if sock is None:
+                log.warning("t_relay: no %s socket to reach %s", dest.proto, target)
+                self._end_unsent(b, 478, "Unresolvable destination")
+                return
+            b.sock = sock
+            out.headers[0] = Header("Via", self.server.make_via(ctx, sock, b.bid))
+            if dest.proto != "udp":
+                ensure_content_length(out)
+        b.dest = dest
+        if not self.eng.start_branch(b, out, dest.proto != "udp"):
+            log.warning("t_relay: sending to %s:%s:%d failed", dest.proto, dest.host, dest.port)
+            self.eng._drop_branch(b)
+            if b.machine is not None:
+                b.machine.state = "terminated"
+            self._end_unsent(b, 503, "Service Unavailable")
+            return
+        self.server._c_fwd_req.inc()
+
+    def _end_unsent(self, b: UacBranch, code: int, reason: str) -> None:
+        """A branch that was never sent ends with a status made up here (failure route and
+        reply selection go on as for any failed branch)."""
+        b.status, b.local, b.reason = code, True, reason
+        if self.eng.on_branch_final is not None:
+            self.eng.on_branch_final(b, None)
 
     # -- CANCEL and ACK ---------------------------------------------------------------------
     def relay_cancel(self, ctx: MsgContext) -> int:
@@ -298,6 +363,9 @@ class Relayer:
             self.eng.local_reply(inv, 487, "Request Terminated")
             return 1
         self.eng.cancel_branches(inv, None, ctx.request.get("reason"))
+        for b in list(inv.branches):
+            if b.pending and b.machine is None and not inv.ended:
+                self._end_unsent(b, 487, "")  # still resolving: never sent, nothing to CANCEL
         return 1
 
     def relay_ack(self, ctx: MsgContext, uri: str | None) -> int:

@@ -178,6 +178,9 @@ class ReplyProcessor:
         if best is None:
             self.eng.local_reply(tx, 500, "Server Internal Error")
             return
+        if best.reply is None and best.reason and not tx.canceled:
+            self.eng.local_reply(tx, best.status, best.reason)  # e.g. 478: DNS failed
+            return
         if best.reply is None:
             code = 487 if tx.canceled else 408
             self.eng.local_reply(

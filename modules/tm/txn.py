@@ -46,6 +46,7 @@ class UacBranch:
         "ack_data",
         "flags",
         "local",
+        "reason",
     )
 
     def __init__(self, tx: Transaction, idx: int, uri: str, dst_uri: str | None) -> None:
@@ -69,6 +70,7 @@ class UacBranch:
         self.ack_data = b""
         self.flags = 0  # branch flags
         self.local = False  # the final reply was made up by ksr (timeout)
+        self.reason = ""  # the reason of a local final status other than a timeout (478)
 
     @property
     def pending(self) -> bool:

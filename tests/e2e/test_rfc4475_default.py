@@ -7,8 +7,8 @@ domains, which are not ours: the default script relays them (sipout, or loose_ro
 in-dialog one) and, since those names do not resolve, sl_reply_error() answers 478.
 
 The server runs in-process so that every send it makes is seen, and name resolution is pinned
-to "IP literals only": the outcome must not depend on whether example.com resolves where the
-tests run.
+to "IP literals only" (a name fails at once, without DNS): the outcome must not depend on
+whether example.com resolves where the tests run.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from ksr.core.server import Server
+from ksr.core.context import Destination
+from ksr.core.resolver import Resolver
 from ksr.sip.message import Response, parse_message_untrusted
 from tests.support import RFC4475, UdpPeer, make_config, running_server, sip_request, udp_addr
 from tests.test_rfc4475 import EXPECTED as SMALL_SCRIPT
@@ -63,16 +64,20 @@ EXPECTED: dict[str, tuple[int | None, str]] = {
 }
 
 
-def _only_ip_literals(self: Server, host: str) -> str | None:
-    try:
-        return str(ipaddress.ip_address(host.strip("[]")))
-    except ValueError:
-        return None
+_real_now = Resolver.now
+
+
+def _only_ip_literals(self: Resolver, uri: str) -> Destination | None | str:
+    found = _real_now(self, uri)
+    if isinstance(found, Destination):
+        ipaddress.ip_address(found.host)  # an answer without DNS is an IP literal
+        return found
+    return None
 
 
 async def _corpus(tmp: Path, lang: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """file -> {'arrived': [(code, reason)], 'sent': [(host, code, reason)]}"""
-    monkeypatch.setattr(Server, "_resolve_host", _only_ip_literals)
+    monkeypatch.setattr(Resolver, "now", _only_ip_literals)
     db = f"sqlite://{tmp}/ksr.sqlite"
     cfg = make_config(
         modparam={
