@@ -271,3 +271,28 @@ async def test_responder_is_real() -> None:
         with trio.fail_after(5):
             ans = await r.resolve("x.test", "A")
         assert [a.address for a in ans] == ["127.0.0.9"]
+
+
+async def test_naptr_when_dns_try_naptr(tmp_path: Path) -> None:
+    """dns_try_naptr: the NAPTR replacement names the SRV set (not the _sip._udp default)."""
+    callee, caller = await UdpPeer().bind(), await UdpPeer().bind()
+    records = {
+        ("example.test", "NAPTR"): ['10 50 "s" "SIP+D2U" "" _sip._udp.proxies.example.test.'],
+        ("_sip._udp.proxies.example.test", "SRV"): [f"10 10 {callee.port} p1.example.test."],
+        ("p1.example.test", "A"): ["127.0.0.1"],
+    }
+    async with (
+        dns_responder(records) as dns,
+        running_server(
+            _config(dns, dns_try_naptr=True),  # type: ignore[arg-type]
+            write_script(tmp_path, SCRIPT),
+        ) as server,
+    ):
+        await caller.send(
+            sip_request("MESSAGE", "sip:bob@example.test", caller.port), udp_addr(server)
+        )
+        await _answer(callee)
+        assert (await caller.recv_reply()).status == 200
+        assert dns.asked[0] == ("example.test", "NAPTR")
+    callee.close()
+    caller.close()
