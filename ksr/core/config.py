@@ -103,6 +103,7 @@ class CoreParams(BaseModel):
     dns_cache_min_ttl: int = 0
     dns_cache_max_ttl: int = 3600
     dns_neg_cache_ttl: int = 60
+    dns_hosts_file: str = "/etc/hosts"  # names answered before DNS is asked; "" = none
     kemi: KemiParams = Field(default_factory=KemiParams)
     defines: dict[str, str | int] = Field(
         default_factory=dict

@@ -14,6 +14,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import dns.asyncresolver
@@ -98,6 +99,26 @@ def srv_order(records: list[Any], balance: bool, rng: random.Random) -> list[Any
     return out
 
 
+def read_hosts_file(path: str) -> dict[str, str]:
+    """name -> first address of a hosts(5) file (IPv4 lines win over IPv6 for a name);
+    a missing or unreadable file gives no names."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return {}
+    names: dict[str, str] = {}
+    for line in text.splitlines():
+        fields = line.split("#", 1)[0].split()
+        if len(fields) < 2:
+            continue
+        addr = fields[0]
+        for name in fields[1:]:
+            key = name.lower()
+            if key not in names or (":" in names[key] and ":" not in addr):
+                names[key] = addr
+    return names
+
+
 class Resolver:
     """RFC 3263 resolution and its cache for one server."""
 
@@ -118,6 +139,8 @@ class Resolver:
         # resolutions under way: the event is set once the answers (the list) are in
         self._inflight: dict[Query, tuple[trio.Event, list[Destination]]] = {}
         self._dns: dns.asyncresolver.Resolver | None = None
+        # names of the hosts file answer before DNS, as the system resolver would
+        self.static = read_hosts_file(core.dns_hosts_file) if core.dns_hosts_file else {}
 
     # -- at once ---------------------------------------------------------------------------
     def now(self, uri: str) -> Destination | None | str:
@@ -133,6 +156,9 @@ class Resolver:
             return Destination(proto, "127.0.0.1", q.port or default_port(proto), uri)
         if q.host == "invalid" or q.host.endswith(".invalid"):  # RFC 6761 §6.4
             return None
+        static = self.static.get(q.host)
+        if static is not None:
+            return Destination(proto, static, q.port or default_port(proto), uri)
         hit = self._cache.get(q)
         if hit is not None and hit[0] > time.monotonic():
             return self._pick(hit[1], uri)
