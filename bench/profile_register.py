@@ -11,8 +11,12 @@ scripts/default.lua with the stock module list instead of the 10-line script (wi
 WITH_AUTH, whose auth_check wants the From user to be the digest user: each AOR then has its
 own account).
 
+--db-url stores the location table (and the digest accounts) elsewhere, e.g.
+redis://127.0.0.1:6379/0 or postgres://postgres@127.0.0.1:5432/test; the bench uses its own
+table prefix there and drops its tables at the end.
+
     python -m bench.profile_register [--no-auth] [--db-mode 0|1] [--script minimal|default]
-                                     [--count 5000] [--profile]
+                                     [--db-url URL] [--count 5000] [--profile]
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import argparse
 import gc
 import re
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -158,10 +163,16 @@ def main() -> None:
     ap.add_argument("--sort", default="tottime")
     ap.add_argument("--top", type=int, default=40)
     ap.add_argument("--gc-threshold", type=int, default=None)
+    ap.add_argument("--db-url", default=None, help="default: an SQLite file in a temp directory")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="ksr-prof-"))
     url = f"sqlite://{tmp}/bench.sqlite"
+    shared_url = None
+    if args.db_url:
+        prefix = "p" + uuid.uuid4().hex[:8] + "_"
+        shared_url = args.db_url.split("?")[0]
+        url = f"{shared_url}?prefix={prefix}"
     own_account = args.script == "default" and args.auth
     modparam: dict[str, Any] = {"usrloc": {"db_url": url, "db_mode": args.db_mode}}
     config: dict[str, Any] = {"modparam": modparam}
@@ -204,7 +215,13 @@ def main() -> None:
             f"{meter.seconds / args.count * 1e6:.1f} us per registration, gc thresholds {gc.get_threshold()}"
         )
 
-    run_trio(server, body)
+    try:
+        run_trio(server, body)
+    finally:
+        if shared_url is not None:
+            from tests.registrar.conftest import _cleanup
+
+            _cleanup(shared_url, prefix)
 
 
 if __name__ == "__main__":

@@ -8,17 +8,71 @@ Layout per table ``T`` (all keys start with the db_url prefix):
 * ``T:z:<field>``          sorted set: key scored by an ordered (numeric) field
 * ``ksr_version``          hash: table name -> schema version
 
-A row and its index entries change in one MULTI/EXEC transaction.
+A row and its index entries change together in one server-side Lua script (``_PUT``,
+``_DELETE``): one round trip, and atomic (Redis runs a script alone and persists its effects
+whole), so a crash of ksr or a concurrent writer never leaves an index pointing at a wrong row.
+The scripts build index key names themselves, so they assume one Redis server (not a cluster).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from .base import DbError, DbUnavailable, Row, TableSpec, Value, check_fields, coerce
 
 log = logging.getLogger("ksr.db")
+T = TypeVar("T")
+
+# ARGV of _PUT and _DELETE: table name, row key, the indexed fields (count, then names), the
+# ordered fields (count, then names), then (_PUT only) field, value, field, value... of the new
+# row, None fields left out. The old row's indexed values are read inside the script.
+_PRELUDE = """
+local name, key = ARGV[1], ARGV[2]
+local rk = name .. ':r:' .. key
+local nidx = tonumber(ARGV[3])
+local nord = tonumber(ARGV[4 + nidx])
+local new = {}
+for i = 5 + nidx + nord, #ARGV, 2 do new[ARGV[i]] = ARGV[i + 1] end
+for i = 4, 3 + nidx do
+  local f = ARGV[i]
+  local ov, nv = redis.call('HGET', rk, f), new[f]
+  if ov and ov ~= nv then redis.call('SREM', name .. ':i:' .. f .. ':' .. ov, key) end
+  if nv then redis.call('SADD', name .. ':i:' .. f .. ':' .. nv, key) end
+end
+for i = 5 + nidx, 4 + nidx + nord do
+  local f = ARGV[i]
+  local zk = name .. ':z:' .. f
+  if new[f] then redis.call('ZADD', zk, new[f], key) else redis.call('ZREM', zk, key) end
+end
+redis.call('DEL', rk)
+"""
+_PUT = (
+    _PRELUDE
+    + """
+redis.call('HSET', rk, unpack(ARGV, 5 + nidx + nord))
+redis.call('SADD', name .. ':all', key)
+return 1
+"""
+)
+# returns 1 if this call removed the row
+_DELETE = (
+    _PRELUDE
+    + """
+return redis.call('SREM', name .. ':all', key)
+"""
+)
+# ARGV: an index set's key, the row key prefix. The rows (flat field/value lists; [] for a key
+# whose row is gone) of the set's members, in key order.
+_ROWS_OF_SET = """
+local keys = redis.call('SMEMBERS', ARGV[1])
+table.sort(keys)
+local out = {}
+for i, k in ipairs(keys) do out[i] = redis.call('HGETALL', ARGV[2] .. k) end
+return out
+"""
+_BATCH = 500  # rows fetched per pipelined round trip when reading many
 
 
 class RedisStore:
@@ -28,18 +82,34 @@ class RedisStore:
         self.url = url
         self.prefix = prefix
         self._redis_mod = redis
+        # for pipelines (they take a connection of the pool) and for registering the scripts
         self.r = redis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
         )
+        # single commands go over one kept connection (see _client)
+        self._single: Any = None
         self._tables: dict[str, RedisTable] = {}
+        # EVALSHA, loading the script on the first call and again after a Redis restart
+        self.put_script = self.r.register_script(_PUT)
+        self.delete_script = self.r.register_script(_DELETE)
+        self.rows_of_set_script = self.r.register_script(_ROWS_OF_SET)
 
-    def call(self, fn: Any, *args: Any) -> Any:
-        """Run one redis-py call; connection trouble becomes DbUnavailable (redis-py itself
-        reconnects on the next call), anything else DbError."""
+    def _client(self) -> Any:
+        """A client that keeps one connection: taking a connection from redis-py's pool for every
+        command costs a poll() and bookkeeping. Made on first use, as creating it connects."""
+        if self._single is None:
+            self._single = self._redis_mod.Redis(
+                connection_pool=self.r.connection_pool, single_connection_client=True
+            )
+        return self._single
+
+    def call(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(client)`` (one redis-py call); connection trouble becomes DbUnavailable
+        (redis-py itself reconnects on the next call), anything else DbError."""
         errs = self._redis_mod.exceptions
         for attempt in (1, 2):
             try:
-                return fn(*args)
+                return fn(self._client())
             except (errs.ConnectionError, errs.TimeoutError) as err:
                 if attempt == 2:
                     raise DbUnavailable(f"redis {self.describe()}: {err}") from err
@@ -56,7 +126,7 @@ class RedisStore:
         if t is None:
             t = RedisTable(self, spec)
             vkey = f"{self.prefix}ksr_version"
-            have = self.call(self.r.hget, vkey, t.name)
+            have = self.call(lambda r: r.hget(vkey, t.name))
             have_v = int(have) if have else 0
             if have_v > spec.version:
                 raise DbError(
@@ -65,23 +135,30 @@ class RedisStore:
             if have_v and have_v != spec.version:
                 t.reindex()  # indexes may have changed between versions
             if have_v != spec.version:
-                self.call(self.r.hset, vkey, t.name, spec.version)
+                self.call(lambda r: r.hset(vkey, t.name, spec.version))
             self._tables[spec.name] = t
         return t
 
     def drop(self, name: str) -> None:
         base = f"{self.prefix}{name}:"
-        keys = list(self.call(lambda: list(self.r.scan_iter(match=base + "*", count=1000))))
+        keys = self.call(lambda r: list(r.scan_iter(match=base + "*", count=1000)))
         for i in range(0, len(keys), 500):
-            self.call(self.r.delete, *keys[i : i + 500])
-        self.call(self.r.hdel, f"{self.prefix}ksr_version", self.prefix + name)
+
+            def delete(r: Any, batch: list[str] = keys[i : i + 500]) -> int:
+                return int(r.delete(*batch))
+
+            self.call(delete)
+        self.call(lambda r: r.hdel(f"{self.prefix}ksr_version", self.prefix + name))
         self._tables.pop(name, None)
 
     def close(self) -> None:
-        try:
-            self.r.close()
-        except Exception:
-            pass
+        for client in (self._single, self.r):
+            try:
+                if client is not None:
+                    client.close()
+            except Exception:
+                pass
+        self._single = None
 
 
 class RedisTable:
@@ -89,7 +166,6 @@ class RedisTable:
         self.store = store
         self.spec = spec
         self.name = store.prefix + spec.name
-        self.r = store.r
         self._kinds = spec.kinds()
 
     def _rk(self, key: str) -> str:
@@ -101,32 +177,17 @@ class RedisTable:
     def _decode(self, h: dict[str, str]) -> Row:
         return {f: coerce(h.get(f), k) for f, k in self.spec.fields}
 
-    def _write(self, pipe: Any, old: Row | None, new: Row | None, key: str) -> None:
-        for f in self.spec.indexes:
-            ov = old.get(f) if old else None
-            nv = new.get(f) if new else None
-            if old is not None and (new is None or ov != nv) and ov is not None:
-                pipe.srem(self._ik(f, ov), key)
-            if new is not None and nv is not None:
-                pipe.sadd(self._ik(f, nv), key)
-        for f in self.spec.ordered:
-            nv = new.get(f) if new else None
-            if nv is None:
-                pipe.zrem(f"{self.name}:z:{f}", key)
-            else:
-                pipe.zadd(f"{self.name}:z:{f}", {key: float(nv)})
-        if new is None:
-            pipe.delete(self._rk(key))
-            pipe.srem(f"{self.name}:all", key)
-        else:
-            pipe.delete(self._rk(key))
-            mapping = {f: v for f, v in new.items() if v is not None}
-            if mapping:
-                pipe.hset(self._rk(key), mapping=mapping)
-            pipe.sadd(f"{self.name}:all", key)
+    def _script_args(self, key: str, row: Row | None) -> list[str | int | float]:
+        args: list[str | int | float] = [self.name, key, len(self.spec.indexes), *self.spec.indexes]
+        args += [len(self.spec.ordered), *self.spec.ordered]
+        if row is not None:
+            for f, v in row.items():
+                if v is not None:
+                    args += (f, v)
+        return args
 
     def _raw_get(self, key: str) -> Row | None:
-        h = self.store.call(self.r.hgetall, self._rk(key))
+        h = self.store.call(lambda r: r.hgetall(self._rk(key)))
         return self._decode(h) if h else None
 
     def put(self, row: Row) -> None:
@@ -134,42 +195,30 @@ class RedisTable:
         key = new[self.spec.key]
         if key is None:
             raise DbError(f"table {self.name}: row without key {self.spec.key}")
-        old = self._raw_get(str(key))
-
-        def run() -> None:
-            pipe = self.r.pipeline(transaction=True)
-            self._write(pipe, old, new, str(key))
-            pipe.execute()
-
-        self.store.call(run)
+        args = self._script_args(str(key), new)
+        self.store.call(lambda r: self.store.put_script(args=args, client=r))
 
     def get(self, key: str) -> Row | None:
         return self._raw_get(key)
 
     def delete(self, key: str) -> bool:
-        old = self._raw_get(key)
-        if old is None:
-            return False
-
-        def run() -> int:
-            pipe = self.r.pipeline(transaction=True)
-            pipe.srem(f"{self.name}:all", key)  # first result tells whether we removed it
-            self._write(pipe, old, None, key)
-            return int(pipe.execute()[0])
-
-        return bool(self.store.call(run))
+        args = self._script_args(key, None)
+        return bool(self.store.call(lambda r: self.store.delete_script(args=args, client=r)))
 
     def _many(self, keys: list[str]) -> list[Row]:
-        if not keys:
-            return []
+        """The rows of ``keys`` (missing ones left out), in batches of pipelined HGETALLs."""
+        out: list[Row] = []
+        for i in range(0, len(keys), _BATCH):
+            batch = keys[i : i + _BATCH]
 
-        def run() -> list[dict[str, str]]:
-            pipe = self.r.pipeline(transaction=False)
-            for k in keys:
-                pipe.hgetall(self._rk(k))
-            return list(pipe.execute())
+            def run(r: Any, batch: list[str] = batch) -> list[dict[str, str]]:
+                pipe = r.pipeline(transaction=False)
+                for k in batch:
+                    pipe.hgetall(self._rk(k))
+                return list(pipe.execute())
 
-        return [self._decode(h) for h in self.store.call(run) if h]
+            out += [self._decode(h) for h in self.store.call(run) if h]
+        return out
 
     def find(self, field: str, value: Value) -> list[Row]:
         check_fields(self.spec, [field])
@@ -178,23 +227,27 @@ class RedisTable:
             return [row] if row else []
         if field not in self.spec.indexes:
             return [r for r in self.all() if r.get(field) == value]
-        return self._many(sorted(self.store.call(self.r.smembers, self._ik(field, value))))
+        # one round trip: the index set and its rows, read by a script
+        args = (self._ik(field, value), f"{self.name}:r:")
+        flat = self.store.call(lambda r: self.store.rows_of_set_script(args=args, client=r))
+        return [self._decode(dict(zip(h[::2], h[1::2], strict=True))) for h in flat if h]
 
     def find_below(self, field: str, limit: float) -> list[Row]:
         check_fields(self.spec, [field])
         if field not in self.spec.ordered:
             return [r for r in self.all() if (v := r.get(field)) is not None and float(v) < limit]
-        keys = self.store.call(self.r.zrangebyscore, f"{self.name}:z:{field}", "-inf", f"({limit}")
+        zk = f"{self.name}:z:{field}"
+        keys = self.store.call(lambda r: r.zrangebyscore(zk, "-inf", f"({limit}"))
         return self._many(list(keys))
 
     def delete_where(self, field: str, value: Value) -> int:
         return sum(1 for r in self.find(field, value) if self.delete(str(r[self.spec.key])))
 
     def all(self) -> list[Row]:
-        return self._many(sorted(self.store.call(self.r.smembers, f"{self.name}:all")))
+        return self._many(sorted(self.store.call(lambda r: r.smembers(f"{self.name}:all"))))
 
     def count(self) -> int:
-        return int(self.store.call(self.r.scard, f"{self.name}:all"))
+        return int(self.store.call(lambda r: r.scard(f"{self.name}:all")))
 
     def clear(self) -> int:
         return sum(1 for r in self.all() if self.delete(str(r[self.spec.key])))

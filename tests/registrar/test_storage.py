@@ -88,6 +88,42 @@ def test_postgres_reconnects_after_connection_killed() -> None:
         _cleanup(PG_URL, prefix)
 
 
+@pytest.mark.redis
+def test_redis_reconnects_and_reloads_its_scripts() -> None:
+    import redis
+
+    from tests.registrar.conftest import REDIS_URL, _cleanup, unique_prefix
+
+    prefix = unique_prefix()
+    store = open_store(f"{REDIS_URL}?prefix={prefix}")
+    admin = redis.Redis.from_url(REDIS_URL)
+    try:
+        t = store.table(SPEC)
+        t.put({"id": "a", "owner": "o", "until": 5.0})
+        admin.script_flush()  # a restarted Redis has forgotten the scripts
+        t.put({"id": "b", "owner": "o"})
+        client_id = store._client().client_id()  # type: ignore[attr-defined]
+        assert admin.client_kill_filter(_id=client_id) == 1
+        t.put({"id": "c", "owner": "p"})  # the killed connection is replaced transparently
+        assert [r["id"] for r in t.find("owner", "o")] == ["a", "b"]
+        assert [r["id"] for r in t.find_below("until", 10)] == ["a"]
+        assert t.delete("b") is True
+        assert [r["id"] for r in t.all()] == ["a", "c"]
+        assert sorted(k.decode() for k in admin.keys(prefix + "*")) == [
+            f"{prefix}items:all",
+            f"{prefix}items:i:owner:o",
+            f"{prefix}items:i:owner:p",
+            f"{prefix}items:r:a",
+            f"{prefix}items:r:c",
+            f"{prefix}items:z:until",
+            f"{prefix}ksr_version",
+        ]
+    finally:
+        store.close()
+        admin.close()
+        _cleanup(REDIS_URL, prefix)
+
+
 def test_url_parsing() -> None:
     assert parse_db_url("sqlite:///var/x.db").target == "/var/x.db"
     assert parse_db_url("sqlite://./ksr.sqlite").target == "./ksr.sqlite"
