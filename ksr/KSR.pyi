@@ -3529,7 +3529,7 @@ class _tm:
         """
 
     def t_relay_to_flags(self, flags: int) -> int:
-        """t_relay with flags: 0x01 no 100 Trying.
+        """t_relay with flags: 0x01 no 100 Trying, 0x04 no DNS failover.
 
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
@@ -3608,6 +3608,12 @@ class _tm:
 
     def t_set_disable_6xx(self, on: int) -> int:
         """Do not cancel the other branches on a 6xx.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def t_set_disable_failover(self, on: int) -> int:
+        """t_set_disable_failover(1): no DNS failover (use_dns_failover) for this transaction.
 
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """

@@ -58,7 +58,8 @@ class DnsResponder:
             rpl.answer.append(dns.rrset.from_text_list(q.name, self.ttl, "IN", rdtype, texts))
         elif not any(n == name for n, _ in self.records):
             rpl.set_rcode(dns.rcode.NXDOMAIN)
-        await self.sock.sendto(rpl.to_wire(), addr)
+        # records in the order given (dnspython shuffles them by default): tests see one order
+        await self.sock.sendto(rpl.to_wire(want_shuffle=False), addr)
 
 
 @asynccontextmanager

@@ -104,6 +104,7 @@ class CoreParams(BaseModel):
     dns_cache_max_ttl: int = 3600
     dns_neg_cache_ttl: int = 60
     dns_hosts_file: str = "/etc/hosts"  # names answered before DNS is asked; "" = none
+    use_dns_failover: bool = False  # tm: a branch failing at transport level tries the next address
     kemi: KemiParams = Field(default_factory=KemiParams)
     defines: dict[str, str | int] = Field(
         default_factory=dict

@@ -119,6 +119,14 @@ def read_hosts_file(path: str) -> dict[str, str]:
     return names
 
 
+def _with_uri(answers: tuple[Destination, ...], uri: str) -> list[Destination]:
+    return [Destination(d.proto, d.host, d.port, uri) for d in answers]
+
+
+def _first(found: list[Destination]) -> Destination | None:
+    return found[0] if found else None
+
+
 class Resolver:
     """RFC 3263 resolution and its cache for one server."""
 
@@ -146,43 +154,47 @@ class Resolver:
     def now(self, uri: str) -> Destination | None | str:
         """The destination if it is known without asking (literal, special name, cached);
         None if the URI cannot be resolved; ``ASK`` if the name servers must be asked."""
+        found = self.now_all(uri)
+        return found if isinstance(found, str) else _first(found)
+
+    def now_all(self, uri: str) -> list[Destination] | str:
+        """Every destination of ``uri`` in RFC 3263 order (the first one is ``now``'s), if known
+        without asking; an empty list if the URI cannot be resolved; ``ASK`` otherwise."""
         q = parse_query(uri)
         if q is None:
-            return None
+            return []
         proto = default_proto(q)
         if self.hosts.is_ip(q.host):
-            return Destination(proto, q.host, q.port or default_port(proto), uri)
+            return [Destination(proto, q.host, q.port or default_port(proto), uri)]
         if q.host == "localhost" or q.host.endswith(".localhost"):  # RFC 6761 §6.3
-            return Destination(proto, "127.0.0.1", q.port or default_port(proto), uri)
+            return [Destination(proto, "127.0.0.1", q.port or default_port(proto), uri)]
         if q.host == "invalid" or q.host.endswith(".invalid"):  # RFC 6761 §6.4
-            return None
+            return []
         static = self.static.get(q.host)
         if static is not None:
-            return Destination(proto, static, q.port or default_port(proto), uri)
+            return [Destination(proto, static, q.port or default_port(proto), uri)]
         hit = self._cache.get(q)
         if hit is not None and hit[0] > time.monotonic():
-            return self._pick(hit[1], uri)
+            return _with_uri(hit[1], uri)
         return ASK
-
-    @staticmethod
-    def _pick(answers: tuple[Destination, ...], uri: str) -> Destination | None:
-        if not answers:
-            return None
-        d = answers[0]
-        return Destination(d.proto, d.host, d.port, uri)
 
     # -- asking ------------------------------------------------------------------------------
     async def lookup(self, uri: str) -> Destination | None:
         """Resolve ``uri`` through DNS (at most ``dns_timeout`` seconds); None if it fails."""
-        known = self.now(uri)
-        if known != ASK:
-            return known if isinstance(known, Destination) else None
+        return _first(await self.lookup_all(uri))
+
+    async def lookup_all(self, uri: str) -> list[Destination]:
+        """Every destination of ``uri`` in RFC 3263 order (SRV priority and weight, then the
+        addresses of each target), through DNS if needed; empty if it fails."""
+        known = self.now_all(uri)
+        if not isinstance(known, str):
+            return known
         q = parse_query(uri)
         assert q is not None
         waiting = self._inflight.get(q)
         if waiting is not None:  # someone is already asking: share the answer
             await waiting[0].wait()
-            return self._pick(tuple(waiting[1]), uri)
+            return _with_uri(tuple(waiting[1]), uri)
         done, shared = self._inflight[q] = (trio.Event(), [])
         answers: tuple[Destination, ...] = ()
         ttl = float(self.neg_ttl)
@@ -200,7 +212,7 @@ class Resolver:
         finally:
             del self._inflight[q]
             done.set()
-        return self._pick(answers, uri)
+        return _with_uri(answers, uri)
 
     def _remember(self, q: Query, answers: tuple[Destination, ...], ttl: float) -> None:
         if len(self._cache) >= MAX_ENTRIES:

@@ -424,20 +424,29 @@ class Server:
         (``ksr.core.resolver.ASK``) when DNS must be asked (then use ``resolve_later``)."""
         return self.resolver.now(uri)
 
+    def resolve_now_all(self, uri: str) -> list[Destination] | str:
+        """``resolve_now`` with every destination in RFC 3263 order (failover targets after
+        the first); an empty list if the URI cannot be resolved, or ``ASK``."""
+        return self.resolver.now_all(uri)
+
     def resolve_later(self, uri: str, done: Callable[[Destination | None], None]) -> None:
         """Resolve ``uri`` through DNS (RFC 3263) in a task on the server nursery, then call
         ``done(destination)`` (None: unresolvable or ``dns_timeout``) on the event loop."""
+        self.resolve_later_all(uri, lambda found: done(found[0] if found else None))
+
+    def resolve_later_all(self, uri: str, done: Callable[[list[Destination]], None]) -> None:
+        """``resolve_later`` with every destination in RFC 3263 order (empty: unresolvable)."""
 
         async def task() -> None:
-            dest = await self.resolver.lookup(uri)
+            found = await self.resolver.lookup_all(uri)
             try:
-                done(dest)
+                done(found)
             except Exception:
                 log.exception("after resolving %s", uri)
 
         if self.nursery is None:
             log.error("cannot resolve %s: the server is not running", uri)
-            done(None)
+            done([])
             return
         self.nursery.start_soon(task)
 

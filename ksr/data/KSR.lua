@@ -4106,7 +4106,7 @@ function KSR.tm.t_on_reply(name) end
 ---@return integer
 function KSR.tm.t_relay() end
 
----t_relay with flags: 0x01 no 100 Trying.
+---t_relay with flags: 0x01 no 100 Trying, 0x04 no DNS failover.
 ---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@param flags integer
@@ -4204,6 +4204,13 @@ function KSR.tm.t_set_auto_inv_100(on) end
 ---@param on integer
 ---@return integer
 function KSR.tm.t_set_disable_6xx(on) end
+
+---t_set_disable_failover(1): no DNS failover (use_dns_failover) for this transaction.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param on integer
+---@return integer
+function KSR.tm.t_set_disable_failover(on) end
 
 ---t_set_fr(fr_inv_ms, fr_ms): final response timeouts for this transaction; 0 keeps.
 ---

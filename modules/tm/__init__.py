@@ -17,7 +17,7 @@ from ksr.sip.message import Header, Request
 from .api import Callback, TmCb, TmEvent, UacCallback
 from .engine import TmEngine
 from .pvs import register_pvs
-from .relay import T_ON, Relayer
+from .relay import NO_FAILOVER, T_ON, Relayer
 from .replies import ReplyProcessor
 from .txn import Transaction
 
@@ -45,6 +45,7 @@ class TmParams(ModParams):
     aggregate_challenges: int = 1
     reparse_invite: int = 1
     e2e_cancel_reason: int = 1
+    failover_on_503: int = 1  # DNS failover (core use_dns_failover) also on a 503 reply
 
 
 _SET_NAMES = {"b": "on_branch", "f": "on_failure", "o": "on_reply"}
@@ -159,7 +160,7 @@ class Tm(Module):
 
     @kemi()
     def t_relay_to_flags(self, ctx: MsgContext, flags: int) -> int:
-        """t_relay with flags: 0x01 no 100 Trying."""
+        """t_relay with flags: 0x01 no 100 Trying, 0x04 no DNS failover."""
         return self.relayer.relay(ctx, flags=flags)
 
     @kemi()
@@ -444,6 +445,14 @@ class Tm(Module):
         """Do not cancel the other branches on a 6xx."""
         if isinstance(ctx.tx, Transaction):
             ctx.tx.disable_6xx = bool(on)
+        return 1
+
+    @kemi()
+    def t_set_disable_failover(self, ctx: MsgContext, on: int) -> int:
+        """t_set_disable_failover(1): no DNS failover (use_dns_failover) for this transaction."""
+        ctx.extra[NO_FAILOVER] = bool(on)
+        if isinstance(ctx.tx, Transaction):
+            ctx.tx.disable_failover = bool(on)
         return 1
 
     # -- KSR.tm: failure route helpers --------------------------------------------------------

@@ -33,7 +33,7 @@ from ksr.sip.transaction import (
 )
 
 from .api import CallbackList, TmCb, TmEvent
-from .txn import Transaction, UacBranch, build_ack, build_cancel
+from .txn import Transaction, UacBranch, build_ack, build_cancel, loop_hash
 
 if TYPE_CHECKING:
     from ksr.core.server import Server
@@ -331,6 +331,48 @@ class TmEngine:
         if not self.uac_actions(b, b.machine.handle("start")):
             return False
         return True
+
+    def branch_id(self, tx: Transaction, idx: int) -> str:
+        """Our Via branch for branch ``idx`` of ``tx`` (the loop hash, RFC 3261 §16.6 step 8)."""
+        return f"z9hG4bK{loop_hash(tx.request, tx.request.uri)}.{self.salt}{tx.id:x}.{idx}"
+
+    def failover(self, b: UacBranch) -> UacBranch | None:
+        """DNS failover (core ``use_dns_failover``): ``b`` failed at the transport level; send
+        the same request, with a new Via branch, to the next destination its next hop resolved
+        to. A destination that cannot be sent to is skipped. The new branch, or None when
+        failover is off or no destination is left."""
+        tx = b.tx
+        if not self.server.config.core.use_dns_failover or tx.disable_failover:
+            return None
+        while b.alt and b.request is not None and b.sock is not None:
+            dest, rest = b.alt[0], b.alt[1:]
+            b.alt = ()
+            idx = len(tx.branches)
+            bid = self.branch_id(tx, idx)
+            sent = b.request
+            via = Header(sent.headers[0].name, sent.headers[0].value.replace(b.bid, bid, 1))
+            req = Request(sent.method, sent.uri, [via, *sent.headers[1:]], sent.body, sent.version)
+            nb = UacBranch(tx, idx, b.uri, b.dst_uri)
+            nb.bid, nb.dest, nb.sock, nb.flags, nb.alt = bid, dest, b.sock, b.flags, rest
+            tx.branches.append(nb)
+            log.info(
+                "branch %d of transaction %d failed; DNS failover to %s:%s:%d",
+                b.idx,
+                tx.id,
+                dest.proto,
+                dest.host,
+                dest.port,
+            )
+            if self.start_branch(nb, req, dest.proto != "udp"):
+                self.server._c_fwd_req.inc()
+                return nb
+            log.warning("sending to %s:%s:%d failed", dest.proto, dest.host, dest.port)
+            nb.status, nb.local, nb.reason = 503, True, "Service Unavailable"
+            self._drop_branch(nb)
+            if nb.machine is not None:
+                nb.machine.state = "terminated"
+            b = nb
+        return None
 
     def uac_actions(self, b: UacBranch, actions: tuple[tuple[str, str], ...]) -> bool:
         m = b.machine

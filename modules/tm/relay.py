@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ksr.tm")
 
 T_ON = "tm_on"  # ctx.extra key: callback names set before the transaction exists
+NO_FAILOVER = "tm_no_failover"  # ctx.extra key: t_set_disable_failover(1) before t_relay
 
 
 class Relayer:
@@ -141,6 +142,7 @@ class Relayer:
             return self.relay_cancel(ctx)
         tx = ctx.tx
         if tx is not None and tx.in_failure:
+            self.take_failover_flag(ctx, tx, flags)
             n = self.add_branches(tx, ctx, uri, proto)
             return 1 if n else -1
         created = False
@@ -161,6 +163,7 @@ class Relayer:
         if tx.relayed or tx.status >= 200:
             return -1
         self.take_callbacks(ctx, tx)
+        self.take_failover_flag(ctx, tx, flags)
         tx.ruri = ctx.ruri or tx.ruri
         tx.lumps = list(ctx.lumps)
         tx.flags = ctx.flags
@@ -179,6 +182,11 @@ class Relayer:
         if names:
             for attr, name in names.items():
                 setattr(tx, attr, name)
+
+    def take_failover_flag(self, ctx: MsgContext, tx: Transaction, flags: int) -> None:
+        """t_relay_to_flags 0x04 or t_set_disable_failover(1): no DNS failover for this one."""
+        if flags & 4 or ctx.extra.get(NO_FAILOVER):
+            tx.disable_failover = True
 
     def add_branches(
         self, tx: Transaction, ctx: MsgContext, uri: str | None, proto: str | None
@@ -249,16 +257,17 @@ class Relayer:
     ) -> bool:
         ruri = ctx.ruri or tx.ruri
         target = uri or ctx.dst_uri or ruri
-        found = self.server.resolve_now(target)
-        if found is None:
+        found = self.server.resolve_now_all(target)
+        if not found:
             log.warning("t_relay: cannot resolve %s", target)
             # what sl_reply_error() answers next, as Kamailio does for E_BAD_ADDRESS
             ctx.extra["last_error_code"] = 478
             ctx.extra["last_error_reason"] = "Unresolvable destination (478/SL)"
             return False
         resolving = found == ASK
-        if isinstance(found, Destination):
-            dest = found
+        alt: tuple[Destination, ...] = ()
+        if isinstance(found, list):
+            dest, alt = found[0], _forced(found[1:], proto)
         else:  # DNS is asked in a task: the branch is prepared now and sent once it answers
             q = parse_query(target)
             assert q is not None
@@ -272,17 +281,17 @@ class Relayer:
         ctx.extra["out_socket"] = sock
         out = ctx.apply_lumps()
         assert isinstance(out, Request)
-        bid = f"z9hG4bK{loop_hash(tx.request, tx.request.uri)}.{self.eng.salt}{tx.id:x}.{idx}"
+        bid = self.eng.branch_id(tx, idx)
         out.headers.insert(0, Header("Via", self.server.make_via(ctx, sock, bid)))
         if dest.proto != "udp":
             ensure_content_length(out)
         b = UacBranch(tx, idx, ruri, ctx.dst_uri)
-        b.bid, b.dest, b.sock, b.flags = bid, dest, sock, ctx.bflags
+        b.bid, b.dest, b.sock, b.flags, b.alt = bid, dest, sock, ctx.bflags, alt
         tx.branches.append(b)
         if resolving:
             forced = proto
-            self.server.resolve_later(
-                target, lambda d: self._resolved(b, out, d, forced, ctx, target)
+            self.server.resolve_later_all(
+                target, lambda found: self._resolved(b, out, found, forced, ctx, target)
             )
             if self.eng.callbacks or tx.callbacks:
                 self.eng.run_callbacks(tx, TmEvent(TmCb.REQUEST_FWDED, ctx=ctx, branch=b))
@@ -293,7 +302,10 @@ class Relayer:
             self.eng._drop_branch(b)
             if b.machine is not None:
                 b.machine.state = "terminated"
-            return False
+            failover = self.eng.failover(b)  # the next destination, if any and allowed
+            if failover is None:
+                return False
+            b = failover
         if self.eng.callbacks or tx.callbacks:
             self.eng.run_callbacks(tx, TmEvent(TmCb.REQUEST_FWDED, ctx=ctx, branch=b))
         self.server._c_fwd_req.inc()
@@ -303,7 +315,7 @@ class Relayer:
         self,
         b: UacBranch,
         out: Request,
-        found: Destination | None,
+        found: list[Destination],
         proto: str | None,
         ctx: MsgContext,
         target: str,
@@ -315,12 +327,14 @@ class Relayer:
         if b.cancel_pending or tx.canceled or (tx.is_invite and 200 <= tx.status < 300):
             self._end_unsent(b, 487, "")  # CANCELed (or answered) while resolving: not sent
             return
-        if found is None:
+        if not found:
             log.warning("t_relay: cannot resolve %s", target)
             self._end_unsent(b, 478, "Unresolvable destination")
             return
         assert b.dest is not None
-        dest = Destination(proto or found.proto, found.host, found.port, target)
+        first = found[0]
+        dest = Destination(proto or first.proto, first.host, first.port, target)
+        b.alt = _forced(found[1:], proto)
         if dest.proto != b.dest.proto:  # NAPTR chose the transport: our Via says which
             sock = self.server.socket_for(dest.proto, ctx)
             if sock is None:
@@ -373,3 +387,10 @@ class Relayer:
         if rc == 0:
             return 1  # ACK of a negative reply we sent: it ends here (hop by hop)
         return 1 if self.server.forward_stateless(ctx, uri) else -1
+
+
+def _forced(dests: list[Destination], proto: str | None) -> tuple[Destination, ...]:
+    """Failover destinations, with the transport a t_relay_to_* call forced."""
+    if proto is None:
+        return tuple(dests)
+    return tuple(Destination(proto, d.host, d.port, d.uri) for d in dests)

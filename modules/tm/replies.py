@@ -124,6 +124,8 @@ class ReplyProcessor:
                         log.exception("send_request callback failed")
                 return
             rpl = None
+        if self.transport_failure(b, ctx) and self.eng.failover(b) is not None:
+            return  # DNS failover: the next destination has the request now
         code = b.status
         if code >= 600 and tx.is_invite and not tx.disable_6xx:
             self.eng.cancel_branches(tx, b)
@@ -135,6 +137,19 @@ class ReplyProcessor:
         if tx.pending_branches():
             return
         self.complete(tx)
+
+    def transport_failure(self, b: UacBranch, ctx: MsgContext | None) -> bool:
+        """Whether ``b`` failed in a way DNS failover retries on another destination: no reply
+        at all before Timer B/F, a send error, or a 503 reply (``failover_on_503``); and the
+        transaction still wants an answer."""
+        tx = b.tx
+        if not b.alt or tx.status >= 200 or tx.canceled or b.cancel_pending:
+            return False
+        if ctx is not None:
+            return b.status == 503 and bool(self.eng.params.failover_on_503)
+        if b.timed_out:
+            return not b.replied
+        return b.local and b.status == 503  # the request could not be sent
 
     def best_branch(self, tx: Transaction) -> UacBranch | None:
         """RFC 3261 §16.7 step 6: a 6xx wins; else the lowest class (3xx before 4xx before

@@ -47,6 +47,7 @@ class UacBranch:
         "flags",
         "local",
         "reason",
+        "alt",
     )
 
     def __init__(self, tx: Transaction, idx: int, uri: str, dst_uri: str | None) -> None:
@@ -71,6 +72,8 @@ class UacBranch:
         self.flags = 0  # branch flags
         self.local = False  # the final reply was made up by ksr (timeout)
         self.reason = ""  # the reason of a local final status other than a timeout (478)
+        # the next hop's other destinations (RFC 3263 order), for DNS failover (use_dns_failover)
+        self.alt: tuple[Destination, ...] = ()
 
     @property
     def pending(self) -> bool:
@@ -120,6 +123,7 @@ class Transaction:
         "relayed",
         "uac_branches",
         "disable_6xx",
+        "disable_failover",
         "timer_config",
         "reply_sent",
         "engine",
@@ -168,6 +172,7 @@ class Transaction:
         self.relayed = False
         self.uac_branches: list[Branch] = []
         self.disable_6xx = False
+        self.disable_failover = False  # t_set_disable_failover / t_relay_to_flags 0x04
         self.timer_config: Any = None
         self.reply_sent: Response | None = None  # the last reply sent upstream
 
