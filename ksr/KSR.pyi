@@ -1656,6 +1656,12 @@ class _kx:
         Returns an int, a string, or nil/None when the value is $null.
         """
 
+    def gete_furi(self) -> int | str | None:
+        """furi; "" if missing.
+
+        Returns an int, a string, or nil/None when the value is $null.
+        """
+
     def gete_fuser(self) -> int | str | None:
         """fuser; "" if missing.
 
@@ -1676,6 +1682,12 @@ class _kx:
 
     def gete_thost(self) -> int | str | None:
         """thost; "" if missing.
+
+        Returns an int, a string, or nil/None when the value is $null.
+        """
+
+    def gete_turi(self) -> int | str | None:
+        """turi; "" if missing.
 
         Returns an int, a string, or nil/None when the value is $null.
         """
@@ -1728,6 +1740,12 @@ class _kx:
         Returns an int, a string, or nil/None when the value is $null.
         """
 
+    def getw_furi(self) -> int | str | None:
+        """furi; "<null>" if missing.
+
+        Returns an int, a string, or nil/None when the value is $null.
+        """
+
     def getw_fuser(self) -> int | str | None:
         """fuser; "<null>" if missing.
 
@@ -1748,6 +1766,12 @@ class _kx:
 
     def getw_thost(self) -> int | str | None:
         """thost; "<null>" if missing.
+
+        Returns an int, a string, or nil/None when the value is $null.
+        """
+
+    def getw_turi(self) -> int | str | None:
+        """turi; "<null>" if missing.
 
         Returns an int, a string, or nil/None when the value is $null.
         """

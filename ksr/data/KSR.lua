@@ -1882,6 +1882,12 @@ function KSR.kx.gete_duri() end
 ---@return integer|string|nil
 function KSR.kx.gete_fhost() end
 
+---furi; "" if missing.
+---
+---Returns an int, a string, or nil/None when the value is $null.
+---@return integer|string|nil
+function KSR.kx.gete_furi() end
+
 ---fuser; "" if missing.
 ---
 ---Returns an int, a string, or nil/None when the value is $null.
@@ -1905,6 +1911,12 @@ function KSR.kx.gete_ruser() end
 ---Returns an int, a string, or nil/None when the value is $null.
 ---@return integer|string|nil
 function KSR.kx.gete_thost() end
+
+---turi; "" if missing.
+---
+---Returns an int, a string, or nil/None when the value is $null.
+---@return integer|string|nil
+function KSR.kx.gete_turi() end
 
 ---tuser; "" if missing.
 ---
@@ -1954,6 +1966,12 @@ function KSR.kx.getw_duri() end
 ---@return integer|string|nil
 function KSR.kx.getw_fhost() end
 
+---furi; "<null>" if missing.
+---
+---Returns an int, a string, or nil/None when the value is $null.
+---@return integer|string|nil
+function KSR.kx.getw_furi() end
+
 ---fuser; "<null>" if missing.
 ---
 ---Returns an int, a string, or nil/None when the value is $null.
@@ -1977,6 +1995,12 @@ function KSR.kx.getw_ruser() end
 ---Returns an int, a string, or nil/None when the value is $null.
 ---@return integer|string|nil
 function KSR.kx.getw_thost() end
+
+---turi; "<null>" if missing.
+---
+---Returns an int, a string, or nil/None when the value is $null.
+---@return integer|string|nil
+function KSR.kx.getw_turi() end
 
 ---tuser; "<null>" if missing.
 ---

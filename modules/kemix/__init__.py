@@ -63,15 +63,17 @@ _GETTERS: dict[str, Get] = {
     "msgbuf": _pv("$mb"),
     "srcport": lambda self, ctx: ctx.src_port,
 }
-_VARIANTS: dict[str, str] = {  # which forms exist for each attribute (Kamailio's export list)
+# Which forms exist for each attribute (Kamailio's export list). furi and turi also get their
+# gete_/getw_ forms: earlier Kamailio releases exported them and scripts written then call them.
+_VARIANTS: dict[str, str] = {
     "ruri": "g",
     "ruser": "gew",
     "rhost": "gew",
     "ouri": "g",
-    "furi": "g",
+    "furi": "gew",
     "fuser": "gew",
     "fhost": "gew",
-    "turi": "g",
+    "turi": "gew",
     "tuser": "gew",
     "thost": "gew",
     "duri": "gew",
