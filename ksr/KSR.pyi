@@ -1916,6 +1916,55 @@ class _nathelper:
 nathelper: _nathelper
 
 
+class _permissions:
+    """KSR.permissions."""
+
+    def allow_address(self, group: int, ip: str, port: int) -> int:
+        """allow_address(group, ip, port): 1 if ip and port are in the address group.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def allow_address_group(self, ip: str, port: int) -> int:
+        """allow_address_group(ip, port): the group of the first entry holding them, -1 if none.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def allow_source_address(self, group: int) -> int:
+        """allow_source_address(group): 1 if the source IP and port are in the address group.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def allow_source_address_group(self) -> int:
+        """The group of the first entry holding the source IP and port, -1 if none.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+permissions: _permissions
+
+
+class _pike:
+    """KSR.pike."""
+
+    def pike_check_ip(self, ip: str) -> int:
+        """pike_check_ip(ip): like pike_check_req for the given IP address.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def pike_check_req(self) -> int:
+        """Count the request from its source IP: 1 ok, -1 source previously detected as
+        flooding, -2 newly detected as flooding (by this request).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+pike: _pike
+
+
 class _pv:
     """KSR.pv."""
 

@@ -45,6 +45,7 @@ DEFAULT_MODULES = [
     "auth",
     "auth_db",
     "nathelper",
+    "permissions",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent

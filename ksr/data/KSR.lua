@@ -2148,6 +2148,56 @@ function KSR.nathelper.set_contact_alias() end
 ---@return integer
 function KSR.nathelper.set_contact_alias_trim() end
 
+---@class KSR.permissions
+KSR.permissions = {}
+
+---allow_address(group, ip, port): 1 if ip and port are in the address group.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param group integer
+---@param ip string
+---@param port integer
+---@return integer
+function KSR.permissions.allow_address(group, ip, port) end
+
+---allow_address_group(ip, port): the group of the first entry holding them, -1 if none.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param ip string
+---@param port integer
+---@return integer
+function KSR.permissions.allow_address_group(ip, port) end
+
+---allow_source_address(group): 1 if the source IP and port are in the address group.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param group integer
+---@return integer
+function KSR.permissions.allow_source_address(group) end
+
+---The group of the first entry holding the source IP and port, -1 if none.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@return integer
+function KSR.permissions.allow_source_address_group() end
+
+---@class KSR.pike
+KSR.pike = {}
+
+---pike_check_ip(ip): like pike_check_req for the given IP address.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param ip string
+---@return integer
+function KSR.pike.pike_check_ip(ip) end
+
+---Count the request from its source IP: 1 ok, -1 source previously detected as
+---flooding, -2 newly detected as flooding (by this request).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@return integer
+function KSR.pike.pike_check_req() end
+
 ---@class KSR.pv
 KSR.pv = {}
 
