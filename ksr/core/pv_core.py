@@ -122,12 +122,20 @@ def _set_du(ctx: MsgContext, arg: str, value: Value) -> bool:
 
 
 def _addr_part(hname: str, part: str) -> Getter:
+    # From and To: the message's own cached parse (tm, rr and the dialog read it too), when
+    # the value is one address, i.e. what split_commas would hand back whole
+    cached = {"from": "from_", "to": "to"}.get(hname)
+
     def get(ctx: MsgContext, arg: str, idx: int | None) -> Value:
-        v = ctx.msg.get(hname)
+        msg = ctx.msg
+        v = msg.get(hname)
         if v is None:
             return None
         try:
-            na = parse_name_addr(split_commas(v)[0])
+            if cached is not None and "," not in v:
+                na = getattr(msg, cached)
+            else:
+                na = parse_name_addr(split_commas(v)[0])
         except Exception:
             return None
         if part == "tag":
