@@ -47,34 +47,12 @@ from .inproc import (
     report,
     run_trio,
 )
+from .register import SCRIPT as SCRIPT_AUTH  # the scripts bench.register runs over UDP
+from .register import SCRIPT_NO_AUTH
 
 UA = ("127.0.0.1", 5090)
 USER, PASSWORD = "u00000", "pw0"  # one digest account for every AOR, as sipp's -au/-ap
 DOMAIN = "127.0.0.1"
-
-SCRIPT_AUTH = """
-function ksr_request_route()
-  if KSR.is_REGISTER() then
-    if KSR.auth_db.auth_check(KSR.pv.get("$td"), "subscriber", 0) < 0 then
-      KSR.auth.auth_challenge(KSR.pv.get("$td"), 1)
-      KSR.x.exit()
-    end
-    KSR.registrar.save("location", 0)
-    KSR.x.exit()
-  end
-  KSR.sl.sl_send_reply(404, "Not Found")
-end
-"""
-
-SCRIPT_NO_AUTH = """
-function ksr_request_route()
-  if KSR.is_REGISTER() then
-    KSR.registrar.save("location", 0)
-    KSR.x.exit()
-  end
-  KSR.sl.sl_send_reply(404, "Not Found")
-end
-"""
 
 
 def aor_of(n: int, own_account: bool) -> str:
