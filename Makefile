@@ -26,7 +26,7 @@ test: $(VENV)/.installed sipp
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check ksr modules tests bench
-	$(VENV)/bin/mypy ksr modules
+	$(VENV)/bin/mypy ksr
 
 bench: $(VENV)/.installed sipp
 	$(PY) -m bench.run $(ARGS)

@@ -45,7 +45,7 @@ def _split(address: str) -> tuple[str, str]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from modules.auth_db.subscribers import subscriber_row, subscriber_table
+    from ksr.modules.auth_db.subscribers import subscriber_row, subscriber_table
 
     try:
         store = open_store(_db_url(args.config))

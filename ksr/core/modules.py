@@ -14,7 +14,7 @@ from pathlib import Path
 from .config import ConfigError
 from .module import Module
 
-BUNDLED = Path(__file__).resolve().parent.parent.parent / "modules"
+BUNDLED = Path(__file__).resolve().parent.parent / "modules"
 
 # Kamailio module names whose functions ksr provides elsewhere, or that have nothing to do here.
 # (The script engines are chosen by the script's file extension; database drivers by db_url.)
@@ -56,7 +56,7 @@ def load_module_class(name: str, mpath: list[str]) -> type[Module] | None:
         if not (folder / "__init__.py").is_file():
             continue
         if d == BUNDLED:
-            mod = importlib.import_module(f"modules.{target}")
+            mod = importlib.import_module(f"ksr.modules.{target}")
         else:
             modname = f"ksr_usermod_{target}"
             spec = importlib.util.spec_from_file_location(

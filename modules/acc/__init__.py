@@ -24,7 +24,7 @@ from .spool import DurableQueue
 from .writers import make_writer
 
 if TYPE_CHECKING:
-    from modules.dialog.model import Dialog
+    from ksr.modules.dialog.model import Dialog
 
 log = logging.getLogger("ksr.acc")
 

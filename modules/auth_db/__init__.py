@@ -10,10 +10,10 @@ from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
 from ksr.db import DEFAULT_DB_URL, DbError, Row, Table, store_for
 from ksr.kemi.registry import kemi
+from ksr.modules.auth import AUTH_ERROR, PROXY, WWW, Auth, Pending
 from ksr.sip.digest import compute_ha1
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.uri import parse_uri
-from modules.auth import AUTH_ERROR, PROXY, WWW, Auth, Pending
 
 from .subscribers import subscriber_table
 

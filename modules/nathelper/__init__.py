@@ -13,11 +13,11 @@ from ksr.core.context import MsgContext
 from ksr.core.lumps import edit_first_name_addr, rewrite_headers
 from ksr.core.module import ModParams, Module
 from ksr.kemi.registry import kemi
+from ksr.modules.usrloc import Usrloc
 from ksr.sip.headers import NameAddr, parse_name_addr, split_commas
 from ksr.sip.hostport import format_hostport
 from ksr.sip.message import Message
 from ksr.sip.uri import parse_uri
-from modules.usrloc import Usrloc
 
 from .natping import NatPinger
 

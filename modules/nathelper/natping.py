@@ -35,7 +35,7 @@ from ksr.sip.owner import VIA_MARK
 
 if TYPE_CHECKING:
     from ksr.core.server import Server
-    from modules.usrloc import Contact, Domain, Usrloc
+    from ksr.modules.usrloc import Contact, Domain, Usrloc
 
     from . import NathelperParams
 

@@ -11,10 +11,10 @@ from typing import Any
 from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
 from ksr.kemi.registry import XVal, kemi
+from ksr.modules.usrloc import Contact, Usrloc, UsrlocError
 from ksr.sip.builders import default_reason
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.uri import parse_uri
-from modules.usrloc import Contact, Usrloc, UsrlocError
 
 from . import errors
 from .lookup import ERROR, FOUND, NOT_FOUND, lookup, valid_contacts

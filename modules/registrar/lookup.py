@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ksr.core.context import Branch, MsgContext, SocketInfo
+from ksr.modules.usrloc import Contact, UsrlocError
+from ksr.modules.usrloc.rpc_shapes import order_key
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.headers import parse_name_addr, split_commas
 from ksr.sip.message import Message
-from modules.usrloc import Contact, UsrlocError
-from modules.usrloc.rpc_shapes import order_key
 
 from . import errors
 from .methods import method_bit

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from ksr.modules.usrloc.contact import ALL_METHODS
 from ksr.sip.headers import split_commas
-from modules.usrloc.contact import ALL_METHODS
 
 METHOD_BITS: dict[str, int] = {
     "INVITE": 1,

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ksr.core.context import MsgContext
+from ksr.modules.usrloc import Contact, Domain, UsrlocError
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.headers import parse_name_addr, split_commas
 from ksr.sip.uri import parse_uri
-from modules.usrloc import Contact, Domain, UsrlocError
 
 from . import errors
 from .methods import methods_from_allow

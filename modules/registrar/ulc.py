@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from modules.usrloc import Contact
-from modules.usrloc.rpc_shapes import aor_hash
+from ksr.modules.usrloc import Contact
+from ksr.modules.usrloc.rpc_shapes import aor_hash
 
 if TYPE_CHECKING:
     from ksr.core.context import MsgContext

@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 from ksr.core.rpc import rpc
-from modules.jsonrpcs.dgram import CHUNK
+from ksr.modules.jsonrpcs.dgram import CHUNK
 from tests.core.rpc_helpers import DgramClient
 from tests.support import (
     REPO,

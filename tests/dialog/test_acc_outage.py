@@ -69,7 +69,7 @@ async def test_postgres_outage_loses_nothing(
                 await q.wait_idle()
                 assert "is back" in caplog.text
             gate.shut()
-        from modules.acc.writers import StoreWriter
+        from ksr.modules.acc.writers import StoreWriter
 
         spec = StoreWriter(url, "acc_cdrs", ["account", "fu"]).cdr_spec
         rows = direct.table(spec).all()

@@ -62,7 +62,7 @@ async def test_call_survives_restart(tmp_path: Path, kind: str, db_mode: int) ->
         # ended dialogs leave the store
         store = open_store(url)
         try:
-            from modules.dialog.store import SPEC
+            from ksr.modules.dialog.store import SPEC
 
             assert store.table(SPEC).all() == []
         finally:
@@ -81,7 +81,7 @@ async def test_dialog_row_is_readable(tmp_path: Path) -> None:
     try:
         async with running_server(cfg, script) as server:
             await establish(a, b, udp_addr(server), "rowtest-1")
-            from modules.dialog.store import SPEC
+            from ksr.modules.dialog.store import SPEC
 
             (row,) = open_store(url).table(SPEC).all()
             assert row["callid"] == "rowtest-1"

@@ -10,7 +10,7 @@ import pytest
 from ksr.core.config import ConfigError
 from ksr.core.server import Server
 from ksr.db import open_store
-from modules.permissions import ADDRESS_SPEC
+from ksr.modules.permissions import ADDRESS_SPEC
 from tests.kemi.scriptkit import LANGS, context, run_exprs, server_with
 from tests.support import UdpPeer, make_config, running_server, sip_request, udp_addr, write_script
 

@@ -6,8 +6,8 @@ import socket
 from pathlib import Path
 
 from ksr.db import open_store
+from ksr.modules.auth_db.subscribers import subscriber_row, subscriber_table
 from ksr.sip.message import Request, Response, parse_message_untrusted
-from modules.auth_db.subscribers import subscriber_row, subscriber_table
 from tests.registrar.scripts import script
 
 REPO = Path(__file__).resolve().parents[2]

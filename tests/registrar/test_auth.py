@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ksr.db import open_store
-from modules.auth_db.subscribers import subscriber_row, subscriber_table
+from ksr.modules.auth_db.subscribers import subscriber_row, subscriber_table
 from tests.registrar.digest_client import authorization, challenge_params
 from tests.registrar.helpers import exchange, invite, register
 from tests.registrar.scripts import script

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ksr.db import open_store
-from modules.auth_db.subscribers import subscriber_table
+from ksr.modules.auth_db.subscribers import subscriber_table
 
 
 def ksr(*args: str) -> subprocess.CompletedProcess[str]:

@@ -14,10 +14,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ksr.modules.sanity.checks import ALL_CHECKS, Job, run_checks
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.framing import StreamFramer
 from ksr.sip.message import Request, parse_message_untrusted
-from modules.sanity.checks import ALL_CHECKS, Job, run_checks
 from tests.support import RFC4475
 
 SEEDS = [p.read_bytes() for p in sorted(RFC4475.glob("*.dat"))]
