@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.support import free_port, ksr_process, run_sipp, wait_answering
 
-__all__ = ["cpu_seconds", "find_max_rate", "free_port", "ksr_server", "sipp"]
+__all__ = ["count_label", "cpu_seconds", "find_max_rate", "free_port", "ksr_server", "sipp"]
 
 REPO = Path(__file__).resolve().parent.parent
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
@@ -42,10 +42,10 @@ def sipp(args: list[str], timeout: float = 120) -> tuple[int, int, str]:
     except subprocess.TimeoutExpired as err:
         # sipp still had calls in flight when time ran out: ksr fell behind, a failed rate
         out = _text(err.stdout) + _text(err.stderr)
-        return _count(out, "Successful call"), max(1, _count(out, "Failed call")), out
+        return count_label(out, "Successful call"), max(1, count_label(out, "Failed call")), out
     out = r.stdout + r.stderr
-    ok = _count(out, "Successful call")
-    failed = _count(out, "Failed call")
+    ok = count_label(out, "Successful call")
+    failed = count_label(out, "Failed call")
     return ok, failed, out
 
 
@@ -55,7 +55,8 @@ def _text(data: str | bytes | None) -> str:
     return data.decode(errors="replace") if isinstance(data, bytes) else data
 
 
-def _count(out: str, label: str) -> int:
+def count_label(out: str, label: str) -> int:
+    """The last total sipp printed for ``label`` (e.g. "Successful call")."""
     m = re.findall(rf"{label}\s*\|\s*\d+\s*\|\s*(\d+)", out)
     return int(m[-1]) if m else 0
 
