@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ksr.sip.message import Header, Message, Request, Response
+from ksr.sip.received import sent_headers
 
 if TYPE_CHECKING:
     from .server import Server
@@ -211,6 +212,8 @@ class MsgContext:
             original = frozenset(id(h) for h in src.headers)
             for lump in self.lumps:
                 lump(out, original)
+        if isinstance(src, Request) and src.via_fix is not None:
+            out.headers = sent_headers(src, out.headers)  # received=/rport= on the copy only
         return out
 
 

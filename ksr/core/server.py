@@ -21,6 +21,7 @@ from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.headers import format_params, split_commas
 from ksr.sip.message import Header, Message, Request, Response, parse_message_untrusted
 from ksr.sip.owner import VIA_MARK
+from ksr.sip.received import received_fix
 from ksr.sip.uri import parse_uri
 
 from .config import Config, ConfigError
@@ -344,28 +345,11 @@ class Server:
         self.forward_reply_stateless(ctx)
 
     def apply_received(self, ctx: MsgContext) -> None:
-        """RFC 3261 §18.2.1 received= and RFC 3581 rport= on the top Via, in place."""
+        """RFC 3261 §18.2.1 received= and RFC 3581 rport= for the top Via of what is sent on:
+        the received request keeps its bytes (see ksr.sip.received)."""
         req = ctx.msg
-        via = req.top_via
-        need_rcv = via.host != ctx.src_ip
-        want_rport = (
-            "rport" in via.params and (via.params["rport"] in (None, "")) or ctx.force_rport
-        )
-        if not need_rcv and not want_rport:
-            return
-        if want_rport:
-            via.params["rport"] = str(ctx.src_port)
-        if need_rcv or want_rport:
-            via.params["received"] = ctx.src_ip
-        for i, h in enumerate(req.headers):
-            if h.key == "via":
-                values = split_commas(h.value)
-                values[0] = str(via)
-                req.headers[i] = Header(h.name, ", ".join(values))
-                break
-        req._cache.pop("via*", None)
-        req._cache["via"] = via
-        req.raw = None
+        assert isinstance(req, Request)
+        req.via_fix = received_fix(req, ctx.src_ip, ctx.src_port, ctx.force_rport)
 
     def apply_rport(self, ctx: MsgContext) -> None:
         if ctx.is_request:
@@ -483,7 +467,8 @@ class Server:
         return None
 
     def reply_destination(self, req: Message, proto: str) -> Destination:
-        via = req.top_via
+        fix = req.via_fix if isinstance(req, Request) else None
+        via = fix.via if fix is not None else req.top_via
         host = via.params.get("received") or via.host
         rport = via.params.get("rport")
         port = int(rport) if rport and rport.isdigit() else (via.port or 5060)

@@ -90,8 +90,11 @@ def make_reply(
     """Build a reply to ``req``: Via, From, To, Call-ID and CSeq copied in order; a To-tag
     added for non-100 replies when the request has none."""
     headers: list[Header] = []
+    fix = req.via_fix
     for h in req.headers:
         if h.key in _COPIED:
+            if fix is not None and h is fix.original:
+                h = fix.sent  # received=/rport= (RFC 3261 §18.2.1): the Via the reply carries
             if h.key == "to" and status > 100 and ";tag=" not in h.value.replace(" ", "").lower():
                 tag = to_tag or make_to_tag(req)
                 headers.append(Header(h.name, f"{h.value};tag={tag}"))

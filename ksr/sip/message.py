@@ -7,7 +7,7 @@ A header nobody touched is written back exactly as it arrived.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .abnf import SIP_VERSION_RE, is_token, uint
 from .errors import LocalProtocolError, RemoteProtocolError
@@ -24,6 +24,9 @@ from .headers import (
     split_commas,
 )
 from .uri import Uri, parse_uri
+
+if TYPE_CHECKING:
+    from .received import ViaFix
 
 CRLF = "\r\n"
 MAX_MESSAGE_SIZE = 65535
@@ -151,7 +154,7 @@ class Message:
         vias = [parse_via(v) for v in self.get_values("via")]
         top = cache.get("via")
         if top is not None and vias:
-            vias[0] = top  # the object top_via handed out (apply_received edits it in place)
+            vias[0] = top  # the object top_via handed out: one parse, shared
         elif vias:
             first = self.get("via")
             if first and not first.startswith(","):  # vias[0] is what top_via would parse
@@ -221,7 +224,7 @@ class Message:
 
 
 class Request(Message):
-    __slots__ = ("method", "uri")
+    __slots__ = ("method", "uri", "via_fix")
     is_request = True
 
     def __init__(
@@ -235,6 +238,8 @@ class Request(Message):
         super().__init__(headers if headers is not None else [], body, version)
         self.method = method
         self.uri = uri
+        # received=/rport= for copies that leave (ksr.sip.received); the headers stay as received
+        self.via_fix: ViaFix | None = None
 
     @property
     def parsed_uri(self) -> Uri:

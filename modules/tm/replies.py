@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from ksr.core.context import MsgContext, RouteType
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.message import Response
+from ksr.sip.received import sent_headers
 from ksr.sip.transaction import reply_event
 
 from .api import TmCb, TmEvent
@@ -98,7 +99,8 @@ class ReplyProcessor:
         if not any(h.key == "via" for h in out.headers):
             # the next hop answered with our Via only (e.g. a 487 copying its CANCEL's Via):
             # never send a reply without Via; it gets the Vias of the request (RFC 3261 §8.2.6.2)
-            vias = [h for h in tx.request.headers if h.key == "via"]
+            req = tx.request
+            vias = [h for h in sent_headers(req, req.headers) if h.key == "via"]
             out = Response(out.status, out.reason, vias + list(out.headers), out.body, out.version)
         return self.eng.send_upstream(tx, out, False)
 
