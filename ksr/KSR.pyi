@@ -2778,6 +2778,324 @@ class _rr:
 rr: _rr
 
 
+class _rtpengine:
+    """KSR.rtpengine."""
+
+    def block_dtmf(self, flags: str) -> int:
+        """Stop relaying DTMF events. With flags.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def block_dtmf0(self) -> int:
+        """Stop relaying DTMF events.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def block_dtmf2(self, flags: str, viabranch: str) -> int:
+        """Stop relaying DTMF events. With flags and a Via-branch choice (1, 2, auto or none).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def block_media(self, flags: str) -> int:
+        """Stop relaying media. With flags.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def block_media0(self) -> int:
+        """Stop relaying media.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def block_media2(self, flags: str, viabranch: str) -> int:
+        """Stop relaying media. With flags and a Via-branch choice (1, 2, auto or none).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def play_dtmf(self, flags: str) -> int:
+        """Inject DTMF into the call (code=..., duration=...). With flags.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def play_media(self, flags: str) -> int:
+        """Play media into the call (file=...). With flags.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def play_media2(self, flags: str, viabranch: str) -> int:
+        """Play media into the call (file=...). With flags and a Via-branch choice (1, 2, auto or none).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def rtpengine_answer(self, flags: str) -> int:
+        """Answer with the message's SDP; the message gets the relay's SDP. With flags.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def rtpengine_answer0(self) -> int:
+        """Answer with the message's SDP; the message gets the relay's SDP.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def rtpengine_answer2(self, flags: str, viabranch: str) -> int:
+        """Answer with the message's SDP; the message gets the relay's SDP. With flags and a Via-branch choice (1, 2, auto or none).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def rtpengine_connect(self, flags: str) -> int:
+        """Connect two call legs on the relay (flags name the other call). With flags.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def rtpengine_connect0(self) -> int:
+        """Connect two call legs on the relay (flags name the other call).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def rtpengine_delete(self, flags: str) -> int:
+        """End the call's media session on its relay. With flags.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def rtpengine_delete0(self) -> int:
+        """End the call's media session on its relay.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def rtpengine_delete2(self, flags: str, viabranch: str) -> int:
+        """End the call's media session on its relay. With flags and a Via-branch choice (1, 2, auto or none).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def rtpengine_manage(self, flags: str) -> int:
+        """rtpengine_manage with flags ("replace-origin replace-session-connection ...").
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def rtpengine_manage0(self) -> int:
+        """Offer, answer or delete, whichever the message calls for (as Kamailio decides).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def rtpengine_manage2(self, flags: str, viabranch: str) -> int:
+        """rtpengine_manage with flags and a Via-branch choice (1, 2, auto or none).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def rtpengine_offer(self, flags: str) -> int:
+        """Offer the message's SDP; the message gets the relay's SDP. With flags.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def rtpengine_offer0(self) -> int:
+        """Offer the message's SDP; the message gets the relay's SDP.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def rtpengine_offer2(self, flags: str, viabranch: str) -> int:
+        """Offer the message's SDP; the message gets the relay's SDP. With flags and a Via-branch choice (1, 2, auto or none).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def rtpengine_query(self, flags: str) -> int:
+        """Ask the relay about the call (rtpengine_query_v stores the answer). With flags.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def rtpengine_query0(self) -> int:
+        """Ask the relay about the call (rtpengine_query_v stores the answer).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def rtpengine_query2(self, flags: str, viabranch: str) -> int:
+        """Ask the relay about the call (rtpengine_query_v stores the answer). With flags and a Via-branch choice (1, 2, auto or none).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def rtpengine_query_v(self, fmt: str, dpv: str) -> int:
+        """Query the relay and store its answer as JSON ("j") in the variable dpv.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def set_rtpengine_set(self, r1: int) -> int:
+        """Use relay set r1 for the commands of this message.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def set_rtpengine_set2(self, r1: int, r2: int) -> int:
+        """Use relay set r1 for this message (ksr uses one set per message; r2 is checked).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def silence_media(self, flags: str) -> int:
+        """Relay silence instead of the media. With flags.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def silence_media0(self) -> int:
+        """Relay silence instead of the media.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def silence_media2(self, flags: str, viabranch: str) -> int:
+        """Relay silence instead of the media. With flags and a Via-branch choice (1, 2, auto or none).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def start_forwarding(self, flags: str) -> int:
+        """Forward the call's media to the recording daemon. With flags.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def start_forwarding0(self) -> int:
+        """Forward the call's media to the recording daemon.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def start_forwarding2(self, flags: str, viabranch: str) -> int:
+        """Forward the call's media to the recording daemon. With flags and a Via-branch choice (1, 2, auto or none).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def start_recording(self) -> int:
+        """Ask the relay to record the call.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def stop_forwarding(self, flags: str) -> int:
+        """Stop forwarding the call's media. With flags.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def stop_forwarding0(self) -> int:
+        """Stop forwarding the call's media.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def stop_forwarding2(self, flags: str, viabranch: str) -> int:
+        """Stop forwarding the call's media. With flags and a Via-branch choice (1, 2, auto or none).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def stop_media(self, flags: str) -> int:
+        """Stop playing media into the call. With flags.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def stop_media0(self) -> int:
+        """Stop playing media into the call.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def stop_media2(self, flags: str, viabranch: str) -> int:
+        """Stop playing media into the call. With flags and a Via-branch choice (1, 2, auto or none).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def stop_recording(self) -> int:
+        """Stop recording the call.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def unblock_dtmf(self, flags: str) -> int:
+        """Relay DTMF events again. With flags.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def unblock_dtmf0(self) -> int:
+        """Relay DTMF events again.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def unblock_dtmf2(self, flags: str, viabranch: str) -> int:
+        """Relay DTMF events again. With flags and a Via-branch choice (1, 2, auto or none).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def unblock_media(self, flags: str) -> int:
+        """Relay media again. With flags.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def unblock_media0(self) -> int:
+        """Relay media again.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def unblock_media2(self, flags: str, viabranch: str) -> int:
+        """Relay media again. With flags and a Via-branch choice (1, 2, auto or none).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def unsilence_media(self, flags: str) -> int:
+        """Relay the media unchanged again. With flags.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def unsilence_media0(self) -> int:
+        """Relay the media unchanged again.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def unsilence_media2(self, flags: str, viabranch: str) -> int:
+        """Relay the media unchanged again. With flags and a Via-branch choice (1, 2, auto or none).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+rtpengine: _rtpengine
+
+
 class _sanity:
     """KSR.sanity."""
 

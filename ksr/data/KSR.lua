@@ -3208,6 +3208,373 @@ function KSR.rr.record_route_preset_one(addr) end
 ---@return integer
 function KSR.rr.remove_record_route() end
 
+---@class KSR.rtpengine
+KSR.rtpengine = {}
+
+---Stop relaying DTMF events. With flags.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@return integer
+function KSR.rtpengine.block_dtmf(flags) end
+
+---Stop relaying DTMF events.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@return integer
+function KSR.rtpengine.block_dtmf0() end
+
+---Stop relaying DTMF events. With flags and a Via-branch choice (1, 2, auto or none).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@param viabranch string
+---@return integer
+function KSR.rtpengine.block_dtmf2(flags, viabranch) end
+
+---Stop relaying media. With flags.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@return integer
+function KSR.rtpengine.block_media(flags) end
+
+---Stop relaying media.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@return integer
+function KSR.rtpengine.block_media0() end
+
+---Stop relaying media. With flags and a Via-branch choice (1, 2, auto or none).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@param viabranch string
+---@return integer
+function KSR.rtpengine.block_media2(flags, viabranch) end
+
+---Inject DTMF into the call (code=..., duration=...). With flags.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@return integer
+function KSR.rtpengine.play_dtmf(flags) end
+
+---Play media into the call (file=...). With flags.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@return integer
+function KSR.rtpengine.play_media(flags) end
+
+---Play media into the call (file=...). With flags and a Via-branch choice (1, 2, auto or none).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@param viabranch string
+---@return integer
+function KSR.rtpengine.play_media2(flags, viabranch) end
+
+---Answer with the message's SDP; the message gets the relay's SDP. With flags.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@return integer
+function KSR.rtpengine.rtpengine_answer(flags) end
+
+---Answer with the message's SDP; the message gets the relay's SDP.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@return integer
+function KSR.rtpengine.rtpengine_answer0() end
+
+---Answer with the message's SDP; the message gets the relay's SDP. With flags and a Via-branch choice (1, 2, auto or none).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@param viabranch string
+---@return integer
+function KSR.rtpengine.rtpengine_answer2(flags, viabranch) end
+
+---Connect two call legs on the relay (flags name the other call). With flags.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@return integer
+function KSR.rtpengine.rtpengine_connect(flags) end
+
+---Connect two call legs on the relay (flags name the other call).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@return integer
+function KSR.rtpengine.rtpengine_connect0() end
+
+---End the call's media session on its relay. With flags.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@return integer
+function KSR.rtpengine.rtpengine_delete(flags) end
+
+---End the call's media session on its relay.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@return integer
+function KSR.rtpengine.rtpengine_delete0() end
+
+---End the call's media session on its relay. With flags and a Via-branch choice (1, 2, auto or none).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@param viabranch string
+---@return integer
+function KSR.rtpengine.rtpengine_delete2(flags, viabranch) end
+
+---rtpengine_manage with flags ("replace-origin replace-session-connection ...").
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@return integer
+function KSR.rtpengine.rtpengine_manage(flags) end
+
+---Offer, answer or delete, whichever the message calls for (as Kamailio decides).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@return integer
+function KSR.rtpengine.rtpengine_manage0() end
+
+---rtpengine_manage with flags and a Via-branch choice (1, 2, auto or none).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@param viabranch string
+---@return integer
+function KSR.rtpengine.rtpengine_manage2(flags, viabranch) end
+
+---Offer the message's SDP; the message gets the relay's SDP. With flags.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@return integer
+function KSR.rtpengine.rtpengine_offer(flags) end
+
+---Offer the message's SDP; the message gets the relay's SDP.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@return integer
+function KSR.rtpengine.rtpengine_offer0() end
+
+---Offer the message's SDP; the message gets the relay's SDP. With flags and a Via-branch choice (1, 2, auto or none).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@param viabranch string
+---@return integer
+function KSR.rtpengine.rtpengine_offer2(flags, viabranch) end
+
+---Ask the relay about the call (rtpengine_query_v stores the answer). With flags.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@return integer
+function KSR.rtpengine.rtpengine_query(flags) end
+
+---Ask the relay about the call (rtpengine_query_v stores the answer).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@return integer
+function KSR.rtpengine.rtpengine_query0() end
+
+---Ask the relay about the call (rtpengine_query_v stores the answer). With flags and a Via-branch choice (1, 2, auto or none).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@param viabranch string
+---@return integer
+function KSR.rtpengine.rtpengine_query2(flags, viabranch) end
+
+---Query the relay and store its answer as JSON ("j") in the variable dpv.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param fmt string
+---@param dpv string
+---@return integer
+function KSR.rtpengine.rtpengine_query_v(fmt, dpv) end
+
+---Use relay set r1 for the commands of this message.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param r1 integer
+---@return integer
+function KSR.rtpengine.set_rtpengine_set(r1) end
+
+---Use relay set r1 for this message (ksr uses one set per message; r2 is checked).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param r1 integer
+---@param r2 integer
+---@return integer
+function KSR.rtpengine.set_rtpengine_set2(r1, r2) end
+
+---Relay silence instead of the media. With flags.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@return integer
+function KSR.rtpengine.silence_media(flags) end
+
+---Relay silence instead of the media.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@return integer
+function KSR.rtpengine.silence_media0() end
+
+---Relay silence instead of the media. With flags and a Via-branch choice (1, 2, auto or none).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@param viabranch string
+---@return integer
+function KSR.rtpengine.silence_media2(flags, viabranch) end
+
+---Forward the call's media to the recording daemon. With flags.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@return integer
+function KSR.rtpengine.start_forwarding(flags) end
+
+---Forward the call's media to the recording daemon.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@return integer
+function KSR.rtpengine.start_forwarding0() end
+
+---Forward the call's media to the recording daemon. With flags and a Via-branch choice (1, 2, auto or none).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@param viabranch string
+---@return integer
+function KSR.rtpengine.start_forwarding2(flags, viabranch) end
+
+---Ask the relay to record the call.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@return integer
+function KSR.rtpengine.start_recording() end
+
+---Stop forwarding the call's media. With flags.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@return integer
+function KSR.rtpengine.stop_forwarding(flags) end
+
+---Stop forwarding the call's media.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@return integer
+function KSR.rtpengine.stop_forwarding0() end
+
+---Stop forwarding the call's media. With flags and a Via-branch choice (1, 2, auto or none).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@param viabranch string
+---@return integer
+function KSR.rtpengine.stop_forwarding2(flags, viabranch) end
+
+---Stop playing media into the call. With flags.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@return integer
+function KSR.rtpengine.stop_media(flags) end
+
+---Stop playing media into the call.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@return integer
+function KSR.rtpengine.stop_media0() end
+
+---Stop playing media into the call. With flags and a Via-branch choice (1, 2, auto or none).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@param viabranch string
+---@return integer
+function KSR.rtpengine.stop_media2(flags, viabranch) end
+
+---Stop recording the call.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@return integer
+function KSR.rtpengine.stop_recording() end
+
+---Relay DTMF events again. With flags.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@return integer
+function KSR.rtpengine.unblock_dtmf(flags) end
+
+---Relay DTMF events again.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@return integer
+function KSR.rtpengine.unblock_dtmf0() end
+
+---Relay DTMF events again. With flags and a Via-branch choice (1, 2, auto or none).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@param viabranch string
+---@return integer
+function KSR.rtpengine.unblock_dtmf2(flags, viabranch) end
+
+---Relay media again. With flags.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@return integer
+function KSR.rtpengine.unblock_media(flags) end
+
+---Relay media again.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@return integer
+function KSR.rtpengine.unblock_media0() end
+
+---Relay media again. With flags and a Via-branch choice (1, 2, auto or none).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@param viabranch string
+---@return integer
+function KSR.rtpengine.unblock_media2(flags, viabranch) end
+
+---Relay the media unchanged again. With flags.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@return integer
+function KSR.rtpengine.unsilence_media(flags) end
+
+---Relay the media unchanged again.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@return integer
+function KSR.rtpengine.unsilence_media0() end
+
+---Relay the media unchanged again. With flags and a Via-branch choice (1, 2, auto or none).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param flags string
+---@param viabranch string
+---@return integer
+function KSR.rtpengine.unsilence_media2(flags, viabranch) end
+
 ---@class KSR.sanity
 KSR.sanity = {}
 

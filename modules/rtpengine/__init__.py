@@ -15,7 +15,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 
+import trio
 from pydantic import field_validator
 
 from ksr.core.config import ConfigError
@@ -48,6 +50,28 @@ class RtpengineParams(ModParams):
         return [v] if isinstance(v, str) else v
 
 
+def _forms(command: str, doc: str) -> tuple[Callable[..., int], ...]:
+    """The three KSR forms of a command: without flags, with flags, with flags and a Via-branch
+    choice (Kamailio's ``name0``, ``name``, ``name2``)."""
+
+    @kemi()
+    def without_flags(self: Rtpengine, ctx: MsgContext) -> int:
+        return self._run(ctx, command, None)
+
+    @kemi()
+    def with_flags(self: Rtpengine, ctx: MsgContext, flags: str) -> int:
+        return self._run(ctx, command, flags)
+
+    @kemi()
+    def with_via(self: Rtpengine, ctx: MsgContext, flags: str, viabranch: str) -> int:
+        return self._run(ctx, command, flags, viabranch)
+
+    without_flags.__doc__ = doc
+    with_flags.__doc__ = f"{doc} With flags."
+    with_via.__doc__ = f"{doc} With flags and a Via-branch choice (1, 2, auto or none)."
+    return without_flags, with_flags, with_via
+
+
 class Rtpengine(Module):
     name = "rtpengine"
     Params = RtpengineParams
@@ -59,12 +83,7 @@ class Rtpengine(Module):
             sets = parse_sets(p.rtpengine_sock)
         except RelayConfigError as e:
             raise ConfigError(f"[modparam.rtpengine] rtpengine_sock: {e}", source) from None
-        if not sets:
-            raise ConfigError(
-                '[modparam.rtpengine] rtpengine_sock is empty: name a relay, e.g. "udp:127.0.0.1:2223"',
-                source,
-            )
-        if p.setid_default not in sets:
+        if sets and p.setid_default not in sets:
             raise ConfigError(
                 f"[modparam.rtpengine] setid_default {p.setid_default} names no set "
                 f"(sets: {sorted(sets)})",
@@ -72,6 +91,14 @@ class Rtpengine(Module):
             )
         self.relays = Relays(sets, float(p.rtpengine_disable_tout))
         self.client = NgClient(p.rtpengine_tout_ms, p.rtpengine_retr)
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        # checked when serving, not at load: `ksr stubs` and `ksr check` load every module
+        if not self.relays.sets:
+            raise ConfigError(
+                '[modparam.rtpengine] rtpengine_sock is empty: name a relay, e.g. "udp:127.0.0.1:2223"',
+                self.server.config.source,
+            )
 
     def stop(self) -> None:
         self.client.close()
@@ -172,65 +199,43 @@ class Rtpengine(Module):
         """rtpengine_manage with flags and a Via-branch choice (1, 2, auto or none)."""
         return self._manage(ctx, flags, viabranch)
 
-    @kemi()
-    def rtpengine_offer0(self, ctx: MsgContext) -> int:
-        """Send the message's SDP as an offer; the message gets the relay's SDP."""
-        return self._run(ctx, ng.OFFER, None)
-
-    @kemi()
-    def rtpengine_offer(self, ctx: MsgContext, flags: str) -> int:
-        """rtpengine_offer with flags."""
-        return self._run(ctx, ng.OFFER, flags)
-
-    @kemi()
-    def rtpengine_offer2(self, ctx: MsgContext, flags: str, viabranch: str) -> int:
-        """rtpengine_offer with flags and a Via-branch choice."""
-        return self._run(ctx, ng.OFFER, flags, viabranch)
-
-    @kemi()
-    def rtpengine_answer0(self, ctx: MsgContext) -> int:
-        """Send the message's SDP as the answer; the message gets the relay's SDP."""
-        return self._run(ctx, ng.ANSWER, None)
-
-    @kemi()
-    def rtpengine_answer(self, ctx: MsgContext, flags: str) -> int:
-        """rtpengine_answer with flags."""
-        return self._run(ctx, ng.ANSWER, flags)
-
-    @kemi()
-    def rtpengine_answer2(self, ctx: MsgContext, flags: str, viabranch: str) -> int:
-        """rtpengine_answer with flags and a Via-branch choice."""
-        return self._run(ctx, ng.ANSWER, flags, viabranch)
-
-    @kemi()
-    def rtpengine_delete0(self, ctx: MsgContext) -> int:
-        """End the call's media session on its relay."""
-        return self._run(ctx, ng.DELETE, None)
-
-    @kemi()
-    def rtpengine_delete(self, ctx: MsgContext, flags: str) -> int:
-        """rtpengine_delete with flags."""
-        return self._run(ctx, ng.DELETE, flags)
-
-    @kemi()
-    def rtpengine_delete2(self, ctx: MsgContext, flags: str, viabranch: str) -> int:
-        """rtpengine_delete with flags and a Via-branch choice."""
-        return self._run(ctx, ng.DELETE, flags, viabranch)
-
-    @kemi()
-    def rtpengine_query0(self, ctx: MsgContext) -> int:
-        """Ask the relay about the call (the answer: rtpengine_query_v)."""
-        return self._run(ctx, ng.QUERY, None)
-
-    @kemi()
-    def rtpengine_query(self, ctx: MsgContext, flags: str) -> int:
-        """rtpengine_query with flags."""
-        return self._run(ctx, ng.QUERY, flags)
-
-    @kemi()
-    def rtpengine_query2(self, ctx: MsgContext, flags: str, viabranch: str) -> int:
-        """rtpengine_query with flags and a Via-branch choice."""
-        return self._run(ctx, ng.QUERY, flags, viabranch)
+    rtpengine_offer0, rtpengine_offer, rtpengine_offer2 = _forms(
+        ng.OFFER, "Offer the message's SDP; the message gets the relay's SDP."
+    )
+    rtpengine_answer0, rtpengine_answer, rtpengine_answer2 = _forms(
+        ng.ANSWER, "Answer with the message's SDP; the message gets the relay's SDP."
+    )
+    rtpengine_delete0, rtpengine_delete, rtpengine_delete2 = _forms(
+        ng.DELETE, "End the call's media session on its relay."
+    )
+    rtpengine_query0, rtpengine_query, rtpengine_query2 = _forms(
+        ng.QUERY, "Ask the relay about the call (rtpengine_query_v stores the answer)."
+    )
+    block_media0, block_media, block_media2 = _forms("block media", "Stop relaying media.")
+    unblock_media0, unblock_media, unblock_media2 = _forms("unblock media", "Relay media again.")
+    silence_media0, silence_media, silence_media2 = _forms(
+        "silence media", "Relay silence instead of the media."
+    )
+    unsilence_media0, unsilence_media, unsilence_media2 = _forms(
+        "unsilence media", "Relay the media unchanged again."
+    )
+    block_dtmf0, block_dtmf, block_dtmf2 = _forms("block DTMF", "Stop relaying DTMF events.")
+    unblock_dtmf0, unblock_dtmf, unblock_dtmf2 = _forms("unblock DTMF", "Relay DTMF events again.")
+    stop_media0, stop_media, stop_media2 = _forms("stop media", "Stop playing media into the call.")
+    start_forwarding0, start_forwarding, start_forwarding2 = _forms(
+        "start forwarding", "Forward the call's media to the recording daemon."
+    )
+    stop_forwarding0, stop_forwarding, stop_forwarding2 = _forms(
+        "stop forwarding", "Stop forwarding the call's media."
+    )
+    rtpengine_connect0, rtpengine_connect, _ = _forms(
+        "connect", "Connect two call legs on the relay (flags name the other call)."
+    )
+    _, play_media, play_media2 = _forms("play media", "Play media into the call (file=...).")
+    _, play_dtmf, _ = _forms("play DTMF", "Inject DTMF into the call (code=..., duration=...).")
+    start_recording, _, _ = _forms("start recording", "Ask the relay to record the call.")
+    stop_recording, _, _ = _forms("stop recording", "Stop recording the call.")
+    del _
 
     @kemi()
     def rtpengine_query_v(self, ctx: MsgContext, fmt: str, dpv: str) -> int:
@@ -259,116 +264,6 @@ class Rtpengine(Module):
             log.error("set_rtpengine_set2: no relay set %d", r2)
             return -1
         return self.set_rtpengine_set(ctx, r1)
-
-    @kemi()
-    def start_recording(self, ctx: MsgContext) -> int:
-        """Ask the relay to record the call."""
-        return self._run(ctx, "start recording", None)
-
-    @kemi()
-    def stop_recording(self, ctx: MsgContext) -> int:
-        """Stop recording the call."""
-        return self._run(ctx, "stop recording", None)
-
-    @kemi()
-    def block_media0(self, ctx: MsgContext) -> int:
-        """Stop relaying the call's media."""
-        return self._run(ctx, "block media", None)
-
-    @kemi()
-    def block_media(self, ctx: MsgContext, flags: str) -> int:
-        """block_media with flags."""
-        return self._run(ctx, "block media", flags)
-
-    @kemi()
-    def unblock_media0(self, ctx: MsgContext) -> int:
-        """Relay the call's media again."""
-        return self._run(ctx, "unblock media", None)
-
-    @kemi()
-    def unblock_media(self, ctx: MsgContext, flags: str) -> int:
-        """unblock_media with flags."""
-        return self._run(ctx, "unblock media", flags)
-
-    @kemi()
-    def silence_media0(self, ctx: MsgContext) -> int:
-        """Replace the call's media with silence."""
-        return self._run(ctx, "silence media", None)
-
-    @kemi()
-    def silence_media(self, ctx: MsgContext, flags: str) -> int:
-        """silence_media with flags."""
-        return self._run(ctx, "silence media", flags)
-
-    @kemi()
-    def unsilence_media0(self, ctx: MsgContext) -> int:
-        """Relay the call's media unchanged again."""
-        return self._run(ctx, "unsilence media", None)
-
-    @kemi()
-    def unsilence_media(self, ctx: MsgContext, flags: str) -> int:
-        """unsilence_media with flags."""
-        return self._run(ctx, "unsilence media", flags)
-
-    @kemi()
-    def block_dtmf0(self, ctx: MsgContext) -> int:
-        """Stop relaying DTMF events."""
-        return self._run(ctx, "block DTMF", None)
-
-    @kemi()
-    def block_dtmf(self, ctx: MsgContext, flags: str) -> int:
-        """block_dtmf with flags."""
-        return self._run(ctx, "block DTMF", flags)
-
-    @kemi()
-    def unblock_dtmf0(self, ctx: MsgContext) -> int:
-        """Relay DTMF events again."""
-        return self._run(ctx, "unblock DTMF", None)
-
-    @kemi()
-    def unblock_dtmf(self, ctx: MsgContext, flags: str) -> int:
-        """unblock_dtmf with flags."""
-        return self._run(ctx, "unblock DTMF", flags)
-
-    @kemi()
-    def play_dtmf(self, ctx: MsgContext, flags: str) -> int:
-        """Inject DTMF into the call (flags: code=..., duration=...)."""
-        return self._run(ctx, "play DTMF", flags)
-
-    @kemi()
-    def play_media(self, ctx: MsgContext, flags: str) -> int:
-        """Play a media file into the call (flags: file=...)."""
-        return self._run(ctx, "play media", flags)
-
-    @kemi()
-    def stop_media0(self, ctx: MsgContext) -> int:
-        """Stop playing media into the call."""
-        return self._run(ctx, "stop media", None)
-
-    @kemi()
-    def stop_media(self, ctx: MsgContext, flags: str) -> int:
-        """stop_media with flags."""
-        return self._run(ctx, "stop media", flags)
-
-    @kemi()
-    def start_forwarding0(self, ctx: MsgContext) -> int:
-        """Start forwarding the call's media to the recording daemon."""
-        return self._run(ctx, "start forwarding", None)
-
-    @kemi()
-    def start_forwarding(self, ctx: MsgContext, flags: str) -> int:
-        """start_forwarding with flags."""
-        return self._run(ctx, "start forwarding", flags)
-
-    @kemi()
-    def stop_forwarding0(self, ctx: MsgContext) -> int:
-        """Stop forwarding the call's media."""
-        return self._run(ctx, "stop forwarding", None)
-
-    @kemi()
-    def stop_forwarding(self, ctx: MsgContext, flags: str) -> int:
-        """stop_forwarding with flags."""
-        return self._run(ctx, "stop forwarding", flags)
 
     # -- RPC -------------------------------------------------------------------------------
     def _named(self, params: list[object]) -> list[Relay]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from modules.rtpengine.bencode import decode_untrusted, encode
+from ksr.modules.rtpengine.bencode import decode_untrusted, encode
 from tests.support import UdpPeer, free_port, make_config, running_server, udp_addr, write_script
 
 RTPENGINE = shutil.which("rtpengine")
@@ -156,13 +156,18 @@ async def test_call_media_goes_through_the_relay(daemon: Daemon, tmp_path: Path)
         from ksr.sip.message import Request, Response, parse_message_untrusted
 
         inv = parse_message_untrusted(await callee.recv())
-        assert isinstance(inv, Request) and inv.method == "INVITE"
+        assert isinstance(inv, Request)
+        assert inv.method == "INVITE"
         offered = media_port(inv.body)  # where the callee will receive the caller's media from
         assert daemon.port_min <= offered <= daemon.port_max
         assert inv.get("content-length") == str(len(inv.body))
         # the callee answers 200 with its SDP
         head = inv.to_bytes().decode().split("\r\n\r\n")[0].split("\r\n")
-        keep = [h for h in head[1:] if h.split(":")[0].lower() in ("via", "from", "call-id", "cseq", "record-route")]
+        keep = [
+            h
+            for h in head[1:]
+            if h.split(":")[0].lower() in ("via", "from", "call-id", "cseq", "record-route")
+        ]
         to = next(h for h in head if h.lower().startswith("to:")) + ";tag=bob-tag"
         body = sdp(callee_rtp.port)
         ok = "\r\n".join(
@@ -176,7 +181,8 @@ async def test_call_media_goes_through_the_relay(daemon: Daemon, tmp_path: Path)
             if rpl.status == 200:
                 break
         answered = media_port(rpl.body)  # where the caller sends its media
-        assert daemon.port_min <= answered <= daemon.port_max and answered != offered
+        assert daemon.port_min <= answered <= daemon.port_max
+        assert answered != offered
         query = daemon.command({"command": "query", "call-id": "rtp-call-1"})
         assert query[b"result"] == b"ok", query
 
@@ -199,7 +205,8 @@ async def test_call_media_goes_through_the_relay(daemon: Daemon, tmp_path: Path)
         )
         await caller.send(bye, proxy)
         got_bye = parse_message_untrusted(await callee.recv())
-        assert isinstance(got_bye, Request) and got_bye.method == "BYE"
+        assert isinstance(got_bye, Request)
+        assert got_bye.method == "BYE"
         gone = daemon.command({"command": "query", "call-id": "rtp-call-1"})
         assert gone[b"result"] == b"error", gone
 
@@ -267,7 +274,9 @@ async def test_relay_answering_garbage_costs_one_request(
             assert "answered malformed answer" in caplog.text
             # the server goes on: an OPTIONS still gets its answer
             with trio.fail_after(3):
-                await caller.send(invite(caller.port, "rtp-garbage-2", sdp(40002)), udp_addr(server))
+                await caller.send(
+                    invite(caller.port, "rtp-garbage-2", sdp(40002)), udp_addr(server)
+                )
                 assert (await caller.recv_reply()).status == 503
     finally:
         stop.set()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from modules.rtpengine import ng
-from modules.rtpengine.bencode import BencodeError, decode_untrusted, encode
-from modules.rtpengine.relays import RelayConfigError, Relays, parse_sets
+from ksr.modules.rtpengine import ng
+from ksr.modules.rtpengine.bencode import BencodeError, decode_untrusted, encode
+from ksr.modules.rtpengine.relays import RelayConfigError, Relays, parse_sets
+from tests.support import make_config, running_server, write_script
 
 SDP = b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
 
@@ -88,14 +91,16 @@ def test_answer_in_reply_keeps_tags_answer_in_ack_swaps_them() -> None:
 
 def test_delete_names_the_call_unless_to_tag_is_asked_for() -> None:
     d = ng.build_command(ng.DELETE, "", facts(to_tag="tt", sdp=None)).body
-    assert "to-tag" not in d and "sdp" not in d
+    assert "to-tag" not in d
+    assert "sdp" not in d
     d = ng.build_command(ng.DELETE, "to-tag", facts(to_tag="tt", sdp=None)).body
     assert d["to-tag"] == "tt"
 
 
 def test_force_answer_and_via_branch() -> None:
     cmd = ng.build_command(ng.OFFER, "force-answer via-branch=2", facts(to_tag="tt"))
-    assert cmd.op == ng.ANSWER and cmd.body["command"] == "answer"
+    assert cmd.op == ng.ANSWER
+    assert cmd.body["command"] == "answer"
     assert cmd.body["via-branch"] == "z9hG4bK-second"
     assert ng.build_command(ng.OFFER, "via-branch=auto", facts()).body["via-branch"] == (
         "z9hG4bK-top"
@@ -124,7 +129,8 @@ def test_answer_matching_by_cookie() -> None:
     assert ng.datagram("7_1_", cmd) == b"7_1_ d7:command4:pinge"
     assert ng.answer_of_untrusted("7_1_", b"7_0_ d6:result4:ponge") is None  # an earlier try
     answer = ng.answer_of_untrusted("7_1_", b"7_1_ d6:result4:ponge")
-    assert answer is not None and ng.outcome(answer).ok
+    assert answer is not None
+    assert ng.outcome(answer).ok
     with pytest.raises(ng.NgError, match="malformed"):
         ng.answer_of_untrusted("7_1_", b"7_1_ d6:result")
     with pytest.raises(ng.NgError, match="without a result"):
@@ -161,7 +167,8 @@ def test_relay_sets_weights_and_sticky_choice() -> None:
     relays.remember("call-x", first)
     first.fail(now=0.0, disable_for=60)
     other = relays.choose(0, "call-x", 1.0, set())
-    assert other is not None and other.index != first.index
+    assert other is not None
+    assert other.index != first.index
     assert relays.choose(0, "call-x", 61.0, {other.index}) is first  # tried again after 60 s
     assert relays.choose(0, "call-x", 1.0, {0, 1}) is None
 
@@ -178,3 +185,30 @@ def test_relay_sets_weights_and_sticky_choice() -> None:
 def test_bad_relay_urls(value: str, why: str) -> None:
     with pytest.raises(RelayConfigError, match=why):
         parse_sets([value])
+
+
+def _messages(err: BaseException) -> str:
+    if isinstance(err, BaseExceptionGroup):
+        return " ".join(_messages(e) for e in err.exceptions)
+    return str(err)
+
+
+async def test_serving_without_a_relay_is_refused(tmp_path: Path) -> None:
+    cfg = make_config(modules=["sl", "rtpengine"])
+    script = write_script(tmp_path, "function ksr_request_route() end")
+    with pytest.raises(BaseException) as caught:  # noqa: PT011 (a group or the error itself)
+        async with running_server(cfg, script):
+            pass
+    assert "rtpengine_sock is empty" in _messages(caught.value)
+
+
+def test_bad_relay_url_names_the_parameter() -> None:
+    from ksr.core.config import ConfigError
+    from ksr.core.server import Server
+
+    with pytest.raises(ConfigError, match=r"\[modparam.rtpengine\] rtpengine_sock: 'tcp:"):
+        Server(
+            make_config(
+                modules=["rtpengine"], modparam={"rtpengine": {"rtpengine_sock": "tcp:h:1"}}
+            )
+        )
