@@ -1,0 +1,150 @@
+"""The layer picture of docs/architecture.md, checked on the source: which package may import
+which, and who may touch whose private names.
+
+Rules:
+1. ``ksr/sip`` is sans-IO: it imports the standard library and ``ksr.sip`` only (no trio, no
+   other ksr layer).
+2. ``ksr/transport`` never imports the script engines (``ksr.kemi``) or modules.
+3. The core layers (``ksr/sip``, ``ksr/transport``, ``ksr/core``, ``ksr/kemi``, ``ksr/db``) never
+   import a module; the module loader imports them by name.
+4. A module uses another module only through its public face: the package itself
+   (``ksr.modules.usrloc``) or its ``api`` file (``ksr.modules.tm.api``), never its other files.
+5. ``x._name`` is only written on ``self``/``cls``: another object's private names are its own.
+
+``KNOWN`` lists the places that break rules 4 and 5 today, each to be removed by giving the
+owner a public (typed) way; the list may only shrink: a fixed place must leave it too.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+STDLIB = sys.stdlib_module_names
+CORE_LAYERS = ("ksr/sip/", "ksr/transport/", "ksr/core/", "ksr/kemi/", "ksr/db/")
+
+KNOWN_IMPORTS = {
+    ("modules/acc/__init__.py", "ksr.modules.dialog.model"),
+    ("modules/acc/cdr.py", "ksr.modules.dialog.model"),
+    ("modules/registrar/lookup.py", "ksr.modules.usrloc.rpc_shapes"),
+    ("modules/registrar/methods.py", "ksr.modules.usrloc.contact"),
+    ("modules/registrar/ulc.py", "ksr.modules.usrloc.rpc_shapes"),
+}
+KNOWN_PRIVATE = {
+    ("ksr/core/config.py", "cfg._text"),
+    ("ksr/core/timers.py", "service._dead"),
+    ("ksr/db/__init__.py", "server._db_stores"),
+    ("ksr/kemi/python_engine.py", "PythonEngine._generation"),
+    ("ksr/subscriber_cli.py", "argparse._SubParsersAction"),
+    ("modules/dialog/pvs.py", "mgr._count"),
+    ("modules/rr/__init__.py", "m._cache"),
+    ("modules/textops/__init__.py", "m._cache"),
+    ("modules/textops/msgtext.py", "m._cache"),
+    ("modules/tm/engine.py", "self.server._c_fwd_req"),
+    ("modules/tm/relay.py", "self.eng._drop_branch"),
+    ("modules/tm/relay.py", "self.server._c_fwd_req"),
+    ("modules/tm/replies.py", "self.eng._start"),
+}
+
+
+def sources() -> Iterator[tuple[str, ast.Module]]:
+    files = [*REPO.glob("ksr/**/*.py"), *REPO.glob("modules/**/*.py")]
+    for path in sorted(files):
+        rel = path.relative_to(REPO).as_posix()
+        if rel.startswith("ksr/modules/"):  # the same files as modules/, reached by a link
+            continue
+        yield rel, ast.parse(path.read_text(), rel)
+
+
+def imports(tree: ast.Module) -> Iterator[str]:
+    """Absolute names imported (relative imports stay inside their package, so they are
+    left out)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.module
+
+
+def private_uses(tree: ast.Module) -> Iterator[str]:
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute):
+            continue
+        name = node.attr
+        if not name.startswith("_") or name.startswith("__"):
+            continue
+        if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+            continue
+        yield ast.unparse(node)
+
+
+SOURCES = list(sources())
+
+
+def test_sip_layer_is_sans_io() -> None:
+    bad = [
+        (rel, name)
+        for rel, tree in SOURCES
+        if rel.startswith("ksr/sip/")
+        for name in imports(tree)
+        if name.split(".")[0] not in STDLIB and not name.startswith("ksr.sip")
+    ]
+    assert bad == [], "ksr/sip imports only the standard library and ksr.sip"
+
+
+def test_transport_does_not_import_engines_or_modules() -> None:
+    bad = [
+        (rel, name)
+        for rel, tree in SOURCES
+        if rel.startswith("ksr/transport/")
+        for name in imports(tree)
+        if name.startswith(("ksr.kemi", "ksr.modules"))
+    ]
+    assert bad == []
+
+
+def test_core_layers_never_import_a_module() -> None:
+    bad = [
+        (rel, name)
+        for rel, tree in SOURCES
+        if rel.startswith(CORE_LAYERS)
+        for name in imports(tree)
+        if name.startswith("ksr.modules")
+    ]
+    assert bad == []
+
+
+def _foreign_private_imports() -> set[tuple[str, str]]:
+    found = set()
+    for rel, tree in SOURCES:
+        if not rel.startswith("modules/"):
+            continue
+        own = rel.split("/")[1]
+        for name in imports(tree):
+            parts = name.split(".")
+            if parts[:2] != ["ksr", "modules"] or len(parts) < 4 or parts[2] == own:
+                continue
+            if parts[3] != "api":
+                found.add((rel, name))
+    return found
+
+
+def test_modules_use_each_other_through_their_public_face() -> None:
+    found = _foreign_private_imports()
+    assert found - KNOWN_IMPORTS == set(), "import the package or its api file instead"
+    assert KNOWN_IMPORTS - found == set(), "fixed: remove these from KNOWN_IMPORTS"
+
+
+def test_private_names_stay_with_their_owner() -> None:
+    found = {(rel, use) for rel, tree in SOURCES for use in private_uses(tree)}
+    assert found - KNOWN_PRIVATE == set(), "give the owner a public way instead"
+    assert KNOWN_PRIVATE - found == set(), "fixed: remove these from KNOWN_PRIVATE"
+
+
+def test_the_checks_can_fail() -> None:
+    tree = ast.parse("import trio\nfrom ksr.modules.usrloc.contact import Contact\nx._y\n")
+    assert list(imports(tree)) == ["trio", "ksr.modules.usrloc.contact"]
+    assert list(private_uses(tree)) == ["x._y"]
