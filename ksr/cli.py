@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import platform
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import __version__
 from .core.config import DEFAULT_SCRIPT, Config, ConfigError, load_config
 from .core.loglevels import python_level
 from .kemi.engine import ScriptError
@@ -98,6 +100,12 @@ def cmd_rpc(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="ksr", description="SIP server scripted in Lua or Python (KEMI)"
+    )
+    p.add_argument(
+        "-V",
+        "--version",
+        action="version",
+        version=f"ksr {__version__} (Python {platform.python_version()})",
     )
     sub = p.add_subparsers(dest="command", required=True)
 

@@ -14,6 +14,7 @@ An unknown key is an error naming the file, the line and the key.
 from __future__ import annotations
 
 import difflib
+import importlib.resources
 import re
 import tomllib
 from pathlib import Path
@@ -48,8 +49,16 @@ DEFAULT_MODULES = [
     "permissions",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
-DEFAULT_SCRIPT = REPO_ROOT / "scripts" / "default.lua"
+
+def bundled_script(name: str) -> Path:
+    """A script shipped in the package (``ksr/scripts`` links to the repository's ``scripts/``;
+    the wheel carries the files there), as a real file: the engines load it and reload watches it."""
+    res = importlib.resources.files("ksr") / "scripts" / name
+    # A zipped install has no file to point at; the wheel is installed unpacked.
+    return Path(str(res)).resolve()
+
+
+DEFAULT_SCRIPT = bundled_script("default.lua")
 
 
 class ConfigError(Exception):
