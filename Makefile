@@ -1,10 +1,11 @@
 # The two commands a newcomer needs:
 #   make run    - run ksr with scripts/default.lua on 127.0.0.1:5060 (UDP and TCP)
-#   make test   - install everything the tests need (venv, sipp) and run the whole suite
+#   make test   - install everything the tests need (venv, sipp, the PostgreSQL and Redis servers
+#                 the tests start throwaway copies of when none is running) and run the whole suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test sipp lint bench
+.PHONY: run test sipp testdeps lint bench
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,10 +19,25 @@ sipp:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq sip-tester; }
 
+# The apt packages of the tests, when missing: sipp, and the PostgreSQL/Redis server binaries
+# tests/services.py runs throwaway servers from (on private ports, when none answers on the
+# usual ones). KSR_TEST_SERVICES=system: use only running servers, install no database.
+testdeps:
+	@PKGS=""; \
+	command -v sipp >/dev/null 2>&1 || PKGS="sip-tester"; \
+	if [ "$${KSR_TEST_SERVICES:-auto}" != system ]; then \
+	  { command -v initdb || ls /usr/lib/postgresql/*/bin/initdb; } >/dev/null 2>&1 || PKGS="$$PKGS postgresql"; \
+	  command -v redis-server >/dev/null 2>&1 || PKGS="$$PKGS redis-server"; \
+	fi; \
+	if [ -n "$$PKGS" ]; then \
+	  echo "installing $$PKGS"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$PKGS; fi
+
 run: $(VENV)/.installed
 	$(PY) -m ksr run $(ARGS)
 
-test: $(VENV)/.installed sipp
+test: $(VENV)/.installed testdeps
 	$(PY) -m pytest -q $(ARGS)
 
 lint: $(VENV)/.installed

@@ -12,6 +12,7 @@ import pytest
 import trio
 
 from ksr.db import open_store
+from tests import services
 from tests.support import free_port, running_server, udp_addr
 
 from .conftest import proxy_config
@@ -32,17 +33,18 @@ async def wait_for(cond: object, limit: float = 10.0) -> None:
             await trio.sleep(0.05)
 
 
+@pytest.mark.postgres
 async def test_postgres_outage_loses_nothing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="ksr.acc")
     port = free_port(trio.socket.SOCK_STREAM)
     prefix = f"o{uuid.uuid4().hex[:8]}_"
-    url = f"postgres://127.0.0.1:{port}/test?prefix={prefix}"
+    url = f"{services.pg_url_via('127.0.0.1', port)}?prefix={prefix}"
     acc = {"db_url": url, "cdr_spool_after": 0.3, "cdr_spool_file": str(tmp_path / "spool.jsonl")}
-    gate = TcpGate(port, ("127.0.0.1", 5432))
+    gate = TcpGate(port, services.pg_address())
     a, b = await Ua("alice").start(), await Ua("bob").start()
-    direct = open_store(f"postgres://127.0.0.1:5432/test?prefix={prefix}")
+    direct = open_store(f"{services.pg_url()}?prefix={prefix}")
     try:
         async with trio.open_nursery() as nursery:
             # 1. the database is unreachable: three calls, their CDRs wait (memory, then spool)

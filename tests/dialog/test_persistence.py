@@ -11,6 +11,7 @@ import pytest
 import trio
 
 from ksr.db import open_store
+from tests import services
 from tests.support import running_server, udp_addr
 
 from .conftest import proxy_config
@@ -22,11 +23,18 @@ def backend_url(kind: str, tmp: Path, prefix: str) -> str:
     if kind == "sqlite":
         return f"sqlite://{tmp / 'dlg.sqlite'}"
     if kind == "postgres":
-        return f"postgres://127.0.0.1:5432/test?prefix={prefix}"
-    return f"redis://127.0.0.1:6379/0?prefix={prefix}"
+        return f"{services.pg_url()}?prefix={prefix}"
+    return f"{services.redis_url()}?prefix={prefix}"
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgres", "redis"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("redis", marks=pytest.mark.redis),
+    ],
+)
 @pytest.mark.parametrize("db_mode", [1, 3])
 async def test_call_survives_restart(tmp_path: Path, kind: str, db_mode: int) -> None:
     prefix = f"t{uuid.uuid4().hex[:8]}_"

@@ -9,8 +9,17 @@ from pathlib import Path
 
 import pytest
 
-PG_URL = "postgres://postgres@127.0.0.1:5432/test"
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from tests import services
+
+
+def __getattr__(name: str) -> str:
+    # PG_URL / REDIS_URL, decided on first use (tests/services.py: the running servers, or
+    # throwaway ones started for the session)
+    if name == "PG_URL":
+        return services.pg_url()
+    if name == "REDIS_URL":
+        return services.redis_url()
+    raise AttributeError(name)
 
 
 def unique_prefix() -> str:
@@ -21,7 +30,7 @@ def _cleanup(url: str, prefix: str) -> None:
     if url.startswith("postgres"):
         import psycopg
 
-        with psycopg.connect(url.replace("postgres://", "postgresql://"), autocommit=True) as c:
+        with psycopg.connect(services.psycopg_url(url), autocommit=True) as c:
             rows = c.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_name LIKE %s",
                 (prefix + "%",),
@@ -54,7 +63,7 @@ def _url_for(kind: str, tmp_path: Path) -> Iterator[str]:
     if kind == "sqlite":
         yield f"sqlite://{tmp_path}/ksr.sqlite"
         return
-    base = PG_URL if kind == "postgres" else REDIS_URL
+    base = services.pg_url() if kind == "postgres" else services.redis_url()
     try:
         yield f"{base}?prefix={prefix}"
     finally:

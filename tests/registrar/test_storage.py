@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ksr.db import DbError, DbUnavailable, TableSpec, open_store, parse_db_url
+from tests import services
 
 SPEC = TableSpec(
     "items",
@@ -71,32 +72,34 @@ def test_unreachable_backends_raise_unavailable(tmp_path) -> None:  # type: igno
 def test_postgres_reconnects_after_connection_killed() -> None:
     import psycopg
 
-    from tests.registrar.conftest import PG_URL, _cleanup, unique_prefix
+    from tests.registrar.conftest import _cleanup, unique_prefix
 
+    pg_url = services.pg_url()
     prefix = unique_prefix()
-    store = open_store(f"{PG_URL}?prefix={prefix}")
+    store = open_store(f"{pg_url}?prefix={prefix}")
     try:
         t = store.table(SPEC)
         t.put({"id": "a", "owner": "o"})
         pid = store._conn.info.backend_pid  # type: ignore[attr-defined]
-        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as c:
+        with psycopg.connect(services.psycopg_url(pg_url), autocommit=True) as c:
             c.execute("SELECT pg_terminate_backend(%s)", (pid,))
         t.put({"id": "b", "owner": "o"})  # the dead connection is replaced transparently
         assert len(t.find("owner", "o")) == 2
     finally:
         store.close()
-        _cleanup(PG_URL, prefix)
+        _cleanup(pg_url, prefix)
 
 
 @pytest.mark.redis
 def test_redis_reconnects_and_reloads_its_scripts() -> None:
     import redis
 
-    from tests.registrar.conftest import REDIS_URL, _cleanup, unique_prefix
+    from tests.registrar.conftest import _cleanup, unique_prefix
 
+    redis_url = services.redis_url()
     prefix = unique_prefix()
-    store = open_store(f"{REDIS_URL}?prefix={prefix}")
-    admin = redis.Redis.from_url(REDIS_URL)
+    store = open_store(f"{redis_url}?prefix={prefix}")
+    admin = redis.Redis.from_url(redis_url)
     try:
         t = store.table(SPEC)
         t.put({"id": "a", "owner": "o", "until": 5.0})
@@ -121,7 +124,7 @@ def test_redis_reconnects_and_reloads_its_scripts() -> None:
     finally:
         store.close()
         admin.close()
-        _cleanup(REDIS_URL, prefix)
+        _cleanup(redis_url, prefix)
 
 
 def test_url_parsing() -> None:
