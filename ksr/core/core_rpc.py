@@ -1,4 +1,5 @@
-"""Core RPC commands: core.*, system.*, stats.* (Kamailio's names and reply shapes)."""
+"""Core RPC commands: core.*, system.* (Kamailio's names and reply shapes); stats.* are in
+ksr/core/stats_rpc.py."""
 
 from __future__ import annotations
 
@@ -43,6 +44,9 @@ def processes(server: Server) -> list[tuple[int, str]]:
 class CoreRpc:
     def __init__(self, server: Server) -> None:
         self.server = server
+        from .stats_rpc import StatsRpc
+
+        StatsRpc(server).register()
 
     @rpc("core.uptime")
     def uptime(self) -> dict[str, Any]:
@@ -110,37 +114,3 @@ class CoreRpc:
         if cmd is None:
             raise RpcError(500, "Method Not Found")
         return cmd.doc
-
-    @rpc("stats.get_statistics")
-    def get_statistics(self, *specs: str) -> list[str]:
-        """Statistics as "group:name = value": all, group: or name."""
-        if not specs:
-            raise RpcError(500, "Not enough parameters")
-        out: list[str] = []
-        for spec in specs:
-            out.extend(f"{g}:{n} = {v}" for g, n, v in self.server.stats.select(spec))
-        return out
-
-    @rpc("stats.fetch")
-    def fetch(self, *specs: str) -> dict[str, str]:
-        """Statistics as a map "group.name": "value"."""
-        out: dict[str, str] = {}
-        for spec in specs or ("all",):
-            for g, n, v in self.server.stats.select(spec):
-                out[f"{g}.{n}"] = str(v)
-        return out
-
-    @rpc("stats.reset_statistics")
-    def reset_statistics(self, *specs: str) -> None:
-        """Reset counters (gauges keep their value)."""
-        if not specs:
-            raise RpcError(500, "Not enough parameters")
-        for spec in specs:
-            self.server.stats.reset(spec)
-
-    @rpc("stats.clear_statistics")
-    def clear_statistics(self, *specs: str) -> list[str]:
-        """Return then reset."""
-        out = self.get_statistics(*specs)
-        self.reset_statistics(*specs)
-        return out

@@ -7,7 +7,7 @@ import os
 import resource
 from typing import TYPE_CHECKING
 
-from .stats import Counter, Stats
+from .stats import ONE, Counter, Stats
 
 if TYPE_CHECKING:
     from ksr.sip.message import Request, Response
@@ -57,22 +57,28 @@ class CoreStats:
 
     def __init__(self, stats: Stats) -> None:
         c = stats.counter
-        self.rcv_requests = c("core", "rcv_requests")
-        self.rcv_replies = c("core", "rcv_replies")
-        self.unsupported = c("core", "unsupported_methods")
+        self.rcv_requests = c("core", "rcv_requests", doc="SIP requests received")
+        self.rcv_replies = c("core", "rcv_replies", doc="SIP replies received")
+        self.unsupported = c(
+            "core", "unsupported_methods", doc="requests received with a method not counted apart"
+        )
         self.by_method: dict[str, Counter] = {
-            m: c("core", f"rcv_requests_{m.lower()}") for m in REQUEST_METHODS
+            m: c("core", f"rcv_requests_{m.lower()}", doc=f"{m} requests received")
+            for m in REQUEST_METHODS
         }
-        self.by_class: list[Counter] = [c("core", f"rcv_replies_{k}xx") for k in range(1, 7)]
+        self.by_class: list[Counter] = [
+            c("core", f"rcv_replies_{k}xx", doc=f"{k}xx replies received") for k in range(1, 7)
+        ]
         self.by_class_method: dict[tuple[int, str], Counter] = {
-            (k, m): c("core", f"rcv_replies_{k}xx_{s}")
+            (k, m): c("core", f"rcv_replies_{k}xx_{s}", doc=f"{k}xx replies to {m} received")
             for k in range(1, 7)
             for m, s in REPLY_METHODS.items()
         }
         self.by_code: dict[int, Counter] = {
-            code: c("core", f"rcv_replies_{code}") for code in REPLY_CODES
+            code: c("core", f"rcv_replies_{code}", doc=f"{code} replies received")
+            for code in REPLY_CODES
         }
-        self.r18x = c("core", "rcv_replies_18x")
+        self.r18x = c("core", "rcv_replies_18x", doc="180-189 replies received")
         _memory_gauges(stats)
 
     def on_request(self, req: Request) -> None:
@@ -125,11 +131,22 @@ def _meminfo(key: str) -> int:
 def _memory_gauges(stats: Stats) -> None:
     """Kamailio's shmem:* names, read from this process: ksr has no shared memory pool, so
     used = resident set size, max_used = peak RSS, total/free = the machine's memory."""
-    stats.gauge("shmem", "used_size", _rss)
-    stats.gauge("shmem", "real_used_size", _rss)
-    stats.gauge(
-        "shmem", "max_used_size", lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    g = stats.gauge
+    g("shmem", "used_size", _rss, "bytes of memory used (resident set of the ksr processes)")
+    g("shmem", "real_used_size", _rss, "bytes of memory used (same as shmem:used_size)")
+    g(
+        "shmem",
+        "max_used_size",
+        lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "bytes of memory at the peak (sum of each process's peak)",
     )
-    stats.gauge("shmem", "total_size", lambda: _meminfo("MemTotal"))
-    stats.gauge("shmem", "free_size", lambda: _meminfo("MemAvailable"))
-    stats.gauge("shmem", "fragments", lambda: 0)
+    # the machine's figures: every worker reads the same, so they are not added up
+    g("shmem", "total_size", lambda: _meminfo("MemTotal"), "bytes of memory of the machine", ONE)
+    g(
+        "shmem",
+        "free_size",
+        lambda: _meminfo("MemAvailable"),
+        "bytes of memory available on the machine",
+        ONE,
+    )
+    g("shmem", "fragments", lambda: 0, "memory fragments (always 0: no shared memory pool)", ONE)

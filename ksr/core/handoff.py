@@ -134,10 +134,16 @@ class Handoff:
         # wait in the socket (bound early, so no other worker takes this worker for dead)
         self.ready = trio.Event()
         st = server.stats
-        self.c_out = st.counter("handoff", "relayed")
-        self.c_in = st.counter("handoff", "received")
-        self.c_down = st.counter("handoff", "owner_down")
-        self.c_drop = st.counter("handoff", "dropped")
+        self.c_out = st.counter(
+            "handoff", "relayed", doc="messages passed to the worker owning their call"
+        )
+        self.c_in = st.counter("handoff", "received", doc="messages handed over by other workers")
+        self.c_down = st.counter(
+            "handoff", "owner_down", doc="messages handled here: their owner was down"
+        )
+        self.c_drop = st.counter(
+            "handoff", "dropped", doc="messages dropped: the owner's queue was full"
+        )
 
     def path(self, index: int) -> str:
         return os.path.join(self.rundir, f"w{index}.sock")
@@ -387,11 +393,7 @@ class Handoff:
                     nursery.start_soon(ask, k, i)
             for reply in replies:
                 if reply is not None and "result" in reply:
-                    result = (
-                        merge_stat_lines(result, reply["result"])
-                        if how == "lines"
-                        else merge(result, reply["result"])
-                    )
+                    result = merge(result, reply["result"])
             return result
 
         clustered.clustered = True  # type: ignore[attr-defined]
@@ -408,13 +410,11 @@ async def _run(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
 
 
 # RPC commands worker 0 answers for all workers: "sum" merges numbers, maps and lists (see
-# merge), "lines" merges "group:name = value" statistics, "first" stops at the first success.
+# merge), "first" stops at the first success. The stats.* commands merge by kind themselves
+# (ksr/core/stats_rpc.py).
 CLUSTER_RPC = MappingProxyType(
     {
-        "stats.get_statistics": "lines",
-        "stats.clear_statistics": "lines",
         "stats.reset_statistics": "sum",
-        "stats.fetch": "sum",
         "tm.stats": "sum",
         "tm.list": "sum",
         "dlg.list": "sum",
@@ -430,12 +430,6 @@ CLUSTER_RPC = MappingProxyType(
 )
 
 
-# machine-wide figures every worker reports alike: worker 0's value, not a sum
-MACHINE_WIDE = frozenset(
-    {"shmem:total_size", "shmem:free_size", "shmem.total_size", "shmem.free_size"}
-)
-
-
 def merge(a: Any, b: Any) -> Any:
     """Numbers add up, numeric strings too, maps merge key by key, lists are joined."""
     if isinstance(a, bool) or isinstance(b, bool):
@@ -447,7 +441,7 @@ def merge(a: Any, b: Any) -> Any:
         for k, v in b.items():
             if k not in out:
                 out[k] = v
-            elif k not in MACHINE_WIDE:
+            else:
                 out[k] = merge(out[k], v)
         return out
     if isinstance(a, list) and isinstance(b, list):
@@ -455,22 +449,6 @@ def merge(a: Any, b: Any) -> Any:
     if isinstance(a, str) and isinstance(b, str) and _is_int(a) and _is_int(b):
         return str(int(a) + int(b))
     return a
-
-
-def merge_stat_lines(a: Any, b: Any) -> Any:
-    """Sum two ``["group:name = value", ...]`` lists by name, in the first list's order."""
-    if not isinstance(a, list) or not isinstance(b, list):
-        return a
-    values: dict[str, str] = {}
-    for line in [*a, *b]:
-        name, sep, value = str(line).partition(" = ")
-        if not sep:
-            continue
-        if name not in values:
-            values[name] = value
-        elif name not in MACHINE_WIDE:
-            values[name] = merge(values[name], value)
-    return [f"{k} = {v}" for k, v in values.items()]
 
 
 def _is_int(s: str) -> bool:

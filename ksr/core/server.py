@@ -29,6 +29,7 @@ from .context import Destination, MsgContext, RouteType, SocketInfo
 from .core_stats import CoreStats
 from .handoff import Handoff
 from .hosts import HostTable
+from .latency import Latency
 from .module import Module
 from .modules import ALWAYS_LOADED, load_module_class
 from .pv import PvRegistry
@@ -106,18 +107,39 @@ class Server:
         env_secret = os.environ.get("KSR_WORKER_SECRET", "")
         self.shared_secret: bytes | None = bytes.fromhex(env_secret) if env_secret else None
         self.core_stats = CoreStats(self.stats)
-        self._c_rcv_req = self.stats.counter("core", "rcv_requests")
-        self._c_rcv_rpl = self.stats.counter("core", "rcv_replies")
-        self._c_fwd_req = self.stats.counter("core", "fwd_requests")
-        self._c_fwd_rpl = self.stats.counter("core", "fwd_replies")
-        self._c_drop_req = self.stats.counter("core", "drop_requests")
-        self._c_drop_rpl = self.stats.counter("core", "drop_replies")
-        self._c_err_req = self.stats.counter("core", "err_requests")
-        self._c_err_rpl = self.stats.counter("core", "err_replies")
-        self._c_bad = self.stats.counter("core", "bad_msg_hdr")
-        self._c_runs = self.stats.counter("core", "script_runs")
-        self._c_script_err = self.stats.counter("core", "script_errors")
-        self._c_sl_replies = self.stats.counter("sl", "sent_replies")
+        self.latency = Latency(self.stats)
+        self._c_rcv_req = self.stats.counter("core", "rcv_requests", doc="SIP requests received")
+        self._c_rcv_rpl = self.stats.counter("core", "rcv_replies", doc="SIP replies received")
+        self._c_fwd_req = self.stats.counter(
+            "core", "fwd_requests", doc="requests forwarded statelessly"
+        )
+        self._c_fwd_rpl = self.stats.counter(
+            "core", "fwd_replies", doc="replies forwarded statelessly"
+        )
+        self._c_drop_req = self.stats.counter("core", "drop_requests", doc="requests dropped")
+        self._c_drop_rpl = self.stats.counter(
+            "core",
+            "drop_replies",
+            doc="replies dropped (not for this server, or dropped by the reply route)",
+        )
+        self._c_err_req = self.stats.counter(
+            "core", "err_requests", doc="requests answered 500 because the script failed"
+        )
+        self._c_err_rpl = self.stats.counter(
+            "core", "err_replies", doc="replies with an unreadable Via"
+        )
+        self._c_bad = self.stats.counter(
+            "core", "bad_msg_hdr", doc="messages that could not be parsed"
+        )
+        self._c_runs = self.stats.counter(
+            "core", "script_runs", doc="runs of routes and event callbacks of the script"
+        )
+        self._c_script_err = self.stats.counter(
+            "core", "script_errors", doc="route runs that failed (script error, runaway loop)"
+        )
+        self._c_sl_replies = self.stats.counter(
+            "sl", "sent_replies", doc="replies sent statelessly"
+        )
         for spec in config.core.listen:
             try:
                 self.listeners.append(parse_listen(spec))
@@ -211,7 +233,9 @@ class Server:
         if eng is None or not name or name == "none":
             return 2
         self._c_runs.inc()
+        t0 = time.perf_counter()
         rc = eng.run(ctx, name, *args)
+        self.latency.route_done(name, time.perf_counter() - t0)
         if rc == 0:
             self._c_script_err.inc()
         return rc
@@ -506,6 +530,8 @@ class Server:
             return False
         ctx.replied = code
         self._c_sl_replies.inc()
+        if code >= 200:
+            self.latency.request_done(req.method, ctx.timestamp)
         dest.proto = ctx.proto  # RFC 3261 §18.2.2: answer on the transport the request came on
         return self.send(dest, rpl.to_bytes(), ctx.socket, ctx.conn_id)
 

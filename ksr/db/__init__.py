@@ -59,5 +59,15 @@ def store_for(server: Any, url: str) -> Store:
         server._db_stores = stores
     s = stores.get(url)
     if s is None:
-        s = stores[url] = open_store(url)
+        s = stores[url] = _timed(server, open_store(url), url)
     return s
+
+
+def _timed(server: Any, store: Store, url: str) -> Store:
+    """Time the calls of a server's store for the statistics (ksr/db/timing.py)."""
+    latency = getattr(server, "latency", None)
+    if latency is None:
+        return store
+    from .timing import TimedStore
+
+    return TimedStore(store, parse_db_url(url).scheme, latency.db)

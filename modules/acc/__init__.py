@@ -56,8 +56,10 @@ class Acc(Module):
         self.queue = DurableQueue(
             self.writer, self._spool_path(base), p.cdr_spool_after, p.cdr_queue_max
         )
-        self.c_cdrs = self.server.stats.counter("acc", "cdrs")
-        self.c_reqs = self.server.stats.counter("acc", "requests")
+        self.c_cdrs = self.server.stats.counter("acc", "cdrs", doc="CDRs written")
+        self.c_reqs = self.server.stats.counter(
+            "acc", "requests", doc="per-request accounting records"
+        )
 
     def _spool_path(self, base: Path | None) -> Path:
         p: AccParams = self.params

@@ -57,15 +57,23 @@ class DialogManager:
         self.on_created: Callable[[Dialog], None] = lambda dlg: None
         self._timers: dict[tuple[int, int], TimerHandle] = {}
         st = server.stats
-        self.c_processed = st.counter("dialog", "processed_dialogs")
-        self.c_expired = st.counter("dialog", "expired_dialogs")
-        self.c_failed = st.counter("dialog", "failed_dialogs")
+        self.c_processed = st.counter("dialog", "processed_dialogs", doc="dialogs tracked")
+        self.c_expired = st.counter(
+            "dialog", "expired_dialogs", doc="dialogs ended by their timeout"
+        )
+        self.c_failed = st.counter("dialog", "failed_dialogs", doc="dialogs that failed (no 2xx)")
         st.gauge(
             "dialog",
             "active_dialogs",
             lambda: self._count(DlgState.CONFIRMED_NA, DlgState.CONFIRMED),
+            "dialogs answered and not ended (calls in progress)",
         )
-        st.gauge("dialog", "early_dialogs", lambda: self._count(DlgState.EARLY))
+        st.gauge(
+            "dialog",
+            "early_dialogs",
+            lambda: self._count(DlgState.EARLY),
+            "dialogs ringing (provisional reply, not answered yet)",
+        )
 
     def _count(self, *states: DlgState) -> int:
         c = self.table.count_states()

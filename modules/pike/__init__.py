@@ -72,7 +72,9 @@ class Pike(Module):
     def init(self) -> None:
         self.sources: dict[str, Source] = {}
         self.level = _LEVELS.get(self.params.pike_log_level, logging.WARNING)
-        self.c_blocked = self.server.stats.counter("pike", "blocked_ips")
+        self.c_blocked = self.server.stats.counter(
+            "pike", "blocked_ips", doc="source addresses found flooding"
+        )
 
     async def start(self, nursery: trio.Nursery) -> None:
         self.server.timers.every(max(1, self.params.sampling_time_unit), self.tick)

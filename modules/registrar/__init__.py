@@ -10,6 +10,7 @@ from typing import Any
 
 from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
+from ksr.core.stats import ONE
 from ksr.kemi.registry import XVal, kemi
 from ksr.modules.usrloc import Contact, Usrloc, UsrlocError
 from ksr.sip.builders import default_reason
@@ -75,14 +76,22 @@ class Registrar(Module):
         self.usrloc: Usrloc = ul
         ul.expired_callbacks.append(self._on_expired)
         st = self.server.stats
-        self.c_accepted = st.counter("registrar", "accepted_regs")
-        self.c_rejected = st.counter("registrar", "rejected_regs")
+        self.c_accepted = st.counter("registrar", "accepted_regs", doc="REGISTER requests saved")
+        self.c_rejected = st.counter("registrar", "rejected_regs", doc="REGISTER requests refused")
         p = self.params
-        st.gauge("registrar", "default_expire", lambda: p.default_expires)
-        st.gauge("registrar", "default_expires_range", lambda: p.default_expires_range)
-        st.gauge("registrar", "expires_range", lambda: p.expires_range)
-        st.gauge("registrar", "max_contacts", lambda: p.max_contacts)
-        st.gauge("registrar", "max_expires", lambda: p.max_expires)
+        # settings: every worker has the same value (not added up over workers)
+        for name, read, doc in (
+            ("default_expire", lambda: p.default_expires, "setting default_expires (seconds)"),
+            (
+                "default_expires_range",
+                lambda: p.default_expires_range,
+                "setting default_expires_range (percent)",
+            ),
+            ("expires_range", lambda: p.expires_range, "setting expires_range (percent)"),
+            ("max_contacts", lambda: p.max_contacts, "setting max_contacts"),
+            ("max_expires", lambda: p.max_expires, "setting max_expires (seconds)"),
+        ):
+            st.gauge("registrar", name, read, doc, ONE)
         self.server.pv.register("ulc", self.ulc.pv_get)
 
     def _on_expired(self, table: str, c: Contact) -> None:

@@ -32,7 +32,9 @@ class Sanity(Module):
         self.supported = frozenset(
             t.strip() for t in self.params.proxy_require.split(",") if t.strip()
         )
-        self.c_failed = self.server.stats.counter("sanity", "failed_checks")
+        self.c_failed = self.server.stats.counter(
+            "sanity", "failed_checks", doc="requests that failed a sanity check"
+        )
 
     def check(self, ctx: MsgContext, msg_checks: int, uri_checks: int) -> int:
         """Run the checks; on failure reply (unless noreply) and return -1, else 1."""

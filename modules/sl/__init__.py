@@ -22,13 +22,15 @@ class Sl(Module):
     Params = SlParams
 
     def init(self) -> None:
-        self.c_1xx = self.server.stats.counter("sl", "1xx_replies")
-        self.c_2xx = self.server.stats.counter("sl", "2xx_replies")
-        self.c_3xx = self.server.stats.counter("sl", "3xx_replies")
-        self.c_4xx = self.server.stats.counter("sl", "4xx_replies")
-        self.c_5xx = self.server.stats.counter("sl", "5xx_replies")
-        self.c_6xx = self.server.stats.counter("sl", "6xx_replies")
-        self.c_failures = self.server.stats.counter("sl", "failures")
+        self.c_1xx = self.server.stats.counter("sl", "1xx_replies", doc="1xx replies sent by sl")
+        self.c_2xx = self.server.stats.counter("sl", "2xx_replies", doc="2xx replies sent by sl")
+        self.c_3xx = self.server.stats.counter("sl", "3xx_replies", doc="3xx replies sent by sl")
+        self.c_4xx = self.server.stats.counter("sl", "4xx_replies", doc="4xx replies sent by sl")
+        self.c_5xx = self.server.stats.counter("sl", "5xx_replies", doc="5xx replies sent by sl")
+        self.c_6xx = self.server.stats.counter("sl", "6xx_replies", doc="6xx replies sent by sl")
+        self.c_failures = self.server.stats.counter(
+            "sl", "failures", doc="sl replies that could not be sent"
+        )
         self._by_class = [self.c_1xx, self.c_2xx, self.c_3xx, self.c_4xx, self.c_5xx, self.c_6xx]
 
     def _count(self, code: int) -> None:

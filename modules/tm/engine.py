@@ -62,16 +62,31 @@ class TmEngine:
         self.fire_uac: Callable[[UacBranch, str], None] = self.uac_timer
         self.fire_life: Callable[[Transaction], None] = self._lifetime
         st = server.stats
-        self.c_uas = st.counter("tmx", "UAS_transactions")
-        self.c_uac = st.counter("tmx", "UAC_transactions")
-        self.c_class = [st.counter("tmx", f"{k}xx_transactions") for k in range(1, 7)]
-        self.c_rpl_received = st.counter("tmx", "rpl_received")
-        self.c_rpl_relayed = st.counter("tmx", "relayed_replies")
-        self.c_rpl_local = st.counter("tmx", "local_replies")
-        self.c_rpl_sent = st.counter("tmx", "rpl_sent")
+        self.c_uas = st.counter("tmx", "UAS_transactions", doc="server transactions created")
+        self.c_uac = st.counter("tmx", "UAC_transactions", doc="client transactions created")
+        self.c_class = [
+            st.counter("tmx", f"{k}xx_transactions", doc=f"transactions answered {k}xx")
+            for k in range(1, 7)
+        ]
+        self.c_rpl_received = st.counter(
+            "tmx", "rpl_received", doc="replies received by transactions"
+        )
+        self.c_rpl_relayed = st.counter("tmx", "relayed_replies", doc="replies relayed upstream")
+        self.c_rpl_local = st.counter("tmx", "local_replies", doc="replies made here (t_reply)")
+        self.c_rpl_sent = st.counter("tmx", "rpl_sent", doc="replies sent by transactions")
         self.c_active = 0
-        st.gauge("tmx", "inuse_transactions", lambda: len(self.by_key) + self._local_count())
-        st.gauge("tmx", "active_transactions", lambda: self.c_active)
+        st.gauge(
+            "tmx",
+            "inuse_transactions",
+            lambda: len(self.by_key) + self._local_count(),
+            "transactions in memory",
+        )
+        st.gauge(
+            "tmx",
+            "active_transactions",
+            lambda: self.c_active,
+            "transactions without a final reply yet",
+        )
 
     def _local_count(self) -> int:
         return sum(1 for b in self.by_branch.values() if b.tx.machine is None and b.idx == 0)
@@ -127,6 +142,7 @@ class TmEngine:
         tx.ruri = ctx.ruri or req.uri
         tx.engine = self.server.engine_for(ctx)
         tx.src_ip, tx.src_port, tx.proto = ctx.src_ip, ctx.src_port, ctx.proto
+        tx.arrived = ctx.timestamp
         tx.socket, tx.conn_id = ctx.socket, ctx.conn_id
         try:
             tx.reply_dest = self.server.reply_destination(req, ctx.proto)
@@ -272,6 +288,8 @@ class TmEngine:
             k = code // 100 - 1
             if 0 <= k < 6:
                 self.c_class[k].inc()
+            if tx.arrived:
+                self.server.latency.request_done(tx.method, tx.arrived)
         self.c_rpl_sent.inc()
         (self.c_rpl_local if local else self.c_rpl_relayed).inc()
         self.uas_actions(tx, actions)

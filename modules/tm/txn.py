@@ -127,6 +127,7 @@ class Transaction:
         "timer_config",
         "reply_sent",
         "engine",
+        "arrived",
     )
 
     def __init__(self, txid: int, key: Any, request: Request) -> None:
@@ -175,6 +176,7 @@ class Transaction:
         self.disable_failover = False  # t_set_disable_failover / t_relay_to_flags 0x04
         self.timer_config: Any = None
         self.reply_sent: Response | None = None  # the last reply sent upstream
+        self.arrived = 0.0  # time.time() the request arrived (latency statistics), 0: local
 
     def pending_branches(self) -> list[UacBranch]:
         return [b for b in self.branches if b.status < 200]

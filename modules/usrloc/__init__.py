@@ -17,6 +17,7 @@ from pydantic import field_validator
 
 from ksr.core.module import ModParams, Module
 from ksr.core.rpc import RpcError, rpc
+from ksr.core.stats import ONE, SUM
 from ksr.db import DEFAULT_DB_URL, DbError, Store, store_for
 
 from .contact import ALL_METHODS, Contact, RuidMaker
@@ -26,6 +27,8 @@ from .rpc_shapes import contact_info, domain_dump, order_key
 __all__ = ["Contact", "Domain", "Usrloc", "UsrlocError"]
 
 log = logging.getLogger("ksr.usrloc")
+
+COUNTS_CACHE = 5.0  # seconds the db_mode 3 statistics keep one count of the table
 
 
 class UsrlocParams(ModParams):
@@ -71,6 +74,7 @@ class Usrloc(Module):
         self.ruids = RuidMaker()
         self.now: Callable[[], float] = time.time  # tests may move time forward
         self.expired_callbacks: list[Callable[[str, Contact], None]] = []
+        self._counts: dict[str, tuple[float, int, int]] = {}  # db_mode 3: (when, users, contacts)
 
     @property
     def use_domain(self) -> bool:
@@ -89,17 +93,50 @@ class Usrloc(Module):
 
     def init(self) -> None:
         self.server.stats.gauge(
-            "usrloc", "registered_users", lambda: sum(d.counts()[0] for d in self.domains.values())
+            "usrloc",
+            "registered_users",
+            lambda: sum(self.counts(name)[0] for name in list(self.domains)),
+            "addresses-of-record with at least one contact, in all location tables",
+            self._merge,
         )
         self.domain("location")
         for name in self.params.preload:
             self.domain(name)
 
+    @property
+    def _merge(self) -> str:
+        # db_mode 3: one table all workers read; below, each worker counts its own (workers.md)
+        return ONE if self.params.db_mode == 3 else SUM
+
+    def counts(self, name: str) -> tuple[int, int]:
+        """(users, contacts) of a table for the statistics. In db_mode 3 that is a scan of the
+        database table, so one scan serves every statistic for COUNTS_CACHE seconds."""
+        d = self.domains[name]
+        if self.params.db_mode != 3:
+            return d.counts()
+        now = time.monotonic()
+        hit = self._counts.get(name)
+        if hit is None or now - hit[0] > COUNTS_CACHE:
+            hit = self._counts[name] = (now, *d.counts())
+        return hit[1], hit[2]
+
     def _register_stats(self, name: str) -> None:
         st = self.server.stats
-        st.gauge("usrloc", f"{name}_users", lambda: self.domains[name].counts()[0])
-        st.gauge("usrloc", f"{name}_contacts", lambda: self.domains[name].counts()[1])
-        st.counter("usrloc", f"{name}_expires")
+        st.gauge(
+            "usrloc",
+            f"{name}_users",
+            lambda: self.counts(name)[0],
+            f"addresses-of-record with at least one contact in table {name}",
+            self._merge,
+        )
+        st.gauge(
+            "usrloc",
+            f"{name}_contacts",
+            lambda: self.counts(name)[1],
+            f"contacts in table {name}",
+            self._merge,
+        )
+        st.counter("usrloc", f"{name}_expires", doc=f"contacts of table {name} that expired")
 
     async def start(self, nursery: trio.Nursery) -> None:
         if (

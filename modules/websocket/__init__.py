@@ -47,11 +47,26 @@ class Websocket(Module):
 
     def init(self) -> None:
         st = self.server.stats
-        self.c_ok = st.counter("websocket", "ws_successful_handshakes")
-        self.c_failed = st.counter("websocket", "ws_failed_handshakes")
-        self.c_local_closed = st.counter("websocket", "ws_local_closed_connections")
-        self.c_remote_closed = st.counter("websocket", "ws_remote_closed_connections")
-        st.gauge("websocket", "ws_current_connections", lambda: len(self._ws_connections()))
+        self.c_ok = st.counter(
+            "websocket", "ws_successful_handshakes", doc="WebSocket handshakes accepted"
+        )
+        self.c_failed = st.counter(
+            "websocket", "ws_failed_handshakes", doc="WebSocket handshakes refused"
+        )
+        self.c_local_closed = st.counter(
+            "websocket", "ws_local_closed_connections", doc="WebSocket connections closed here"
+        )
+        self.c_remote_closed = st.counter(
+            "websocket",
+            "ws_remote_closed_connections",
+            doc="WebSocket connections closed by the peer",
+        )
+        st.gauge(
+            "websocket",
+            "ws_current_connections",
+            lambda: len(self._ws_connections()),
+            "WebSocket connections open",
+        )
 
     def allowed(self) -> tuple[str, ...]:
         sp = self.params.sub_protocols

@@ -42,7 +42,9 @@ class Xhttp(Module):
     def init(self) -> None:
         self.skip = re.compile(self.params.url_skip) if self.params.url_skip else None
         self.match = re.compile(self.params.url_match) if self.params.url_match else None
-        self.c_requests = self.server.stats.counter("xhttp", "requests")
+        self.c_requests = self.server.stats.counter(
+            "xhttp", "requests", doc="HTTP requests received"
+        )
         self.server.pv.register("hu", lambda ctx, arg, idx: self._url(ctx))
 
     @staticmethod

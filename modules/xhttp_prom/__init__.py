@@ -1,25 +1,29 @@
 """xhttp_prom: Prometheus metrics over HTTP (Kamailio's module name and functions).
 
 ``KSR.xhttp_prom.dispatch()`` inside ``xhttp:request`` answers with every statistic of the
-server (``group:name`` becomes ``<prefix><group>_<name>``, prefix ``ksr_`` by default) and
-the metrics the script keeps with ``counter_inc_l0``, ``gauge_set_l1``, ``histogram_observe_l2``…
+whole server, whichever worker process took the connection (ksr/core/stats_view.py): ``group:name``
+becomes ``<prefix><group>_<name>`` (prefix ``ksr_`` by default, counters ending in ``_total``),
+the latency histograms, and the metrics the script keeps with ``counter_inc_l0``,
+``gauge_set_l1``, ``histogram_observe_l2``…
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
+import trio
 from pydantic import field_validator
 
 from ksr.core.config import ConfigError
 from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
+from ksr.core.stats_view import stats_view
 from ksr.kemi.registry import kemi
 from ksr.transport.http import HttpExchange
 
-from .metrics import Family, metric_name, parse_definition
-
-CONTENT_TYPE = "text/plain; version=0.0.4"
+from .exposition import CONTENT_TYPE, Options, render
+from .metrics import Family, parse_definition
 
 
 def _as_list(v: str | list[str]) -> list[str]:
@@ -33,7 +37,9 @@ class XhttpPromParams(ModParams):
     xhttp_prom_timeout: int = (
         60  # minutes a user metric label set lives without updates (0 = forever)
     )
-    xhttp_prom_uptime_stat: int = 1  # export <prefix>uptime (seconds)
+    xhttp_prom_uptime_stat: int = 1  # export <prefix>uptime_seconds
+    # 1: Kamailio's exact names (no _total on counters, <prefix>uptime), for old dashboards
+    xhttp_prom_kamailio_names: int = 0
     xhttp_prom_buf_size: int = 0  # accepted for Kamailio configs
     xhttp_prom_pkg_stats: int = 0  # accepted for Kamailio configs
     xhttp_prom_counter: list[str] = []
@@ -74,36 +80,35 @@ class XhttpProm(Module):
                     )
                 self.families[fam.name] = fam
 
+        # each worker's script metrics go into the whole server's view (merged on scrape)
+        stats_view(self.server).section("xhttp_prom", self._section, _parts)
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        stats_view(self.server).start_push()
+
+    def _section(self) -> dict[str, Any]:
+        timeout = self.params.xhttp_prom_timeout
+        now = time.monotonic()
+        out: dict[str, Any] = {}
+        for fam in self.families.values():
+            if timeout > 0:
+                fam.expire(now - timeout * 60)
+            out[fam.name] = fam.to_json()
+        return out
+
     # -- exposition ----------------------------------------------------------------------------
     def _stat_specs(self) -> list[str]:
         return [s.strip() for s in self.params.xhttp_prom_stats.split(";") if s.strip()]
 
-    def render(self) -> str:
-        prefix = self.params.xhttp_prom_beginning
-        stats = self.server.stats
-        lines: list[str] = []
-        seen: set[tuple[str, str]] = set()
-        for spec in self._stat_specs():
-            for group, name, value in stats.select(spec):
-                if (group, name) in seen:
-                    continue
-                seen.add((group, name))
-                full = metric_name(f"{prefix}{group}_{name}")
-                kind = (
-                    "gauge" if name in getattr(stats, "_gauges", {}).get(group, {}) else "counter"
-                )
-                lines.append(f"# TYPE {full} {kind}")
-                lines.append(f"{full} {value}")
-        if self.params.xhttp_prom_uptime_stat:
-            full = metric_name(prefix + "uptime")
-            lines += [f"# TYPE {full} gauge", f"{full} {int(time.time() - self.server.started)}"]
-        timeout = self.params.xhttp_prom_timeout
-        now = time.monotonic()
-        for fam in self.families.values():
-            if timeout > 0:
-                fam.expire(now - timeout * 60)
-            lines.extend(fam.render(prefix))
-        return "\n".join(lines) + "\n"
+    def render(self) -> bytes:
+        p = self.params
+        opts = Options(
+            prefix=p.xhttp_prom_beginning,
+            specs=self._stat_specs(),
+            kamailio_names=bool(p.xhttp_prom_kamailio_names),
+            uptime=time.time() - self.server.started if p.xhttp_prom_uptime_stat else None,
+        )
+        return render(stats_view(self.server).current(), self.families, opts)
 
     @kemi()
     def dispatch(self, ctx: MsgContext) -> int:
@@ -111,11 +116,7 @@ class XhttpProm(Module):
         ex = ctx.extra.get("http")
         if not isinstance(ex, HttpExchange):
             return -1
-        return (
-            1
-            if ex.reply(200, "OK", [("Content-Type", CONTENT_TYPE)], self.render().encode())
-            else -1
-        )
+        return 1 if ex.reply(200, "OK", [("Content-Type", CONTENT_TYPE)], self.render()) else -1
 
     @kemi()
     def check_uri(self, ctx: MsgContext) -> int:
@@ -271,6 +272,15 @@ class XhttpProm(Module):
     ) -> int:
         """histogram_observe_l3(name, value, l1, l2, l3)."""
         return self._observe(name, value, l1, l2, l3)
+
+
+def _parts(parts: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The workers' parts of each script metric, merged when written (exposition.py)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for part in parts:
+        for name, data in part.items():
+            out.setdefault(name, []).append(data)
+    return out
 
 
 MODULE = XhttpProm

@@ -1,10 +1,13 @@
-"""User-defined Prometheus metrics of xhttp_prom and the text exposition format (0.0.4)."""
+"""User-defined Prometheus metrics of xhttp_prom (``xhttp_prom_counter`` ... definitions and the
+``counter_inc_l1``-style KSR functions): their values in one worker, and how the values of all
+workers combine (``to_json``/``merge_json``)."""
 
 from __future__ import annotations
 
-import math
 import re
+import time
 from dataclasses import dataclass, field
+from typing import Any
 
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BAD_CHARS = re.compile(r"[^a-zA-Z0-9_:]")
@@ -14,18 +17,6 @@ def metric_name(text: str) -> str:
     """A valid Prometheus metric name (other characters become ``_``)."""
     name = _BAD_CHARS.sub("_", text)
     return "_" + name if name[:1].isdigit() else name
-
-
-def _fmt(v: float) -> str:
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    if v == int(v) and abs(v) < 1e15:
-        return str(int(v))
-    return repr(v)
-
-
-def _escape(v: str) -> str:
-    return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 @dataclass
@@ -41,6 +32,7 @@ class Family:
         default_factory=dict
     )  # bucket counts.., sum, count
     touched: dict[tuple[str, ...], float] = field(default_factory=dict)
+    set_at: dict[tuple[str, ...], float] = field(default_factory=dict)  # gauges: wall clock
 
     def add(self, key: tuple[str, ...], n: float, now: float) -> None:
         self.values[key] = self.values.get(key, 0) + n
@@ -49,6 +41,7 @@ class Family:
     def set(self, key: tuple[str, ...], v: float, now: float) -> None:
         self.values[key] = v
         self.touched[key] = now
+        self.set_at[key] = time.time()  # the newest value of any worker wins
 
     def observe(self, key: tuple[str, ...], v: float, now: float) -> None:
         h = self.hist.setdefault(key, [0.0] * (len(self.buckets) + 2))
@@ -69,29 +62,37 @@ class Family:
         for key in [k for k, t in self.touched.items() if t < before]:
             self.values.pop(key, None)
             self.hist.pop(key, None)
+            self.set_at.pop(key, None)
             del self.touched[key]
 
-    def _labels(self, key: tuple[str, ...], extra: str = "") -> str:
-        parts = [f'{n}="{_escape(v)}"' for n, v in zip(self.labels, key, strict=True)]
-        if extra:
-            parts.append(extra)
-        return "{" + ",".join(parts) + "}" if parts else ""
+    def to_json(self) -> dict[str, Any]:
+        """This worker's values: counters/gauges as [labels, value, set_at], histograms as
+        [labels, cumulative bucket counts..., sum, count]."""
+        if self.kind == "histogram":
+            return {"h": [[list(k), h] for k, h in self.hist.items()]}
+        return {"v": [[list(k), v, self.set_at.get(k, 0.0)] for k, v in self.values.items()]}
 
-    def render(self, prefix: str) -> list[str]:
-        full = metric_name(prefix + self.name)
-        out = [f"# TYPE {full} {self.kind}"]
-        if self.kind != "histogram":
-            out.extend(f"{full}{self._labels(k)} {_fmt(v)}" for k, v in sorted(self.values.items()))
-            return out
-        for key, h in sorted(self.hist.items()):
-            for i, upper in enumerate(self.buckets):
-                le = 'le="' + _fmt(upper) + '"'
-                out.append(f"{full}_bucket{self._labels(key, le)} {_fmt(h[i])}")
-            inf = 'le="+Inf"'
-            out.append(f"{full}_bucket{self._labels(key, inf)} {_fmt(h[-1])}")
-            out.append(f"{full}_sum{self._labels(key)} {_fmt(h[-2])}")
-            out.append(f"{full}_count{self._labels(key)} {_fmt(h[-1])}")
+
+def merge_json(kind: str, parts: list[dict[str, Any]]) -> dict[tuple[str, ...], Any]:
+    """One family's values over all workers: counters and histograms added up, a gauge the
+    value set last (by any worker)."""
+    out: dict[tuple[str, ...], Any] = {}
+    if kind == "histogram":
+        for part in parts:
+            for key, h in part.get("h", []):
+                k = tuple(key)
+                old = out.get(k)
+                out[k] = list(h) if old is None else [a + b for a, b in zip(old, h, strict=False)]
         return out
+    newest: dict[tuple[str, ...], float] = {}
+    for part in parts:
+        for key, v, at in part.get("v", []):
+            k = tuple(key)
+            if kind == "counter":
+                out[k] = out.get(k, 0) + v
+            elif k not in newest or at > newest[k]:
+                out[k], newest[k] = v, at
+    return out
 
 
 def parse_definition(kind: str, spec: str) -> Family:

@@ -50,12 +50,12 @@ def mod_init():
 """
 
 
-def _metrics(text: str) -> dict[str, str]:
+def _metrics(text: str) -> dict[str, float]:
     out = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):
             name, _, value = line.rpartition(" ")
-            out[name] = value
+            out[name] = float(value)
     return out
 
 
@@ -87,13 +87,51 @@ async def test_metrics_count_real_messages(tmp_path: Path, suffix: str, text: st
     assert r.status == 200
     assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
     text_body = r.body.decode()
-    assert "# TYPE ksr_core_rcv_requests counter" in text_body
+    assert "# TYPE ksr_core_rcv_requests_total counter" in text_body
+    assert "# HELP ksr_core_rcv_requests_total SIP requests received" in text_body
     m = _metrics(text_body)
-    assert m["ksr_core_rcv_requests"] == "3"
-    assert m["ksr_sl_2xx_replies"] == "3"
-    assert m['ksr_sip_requests{method="OPTIONS"}'] == "3"
-    assert m["ksr_temperature"] == "21.5"
-    assert m['ksr_size_bucket{le="1000"}'] == "3"
-    assert m['ksr_size_bucket{le="100"}'] == "0"
-    assert m["ksr_size_count"] == "3"
-    assert int(m["ksr_uptime"]) >= 0
+    assert m["ksr_core_rcv_requests_total"] == 3
+    assert m["ksr_sl_2xx_replies_total"] == 3
+    assert m['ksr_sip_requests_total{method="OPTIONS"}'] == 3
+    assert m["ksr_temperature"] == 21.5
+    assert m['ksr_size_bucket{le="1000"}'] == 3
+    assert m['ksr_size_bucket{le="100"}'] == 0
+    assert m["ksr_size_count"] == 3
+    assert m["ksr_uptime_seconds"] >= 0
+    # the latency histograms: 3 OPTIONS answered, each one request route run
+    assert m['ksr_sip_request_duration_seconds_count{method="OPTIONS"}'] == 3
+    assert m['ksr_route_duration_seconds_count{route="ksr_request_route"}'] == 3
+
+
+async def test_kamailio_names(tmp_path: Path) -> None:
+    """xhttp_prom_kamailio_names = 1: Kamailio's exact names (no _total), counters untyped."""
+    config = make_config(
+        ["sl", "xhttp", "xhttp_prom"],
+        {
+            "xhttp": {"event_callback": "http_event"},
+            "xhttp_prom": {
+                "xhttp_prom_beginning": "kamailio_",
+                "xhttp_prom_kamailio_names": 1,
+                "xhttp_prom_counter": "name=sip_requests; label=method;",
+                "xhttp_prom_gauge": ["name=temperature;"],
+                "xhttp_prom_histogram": ["name=size; buckets=100:1000"],
+            },
+        },
+        listen=["udp:127.0.0.1:0", "tcp:127.0.0.1:0"],
+    )
+    script = write_script(tmp_path, LUA, ".lua")
+    async with running_server(config, script) as server:
+        peer = await UdpPeer().bind()
+        await peer.send(sip_request(port=peer.port, call_id="k-1"), udp_addr(server))
+        assert (await peer.recv_reply()).status == 200
+        peer.close()
+        stream = await connect(*addr(server, "tcp"))
+        r = await http_request(stream, "GET", "/metrics")
+        await stream.aclose()
+    text = r.body.decode()
+    assert "# TYPE kamailio_core_rcv_requests untyped" in text
+    m = _metrics(text)
+    assert m["kamailio_core_rcv_requests"] == 1
+    assert m['kamailio_sip_requests{method="OPTIONS"}'] == 1
+    assert "kamailio_core_rcv_requests_total" not in m
+    assert m["kamailio_uptime"] >= 0

@@ -1,0 +1,139 @@
+"""The text of ``/metrics``: the whole server's statistics, histograms and script metrics in
+Prometheus' text format, written by ``prometheus_client``.
+
+Names (docs/modules/xhttp_prom.md): ``group:name`` becomes ``<prefix><group>_<name>``; by default
+counters end in ``_total`` as Prometheus wants. With ``xhttp_prom_kamailio_names = 1`` every name
+is exactly Kamailio's (no ``_total``) and those counters are typed ``untyped``: the exposition
+format has no counter without the suffix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import CollectorRegistry
+
+from ksr.core.stats_view import HistogramView, ServerStats
+
+from .metrics import Family, merge_json, metric_name
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass
+class Options:
+    prefix: str
+    specs: list[str]  # xhttp_prom_stats items
+    kamailio_names: bool
+    uptime: float | None  # seconds, None: not exported
+
+
+def _bound(v: float) -> str:
+    return str(int(v)) if v == int(v) else repr(v)
+
+
+def _counter(name: str, doc: str, kamailio: bool) -> Metric:
+    if kamailio:
+        return Metric(name, doc, "unknown")
+    return CounterMetricFamily(name, doc)
+
+
+def _add(m: Metric, name: str, labels: dict[str, str], value: float) -> None:
+    """A sample; counters of the Prometheus style get the ``_total`` sample name."""
+    sample = name + "_total" if m.type == "counter" else name
+    m.add_sample(sample, labels, value)
+
+
+def _histogram(
+    name: str, doc: str, labels: list[str], bounds: list[float], series: dict[Any, Any]
+) -> HistogramMetricFamily:
+    """series: label values -> (cumulative counts per bound then +Inf, sum)."""
+    h = HistogramMetricFamily(name, doc, labels=labels)
+    for key, (cum, total) in sorted(series.items()):
+        buckets = [(_bound(b), c) for b, c in zip(bounds, cum, strict=False)]
+        buckets.append(("+Inf", cum[-1]))
+        h.add_metric(list(key), buckets, total)
+    return h
+
+
+def _core_histogram(prefix: str, hv: HistogramView) -> HistogramMetricFamily:
+    series: dict[tuple[str, ...], tuple[list[int], float]] = {}
+    for key, (counts, total) in hv.series.items():
+        cum, run = [], 0
+        for c in counts:
+            run += c
+            cum.append(run)
+        series[key] = (cum, total)
+    return _histogram(metric_name(prefix + hv.name), hv.doc, hv.labels, hv.bounds, series)
+
+
+class _Collector:
+    def __init__(self, view: ServerStats, families: dict[str, Family], opts: Options) -> None:
+        self.view = view
+        self.families = families
+        self.opts = opts
+
+    def collect(self) -> Iterator[Metric]:
+        o, view = self.opts, self.view
+        seen: set[tuple[str, str]] = set()
+        for spec in o.specs:
+            for group, name, value in view.select(spec):
+                if (group, name) in seen:
+                    continue
+                seen.add((group, name))
+                full = metric_name(f"{o.prefix}{group}_{name}")
+                doc = view.doc(group, name) or f"statistic {group}:{name}"
+                if view.kind(group, name) == "counter":
+                    m = _counter(full, doc, o.kamailio_names)
+                else:
+                    m = GaugeMetricFamily(full, doc)
+                _add(m, full, {}, value)
+                yield m
+        if o.uptime is not None:
+            name = metric_name(o.prefix + ("uptime" if o.kamailio_names else "uptime_seconds"))
+            yield GaugeMetricFamily(name, "seconds since the server started", value=o.uptime)
+        if not o.kamailio_names:
+            yield GaugeMetricFamily(
+                metric_name(o.prefix + "stats_workers"),
+                "worker processes whose figures this answer includes",
+                value=view.workers,
+            )
+        for hv in view.histograms.values():
+            if hv.series:
+                yield _core_histogram(o.prefix, hv)
+        parts: dict[str, list[dict[str, Any]]] = view.sections.get("xhttp_prom") or {}
+        for fam in self.families.values():
+            yield self._user(fam, merge_json(fam.kind, parts.get(fam.name, [])))
+
+    def _user(self, fam: Family, values: dict[tuple[str, ...], Any]) -> Metric:
+        o = self.opts
+        full = metric_name(o.prefix + fam.name)
+        doc = f"script metric {fam.name}"
+        labels = list(fam.labels)
+        if fam.kind == "histogram":
+            series = {k: (h[: len(fam.buckets)] + [h[-1]], h[-2]) for k, h in values.items()}
+            return _histogram(full, doc, labels, list(fam.buckets), series)
+        if fam.kind == "counter":
+            if full.endswith("_total") and not o.kamailio_names:
+                full = full[: -len("_total")]
+            m = _counter(full, doc, o.kamailio_names)
+        else:
+            m = GaugeMetricFamily(full, doc)
+        for key, v in sorted(values.items()):
+            _add(m, full, dict(zip(labels, key, strict=True)), v)
+        return m
+
+
+def render(view: ServerStats, families: dict[str, Family], opts: Options) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(view, families, opts))
+    return generate_latest(registry)

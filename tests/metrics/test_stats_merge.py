@@ -1,0 +1,110 @@
+"""How the figures of worker processes make the server's (ksr/core/stats_view.py): counters
+and histograms added up, per-worker gauges added up, settings and shared tables taken once;
+every statistic a module registers has a description (the HELP text of /metrics)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from ksr.core.server import Server
+from ksr.core.stats import ONE
+from ksr.core.stats_view import STALE, stats_view
+from modules.xhttp_prom.metrics import Family, merge_json
+from tests.support import make_config, write_script
+
+MODULES = [
+    "sl", "tm", "rr", "sanity", "registrar", "usrloc", "dialog", "acc", "xhttp", "xhttp_prom",
+    "websocket", "pike", "jsonrpcs", "auth", "maxfwd", "htable", "permissions",
+]  # fmt: skip
+
+
+def _server(tmp: Path, modparam: dict[str, Any] | None = None) -> Server:
+    server = Server(
+        make_config(MODULES, modparam or {}),
+        write_script(tmp, "function ksr_request_route() end", ".lua"),
+    )
+    server.load_script()
+    return server
+
+
+def test_every_statistic_has_a_description(tmp_path: Path) -> None:
+    server = _server(tmp_path)
+    missing = [f"{g}:{n}" for g, n, _ in server.stats.select("all") if not server.stats.doc(g, n)]
+    assert missing == []
+    assert all(h.doc for h in server.stats.histograms.values())
+
+
+def test_merge_by_kind(tmp_path: Path) -> None:
+    server = _server(tmp_path, {"registrar": {"max_expires": 3600}})
+    view = stats_view(server)
+    server.stats.counter("core", "rcv_requests").inc(5)
+    server.latency.request_done("INVITE", time.time() - 0.2)
+    local = view.snapshot()
+    other = view.snapshot(full=False)  # a second worker with the same figures, as pushed
+    other["g"]["shmem:used_size"] = local["g"]["shmem:used_size"]
+    other["w"] = 1
+    other["c"]["core:rcv_requests"] = 7
+    other["g"]["tmx:inuse_transactions"] = 3
+    other["h"]["sip_request_duration_seconds"]["s"].append([["BYE"], [1] + [0] * 16, 0.0001])
+    merged = view.merge([local, other])
+    assert merged.value("core", "rcv_requests") == 12
+    assert merged.value("tmx", "inuse_transactions") == 3
+    assert merged.value("registrar", "max_expires") == 3600  # a setting: once
+    assert server.stats.merge_mode("registrar", "max_expires") == ONE
+    assert merged.value("shmem", "total_size") == local["o"]["shmem:total_size"]
+    assert merged.value("shmem", "used_size") == local["g"]["shmem:used_size"] * 2
+    hist = merged.histograms["sip_request_duration_seconds"]
+    counts, total = hist.series[("INVITE",)]
+    assert sum(counts) == 2 and 0.3 < total < 0.5  # both workers' INVITE
+    assert sum(hist.series[("BYE",)][0]) == 1
+    assert merged.kind("core", "rcv_requests") == "counter"
+    assert merged.kind("tmx", "inuse_transactions") == "gauge"
+    # a worker silent for too long: its gauges are left out, its counters stay
+    other["t"] -= STALE + 1
+    merged = view.merge([local, other])
+    assert merged.value("tmx", "inuse_transactions") == 0
+    assert merged.value("core", "rcv_requests") == 12
+
+
+def test_odd_methods_share_one_series(tmp_path: Path) -> None:
+    server = _server(tmp_path)
+    for i in range(100):
+        server.latency.request_done(f"X{i}", time.time())
+    assert set(server.stats.histograms["sip_request_duration_seconds"].series) == {("other",)}
+
+
+def test_script_metrics_merge() -> None:
+    a, b = Family("counter", "c", ("m",)), Family("counter", "c", ("m",))
+    a.add(("INVITE",), 2, 0)
+    b.add(("INVITE",), 3, 0)
+    b.add(("BYE",), 1, 0)
+    assert merge_json("counter", [a.to_json(), b.to_json()]) == {("INVITE",): 5, ("BYE",): 1}
+    g1, g2 = Family("gauge", "g"), Family("gauge", "g")
+    g1.set((), 1.0, 0)
+    time.sleep(0.001)
+    g2.set((), 2.0, 0)
+    assert merge_json("gauge", [g2.to_json(), g1.to_json()]) == {(): 2.0}  # the newest
+    h1, h2 = Family("histogram", "h", (), (1.0, 2.0)), Family("histogram", "h", (), (1.0, 2.0))
+    h1.observe((), 0.5, 0)
+    h2.observe((), 1.5, 0)
+    assert merge_json("histogram", [h1.to_json(), h2.to_json()]) == {(): [1, 2, 2.0, 2]}
+
+
+def test_db_mode_3_counts_scan_once(tmp_path: Path) -> None:
+    """Reading the usrloc statistics again and again costs one table read per COUNTS_CACHE."""
+    db = tmp_path / "ul.sqlite"
+    server = _server(tmp_path, {"usrloc": {"db_mode": 3, "db_url": f"sqlite://{db}"}})
+    reads = server.stats.histograms["db_query_duration_seconds"]
+
+    def table_reads() -> int:
+        return sum(
+            sum(s.counts) for k, s in reads.series.items() if k[0] == "sqlite" and k[1] != "put"
+        )
+
+    before = table_reads()
+    for _ in range(5):
+        server.stats.select("usrloc:")
+    assert 1 <= table_reads() - before <= 2  # the first read fills the cache
+    assert server.stats.merge_mode("usrloc", "registered_users") == ONE
