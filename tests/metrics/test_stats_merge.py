@@ -57,7 +57,8 @@ def test_merge_by_kind(tmp_path: Path) -> None:
     assert merged.value("shmem", "used_size") == local["g"]["shmem:used_size"] * 2
     hist = merged.histograms["sip_request_duration_seconds"]
     counts, total = hist.series[("INVITE",)]
-    assert sum(counts) == 2 and 0.3 < total < 0.5  # both workers' INVITE
+    assert sum(counts) == 2  # both workers' INVITE
+    assert 0.3 < total < 0.5
     assert sum(hist.series[("BYE",)][0]) == 1
     assert merged.kind("core", "rcv_requests") == "counter"
     assert merged.kind("tmx", "inuse_transactions") == "gauge"
@@ -108,3 +109,26 @@ def test_db_mode_3_counts_scan_once(tmp_path: Path) -> None:
         server.stats.select("usrloc:")
     assert 1 <= table_reads() - before <= 2  # the first read fills the cache
     assert server.stats.merge_mode("usrloc", "registered_users") == ONE
+
+
+def test_grafana_dashboard_uses_exported_names(tmp_path: Path) -> None:
+    """Every metric the dashboard in docs/ queries is one /metrics exports."""
+    import json
+    import re
+
+    from tests.support import REPO
+
+    server = _server(tmp_path)
+    server.latency.request_done("INVITE", time.time())
+    server.latency.route_done("ksr_request_route", 0.001)
+    server.latency.db.observe(0.001, "sqlite", "get")
+    text = server.module("xhttp_prom").render().decode()
+    exported = {line.split(" ")[2] for line in text.splitlines() if line.startswith("# TYPE")}
+    exported |= {f"{n}_{s}" for n in exported for s in ("bucket", "count", "sum")}
+    dash = json.loads((REPO / "docs" / "grafana-ksr.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    used = {n for e in exprs for n in re.findall(r"\b(ksr_[A-Za-z0-9_]+)\b", e)}
+    used -= {"ksr_core_rcv_requests_"}  # the prefix of a name regex
+    used -= {"ksr_handoff_dropped_total"}  # exists with worker processes only
+    assert used - exported == set()
+    assert any("ksr_core_rcv_requests_invite_total" == n for n in exported)
