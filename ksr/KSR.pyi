@@ -3374,6 +3374,25 @@ class _sl:
 sl: _sl
 
 
+class _status:
+    """KSR.status."""
+
+    def check_uri(self) -> int:
+        """1 if the HTTP request is for the status page or its data, -1 otherwise.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def dispatch(self) -> int:
+        """Answer the current HTTP request (xhttp:request) if it asks for the status page
+        (status_path) or its data (status_path.json): 1; -1 for other URLs (not answered).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+status: _status
+
+
 class _textops:
     """KSR.textops."""
 

@@ -34,6 +34,14 @@ def _fetch(view: ServerStats | Stats, specs: tuple[str, ...]) -> dict[str, str]:
 
 
 class StatsRpc:
+    COMMANDS = (
+        "stats.get_statistics",
+        "stats.fetch",
+        "stats.clear_statistics",
+        "stats.reset_statistics",
+        SNAPSHOT_RPC,
+    )
+
     def __init__(self, server: Server) -> None:
         self.server = server
 

@@ -3886,6 +3886,22 @@ function KSR.sl.sl_reply_error() end
 ---@return integer
 function KSR.sl.sl_send_reply(code, reason) end
 
+---@class KSR.status
+KSR.status = {}
+
+---1 if the HTTP request is for the status page or its data, -1 otherwise.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@return integer
+function KSR.status.check_uri() end
+
+---Answer the current HTTP request (xhttp:request) if it asks for the status page
+---(status_path) or its data (status_path.json): 1; -1 for other URLs (not answered).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@return integer
+function KSR.status.dispatch() end
+
 ---@class KSR.textops
 KSR.textops = {}
 

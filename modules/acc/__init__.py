@@ -9,6 +9,7 @@ first of the two writes it. Records go through a durable queue (spool.py). See d
 from __future__ import annotations
 
 import logging
+from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ksr.acc")
 
 CDR_WRITTEN = 2  # Dialog.iflags bit: this call's CDR is queued
+RECENT = 50  # last CDRs kept in memory (status page)
 
 
 class AccParams(ModParams):
@@ -56,6 +58,7 @@ class Acc(Module):
         self.queue = DurableQueue(
             self.writer, self._spool_path(base), p.cdr_spool_after, p.cdr_queue_max
         )
+        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)  # the status page shows them
         self.c_cdrs = self.server.stats.counter("acc", "cdrs", doc="CDRs written")
         self.c_reqs = self.server.stats.counter(
             "acc", "requests", doc="per-request accounting records"
@@ -95,7 +98,9 @@ class Acc(Module):
         if dlg.iflags & CDR_WRITTEN:
             return False
         dlg.iflags |= CDR_WRITTEN
-        self.queue.submit("", build_cdr(dlg, eval_extras(ctx, self.extra)))
+        cdr = build_cdr(dlg, eval_extras(ctx, self.extra))
+        self.queue.submit("", cdr)
+        self.recent.append(cdr)
         self.c_cdrs.inc()
         return True
 

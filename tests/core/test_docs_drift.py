@@ -10,6 +10,7 @@ import pytest
 from ksr.core.config import DEFAULT_MODULES, Config, CoreParams, KemiParams
 from ksr.core.core_rpc import CoreRpc
 from ksr.core.modules import available_modules, load_module_class
+from ksr.core.stats_rpc import StatsRpc
 from tests.support import REPO
 
 DOCS = REPO / "docs"
@@ -61,5 +62,6 @@ def test_relative_links_resolve(page: str) -> None:
 def test_every_core_rpc_command_is_documented() -> None:
     text = (DOCS / "rpc.md").read_text()
     names = [n for attr in dir(CoreRpc) for n in getattr(getattr(CoreRpc, attr), "__ksr_rpc__", [])]
+    names += StatsRpc.COMMANDS
     assert len(names) >= 10
     assert [n for n in names if f"`{n}`" not in text] == []
