@@ -11,7 +11,7 @@ from typing import Any
 from ksr.core.server import Server
 from ksr.core.stats import ONE
 from ksr.core.stats_view import STALE, stats_view
-from modules.xhttp_prom.metrics import Family, merge_json
+from ksr.modules.xhttp_prom.metrics import Family, merge_json
 from tests.support import make_config, write_script
 
 MODULES = [
