@@ -45,7 +45,7 @@ th{color:#555;font-weight:600}
 <div class="card">Requests received<b id="requests">-</b></div>
 <div class="card">Workers<b id="workers">-</b></div>
 </div></section>
-<section class="wide"><h2>Requests and replies per second, last <span id="minutes"></span> minutes</h2>
+<section class="wide"><h2>Requests and replies per second, last <span id="minutes"></span> min</h2>
 <svg id="chart" viewBox="0 0 900 220" width="100%" height="220" role="img" aria-label="rates"></svg>
 <div class="legend">
 <span><i style="background:#1f77b4"></i>requests received</span>

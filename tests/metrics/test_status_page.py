@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from ksr.rpc_client import call as rpc_call
 from tests.support import ksr_process, write_script
 from tests.test_calls_sipp import Callee, caller
 
-from .helpers import http_get, send_options
+from .helpers import http_get, samples, send_options
 from .png import count_colour, read_png, rows_with_colour
 
 SCRIPT = """
@@ -47,11 +48,13 @@ end
 
 function http_event(evname)
   if KSR.status.dispatch() > 0 then return 1 end
+  if KSR.xhttp_prom.check_uri() > 0 then KSR.xhttp_prom.dispatch() return 1 end
   KSR.xhttp.xhttp_reply(404, "Not Found", "", "")
 end
 """
 CONFIG = """
-loadmodule = ["sl", "tm", "rr", "dialog", "acc", "usrloc", "registrar", "xhttp", "status"]
+loadmodule = ["sl", "tm", "rr", "dialog", "acc", "usrloc", "registrar", "xhttp", "status", "jsonrpcs",
+    "xhttp_prom"]
 [modparam.xhttp]
 event_callback = "http_event"
 [modparam.dialog]
@@ -129,19 +132,37 @@ def test_status_page_renders_in_chromium(tmp_path: Path) -> None:
             for _ in range(4):  # traffic over a few chart steps
                 send_options(port, 20)
                 time.sleep(0.6)
+            reloaded = rpc_call(
+                k["rpc"], {"jsonrpc": "2.0", "method": "app_lua.reload", "params": [], "id": 1}
+            )
+            assert reloaded["result"]["new"] == 2
             deadline = time.monotonic() + 10
             while True:  # the other worker's figures arrive within a second
                 status, _, body = http_get(port, "/status.json")
                 assert status == 200
                 data = json.loads(body)
                 f = data["figures"]
-                if f["registered_users"] == USERS and len(data["cdrs"]) == CALLS:
+                if (
+                    f["registered_users"] == USERS
+                    and len(data["cdrs"]) == CALLS
+                    and any(r["version"] == 2 for r in data["reloads"])
+                ):
                     break
                 assert time.monotonic() < deadline, data
                 time.sleep(0.2)
             assert f["workers"] == 2
             assert [s["worker"] for s in data["script"]] == [0, 1]
+            # worker 0 answers RPC: it reloaded; the page shows each worker's version
+            assert data["script"][0]["version"] == 2
+            assert [r["version"] for r in data["reloads"]][0] == 2
             assert sum(p[1] for p in data["rates"]["points"]) > 0
+            # request -> final reply latency: tm relayed INVITEs and BYEs, stateless REGISTERs
+            m = samples(http_get(port, "/metrics")[2].decode())
+            count = "ksr_sip_request_duration_seconds_count"
+            assert m[f'{count}{{method="INVITE"}}'] == CALLS
+            assert m[f'{count}{{method="BYE"}}'] == CALLS
+            assert m[f'{count}{{method="REGISTER"}}'] == USERS
+            assert m["ksr_acc_cdrs_total"] == CALLS
             url = f"http://127.0.0.1:{port}/status"
             dom = _chromium(["--dump-dom"], url, tmp_path / "profile1")
             shot = tmp_path / "status.png"
