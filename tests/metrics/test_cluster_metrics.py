@@ -128,6 +128,18 @@ def test_scrapes_of_two_workers_tell_the_truth(tmp_path: Path) -> None:
             {"jsonrpc": "2.0", "method": "stats.fetch", "params": ["registrar:"], "id": 2},
         )["result"]
         assert fetched["registrar.max_expires"] == "1234"
+        # clear: the whole server's value, then every worker's counter is back to 0
+        cleared = rpc_call(
+            k["rpc"],
+            {
+                "jsonrpc": "2.0",
+                "method": "stats.clear_statistics",
+                "params": ["core:rcv_requests"],
+                "id": 3,
+            },
+        )["result"]
+        assert cleared == [f"core:rcv_requests = {sent}"]
+        assert _stats(k["rpc"], "core:rcv_requests") == {"core:rcv_requests": 0}
 
 
 @pytest.mark.skipif(
