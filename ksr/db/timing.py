@@ -15,7 +15,7 @@ OPERATIONS = ("put", "get", "delete", "find", "find_below", "delete_where", "all
 
 class TimedTable:
     def __init__(self, table: Table, observe: Callable[[str, float], None]) -> None:
-        self._table = table
+        self.inner = table  # the backend's own table
         self.spec = table.spec
         for op in OPERATIONS:  # bound once, not per call
             fn = getattr(table, op, None)
@@ -23,7 +23,7 @@ class TimedTable:
                 setattr(self, op, _timed(op, fn, observe))
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._table, name)
+        return getattr(self.inner, name)
 
 
 def _timed(
@@ -56,7 +56,7 @@ class TimedStore:
     def table(self, spec: TableSpec) -> TimedTable:
         inner = self._store.table(spec)
         t = self._tables.get(spec.name)
-        if t is None or t._table is not inner:
+        if t is None or t.inner is not inner:
             t = self._tables[spec.name] = TimedTable(inner, self._observe)
         return t
 
