@@ -10,7 +10,10 @@ from typing import Any
 
 from .base import Store, Table, TableSpec
 
-OPERATIONS = ("put", "get", "delete", "find", "find_below", "delete_where", "all", "count", "clear")
+OPERATIONS: tuple[str, ...] = ("put", "get", "delete", "find", "find_below", "delete_where", "all")
+OPERATIONS += ("count", "clear")
+# Kamailio-layout tables (ksr/db/kamailio.py) add these
+OPERATIONS += ("insert", "select", "delete_match")
 
 
 class TimedTable:
@@ -44,14 +47,17 @@ class TimedStore:
 
     def __init__(self, store: Store, backend: str, histogram: Any) -> None:
         self._store = store
-        self._series: dict[str, Any] = {
-            op: histogram.child(backend, op) for op in OPERATIONS
-        }  # made once: a call pays one dict lookup and one observe
+        self._backend = backend
+        self._histogram = histogram
+        self._series: dict[str, Any] = {}  # made on first use: no empty series in /metrics
         self._tables: dict[str, TimedTable] = {}
         self.url = store.url
 
     def _observe(self, op: str, seconds: float) -> None:
-        self._series[op].observe(seconds)
+        series = self._series.get(op)
+        if series is None:
+            series = self._series[op] = self._histogram.child(self._backend, op)
+        series.observe(seconds)
 
     def table(self, spec: TableSpec) -> TimedTable:
         inner = self._store.table(spec)
