@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
-from .core.config import DEFAULT_SCRIPT, Config, ConfigError, load_config
+from .core import logsetup
+from .core.config import DEFAULT_SCRIPT, Config, ConfigError, CoreParams, load_config
 from .core.loglevels import python_level
 from .kemi.engine import ScriptError
 
@@ -20,11 +21,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("ksr")
 
 
-def setup_logging(debug: int) -> None:
-    logging.basicConfig(
-        level=python_level(debug),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+def setup_logging(debug: int, core: CoreParams | None = None, stderr: bool = False) -> str:
+    """Logging as core.debug/log_stderror/log_facility/log_name say (ksr/core/logsetup.py);
+    ``stderr``: ``ksr run -E``, stderr whatever the configuration says (as Kamailio's -E)."""
+    core = core or CoreParams()
+    return logsetup.setup_logging(
+        python_level(debug), core.log_stderror or stderr, core.log_facility, core.log_name
     )
 
 
@@ -46,7 +48,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(f"ksr: {err}", file=sys.stderr)
         return 2
-    setup_logging(args.debug if args.debug is not None else cfg.core.debug)
+    setup_logging(
+        args.debug if args.debug is not None else cfg.core.debug, cfg.core, args.log_stderr
+    )
     try:
         cfg, server = _build_server(args)
         server.load_script()
@@ -117,6 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     r.add_argument("--children", "-n", type=int, help="worker processes (core.children)")
     r.add_argument("--debug", "-d", type=int, help="log level: 3 debug .. -1 errors only")
+    r.add_argument(
+        "-E",
+        "--log-stderr",
+        action="store_true",
+        help="log to stderr whatever core.log_stderror says (Kamailio's -E)",
+    )
     r.set_defaults(func=cmd_run)
 
     c = sub.add_parser("check", help="load a script and verify every KSR call it makes exists")

@@ -22,8 +22,9 @@ import time
 from typing import Any
 
 from ksr.core.rpc import parse_address
+from ksr.core.rundir import RUN_SOCKET, client_rpc_socket
 
-DEFAULT_SOCKET = "/tmp/ksr_rpc.sock"
+DEFAULT_SOCKET = RUN_SOCKET  # or /tmp/ksr_rpc.sock (ksr/core/rundir.py)
 RECV_BUF = 1 << 20
 
 
@@ -45,8 +46,9 @@ def convert_param(text: str) -> Any:
 
 
 def default_socket() -> str:
-    """$KSR_RPC_SOCKET, else the jsonrpcs default (the server reads the same variable)."""
-    return os.environ.get("KSR_RPC_SOCKET") or DEFAULT_SOCKET
+    """$KSR_RPC_SOCKET, else the jsonrpcs default: /run/ksr/ksr_rpc.sock when it exists, else
+    /tmp/ksr_rpc.sock (the server chooses between the same two)."""
+    return client_rpc_socket()
 
 
 def socket_from_config(path: str) -> str:

@@ -25,6 +25,8 @@ import time
 from types import FrameType
 from typing import Any
 
+from ksr.core import sdnotify
+
 log = logging.getLogger("ksr.workers")
 
 POLL = 0.2  # seconds between checks of the workers
@@ -67,6 +69,9 @@ class Worker:
         self.backoff = RESTART_MIN
         self.restart_at = 0.0
         self.restarts = 0
+        self.notify: socket.socket | None = None  # its $NOTIFY_SOCKET (READY=1, RELOADING=1...)
+        self.ready = False  # sent READY=1 since it started
+        self.reloading = False  # sent RELOADING=1, READY=1 still to come
 
 
 class Supervisor:
@@ -78,8 +83,10 @@ class Supervisor:
         self.listen = listen
         self.debug = debug
         self.stopping = False
+        self.hangup = False
         self.rundir = tempfile.mkdtemp(prefix="ksr-workers-")  # hand-off sockets, pid files
         self.secret = os.urandom(32).hex()  # nonces signed by one worker validate on all
+        self.ready = False  # told systemd READY=1 (once every worker was ready)
 
     def command(self, w: Worker) -> list[str]:
         cmd = [
@@ -99,26 +106,37 @@ class Supervisor:
             cmd += ["--script", self.args.script]
         if self.debug is not None:
             cmd += ["--debug", str(self.debug)]
+        if getattr(self.args, "log_stderr", False):
+            cmd += ["--log-stderr"]
         for spec in self.listen:
             cmd += ["--listen", spec]
         return cmd
 
     def spawn(self, w: Worker) -> None:
+        if w.notify is None:
+            w.notify = sdnotify.bind(os.path.join(self.rundir, f"notify-{w.index}"))
         env = {
             **os.environ,
             "KSR_SUPERVISOR_PID": str(os.getpid()),
             "KSR_WORKER_SECRET": self.secret,
+            # the worker's sd_notify goes to the supervisor, which speaks for all to systemd
+            "NOTIFY_SOCKET": w.notify.getsockname(),
         }
+        w.ready = w.reloading = False
         w.proc = subprocess.Popen(self.command(w), env=env)
         w.started = time.monotonic()
         log.info("worker %d started (pid %d)", w.index, w.proc.pid)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.stopping = True
+        if signum == signal.SIGHUP:
+            self.hangup = True
+        else:
+            self.stopping = True
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_signal)
         for w in self.workers:
             self.spawn(w)
         log.info(
@@ -134,6 +152,7 @@ class Supervisor:
 
     def check(self) -> None:
         now = time.monotonic()
+        self.notifications()
         for w in self.workers:
             if w.proc is None:
                 if now >= w.restart_at:
@@ -153,10 +172,48 @@ class Supervisor:
                 w.backoff,
             )
             w.proc = None
+            if w.reloading:
+                w.reloading = False
+                self._reload_progress()
             w.restart_at = now + w.backoff
             w.backoff = min(w.backoff * 2, RESTART_MAX)
 
+    def notifications(self) -> None:
+        """Relay the workers' sd_notify to systemd: READY=1 once all are listening,
+        RELOADING=1 while any reloads its script (SIGHUP is passed on to every worker),
+        READY=1 again when they are done."""
+        if self.hangup:
+            self.hangup = False
+            for w in self.workers:
+                # one still starting loads the script from disk anyway (and SIGHUP would kill it)
+                if w.ready and w.proc is not None and w.proc.poll() is None:
+                    w.reloading = True
+                    with contextlib.suppress(ProcessLookupError):
+                        w.proc.send_signal(signal.SIGHUP)
+            if self.ready:
+                sdnotify.reloading()
+        for w in self.workers:
+            for fields in sdnotify.receive(w.notify) if w.notify is not None else []:
+                if fields.get("RELOADING") == "1" and not w.reloading:
+                    w.reloading = True
+                    if self.ready and sum(x.reloading for x in self.workers) == 1:
+                        sdnotify.reloading()
+                elif fields.get("READY") == "1":
+                    w.ready = True
+                    if w.reloading:
+                        w.reloading = False
+                        self._reload_progress()
+        if not self.ready and all(w.ready for w in self.workers):
+            self.ready = True
+            log.info("all %d workers are ready", len(self.workers))
+            sdnotify.ready(f"{len(self.workers)} workers listening on {', '.join(self.listen)}")
+
+    def _reload_progress(self) -> None:
+        if self.ready and not any(w.reloading for w in self.workers):
+            sdnotify.ready()
+
     def stop(self) -> int:
+        sdnotify.stopping()
         live = [w.proc for w in self.workers if w.proc is not None and w.proc.poll() is None]
         for p in live:
             with contextlib.suppress(ProcessLookupError):
@@ -169,6 +226,9 @@ class Supervisor:
                 log.warning("worker pid %d did not stop in %.0fs; killing it", p.pid, STOP_GRACE)
                 p.kill()
                 p.wait()
+        for w in self.workers:
+            if w.notify is not None:
+                w.notify.close()
         shutil.rmtree(self.rundir, ignore_errors=True)
         log.info("supervisor stopped")
         return 0
@@ -201,18 +261,29 @@ def _die_with_parent() -> None:
 
 def run_server(server: Any, label: str = "ksr") -> int:
     """Serve until SIGTERM or SIGINT, then stop cleanly (modules' stop() runs: sockets removed,
-    state flushed). A start-up OSError (port in use, bad socket path) is one line, exit 1."""
+    state flushed). SIGHUP reloads the routing script. A start-up OSError (port in use, bad
+    socket path) is one line, exit 1. systemd hears READY=1 / STOPPING=1 (ksr/core/sdnotify.py)."""
     import trio
 
+    from ksr.core import sdnotify
     from ksr.core.gcpolicy import tune_for_serving
+    from ksr.kemi.engine import ScriptError
+    from ksr.kemi.reload import reload_script
 
     tune_for_serving(server.config.core.gc_threshold)
 
     async def serve() -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve)
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for _ in signals:
+            sdnotify.ready("listening on " + ", ".join(str(s) for s in server.listeners))
+            stops = (signal.SIGTERM, signal.SIGINT)
+            with trio.open_signal_receiver(*stops, signal.SIGHUP) as signals:
+                async for signum in signals:
+                    if signum == signal.SIGHUP:  # systemctl reload: the script, checked first
+                        with contextlib.suppress(ScriptError):  # logged; the old one stays
+                            reload_script(server)
+                        continue
+                    sdnotify.stopping()
                     nursery.cancel_scope.cancel()
                     return
 
@@ -262,6 +333,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     p.add_argument("--script")
     p.add_argument("--listen", action="append")
     p.add_argument("--debug", type=int)
+    p.add_argument("--log-stderr", action="store_true")
     args = p.parse_args(argv)
     _die_with_parent()
     sup = os.environ.get("KSR_SUPERVISOR_PID", "")
@@ -269,7 +341,9 @@ def worker_main(argv: list[str] | None = None) -> int:
         return 1  # the supervisor died before the death signal was set
     try:
         cfg, server = _build_server(args)
-        setup_logging(args.debug if args.debug is not None else cfg.core.debug)
+        setup_logging(
+            args.debug if args.debug is not None else cfg.core.debug, cfg.core, args.log_stderr
+        )
         server.worker_id = args.worker
         server.reuse_port = True
         if args.workers > 1 and args.rundir:

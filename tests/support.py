@@ -236,6 +236,7 @@ def ksr_process(
     listen: list[str] | None = None,
     extra_args: list[str] | None = None,
     ready: Callable[[int, subprocess.Popen[bytes], Path], None] = wait_listening,
+    env: dict[str, str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Run ``python -m ksr run`` as a subprocess on free ports; yields {'port', 'proc', 'log',
     'dir', 'rpc'} ('rpc': its own jsonrpcs socket, given through $KSR_RPC_SOCKET) once
@@ -257,7 +258,7 @@ def ksr_process(
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=str(REPO),
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "KSR_RPC_SOCKET": rpc},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "KSR_RPC_SOCKET": rpc, **(env or {})},
         )
     try:
         ready(port, proc, logf)

@@ -90,7 +90,9 @@ class CoreParams(BaseModel):
         20000  # young-generation threshold of the serving process (0 = Python's 700)
     )
     debug: int = 2  # Kamailio log levels: -3 alert .. 0 warn, 1 notice, 2 info, 3 debug
-    log_stderror: bool = True
+    log_stderror: bool = True  # false: syslog (ksr/core/logsetup.py)
+    log_facility: str = "LOG_DAEMON"  # syslog facility when log_stderror is false
+    log_name: str = "ksr"  # syslog identifier
     server_header: str = "Server: ksr"
     server_signature: bool = True
     user_agent_header: str = "User-Agent: ksr"
@@ -119,6 +121,14 @@ class CoreParams(BaseModel):
     defines: dict[str, str | int] = Field(
         default_factory=dict
     )  # Kamailio's #!define (KSR.kx.ifdef)
+
+    @field_validator("log_facility")
+    @classmethod
+    def _log_facility(cls, v: str) -> str:
+        from .logsetup import facility
+
+        facility(v)  # ValueError naming the known ones
+        return v
 
     @field_validator("children")
     @classmethod

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ksr.core import sdnotify
 from ksr.core.module import Module
 from ksr.core.rpc import RpcError
 
@@ -104,6 +105,14 @@ def reload_script(server: Server, path: Path | None = None) -> dict[str, Any]:
     target = Path(path or server.script_path or "")
     if not str(target):
         raise ScriptError("no routing script to reload")
+    sdnotify.reloading()
+    try:
+        return _reload(server, target)
+    finally:
+        sdnotify.ready()  # the new script, or the old one still: serving either way
+
+
+def _reload(server: Server, target: Path) -> dict[str, Any]:
     started = time.perf_counter()
     engine, found = check_script(server, target)
     problems = [p for p in found if p.fatal]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 from typing import Any
 
@@ -18,6 +17,7 @@ import trio
 
 from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
+from ksr.core.rundir import RUN_SOCKET, server_rpc_socket
 from ksr.kemi.registry import XVal, kemi
 
 from . import jsonfmt
@@ -28,7 +28,7 @@ log = logging.getLogger("ksr.jsonrpcs")
 TRANSPORT_HTTP = 1
 TRANSPORT_FIFO = 2
 TRANSPORT_DGRAM = 4
-DEFAULT_SOCKET = "/tmp/ksr_rpc.sock"
+DEFAULT_SOCKET = RUN_SOCKET  # or /tmp/ksr_rpc.sock when /run/ksr is not writable
 
 
 class JsonrpcsParams(ModParams):
@@ -68,7 +68,7 @@ class Jsonrpcs(Module):
         """The dgram_socket setting; a relative unix path is taken from the config's folder."""
         spec = self.params.dgram_socket
         if "dgram_socket" not in self.params.model_fields_set:
-            spec = os.environ.get("KSR_RPC_SOCKET") or spec  # the same default as `ksr rpc`
+            spec = server_rpc_socket()  # $KSR_RPC_SOCKET, /run/ksr or /tmp: as `ksr rpc`
         if spec.startswith("udp:") or spec.startswith("/"):
             return spec
         return str(self.server.config.resolve(spec))
