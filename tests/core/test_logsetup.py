@@ -99,3 +99,12 @@ def test_plain_stderr_has_timestamps() -> None:
     rec = logging.makeLogRecord({"msg": "m", "levelno": 30, "levelname": "WARNING", "name": "x"})
     assert handler.format(rec).endswith(" WARNING x: m")
     assert handler.format(rec)[:4].isdigit()  # the year
+
+
+def test_dash_e_overrides_log_stderror(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from ksr.cli import setup_logging
+    from ksr.core.config import CoreParams
+
+    monkeypatch.setattr(logsetup, "SYSLOG_SOCKET", str(tmp_path / "missing"))
+    core = CoreParams(log_stderror=False)
+    assert setup_logging(2, core, stderr=True) == "stderr"  # ksr run -E: no syslog attempt

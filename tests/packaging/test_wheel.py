@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from ksr import __version__
-from tests.support import REPO, free_port, sip_request, wait_answering
+from tests.core.test_mpath import ROUTE, user_module
+from tests.support import REPO, free_port, sip_request, wait_answering, write_script
 
 # what `git clean` would remove plus the working venv: not part of a source tree
 _NOT_SOURCE = shutil.ignore_patterns(
@@ -112,3 +113,18 @@ def test_installed_wheel_runs_the_default_script(wheel: Path, tmp_path: Path) ->
     finally:
         proc.terminate()
         proc.wait(10)
+
+    # a module folder of the user's (mpath) next to the installed ksr.modules, using one of them
+    mods = user_module(tmp_path / "mods")
+    cfg = tmp_path / "ksr.toml"
+    cfg.write_text(f'loadmodule = ["sl", "greeter"]\nmpath = ["{mods}"]\n')
+    route = write_script(tmp_path, ROUTE)
+    check = subprocess.run(
+        [str(bindir / "ksr"), "check", "--config", str(cfg), str(route)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stderr
+    assert "OK (lua, 1 KSR calls checked)" in check.stdout
