@@ -275,9 +275,10 @@ def run_server(server: Any, label: str = "ksr") -> int:
     async def serve() -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve)
-            sdnotify.ready("listening on " + ", ".join(str(s) for s in server.listeners))
             stops = (signal.SIGTERM, signal.SIGINT)
             with trio.open_signal_receiver(*stops, signal.SIGHUP) as signals:
+                # only now: a reload asked for right after READY=1 must find SIGHUP handled
+                sdnotify.ready("listening on " + ", ".join(str(s) for s in server.listeners))
                 async for signum in signals:
                     if signum == signal.SIGHUP:  # systemctl reload: the script, checked first
                         with contextlib.suppress(ScriptError):  # logged; the old one stays
