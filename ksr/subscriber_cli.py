@@ -45,23 +45,23 @@ def _split(address: str) -> tuple[str, str]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ksr.modules.auth_db.subscribers import subscriber_row, subscriber_table
+    from ksr.modules.auth_db.subscribers import Subscribers
 
     try:
         store = open_store(_db_url(args.config))
-        table = subscriber_table(store, args.table)
+        table = Subscribers(store, args.table)
         if args.action == "add":
             user, domain = _split(args.address)
-            table.put(subscriber_row(user, domain, args.password, not args.no_clear_password))
+            table.add(user, domain, args.password, not args.no_clear_password)
             print(f"added {user}@{domain}")
         elif args.action == "rm":
             user, domain = _split(args.address)
-            if not table.delete(f"{user}@{domain}"):
+            if not table.remove(user, domain):
                 print(f"ksr subscriber: no subscriber {user}@{domain}", file=sys.stderr)
                 return 1
             print(f"removed {user}@{domain}")
         else:
-            for row in sorted(table.all(), key=lambda r: str(r["id"])):
+            for row in sorted(table.all(), key=lambda r: f"{r['username']}@{r['domain']}"):
                 print(f"{row['username']}@{row['domain']}")
         store.close()
     except (ConfigError, DbError, ValueError) as err:

@@ -11,7 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import DbError, DbUnavailable, Kind, Row, Store, Table, TableSpec, Value
+from .base import (
+    DbError,
+    DbUnavailable,
+    Kind,
+    Row,
+    SchemaMismatch,
+    Store,
+    Table,
+    TableSpec,
+    Value,
+)
 from .url import DbUrl, parse_db_url
 
 # The embedded default: a file in the working directory, writable by whoever runs ksr.
@@ -24,6 +34,7 @@ __all__ = [
     "DbUrl",
     "Kind",
     "Row",
+    "SchemaMismatch",
     "Store",
     "Table",
     "TableSpec",
@@ -41,11 +52,11 @@ def open_store(url: str) -> Store:
     if u.scheme == "sqlite":
         from .sqlite import SqliteStore
 
-        return SqliteStore(u.target, u.prefix)
+        return SqliteStore(u.target, u.prefix, u.layout)
     if u.scheme == "postgres":
         from .postgres import PostgresStore
 
-        return PostgresStore(u.target, u.prefix)
+        return PostgresStore(u.target, u.prefix, u.layout)
     from .redis_store import RedisStore
 
     return RedisStore(u.target, u.prefix)

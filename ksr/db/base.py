@@ -7,17 +7,28 @@ migrates it forward when the version grows. Calls are synchronous (see docs/stor
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal, Protocol, SupportsFloat, SupportsInt
+from typing import TYPE_CHECKING, Literal, Protocol, SupportsFloat, SupportsInt
+
+if TYPE_CHECKING:
+    from .kamailio import Layout
 
 Value = str | int | float | None
 Row = dict[str, Value]
-Kind = Literal["str", "int", "float"]
+# "datetime": a unix time (float) in rows; SQL stores of Kamailio's layout keep it as Kamailio
+# does (PostgreSQL: local-time TIMESTAMP; SQLite: julian day), other stores as a float.
+Kind = Literal["str", "int", "float", "datetime"]
 
 
 class DbError(Exception):
     """A storage call failed (bad query, constraint, corrupt data)."""
+
+
+class SchemaMismatch(DbError):
+    """A table's stored schema is not the one this ksr reads and writes (wrong version, other
+    layout). Nothing was written; a module refuses to start or answers 500."""
 
 
 class DbUnavailable(DbError):
@@ -32,12 +43,14 @@ class TableSpec:
     indexes: tuple[str, ...] = ()  # fields looked up by equality (find, delete_where)
     ordered: tuple[str, ...] = ()  # numeric fields looked up by range (find_below)
     version: int = 1
+    layout: Layout | None = None  # Kamailio's table layout (ksr/db/kamailio.py), SQL only
+    conflict: tuple[str, ...] = ()  # fields whose match ``put`` replaces (default: the key)
 
     def kinds(self) -> dict[str, Kind]:
         return dict(self.fields)
 
     def renamed(self, name: str) -> TableSpec:
-        return TableSpec(name, self.key, self.fields, self.indexes, self.ordered, self.version)
+        return dataclasses.replace(self, name=name)
 
     def clean(self, row: Row) -> Row:
         """The row restricted to the declared fields, values coerced to their kinds."""
@@ -55,6 +68,8 @@ def coerce(v: object, kind: Kind) -> Value:
         return v
     if type(v) is int or type(v) is float:
         return str(v) if kind == "str" else int(v) if kind == "int" else float(v)
+    if kind == "datetime":
+        kind = "float"
     if isinstance(v, bytes):
         v = v.decode("utf-8", "surrogateescape")
     if kind == "str":
@@ -98,6 +113,7 @@ class Table(Protocol):
 
 class Store(Protocol):
     url: str
+    layout: str  # "kamailio" (Kamailio's tables, SQL) or "ksr" (ksr's own)
 
     def table(self, spec: TableSpec) -> Table:
         """The table for ``spec``, created or migrated on first use."""

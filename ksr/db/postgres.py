@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from .sql import SqlStore
@@ -9,10 +10,22 @@ from .sql import SqlStore
 
 class PostgresStore(SqlStore):
     mark = "%s"
+    dialect = "postgres"
 
-    def __init__(self, url: str, prefix: str = "", connect_timeout: int = 3) -> None:
-        super().__init__(url, prefix)
+    def __init__(
+        self, url: str, prefix: str = "", layout: str = "kamailio", connect_timeout: int = 3
+    ) -> None:
+        super().__init__(url, prefix, layout)
         self.connect_timeout = connect_timeout
+
+    # Kamailio's DATETIME columns are TIMESTAMP WITHOUT TIME ZONE holding local time
+    def enc_time(self, t: float) -> Any:
+        return datetime.fromtimestamp(t)
+
+    def dec_time(self, v: Any) -> float:
+        if isinstance(v, datetime):
+            return v.timestamp()  # naive: read as local time, as Kamailio's mktime() does
+        return datetime.fromisoformat(str(v)).timestamp()
 
     def _connect(self) -> Any:
         import psycopg

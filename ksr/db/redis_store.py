@@ -20,7 +20,16 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .base import DbError, DbUnavailable, Row, TableSpec, Value, check_fields, coerce
+from .base import (
+    DbError,
+    DbUnavailable,
+    Row,
+    SchemaMismatch,
+    TableSpec,
+    Value,
+    check_fields,
+    coerce,
+)
 
 log = logging.getLogger("ksr.db")
 T = TypeVar("T")
@@ -76,6 +85,8 @@ _BATCH = 500  # rows fetched per pipelined round trip when reading many
 
 
 class RedisStore:
+    layout = "ksr"  # Redis keeps ksr's key layout (Kamailio's tables are SQL tables)
+
     def __init__(self, url: str, prefix: str = "", timeout: float = 3.0) -> None:
         import redis
 
@@ -124,12 +135,14 @@ class RedisStore:
     def table(self, spec: TableSpec) -> RedisTable:
         t = self._tables.get(spec.name)
         if t is None:
+            if spec.layout is not None:
+                raise SchemaMismatch(f"table {spec.name}: Kamailio's layout needs an SQL database")
             t = RedisTable(self, spec)
             vkey = f"{self.prefix}ksr_version"
             have = self.call(lambda r: r.hget(vkey, t.name))
             have_v = int(have) if have else 0
             if have_v > spec.version:
-                raise DbError(
+                raise SchemaMismatch(
                     f"table {t.name} has schema version {have_v}, newer than this ksr ({spec.version})"
                 )
             if have_v and have_v != spec.version:

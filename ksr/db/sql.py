@@ -11,7 +11,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .base import DbError, DbUnavailable, Kind, Row, TableSpec, Value, check_fields, coerce
+from . import kamailio
+from .base import (
+    DbError,
+    DbUnavailable,
+    Kind,
+    Row,
+    SchemaMismatch,
+    TableSpec,
+    Value,
+    check_fields,
+    coerce,
+)
 
 log = logging.getLogger("ksr.db")
 
@@ -23,11 +34,18 @@ class SqlStore:
 
     url: str
     mark = "?"  # parameter placeholder
-    types: dict[Kind, str] = {"str": "TEXT", "int": "BIGINT", "float": "DOUBLE PRECISION"}
+    dialect = ""  # "postgres" or "sqlite" (Kamailio's DDL differs a little)
+    types: dict[Kind, str] = {
+        "str": "TEXT",
+        "int": "BIGINT",
+        "float": "DOUBLE PRECISION",
+        "datetime": "DOUBLE PRECISION",
+    }
 
-    def __init__(self, url: str, prefix: str) -> None:
+    def __init__(self, url: str, prefix: str, layout: str = "kamailio") -> None:
         self.url = url
         self.prefix = prefix
+        self.layout = layout
         self._conn: Any = None
         self._tables: dict[str, SqlTable] = {}
 
@@ -40,6 +58,14 @@ class SqlStore:
 
     def _columns(self, table: str) -> list[str] | None:
         """Existing column names of ``table``, None if it does not exist."""
+        raise NotImplementedError
+
+    def enc_time(self, t: float) -> Any:
+        """A unix time as Kamailio stores a DATETIME column in this database."""
+        raise NotImplementedError
+
+    def dec_time(self, v: Any) -> float:
+        """A DATETIME column's value (as Kamailio or kamctl wrote it) as a unix time."""
         raise NotImplementedError
 
     # -- running statements -------------------------------------------------------------------
@@ -81,8 +107,12 @@ class SqlStore:
     def table(self, spec: TableSpec) -> SqlTable:
         t = self._tables.get(spec.name)
         if t is None:
-            t = SqlTable(self, spec)
-            self._migrate(t)
+            if spec.layout is not None:
+                t = KamSqlTable(self, spec)
+                kamailio.ensure(self, spec)
+            else:
+                t = SqlTable(self, spec)
+                self._migrate(t)
             self._tables[spec.name] = t
         return t
 
@@ -99,10 +129,12 @@ class SqlStore:
         have = int(rows[0][0]) if rows else 0
         spec = t.spec
         if have > spec.version:
-            raise DbError(
+            raise SchemaMismatch(
                 f"table {t.name} has schema version {have}, newer than this ksr ({spec.version})"
             )
         cols = self._columns(t.name)
+        if cols is not None and have == 0:
+            self._refuse_kamailio_table(t.spec)
         if cols is None:
             defs = ", ".join(
                 f"{f} {self.types[k]}" + (" PRIMARY KEY" if f == spec.key else "")
@@ -122,11 +154,29 @@ class SqlStore:
                 (t.name, spec.version),
             )
 
+    def _refuse_kamailio_table(self, spec: TableSpec) -> None:
+        """ksr's own layout must not alter a table Kamailio's schema created (same name)."""
+        kam = self.prefix + kamailio.VERSION_TABLE
+        if self._columns(kam) is None:
+            return
+        rows, _ = self.execute(
+            f"SELECT table_version FROM {kam} WHERE table_name = ?", (spec.name,), fetch=True
+        )
+        if rows:
+            raise SchemaMismatch(
+                f"table {spec.name}: is Kamailio's (version {rows[0][0]} in table "
+                f"{kamailio.VERSION_TABLE}); ksr's own layout of it cannot share the name: use "
+                "layout=kamailio in the db_url or another table name"
+            )
+
     def drop(self, name: str) -> None:
         full = self.prefix + name
         self.execute(f"DROP TABLE IF EXISTS {full}")
         if self._columns(f"{self.prefix}{VERSION_TABLE}") is not None:
             self.execute(f"DELETE FROM {self.prefix}{VERSION_TABLE} WHERE table_name = ?", (full,))
+        kam = self.prefix + kamailio.VERSION_TABLE
+        if name != kamailio.VERSION_TABLE and self._columns(kam) is not None:
+            self.execute(f"DELETE FROM {kam} WHERE table_name = ?", (name,))
         self._tables.pop(name, None)
 
 
@@ -196,3 +246,131 @@ class SqlTable:
     def clear(self) -> int:
         _, n = self.store.execute(f"DELETE FROM {self.name}")
         return max(n, 0)
+
+
+class KamSqlTable(SqlTable):
+    """A table in one of Kamailio's layouts: a SERIAL ``id`` the database numbers, DATETIME
+    columns kept as Kamailio keeps them, ``put`` replacing the row that matches the spec's
+    ``conflict`` fields, and lookups on several columns (``select``, ``delete_match``)."""
+
+    def __init__(self, store: SqlStore, spec: TableSpec) -> None:
+        self.store = store
+        self.spec = spec
+        self.name = store.prefix + spec.name
+        self._kinds = spec.kinds()
+        self._names = [f for f, _ in spec.fields]
+        self._cols = ", ".join(map(kamailio._quote, self._names))
+        self._times = [f for f, k in spec.fields if k == "datetime"]
+        self.conflict = spec.conflict or (spec.key,)
+        layout = spec.layout
+        assert layout is not None
+        self._unique = layout.has_unique(self.conflict)
+
+    def _row(self, values: tuple[Any, ...]) -> Row:
+        row = dict(zip(self._names, values, strict=True))
+        for f in self._times:
+            v = row[f]
+            if v is not None:
+                row[f] = self.store.dec_time(v)
+        return {f: coerce(v, self._kinds[f]) for f, v in row.items()}
+
+    def _values(self, row: Row, names: list[str]) -> tuple[Value, ...]:
+        out: list[Any] = []
+        for f in names:
+            v = coerce(row.get(f), self._kinds[f])
+            if f in self._times and v is not None:
+                v = self.store.enc_time(float(v))
+            out.append(v)
+        return tuple(out)
+
+    def _where(self, where: Row) -> tuple[str, tuple[Value, ...]]:
+        check_fields(self.spec, where)
+        parts: list[str] = []
+        present: list[str] = []
+        for f, v in where.items():
+            if v is None:
+                parts.append(f"{kamailio._quote(f)} IS NULL")
+            else:
+                parts.append(f"{kamailio._quote(f)} = ?")
+                present.append(f)
+        return " AND ".join(parts) or "1 = 1", self._values(where, present)
+
+    def insert(self, row: Row) -> None:
+        """A new row (its ``id`` numbered by the database unless the row has one)."""
+        names = [f for f in self._names if f != "id" or row.get("id") is not None]
+        names = [f for f in names if f in row or f == "id"]
+        cols = ", ".join(map(kamailio._quote, names))
+        marks = ", ".join("?" for _ in names)
+        self.store.execute(
+            f"INSERT INTO {self.name} ({cols}) VALUES ({marks})", self._values(row, names)
+        )
+
+    def put(self, row: Row) -> None:
+        """Replace the row whose ``conflict`` fields match, or insert it. Fields the row does
+        not name keep their value (or the column default)."""
+        for f in self.conflict:
+            if row.get(f) is None and f == "id":
+                self.insert(row)
+                return
+        names = [f for f in self._names if f in row and f != "id"]
+        if self._unique:
+            sets = [f for f in names if f not in self.conflict]
+            cols = ", ".join(map(kamailio._quote, names))
+            marks = ", ".join("?" for _ in names)
+            target = ", ".join(map(kamailio._quote, self.conflict))
+            updates = ", ".join(
+                f"{kamailio._quote(f)} = excluded.{kamailio._quote(f)}" for f in sets
+            )
+            action = f"DO UPDATE SET {updates}" if sets else "DO NOTHING"
+            self.store.execute(
+                f"INSERT INTO {self.name} ({cols}) VALUES ({marks}) "
+                f"ON CONFLICT ({target}) {action}",
+                self._values(row, names),
+            )
+            return
+        # no unique constraint to lean on (Kamailio's dialog table): update, else insert
+        cond, params = self._where({f: row.get(f) for f in self.conflict})
+        sets = [f for f in names if f not in self.conflict]
+        assign = ", ".join(f"{kamailio._quote(f)} = ?" for f in sets)
+        _, n = self.store.execute(
+            f"UPDATE {self.name} SET {assign} WHERE {cond}", self._values(row, sets) + params
+        )
+        if n <= 0:
+            self.insert(row)
+
+    def get(self, key: str) -> Row | None:
+        rows = self.select({self.spec.key: key})
+        return rows[0] if rows else None
+
+    def delete(self, key: str) -> bool:
+        return self.delete_match({self.spec.key: key}) > 0
+
+    def select(self, where: Row) -> list[Row]:
+        """Rows whose fields equal ``where``'s values (None: IS NULL)."""
+        cond, params = self._where(where)
+        rows, _ = self.store.execute(
+            f"SELECT {self._cols} FROM {self.name} WHERE {cond}", params, fetch=True
+        )
+        return [self._row(r) for r in rows]
+
+    def delete_match(self, where: Row) -> int:
+        cond, params = self._where(where)
+        _, n = self.store.execute(f"DELETE FROM {self.name} WHERE {cond}", params)
+        return max(n, 0)
+
+    def find(self, field: str, value: Value) -> list[Row]:
+        return self.select({field: value})
+
+    def find_below(self, field: str, limit: float) -> list[Row]:
+        check_fields(self.spec, [field])
+        lim: Any = self.store.enc_time(limit) if field in self._times else limit
+        q = kamailio._quote(field)
+        rows, _ = self.store.execute(
+            f"SELECT {self._cols} FROM {self.name} WHERE {q} IS NOT NULL AND {q} < ?",
+            (lim,),
+            fetch=True,
+        )
+        return [self._row(r) for r in rows]
+
+    def delete_where(self, field: str, value: Value) -> int:
+        return self.delete_match({field: value})

@@ -3,19 +3,34 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .base import Kind
 from .sql import SqlStore
 
+# Kamailio's db_sqlite keeps DATETIME columns as a julian day number (REAL), half a second early
+_UNIX_EPOCH_JD = 2440587.5
+
 
 class SqliteStore(SqlStore):
-    types: dict[Kind, str] = {"str": "TEXT", "int": "INTEGER", "float": "REAL"}
+    dialect = "sqlite"
+    types: dict[Kind, str] = {"str": "TEXT", "int": "INTEGER", "float": "REAL", "datetime": "REAL"}
 
-    def __init__(self, path: str, prefix: str = "") -> None:
-        super().__init__(f"sqlite://{path}", prefix)
+    def __init__(self, path: str, prefix: str = "", layout: str = "kamailio") -> None:
+        super().__init__(f"sqlite://{path}", prefix, layout)
         self.path = path
+
+    def enc_time(self, t: float) -> Any:
+        return (t - 0.5) / 86400.0 + _UNIX_EPOCH_JD
+
+    def dec_time(self, v: Any) -> float:
+        if isinstance(v, int | float):
+            # a double holds a julian day to ~50 us: keep milliseconds
+            return round(86400.0 * (float(v) - _UNIX_EPOCH_JD) + 0.5, 3)
+        # text, e.g. a column default '2030-05-28 21:32:15': local time
+        return datetime.fromisoformat(str(v)).timestamp()
 
     def _connect(self) -> Any:
         if self.path != ":memory:":

@@ -13,30 +13,37 @@ class DbUrl:
     scheme: str  # sqlite, postgres, redis
     target: str  # a file path (sqlite) or the URL handed to the driver
     prefix: str  # prepended to every table name (and Redis key)
+    layout: str = ""  # "kamailio" or "ksr" table layouts; "" = the backend's default
 
 
 def parse_db_url(url: str) -> DbUrl:
     """``sqlite:///abs/path``, ``sqlite://./rel.sqlite``, ``sqlite://:memory:``,
-    ``postgres://user@host/db``, ``redis://host:port/0``; ``?prefix=x_`` on any of them."""
+    ``postgres://user@host/db``, ``redis://host:port/0``; ``?prefix=x_`` on any of them, and
+    ``?layout=kamailio|ksr`` (SQL only; see docs/storage.md)."""
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower()
     if not sep or not rest:
         raise DbError(f"bad db_url {url!r} (expected sqlite://, postgres:// or redis://)")
-    prefix = ""
+    prefix = layout = ""
     if "?" in rest:
         rest, _, query = rest.partition("?")
         pairs = parse_qsl(query, keep_blank_values=True)
         prefix = "".join(v for k, v in pairs if k == "prefix")
-        others = [(k, v) for k, v in pairs if k != "prefix"]
+        layout = "".join(v for k, v in pairs if k == "layout").lower()
+        others = [(k, v) for k, v in pairs if k not in ("prefix", "layout")]
         if others:
             rest = rest + "?" + urlencode(others)
     if prefix and not prefix.replace("_", "").isalnum():
         raise DbError(f"db_url prefix {prefix!r} must be letters, digits and _")
+    if layout not in ("", "kamailio", "ksr"):
+        raise DbError(f"db_url layout {layout!r} must be kamailio or ksr")
     if scheme == "sqlite":
-        return DbUrl("sqlite", rest, prefix)
+        return DbUrl("sqlite", rest, prefix, layout or "kamailio")
     if scheme in ("postgres", "postgresql"):
         parts = urlsplit(f"postgresql://{rest}")
-        return DbUrl("postgres", urlunsplit(parts), prefix)
+        return DbUrl("postgres", urlunsplit(parts), prefix, layout or "kamailio")
     if scheme in ("redis", "rediss"):
-        return DbUrl("redis", f"{scheme}://{rest}", prefix)
+        if layout == "kamailio":
+            raise DbError("db_url layout=kamailio needs an SQL database (Redis keeps ksr's layout)")
+        return DbUrl("redis", f"{scheme}://{rest}", prefix, "ksr")
     raise DbError(f"unsupported db_url scheme {scheme!r} (use sqlite, postgres or redis)")

@@ -8,14 +8,14 @@ from typing import Any
 
 from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
-from ksr.db import DEFAULT_DB_URL, DbError, Row, Table, store_for
+from ksr.db import DEFAULT_DB_URL, DbError, Row, store_for
 from ksr.kemi.registry import kemi
 from ksr.modules.auth import AUTH_ERROR, PROXY, WWW, Auth, Pending
 from ksr.sip.digest import compute_ha1
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.uri import parse_uri
 
-from .subscribers import subscriber_table
+from .subscribers import Subscribers
 
 log = logging.getLogger("ksr.auth_db")
 
@@ -44,7 +44,7 @@ class AuthDb(Module):
     def __init__(self, server: Any, params: AuthDbParams) -> None:
         super().__init__(server, params)
         self.params: AuthDbParams = params
-        self.tables: dict[str, Table] = {}
+        self.tables: dict[str, Subscribers] = {}
         self.load = _parse_load_credentials(params.load_credentials)
 
     def init(self) -> None:
@@ -52,25 +52,23 @@ class AuthDb(Module):
         assert isinstance(auth, Auth)
         self.auth: Auth = auth
 
-    def table(self, name: str) -> Table:
+    def table(self, name: str) -> Subscribers:
         t = self.tables.get(name)
         if t is None:
-            t = self.tables[name] = subscriber_table(
-                store_for(self.server, self.params.db_url), name
-            )
+            store = store_for(self.server, self.params.db_url)
+            extra = tuple(col for _, col in self.load)
+            if self.params.calculate_ha1:
+                extra += (self.params.password_column,)
+            t = self.tables[name] = Subscribers(store, name, extra)
         return t
 
     def find(self, table: str, user: str, domain: str) -> Row | None:
         """The subscriber row, None if unknown; DbUnreachable when the database fails."""
         try:
-            t = self.table(table)
-            if self.params.use_domain:
-                return t.get(f"{user}@{domain}")
-            rows = t.find("username", user)
+            return self.table(table).lookup(user, domain if self.params.use_domain else None)
         except DbError as err:
             log.error("auth_db: subscriber lookup failed: %s", err)
             raise DbUnreachable(str(err)) from None
-        return rows[0] if rows else None
 
     def _ha1(self, row: Row, pend: Pending) -> str | None:
         p = self.params

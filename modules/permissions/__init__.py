@@ -17,10 +17,12 @@ from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
 from ksr.core.rpc import RpcError, rpc
 from ksr.db import DbError, TableSpec, store_for
+from ksr.db.kamailio import ADDRESS
 from ksr.kemi.registry import kemi
 
 log = logging.getLogger("ksr.permissions")
 
+# ksr's own layout (Redis, layout=ksr); SQL stores use Kamailio's address table (version 6)
 ADDRESS_SPEC = TableSpec(
     "address",
     key="id",
@@ -113,10 +115,9 @@ class Permissions(Module):
         out: list[Entry] = []
         if p.db_url:
             try:
-                table = store_for(self.server, p.db_url).table(
-                    ADDRESS_SPEC.renamed(p.address_table)
-                )
-                rows = table.all()
+                store = store_for(self.server, p.db_url)
+                spec = ADDRESS.spec() if store.layout == "kamailio" else ADDRESS_SPEC
+                rows = store.table(spec.renamed(p.address_table)).all()
             except DbError as err:
                 raise LoadError(f"address table {p.address_table!r}: {err}") from None
             for row in rows:

@@ -18,7 +18,7 @@ from pydantic import field_validator
 from ksr.core.module import ModParams, Module
 from ksr.core.rpc import RpcError, rpc
 from ksr.core.stats import ONE, SUM
-from ksr.db import DEFAULT_DB_URL, DbError, Store, store_for
+from ksr.db import DEFAULT_DB_URL, DbError, SchemaMismatch, Store, store_for
 
 from .contact import ALL_METHODS, Contact, RuidMaker
 from .domain import Domain, UsrlocError
@@ -87,7 +87,7 @@ class Usrloc(Module):
         d = self.domains.get(name)
         if d is None:
             store = self.store if self.params.db_mode else None
-            d = self.domains[name] = Domain(name, self.params.db_mode, store)
+            d = self.domains[name] = Domain(name, self.params.db_mode, store, self.use_domain)
             self._register_stats(name)
         return d
 
@@ -102,6 +102,21 @@ class Usrloc(Module):
         self.domain("location")
         for name in self.params.preload:
             self.domain(name)
+        if self.params.db_mode:
+            self._check_tables()
+
+    def _check_tables(self) -> None:
+        """Refuse to start on a table of another schema (as Kamailio does); a database that
+        is down now is only logged (the tables are checked again on first use)."""
+        for d in self.domains.values():
+            try:
+                d.table()
+            except SchemaMismatch as err:
+                from ksr.core.config import ConfigError
+
+                raise ConfigError(f"[modparam.usrloc] {err}", self.server.config.source) from None
+            except DbError as err:
+                log.warning("usrloc: table %s not checked at start-up: %s", d.name, err)
 
     @property
     def _merge(self) -> str:

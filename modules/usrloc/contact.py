@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 
 from ksr.db import Row, TableSpec
+from ksr.db.kamailio import LOCATION, LOCATION_ATTRS
 
 ALL_METHODS = 0xFFFFFFFF  # no Allow header: every method (shown as 4294967295)
 NOT_SET = "[not set]"
@@ -42,6 +43,12 @@ LOCATION_SPEC = TableSpec(
     ordered=("expires",),
     version=1,
 )
+
+
+# Kamailio's location table (stores of layout=kamailio): one row per ruid.
+KAM_LOCATION_SPEC = LOCATION.spec(key="ruid")
+# created next to it (Kamailio checks its version); ksr stores no contact attributes
+KAM_LOCATION_ATTRS_SPEC = LOCATION_ATTRS.spec()
 
 
 @dataclass(slots=True)
@@ -88,6 +95,65 @@ class Contact:
             elif name == "expires":
                 kw[name] = 0.0
         return cls(**kw)  # type: ignore[arg-type]
+
+    def to_kam_row(self, use_domain: bool) -> Row:
+        """The row of Kamailio's location table: AOR split into username and domain (NULL
+        without use_domain), q as a float, empty optional texts and "every method" as NULL."""
+        user, at, domain = self.aor.partition("@") if use_domain else (self.aor, "", "")
+        methods = self.methods
+        return {
+            "ruid": self.ruid,
+            "username": user,
+            "domain": domain if at else None,
+            "contact": self.contact,
+            "received": self.received or None,
+            "path": self.path or None,
+            "expires": self.expires,
+            "q": self.q / 1000.0,
+            "callid": self.callid,
+            "cseq": self.cseq,
+            "last_modified": self.last_modified,
+            "flags": self.flags,
+            "cflags": self.cflags,
+            "user_agent": self.user_agent,
+            "socket": self.socket or None,
+            "methods": None if methods == ALL_METHODS else methods - (methods >> 31 << 32),
+            "instance": self.instance or None,
+            "reg_id": self.reg_id,
+            "server_id": self.server_id,
+            "connection_id": self.conn_id,
+            "keepalive": self.keepalive,
+            "partition": 0,
+        }
+
+    @classmethod
+    def from_kam_row(cls, r: Row, use_domain: bool) -> Contact:
+        user, domain = str(r.get("username") or ""), r.get("domain")
+        methods = r.get("methods")
+        q = r.get("q")
+        cid = r.get("connection_id")
+        return cls(
+            aor=f"{user}@{domain}" if use_domain and domain else user,
+            contact=str(r.get("contact") or ""),
+            expires=float(r.get("expires") or 0.0),
+            q=round(float(q) * 1000) if q is not None else -1,
+            callid=str(r.get("callid") or ""),
+            cseq=int(r.get("cseq") or 0),
+            flags=int(r.get("flags") or 0),
+            cflags=int(r.get("cflags") or 0),
+            user_agent=str(r.get("user_agent") or ""),
+            received=str(r.get("received") or ""),
+            socket=str(r.get("socket") or ""),
+            path=str(r.get("path") or ""),
+            ruid=str(r.get("ruid") or ""),
+            instance=str(r.get("instance") or ""),
+            reg_id=int(r.get("reg_id") or 0),
+            methods=ALL_METHODS if methods is None else int(methods) & ALL_METHODS,
+            server_id=int(r.get("server_id") or 0),
+            conn_id=-1 if cid is None else int(cid),
+            keepalive=int(r.get("keepalive") or 0),
+            last_modified=float(r.get("last_modified") or 0.0),
+        )
 
     def copy(self) -> Contact:
         # positional, in field order: dataclasses.replace() inspects the class on every call

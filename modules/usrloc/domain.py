@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from ksr.db import DbError, Store, Table
+from ksr.db import DbError, Row, Store, Table
+from ksr.db.sql import KamSqlTable
 
-from .contact import LOCATION_SPEC, Contact
+from .contact import KAM_LOCATION_ATTRS_SPEC, KAM_LOCATION_SPEC, LOCATION_SPEC, Contact
 
 log = logging.getLogger("ksr.usrloc")
 
@@ -24,11 +25,19 @@ class UsrlocError(Exception):
 
 
 class Domain:
-    def __init__(self, name: str, db_mode: int, store: Callable[[], Store] | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        db_mode: int,
+        store: Callable[[], Store] | None,
+        use_domain: bool = False,
+    ) -> None:
         self.name = name
         self.db_mode = db_mode
+        self.use_domain = use_domain
         self._store = store
         self._table: Table | None = None
+        self._kam: KamSqlTable | None = None  # the same table, when in Kamailio's layout
         self.mem: dict[str, dict[str, Contact]] = {}  # aor -> ruid -> contact
         self.dirty: set[str] = set()  # write-back: ruids to write
         self.gone: set[str] = set()  # write-back: ruids to delete
@@ -38,8 +47,36 @@ class Domain:
     def table(self) -> Table:
         if self._table is None:
             assert self._store is not None
-            self._table = self._store().table(LOCATION_SPEC.renamed(self.name))
+            store = self._store()
+            if store.layout == "kamailio":
+                t = store.table(KAM_LOCATION_SPEC.renamed(self.name))
+                assert isinstance(t, KamSqlTable)
+                # Kamailio checks location_attrs' version too: create it with its row
+                store.table(KAM_LOCATION_ATTRS_SPEC)
+                self._kam = t
+                self._table = t
+            else:
+                self._table = store.table(LOCATION_SPEC.renamed(self.name))
         return self._table
+
+    # rows <-> contacts in the table's layout
+    def _row(self, c: Contact) -> Row:
+        return c.to_row() if self._kam is None else c.to_kam_row(self.use_domain)
+
+    def _contact(self, r: Row) -> Contact:
+        return (
+            Contact.from_row(r) if self._kam is None else Contact.from_kam_row(r, self.use_domain)
+        )
+
+    def _find_aor(self, aor: str) -> list[Row]:
+        t = self.table()
+        if self._kam is None:
+            return t.find("aor", aor)
+        user, at, domain = aor.partition("@") if self.use_domain else (aor, "", "")
+        where: Row = {"username": user}
+        if self.use_domain:
+            where["domain"] = domain if at else None
+        return self._kam.select(where)
 
     def load(self) -> None:
         """Fill memory from the database (preload; done on first use in modes 1 and 2)."""
@@ -47,7 +84,7 @@ class Domain:
             return
         rows = self.table().all()
         for row in rows:
-            c = Contact.from_row(row)
+            c = self._contact(row)
             self.mem.setdefault(c.aor, {})[c.ruid] = c
         self.loaded = True
         log.info("usrloc: loaded %d contacts of table %s", len(rows), self.name)
@@ -64,7 +101,7 @@ class Domain:
         """Every stored binding of ``aor`` (expired ones included: callers filter by time)."""
         if self.db_mode == 3:
             try:
-                return [Contact.from_row(r) for r in self.table().find("aor", aor)]
+                return [self._contact(r) for r in self._find_aor(aor)]
             except DbError as err:
                 raise UsrlocError(str(err)) from err
         self._mem_ready()
@@ -78,7 +115,7 @@ class Domain:
                 raise UsrlocError(str(err)) from err
             out: dict[str, list[Contact]] = {}
             for r in rows:
-                c = Contact.from_row(r)
+                c = self._contact(r)
                 out.setdefault(c.aor, []).append(c)
             return out
         self._mem_ready()
@@ -90,7 +127,8 @@ class Domain:
         modes 1 and 2."""
         if self.db_mode == 3 or (self.db_mode == 1 and not mem_only):
             try:
-                self.table().put(c.to_row())
+                t = self.table()
+                t.put(self._row(c))
             except DbError as err:
                 raise UsrlocError(str(err)) from err
         if self.db_mode == 3:
@@ -128,7 +166,8 @@ class Domain:
         """Remove bindings whose time is up; returns those this node removed."""
         if self.db_mode == 3:
             try:
-                due = [Contact.from_row(r) for r in self.table().find_below("expires", now)]
+                t = self.table()
+                due = [self._contact(r) for r in t.find_below("expires", now)]
             except DbError as err:
                 log.warning("usrloc: expiry of %s skipped: %s", self.name, err)
                 return []
@@ -159,7 +198,7 @@ class Domain:
         for ruid in list(self.dirty):
             c = by_ruid.get(ruid)
             if c is not None:
-                t.put(c.to_row())
+                t.put(self._row(c))
                 n += 1
             self.dirty.discard(ruid)
         return n

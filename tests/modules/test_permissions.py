@@ -10,7 +10,7 @@ import pytest
 from ksr.core.config import ConfigError
 from ksr.core.server import Server
 from ksr.db import open_store
-from ksr.modules.permissions import ADDRESS_SPEC
+from ksr.db.kamailio import ADDRESS
 from tests.kemi.scriptkit import LANGS, context, run_exprs, server_with
 from tests.support import UdpPeer, make_config, running_server, sip_request, udp_addr, write_script
 
@@ -35,7 +35,7 @@ async def test_address_table_in_sqlite(tmp_path: Path) -> None:
     a, b = await UdpPeer().bind(), await UdpPeer().bind()
     url = f"sqlite:///{tmp_path}/perm.sqlite"
     store = open_store(url)
-    table = store.table(ADDRESS_SPEC)
+    table = store.table(ADDRESS.spec())  # Kamailio's address table
     table.put({"id": 1, "grp": 1, "ip_addr": "127.0.0.1", "mask": 32, "port": a.port, "tag": "a"})
     table.put({"id": 2, "grp": 7, "ip_addr": "127.0.0.0", "mask": 8, "port": 0, "tag": None})
     cfg = make_config(["sl", "jsonrpcs", "permissions"], {"permissions": {"db_url": url}})

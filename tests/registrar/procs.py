@@ -6,8 +6,8 @@ import socket
 from pathlib import Path
 
 from ksr.db import open_store
-from ksr.modules.auth_db.subscribers import subscriber_row, subscriber_table
 from ksr.sip.message import Request, Response, parse_message_untrusted
+from ksr.modules.auth_db.subscribers import Subscribers
 from tests.registrar.scripts import script
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,11 +32,11 @@ def write_script_file(tmp: Path, lang: str = "lua", auth: bool = True) -> Path:
 
 def add_users(url: str, n: int, csv: Path | None = None, domain: str = "127.0.0.1") -> None:
     store = open_store(url)
-    t = subscriber_table(store)
+    t = Subscribers(store)
     lines = ["SEQUENTIAL"]
     for i in range(n):
         user, pw = f"u{i:05d}", f"pw{i}"
-        t.put(subscriber_row(user, domain, pw))
+        t.add(user, domain, pw)
         lines.append(f"{user};{domain};{pw}")
     store.close()
     if csv is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ksr.db import open_store
-from ksr.modules.auth_db.subscribers import subscriber_row, subscriber_table
+from ksr.modules.auth_db.subscribers import Subscribers
 from tests.registrar.digest_client import authorization, challenge_params
 from tests.registrar.helpers import exchange, invite, register
 from tests.registrar.scripts import script
@@ -32,7 +32,7 @@ def add_subscriber(
     url: str, user: str = "alice", password: str = "s3cret", domain: str = "127.0.0.1"
 ) -> None:
     store = open_store(url)
-    subscriber_table(store).put(subscriber_row(user, domain, password))
+    Subscribers(store).add(user, domain, password)
     store.close()
 
 

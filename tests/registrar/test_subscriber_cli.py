@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ksr.db import open_store
-from ksr.modules.auth_db.subscribers import subscriber_table
+from ksr.modules.auth_db.subscribers import Subscribers
 
 
 def ksr(*args: str) -> subprocess.CompletedProcess[str]:
@@ -30,7 +30,7 @@ def test_add_list_rm(tmp_path: Path, db_url: str) -> None:
         "bob@example.com",
     ]
     store = open_store(db_url)
-    row = subscriber_table(store).get("alice@example.com")
+    row = Subscribers(store).lookup("alice", "example.com")
     store.close()
     assert row is not None
     assert row["ha1"] == hashlib.md5(b"alice:example.com:pw1").hexdigest()

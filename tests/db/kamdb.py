@@ -1,0 +1,46 @@
+"""A fresh PostgreSQL database per test, optionally filled from Kamailio's own schema files
+(package kamailio-postgres-modules), dropped afterwards."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from tests.registrar.conftest import PG_URL
+
+KAMAILIO_PG_SCHEMA = Path("/usr/share/kamailio/postgres")
+# the files kamdbctl runs for the tables ksr uses (standard first: it creates `version`)
+KAMAILIO_FILES = ("standard", "auth_db", "usrloc", "dialog", "permissions", "htable", "acc")
+
+
+def _with_db(url: str, db: str) -> str:
+    parts = urlsplit(url.replace("postgres://", "postgresql://", 1))
+    return urlunsplit(parts._replace(path="/" + db))
+
+
+def kamailio_sql(files: tuple[str, ...] = KAMAILIO_FILES) -> str:
+    return "\n".join((KAMAILIO_PG_SCHEMA / f"{f}-create.sql").read_text() for f in files)
+
+
+@contextmanager
+def fresh_pg_database(kamailio_schema: bool) -> Iterator[str]:
+    """A postgresql:// URL of a new database ``ksr_kdb_<random>`` (with Kamailio's tables
+    created from its SQL files when ``kamailio_schema``), dropped on exit."""
+    import psycopg
+
+    name = "ksr_kdb_" + uuid.uuid4().hex[:12]
+    admin = _with_db(PG_URL, "postgres")
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    url = _with_db(PG_URL, name)
+    try:
+        if kamailio_schema:
+            with psycopg.connect(url, autocommit=True) as c:
+                c.execute(kamailio_sql())  # type: ignore[arg-type]
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
