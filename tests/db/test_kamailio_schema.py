@@ -15,9 +15,9 @@ import pytest
 from ksr.core.config import ConfigError
 from ksr.db import SchemaMismatch, open_store
 from ksr.db.kamailio import LAYOUTS, LOCATION, SUBSCRIBER
-from modules.auth_db.subscribers import Subscribers
-from modules.usrloc.contact import ALL_METHODS, KAM_LOCATION_SPEC, LOCATION_SPEC, Contact
-from modules.usrloc.domain import Domain
+from ksr.modules.auth_db.subscribers import Subscribers
+from ksr.modules.usrloc.contact import ALL_METHODS, KAM_LOCATION_SPEC, LOCATION_SPEC, Contact
+from ksr.modules.usrloc.domain import Domain
 from tests.db.kamdb import KAMAILIO_PG_SCHEMA, fresh_pg_database
 from tests.kemi.scriptkit import server_with
 from tests.registrar.conftest import PG_URL, _cleanup, unique_prefix
@@ -77,7 +77,8 @@ def test_created_tables_match_kamailio_schema_files() -> None:
         for part in ("columns", "indexes", "versions"):
             got = [r for r in ksr[part] if r[0] in names]  # type: ignore[attr-defined]
             want = [r for r in kam[part] if r[0] in names]  # type: ignore[attr-defined]
-            assert got and got == want, part
+            assert got, part
+            assert got == want, part
 
 
 def test_wrong_version_is_refused_by_name(sql_url: str) -> None:
@@ -122,7 +123,7 @@ def test_ksr_layout_and_kamailio_layout_never_share_a_table(sql_url: str) -> Non
     kam = open_store(sql_url)
     kam.table(SUBSCRIBER.spec())
     kam.close()
-    from modules.auth_db.subscribers import SUBSCRIBER_SPEC
+    from ksr.modules.auth_db.subscribers import SUBSCRIBER_SPEC
 
     with pytest.raises(SchemaMismatch, match="subscriber: is Kamailio's"):
         open_store(f"{sql_url}{sep}layout=ksr").table(SUBSCRIBER_SPEC)

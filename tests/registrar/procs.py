@@ -6,8 +6,8 @@ import socket
 from pathlib import Path
 
 from ksr.db import open_store
-from ksr.sip.message import Request, Response, parse_message_untrusted
 from ksr.modules.auth_db.subscribers import Subscribers
+from ksr.sip.message import Request, Response, parse_message_untrusted
 from tests.registrar.scripts import script
 
 REPO = Path(__file__).resolve().parents[2]
