@@ -1,0 +1,161 @@
+"""One database, two servers: ksr and the real Kamailio 5.6 (Debian package) on Kamailio's own
+PostgreSQL schema, one after the other. Subscribers are added with the SQL kamctl runs; phones
+(sipp) register with digest auth through one server and are called through the other."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.db.kamailio_proc import available, running_kamailio
+from tests.db.kamdb import KAMAILIO_PG_SCHEMA, fresh_pg_database
+from tests.registrar.procs import SCENARIO
+from tests.support import free_port, ksr_process, run_sipp
+
+UAC = Path(__file__).resolve().parents[1] / "sipp" / "uac_call.xml"  # ACK and BYE to the Contact
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.sipp,
+    pytest.mark.skipif(
+        not available() or not (KAMAILIO_PG_SCHEMA / "standard-create.sql").exists(),
+        reason="Kamailio 5.6 with db_postgres and its schema files are not installed",
+    ),
+]
+
+DOMAIN = "127.0.0.1"
+USERS = {"alice": "pw-a", "bob": "pw-b", "carol": "pw-c"}
+
+SCRIPT = """
+function ksr_request_route()
+  if KSR.is_REGISTER() then
+    if KSR.auth_db.auth_check(KSR.pv.get("$td"), "subscriber", 1) < 0 then
+      KSR.auth.auth_challenge(KSR.pv.get("$td"), 0)
+      KSR.x.exit()
+    end
+    KSR.registrar.save("location", 0)
+    KSR.x.exit()
+  end
+  if KSR.siputils.has_totag() > 0 then
+    KSR.tm.t_relay()
+    KSR.x.exit()
+  end
+  if KSR.registrar.lookup("location") < 0 then
+    KSR.sl.sl_send_reply(404, "Not Found")
+    KSR.x.exit()
+  end
+  KSR.tm.t_relay()
+end
+"""
+
+
+def ksr_config(url: str) -> str:
+    return (
+        'loadmodule = ["sl", "tm", "siputils", "usrloc", "registrar", "auth", "auth_db"]\n'
+        f'[modparam.usrloc]\ndb_url = "{url}"\ndb_mode = 3\n'
+        f'[modparam.auth_db]\ndb_url = "{url}"\n'
+    )
+
+
+def add_subscribers_as_kamctl(url: str) -> None:
+    """What ``kamctl add USER PASSWORD`` runs (realm = domain)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as c:
+        for user, pw in USERS.items():
+            c.execute(
+                "INSERT INTO subscriber (username, domain, password, ha1, ha1b) VALUES "
+                "(%s, %s, %s, md5(%s), md5(%s))",
+                (user, DOMAIN, pw, f"{user}:{DOMAIN}:{pw}", f"{user}@{DOMAIN}:{DOMAIN}:{pw}"),
+            )
+
+
+def register(user: str, server_port: int, tmp: Path) -> int:
+    """A sipp phone registers ``user`` (digest auth); returns the port of its contact."""
+    port = free_port()
+    csv = tmp / f"{user}.csv"
+    csv.write_text(f"SEQUENTIAL\n{user};{DOMAIN};x\n")
+    res = run_sipp(
+        ["-sf", str(SCENARIO), "-inf", str(csv), f"127.0.0.1:{server_port}", "-i", "127.0.0.1"]
+        + ["-p", str(port), "-m", "1", "-au", user, "-ap", USERS[user], "-recv_timeout", "5000"],
+        timeout=30,
+    )
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    return port
+
+
+def call(user: str, server_port: int, phone_port: int) -> None:
+    """sipp's built-in UAC calls ``user`` through the server; a sipp UAS on the registered
+    contact's port answers (INVITE, 100, 180, 200, ACK, BYE, 200)."""
+    uas = subprocess.Popen(
+        ["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(phone_port), "-m", "1"]
+        + ["-nostdin", "-timeout", "30s"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        res = run_sipp(
+            ["-sf", str(UAC), "-s", user, f"127.0.0.1:{server_port}", "-i", "127.0.0.1"]
+            + ["-p", str(free_port()), "-m", "1", "-recv_timeout", "5000"],
+            timeout=30,
+        )
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+        out, err = uas.communicate(timeout=20)
+        assert uas.returncode == 0, out[-2000:] + err[-2000:]
+    finally:
+        if uas.poll() is None:
+            uas.kill()
+            uas.wait()
+
+
+def location_rows(url: str) -> dict[str, tuple[object, ...]]:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as c:
+        rows = c.execute(
+            "SELECT username, domain, contact, ruid, expires > now()::timestamp, socket "
+            "FROM location"
+        ).fetchall()
+    return {str(r[0]): tuple(r[1:]) for r in rows}
+
+
+def test_ksr_and_kamailio_serve_the_same_database(tmp_path: Path) -> None:
+    with fresh_pg_database(kamailio_schema=True) as url:
+        add_subscribers_as_kamctl(url)
+        script = tmp_path / "route.lua"
+        script.write_text(SCRIPT)
+
+        # 1. ksr: alice and bob register, alice's call to bob goes through
+        with ksr_process(script, ksr_config(url)) as k:
+            register("alice", k["port"], tmp_path)
+            bob = register("bob", k["port"], tmp_path)
+            call("bob", k["port"], bob)
+        rows = location_rows(url)
+        assert set(rows) == {"alice", "bob"}
+        assert rows["bob"][0] is None  # domain NULL: use_domain 0
+        assert rows["bob"][1] == f"sip:bob@127.0.0.1:{bob}"
+        assert rows["bob"][3] is True  # expires: local time, in the future
+
+        # 2. Kamailio on the same database finds them, routes a call to bob, registers carol
+        with running_kamailio(tmp_path, url) as kam:
+            found = str(kam.rpc("ul.lookup", "location", "bob"))
+            assert f"sip:bob@127.0.0.1:{bob}" in found, found
+            assert str(rows["bob"][2]) in found  # the ruid ksr gave the binding
+            assert "alice" in str(kam.rpc("ul.lookup", "location", "alice"))
+            call("bob", kam.port, bob)
+            carol = register("carol", kam.port, tmp_path)
+            log = kam.log.read_text()
+        assert "invalid version" not in log, log[-3000:]
+        assert "ERROR" not in log, log[-3000:]
+        rows = location_rows(url)
+        assert set(rows) == {"alice", "bob", "carol"}
+
+        # 3. ksr again: finds the binding Kamailio saved, calls carol, refreshes her binding
+        with ksr_process(script, ksr_config(url)) as k:
+            call("carol", k["port"], carol)
+            register("carol", k["port"], tmp_path)
+        after = location_rows(url)
+        assert set(after) == {"alice", "bob", "carol"}
