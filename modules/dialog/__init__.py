@@ -12,7 +12,7 @@ import trio
 
 from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
-from ksr.db import DEFAULT_DB_URL, DbError, store_for
+from ksr.db import DEFAULT_DB_URL, DbError, SchemaMismatch, store_for
 from ksr.kemi.registry import XVal, kemi
 from ksr.sip.dialog_state import DlgState
 from ksr.sip.message import Request
@@ -44,6 +44,7 @@ class DialogParams(ModParams):
     db_url: str = ""  # empty = ksr's default store (docs/storage.md)
     db_update_period: int = 60
     table_name: str = "dialog"
+    vars_table_name: str = "dialog_vars"
     hash_size: int = 4096
     rr_param: str = "did"
     dlg_match_mode: int = 1
@@ -67,9 +68,15 @@ class DialogModule(DialogRpc, Module):
         self.store: DialogStore | None = None
         if p.db_mode:
             url = p.db_url or DEFAULT_DB_URL
-            self.store = DialogStore(store_for(self.server, url), p.db_mode, p.table_name)
             try:
+                self.store = DialogStore(
+                    store_for(self.server, url), p.db_mode, p.table_name, p.vars_table_name
+                )
                 self._loaded = self.store.load()
+            except SchemaMismatch as err:
+                from ksr.core.config import ConfigError
+
+                raise ConfigError(f"[modparam.dialog] {err}", self.server.config.source) from None
             except DbError as err:
                 log.error("cannot load stored dialogs from %s: %s", url, err)
                 self._loaded = []

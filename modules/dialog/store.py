@@ -5,7 +5,9 @@
 * 2 - delayed: changed dialogs are written every ``db_update_period`` seconds (and at shutdown);
 * 3 - shutdown: everything is written when ksr stops.
 
-With any mode but 0, ksr loads the stored dialogs at start-up. A dialog is one row: its
+With any mode but 0, ksr loads the stored dialogs at start-up. On SQL stores (layout=kamailio,
+the default) a dialog is a row of Kamailio's ``dialog`` table and its variables rows of
+``dialog_vars`` (kamrows.py). In ksr's own layout (Redis, layout=ksr) a dialog is one row: its
 identifiers, its state and a JSON document with the rest (legs, times, variables, profiles).
 Ended dialogs are removed. A failed write is logged and kept dirty for the next attempt.
 """
@@ -18,6 +20,7 @@ import logging
 from ksr.db import DbError, Store, TableSpec
 from ksr.sip.dialog_state import DlgState
 
+from .kamrows import KamDialogRows
 from .model import Dialog
 
 log = logging.getLogger("ksr.dialog")
@@ -35,9 +38,19 @@ def row_id(dlg: Dialog) -> str:
 
 
 class DialogStore:
-    def __init__(self, store: Store, mode: int, table_name: str = "dialog") -> None:
+    def __init__(
+        self,
+        store: Store,
+        mode: int,
+        table_name: str = "dialog",
+        vars_table_name: str = "dialog_vars",
+    ) -> None:
         self.mode = mode
-        self.table = store.table(SPEC.renamed(table_name))
+        self.kam: KamDialogRows | None = None
+        if store.layout == "kamailio":
+            self.kam = KamDialogRows(store, table_name, vars_table_name)
+        else:
+            self.table = store.table(SPEC.renamed(table_name))
         self.dirty: dict[str, Dialog] = {}
         self.failed_writes = 0
 
@@ -50,7 +63,12 @@ class DialogStore:
         """Write every changed dialog; returns how many are still waiting (backend down)."""
         for rid, dlg in list(self.dirty.items()):
             try:
-                if dlg.state is DlgState.DELETED:
+                if self.kam is not None:
+                    if dlg.state is DlgState.DELETED:
+                        self.kam.remove(dlg)
+                    else:
+                        self.kam.write(dlg)
+                elif dlg.state is DlgState.DELETED:
                     self.table.delete(rid)
                 else:
                     self.table.put(
@@ -76,6 +94,8 @@ class DialogStore:
         return 0
 
     def load(self) -> list[Dialog]:
+        if self.kam is not None:
+            return self.kam.load()
         out: list[Dialog] = []
         for row in self.table.all():
             try:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import zlib
 from collections import Counter
 from collections.abc import Iterator
 
+from ksr.core.hashes import core_hash
 from ksr.sip.dialog_state import DlgState
 
 from .model import Dialog
@@ -13,7 +13,8 @@ from .model import Dialog
 
 class DialogTable:
     def __init__(self, hash_size: int = 4096) -> None:
-        self.hash_size = max(1, hash_size)
+        # a power of two, as Kamailio rounds it: stored slots then match Kamailio's
+        self.hash_size = 1 << (max(1, hash_size).bit_length() - 1)
         self.by_key: dict[tuple[int, int], Dialog] = {}
         self.by_callid: dict[str, list[Dialog]] = {}
         self._next_id = 1
@@ -25,7 +26,7 @@ class DialogTable:
         self.id_step, self.id_offset = max(1, workers), worker
 
     def new_key(self, callid: str) -> tuple[int, int]:
-        h_entry = zlib.crc32(callid.encode("utf-8", "surrogateescape")) % self.hash_size
+        h_entry = core_hash(callid, self.hash_size)  # Kamailio's slot of this Call-ID
         step = self.id_step
         h_id = self._next_id + (self.id_offset - (self._next_id - 1)) % step
         while (h_entry, h_id) in self.by_key:

@@ -46,6 +46,8 @@ loadmodule "ctl.so"
 loadmodule "kex.so"
 loadmodule "textops.so"
 loadmodule "siputils.so"
+loadmodule "rr.so"
+loadmodule "dialog.so"
 modparam("usrloc", "db_url", "%(db)s")
 modparam("usrloc", "db_mode", 3)
 modparam("usrloc", "use_domain", 0)
@@ -53,6 +55,8 @@ modparam("auth_db", "db_url", "%(db)s")
 modparam("auth_db", "calculate_ha1", 0)
 modparam("auth_db", "use_domain", 0)
 modparam("ctl", "binrpc", "unix:%(ctl)s")
+modparam("dialog", "db_url", "%(db)s")
+modparam("dialog", "db_mode", 1)
 
 request_route {
     if (is_method("REGISTER")) {
@@ -66,12 +70,16 @@ request_route {
         exit;
     }
     if (has_totag()) {
+        dlg_manage();
         t_relay();
         exit;
     }
     if (!lookup("location")) {
         sl_send_reply("404", "Not Found");
         exit;
+    }
+    if (is_method("INVITE")) {
+        dlg_manage();
     }
     t_relay();
 }
@@ -90,7 +98,7 @@ class Kamailio:
             text=True,
             timeout=10,
         )
-        return out.stdout
+        return out.stdout + out.stderr
 
 
 def _db_url(pg_url: str) -> str:
@@ -99,8 +107,9 @@ def _db_url(pg_url: str) -> str:
 
 
 @contextlib.contextmanager
-def running_kamailio(tmp: Path, pg_url: str) -> Iterator[Kamailio]:
-    port = free_port()
+def running_kamailio(tmp: Path, pg_url: str, port: int = 0) -> Iterator[Kamailio]:
+    """Kamailio on udp:127.0.0.1:``port`` (a free one unless given)."""
+    port = port or free_port()
     ctl = tmp / f"kam_{port}.ctl"
     cfg = tmp / f"kamailio_{port}.cfg"
     cfg.write_text(CFG % {"port": port, "mpath": f"{MODULES}/", "db": _db_url(pg_url), "ctl": ctl})

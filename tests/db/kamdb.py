@@ -9,7 +9,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from tests.registrar.conftest import PG_URL
+
+def pg_url() -> str:
+    """The test PostgreSQL server (tests/services.py decides where it is, once it exists)."""
+    try:
+        from tests.services import pg_url as services_pg_url  # type: ignore[import-not-found]
+    except ImportError:
+        from tests.registrar.conftest import PG_URL
+
+        return PG_URL
+    return str(services_pg_url())
+
 
 KAMAILIO_PG_SCHEMA = Path("/usr/share/kamailio/postgres")
 # the files kamdbctl runs for the tables ksr uses (standard first: it creates `version`)
@@ -32,10 +42,11 @@ def fresh_pg_database(kamailio_schema: bool) -> Iterator[str]:
     import psycopg
 
     name = "ksr_kdb_" + uuid.uuid4().hex[:12]
-    admin = _with_db(PG_URL, "postgres")
+    server = pg_url()
+    admin = _with_db(server, "postgres")
     with psycopg.connect(admin, autocommit=True) as c:
         c.execute(f"CREATE DATABASE {name}")
-    url = _with_db(PG_URL, name)
+    url = _with_db(server, name)
     try:
         if kamailio_schema:
             with psycopg.connect(url, autocommit=True) as c:

@@ -5,6 +5,8 @@ PostgreSQL schema, one after the other. Subscribers are added with the SQL kamct
 from __future__ import annotations
 
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -46,6 +48,9 @@ function ksr_request_route()
     KSR.sl.sl_send_reply(404, "Not Found")
     KSR.x.exit()
   end
+  if KSR.is_INVITE() then
+    KSR.dialog.dlg_manage()
+  end
   KSR.tm.t_relay()
 end
 """
@@ -53,9 +58,11 @@ end
 
 def ksr_config(url: str) -> str:
     return (
-        'loadmodule = ["sl", "tm", "siputils", "usrloc", "registrar", "auth", "auth_db"]\n'
+        'loadmodule = ["sl", "tm", "rr", "siputils", "usrloc", "registrar", "auth", "auth_db",'
+        ' "dialog"]\n'
         f'[modparam.usrloc]\ndb_url = "{url}"\ndb_mode = 3\n'
         f'[modparam.auth_db]\ndb_url = "{url}"\n'
+        f'[modparam.dialog]\ndb_url = "{url}"\ndb_mode = 1\n'
     )
 
 
@@ -159,3 +166,74 @@ def test_ksr_and_kamailio_serve_the_same_database(tmp_path: Path) -> None:
             register("carol", k["port"], tmp_path)
         after = location_rows(url)
         assert set(after) == {"alice", "bob", "carol"}
+
+
+def _poll(fn: Callable[[], object], what: str, timeout: float = 10.0) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = fn()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def dialog_rows(url: str) -> list[tuple[object, ...]]:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as c:
+        return c.execute("SELECT callid, state, hash_entry, hash_id FROM dialog").fetchall()
+
+
+def test_call_set_up_by_ksr_ends_through_kamailio(tmp_path: Path) -> None:
+    """ksr stores an answered call in Kamailio's dialog tables and dies; Kamailio, started on
+    the same address and database, loads the dialog (dlg.list) and ends it on the BYE."""
+    with fresh_pg_database(kamailio_schema=True) as url:
+        add_subscribers_as_kamctl(url)
+        script = tmp_path / "route.lua"
+        script.write_text(SCRIPT)
+        long_call = tmp_path / "uac_long.xml"  # BYE 6 s after the ACK
+        long_call.write_text(UAC.read_text().replace('milliseconds="100"', 'milliseconds="6000"'))
+        with ksr_process(script, ksr_config(url)) as k:
+            port = k["port"]
+            bob = register("bob", port, tmp_path)
+            uas = subprocess.Popen(
+                ["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(bob), "-m", "1"]
+                + ["-nostdin", "-timeout", "40s"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            uac = subprocess.Popen(
+                ["sipp", "-sf", str(long_call), "-s", "bob", f"127.0.0.1:{port}"]
+                + ["-i", "127.0.0.1", "-p", str(free_port()), "-m", "1", "-nostdin"]
+                + ["-timeout", "40s", "-recv_timeout", "20000"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                rows = _poll(
+                    lambda: [r for r in dialog_rows(url) if r[1] == 4], "the confirmed dialog"
+                )
+                k["proc"].kill()  # no goodbye: the rows stay as they were
+                k["proc"].wait()
+                ((callid, _, h_entry, h_id),) = rows  # type: ignore[misc]
+                with running_kamailio(tmp_path, url, port=port) as kam:
+                    listed = str(kam.rpc("dlg.list"))
+                    assert str(callid) in listed, listed + kam.log.read_text()[-3000:]
+                    assert f"h_entry: {h_entry}" in listed, listed
+                    out, err = uac.communicate(timeout=40)
+                    assert uac.returncode == 0, out[-2000:] + err[-2000:]
+                    out, err = uas.communicate(timeout=20)
+                    assert uas.returncode == 0, out[-2000:] + err[-2000:]
+                    # Kamailio ended the dialog on the BYE and removed its rows
+                    _poll(lambda: not dialog_rows(url), "the dialog rows to go")
+                    log = kam.log.read_text()
+                assert "ERROR" not in log, log[-3000:]
+            finally:
+                for p in (uac, uas):
+                    if p.poll() is None:
+                        p.kill()
+                        p.wait()

@@ -18,9 +18,9 @@ from ksr.db.kamailio import LAYOUTS, LOCATION, SUBSCRIBER
 from ksr.modules.auth_db.subscribers import Subscribers
 from ksr.modules.usrloc.contact import ALL_METHODS, KAM_LOCATION_SPEC, LOCATION_SPEC, Contact
 from ksr.modules.usrloc.domain import Domain
-from tests.db.kamdb import KAMAILIO_PG_SCHEMA, fresh_pg_database
+from tests.db.kamdb import KAMAILIO_PG_SCHEMA, fresh_pg_database, pg_url
 from tests.kemi.scriptkit import server_with
-from tests.registrar.conftest import PG_URL, _cleanup, unique_prefix
+from tests.registrar.conftest import _cleanup, unique_prefix
 
 needs_files = pytest.mark.skipif(
     not (KAMAILIO_PG_SCHEMA / "usrloc-create.sql").exists(),
@@ -33,11 +33,11 @@ def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite://{tmp_path}/kam.sqlite"
         return
-    prefix = unique_prefix()
+    prefix, server = unique_prefix(), pg_url()
     try:
-        yield f"{PG_URL}?prefix={prefix}"
+        yield f"{server}?prefix={prefix}"
     finally:
-        _cleanup(PG_URL, prefix)
+        _cleanup(server, prefix)
 
 
 def _describe(url: str) -> dict[str, object]:

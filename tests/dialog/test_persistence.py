@@ -70,11 +70,18 @@ async def test_call_survives_restart(tmp_path: Path, kind: str, db_mode: int) ->
         # ended dialogs leave the store
         store = open_store(url)
         try:
+            from ksr.modules.dialog.kamrows import DIALOG_SPEC, VARS_SPEC
             from ksr.modules.dialog.store import SPEC
 
-            assert store.table(SPEC).all() == []
+            if store.layout == "kamailio":
+                assert store.table(DIALOG_SPEC).all() == []
+                assert store.table(VARS_SPEC).all() == []
+            else:
+                assert store.table(SPEC).all() == []
         finally:
             store.drop("dialog")
+            store.drop("dialog_vars")
+            store.drop("version")
             store.close()
     finally:
         a.close()
@@ -82,8 +89,8 @@ async def test_call_survives_restart(tmp_path: Path, kind: str, db_mode: int) ->
 
 
 async def test_dialog_row_is_readable(tmp_path: Path) -> None:
-    """The stored row holds the identifiers and a JSON document of the dialog."""
-    url = f"sqlite://{tmp_path / 'd.sqlite'}"
+    """In ksr's own layout the stored row holds the identifiers and a JSON document."""
+    url = f"sqlite://{tmp_path / 'd.sqlite'}?layout=ksr"
     cfg, script = proxy_config(tmp_path, dialog={"db_mode": 1, "db_url": url})
     a, b = await Ua("alice").start(), await Ua("bob").start()
     try:
@@ -97,6 +104,38 @@ async def test_dialog_row_is_readable(tmp_path: Path) -> None:
             data = json.loads(str(row["data"]))
             assert data["caller"]["tag"] == a.local_tag
             assert data["variables"] == {"account": "acct-alice"}
+    finally:
+        a.close()
+        b.close()
+
+
+async def test_dialog_rows_in_kamailios_tables(tmp_path: Path) -> None:
+    """On SQL (Kamailio's layout) a call is a row of Kamailio's dialog table, with its
+    variables in dialog_vars."""
+    url = f"sqlite://{tmp_path / 'd.sqlite'}"
+    cfg, script = proxy_config(tmp_path, dialog={"db_mode": 1, "db_url": url})
+    a, b = await Ua("alice").start(), await Ua("bob").start()
+    try:
+        async with running_server(cfg, script) as server:
+            await establish(a, b, udp_addr(server), "rowtest-2")
+            from ksr.modules.dialog.kamrows import DIALOG_SPEC, VARS_SPEC
+
+            store = open_store(url)
+            (row,) = store.table(DIALOG_SPEC).all()
+            (dlg,) = server.module("dialog").mgr.table
+            assert (row["hash_entry"], row["hash_id"]) == (dlg.h_entry, dlg.h_id)
+            assert (row["callid"], row["state"]) == ("rowtest-2", 4)
+            assert (row["from_tag"], row["to_tag"]) == (a.local_tag, dlg.callee.tag)
+            assert row["start_time"] == int(dlg.start_ts)
+            assert row["timeout"] == int(dlg.timeout_ts)
+            assert row["caller_sock"] == dlg.caller.socket
+            assert json.loads(str(row["xdata"])) == {
+                "profiles": [{"name": n, "value": v} for n, v in dlg.profiles]
+            }
+            got = {r["dialog_key"]: r["dialog_value"] for r in store.table(VARS_SPEC).all()}
+            assert got.pop("account") == "acct-alice"
+            assert set(got) == {"ksr.state"}
+            store.close()
     finally:
         a.close()
         b.close()
