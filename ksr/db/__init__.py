@@ -14,6 +14,7 @@ from typing import Any
 from .base import (
     DbError,
     DbUnavailable,
+    KamTable,
     Kind,
     Row,
     SchemaMismatch,
@@ -32,6 +33,7 @@ __all__ = [
     "DbError",
     "DbUnavailable",
     "DbUrl",
+    "KamTable",
     "Kind",
     "Row",
     "SchemaMismatch",

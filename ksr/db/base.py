@@ -111,6 +111,18 @@ class Table(Protocol):
     def clear(self) -> int: ...
 
 
+class KamTable(Table, Protocol):
+    """A table in one of Kamailio's layouts (SQL stores): rows matched on several columns."""
+
+    def select(self, where: Row) -> list[Row]:
+        """Rows whose fields equal ``where``'s values (None: IS NULL)."""
+
+    def insert(self, row: Row) -> None:
+        """A new row, its serial ``id`` numbered by the database."""
+
+    def delete_match(self, where: Row) -> int: ...
+
+
 class Store(Protocol):
     url: str
     layout: str  # "kamailio" (Kamailio's tables, SQL) or "ksr" (ksr's own)

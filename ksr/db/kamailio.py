@@ -291,21 +291,21 @@ def ddl(layout: Layout, table: str, dialect: str) -> list[str]:
     parts = [idcol]
     for c in layout.cols:
         typ = "TIMESTAMP WITHOUT TIME ZONE" if c.type == TS else c.type
-        part = f"{_quote(c.name)} {typ}"
+        part = f"{quote(c.name)} {typ}"
         if c.default is not None:
             part += f" DEFAULT {c.default}"
         if not c.null:
             part += " NOT NULL"
         parts.append(part)
     for suffix, cols in layout.unique:
-        parts.append(f"CONSTRAINT {table}_{suffix} UNIQUE ({', '.join(map(_quote, cols))})")
+        parts.append(f"CONSTRAINT {table}_{suffix} UNIQUE ({', '.join(map(quote, cols))})")
     out = [f"CREATE TABLE {table} (\n    " + ",\n    ".join(parts) + "\n)"]
     for suffix, cols in layout.indexes:
-        out.append(f"CREATE INDEX {table}_{suffix} ON {table} ({', '.join(map(_quote, cols))})")
+        out.append(f"CREATE INDEX {table}_{suffix} ON {table} ({', '.join(map(quote, cols))})")
     return out
 
 
-def _quote(name: str) -> str:
+def quote(name: str) -> str:
     # "partition" is a keyword in some SQL dialects; quoting is harmless everywhere
     return f'"{name}"' if name in ("partition", "time") else name
 
@@ -324,7 +324,7 @@ def ensure(store: SqlStore, spec: TableSpec) -> None:
     assert layout is not None
     vt = store.prefix + VERSION_TABLE
     name = store.prefix + spec.name
-    if store._columns(vt) is None:
+    if store.columns(vt) is None:
         for stmt in ddl(VERSION, vt, store.dialect):
             store.execute(stmt)
         store.execute(
@@ -337,7 +337,7 @@ def ensure(store: SqlStore, spec: TableSpec) -> None:
         f"SELECT table_version FROM {vt} WHERE table_name = ?", (spec.name,), fetch=True
     )
     have = int(rows[0][0]) if rows else None
-    exists = store._columns(name) is not None
+    exists = store.columns(name) is not None
     if not exists:
         if have is not None and have != layout.version:
             raise version_error(spec.name, have, layout.version, " (and the table is missing)")
@@ -365,7 +365,7 @@ def ensure(store: SqlStore, spec: TableSpec) -> None:
 
 def _ksr_version(store: SqlStore, name: str) -> int | None:
     kt = store.prefix + KSR_VERSION_TABLE
-    if store._columns(kt) is None:
+    if store.columns(kt) is None:
         return None
     rows, _ = store.execute(
         f"SELECT table_version FROM {kt} WHERE table_name = ?", (name,), fetch=True

@@ -60,6 +60,11 @@ class SqlStore:
         """Existing column names of ``table``, None if it does not exist."""
         raise NotImplementedError
 
+    def columns(self, table: str) -> list[str] | None:
+        """Existing column names of ``table`` (a full name, prefix included), None if it does
+        not exist."""
+        return self._columns(table)
+
     def enc_time(self, t: float) -> Any:
         """A unix time as Kamailio stores a DATETIME column in this database."""
         raise NotImplementedError
@@ -259,7 +264,7 @@ class KamSqlTable(SqlTable):
         self.name = store.prefix + spec.name
         self._kinds = spec.kinds()
         self._names = [f for f, _ in spec.fields]
-        self._cols = ", ".join(map(kamailio._quote, self._names))
+        self._cols = ", ".join(map(kamailio.quote, self._names))
         self._times = [f for f, k in spec.fields if k == "datetime"]
         self.conflict = spec.conflict or (spec.key,)
         layout = spec.layout
@@ -289,9 +294,9 @@ class KamSqlTable(SqlTable):
         present: list[str] = []
         for f, v in where.items():
             if v is None:
-                parts.append(f"{kamailio._quote(f)} IS NULL")
+                parts.append(f"{kamailio.quote(f)} IS NULL")
             else:
-                parts.append(f"{kamailio._quote(f)} = ?")
+                parts.append(f"{kamailio.quote(f)} = ?")
                 present.append(f)
         return " AND ".join(parts) or "1 = 1", self._values(where, present)
 
@@ -299,7 +304,7 @@ class KamSqlTable(SqlTable):
         """A new row (its ``id`` numbered by the database unless the row has one)."""
         names = [f for f in self._names if f != "id" or row.get("id") is not None]
         names = [f for f in names if f in row or f == "id"]
-        cols = ", ".join(map(kamailio._quote, names))
+        cols = ", ".join(map(kamailio.quote, names))
         marks = ", ".join("?" for _ in names)
         self.store.execute(
             f"INSERT INTO {self.name} ({cols}) VALUES ({marks})", self._values(row, names)
@@ -315,11 +320,11 @@ class KamSqlTable(SqlTable):
         names = [f for f in self._names if f in row and f != "id"]
         if self._unique:
             sets = [f for f in names if f not in self.conflict]
-            cols = ", ".join(map(kamailio._quote, names))
+            cols = ", ".join(map(kamailio.quote, names))
             marks = ", ".join("?" for _ in names)
-            target = ", ".join(map(kamailio._quote, self.conflict))
+            target = ", ".join(map(kamailio.quote, self.conflict))
             updates = ", ".join(
-                f"{kamailio._quote(f)} = excluded.{kamailio._quote(f)}" for f in sets
+                f"{kamailio.quote(f)} = excluded.{kamailio.quote(f)}" for f in sets
             )
             action = f"DO UPDATE SET {updates}" if sets else "DO NOTHING"
             self.store.execute(
@@ -331,7 +336,7 @@ class KamSqlTable(SqlTable):
         # no unique constraint to lean on (Kamailio's dialog table): update, else insert
         cond, params = self._where({f: row.get(f) for f in self.conflict})
         sets = [f for f in names if f not in self.conflict]
-        assign = ", ".join(f"{kamailio._quote(f)} = ?" for f in sets)
+        assign = ", ".join(f"{kamailio.quote(f)} = ?" for f in sets)
         _, n = self.store.execute(
             f"UPDATE {self.name} SET {assign} WHERE {cond}", self._values(row, sets) + params
         )
@@ -364,7 +369,7 @@ class KamSqlTable(SqlTable):
     def find_below(self, field: str, limit: float) -> list[Row]:
         check_fields(self.spec, [field])
         lim: Any = self.store.enc_time(limit) if field in self._times else limit
-        q = kamailio._quote(field)
+        q = kamailio.quote(field)
         rows, _ = self.store.execute(
             f"SELECT {self._cols} FROM {self.name} WHERE {q} IS NOT NULL AND {q} < ?",
             (lim,),

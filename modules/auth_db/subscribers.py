@@ -7,9 +7,10 @@ SQL databases, and ksr's own (rows keyed ``username@domain``, also ``ha1_sha256`
 
 from __future__ import annotations
 
-from ksr.db import Row, Store, Table, TableSpec
+from typing import cast
+
+from ksr.db import KamTable, Row, Store, Table, TableSpec
 from ksr.db.kamailio import SUBSCRIBER
-from ksr.db.sql import KamSqlTable
 from ksr.sip.digest import compute_ha1
 
 SUBSCRIBER_SPEC = TableSpec(
@@ -50,11 +51,10 @@ class Subscribers:
     layout has only its own unless named here)."""
 
     def __init__(self, store: Store, name: str = "subscriber", extra: tuple[str, ...] = ()):
-        self.kam: KamSqlTable | None = None
+        self.kam: KamTable | None = None
         if store.layout == "kamailio":
             spec = SUBSCRIBER.spec(key="username", conflict=("username", "domain"), extra=extra)
-            t = store.table(spec.renamed(name))
-            assert isinstance(t, KamSqlTable)
+            t = cast(KamTable, store.table(spec.renamed(name)))
             self.kam = t
             self.table: Table = t
         else:

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, cast
 
-from ksr.db import Row, Store
+from ksr.db import KamTable, Row, Store
 from ksr.db.kamailio import DIALOG, DIALOG_VARS
-from ksr.db.sql import KamSqlTable
 
 from .model import Dialog
 
@@ -146,11 +145,8 @@ class KamDialogRows:
     """Reads and writes dialogs in Kamailio's two tables."""
 
     def __init__(self, store: Store, table: str, vars_table: str) -> None:
-        t = store.table(DIALOG_SPEC.renamed(table))
-        v = store.table(VARS_SPEC.renamed(vars_table))
-        assert isinstance(t, KamSqlTable)
-        assert isinstance(v, KamSqlTable)
-        self.dialogs, self.vars = t, v
+        self.dialogs = cast(KamTable, store.table(DIALOG_SPEC.renamed(table)))
+        self.vars = cast(KamTable, store.table(VARS_SPEC.renamed(vars_table)))
         self._written_vars: dict[tuple[int, int], dict[str, str]] = {}
 
     def write(self, dlg: Dialog) -> None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import cast
 
-from ksr.db import DbError, Row, Store, Table
-from ksr.db.sql import KamSqlTable
+from ksr.db import DbError, KamTable, Row, Store, Table
 
 from .contact import KAM_LOCATION_ATTRS_SPEC, KAM_LOCATION_SPEC, LOCATION_SPEC, Contact
 
@@ -37,7 +37,7 @@ class Domain:
         self.use_domain = use_domain
         self._store = store
         self._table: Table | None = None
-        self._kam: KamSqlTable | None = None  # the same table, when in Kamailio's layout
+        self._kam: KamTable | None = None  # the same table, when in Kamailio's layout
         self.mem: dict[str, dict[str, Contact]] = {}  # aor -> ruid -> contact
         self.dirty: set[str] = set()  # write-back: ruids to write
         self.gone: set[str] = set()  # write-back: ruids to delete
@@ -49,8 +49,7 @@ class Domain:
             assert self._store is not None
             store = self._store()
             if store.layout == "kamailio":
-                t = store.table(KAM_LOCATION_SPEC.renamed(self.name))
-                assert isinstance(t, KamSqlTable)
+                t = cast(KamTable, store.table(KAM_LOCATION_SPEC.renamed(self.name)))
                 # Kamailio checks location_attrs' version too: create it with its row
                 store.table(KAM_LOCATION_ATTRS_SPEC)
                 self._kam = t
