@@ -19,8 +19,10 @@ from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
 from ksr.core.pv import split_index
 from ksr.core.rpc import RpcError, rpc
+from ksr.db import DbError, store_for
 from ksr.kemi.registry import XVal, kemi
 
+from . import db
 from .table import DefinitionError, HTable, TableDef, parse_definition
 
 log = logging.getLogger("ksr.htable")
@@ -84,6 +86,7 @@ class Htable(Module):
                     f"[modparam.htable] htable: {err}", self.server.config.source
                 ) from None
             self.tables[d.name] = HTable(d, _clock)
+        self._load_db()
         self.iterators: dict[str, tuple[str, list[str], int]] = {}
         self.record: tuple[str, object] | None = None
         pv = self.server.pv
@@ -100,6 +103,45 @@ class Htable(Module):
             self.server.timers.every(max(1, self.params.timer_interval), self._expire)
         if self.params.event_callback:
             self.server.run_event(self.params.event_callback, "htable:mod-init")
+
+    # -- the database (dbtable, dbmode) --------------------------------------------------------
+    def _db_tables(self) -> list[HTable]:
+        return [t for t in self.tables.values() if t.d.dbtable]
+
+    def _load_db(self) -> None:
+        """Fill the tables that name a dbtable; a database that cannot be read stops start-up."""
+        if not self._db_tables():
+            return
+        from ksr.core.config import ConfigError
+
+        if not self.params.db_url:
+            raise ConfigError(
+                "[modparam.htable] a table names a dbtable but db_url is not set",
+                self.server.config.source,
+            )
+        for t in self._db_tables():
+            try:
+                n = db.load(
+                    t, store_for(self.server, self.params.db_url), self.params.array_size_suffix
+                )
+            except DbError as err:
+                raise ConfigError(
+                    f"[modparam.htable] table {t.name}: {err}", self.server.config.source
+                ) from None
+            log.info("htable %s: %d items loaded from %s", t.name, n, t.d.dbtable)
+
+    def stop(self) -> None:
+        # dbmode=1: written back once (by the first worker: the tables are the same in each)
+        if getattr(self.server, "worker_id", 0) != 0:
+            return
+        for t in self._db_tables():
+            if t.d.dbmode != 1:
+                continue
+            try:
+                n = db.save(t, store_for(self.server, self.params.db_url))
+                log.info("htable %s: %d items written to %s", t.name, n, t.d.dbtable)
+            except DbError as err:
+                log.error("htable %s: items not written to %s: %s", t.name, t.d.dbtable, err)
 
     # -- API for other modules -------------------------------------------------------------------
     def table(self, name: str) -> HTable | None:
@@ -466,12 +508,16 @@ class Htable(Module):
         ]
 
     @rpc("htable.reload")
-    def rpc_reload(self, table: str) -> str:
-        """htable.reload table: reload from the table's database (ksr tables have none)."""
+    def rpc_reload(self, table: str) -> None:
+        """htable.reload table: the table's items again from its dbtable."""
         t = self._rpc_table(table)
         if not t.d.dbtable or not self.params.db_url:
             raise RpcError(500, "Reload failed: htable has no database source")
-        raise RpcError(500, "Reload failed: database loading is not available")
+        try:
+            db.load(t, store_for(self.server, self.params.db_url), self.params.array_size_suffix)
+        except DbError as err:
+            raise RpcError(500, f"Reload failed: {err}") from None
+        return None
 
     @rpc("htable.listTables")
     def rpc_list(self) -> list[dict[str, object]]:

@@ -48,6 +48,7 @@ loadmodule "textops.so"
 loadmodule "siputils.so"
 loadmodule "rr.so"
 loadmodule "dialog.so"
+loadmodule "htable.so"
 modparam("usrloc", "db_url", "%(db)s")
 modparam("usrloc", "db_mode", 3)
 modparam("usrloc", "use_domain", 0)
@@ -57,6 +58,8 @@ modparam("auth_db", "use_domain", 0)
 modparam("ctl", "binrpc", "unix:%(ctl)s")
 modparam("dialog", "db_url", "%(db)s")
 modparam("dialog", "db_mode", 1)
+modparam("htable", "db_url", "%(db)s")
+modparam("htable", "htable", "shared=>size=4;dbtable=htable;")
 
 request_route {
     if (is_method("REGISTER")) {

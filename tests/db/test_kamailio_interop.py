@@ -4,6 +4,7 @@ PostgreSQL schema, one after the other. Subscribers are added with the SQL kamct
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ksr.rpc_client import call as rpc_call
 from tests.db.kamailio_proc import available, running_kamailio
 from tests.db.kamdb import KAMAILIO_PG_SCHEMA, fresh_pg_database
 from tests.registrar.procs import SCENARIO
@@ -59,10 +61,12 @@ end
 def ksr_config(url: str) -> str:
     return (
         'loadmodule = ["sl", "tm", "rr", "siputils", "usrloc", "registrar", "auth", "auth_db",'
-        ' "dialog"]\n'
+        ' "dialog", "htable", "jsonrpcs"]\n'
         f'[modparam.usrloc]\ndb_url = "{url}"\ndb_mode = 3\n'
         f'[modparam.auth_db]\ndb_url = "{url}"\n'
         f'[modparam.dialog]\ndb_url = "{url}"\ndb_mode = 1\n'
+        f'[modparam.htable]\ndb_url = "{url}"\n'
+        'htable = ["shared=>size=4;dbtable=htable;dbmode=1;"]\n'
     )
 
 
@@ -135,11 +139,17 @@ def test_ksr_and_kamailio_serve_the_same_database(tmp_path: Path) -> None:
         script = tmp_path / "route.lua"
         script.write_text(SCRIPT)
 
-        # 1. ksr: alice and bob register, alice's call to bob goes through
+        # 1. ksr: alice and bob register, alice's call to bob goes through; an htable item
+        # set here is written to Kamailio's htable table when ksr stops (dbmode=1)
         with ksr_process(script, ksr_config(url)) as k:
             register("alice", k["port"], tmp_path)
             bob = register("bob", k["port"], tmp_path)
             call("bob", k["port"], bob)
+            reply = rpc_call(
+                k["rpc"],
+                {"jsonrpc": "2.0", "method": "htable.seti", "params": ["shared", "n", 5], "id": 1},
+            )
+            assert "error" not in reply, reply
         rows = location_rows(url)
         assert set(rows) == {"alice", "bob"}
         assert rows["bob"][0] is None  # domain NULL: use_domain 0
@@ -152,6 +162,8 @@ def test_ksr_and_kamailio_serve_the_same_database(tmp_path: Path) -> None:
             assert f"sip:bob@127.0.0.1:{bob}" in found, found
             assert str(rows["bob"][2]) in found  # the ruid ksr gave the binding
             assert "alice" in str(kam.rpc("ul.lookup", "location", "alice"))
+            item = str(kam.rpc("htable.get", "shared", "n"))  # the item ksr wrote
+            assert re.search(r"value:\s*5\b", item), item
             call("bob", kam.port, bob)
             carol = register("carol", kam.port, tmp_path)
             log = kam.log.read_text()
