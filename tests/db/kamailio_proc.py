@@ -1,6 +1,6 @@
 """The real Kamailio 5.6 (Debian package) as a subprocess on private ports, for interop tests
-on a database shared with ksr: registrar + auth_db + usrloc db_mode 3 over db_postgres, and a
-binrpc socket for kamcmd."""
+on a database shared with ksr: registrar + auth_db + usrloc db_mode 3, dialog db_mode 1 and an
+htable with a dbtable, over db_postgres or db_sqlite, and a binrpc socket for kamcmd."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ from tests.support import free_port
 MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
 
 
-def available() -> bool:
+def available(driver: str = "db_postgres") -> bool:
+    """Kamailio, kamcmd and the database driver module are installed."""
     return (
         bool(shutil.which("kamailio") and shutil.which("kamcmd"))
-        and (MODULES / "db_postgres.so").exists()
+        and (MODULES / f"{driver}.so").exists()
     )
 
 
@@ -33,7 +34,7 @@ disable_tcp=yes
 auto_aliases=no
 listen=udp:127.0.0.1:%(port)d
 mpath="%(mpath)s"
-loadmodule "db_postgres.so"
+loadmodule "%(driver)s.so"
 loadmodule "tm.so"
 loadmodule "sl.so"
 loadmodule "pv.so"
@@ -104,18 +105,20 @@ class Kamailio:
         return out.stdout + out.stderr
 
 
-def _db_url(pg_url: str) -> str:
-    # Kamailio's db_postgres spells it postgres://user@host:port/db
-    return pg_url.replace("postgresql://", "postgres://", 1)
+def _db_url(url: str) -> str:
+    # Kamailio spells them postgres://user@host:port/db and sqlite:///abs/path
+    return url.replace("postgresql://", "postgres://", 1)
 
 
 @contextlib.contextmanager
-def running_kamailio(tmp: Path, pg_url: str, port: int = 0) -> Iterator[Kamailio]:
+def running_kamailio(tmp: Path, db_url: str, port: int = 0) -> Iterator[Kamailio]:
     """Kamailio on udp:127.0.0.1:``port`` (a free one unless given)."""
     port = port or free_port()
     ctl = tmp / f"kam_{port}.ctl"
     cfg = tmp / f"kamailio_{port}.cfg"
-    cfg.write_text(CFG % {"port": port, "mpath": f"{MODULES}/", "db": _db_url(pg_url), "ctl": ctl})
+    driver = "db_sqlite" if db_url.startswith("sqlite") else "db_postgres"
+    values = {"port": port, "mpath": f"{MODULES}/", "db": _db_url(db_url), "ctl": ctl}
+    cfg.write_text(CFG % {**values, "driver": driver})
     log = tmp / f"kamailio_{port}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(

@@ -22,6 +22,7 @@ def pg_url() -> str:
 
 
 KAMAILIO_PG_SCHEMA = Path("/usr/share/kamailio/postgres")
+KAMAILIO_SQLITE_SCHEMA = Path("/usr/share/kamailio/db_sqlite")  # kamailio-sqlite-modules
 # the files kamdbctl runs for the tables ksr uses (standard first: it creates `version`)
 KAMAILIO_FILES = ("standard", "auth_db", "usrloc", "dialog", "permissions", "htable", "acc")
 
@@ -31,8 +32,17 @@ def _with_db(url: str, db: str) -> str:
     return urlunsplit(parts._replace(path="/" + db))
 
 
-def kamailio_sql(files: tuple[str, ...] = KAMAILIO_FILES) -> str:
-    return "\n".join((KAMAILIO_PG_SCHEMA / f"{f}-create.sql").read_text() for f in files)
+def kamailio_sql(files: tuple[str, ...] = KAMAILIO_FILES, folder: Path = KAMAILIO_PG_SCHEMA) -> str:
+    return "\n".join((folder / f"{f}-create.sql").read_text() for f in files)
+
+
+def kamailio_sqlite_database(path: Path) -> str:
+    """An SQLite file made from Kamailio's SQLite schema files; its sqlite:/// URL."""
+    import sqlite3
+
+    with sqlite3.connect(path) as c:
+        c.executescript(kamailio_sql(folder=KAMAILIO_SQLITE_SCHEMA))
+    return f"sqlite://{path}"
 
 
 @contextmanager

@@ -18,13 +18,23 @@ from ksr.db.kamailio import LAYOUTS, LOCATION, SUBSCRIBER
 from ksr.modules.auth_db.subscribers import Subscribers
 from ksr.modules.usrloc.contact import ALL_METHODS, KAM_LOCATION_SPEC, LOCATION_SPEC, Contact
 from ksr.modules.usrloc.domain import Domain
-from tests.db.kamdb import KAMAILIO_PG_SCHEMA, fresh_pg_database, pg_url
+from tests.db.kamdb import (
+    KAMAILIO_PG_SCHEMA,
+    KAMAILIO_SQLITE_SCHEMA,
+    fresh_pg_database,
+    kamailio_sqlite_database,
+    pg_url,
+)
 from tests.kemi.scriptkit import server_with
 from tests.registrar.conftest import _cleanup, unique_prefix
 
 needs_files = pytest.mark.skipif(
     not (KAMAILIO_PG_SCHEMA / "usrloc-create.sql").exists(),
     reason="Kamailio's schema files (kamailio-postgres-modules) are not installed",
+)
+needs_sqlite_files = pytest.mark.skipif(
+    not (KAMAILIO_SQLITE_SCHEMA / "usrloc-create.sql").exists(),
+    reason="Kamailio's SQLite schema files (kamailio-sqlite-modules) are not installed",
 )
 
 
@@ -79,6 +89,41 @@ def test_created_tables_match_kamailio_schema_files() -> None:
             want = [r for r in kam[part] if r[0] in names]  # type: ignore[attr-defined]
             assert got, part
             assert got == want, part
+
+
+def _describe_sqlite(path: Path) -> dict[str, object]:
+    import sqlite3
+
+    with sqlite3.connect(path) as c:
+        tables = [r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        out: dict[str, object] = {}
+        for t in sorted(tables):
+            idx = c.execute(f"PRAGMA index_list({t})").fetchall()
+            out[t] = (
+                c.execute(f"PRAGMA table_info({t})").fetchall(),
+                sorted(
+                    (i[1], i[2], c.execute(f"PRAGMA index_info({i[1]})").fetchall()) for i in idx
+                ),
+            )
+        out["versions"] = sorted(c.execute("SELECT table_name, table_version FROM version"))
+    return out
+
+
+@needs_sqlite_files
+def test_sqlite_tables_match_kamailio_sqlite_files(tmp_path: Path) -> None:
+    """The same for SQLite: kamailio-sqlite-modules' files against ksr's DDL."""
+    theirs = tmp_path / "theirs.sqlite"
+    kamailio_sqlite_database(theirs)
+    store = open_store(f"sqlite://{tmp_path}/ours.sqlite")
+    for layout in LAYOUTS.values():
+        if layout.name != "version":
+            store.table(layout.spec())
+    store.close()
+    kam, ksr = _describe_sqlite(theirs), _describe_sqlite(tmp_path / "ours.sqlite")
+    for name in LAYOUTS:
+        assert ksr[name] == kam[name], name
+    wanted = [v for v in kam["versions"] if v[0] in LAYOUTS]  # type: ignore[attr-defined]
+    assert ksr["versions"] == wanted
 
 
 def test_wrong_version_is_refused_by_name(sql_url: str) -> None:
