@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .rpc import RpcError
-from .stats_view import SNAPSHOT_RPC, ServerStats, stats_view
+from .stats_view import SNAPSHOT_OF_RPC, SNAPSHOT_RPC, ServerStats, stats_view
 
 if TYPE_CHECKING:
     from .server import Server
@@ -40,6 +40,7 @@ class StatsRpc:
         "stats.clear_statistics",
         "stats.reset_statistics",
         SNAPSHOT_RPC,
+        SNAPSHOT_OF_RPC,
     )
 
     def __init__(self, server: Server) -> None:
@@ -68,6 +69,11 @@ class StatsRpc:
         )
         add("stats.reset_statistics", self.reset, "Reset counters (gauges keep their value).")
         add(SNAPSHOT_RPC, self.snapshot, "This worker's statistics with their kinds (ksr).")
+        add(
+            SNAPSHOT_OF_RPC,
+            self.snapshot_of,
+            "What another worker's previous process counted, for its restart (ksr).",
+        )
 
     def _both(
         self, local: Callable[..., Any], merged: Callable[..., Awaitable[Any]]
@@ -101,6 +107,9 @@ class StatsRpc:
 
     def snapshot(self) -> dict[str, Any]:
         return stats_view(self.server).snapshot()
+
+    def snapshot_of(self, worker: int, pid: int) -> dict[str, Any] | None:
+        return stats_view(self.server).snapshot_of(int(worker), int(pid))
 
     # -- the whole server ----------------------------------------------------------------------
     async def get_all(self, *specs: str) -> list[str]:

@@ -19,8 +19,13 @@ Two ways to get the other workers' snapshots, both over the hand-off sockets
   earlier one: counters never go backwards. Figures of another worker are at most about a
   second old.
 
-A restarted worker starts counting from zero again, as a restarted server does; Prometheus'
-``rate()`` treats that as a counter reset.
+A worker that dies and is restarted would count from zero again, and the server's counters
+would drop by its part: Prometheus would take that for a reset of the whole counter and see a
+spike. So the restarted worker takes over its predecessor's counters: it asks the other
+workers for the last snapshot they kept of its index (``stats.snapshot_of``) and adds it to its
+own counters and histograms. Until it has done so, the others add that last snapshot to the
+new worker's figures themselves. (This needs the pushes, i.e. xhttp_prom or status loaded;
+only what the dead worker counted in its last second is lost.)
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ log = logging.getLogger("ksr.stats")
 
 TOPIC = "stats"  # hand-off notice topic of pushed snapshots
 SNAPSHOT_RPC = "stats.snapshot"
+SNAPSHOT_OF_RPC = "stats.snapshot_of"
 PUSH_INTERVAL = 1.0  # seconds between pushes of a changed snapshot
 KEEPALIVE = 10.0  # an unchanged snapshot is sent again after this long
 STALE = 30.0  # a worker silent this long: its gauges are left out (its counters stay)
@@ -106,11 +112,21 @@ class StatsView:
         self.others: dict[int, dict[str, Any]] = {}  # latest pushed snapshot of each worker
         self.sections: dict[str, tuple[Collect, Merge]] = {}
         self.pushing = False
+        # a restarted worker: its predecessor's counters, kept until the new one took them over
+        self.floors: dict[int, dict[str, Any]] = {}
+        self.inherited = True  # False while this (restarted) worker takes over its counters
+        self.generation = 0  # +1 when counters were taken over (they jumped up at once)
         self._sent = b""
         self._sent_at = 0.0
         self._too_big = False
 
     # -- this worker -------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        """False while this restarted worker has not taken over its predecessor's counters
+        (its answers would show less than earlier ones)."""
+        return self.inherited
+
     def section(self, name: str, collect: Collect, merge: Merge) -> None:
         """A module's own part of the snapshot (JSON data) and how the parts of all workers
         combine (``merge`` gets this worker's part first)."""
@@ -147,6 +163,7 @@ class StatsView:
         return {
             "w": handoff.index if handoff is not None else 0,
             "pid": os.getpid(),
+            "inh": self.inherited,
             "t": time.time(),
             "c": c,
             "g": g,
@@ -162,7 +179,15 @@ class StatsView:
         local = self.snapshot()
         if self.pushing:
             self._send(local)
-        return self.merge([local, *self.others.values()])
+        return self.merge([local, *self.others.values(), *self._floors(self.others)])
+
+    def _floors(self, snaps: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+        """The kept counters of restarted workers that have not taken them over yet."""
+        return [
+            self.floors[w]
+            for w, snap in snaps.items()
+            if w in self.floors and not snap.get("inh", True)
+        ]
 
     async def gather(self) -> ServerStats:
         """Ask every other worker (pull) and merge; a worker that does not answer is left out."""
@@ -181,7 +206,8 @@ class StatsView:
         async with trio.open_nursery() as nursery:
             for i in others:
                 nursery.start_soon(ask, i)
-        return self.merge([local, *got])
+        fresh = {int(x["w"]): x for x in got}
+        return self.merge([local, *got, *self._floors(fresh)])
 
     def merge(self, snaps: list[dict[str, Any]]) -> ServerStats:
         local = snaps[0]
@@ -235,8 +261,13 @@ class StatsView:
         if self.pushing or handoff is None or handoff.count < 2:
             return
         self.pushing = True
+        self.inherited = False
         handoff.notes[TOPIC] = self._on_note
         self.server.timers.every(PUSH_INTERVAL, self.push, name="stats push", first=0)
+        if self.server.nursery is not None:
+            self.server.nursery.start_soon(self._inherit)
+        else:
+            self.inherited = True
 
     def push(self) -> None:
         self._send(self.snapshot(full=False), periodic=True)
@@ -270,7 +301,110 @@ class StatsView:
         except (ValueError, KeyError, TypeError, zlib.error):
             log.warning("bad statistics snapshot from another worker")
             return
+        old = self.others.get(w)
+        if old is not None and old["pid"] != snap["pid"]:
+            # worker w was restarted: keep what its predecessor counted until it took that over
+            self.floors[w] = self.carried(w)
+        if old is None or old["pid"] != snap["pid"]:
+            self._send(self.snapshot(full=False))  # a new process: let it know our figures now
+        if snap.get("inh", True):
+            self.floors.pop(w, None)
         self.others[w] = snap
+
+    # -- restarted workers ---------------------------------------------------------------------
+    def carried(self, w: int) -> dict[str, Any]:
+        """Everything worker w counted as far as this worker knows (its last snapshot and what
+        it had not taken over yet): counters and histograms only."""
+        parts = [self.others[w]] if w in self.others else []
+        if parts and not parts[0].get("inh", True) and w in self.floors:
+            parts.append(self.floors[w])
+        return _counts_only(parts, w)
+
+    def snapshot_of(self, w: int, pid: int) -> dict[str, Any] | None:
+        """For a restarted worker w (now ``pid``): what its predecessor counted, if known."""
+        snap = self.others.get(w)
+        if snap is None:
+            return None
+        if snap["pid"] == pid:  # the new process's first snapshot came first: the kept counts
+            return self.floors.get(w)
+        return self.carried(w)
+
+    async def _inherit(self) -> None:
+        """Take over the counters of this worker index's predecessor (see the module doc)."""
+        handoff = self.server.handoff
+        try:
+            if handoff is None:
+                return
+            me, pid = handoff.index, os.getpid()
+            found: list[dict[str, Any]] = []
+
+            async def ask(i: int) -> None:
+                reply = await handoff.call(i, SNAPSHOT_OF_RPC, [me, pid])
+                if reply is not None and isinstance(reply.get("result"), dict):
+                    found.append(reply["result"])
+                # and its own figures, so that this worker's first answers include them
+                reply = await handoff.call(i, SNAPSHOT_RPC, [])
+                snap = reply.get("result") if reply is not None else None
+                if isinstance(snap, dict) and i not in self.others:
+                    self.others[i] = snap
+
+            async with trio.open_nursery() as nursery:
+                for i in range(handoff.count):
+                    if i != me:
+                        nursery.start_soon(ask, i)
+            if found:
+                self._take_over(_highest(found))
+        finally:
+            self.inherited = True
+            if self.pushing:
+                self._send(self.snapshot(full=False))
+
+    def _take_over(self, carried: dict[str, Any]) -> None:
+        st = self.stats
+        for key, v in carried["c"].items():
+            group, _, name = key.partition(":")
+            st.counter(group, name).value += v
+        for name, d in carried["h"].items():
+            hist = st.histograms.get(name)
+            if hist is None or list(hist.bounds) != list(d["bounds"]):
+                continue
+            for labels, counts, total in d["s"]:
+                series = hist.child(*labels)
+                series.counts = [a + b for a, b in zip(series.counts, counts, strict=False)]
+                series.sum += total
+        self.generation += 1
+        log.info("statistics: took over the counters of this worker's previous process")
+
+
+def _counts_only(parts: list[dict[str, Any]], w: int) -> dict[str, Any]:
+    """Counters and histograms of snapshots added up, as a snapshot of worker w (no gauges)."""
+    c: dict[str, int] = {}
+    h: dict[str, Any] = {}
+    for part in parts:
+        for k, v in part["c"].items():
+            c[k] = c.get(k, 0) + v
+        for name, d in part["h"].items():
+            into = h.setdefault(name, {**d, "s": []})
+            by_key = {tuple(x[0]): x for x in into["s"]}
+            for key, counts, total in d["s"]:
+                old = by_key.get(tuple(key))
+                if old is None:
+                    into["s"].append([list(key), list(counts), total])
+                    by_key[tuple(key)] = into["s"][-1]
+                else:
+                    old[1] = [a + b for a, b in zip(old[1], counts, strict=False)]
+                    old[2] += total
+    return {"w": w, "pid": 0, "inh": True, "t": time.time(), "c": c, "g": {}, "o": {}, "h": h}
+
+
+def _highest(found: list[dict[str, Any]]) -> dict[str, Any]:
+    """The largest of several workers' accounts of the same counters (one may have missed the
+    last push)."""
+    best = found[0]
+    for f in found[1:]:
+        if sum(f["c"].values()) > sum(best["c"].values()):
+            best = f
+    return best
 
 
 def stats_view(server: Server) -> StatsView:

@@ -66,6 +66,7 @@ class Status(Module):
         self.history = RateHistory(p.rate_step, self.keep + 1)
         self.reloads: deque[dict[str, Any]] = deque(maxlen=p.reloads)
         self._engine: Any = None
+        self._gen = 0
         stats_view(self.server).section("status", self._section, self._merge)
 
     async def start(self, nursery: trio.Nursery) -> None:
@@ -79,6 +80,10 @@ class Status(Module):
 
     def tick(self) -> None:
         st = self.server.stats
+        gen = stats_view(self.server).generation
+        if gen != self._gen:
+            self._gen = gen
+            self.history.rebase()
         sent = (st.value("sl", "sent_replies") or 0) + (st.value("tmx", "rpl_sent") or 0)
         figures = [st.value("core", "rcv_requests") or 0, st.value("core", "rcv_replies") or 0]
         self.history.tick(time.time(), [figures[0], figures[1], sent])  # history.SERIES

@@ -33,6 +33,11 @@ class RateHistory:
             row[i] += f - last
         self._last = list(figures)
 
+    def rebase(self) -> None:
+        """The counters jumped for another reason than traffic (a restarted worker took over
+        its predecessor's counts): start again from the next tick."""
+        self._last = None
+
     def to_json(self) -> list[list[int]]:
         return [[start, *row] for start, row in self.steps.items()]
 

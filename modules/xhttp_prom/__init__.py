@@ -116,6 +116,10 @@ class XhttpProm(Module):
         ex = ctx.extra.get("http")
         if not isinstance(ex, HttpExchange):
             return -1
+        if not stats_view(self.server).ready:
+            # a restarted worker, for a few ms: a failed scrape rather than counters that drop
+            ok = ex.reply(503, "Service Unavailable", [("Retry-After", "1")], b"starting\n")
+            return 1 if ok else -1
         return 1 if ex.reply(200, "OK", [("Content-Type", CONTENT_TYPE)], self.render()) else -1
 
     @kemi()

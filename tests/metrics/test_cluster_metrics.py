@@ -5,7 +5,9 @@ and the stats.* RPC commands agree."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -52,7 +54,12 @@ def _monotonic(name: str) -> bool:
 
 
 def _scrape(port: int) -> tuple[dict[str, float], str, bytes]:
+    deadline = time.monotonic() + 5
     status, _, body = http_get(port, "/metrics", "/pid")
+    while status == 503:  # a worker still taking over its predecessor's counters
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+        status, _, body = http_get(port, "/metrics", "/pid")
     assert status == 200
     text, _, pid = body.partition(b"\0")
     return samples(text.decode()), text.decode(), pid
@@ -157,3 +164,58 @@ def test_promtool_finds_nothing(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stdout.decode() + out.stderr.decode()
     assert out.stdout == out.stderr == b""
+
+
+def _worker_pid(sock: str, index: int) -> int:
+    reply = rpc_call(sock, {"jsonrpc": "2.0", "method": "core.psx", "params": [], "id": 9})
+    for p in reply["result"]:
+        if f"child={index} " in p["DSC"]:
+            return int(p["PID"])
+    raise AssertionError(reply)
+
+
+def test_a_restarted_worker_takes_over_its_counters(tmp_path: Path) -> None:
+    """Worker 1 is killed and restarted by the supervisor: the server's counters do not drop
+    (Prometheus would take that for a reset of the whole counter) and still equal the traffic."""
+    with _two_workers(tmp_path) as k:
+        _wait_both(k)
+        port, log = k["port"], k["log"]
+        prev: dict[str, float] = {}
+
+        def scrape_until(sent: int) -> dict[str, float]:
+            nonlocal prev
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    m, _, _ = _scrape(port)
+                except ConnectionError:  # queued on the killed worker's socket: ask again
+                    assert time.monotonic() < deadline
+                    continue
+                for name, v in prev.items():
+                    if _monotonic(name) and name in m:
+                        assert m[name] >= v, f"{name} went back from {v} to {m[name]}"
+                prev = m
+                if m["ksr_core_rcv_requests_total"] == sent:
+                    return m
+                assert time.monotonic() < deadline, (m["ksr_core_rcv_requests_total"], sent)
+                time.sleep(0.1)
+
+        send_options(port, 30)
+        scrape_until(30)
+        time.sleep(1.5)  # both workers' last counts have been pushed
+        old = _worker_pid(k["rpc"], 1)
+        os.kill(old, signal.SIGKILL)
+        for _ in range(5):  # worker 1 is down: worker 0 answers with what it last heard
+            scrape_until(30)
+        deadline = time.monotonic() + 20
+        while "took over the counters" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.1)
+        assert _worker_pid(k["rpc"], 1) != old
+        send_options(port, 30)
+        m = scrape_until(60)
+        for _ in range(6):
+            m = scrape_until(60)
+        assert m["ksr_sl_2xx_replies_total"] == 60
+        assert m['ksr_sip_request_duration_seconds_count{method="OPTIONS"}'] == 60
+        assert _stats(k["rpc"], "core:rcv_requests") == {"core:rcv_requests": 60}
