@@ -354,6 +354,8 @@ class StatsView:
                         nursery.start_soon(ask, i)
             if found:
                 self._take_over(_highest(found))
+        except Exception:  # statistics must never take a worker down
+            log.exception("statistics: taking over the previous process's counters failed")
         finally:
             self.inherited = True
             if self.pushing:
