@@ -132,3 +132,32 @@ def test_grafana_dashboard_uses_exported_names(tmp_path: Path) -> None:
     used -= {"ksr_handoff_dropped_total"}  # exists with worker processes only
     assert used - exported == set()
     assert any("ksr_core_rcv_requests_invite_total" == n for n in exported)
+
+
+def test_a_restarted_worker_is_counted_from_what_its_predecessor_had(tmp_path: Path) -> None:
+    """The bookkeeping of the worker that answers (no sockets: snapshots handed in directly)."""
+    import json
+    import zlib
+
+    server = _server(tmp_path)
+    view = stats_view(server)
+    server.stats.counter("core", "rcv_requests").inc(1)
+
+    def note(pid: int, count: int, inh: bool) -> None:
+        snap = view.snapshot(full=False)
+        snap.update(w=1, pid=pid, inh=inh)
+        snap["c"] = {**snap["c"], "core:rcv_requests": count}
+        view._on_note(zlib.compress(json.dumps(snap).encode()))
+
+    def total() -> int | None:
+        return view.current().value("core", "rcv_requests")
+
+    note(100, 40, True)
+    assert total() == 41
+    note(200, 3, False)  # worker 1 restarted, has not taken over yet: its old 40 still count
+    assert total() == 44
+    assert view.snapshot_of(1, 200)["c"]["core:rcv_requests"] == 40  # what it asks for
+    note(200, 45, True)  # took them over: 40 + 5 of its own
+    assert total() == 46
+    assert view.floors == {}
+    assert view.snapshot_of(1, 300)["c"]["core:rcv_requests"] == 45  # a further restart
