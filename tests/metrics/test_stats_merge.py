@@ -161,3 +161,45 @@ def test_a_restarted_worker_is_counted_from_what_its_predecessor_had(tmp_path: P
     assert total() == 46
     assert view.floors == {}
     assert view.snapshot_of(1, 300)["c"]["core:rcv_requests"] == 45  # a further restart
+
+
+async def test_status_page_with_one_process(tmp_path: Path) -> None:
+    """Without worker processes the page and its data come from this process alone."""
+    import json
+
+    from tests.support import UdpPeer, running_server, sip_request, udp_addr
+    from tests.transport.clients import addr, connect, http_request
+
+    script = """
+function ksr_request_route() KSR.sl.sl_send_reply(200, "OK") end
+function http_event(evname)
+  if KSR.status.dispatch() < 0 then KSR.xhttp.xhttp_reply(404, "Not Found", "", "") end
+end
+"""
+    config = make_config(
+        ["sl", "xhttp", "status"],
+        {"xhttp": {"event_callback": "http_event"}, "status": {"status_path": "/ops"}},
+        listen=["udp:127.0.0.1:0", "tcp:127.0.0.1:0"],
+    )
+    async with running_server(config, write_script(tmp_path, script, ".lua")) as server:
+        peer = await UdpPeer().bind()
+        for i in range(3):
+            await peer.send(sip_request(port=peer.port, call_id=f"s-{i}"), udp_addr(server))
+            assert (await peer.recv_reply()).status == 200
+        peer.close()
+        stream = await connect(*addr(server, "tcp"))
+        page = await http_request(stream, "GET", "/ops")
+        data = await http_request(stream, "GET", "/ops.json?x=1")
+        other = await http_request(stream, "GET", "/status")
+        await stream.aclose()
+    assert page.status == 200
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    assert b'<svg id="chart"' in page.body
+    for loads in (b"src=", b"href=", b"@import", b"url("):  # nothing is loaded from elsewhere
+        assert loads not in page.body
+    d = json.loads(data.body)
+    assert d["figures"]["requests"] == 3
+    assert d["figures"]["workers"] == 1
+    assert d["script"][0]["version"] == 1
+    assert d["listeners"][0]["socket"].startswith("udp:127.0.0.1:")
+    assert other.status == 404
