@@ -1,121 +1,48 @@
-"""Hand-off between worker processes (``ksr run -n N``, docs/workers.md).
+"""Hand-off between worker processes (``ksr run -n N``, docs/workers.md): the trio shell.
 
 Each worker binds a unix datagram socket ``<rundir>/w<index>.sock``. Over it workers
 
-- pass a SIP message to the worker that owns it (``ksr.sip.owner``): the raw bytes, the
-  sender's address and the listener it arrived on; the owner handles it as if it had received
-  it itself (handed-off messages are never handed off again);
-- send bytes over a stream connection that another worker holds (a reply or an in-dialog
-  request to a TCP/TLS/WS peer whose connection was accepted by that worker);
-- answer RPC commands for worker 0, which merges them (statistics, dialog lists);
-- broadcast small notices to the other workers (auth nonce-counts).
+- pass a SIP message to the worker that owns it (``ksr.sip.owner``); the owner handles it as
+  if it had received it itself (handed-off messages are never handed off again);
+- send bytes over a stream connection that another worker holds;
+- answer RPC commands for each other (ksr/core/cluster_rpc.py merges the answers);
+- broadcast small notices to the other workers (``notify``/``notes``).
 
-A worker that is down (its socket is gone or refuses) is skipped: the message is handled
-where it arrived, which is what a single worker would do.
+The frame format is ksr/core/handoff_codec.py; shared tables travel over their own sockets
+(ksr/core/replica_link.py), which this class starts. A worker that is down (its socket is gone
+or refuses) is skipped: the message is handled where it arrived.
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import itertools
-import json
 import logging
 import os
 import socket
-import struct
-from collections import OrderedDict, deque
 from collections.abc import Callable
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ksr.sip.owner import message_owner
 
+from . import cluster_rpc
+from . import handoff_codec as codec
 from .context import Destination, SocketInfo
-from .rpc import RpcError
+from .handoff_conns import REMOTE_BASE, RemoteConns
+from .replica_link import ReplicaLink
+from .unix_peer import UnixPeer, flush
 
 if TYPE_CHECKING:
     from .server import Server
 
 log = logging.getLogger("ksr.handoff")
 
-OP_MSG, OP_SEND, OP_RPC, OP_RPC_REPLY, OP_NOTE = 1, 2, 3, 4, 5
-_HEAD = struct.Struct(">BBHQH")  # op, origin worker, source port, connection id, meta length
-REMOTE_BASE = 1 << 48  # pseudo connection ids: a stream connection held by another worker
-MAX_REMOTE = 20_000  # remote connections remembered per worker
-CHUNK = 60_000  # RPC answers travel in pieces of this size
 RECV_MAX = 1 << 18
-BUF = 4 << 20
 BATCH = 64
 MAX_QUEUE = 20_000  # frames waiting for a busy worker before new ones are dropped
 RPC_TIMEOUT = 3.0
-
-
-class RemoteConns:
-    """Stream connections of other workers that handed us messages: pseudo id <-> (worker,
-    their connection id), and by peer address for new requests to that peer."""
-
-    def __init__(self) -> None:
-        self.by_id: OrderedDict[int, tuple[int, int, str, int]] = OrderedDict()
-        self.by_peer: dict[tuple[str, int], int] = {}
-        self._ids = itertools.count(REMOTE_BASE)
-
-    def pseudo(self, worker: int, conn_id: int, host: str, port: int) -> int:
-        pid = self.by_peer.get((host, port))
-        if pid is not None and self.by_id.get(pid, (None, None))[:2] == (worker, conn_id):
-            self.by_id.move_to_end(pid)
-            return pid
-        pid = next(self._ids)
-        self.by_id[pid] = (worker, conn_id, host, port)
-        self.by_peer[(host, port)] = pid
-        while len(self.by_id) > MAX_REMOTE:
-            _, (_, _, h, p) = self.by_id.popitem(last=False)
-            if self.by_peer.get((h, p)) not in self.by_id:
-                self.by_peer.pop((h, p), None)
-        return pid
-
-
-class _Peer:
-    """A connected socket to one other worker's hand-off socket; connected, so that a full
-    receive queue can be waited for (poll reports the peer's queue)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.sock: socket.socket | None = None
-        self.queue: deque[bytes] = deque()
-
-    def send(self, frame: bytes) -> bool | None:
-        """True sent, False would block, None: nobody listens there."""
-        for _ in range(2):  # a restarted worker has a new socket: connect again once
-            if self.sock is None:
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-                s.setblocking(False)
-                with contextlib.suppress(OSError):
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, BUF)
-                try:
-                    s.connect(self.path)
-                except OSError:
-                    s.close()
-                    return None
-                self.sock = s
-            try:
-                self.sock.send(frame)
-                return True
-            except BlockingIOError:
-                return False
-            except OSError:
-                self.sock.close()
-                self.sock = None
-        return None
-
-
-class _Pending:
-    def __init__(self) -> None:
-        self.chunks: dict[int, bytes] = {}
-        self.total = 0
-        self.done = trio.Event()
 
 
 class Handoff:
@@ -126,13 +53,17 @@ class Handoff:
         self.rundir = rundir
         self.sock: socket.socket | None = None
         self.remote = RemoteConns()
-        self.peers: dict[int, _Peer] = {}
+        self.peers: dict[int, UnixPeer] = {}
         self.notes: dict[str, Callable[[bytes], None]] = {}
-        self.pending: dict[int, _Pending] = {}
+        self.pending: dict[int, codec.ReplyPieces] = {}
+        self.answered: dict[int, trio.Event] = {}
         self._rpc_ids = itertools.count(1)
         # set by Server.serve once the modules have started: until then handed-off messages
         # wait in the socket (bound early, so no other worker takes this worker for dead)
         self.ready = trio.Event()
+        self.replicas = ReplicaLink(server.shared, index, count, rundir, server.stats)
+        server.sync_shared = self.replicas.drain
+        server.rpc.before = self.replicas.drain
         st = server.stats
         self.c_out = st.counter(
             "handoff", "relayed", doc="messages passed to the worker owning their call"
@@ -164,24 +95,28 @@ class Handoff:
 
     # -- running ---------------------------------------------------------------------------------
     async def serve(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Bind the hand-off socket, copy the shared tables from a running sibling, then (once
+        ``ready``) handle what the other workers send."""
         path = self.path(self.index)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)  # left by this worker's previous life
         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             with contextlib.suppress(OSError):
-                s.setsockopt(socket.SOL_SOCKET, opt, BUF)
+                s.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
         s.bind(path)
         s.setblocking(False)
         self.sock = s
         with open(self.pid_path(self.index), "w") as f:
             f.write(str(os.getpid()))
-        if self.index == 0:
-            self._wrap_rpc()
+        cluster_rpc.install(self.server.rpc, self.index, self.count, self.call)
         try:
-            task_status.started()
-            await self.ready.wait()
-            await self._recv_loop(s)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.replicas.serve)
+                await self.replicas.restore()  # before any SIP message is handled here
+                task_status.started()
+                await self.ready.wait()
+                await self._recv_loop(s)
         finally:
             self.sock = None
             s.close()
@@ -189,30 +124,34 @@ class Handoff:
                 os.unlink(path)
 
     async def _recv_loop(self, s: socket.socket) -> None:
+        sync = self.replicas.drain
         while True:
             await trio.lowlevel.wait_readable(s)
+            batch = []
             for _ in range(BATCH):
                 try:
-                    data = s.recv(RECV_MAX)
+                    batch.append(s.recv(RECV_MAX))
                 except (BlockingIOError, InterruptedError):
                     break
+            sync()  # shared-table writes sent before these messages are applied first
+            for data in batch:
                 try:
-                    self._dispatch(data)
+                    self._dispatch(codec.decode(data))
                 except Exception:  # one bad hand-off must not stop the loop
                     log.exception("hand-off message failed")
             await trio.lowlevel.checkpoint()
 
     def _send(
-        self, worker: int, op: int, port: int, conn_id: int, meta: bytes, payload: bytes
+        self, worker: int, op: int, port: int, conn_id: int, meta: str, payload: bytes
     ) -> bool | None:
         """True sent (or queued in order behind earlier frames), False dropped (queue full),
         None: that worker is down."""
         if self.sock is None:
             return None
-        frame = _HEAD.pack(op, self.index, port, conn_id, len(meta)) + meta + payload
+        frame = codec.encode(op, self.index, port, conn_id, meta, payload)
         peer = self.peers.get(worker)
         if peer is None:
-            peer = self.peers[worker] = _Peer(self.path(worker))
+            peer = self.peers[worker] = UnixPeer(self.path(worker))
         if peer.queue:
             if len(peer.queue) >= MAX_QUEUE:
                 self.c_drop.inc()
@@ -222,48 +161,29 @@ class Handoff:
         sent = peer.send(frame)
         if sent is False:  # the owner's queue is full (net.unix.max_dgram_qlen): wait for it
             peer.queue.append(frame)
-            if self.server.nursery is not None:
-                self.server.nursery.start_soon(self._flush, peer)
+            if not peer.flushing and self.server.nursery is not None:
+                self.server.nursery.start_soon(flush, peer, self.c_drop.inc)
             return True
         return sent
 
-    async def _flush(self, peer: _Peer) -> None:
-        """Send the queued frames in order as the owner's socket takes them."""
-        while peer.queue:
-            if peer.sock is None:
-                break
-            await trio.lowlevel.wait_writable(peer.sock)
-            while peer.queue:
-                sent = peer.send(peer.queue[0])
-                if sent is False:
-                    break
-                peer.queue.popleft()
-                if sent is None:  # the owner died meanwhile: the rest is lost with it
-                    break
-        self.c_drop.inc(len(peer.queue))
-        peer.queue.clear()
-
-    def _dispatch(self, data: bytes) -> None:
-        op, origin, port, conn_id, mlen = _HEAD.unpack_from(data)
-        start = _HEAD.size
-        meta = data[start : start + mlen].decode()
-        payload = data[start + mlen :]
-        if op == OP_MSG:
-            self._deliver(origin, port, conn_id, meta, payload)
-        elif op == OP_SEND:
-            proto, host, p = meta.split(" ")
+    def _dispatch(self, f: codec.Frame) -> None:
+        if f.op == codec.OP_MSG:
+            self._deliver(f)
+        elif f.op == codec.OP_SEND:
+            proto, host, port = codec.parse_send_meta(f.meta)
             t = self.server.transports.get(proto)
             if t is not None:
-                t.send(payload, host, int(p), None, conn_id)
-        elif op == OP_RPC:
+                t.send(f.payload, host, port, None, f.conn_id)
+        elif f.op == codec.OP_RPC:
             if self.server.nursery is not None:
-                self.server.nursery.start_soon(self._answer_rpc, origin, int(meta), payload)
-        elif op == OP_RPC_REPLY:
-            self._rpc_piece(meta, payload)
-        elif op == OP_NOTE:
-            fn = self.notes.get(meta)
+                rid, request = codec.parse_rpc_request(f)
+                self.server.nursery.start_soon(self._answer_rpc, f.origin, rid, request)
+        elif f.op == codec.OP_RPC_REPLY:
+            self._rpc_piece(f)
+        elif f.op == codec.OP_NOTE:
+            fn = self.notes.get(f.meta)
             if fn is not None:
-                fn(payload)
+                fn(f.payload)
 
     # -- SIP messages ----------------------------------------------------------------------------
     def relay(
@@ -273,8 +193,8 @@ class Handoff:
         owner = message_owner(data, self.count)
         if owner is None or owner == self.index:
             return False
-        meta = f"{sock.proto} {sock.ip} {sock.port} {src_ip}".encode()
-        sent = self._send(owner, OP_MSG, src_port, conn_id, meta, data)
+        meta = codec.msg_meta(sock.proto, sock.ip, sock.port, src_ip)
+        sent = self._send(owner, codec.OP_MSG, src_port, conn_id, meta, data)
         if sent is None:
             self.c_down.inc()
             return False
@@ -282,13 +202,14 @@ class Handoff:
             self.c_out.inc()
         return True
 
-    def _deliver(self, origin: int, src_port: int, conn_id: int, meta: str, data: bytes) -> None:
-        proto, ip, port, src_ip = meta.split(" ")
-        info = self._listener(proto, ip, int(port))
+    def _deliver(self, f: codec.Frame) -> None:
+        proto, ip, port, src_ip = codec.parse_msg_meta(f.meta)
+        info = self._listener(proto, ip, port)
+        conn_id = f.conn_id
         if conn_id:
-            conn_id = self.remote.pseudo(origin, conn_id, src_ip, src_port)
+            conn_id = self.remote.pseudo(f.origin, conn_id, src_ip, f.port)
         self.c_in.inc()
-        self.server.receive_here(data, src_ip, src_port, info, conn_id)
+        self.server.receive_here(f.payload, src_ip, f.port, info, conn_id)
 
     def _listener(self, proto: str, ip: str, port: int) -> SocketInfo:
         for s in self.server.listeners:
@@ -300,19 +221,17 @@ class Handoff:
         """Send over a stream connection another worker holds. False: not such a case (or
         that worker is down): the local transport sends."""
         if conn_id >= REMOTE_BASE:
-            target = self.remote.by_id.get(conn_id)
+            target = self.remote.target(conn_id)
         elif conn_id == 0:
-            pid = self.remote.by_peer.get((dest.host, dest.port))
-            target = self.remote.by_id.get(pid) if pid is not None else None
+            target = self.remote.by_address(dest.host, dest.port)
             if target is not None and self._local_conn(dest):
                 target = None
         else:
             return False
         if target is None:
             return False
-        worker, cid = target[0], target[1]
-        meta = f"{dest.proto} {dest.host} {dest.port}".encode()
-        return bool(self._send(worker, OP_SEND, 0, cid, meta, data))
+        meta = codec.send_meta(dest.proto, dest.host, dest.port)
+        return bool(self._send(target[0], codec.OP_SEND, 0, target[1], meta, data))
 
     def _local_conn(self, dest: Destination) -> bool:
         t = self.server.transports.get(dest.proto)
@@ -321,135 +240,38 @@ class Handoff:
 
     # -- notices ---------------------------------------------------------------------------------
     def notify(self, topic: str, payload: bytes) -> None:
-        """Tell every other worker (best effort: a worker that is down misses it)."""
+        """Tell every other worker (best effort: a worker that is down misses it). For state
+        that must survive a restart, use a shared table (ksr/core/replication.py)."""
         for i in range(self.count):
             if i != self.index:
-                self._send(i, OP_NOTE, 0, 0, topic.encode(), payload)
+                self._send(i, codec.OP_NOTE, 0, 0, topic, payload)
 
     # -- RPC ---------------------------------------------------------------------------------------
-    async def _answer_rpc(self, origin: int, rid: int, payload: bytes) -> None:
-        reply = await self.server.rpc.ahandle(json.loads(payload))
-        data = json.dumps(reply, default=str).encode()
-        pieces = [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)] or [b""]
-        for n, piece in enumerate(pieces):
-            self._send(origin, OP_RPC_REPLY, 0, 0, f"{rid} {n} {len(pieces)}".encode(), piece)
+    async def _answer_rpc(self, origin: int, rid: int, request: Any) -> None:
+        reply = await self.server.rpc.ahandle(request, local=True)
+        for meta, piece in codec.rpc_reply_pieces(rid, reply):
+            self._send(origin, codec.OP_RPC_REPLY, 0, 0, meta, piece)
 
-    def _rpc_piece(self, meta: str, piece: bytes) -> None:
-        rid, n, total = (int(x) for x in meta.split(" "))
+    def _rpc_piece(self, f: codec.Frame) -> None:
+        rid, n, total = codec.parse_reply_meta(f.meta)
         p = self.pending.get(rid)
-        if p is None:
-            return  # answered after the timeout
-        p.chunks[n], p.total = piece, total
-        if len(p.chunks) == total:
-            p.done.set()
+        if p is not None and p.add(n, total, f.payload):  # None: answered after the timeout
+            self.answered[rid].set()
 
     async def call(self, worker: int, method: str, params: list[Any]) -> dict[str, Any] | None:
         """One RPC on another worker: its JSON-RPC reply object, or None (down, timeout)."""
         rid = next(self._rpc_ids)
-        request = {"jsonrpc": "2.0", "method": method, "params": params, "id": rid}
-        p = self.pending[rid] = _Pending()
+        p = self.pending[rid] = codec.ReplyPieces()
+        done = self.answered[rid] = trio.Event()
         try:
-            if not self._send(
-                worker, OP_RPC, 0, 0, str(rid).encode(), json.dumps(request).encode()
-            ):
+            meta, payload = codec.rpc_request(rid, method, params)
+            if not self._send(worker, codec.OP_RPC, 0, 0, meta, payload):
                 return None
             with trio.move_on_after(RPC_TIMEOUT):
-                await p.done.wait()
-            if not p.done.is_set():
+                await done.wait()
+            if not done.is_set():
                 log.warning("worker %d did not answer %s", worker, method)
                 return None
-            reply: dict[str, Any] = json.loads(b"".join(p.chunks[i] for i in range(p.total)))
-            return reply
+            return p.reply()
         finally:
-            del self.pending[rid]
-
-    def _wrap_rpc(self) -> None:
-        """Worker 0 (the one serving RPC) asks the others and merges their answers."""
-        for name, how in CLUSTER_RPC.items():
-            cmd = self.server.rpc.commands.get(name)
-            if cmd is not None and not getattr(cmd.fn, "clustered", False):
-                cmd.fn = self._clustered(name, cmd.fn, how)
-
-    def _clustered(self, name: str, local: Callable[..., Any], how: str) -> Callable[..., Any]:
-        async def clustered(*args: Any) -> Any:
-            others = [i for i in range(self.count) if i != self.index]
-            if how == "first":  # end one dialog: stop at the first worker that has it
-                try:
-                    return await _run(local, args)
-                except RpcError as err:
-                    for i in others:
-                        reply = await self.call(i, name, list(args))
-                        if reply is not None and "result" in reply:
-                            return reply["result"]
-                    raise err
-            result = await _run(local, args)
-            replies: list[dict[str, Any] | None] = [None] * len(others)
-
-            async def ask(k: int, i: int) -> None:
-                replies[k] = await self.call(i, name, list(args))
-
-            async with trio.open_nursery() as nursery:
-                for k, i in enumerate(others):
-                    nursery.start_soon(ask, k, i)
-            for reply in replies:
-                if reply is not None and "result" in reply:
-                    result = merge(result, reply["result"])
-            return result
-
-        clustered.clustered = True  # type: ignore[attr-defined]
-        clustered.local = local  # type: ignore[attr-defined]
-        clustered.__doc__ = local.__doc__
-        return clustered
-
-
-async def _run(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    result = fn(*args)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
-
-
-# RPC commands worker 0 answers for all workers: "sum" merges numbers, maps and lists (see
-# merge), "first" stops at the first success. The stats.* commands merge by kind themselves
-# (ksr/core/stats_rpc.py).
-CLUSTER_RPC = MappingProxyType(
-    {
-        "stats.reset_statistics": "sum",
-        "tm.stats": "sum",
-        "tm.list": "sum",
-        "dlg.list": "sum",
-        "dlg.list_ctx": "sum",
-        "dlg.dlg_list": "sum",
-        "dlg.briefing": "sum",
-        "dlg.profile_list": "sum",
-        "dlg.profile_get_size": "sum",
-        "dlg.stats_active": "sum",
-        "dlg.end_dlg": "first",
-        "dlg.terminate_dlg": "first",
-    }
-)
-
-
-def merge(a: Any, b: Any) -> Any:
-    """Numbers add up, numeric strings too, maps merge key by key, lists are joined."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a + b
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = dict(a)
-        for k, v in b.items():
-            if k not in out:
-                out[k] = v
-            else:
-                out[k] = merge(out[k], v)
-        return out
-    if isinstance(a, list) and isinstance(b, list):
-        return a + b
-    if isinstance(a, str) and isinstance(b, str) and _is_int(a) and _is_int(b):
-        return str(int(a) + int(b))
-    return a
-
-
-def _is_int(s: str) -> bool:
-    return s.lstrip("-").isdigit()
+            del self.pending[rid], self.answered[rid]

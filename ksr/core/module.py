@@ -49,3 +49,9 @@ class Module:
 
     def stop(self) -> None:
         """Flush state before the server exits."""
+
+    def share(self, name: str, table: Any) -> None:
+        """Make ``table`` the same in every worker process: its ``@replicated`` methods run in
+        every worker (ksr/core/replication.py). Call from ``init``; ``name`` is unique per
+        server, e.g. ``"htable:ipban"``."""
+        self.server.shared.register(name, table)

@@ -8,7 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from .rpc_merge import POLICIES
+
 _MARK = "__ksr_rpc__"
+_MERGE = "__ksr_rpc_merge__"
 
 F = TypeVar("F", bound=Callable[..., Any])  # a decorated method keeps its own signature
 SUN_PATH_MAX = 107  # bytes in a unix socket address
@@ -23,15 +26,24 @@ class RpcError(Exception):
         self.message = message
 
 
-def rpc(name: str) -> Callable[[F], F]:
+def rpc(name: str, merge: str = "") -> Callable[[F], F]:
     """Mark a module method as the RPC command ``name`` (e.g. ``"ul.dump"``).
 
-    The method receives the positional params as strings/numbers as sent by the client."""
+    The method receives the positional params as strings/numbers as sent by the client.
+    ``merge`` (ksr/core/rpc_merge.py: SUM, JOIN, FIRST): with worker processes the
+    command answers for all workers, their answers merged so; without it, it answers for the
+    worker that received it (state kept per call, or shared by every worker)."""
+    if merge and merge not in POLICIES:
+        raise ValueError(f"RPC {name}: unknown merge policy {merge!r}")
 
     def mark(fn: F) -> F:
         names: list[str] = getattr(fn, _MARK, [])
         names.append(name)
         setattr(fn, _MARK, names)
+        if merge:
+            policies: dict[str, str] = getattr(fn, _MERGE, {})
+            policies[name] = merge
+            setattr(fn, _MERGE, policies)
         return fn
 
     return mark
@@ -40,24 +52,29 @@ def rpc(name: str) -> Callable[[F], F]:
 @dataclass(slots=True)
 class RpcCommand:
     name: str
-    fn: Callable[..., Any]
+    fn: Callable[..., Any]  # runs in this worker
     doc: str
+    merge: str = ""  # rpc_merge policy over worker processes ("" = this worker only)
+    cluster: Callable[..., Any] | None = None  # asks every worker (set by cluster_rpc)
 
 
 class RpcRegistry:
     def __init__(self) -> None:
         self.commands: dict[str, RpcCommand] = {}
+        # with worker processes: apply what the other workers changed before answering
+        self.before: Callable[[], None] | None = None
 
-    def add(self, name: str, fn: Callable[..., Any], doc: str = "") -> None:
+    def add(self, name: str, fn: Callable[..., Any], doc: str = "", merge: str = "") -> None:
         if name in self.commands:
             raise ValueError(f"RPC command {name} registered twice")
-        self.commands[name] = RpcCommand(name, fn, doc or (inspect.getdoc(fn) or ""))
+        self.commands[name] = RpcCommand(name, fn, doc or (inspect.getdoc(fn) or ""), merge)
 
     def add_object(self, obj: Any) -> None:
         for attr in dir(type(obj)):
             raw = getattr(type(obj), attr, None)
+            policies = getattr(raw, _MERGE, {})
             for name in getattr(raw, _MARK, ()):
-                self.add(name, getattr(obj, attr))
+                self.add(name, getattr(obj, attr), merge=policies.get(name, ""))
 
     def call(
         self, method: str, params: list[Any] | dict[str, Any] | None, local: bool = False
@@ -65,7 +82,7 @@ class RpcRegistry:
         """Run a command. Named params are taken in the order given, as Kamailio does (only
         the order of the values matters, not their names). May return an awaitable for
         ``async def`` commands: ``handle`` refuses those, ``ahandle`` awaits them. ``local``:
-        a command that worker 0 merges over all workers (ksr/core/handoff.py) runs for this
+        a command merged over all worker processes (ksr/core/cluster_rpc.py) runs for this
         worker only."""
         cmd = self.commands.get(method)
         if cmd is None:
@@ -78,12 +95,19 @@ class RpcRegistry:
             args = []
         else:
             args = [params]
+        # a command may carry its own form for this worker alone (``fn.local``, stats.*)
         here = getattr(cmd.fn, "local", cmd.fn)
         try:
             inspect.signature(here).bind(*args)
         except TypeError as err:
             raise RpcError(500, f"Invalid Parameters ({err})") from None
-        return (here if local else cmd.fn)(*args)
+        if self.before is not None:
+            self.before()
+        if local:
+            return here(*args)
+        if cmd.cluster is not None:
+            return cmd.cluster(*args)
+        return cmd.fn(*args)
 
     def handle(self, request: Any) -> dict[str, Any]:
         """Answer one JSON-RPC 2.0 request object (already decoded), synchronously."""
@@ -91,25 +115,23 @@ class RpcRegistry:
         if reply is not None:
             return reply
         try:
-            result = self.call(request["method"], request.get("params"))
+            # a command merged over worker processes answers for this worker alone here
+            result = self.call(request["method"], request.get("params"), local=True)
             if inspect.isawaitable(result):
                 _close(result)
-                # a command merged over worker processes answers for this worker alone here
-                result = self.call(request["method"], request.get("params"), local=True)
-                if inspect.isawaitable(result):
-                    _close(result)
-                    raise RpcError(500, "Command needs the asynchronous RPC path")
+                raise RpcError(500, "Command needs the asynchronous RPC path")
         except Exception as err:
             return _error(err, rid)
         return _result(result, rid)
 
-    async def ahandle(self, request: Any) -> dict[str, Any]:
-        """Like ``handle``, awaiting ``async def`` commands (used by the RPC transports)."""
+    async def ahandle(self, request: Any, local: bool = False) -> dict[str, Any]:
+        """Like ``handle``, awaiting ``async def`` commands (used by the RPC transports).
+        ``local``: answer for this worker only (a request from another worker)."""
         rid, reply = self._start(request)
         if reply is not None:
             return reply
         try:
-            result = self.call(request["method"], request.get("params"))
+            result = self.call(request["method"], request.get("params"), local)
             if inspect.isawaitable(result):
                 result = await result
         except Exception as err:

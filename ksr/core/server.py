@@ -33,6 +33,7 @@ from .latency import Latency
 from .module import Module
 from .modules import ALWAYS_LOADED, load_module_class
 from .pv import PvRegistry
+from .replication import Replicator
 from .resolver import ASK, Resolver
 from .rpc import RpcRegistry
 from .stats import Stats
@@ -102,6 +103,10 @@ class Server:
         self.worker_id = 0
         self.reuse_port = False  # worker processes share the SIP ports (ksr/workers.py)
         self.handoff: Handoff | None = None  # with worker processes: messages to their owner
+        # tables every worker process shares (ksr/core/replication.py); sync_shared applies
+        # the other workers' writes: transports call it once per batch, before handling it
+        self.shared = Replicator()
+        self.sync_shared: Callable[[], None] | None = None
         # the secret that signs auth nonces when auth.secret is empty: the supervisor gives
         # every worker the same one, so a challenge from one validates on another
         env_secret = os.environ.get("KSR_WORKER_SECRET", "")

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .rpc import RpcError
+from .rpc_merge import SUM
 from .stats_view import SNAPSHOT_OF_RPC, SNAPSHOT_RPC, ServerStats, stats_view
 
 if TYPE_CHECKING:
@@ -67,7 +68,12 @@ class StatsRpc:
             self._both(self.clear_local, self.clear_all),
             "Return then reset.",
         )
-        add("stats.reset_statistics", self.reset, "Reset counters (gauges keep their value).")
+        add(
+            "stats.reset_statistics",
+            self.reset,
+            "Reset counters (gauges keep their value).",
+            merge=SUM,  # run on every worker (ksr/core/cluster_rpc.py)
+        )
         add(SNAPSHOT_RPC, self.snapshot, "This worker's statistics with their kinds (ksr).")
         add(
             SNAPSHOT_OF_RPC,
@@ -122,8 +128,8 @@ class StatsRpc:
 
     async def clear_all(self, *specs: str) -> list[str]:
         out = await self.get_all(*specs)
-        # stats.reset_statistics runs on every worker (ksr/core/handoff.py CLUSTER_RPC)
-        result = self.server.rpc.commands["stats.reset_statistics"].fn(*specs)
+        # stats.reset_statistics runs on every worker (merge=SUM, ksr/core/cluster_rpc.py)
+        result = self.server.rpc.call("stats.reset_statistics", list(specs))
         if hasattr(result, "__await__"):
             await result
         return out

@@ -270,6 +270,9 @@ class StreamTransport:
                 return
             conn.last_used = trio.current_time()
             assert conn.handler is not None
+            sync = self.server.sync_shared
+            if sync is not None:
+                sync()  # worker processes: the others' shared-table writes first
             try:
                 keep = conn.handler.feed(conn, bytes(data))
             except Exception:  # a bug in one handler must cost only this connection

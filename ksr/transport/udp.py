@@ -68,8 +68,10 @@ class UdpTransport:
     async def _recv_loop(self, sock: socket.socket, info: SocketInfo) -> None:
         receive = self.server.receive
         recvfrom = sock.recvfrom
+        sync = self.server.sync_shared  # worker processes: the others' shared-table writes
         while True:
             await trio.lowlevel.wait_readable(sock)
+            batch = []
             for _ in range(BATCH):
                 try:
                     data, addr = recvfrom(MAX_DATAGRAM)
@@ -78,8 +80,11 @@ class UdpTransport:
                 except OSError as err:  # e.g. ICMP port unreachable reported on the socket
                     log.debug("udp recv error: %s", err)
                     continue
-                if len(data) < 4:
-                    continue  # keepalive pings (CRLF) and noise
+                if len(data) >= 4:  # shorter: keepalive pings (CRLF) and noise
+                    batch.append((data, addr))
+            if sync is not None:
+                sync()  # after reading the batch: writes that came before it are applied
+            for data, addr in batch:
                 try:
                     receive(data, addr[0], addr[1], info)
                 except Exception:  # a bug in handling one packet must not stop the listener

@@ -26,8 +26,6 @@ from ksr.sip.message import Message
 
 from .nonces import NonceBook, NonceState
 
-NC_TOPIC = "auth.nc"  # hand-off notice: a nonce-count accepted by another worker
-
 # Return codes shared with auth_db (Kamailio's auth_api.h).
 AUTH_OK = 1
 AUTH_ERROR = -1
@@ -87,18 +85,6 @@ class Auth(Module):
     name = "auth"
     Params = AuthParams
 
-    async def start(self, nursery: Any) -> None:
-        handoff = getattr(self.server, "handoff", None)
-        if handoff is not None:
-            handoff.notes[NC_TOPIC] = self._remote_use
-            # a restarted worker forgot which nonce-counts were used: nonces issued before
-            # it started are stale here (the client is challenged again), never replayable
-            self.nonces.forgotten_before = int(self.now()) - 1
-
-    def _remote_use(self, payload: bytes) -> None:
-        nonce, _, nc = payload.decode().partition(" ")
-        self.nonces.note(nonce, None if nc == "-" else int(nc), self.now())
-
     def __init__(self, server: Any, params: AuthParams) -> None:
         super().__init__(server, params)
         self.params: AuthParams = params
@@ -106,6 +92,7 @@ class Auth(Module):
         # without auth.secret, worker processes share the supervisor's (docs/workers.md)
         secret = params.secret.encode() or getattr(server, "shared_secret", None)
         self.nonces = NonceBook(secret, params.nonce_expire)
+        self.share("auth:nonces", self.nonces)  # worker processes: one record for all
         self.algorithm = canonical_algorithm(params.algorithm) or "MD5"
 
     # -- API for auth_db and the pv_* functions ----------------------------------------------
@@ -185,11 +172,6 @@ class Auth(Module):
             nonce = pend.cred.params["nonce"]
             if self.nonces.use(nonce, pend.nc, self.now()) is NonceState.REUSED:
                 return AUTH_NONCE_REUSED
-            handoff = getattr(self.server, "handoff", None)
-            if handoff is not None:  # the other workers refuse a replay of it too
-                handoff.notify(
-                    NC_TOPIC, f"{nonce} {pend.nc if pend.nc is not None else '-'}".encode()
-                )
         ctx.extra["auth_used"] = (pend.header_key, pend.header_value)
         return AUTH_OK
 

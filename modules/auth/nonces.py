@@ -6,6 +6,7 @@ import os
 from collections import OrderedDict
 from enum import Enum
 
+from ksr.core.replication import replicated
 from ksr.sip.digest import NonceCodec
 
 
@@ -16,7 +17,9 @@ class NonceState(Enum):
 
 
 class NonceBook:
-    """Issues nonces and remembers the last nonce-count used with each one until it expires."""
+    """Issues nonces and remembers the last nonce-count used with each one until it expires.
+    With worker processes every worker keeps the same record (a shared table): a nonce-count
+    accepted by one is a replay for all."""
 
     def __init__(self, secret: bytes | None, expire: int, max_tracked: int = 200_000) -> None:
         self.codec = NonceCodec(secret or os.urandom(32))
@@ -49,21 +52,25 @@ class NonceBook:
         last = self.last_nc.get(nonce)
         if last is not None and (nc is None or nc <= last):
             return NonceState.REUSED
-        self.last_nc[nonce] = nc if nc is not None else 0
-        self.last_nc.move_to_end(nonce)
-        self._evict(now)
+        self.record(nonce, nc if nc is not None else 0, now)
         return NonceState.OK
 
-    def note(self, nonce: str, nc: int | None, now: float) -> None:
-        """Another worker accepted this nonce-count (ksr run -n N): a replay here is REUSED."""
-        if self.codec.parse_untrusted(nonce) is None:
-            return
+    @replicated
+    def record(self, nonce: str, nc: int, now: float) -> None:
+        """The nonce-count ``nc`` was accepted (here or, replicated, in another worker)."""
         last = self.last_nc.get(nonce)
-        value = nc if nc is not None else 0
-        if last is None or value > last:
-            self.last_nc[nonce] = value
+        if last is None or nc > last:
+            self.last_nc[nonce] = nc
             self.last_nc.move_to_end(nonce)
             self._evict(now)
+
+    def replica_snapshot(self) -> tuple[list[tuple[str, int]], int]:
+        return list(self.last_nc.items()), self.forgotten_before
+
+    def replica_restore(self, state: tuple[list[tuple[str, int]], int]) -> None:
+        pairs, forgotten = state
+        self.last_nc = OrderedDict(pairs)
+        self.forgotten_before = forgotten
 
     def _evict(self, now: float) -> None:
         while self.last_nc:

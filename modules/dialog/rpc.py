@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ksr.core.rpc import RpcError, rpc
+from ksr.core.rpc_merge import FIRST, JOIN, SUM
 from ksr.sip.dialog_state import DlgState
 
 from .manager import RPC
@@ -73,17 +74,17 @@ class DialogRpc:
 
     mgr: DialogManager
 
-    @rpc("dlg.list")
+    @rpc("dlg.list", merge=JOIN)
     def rpc_list(self) -> list[dict[str, Any]]:
         """Every dialog with its legs, times, profiles and variables."""
         return [dialog_info(self.mgr, d) for d in self.mgr.table]
 
-    @rpc("dlg.list_ctx")
+    @rpc("dlg.list_ctx", merge=JOIN)
     def rpc_list_ctx(self) -> list[dict[str, Any]]:
         """As dlg.list, with each dialog's context (timeout BYE, timeout route, end reason)."""
         return [dialog_info(self.mgr, d, True) for d in self.mgr.table]
 
-    @rpc("dlg.dlg_list")
+    @rpc("dlg.dlg_list", merge=JOIN)
     def rpc_dlg_list(self, callid: str, from_tag: str = "") -> list[dict[str, Any]]:
         """The dialogs of a Call-ID (and From tag)."""
         return [
@@ -92,7 +93,7 @@ class DialogRpc:
             if d.callid == callid and (not from_tag or d.caller.tag == from_tag)
         ]
 
-    @rpc("dlg.briefing")
+    @rpc("dlg.briefing", merge=JOIN)
     def rpc_briefing(self, attrs: str = "ftcFT") -> list[dict[str, Any]]:
         """A short listing; attrs picks fields: f t c F T I S E s (default ftcFT)."""
         out = []
@@ -100,7 +101,7 @@ class DialogRpc:
             out.append({_BRIEF[ch][0]: _BRIEF[ch][1](d) for ch in attrs if ch in _BRIEF})
         return out
 
-    @rpc("dlg.end_dlg")
+    @rpc("dlg.end_dlg", merge=FIRST)
     def rpc_end_dlg(self, h_entry: int | str, h_id: int | str, extra_hdrs: str = "") -> str:
         """End a dialog by its ids: BYE to both sides, dialog:end (end reason rpc)."""
         try:
@@ -112,7 +113,7 @@ class DialogRpc:
         self.mgr.terminate(d, RPC, bye=True)
         return "OK"
 
-    @rpc("dlg.terminate_dlg")
+    @rpc("dlg.terminate_dlg", merge=FIRST)
     def rpc_terminate_dlg(self, callid: str, from_tag: str, to_tag: str) -> str:
         """End a confirmed dialog by Call-ID and tags: BYE to both sides."""
         found = self.mgr.table.find(str(callid), str(from_tag), str(to_tag))
@@ -121,14 +122,14 @@ class DialogRpc:
         self.mgr.terminate(found[0], RPC, bye=True)
         return "OK"
 
-    @rpc("dlg.profile_get_size")
+    @rpc("dlg.profile_get_size", merge=SUM)
     def rpc_profile_get_size(self, profile: str, value: str | None = None) -> int:
         """Number of dialogs in a profile (with that value)."""
         if not self.mgr.profiles.known(profile):
             raise RpcError(404, f"Profile not found: {profile}")
         return self.mgr.profiles.size(profile, None if value in (None, "") else str(value))
 
-    @rpc("dlg.profile_list")
+    @rpc("dlg.profile_list", merge=JOIN)
     def rpc_profile_list(self, profile: str, value: str | None = None) -> list[dict[str, Any]]:
         """The dialogs in a profile (with that value)."""
         if not self.mgr.profiles.known(profile):
@@ -140,7 +141,7 @@ class DialogRpc:
             if d.state is not DlgState.DELETED and self.mgr.profiles.contains(d, profile, v)
         ]
 
-    @rpc("dlg.stats_active")
+    @rpc("dlg.stats_active", merge=SUM)
     def rpc_stats_active(self, local_only: int | str = 0) -> dict[str, int]:
         """Dialogs by phase: starting (no reply), connecting (1xx), answering (2xx, no ACK),
         ongoing (confirmed), all."""

@@ -8,6 +8,7 @@ from typing import Any
 from ksr.core.context import Destination, MsgContext, RouteType, SocketInfo
 from ksr.core.module import ModParams, Module
 from ksr.core.rpc import rpc
+from ksr.core.rpc_merge import JOIN, SUM
 from ksr.kemi.registry import kemi
 from ksr.sip.builders import new_branch
 from ksr.sip.errors import RemoteProtocolError
@@ -530,12 +531,12 @@ class Tm(Module):
         return 1 if tx is not None else -1
 
     # -- RPC ----------------------------------------------------------------------------------
-    @rpc("tm.stats")
+    @rpc("tm.stats", merge=SUM)
     def rpc_stats(self) -> dict[str, int]:
         """Transaction counters."""
         return {name: v for name, v in self.server.stats.items("tmx")}
 
-    @rpc("tm.list")
+    @rpc("tm.list", merge=JOIN)
     def rpc_list(self) -> list[dict[str, Any]]:
         """The transactions in memory."""
         out = []

@@ -89,9 +89,13 @@ class Usrloc(Module):
             store = self.store if self.params.db_mode else None
             d = self.domains[name] = Domain(name, self.params.db_mode, store, self.use_domain)
             self._register_stats(name)
+            if self.params.db_mode != 3:  # db_mode 3 keeps nothing in memory
+                self.share(f"usrloc:{name}", d)
         return d
 
     def init(self) -> None:
+        # a table another worker writes before this one used it
+        self.server.shared.register_factory("usrloc:", self.domain)
         self.server.stats.gauge(
             "usrloc",
             "registered_users",
@@ -154,18 +158,6 @@ class Usrloc(Module):
         st.counter("usrloc", f"{name}_expires", doc=f"contacts of table {name} that expired")
 
     async def start(self, nursery: trio.Nursery) -> None:
-        if (
-            self.server.handoff is not None
-            and self.params.db_mode != 3
-            and self.server.worker_id == 0
-        ):
-            # each worker keeps its own table below db_mode 3 (docs/workers.md)
-            log.warning(
-                "usrloc: db_mode %d with %d workers: a worker finds only the registrations "
-                "it saved itself; use db_mode 3 (a shared database)",
-                self.params.db_mode,
-                self.server.handoff.count,
-            )
         if self.params.db_mode in (1, 2):
             for d in self.domains.values():
                 try:
@@ -178,6 +170,11 @@ class Usrloc(Module):
         self.flush_all()
 
     def timer(self) -> None:
+        if self.server.shared.leader:  # worker processes: one expires, the removal replicates
+            self.expire_all()
+        self.flush_all()
+
+    def expire_all(self) -> None:
         now = self.now()
         for d in list(self.domains.values()):
             for c in d.expire(now):
@@ -187,7 +184,6 @@ class Usrloc(Module):
                         cb(d.name, c)
                     except Exception:
                         log.exception("usrloc: contact-expired callback failed")
-        self.flush_all()
 
     def flush_all(self) -> int:
         n = 0

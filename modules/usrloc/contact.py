@@ -155,6 +155,10 @@ class Contact:
             last_modified=float(r.get("last_modified") or 0.0),
         )
 
+    def values(self) -> tuple[object, ...]:
+        """Every field in order, as plain values (what a shared table sends)."""
+        return tuple([getattr(self, name) for name in _FIELDS])
+
     def copy(self) -> Contact:
         # positional, in field order: dataclasses.replace() inspects the class on every call
         return type(self)(*[getattr(self, name) for name in _FIELDS])

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import cast
 
+from ksr.core.replication import replicated
 from ksr.db import DbError, KamTable, Row, Store, Table
 
 from .contact import KAM_LOCATION_ATTRS_SPEC, KAM_LOCATION_SPEC, LOCATION_SPEC, Contact
@@ -42,6 +43,31 @@ class Domain:
         self.dirty: set[str] = set()  # write-back: ruids to write
         self.gone: set[str] = set()  # write-back: ruids to delete
         self.loaded = db_mode in (0, 3)
+
+    # -- memory, the same in every worker process (a shared table) ---------------------------
+    @replicated
+    def _mem_put(self, values: tuple[object, ...]) -> None:
+        c = Contact(*values)  # type: ignore[arg-type]
+        self.mem.setdefault(c.aor, {})[c.ruid] = c
+
+    @replicated
+    def _mem_remove(self, aor: str, ruid: str) -> bool:
+        cs = self.mem.get(aor, {})
+        removed = cs.pop(ruid, None) is not None
+        if not cs:
+            self.mem.pop(aor, None)
+        return removed
+
+    def replica_snapshot(self) -> tuple[bool, list[tuple[object, ...]]]:
+        return self.loaded, [c.values() for cs in self.mem.values() for c in cs.values()]
+
+    def replica_restore(self, state: tuple[bool, list[tuple[object, ...]]]) -> None:
+        loaded, rows = state
+        self.mem = {}
+        for values in rows:
+            c = Contact(*values)  # type: ignore[arg-type]
+            self.mem.setdefault(c.aor, {})[c.ruid] = c
+        self.loaded = self.loaded or loaded
 
     # -- the database side --------------------------------------------------------------------
     def table(self) -> Table:
@@ -133,7 +159,7 @@ class Domain:
         if self.db_mode == 3:
             return
         self._mem_ready()
-        self.mem.setdefault(c.aor, {})[c.ruid] = c.copy()
+        self._mem_put(c.values())
         if self.db_mode == 2 and not mem_only:
             self.dirty.add(c.ruid)
             self.gone.discard(c.ruid)
@@ -148,10 +174,7 @@ class Domain:
         if self.db_mode == 3:
             return removed
         self._mem_ready()
-        cs = self.mem.get(c.aor, {})
-        removed = cs.pop(c.ruid, None) is not None or removed
-        if not cs:
-            self.mem.pop(c.aor, None)
+        removed = self._mem_remove(c.aor, c.ruid) or removed
         if self.db_mode == 2:
             self.dirty.discard(c.ruid)
             if not mem_only:

@@ -6,7 +6,7 @@ import zlib
 
 import pytest
 
-from ksr.core.handoff import merge
+from ksr.core.rpc_merge import merge
 from ksr.sip.owner import message_owner
 
 REQ = (

@@ -1,0 +1,181 @@
+"""Moves replication frames between worker processes (the logic: ksr/core/replication.py).
+
+Each worker listens on ``<rundir>/r<index>.sock`` and opens one connection to each sibling's
+socket for its own writes, so the frames of one writer arrive in the order they were written.
+The sockets are unix SOCK_SEQPACKET: message boundaries like datagrams, but a connected pair is
+limited by its send buffer (4 MiB here) instead of ``net.unix.max_dgram_qlen`` (often 10
+datagrams), which a burst of registrations would fill at once.
+
+A write is sent before the method that made it returns. If a sibling's buffer is full the
+writer waits up to ``SEND_WAIT`` for it (the sibling reads its sockets before every batch of
+SIP messages, so this only happens when it is stalled), then queues the frame in memory and
+sends it when the sibling catches up (``replication:delayed``): no write is lost to a live
+sibling, but read-your-writes is then not guaranteed for that write. A sibling that is down
+misses the write and copies the whole state when it comes back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import socket
+
+import trio
+
+from .replication import Replicator
+from .stats import Stats
+from .unix_peer import UnixPeer, flush
+
+log = logging.getLogger("ksr.replication")
+
+SEND_WAIT = 0.05  # seconds a writer waits for a sibling whose buffer is full
+BUF = 4 << 20
+RECV_MAX = 1 << 16
+MAX_QUEUE = 500_000  # frames kept for a slow sibling before writes to it are dropped
+SNAPSHOT_WAIT = 3.0  # seconds to wait for one sibling's snapshot
+
+
+class ReplicaLink:
+    def __init__(
+        self, replicator: Replicator, index: int, count: int, rundir: str, stats: Stats
+    ) -> None:
+        self.r = replicator
+        self.index = index
+        self.rundir = rundir
+        self.out = {
+            i: UnixPeer(self.path(i), socket.SOCK_SEQPACKET) for i in range(count) if i != index
+        }
+        self.conns: dict[int, socket.socket] = {}  # fd -> connection from a sibling
+        self.poller = select.poll()
+        self.nursery: trio.Nursery | None = None
+        self._answers: dict[int, trio.Event] = {}
+        self.c_delayed = stats.counter("replication", "delayed")
+        self.c_dropped = stats.counter("replication", "dropped")
+        replicator.broadcast = self.broadcast
+        replicator.reply = self.send_to
+        replicator.answered = self._answered
+        replicator.activate(index, int.from_bytes(os.urandom(4), "big"))
+
+    def path(self, index: int) -> str:
+        return os.path.join(self.rundir, f"r{index}.sock")
+
+    # -- sending ---------------------------------------------------------------------------
+    def broadcast(self, data: bytes) -> None:
+        for out in self.out.values():
+            self._send(out, data)
+
+    def send_to(self, worker: int, data: bytes) -> None:
+        out = self.out.get(worker)
+        if out is not None:
+            self._send(out, data)
+
+    def _send(self, out: UnixPeer, data: bytes) -> None:
+        if out.queue:  # keep the order behind frames already waiting
+            self._queue(out, data)
+            return
+        sent = out.send(data)
+        if sent is False and out.sock is not None:
+            p = select.poll()
+            p.register(out.sock, select.POLLOUT)
+            if p.poll(SEND_WAIT * 1000):
+                sent = out.send(data)
+        if sent is False:
+            self.c_delayed.inc()
+            self._queue(out, data)
+
+    def _queue(self, out: UnixPeer, data: bytes) -> None:
+        if len(out.queue) >= MAX_QUEUE:
+            self.c_dropped.inc()
+            return
+        out.queue.append(data)
+        if not out.flushing and self.nursery is not None:
+            self.nursery.start_soon(flush, out, self.c_dropped.inc)
+
+    # -- receiving -------------------------------------------------------------------------
+    def drain(self) -> None:
+        """Apply every frame the siblings have sent so far (called before each batch of SIP
+        messages: one poll() system call when there is nothing)."""
+        for fd, _ in self.poller.poll(0):
+            conn = self.conns.get(fd)
+            if conn is not None:
+                self._read_all(conn)
+
+    def _read_all(self, conn: socket.socket) -> bool:
+        """False once the sibling closed the connection."""
+        receive = self.r.receive
+        while True:
+            try:
+                data = conn.recv(RECV_MAX)
+            except (BlockingIOError, InterruptedError):
+                return True
+            except OSError:
+                return False
+            if not data:
+                return False
+            receive(data)
+
+    async def serve(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        path = self.path(self.index)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # left by this worker's previous life
+        lsock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        lsock.bind(path)
+        lsock.listen(64)
+        lsock.setblocking(False)
+        try:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                task_status.started()
+                while True:
+                    await trio.lowlevel.wait_readable(lsock)
+                    try:
+                        conn, _ = lsock.accept()
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    conn.setblocking(False)
+                    with contextlib.suppress(OSError):
+                        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, BUF)
+                    nursery.start_soon(self._reader, conn)
+        finally:
+            lsock.close()
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            for out in self.out.values():
+                out.close()
+
+    async def _reader(self, conn: socket.socket) -> None:
+        fd = conn.fileno()
+        self.conns[fd] = conn
+        self.poller.register(fd, select.POLLIN)
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(conn)
+                if not self._read_all(conn):
+                    return
+                await trio.lowlevel.checkpoint()
+        finally:
+            self.poller.unregister(fd)
+            del self.conns[fd]
+            conn.close()
+
+    # -- start-up: copy the state of a running sibling -------------------------------------
+    async def restore(self) -> None:
+        """Ask the siblings in turn for their state; the first one that has a complete state
+        sends it. None (all workers starting together): this worker starts empty."""
+        for i, out in sorted(self.out.items()):
+            event = self._answers[i] = trio.Event()
+            if out.send(self.r.snapshot_request()) is not True:
+                continue
+            with trio.move_on_after(SNAPSHOT_WAIT):
+                await event.wait()
+            if self.r.restored:
+                return
+        if not self.r.restored:
+            self.r.finish_restore()
+
+    def _answered(self, worker: int, ok: bool) -> None:
+        event = self._answers.pop(worker, None)
+        if event is not None:
+            event.set()

@@ -1,0 +1,163 @@
+"""Replicated tables (ksr/core/replication.py) without sockets: replicators joined by in-memory
+"wires" that deliver frames in order, as the unix sockets between workers do."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import pytest
+
+from ksr.core.replication import SNAP_REQ, Replicator, frame, loads, replicated
+
+
+class Counter:
+    """A shared table: named counters with an increment (not idempotent) and a set."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, int] = {}
+
+    @replicated
+    def add(self, key: str, n: int) -> None:
+        self.values[key] = self.values.get(key, 0) + n
+
+    @replicated
+    def put(self, key: str, n: int) -> None:
+        self.values[key] = n
+
+    def replica_snapshot(self) -> Any:
+        return dict(self.values)
+
+    def replica_restore(self, state: Any) -> None:
+        self.values = dict(state)
+
+
+class Cluster:
+    """n workers; frames wait on per-(sender, receiver) wires until delivered."""
+
+    def __init__(self, n: int) -> None:
+        self.reps = [Replicator() for _ in range(n)]
+        self.tables = [Counter() for _ in range(n)]
+        self.wires: dict[tuple[int, int], list[bytes]] = {}
+        self.up = [True] * n
+        for i, (r, t) in enumerate(zip(self.reps, self.tables, strict=True)):
+            r.register("counter", t)
+            self.start(i)
+
+    def start(self, i: int) -> None:
+        r = self.reps[i]
+        r.broadcast = lambda data, i=i: self._send_all(i, data)  # type: ignore[misc]
+        r.reply = lambda to, data, i=i: self._send(i, to, data)  # type: ignore[misc]
+        r.activate(i, incarnation=100 + i + len(self.wires))
+
+    def _send_all(self, i: int, data: bytes) -> None:
+        for j in range(len(self.reps)):
+            if j != i:
+                self._send(i, j, data)
+
+    def _send(self, i: int, j: int, data: bytes) -> None:
+        if self.up[j]:
+            self.wires.setdefault((i, j), []).append(data)
+
+    def deliver(self, to: int | None = None) -> None:
+        for (_i, j), frames in list(self.wires.items()):
+            if to is None or j == to:
+                while frames:
+                    self.reps[j].receive(frames.pop(0))
+
+    def restart(self, i: int) -> None:
+        """Worker i dies (its wires are lost) and comes back empty."""
+        for key in [k for k in self.wires if i in k]:
+            del self.wires[key]
+        self.reps[i] = Replicator()
+        self.tables[i] = Counter()
+        self.reps[i].register("counter", self.tables[i])
+        self.start(i)
+
+
+def test_a_write_reaches_every_sibling_in_order() -> None:
+    c = Cluster(3)
+    for r in c.reps:
+        r.finish_restore()
+    c.tables[0].put("a", 5)
+    c.tables[0].add("a", 2)
+    assert c.tables[2].values == {}  # nothing applied until the frames are read
+    c.deliver()
+    c.tables[1].add("a", 1)
+    c.tables[2].add("a", 1)  # increments commute: concurrent ones add up everywhere
+    c.deliver()
+    assert [t.values for t in c.tables] == [{"a": 9}] * 3
+
+
+def test_writes_before_the_snapshot_are_held_and_not_applied_twice() -> None:
+    c = Cluster(3)
+    for r in c.reps:
+        r.finish_restore()
+    c.tables[0].add("x", 1)
+    c.tables[1].add("x", 10)
+    c.deliver()
+    c.restart(2)
+    assert c.reps[2].restored is False
+    c.tables[1].add("x", 100)  # reaches worker 2 before its snapshot, and worker 0
+    c.deliver(to=0)  # worker 0 has applied it when it makes the snapshot
+    c.tables[0].add("x", 1000)  # worker 0's own write: in the snapshot too
+    c.reps[0].receive(c.reps[2].snapshot_request())
+    c.tables[1].add("x", 10000)  # after the snapshot: applied on top of it
+    c.deliver(to=0)
+    c.deliver(to=2)
+    assert c.reps[2].restored
+    c.deliver()
+    assert [t.values["x"] for t in c.tables] == [11111] * 3
+
+
+def test_a_sibling_that_is_not_restored_itself_gives_no_snapshot() -> None:
+    c = Cluster(2)
+    answers: list[tuple[int, bool]] = []
+    c.reps[1].answered = lambda w, ok: answers.append((w, ok))
+    c.reps[0].receive(frame(SNAP_REQ, 1, 7, 0))
+    c.deliver()
+    assert answers == [(0, False)]
+    assert not c.reps[1].restored
+    c.reps[1].finish_restore()
+    assert c.reps[1].restored
+
+
+def test_tables_made_on_first_use_are_created_for_a_sibling_write() -> None:
+    a, b = Replicator(), Replicator()
+    a.broadcast = b.receive
+    a.activate(0, 1)
+    b.activate(1, 2)
+    b.finish_restore()
+    made: dict[str, Counter] = {}
+
+    def make(name: str) -> None:
+        made[name] = Counter()
+        b.register("counter:" + name, made[name])
+
+    b.register_factory("counter:", make)
+    t = Counter()
+    a.register("counter:second", t)
+    t.put("k", 3)
+    assert made["second"].values == {"k": 3}
+
+
+def test_frames_carry_plain_values_only() -> None:
+    evil = pickle.dumps(("counter", "put", (Counter(), 1)))
+    with pytest.raises(pickle.UnpicklingError):
+        loads(evil)
+    r = Replicator()
+    r.finish_restore()
+    r.receive(b"\x01")  # a short frame: logged and counted, not raised
+    r.receive(frame(1, 0, 1, 1, evil))
+    assert r.errors == 2
+
+
+def test_without_worker_processes_nothing_is_sent() -> None:
+    r = Replicator()
+    sent: list[bytes] = []
+    r.broadcast = sent.append
+    t = Counter()
+    r.register("counter", t)
+    t.add("a", 1)
+    assert sent == []
+    assert t.values == {"a": 1}
