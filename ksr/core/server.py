@@ -36,6 +36,7 @@ from .pv import PvRegistry
 from .replication import Replicator
 from .resolver import ASK, Resolver
 from .rpc import RpcRegistry
+from .shared_vars import SharedVars
 from .stats import Stats
 from .timers import TimerService
 
@@ -88,7 +89,7 @@ class Server:
         self.registry = ExportRegistry()
         self.script_vars: dict[str, int | str] = {}
         self.script_vars_null: dict[str, int | str | None] = {}
-        self.shared_vars: dict[str, int | str] = {}
+        self.shared_vars = SharedVars()
         self.modules: dict[str, Module] = {}
         self.listeners: list[SocketInfo] = []
         self.transports: dict[str, Any] = {}  # proto -> transport object
@@ -106,6 +107,7 @@ class Server:
         # tables every worker process shares (ksr/core/replication.py); sync_shared applies
         # the other workers' writes: transports call it once per batch, before handling it
         self.shared = Replicator()
+        self.shared.register("core:shv", self.shared_vars)
         self.sync_shared: Callable[[], None] | None = None
         # the secret that signs auth nonces when auth.secret is empty: the supervisor gives
         # every worker the same one, so a challenge from one validates on another

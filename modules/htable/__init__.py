@@ -86,6 +86,7 @@ class Htable(Module):
                     f"[modparam.htable] htable: {err}", self.server.config.source
                 ) from None
             self.tables[d.name] = HTable(d, _clock)
+            self.share(f"htable:{d.name}", self.tables[d.name])
         self._load_db()
         self.iterators: dict[str, tuple[str, list[str], int]] = {}
         self.record: tuple[str, object] | None = None
@@ -149,8 +150,8 @@ class Htable(Module):
 
     def _expire(self) -> None:
         for t in self.tables.values():
-            gone = t.pop_expired()
-            cb = self.params.event_callback
+            gone = t.pop_expired()  # each worker process drops them from its own copy
+            cb = self.params.event_callback if self.server.shared.leader else ""
             for key, value in gone:
                 if cb:
                     self.record = (key, value)

@@ -8,6 +8,8 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from ksr.core.replication import replicated
+
 Value = int | str
 
 
@@ -63,7 +65,10 @@ def parse_definition(text: str) -> TableDef:
 
 
 class HTable:
-    """Items of one table. ``now`` gives the clock used for expiry (trio's in the server)."""
+    """Items of one table. ``now`` gives the clock used for expiry (trio's in the server).
+
+    With worker processes every worker holds the same items (a shared table): the writes
+    below are ``@replicated``, each worker computing expiry times on its own clock."""
 
     def __init__(self, d: TableDef, now: Callable[[], float]) -> None:
         self.d = d
@@ -89,6 +94,7 @@ class HTable:
     def has(self, key: str) -> bool:
         return self._live(key) is not None
 
+    @replicated
     def set(self, key: str, value: Value, expire: int | None = None) -> None:
         old = self._live(key)
         if expire is not None:
@@ -99,6 +105,7 @@ class HTable:
             exp = self.now() + self.d.autoexpire if self.d.autoexpire else 0.0
         self.items[key] = Item(value, exp)
 
+    @replicated
     def set_expire(self, key: str, expire: int) -> bool:
         it = self._live(key)
         if it is None:
@@ -112,9 +119,11 @@ class HTable:
             return None
         return max(0, int(it.expires - self.now())) if it.expires else 0
 
+    @replicated
     def delete(self, key: str) -> bool:
         return self.items.pop(key, None) is not None
 
+    @replicated
     def add(self, key: str, delta: int) -> int | None:
         """Atomic add to an integer item: new value, or None if missing or not an int."""
         it = self._live(key)
@@ -125,6 +134,7 @@ class HTable:
             it.expires = self.now() + self.d.autoexpire
         return it.value
 
+    @replicated
     def clear(self) -> None:
         self.items.clear()
 
@@ -140,6 +150,17 @@ class HTable:
         for k, _ in gone:
             del self.items[k]
         return gone
+
+    def replica_snapshot(self) -> list[tuple[str, Value, float]]:
+        """Live items with their seconds to expiry (clocks differ between processes)."""
+        now = self.now()
+        return [
+            (k, it.value, it.expires - now if it.expires else 0.0) for k, it in self.live_items()
+        ]
+
+    def replica_restore(self, state: list[tuple[str, Value, float]]) -> None:
+        now = self.now()
+        self.items = {k: Item(v, now + left if left else 0.0) for k, v, left in state}
 
     def slot_of(self, key: str) -> int:
         return zlib.crc32(key.encode("utf-8", "surrogateescape")) % (1 << self.d.size)

@@ -2,7 +2,8 @@
 
 Entries (group, IP or subnet, port, tag) come from the ``address`` table of ``db_url`` (through
 ``ksr.db``, Kamailio's columns) and/or from ``address_file``; both are read at start-up and on
-``permissions.addressReload``. Port 0 matches any port. The trusted table (``allow_trusted``) is
+``permissions.addressReload``; with worker processes the worker that reloads gives the list it
+read to every other worker (a shared table). Port 0 matches any port. The trusted table (``allow_trusted``) is
 not supported.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
+from ksr.core.replication import replicated
 from ksr.core.rpc import RpcError, rpc
 from ksr.db import DbError, TableSpec, store_for
 from ksr.db.kamailio import ADDRESS
@@ -107,6 +109,18 @@ class Permissions(Module):
             from ksr.core.config import ConfigError
 
             raise ConfigError(f"[modparam.permissions] {err}", self.server.config.source) from None
+        self.share("permissions:address", self)
+
+    @replicated
+    def set_entries(self, rows: list[tuple[int, str, int, int, str]]) -> None:
+        """Use these entries (group, network address, prefix length, port, tag)."""
+        self.entries = [make_entry(g, ip, mask, port, tag) for g, ip, mask, port, tag in rows]
+
+    def replica_snapshot(self) -> list[tuple[int, str, int, int, str]]:
+        return _rows(self.entries)
+
+    def replica_restore(self, state: list[tuple[int, str, int, int, str]]) -> None:
+        self.set_entries.__wrapped__(self, state)  # type: ignore[attr-defined]
 
     def load(self) -> list[Entry]:
         """Every entry of the database table and the file, in that order. LoadError if either
@@ -186,9 +200,10 @@ class Permissions(Module):
     def rpc_reload(self) -> str:
         """permissions.addressReload: read the address table (and address_file) again."""
         try:
-            self.entries = self.load()
+            entries = self.load()
         except LoadError as err:
             raise RpcError(500, f"Reload failed: {err}") from None
+        self.set_entries(_rows(entries))
         return "Ok. Reload successful."
 
     @rpc("permissions.addressDump")
@@ -214,6 +229,10 @@ class Permissions(Module):
             }
             for i, e in enumerate(e for e in self.entries if not e.is_host)
         ]
+
+
+def _rows(entries: list[Entry]) -> list[tuple[int, str, int, int, str]]:
+    return [(e.grp, str(e.net.network_address), e.net.prefixlen, e.port, e.tag) for e in entries]
 
 
 MODULE = Permissions

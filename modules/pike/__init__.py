@@ -4,7 +4,8 @@ Each source IP has a request counter per sampling unit (``sampling_time_unit`` s
 by a server timer). An IP is flooding when the current unit holds more than
 ``reqs_density_per_unit`` requests. A flooding IP stays blocked
 until it has been quiet (no checked request) for ``remove_latency`` seconds; then it is
-forgotten. The state is per worker process.
+forgotten. With worker processes every worker counts every request (a shared table, see
+docs/workers.md): worker 0 shifts the units for all.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import trio
 
 from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
+from ksr.core.replication import replicated
 from ksr.core.rpc import RpcError, rpc
 from ksr.kemi.registry import kemi
 
@@ -75,20 +77,47 @@ class Pike(Module):
         self.c_blocked = self.server.stats.counter(
             "pike", "blocked_ips", doc="source addresses found flooding"
         )
+        self.share("pike", self)
 
     async def start(self, nursery: trio.Nursery) -> None:
         self.server.timers.every(max(1, self.params.sampling_time_unit), self.tick)
 
     def tick(self) -> None:
-        """End of a sampling unit: shift the counters, forget sources quiet for remove_latency."""
+        """End of a sampling unit (in worker 0 for all worker processes)."""
+        if self.server.shared.leader:
+            for ip in self.shift():
+                log.log(self.level, "pike: %s is no longer blocked", ip)
+
+    @replicated
+    def shift(self) -> list[str]:
+        """Shift the counters, forget sources quiet for remove_latency; the blocked ones
+        forgotten are returned."""
         now = _clock()
         latency = self.params.remove_latency
         gone = [ip for ip, s in self.sources.items() if now - s.last_hit >= latency]
-        for ip in gone:
-            if self.sources.pop(ip).blocked:
-                log.log(self.level, "pike: %s is no longer blocked", ip)
+        unblocked = [ip for ip in gone if self.sources.pop(ip).blocked]
         for s in self.sources.values():
             s.prev, s.curr = s.curr, 0
+        return unblocked
+
+    @replicated
+    def hit(self, key: str) -> None:
+        """One request from ``key`` (counted here, or in another worker process)."""
+        s = self.sources.get(key)
+        if s is None:
+            s = self.sources[key] = Source()
+        s.curr += 1
+        s.last_hit = _clock()
+        if s.curr > self.params.reqs_density_per_unit:
+            s.blocked = True
+
+    def replica_snapshot(self) -> list[tuple[str, int, int, float, bool]]:
+        now = _clock()
+        return [(ip, s.prev, s.curr, now - s.last_hit, s.blocked) for ip, s in self.sources.items()]
+
+    def replica_restore(self, state: list[tuple[str, int, int, float, bool]]) -> None:
+        now = _clock()
+        self.sources = {ip: Source(p, c, now - age, b) for ip, p, c, age, b in state}
 
     def check(self, ip: str) -> int:
         """Count one request from ``ip``: 1 ok, -1 already blocked, -2 blocked by this one."""
@@ -97,14 +126,11 @@ class Pike(Module):
             log.error("pike: invalid IP address %r", ip)
             return OK  # Kamailio: an internal error lets the request through
         s = self.sources.get(key)
-        if s is None:
-            s = self.sources[key] = Source()
-        s.curr += 1
-        s.last_hit = _clock()
-        if s.blocked:
+        was_blocked = s is not None and s.blocked
+        self.hit(key)
+        if was_blocked:
             return BLOCKED
-        if s.curr > self.params.reqs_density_per_unit:
-            s.blocked = True
+        if self.sources[key].blocked:
             self.c_blocked.inc()
             log.log(self.level, "pike: %s detected as flooding (blocked)", key)
             return NEW_BLOCKED
