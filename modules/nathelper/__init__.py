@@ -106,9 +106,8 @@ class Nathelper(Module):
         pinger = self.pinger
         if pinger is None:
             return
-        ul = pinger.usrloc
-        if self.server.handoff is not None and ul.params.db_mode == 3 and self.server.worker_id:
-            return  # workers share one table: the first worker pings it
+        if not self.server.shared.leader:
+            return  # worker processes share one location table: worker 0 pings it
         self.server.timers.every(1.0, pinger.tick, name="nathelper natping")
 
     def _is_private(self, ip: str) -> bool:
