@@ -17,7 +17,7 @@ from pydantic import field_validator
 
 from ksr.core.module import ModParams, Module
 from ksr.core.rpc import RpcError, rpc
-from ksr.core.stats import ONE, SUM
+from ksr.core.stats import ONE
 from ksr.db import DEFAULT_DB_URL, DbError, SchemaMismatch, Store, store_for
 
 from .contact import ALL_METHODS, Contact, RuidMaker
@@ -124,8 +124,9 @@ class Usrloc(Module):
 
     @property
     def _merge(self) -> str:
-        # db_mode 3: one table all workers read; below, each worker counts its own (workers.md)
-        return ONE if self.params.db_mode == 3 else SUM
+        # every worker reads the same table: the database (db_mode 3) or its copy of the
+        # shared table (below 3, docs/workers.md): counted once, not added up
+        return ONE
 
     def counts(self, name: str) -> tuple[int, int]:
         """(users, contacts) of a table for the statistics. In db_mode 3 that is a scan of the
