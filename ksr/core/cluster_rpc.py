@@ -15,7 +15,7 @@ from typing import Any
 import trio
 
 from .rpc import RpcCommand, RpcError, RpcRegistry
-from .rpc_merge import FIRST, merge
+from .rpc_merge import EVERY, FIRST, merge
 
 Ask = Callable[[int, str, list[Any]], Awaitable[dict[str, Any] | None]]
 
@@ -39,7 +39,7 @@ def _clustered(cmd: RpcCommand, others: list[int], ask: Ask) -> Callable[..., An
                     if reply is not None and "result" in reply:
                         return reply["result"]
                 raise err
-        result = await _run(cmd.fn, args)
+        result = await _run(cmd.fn, args)  # refused here: the others are not asked
         replies: list[dict[str, Any] | None] = [None] * len(others)
 
         async def one(k: int, i: int) -> None:
@@ -48,6 +48,16 @@ def _clustered(cmd: RpcCommand, others: list[int], ask: Ask) -> Callable[..., An
         async with trio.open_nursery() as nursery:
             for k, i in enumerate(others):
                 nursery.start_soon(one, k, i)
+        if cmd.merge == EVERY:
+            # a worker that is down (being restarted) is left out: it starts with the new state
+            refused = [
+                f"worker {i}: {reply['error'].get('message', reply['error'])}"
+                for i, reply in zip(others, replies, strict=True)
+                if reply is not None and "error" in reply
+            ]
+            if refused:
+                raise RpcError(500, "; ".join(refused))
+            return result
         for reply in replies:
             if reply is not None and "result" in reply:
                 result = merge(result, reply["result"])

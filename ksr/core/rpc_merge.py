@@ -13,7 +13,9 @@ from typing import Any
 SUM = "sum"  # numbers add up, maps merge key by key, lists are joined (``merge``)
 JOIN = SUM  # lists joined: the same rule
 FIRST = "first"  # run on one worker after the other until one succeeds (end one dialog)
-POLICIES = frozenset({SUM, FIRST})
+# run on every worker (a script reload): this worker's answer, or an error when any refused
+EVERY = "every"
+POLICIES = frozenset({SUM, FIRST, EVERY})
 
 
 def merge(a: Any, b: Any) -> Any:

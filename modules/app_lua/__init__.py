@@ -10,6 +10,7 @@ from typing import Any
 
 from ksr.core.module import ModParams
 from ksr.core.rpc import RpcError, rpc
+from ksr.core.rpc_merge import EVERY
 from ksr.kemi.reload import ScriptModule, api_list
 
 
@@ -26,7 +27,7 @@ class AppLua(ScriptModule):
     Params = AppLuaParams
     language = "lua"
 
-    @rpc("app_lua.reload")
+    @rpc("app_lua.reload", merge=EVERY)
     def rpc_reload(self, idx: int | str = -1) -> dict[str, Any]:
         """Load the Lua script again, check it, and swap it in; replies {old, new, file, ...}.
         A script that fails to load or check is refused and the running one stays."""

@@ -10,6 +10,7 @@ from typing import Any
 
 from ksr.core.module import ModParams
 from ksr.core.rpc import rpc
+from ksr.core.rpc_merge import EVERY
 from ksr.kemi.reload import ScriptModule, api_list
 
 
@@ -24,8 +25,8 @@ class AppPython3(ScriptModule):
     Params = AppPythonParams
     language = "python"
 
-    @rpc("app_python.reload")
-    @rpc("app_python3.reload")
+    @rpc("app_python.reload", merge=EVERY)
+    @rpc("app_python3.reload", merge=EVERY)
     def rpc_reload(self) -> dict[str, Any]:
         """Load the Python script and its helper modules again, check it, swap it in; replies
         {old, new, file, ...}. A script that fails is refused and the running one stays."""
