@@ -86,6 +86,7 @@ class CoreParams(BaseModel):
     listen: list[str] = Field(default_factory=lambda: ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"])
     alias: list[str] = Field(default_factory=list)
     children: int = 1
+    server_id: int = 0  # this node in a cluster: in usrloc ruids/rows and dialog ids (0-255)
     gc_threshold: int = (
         20000  # young-generation threshold of the serving process (0 = Python's 700)
     )
@@ -128,6 +129,16 @@ class CoreParams(BaseModel):
         from .logsetup import facility
 
         facility(v)  # ValueError naming the known ones
+        return v
+
+    @field_validator("server_id")
+    @classmethod
+    def _server_id(cls, v: int) -> int:
+        # dialog ids keep it in their top byte (modules/dialog/table.py)
+        if not 0 <= v <= 255:
+            raise ValueError(
+                "server_id must be 0..255 (ksr keeps it in the top byte of dialog ids)"
+            )
         return v
 
     @field_validator("children")

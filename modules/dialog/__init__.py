@@ -87,6 +87,8 @@ class DialogModule(DialogRpc, Module):
         if handoff is not None:
             self.mgr.table.share_ids(handoff.index, handoff.count)
         if self.store is not None:
+            # a table shared by several nodes holds their dialogs too: restore only ours
+            self._loaded = [d for d in self._loaded if self.mgr.table.mine(d)]
             if handoff is not None:  # worker processes: restore only the calls this one owns
                 self._loaded = [
                     d

@@ -47,7 +47,7 @@ class DialogManager:
         self.server = server
         self.params = params
         self.clock = WallClock()
-        self.table = DialogTable(params.hash_size)
+        self.table = DialogTable(params.hash_size, server.config.core.server_id)
         self.profiles = Profiles(
             split_names(params.profiles_no_value), split_names(params.profiles_with_value)
         )

@@ -10,9 +10,17 @@ from ksr.sip.dialog_state import DlgState
 
 from .model import Dialog
 
+NODE_SHIFT = 24  # a dialog id's top byte is the server_id of the node that made it
+LOCAL_MASK = (1 << NODE_SHIFT) - 1
+
+
+def node_of(h_id: int) -> int:
+    """The server_id of the node that created the dialog with this id."""
+    return (h_id >> NODE_SHIFT) & 0xFF
+
 
 class DialogTable:
-    def __init__(self, hash_size: int = 4096) -> None:
+    def __init__(self, hash_size: int = 4096, server_id: int = 0) -> None:
         # a power of two, as Kamailio rounds it: stored slots then match Kamailio's
         self.hash_size = 1 << (max(1, hash_size).bit_length() - 1)
         self.by_key: dict[tuple[int, int], Dialog] = {}
@@ -21,23 +29,36 @@ class DialogTable:
         # worker processes (docs/workers.md) share the dialog table of the database: worker k
         # of N uses the ids k+1, k+1+N, ... so that stored ids never collide
         self.id_step, self.id_offset = 1, 0
+        # nodes of a cluster share it too: each one's ids carry its server_id in the top byte
+        self.server_id = server_id
+        self._node_bits = server_id << NODE_SHIFT
 
     def share_ids(self, worker: int, workers: int) -> None:
         self.id_step, self.id_offset = max(1, workers), worker
 
+    def mine(self, dlg: Dialog) -> bool:
+        """Whether this node created the dialog (a shared table holds other nodes' too)."""
+        return node_of(dlg.h_id) == self.server_id
+
     def new_key(self, callid: str) -> tuple[int, int]:
         h_entry = core_hash(callid, self.hash_size)  # Kamailio's slot of this Call-ID
         step = self.id_step
-        h_id = self._next_id + (self.id_offset - (self._next_id - 1)) % step
-        while (h_entry, h_id) in self.by_key:
-            h_id += step
-        self._next_id = h_id + 1
+        n = self._next_id + (self.id_offset - (self._next_id - 1)) % step
+        while True:
+            if n > LOCAL_MASK:  # wrapped: start again at this worker's first id
+                n = self.id_offset + 1
+            h_id = self._node_bits | n
+            if (h_entry, h_id) not in self.by_key:
+                break
+            n += step
+        self._next_id = n + 1
         return h_entry, h_id
 
     def add(self, dlg: Dialog) -> None:
         self.by_key[dlg.key] = dlg
         self.by_callid.setdefault(dlg.callid, []).append(dlg)
-        self._next_id = max(self._next_id, dlg.h_id + 1)
+        if self.mine(dlg):
+            self._next_id = max(self._next_id, (dlg.h_id & LOCAL_MASK) + 1)
 
     def remove(self, dlg: Dialog) -> None:
         self.by_key.pop(dlg.key, None)

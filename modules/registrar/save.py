@@ -158,7 +158,7 @@ def save(reg: Registrar, ctx: MsgContext, table: str, flags: int, uri: str | Non
         c.instance, c.reg_id = cr.instance, cr.reg_id
         c.cflags = ctx.bflags
         c.conn_id = ctx.conn_id if ctx.proto != "udp" else -1
-        c.server_id = ul.params.server_id
+        c.server_id = ul.server_id
         c.last_modified = now
         if old is not None and not old.expired(now):
             ops.append(_Op("update", c))

@@ -71,10 +71,15 @@ class Usrloc(Module):
         super().__init__(server, params)
         self.params: UsrlocParams = params
         self.domains: dict[str, Domain] = {}
-        self.ruids = RuidMaker()
+        self.ruids = RuidMaker(self.server_id)
         self.now: Callable[[], float] = time.time  # tests may move time forward
         self.expired_callbacks: list[Callable[[str, Contact], None]] = []
         self._counts: dict[str, tuple[float, int, int]] = {}  # db_mode 3: (when, users, contacts)
+
+    @property
+    def server_id(self) -> int:
+        """This node's id for the rows it writes: the modparam, else core ``server_id``."""
+        return self.params.server_id or self.server.config.core.server_id
 
     @property
     def use_domain(self) -> bool:

@@ -169,10 +169,13 @@ _FIELDS = tuple(f.name for f in dataclasses.fields(Contact))  # Contact's fields
 
 class RuidMaker:
     """Record unique ids like Kamailio's ``uloc-<start time>-<pid>-<n>``: unique across the
-    processes of a host and across restarts (the start time changes)."""
+    processes of a host and across restarts (the start time changes). A node with a
+    ``server_id`` puts it first, as Kamailio does (``uloc-<server_id>-<time>-<pid>-<n>``), so
+    nodes sharing one location table never make the same id."""
 
-    def __init__(self) -> None:
-        self.prefix = f"uloc-{int(time.time()):x}-{os.getpid():x}"
+    def __init__(self, server_id: int = 0) -> None:
+        node = f"{server_id:x}-" if server_id else ""
+        self.prefix = f"uloc-{node}{int(time.time()):x}-{os.getpid():x}"
         self.n = 0
 
     def next(self) -> str:
