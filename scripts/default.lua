@@ -84,6 +84,7 @@ end
 -- Per-request checks.
 function ksr_route_reqinit()
   KSR.force_rport()
+  ksr_route_antiflood()
   -- -1: Max-Forwards reached 0 (483); -2: a bad value, answered 400 by sanity below
   if KSR.maxfwd.process_maxfwd(10) == -1 then
     KSR.sl.sl_send_reply(483, "Too Many Hops")
@@ -97,6 +98,40 @@ function ksr_route_reqinit()
     KSR.sl.sl_send_reply(200, "Keepalive")
     KSR.x.exit()
   end
+end
+
+-- Flood protection (as in Kamailio's example script). A source IP in the htable "ipban" is
+-- ignored until its entry expires; pike puts a source there when it sends more requests than
+-- [modparam.pike] allows, auth when it fails authentication too often (failed_auth_ban).
+-- Requests from this server's own addresses and from trusted peers (permissions address
+-- group 1) are not counted. Known scanners are dropped: no answer tells them anything.
+SCANNER_UAS = { "friendly", "scanner", "sipcli", "sipvicious", "VaxSIPUserAgent" }
+
+function ksr_route_antiflood()
+  local ua = KSR.kx.gete_ua()
+  for _, name in ipairs(SCANNER_UAS) do
+    if string.find(ua, name, 1, true) then
+      KSR.x.exit()
+    end
+  end
+  if not KSR.htable or KSR.is_myself_srcip() then
+    return 1
+  end
+  if KSR.permissions and KSR.permissions.allow_source_address(1) > 0 then
+    return 1
+  end
+  local srcip = KSR.kx.get_srcip()
+  if KSR.htable.sht_get("ipban", srcip) ~= nil then
+    KSR.dbg("request from blocked IP - " .. KSR.kx.get_method() .. " from " .. srcip .. "\n")
+    KSR.x.exit()
+  end
+  if KSR.pike and KSR.pike.pike_check_req() < 0 then
+    KSR.err("ALERT: pike blocking " .. KSR.kx.get_method() .. " from " .. KSR.kx.gete_furi()
+      .. " (IP:" .. srcip .. ":" .. KSR.kx.get_srcport() .. ")\n")
+    KSR.htable.sht_seti("ipban", srcip, 1)
+    KSR.x.exit()
+  end
+  return 1
 end
 
 -- sanity_check() flags: SIP version, URI scheme, required headers, CSeq method and value,

@@ -18,6 +18,9 @@ FLB_NATSIPPING = 7
 # sanity_check() flags: SIP version, URI scheme, required headers, CSeq method and value,
 # Content-Length, Expires, Proxy-Require, parse URIs, top Via, and ksr's strict RFC 3261
 # syntax check (1048576) so malformed messages get a 400 as RFC 4475 asks.
+# User-Agents of known scanners (svmap, svwar, svcrack, sipcli...): dropped without an answer.
+SCANNER_UAS = ("friendly", "scanner", "sipcli", "sipvicious", "VaxSIPUserAgent")
+
 KSR_SANITY_CHECKS = 1 + 2 + 4 + 32 + 64 + 128 + 256 + 512 + 1024 + 16384 + 1048576
 
 
@@ -84,6 +87,7 @@ class Router:
     # Per-request checks.
     def ksr_route_reqinit(self, msg):
         KSR.force_rport()
+        self.ksr_route_antiflood(msg)
         # -1: Max-Forwards reached 0 (483); -2: a bad value, answered 400 by sanity below
         if KSR.maxfwd.process_maxfwd(10) == -1:
             KSR.sl.sl_send_reply(483, "Too Many Hops")
@@ -94,6 +98,32 @@ class Router:
         if KSR.is_OPTIONS() and KSR.is_myself_ruri() and KSR.corex.has_ruri_user() < 0:
             KSR.sl.sl_send_reply(200, "Keepalive")
             KSR.x.exit()
+
+    # Flood protection (as in Kamailio's example script). A source IP in the htable "ipban" is
+    # ignored until its entry expires; pike puts a source there when it sends more requests than
+    # [modparam.pike] allows, auth when it fails authentication too often (failed_auth_ban).
+    # Requests from this server's own addresses and from trusted peers (permissions address
+    # group 1) are not counted. Known scanners are dropped: no answer tells them anything.
+    def ksr_route_antiflood(self, msg):
+        ua = KSR.kx.gete_ua()
+        if any(name in ua for name in SCANNER_UAS):
+            KSR.x.exit()
+        if not hasattr(KSR, "htable") or KSR.is_myself_srcip():
+            return 1
+        if hasattr(KSR, "permissions") and KSR.permissions.allow_source_address(1) > 0:
+            return 1
+        srcip = KSR.kx.get_srcip()
+        if KSR.htable.sht_get("ipban", srcip) is not None:
+            KSR.dbg("request from blocked IP - %s from %s\n" % (KSR.kx.get_method(), srcip))
+            KSR.x.exit()
+        if hasattr(KSR, "pike") and KSR.pike.pike_check_req() < 0:
+            KSR.err(
+                "ALERT: pike blocking %s from %s (IP:%s:%d)\n"
+                % (KSR.kx.get_method(), KSR.kx.gete_furi(), srcip, KSR.kx.get_srcport())
+            )
+            KSR.htable.sht_seti("ipban", srcip, 1)
+            KSR.x.exit()
+        return 1
 
     # Requests inside a dialog (with a To-tag).
     def ksr_route_withindlg(self, msg):

@@ -47,6 +47,7 @@ DEFAULT_MODULES = [
     "auth_db",
     "nathelper",
     "permissions",
+    "pike",
 ]
 
 

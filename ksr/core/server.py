@@ -505,8 +505,11 @@ class Server:
         port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
         return Destination(via.transport.lower() if via.transport else proto, host, port)
 
-    def send_reply_stateless(self, ctx: MsgContext, code: int, reason: str) -> bool:
-        """Build and send a reply to the current request without a transaction."""
+    def send_reply_stateless(
+        self, ctx: MsgContext, code: int, reason: str, delay: float = 0.0
+    ) -> bool:
+        """Build and send a reply to the current request without a transaction (``delay``
+        seconds later when given: auth slows down repeated failures that way)."""
         req = ctx.request
         extra: list[tuple[str, str]] = []
         for text in ctx.reply_lumps:
@@ -540,6 +543,9 @@ class Server:
         if code >= 200:
             self.latency.request_done(req.method, ctx.timestamp)
         dest.proto = ctx.proto  # RFC 3261 §18.2.2: answer on the transport the request came on
+        if delay > 0:
+            self.timers.once(delay, self.send, dest, rpl.to_bytes(), ctx.socket, ctx.conn_id)
+            return True
         return self.send(dest, rpl.to_bytes(), ctx.socket, ctx.conn_id)
 
     def send_reply_any(self, ctx: MsgContext, code: int, reason: str) -> bool:

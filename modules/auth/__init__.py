@@ -3,6 +3,8 @@ a password source (auth_db, or the script with pv_*) builds on. KSR.auth."""
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +26,10 @@ from ksr.sip.digest import (
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.message import Message
 
+from .failures import FailureBook, Verdict
 from .nonces import NonceBook, NonceState
+
+log = logging.getLogger("ksr.auth")
 
 # Return codes shared with auth_db (Kamailio's auth_api.h).
 AUTH_OK = 1
@@ -35,6 +40,14 @@ AUTH_STALE_NONCE = -4
 AUTH_NO_CREDENTIALS = -5
 AUTH_NONCE_REUSED = -6
 AUTH_USER_MISMATCH = -8
+
+# failed checks that count towards slowing and banning, with the reason logged for each (a
+# reused nonce is not one: its response was right, it is a retransmission or a replay)
+FAILURE_REASONS = {
+    AUTH_INVALID_PASSWORD: "wrong password",
+    AUTH_USER_UNKNOWN: "unknown user",
+    AUTH_USER_MISMATCH: "user mismatch",
+}
 
 WWW = ("authorization", "WWW-Authenticate", 401)
 PROXY = ("proxy-authorization", "Proxy-Authenticate", 407)
@@ -59,6 +72,14 @@ class AuthParams(ModParams):
     add_authinfo_hdr: int = 0
     use_next_nonce: int = 0
     disable_nonce_check: int = 0
+    # ksr: failed authentications (docs/modules/auth.md)
+    failed_auth_log: int = 1  # one log line per failed authentication
+    failed_auth_window: int = 60  # seconds over which failures are counted
+    failed_auth_slow: int = 3  # failures (per source IP or user) after which answers are delayed
+    failed_auth_delay: int = 2000  # milliseconds the challenge after a failure is held back
+    failed_auth_ban: int = 10  # failures after which the source IP / the user is banned; 0 never
+    failed_auth_ban_time: int = 300  # seconds a ban lasts
+    failed_auth_ban_htable: str = "ipban"  # banned source IPs are also put in this htable
 
     @field_validator("algorithm")
     @classmethod
@@ -94,6 +115,14 @@ class Auth(Module):
         self.nonces = NonceBook(secret, params.nonce_expire)
         self.share("auth:nonces", self.nonces)  # worker processes: one record for all
         self.algorithm = canonical_algorithm(params.algorithm) or "MD5"
+        self.failures = FailureBook(
+            params.failed_auth_window,
+            params.failed_auth_slow,
+            params.failed_auth_delay / 1000,
+            params.failed_auth_ban,
+            params.failed_auth_ban_time,
+        )
+        self.share("auth:failures", self.failures)  # every worker counts every failure
 
     # -- API for auth_db and the pv_* functions ----------------------------------------------
     def default_realm(self, ctx: MsgContext, realm: str) -> str:
@@ -197,7 +226,30 @@ class Auth(Module):
         credentials or None for an unknown user."""
         pend = self.pre_auth(ctx, self.default_realm(ctx, realm), hkey)
         if isinstance(pend, int):
+            # a source that failed often waits for fresh challenges too: asking for a new
+            # one instead of waiting for the answer to the last guess gains nothing
+            ctx.extra["auth_delay"] = self.failures.slowed([f"ip:{ctx.src_ip}"], self.now())
             return pend
+        keys = self.failure_keys(ctx, pend)
+        now = self.now()
+        if any(self.failures.banned_until(k, now) is not None for k in keys):
+            # banned: no password check; the answer is the same as for a wrong password
+            self.log_failure(ctx, pend, "banned", self.failures.failures(keys[0], now))
+            ctx.extra["auth_delay"] = self.failures.delay
+            return AUTH_INVALID_PASSWORD
+        rc = self._authenticate(ctx, pend, ha1_of, checks, method)
+        if rc in FAILURE_REASONS:
+            self.failed(ctx, pend, keys, FAILURE_REASONS[rc])
+        return rc
+
+    def _authenticate(
+        self,
+        ctx: MsgContext,
+        pend: Pending,
+        ha1_of: Callable[[Pending], str | None],
+        checks: int,
+        method: str | None,
+    ) -> int:
         if checks & 1 and not self.user_matches(ctx, pend):
             return AUTH_USER_MISMATCH
         ha1 = ha1_of(pend)
@@ -208,6 +260,74 @@ class Auth(Module):
         if not self.check_response(ctx, pend, ha1, method):
             return AUTH_INVALID_PASSWORD
         return self.post_auth(ctx, pend)
+
+    # -- failed authentications: log, slow down, ban -----------------------------------------
+    def failure_keys(self, ctx: MsgContext, pend: Pending) -> list[str]:
+        p = pend.cred.params
+        user = p.get("username", "")
+        if "@" not in user:
+            user = f"{user}@{p.get('realm', '')}"
+        return [f"ip:{ctx.src_ip}", f"user:{user}"]
+
+    def failed(self, ctx: MsgContext, pend: Pending, keys: list[str], reason: str) -> None:
+        """Count a failed check: log it, delay the next challenge, ban when too many."""
+        now = self.now()
+        p = pend.cred.params
+        fingerprint = f"{ctx.src_ip} {p.get('nonce', '')} {p.get('response', '')}"
+        if self.failures.repeated(fingerprint, now):  # a retransmission: counted already
+            ctx.extra["auth_delay"] = self.failures.slowed(keys, now)
+            return
+        verdict = self.failures.fail(keys, now)
+        self.log_failure(ctx, pend, reason, verdict.failures)
+        ctx.extra["auth_delay"] = verdict.delay
+        self.apply_bans(verdict)
+
+    def apply_bans(self, verdict: Verdict) -> None:
+        """Say so in the log and put banned source IPs in the htable (shared by workers)."""
+        p = self.params
+        for key in verdict.banned:
+            kind, _, what = key.partition(":")
+            if kind == "ip":
+                log.warning(
+                    "auth ban: src=%s for %d s after %d failed authentications in %d s",
+                    what,
+                    p.failed_auth_ban_time,
+                    verdict.failures,
+                    p.failed_auth_window,
+                )
+                self._ban_in_htable(what)
+            else:
+                log.warning(
+                    "auth ban: user=%s for %d s after %d failed authentications in %d s",
+                    _quote(what),
+                    p.failed_auth_ban_time,
+                    verdict.failures,
+                    p.failed_auth_window,
+                )
+
+    def _ban_in_htable(self, ip: str) -> None:
+        name = self.params.failed_auth_ban_htable
+        ht = self.server.modules.get("htable") if name else None
+        table = getattr(ht, "tables", {}).get(name) if ht is not None else None
+        if table is not None:
+            table.set(ip, 1, self.params.failed_auth_ban_time)
+
+    def log_failure(self, ctx: MsgContext, pend: Pending, reason: str, failures: int) -> None:
+        if not self.params.failed_auth_log:
+            return
+        p = pend.cred.params
+        # one line, the source first: the user and realm are the sender's text, quoted
+        log.warning(
+            "auth failure: src=%s port=%d proto=%s user=%s realm=%s method=%s reason=%s failures=%d",
+            ctx.src_ip,
+            ctx.src_port,
+            ctx.proto,
+            _quote(p.get("username", "")),
+            _quote(p.get("realm", "")),
+            _quote(ctx.method),
+            _quote(reason),
+            failures,
+        )
 
     def challenge_value(self, ctx: MsgContext, realm: str, flags: int) -> str:
         params: list[tuple[str, str, bool]] = [
@@ -229,7 +349,12 @@ class Auth(Module):
         ctx.reply_lumps.append(line)
         try:
             reason = "Unauthorized" if kind[2] == 401 else "Proxy Authentication Required"
-            ok = self.server.send_reply_any(ctx, kind[2], reason)
+            delay = ctx.extra.get("auth_delay", 0.0)
+            if delay and ctx.tx is None:
+                # slowed down after repeated failures: the challenge leaves later
+                ok = self.server.send_reply_stateless(ctx, kind[2], reason, delay=delay)
+            else:
+                ok = self.server.send_reply_any(ctx, kind[2], reason)
         finally:
             ctx.reply_lumps.remove(line)
         if not ok and not flags & 4:
@@ -339,6 +464,11 @@ class Auth(Module):
             return -1
         self.algorithm = a
         return 1
+
+
+def _quote(text: str, limit: int = 64) -> str:
+    """A sender's text for a log line: quoted, escaped (no line breaks), bounded."""
+    return json.dumps(text[:limit], ensure_ascii=True)
 
 
 MODULE = Auth

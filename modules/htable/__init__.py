@@ -30,7 +30,9 @@ MISSING = -255  # sht_inc/sht_dec on a missing item (Kamailio's observed value)
 
 
 class HtableParams(ModParams):
-    htable: list[str] = []
+    # the default scripts' flood protection bans into ipban (docs/default-script.md); a
+    # configuration that sets htable replaces this list
+    htable: list[str] = ["ipban=>size=8;autoexpire=300;"]
     event_callback: str = ""
     event_callback_mode: int = 0
     timer_interval: int = 20
