@@ -16,8 +16,8 @@ import pytest
 import trio
 import trio.testing
 
+from ksr.modules.auth.failures import FailureBook
 from ksr.sip.message import Response
-from modules.auth.failures import FailureBook
 from tests.registrar.digest_client import authorization, challenge_params
 from tests.registrar.helpers import register
 from tests.registrar.test_auth import add_subscriber
@@ -45,7 +45,8 @@ def test_book_slows_then_bans_then_forgets() -> None:
     delays = [book.fail(keys, t).delay for t in (0, 1, 2)]
     assert delays == [0.0, 0.0, 1.5]
     v = book.fail(keys, 3)
-    assert v.banned == tuple(keys) and v.failures == 4
+    assert v.banned == tuple(keys)
+    assert v.failures == 4
     assert book.banned_until("ip:192.0.2.7", 100) == 303
     assert book.banned_until("ip:192.0.2.7", 303) is None  # over
     # failures older than the window do not count
@@ -95,9 +96,7 @@ class Client:
         assert self.last is not None
         self.cseq += 1
         auth = authorization(self.last, self.auth_user, password)
-        text = register(
-            self.peer.port, self.user, call_id=self.user, cseq=self.cseq, extra=[auth]
-        )
+        text = register(self.peer.port, self.user, call_id=self.user, cseq=self.cseq, extra=[auth])
         await self.peer.send(text, self.addr)
 
     async def guess(self, password: str, timeout: float = 2.0) -> Response:
@@ -151,7 +150,9 @@ async def test_failures_are_logged_slowed_and_banned(
     assert any(line.startswith("auth ban: src=127.0.0.1 for 300 s") for line in lines)
     assert any(line.startswith('auth ban: user="alice@127.0.0.1" for 300 s') for line in lines)
     # every failure is one line the fail2ban filter reads the source from
-    formatted = [logging.Formatter(FORMAT).format(r) for r in caplog.records if r.name == "ksr.auth"]
+    formatted = [
+        logging.Formatter(FORMAT).format(r) for r in caplog.records if r.name == "ksr.auth"
+    ]
     assert fail2ban_hosts(tmp_path, formatted) == ["127.0.0.1"] * 5
 
 
@@ -191,8 +192,11 @@ async def test_a_username_cannot_forge_the_logged_source(
         c.auth_user = evil
         await c.guess("wrong")
         peer.close()
-    formatted = [logging.Formatter(FORMAT).format(r) for r in caplog.records if r.name == "ksr.auth"]
-    assert len(formatted) == 1 and "\n" not in formatted[0]
+    formatted = [
+        logging.Formatter(FORMAT).format(r) for r in caplog.records if r.name == "ksr.auth"
+    ]
+    assert len(formatted) == 1
+    assert "\n" not in formatted[0]
     assert fail2ban_hosts(tmp_path, formatted) == ["127.0.0.1"]
 
 
