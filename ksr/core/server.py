@@ -33,6 +33,7 @@ from .latency import Latency
 from .module import Module
 from .modules import ALWAYS_LOADED, load_module_class
 from .pv import PvRegistry
+from .ratelog import RateLimitedLog
 from .replication import Replicator
 from .resolver import ASK, Resolver
 from .rpc import RpcRegistry
@@ -114,6 +115,7 @@ class Server:
         env_secret = os.environ.get("KSR_WORKER_SECRET", "")
         self.shared_secret: bytes | None = bytes.fromhex(env_secret) if env_secret else None
         self.core_stats = CoreStats(self.stats)
+        self.bad_input = RateLimitedLog(log)  # lines that what peers send can cause
         self.latency = Latency(self.stats)
         self._c_rcv_req = self.stats.counter("core", "rcv_requests", doc="SIP requests received")
         self._c_rcv_rpl = self.stats.counter("core", "rcv_replies", doc="SIP replies received")
@@ -298,9 +300,15 @@ class Server:
             else:
                 log.debug("dropped malformed message from %s:%d: %s", src_ip, src_port, err.reason)
             return
-        except Exception:
+        except Exception as err:  # a parser bug: one line, not a traceback per message
             self._c_bad.inc()
-            log.exception("parser failed on a message from %s:%d", src_ip, src_port)
+            self.bad_input.warning(
+                "parser failed on a message from %s:%d: %s: %s",
+                src_ip,
+                src_port,
+                type(err).__name__,
+                err,
+            )
             return
         if isinstance(msg, Request):
             self.core_stats.on_request(msg)
@@ -470,6 +478,15 @@ class Server:
     ) -> bool:
         if self.hosts.forbidden(dest.host):
             log.warning("refusing to send to %s:%d", dest.host, dest.port)
+            return False
+        if not self.hosts.is_ip(dest.host):
+            # every next hop is resolved before it gets here; a name here came from a message
+            # (a forged Via or received=): the socket would look it up, blocking, in DNS
+            self.bad_input.warning(
+                "refusing to send to %s:%d: a host name where an address belongs",
+                dest.host[:64],
+                dest.port,
+            )
             return False
         if (
             self.handoff is not None

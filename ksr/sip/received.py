@@ -32,8 +32,8 @@ def received_fix(req: Request, src_ip: str, src_port: int, force_rport: bool) ->
     via = req.top_via
     rport = via.params.get("rport", "-")
     want_rport = rport in (None, "") or force_rport
-    if via.host == src_ip and not want_rport:
-        return None
+    if via.host == src_ip and not want_rport and "received" not in via.params:
+        return None  # (a received= the sender wrote itself is replaced: replies go to src_ip)
     original = next(h for h in req.headers if h.key == "via")
     values = split_commas(original.value)
     params = dict(via.params)
