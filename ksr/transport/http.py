@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 import h11
@@ -18,6 +19,26 @@ if TYPE_CHECKING:
     from .stream import Connection
 
 log = logging.getLogger("ksr.http")
+
+HTTP_VERSIONS = (b"1.0", b"1.1")
+ALLOW = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"  # what xhttp hands to the script
+
+
+def reason_phrase(code: int) -> str:
+    """RFC 9110's reason phrase for a status (431 Request Header Fields Too Large...)."""
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return "Error"
+
+
+def refusal(req: h11.Request) -> tuple[int, tuple[tuple[str, str], ...], str] | None:
+    """A request ksr answers itself before the script sees it: (status, headers, why)."""
+    if req.http_version not in HTTP_VERSIONS:
+        return 505, (), f"HTTP/{req.http_version.decode('ascii', 'replace')} is not supported"
+    if req.method == b"CONNECT":  # no tunnels through a SIP server
+        return 405, (("Allow", ALLOW),), "CONNECT is not allowed"
+    return None
 
 
 @dataclass
@@ -118,14 +139,16 @@ class HttpHandler:
             try:
                 event = self.h11.next_event()
             except h11.RemoteProtocolError as err:
+                code = err.error_status_hint
                 log.info(
-                    "bad HTTP request on connection %d from %s:%d: %s",
+                    "bad HTTP request on connection %d from %s:%d: %s (answered %d)",
                     conn.id,
                     conn.peer[0],
                     conn.peer[1],
                     err,
+                    code,
                 )
-                self._error(conn, err.error_status_hint, "Bad Request")
+                self._error(conn, code)
                 return False
             if event is h11.NEED_DATA:
                 return True
@@ -135,12 +158,32 @@ class HttpHandler:
                     continue
                 return True
             if isinstance(event, h11.Request):
+                refused = refusal(event)
+                if refused is not None:
+                    code, headers, why = refused
+                    log.info(
+                        "HTTP request on connection %d from %s:%d: %s (answered %d)",
+                        conn.id,
+                        conn.peer[0],
+                        conn.peer[1],
+                        why,
+                        code,
+                    )
+                    self._error(conn, code, headers)
+                    return False
                 self.request = event
                 self.body = bytearray()
             elif isinstance(event, h11.Data):
                 self.body += event.data
                 if len(self.body) > self.server.config.core.max_message_size:
-                    self._error(conn, 413, "Payload Too Large")
+                    log.info(
+                        "HTTP request on connection %d from %s:%d: body over %d bytes (answered 413)",
+                        conn.id,
+                        conn.peer[0],
+                        conn.peer[1],
+                        self.server.config.core.max_message_size,
+                    )
+                    self._error(conn, 413)
                     return False
             elif isinstance(event, h11.EndOfMessage):
                 exchange = self._exchange(conn)
@@ -215,15 +258,18 @@ class HttpHandler:
             return conn.handler.feed(conn, trailing)  # type: ignore[union-attr]
         return True
 
-    def _error(self, conn: Connection, code: int, reason: str) -> None:
+    def _error(
+        self, conn: Connection, code: int, headers: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        """Answer ``code`` with its RFC reason phrase; the connection closes after it."""
         if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         try:
             out = self.h11.send(
                 h11.Response(
                     status_code=code,
-                    reason=reason.encode(),
-                    headers=[("Content-Length", "0"), ("Connection", "close")],
+                    reason=reason_phrase(code).encode(),
+                    headers=[*headers, ("Content-Length", "0"), ("Connection", "close")],
                 )
             )
             out = (out or b"") + (self.h11.send(h11.EndOfMessage()) or b"")

@@ -28,6 +28,10 @@ log = logging.getLogger("ksr.stream")
 STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 GOING_AWAY = 1001  # RFC 6455 close code for idle WebSocket connections
 FLUSH_TIMEOUT = 2.0  # seconds a closing connection may take to write out what is queued
+# A connection we refuse (a 431, a 1009 close) may still be sending: closing with unread data
+# makes the kernel send a reset, and the peer may lose our answer. Read and drop a little first.
+LINGER_TIME = 1.0
+LINGER_BYTES = 4 * 1024 * 1024
 # Which connections a send for a given proto may use (WS and WSS clients share one table).
 COMPATIBLE = {"tcp": ("tcp",), "tls": ("tls",), "ws": ("ws", "wss"), "wss": ("wss", "ws")}
 
@@ -233,13 +237,16 @@ class StreamTransport:
 
     async def _run_connection(self, conn: Connection) -> None:
         self.table.add(conn)
+        refused = False
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer, conn, nursery.cancel_scope)
-                await self._reader(conn)
+                refused = await self._reader(conn)
                 # let the writer flush what is queued (e.g. a 400 before closing), briefly
                 conn.close()
                 nursery.cancel_scope.deadline = trio.current_time() + FLUSH_TIMEOUT
+            if refused:
+                await self._linger(conn)
         except* STREAM_ERRORS as group:  # the peer went away (reset, TLS failure...)
             log.debug("%s connection %d closed: %s", conn.proto, conn.id, group.exceptions[0])
         finally:
@@ -258,16 +265,17 @@ class StreamTransport:
                     except STREAM_ERRORS:
                         pass
 
-    async def _reader(self, conn: Connection) -> None:
+    async def _reader(self, conn: Connection) -> bool:
+        """Feed the handler until the peer closes (False) or the handler refuses (True)."""
         assert conn.stream is not None
         while True:
             try:
                 data = await conn.stream.receive_some(65536)
             except STREAM_ERRORS as err:
                 log.debug("%s connection %d: read failed: %s", conn.proto, conn.id, err)
-                return
+                return False
             if not data:
-                return
+                return False
             conn.last_used = trio.current_time()
             assert conn.handler is not None
             sync = self.server.sync_shared
@@ -280,8 +288,23 @@ class StreamTransport:
                 keep = False
             if not keep:
                 conn.close()
-                return
+                return True
             await trio.lowlevel.checkpoint()
+
+    async def _linger(self, conn: Connection) -> None:
+        """After our last bytes: no more from us, and what the peer still sends is dropped."""
+        stream = conn.stream
+        if stream is None:
+            return
+        with trio.move_on_after(LINGER_TIME):
+            if isinstance(stream, trio.SocketStream):
+                await stream.send_eof()
+            dropped = 0
+            while dropped < LINGER_BYTES:
+                data = await stream.receive_some(65536)
+                if not data:
+                    break
+                dropped += len(data)
 
     async def _writer(self, conn: Connection, scope: trio.CancelScope) -> None:
         assert conn.stream is not None

@@ -123,6 +123,14 @@ class WsHandler:
                 self.parts.append(part)
                 self.size += len(part)
                 if self.size > server.config.core.max_message_size:
+                    log.info(
+                        "websocket connection %d from %s:%d: message over %d bytes, closing (%d)",
+                        conn.id,
+                        conn.peer[0],
+                        conn.peer[1],
+                        server.config.core.max_message_size,
+                        MESSAGE_TOO_BIG,
+                    )
                     self.close(conn, MESSAGE_TOO_BIG, "Message too big")
                     return False
                 if not event.message_finished:
