@@ -3121,6 +3121,54 @@ class _sanity:
 sanity: _sanity
 
 
+class _siptrace:
+    """KSR.siptrace."""
+
+    def hlog(self, message: str) -> int:
+        """Send a log event (HEP type 100) to duplicate_uri, correlated by the Call-ID.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def hlog_cid(self, correlationid: str, message: str) -> int:
+        """hlog with the given correlation id.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def sip_trace(self) -> int:
+        """Copy the current message to duplicate_uri (its transaction when trace_flag is set).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def sip_trace_dst(self, duri: str) -> int:
+        """sip_trace(duri): copy to the capture server duri (sip:IP:PORT[;transport=tcp]).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def sip_trace_dst_cid(self, duri: str, cid: str) -> int:
+        """sip_trace(duri, correlation_id): with a HEP correlation id.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def sip_trace_dst_cid_type(self, duri: str, cid: str, stype: str) -> int:
+        """sip_trace(duri, correlation_id, mode): mode m (message), t (transaction), d (dialog).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def sip_trace_mode(self, smode: str) -> int:
+        """Trace in this mode to duplicate_uri: m/M message, t/T transaction, d/D dialog.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+siptrace: _siptrace
+
+
 class _siputils:
     """KSR.siputils."""
 

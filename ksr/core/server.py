@@ -101,6 +101,10 @@ class Server:
         self.script_path = script or config.script_path()
         self.reply_handlers: list[Callable[[MsgContext], bool]] = []
         self.request_hooks: list[Callable[[MsgContext], bool]] = []
+        # observers of every message received (parsed) and sent (siptrace): empty lists cost
+        # one test per message
+        self.receive_taps: list[Callable[[Message, str, int, SocketInfo], None]] = []
+        self.send_taps: list[Callable[[Destination, bytes, SocketInfo | None], None]] = []
         self.nursery: trio.Nursery | None = None
         self.worker_id = 0
         self.reuse_port = False  # worker processes share the SIP ports (ksr/workers.py)
@@ -310,6 +314,9 @@ class Server:
                 err,
             )
             return
+        if self.receive_taps:
+            for tap in self.receive_taps:
+                tap(msg, src_ip, src_port, sock)
         if isinstance(msg, Request):
             self.core_stats.on_request(msg)
             self.on_request(msg, src_ip, src_port, sock, conn_id)
@@ -488,6 +495,9 @@ class Server:
                 dest.port,
             )
             return False
+        if self.send_taps:
+            for tap in self.send_taps:
+                tap(dest, data, sock)
         if (
             self.handoff is not None
             and dest.proto != "udp"

@@ -3599,6 +3599,61 @@ function KSR.sanity.sanity_check_defaults() end
 ---@return integer
 function KSR.sanity.sanity_reply() end
 
+---@class KSR.siptrace
+KSR.siptrace = {}
+
+---Send a log event (HEP type 100) to duplicate_uri, correlated by the Call-ID.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param message string
+---@return integer
+function KSR.siptrace.hlog(message) end
+
+---hlog with the given correlation id.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param correlationid string
+---@param message string
+---@return integer
+function KSR.siptrace.hlog_cid(correlationid, message) end
+
+---Copy the current message to duplicate_uri (its transaction when trace_flag is set).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@return integer
+function KSR.siptrace.sip_trace() end
+
+---sip_trace(duri): copy to the capture server duri (sip:IP:PORT[;transport=tcp]).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param duri string
+---@return integer
+function KSR.siptrace.sip_trace_dst(duri) end
+
+---sip_trace(duri, correlation_id): with a HEP correlation id.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param duri string
+---@param cid string
+---@return integer
+function KSR.siptrace.sip_trace_dst_cid(duri, cid) end
+
+---sip_trace(duri, correlation_id, mode): mode m (message), t (transaction), d (dialog).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param duri string
+---@param cid string
+---@param stype string
+---@return integer
+function KSR.siptrace.sip_trace_dst_cid_type(duri, cid, stype) end
+
+---Trace in this mode to duplicate_uri: m/M message, t/T transaction, d/D dialog.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param smode string
+---@return integer
+function KSR.siptrace.sip_trace_mode(smode) end
+
 ---@class KSR.siputils
 KSR.siputils = {}
 
