@@ -41,9 +41,12 @@ FAILURE = re.compile(
 @pytest.fixture(scope="module", params=[1, 2], ids=["n1", "n2"])
 def ksr(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     tmp = tmp_path_factory.mktemp("scanners")
-    # qop=auth as in the issue (svcrack 0.3.3 answers only qop challenges correctly)
-    text = config_text(tmp, auth=True).replace(
-        'secret = "e2e-test-secret"', 'secret = "e2e-test-secret"\nqop = "auth"'
+    # qop=auth as in the issue (svcrack 0.3.3 answers only qop challenges correctly); the
+    # alias makes sip:127.0.0.1 ours on this port, so the right password would be accepted
+    text = (
+        config_text(tmp, auth=True)
+        .replace('secret = "e2e-test-secret"', 'secret = "e2e-test-secret"\nqop = "auth"')
+        .replace("[core]\n", '[core]\nalias = ["127.0.0.1"]\n', 1)
     )
     cfg = tmp / "ksr.toml"
     cfg.write_text(text)
@@ -62,6 +65,7 @@ def ksr(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 
     with ksr_process(SCRIPTS / "default.lua", text, extra_args=args, ready=ready) as k:
         k["tmp"] = tmp
+        k["n"] = n
         yield k
 
 
@@ -89,9 +93,13 @@ def test_svcrack_is_slowed_banned_and_every_failure_logged(ksr: dict[str, Any]) 
     assert "found nothing" in out
     log = ksr["log"].read_text()
     failures = [m for m in FAILURE.finditer(log) if m["ip"] == "127.0.0.9"]
-    # each failed guess is one line, counted 1, 2, 3... (across workers too)
+    # each failed guess is one line; one worker counts 1, 2, 3...; two workers are told of
+    # each other's failures a moment later, so their counts may repeat but never run ahead
     counts = sorted(int(m["n"]) for m in failures)
-    assert counts == list(range(1, len(counts) + 1)), log[-3000:]
+    if ksr["n"] == 1:
+        assert counts == list(range(1, len(counts) + 1)), log[-3000:]
+    else:
+        assert max(counts) <= len(counts), log[-3000:]
     assert len(counts) >= 3, log[-3000:]  # enough to be slowed down
     banned = re.search(r"pike blocking .*127\.0\.0\.9|auth ban: src=127\.0\.0\.9 ", log)
     assert banned, log[-3000:]
