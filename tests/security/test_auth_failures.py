@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -154,6 +155,15 @@ async def test_failures_are_logged_slowed_and_banned(
         logging.Formatter(FORMAT).format(r) for r in caplog.records if r.name == "ksr.auth"
     ]
     assert fail2ban_hosts(tmp_path, formatted) == ["127.0.0.1"] * 5
+    if os.environ.get("KSR_FAIL2BAN_REGEX") or shutil.which("fail2ban-regex"):
+        # the same lines as syslog writes them (log_stderror = false): host and ksr[pid] first
+        stamp = time.strftime("%b %d %H:%M:%S")
+        syslog = [
+            f"{stamp} sip1 ksr[4242]: {line.split(' ', 2)[2]}"
+            for line in formatted
+            if "auth failure" in line
+        ]
+        assert fail2ban_hosts(tmp_path, syslog) == ["127.0.0.1"] * 5
 
 
 async def test_unknown_user_and_wrong_password_look_the_same(
