@@ -201,6 +201,24 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
     raise RuntimeError(f"ksr did not start: {log.read_text()}")
 
 
+def wait_workers(
+    n: int, timeout: float = 60
+) -> Callable[[int, subprocess.Popen[bytes], Path], None]:
+    """A ``ready`` for ksr_process: every one of ``n`` workers logged its "listening on" line
+    (the first one alone may answer long before the others on a busy machine)."""
+
+    def ready(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+        deadline = time.time() + timeout
+        while log.read_bytes().count(b" listening on ") < n:
+            if proc.poll() is not None:
+                raise RuntimeError(f"ksr exited: {log.read_text()}")
+            if time.time() > deadline:
+                raise RuntimeError(f"ksr did not start: {log.read_text()}")
+            time.sleep(0.05)
+
+    return ready
+
+
 def wait_answering(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
     """Send OPTIONS until anything answers (any reply means the script is serving); for a ksr
     that logs too little to say it is listening."""

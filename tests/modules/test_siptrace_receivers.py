@@ -37,7 +37,7 @@ from tests.support import (
     make_config,
     running_server,
     udp_addr,
-    wait_listening,
+    wait_workers,
     write_script,
 )
 
@@ -386,15 +386,10 @@ trace_on = 1
 trace_mode = 1
 """
 
-    def ready(port: int, proc: Any, log: Path) -> None:
-        wait_listening(port, proc, log)
-        deadline = time.monotonic() + 30
-        while log.read_text().count(" listening on ") < 2:
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-
     calls = [f"n2-{i}-{uuid.uuid4().hex[:6]}" for i in range(12)]
-    with ksr_process(SCRIPTS / "default.lua", text, extra_args=["-n", "2"], ready=ready) as k:
+    with ksr_process(
+        SCRIPTS / "default.lua", text, extra_args=["-n", "2"], ready=wait_workers(2)
+    ) as k:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind(("127.0.0.1", 0))
         s.settimeout(5)

@@ -20,7 +20,7 @@ import trio.testing
 from ksr.core.hosts import HostTable
 from ksr.testing import ScriptHarness
 from tests.e2e.helpers import config_text
-from tests.support import RFC4475, SCRIPTS, ksr_process, wait_listening
+from tests.support import RFC4475, SCRIPTS, ksr_process, wait_workers
 
 from .mutations import messages
 
@@ -110,16 +110,9 @@ def ksr(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     tmp = tmp_path_factory.mktemp("malformed")
     n = request.param
 
-    def ready(port: int, proc: Any, log: Path) -> None:
-        wait_listening(port, proc, log)
-        deadline = time.monotonic() + 30
-        while log.read_text().count(" listening on ") < n:
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-
     args = ["-n", str(n)] if n > 1 else []
     with ksr_process(
-        SCRIPTS / "default.lua", config_text(tmp, auth=True), extra_args=args, ready=ready
+        SCRIPTS / "default.lua", config_text(tmp, auth=True), extra_args=args, ready=wait_workers(n)
     ) as k:
         yield k
 

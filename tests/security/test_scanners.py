@@ -15,7 +15,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.helpers import config_text
-from tests.support import SCRIPTS, free_port, ksr_process, wait_listening
+from tests.support import SCRIPTS, free_port, ksr_process, wait_workers
 
 pytestmark = pytest.mark.skipif(
     shutil.which("svcrack") is None, reason="sipvicious (Debian package) is not installed"
@@ -56,14 +55,7 @@ def ksr(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     n = request.param
     args = ["-n", str(n)] if n > 1 else []
 
-    def ready(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-        wait_listening(port, proc, log)
-        deadline = time.monotonic() + 30
-        while log.read_text().count(" listening on ") < n:  # every worker, not only the first
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-
-    with ksr_process(SCRIPTS / "default.lua", text, extra_args=args, ready=ready) as k:
+    with ksr_process(SCRIPTS / "default.lua", text, extra_args=args, ready=wait_workers(n)) as k:
         k["tmp"] = tmp
         k["n"] = n
         yield k
