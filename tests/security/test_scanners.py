@@ -13,8 +13,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import uuid
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -112,3 +116,52 @@ def test_svwar_disguised_learns_nothing(ksr: dict[str, Any]) -> None:
     res = sv(ksr, "svwar", "--force", "-e", "995-1005", ua="Linphone/5.0", src="127.0.0.12")
     out = res.stdout + res.stderr
     assert "found nothing" in out
+
+
+def test_a_flood_is_banned_in_every_worker(ksr: dict[str, Any]) -> None:
+    """pike and the ipban htable are shared: a flood that only worker 0 sees bans the source
+    in worker 1 too."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.20", 0))
+    s.settimeout(0.5)
+    me = s.getsockname()[1]
+
+    def owned_by(worker: int) -> str:
+        """A Call-ID the given worker owns (docs/workers.md: crc32 % N)."""
+        while True:
+            call_id = f"flood-{uuid.uuid4().hex[:10]}"
+            if zlib.crc32(call_id.encode()) % 2 == worker:
+                return call_id
+
+    def ask(i: int, wait: bool = True) -> bool:
+        # the flood goes to worker 0; the questions after it to worker 1
+        call_id = owned_by(0 if i < 100 else 1)
+        s.sendto(
+            f"OPTIONS sip:127.0.0.1:{ksr['port']} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.20:{me};branch=z9hG4bK-{call_id};rport\r\n"
+            f"Max-Forwards: 70\r\nFrom: <sip:f@127.0.0.20>;tag=1\r\nTo: <sip:127.0.0.1>\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n".encode(),
+            ("127.0.0.1", ksr["port"]),
+        )
+        if not wait:
+            return False
+        try:
+            return s.recv(65535).startswith(b"SIP/2.0 200 ")
+        except TimeoutError:
+            return False
+
+    assert ask(0)
+    for i in range(1, 100):  # at once: far over pike's 30 per 2 s
+        ask(i, wait=False)
+    time.sleep(1)
+    s.settimeout(0.2)
+    try:
+        while s.recv(65535):  # the answers sent before the ban
+            pass
+    except TimeoutError:
+        pass
+    s.settimeout(0.5)
+    later = [ask(100 + i) for i in range(12)]
+    s.close()
+    assert not any(later), later
+    assert "pike blocking OPTIONS" in ksr["log"].read_text()
