@@ -103,6 +103,9 @@ class CoreParams(BaseModel):
     tcp_connection_lifetime: int = 120
     tcp_accept_no_cl: bool = False
     max_message_size: int = 65535
+    # overload: a new INVITE read when the UDP receive queue is older than this (seconds) is
+    # answered 503 instead of routed; 0 = never
+    shed_queue_age: float = 0.3
     lua_runtime: str = "lua51"  # lua51 (Kamailio's), luajit, lua54
     script_max_instructions: int = 10_000_000  # runaway-loop guard per route call (Lua)
     script_max_seconds: float = 2.0  # runaway guard per route call (Python)

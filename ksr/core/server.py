@@ -114,6 +114,11 @@ class Server:
         self.shared = Replicator()
         self.shared.register("core:shv", self.shared_vars)
         self.sync_shared: Callable[[], None] | None = None
+        # how long the datagram being handled waited in the receive queue (seconds; the UDP
+        # transport samples the kernel's arrival time once per batch): overload shedding
+        self.rx_age = 0.0
+        self.shed_age = config.core.shed_queue_age
+        self._c_shed = self.stats.counter("core", "shed_requests")
         # the secret that signs auth nonces when auth.secret is empty: the supervisor gives
         # every worker the same one, so a challenge from one validates on another
         env_secret = os.environ.get("KSR_WORKER_SECRET", "")
@@ -354,6 +359,8 @@ class Server:
         except RemoteProtocolError as err:
             self._reply_to_bad(req, err, src_ip, src_port, sock, conn_id)
             return
+        if self.rx_age > self.shed_age > 0 and req.method == "INVITE" and self._shed(ctx):
+            return
         for hook in self.request_hooks:
             if hook(ctx):
                 return
@@ -367,6 +374,24 @@ class Server:
                 self.script_path,
                 self.config.core.kemi.request_route_callback,
             )
+
+    def _shed(self, ctx: MsgContext) -> bool:
+        """Overload: answer a new INVITE 503 instead of routing it, while the receive queue is
+        older than core.shed_queue_age. A retransmission of an INVITE already relayed (tm has
+        its transaction) or an in-dialog one is routed as usual: the script absorbs it."""
+        req = ctx.request
+        try:
+            if req.to_tag is not None:
+                return False
+        except RemoteProtocolError:
+            return False
+        tm = self.modules.get("tm")
+        if tm is not None and hasattr(tm, "has_transaction") and tm.has_transaction(req):
+            return False
+        self._c_shed.inc()
+        ctx.reply_lumps.append("Retry-After: 1\r\n")
+        self.send_reply_stateless(ctx, 503, "Service Unavailable")
+        return True
 
     def on_reply(
         self, rpl: Response, src_ip: str, src_port: int, sock: SocketInfo, conn_id: int

@@ -152,6 +152,10 @@ class Tm(Module):
             return None
         return self.engine.local_reply(tx, code, reason, ctx)
 
+    def has_transaction(self, req: Request) -> bool:
+        """The core's overload check: is this request a retransmission of one in a transaction?"""
+        return self.relayer.lookup(req) is not None
+
     # -- KSR.tm: relaying ---------------------------------------------------------------------
     @kemi()
     def t_relay(self, ctx: MsgContext) -> int:
