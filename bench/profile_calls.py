@@ -4,7 +4,12 @@ A scripted caller and callee exchange INVITE -> 100/180/200 -> ACK -> BYE -> 200
 real Server running bench/calls.py's Lua script (tm + rr), with a list instead of a socket
 under it. Prints CPU µs per call and, with --profile, cProfile's top functions.
 
-    python -m bench.profile_calls [--calls 5000] [--profile] [--sort tottime] [--top 40]
+``--script anchor`` runs the reference workload instead: ../shared/anchor's kemi-routing.lua
+(or .py with ``--script anchor-py``) with its ksr-anchor.toml (sanity, dialog, record-route,
+location lookup; the callee registers first, as bench.anchor's callees do).
+
+    python -m bench.profile_calls [--script calls|anchor|anchor-py] [--calls 5000] [--profile]
+                                  [--sort tottime] [--top 40]
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import trio.testing
 
 from ksr.core.gcpolicy import tune_for_serving
 
+from .anchor_inproc import anchor_setup, register_user
 from .calls import CONFIG, SCRIPT
 from .inproc import (
     PROXY,
@@ -61,20 +67,25 @@ def in_dialog(method: str, cseq: int, n: int, ok: bytes) -> bytes:
     lines = head_lines(ok)
     to = header_values(lines, "to")[0]
     contact = header_values(lines, "contact")[0].split(":", 1)[1].strip().strip("<>")
-    routes = [ln.replace("Record-Route:", "Route:", 1) for ln in header_values(lines, "record-route")]
-    return "\r\n".join([
-        f"{method} {contact} SIP/2.0",
-        f"Via: SIP/2.0/UDP {CALLER[0]}:{CALLER[1]};branch=z9hG4bK-{n}-{cseq}{method}",
-        f"From: sipp <sip:sipp@{CALLER[0]}:{CALLER[1]}>;tag={n}SIPpTag001",
-        to,
-        f"Call-ID: {n}-bench@127.0.0.1",
-        f"CSeq: {cseq} {method}",
-        *routes,
-        f"Contact: sip:sipp@{CALLER[0]}:{CALLER[1]};transport=UDP",
-        "Max-Forwards: 70",
-        "Content-Length: 0",
-        "", "",
-    ]).encode()
+    routes = [
+        ln.replace("Record-Route:", "Route:", 1) for ln in header_values(lines, "record-route")
+    ]
+    return "\r\n".join(
+        [
+            f"{method} {contact} SIP/2.0",
+            f"Via: SIP/2.0/UDP {CALLER[0]}:{CALLER[1]};branch=z9hG4bK-{n}-{cseq}{method}",
+            f"From: sipp <sip:sipp@{CALLER[0]}:{CALLER[1]}>;tag={n}SIPpTag001",
+            to,
+            f"Call-ID: {n}-bench@127.0.0.1",
+            f"CSeq: {cseq} {method}",
+            *routes,
+            f"Contact: sip:sipp@{CALLER[0]}:{CALLER[1]};transport=UDP",
+            "Max-Forwards: 70",
+            "Content-Length: 0",
+            "",
+            "",
+        ]
+    ).encode()
 
 
 def one(msgs: list[bytes], what: str) -> bytes:
@@ -107,28 +118,43 @@ def play_call(server: Any, wire: Wire, sock: Any, n: int) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--calls", type=int, default=5000)
     ap.add_argument("--warmup", type=int, default=500)
     ap.add_argument("--profile", action="store_true", help="print cProfile's top functions")
     ap.add_argument("--sort", default="tottime")
     ap.add_argument("--top", type=int, default=40)
+    ap.add_argument("--script", choices=("calls", "anchor", "anchor-py"), default="calls")
     ap.add_argument("--lua-runtime", default="", help="lua51 (default), luajit or lua54")
-    ap.add_argument("--gc-threshold", type=int, default=None,
-                    help="young GC threshold (default: core.gc_threshold, as `ksr run`; 0 = Python's)")
+    ap.add_argument(
+        "--gc-threshold",
+        type=int,
+        default=None,
+        help="young GC threshold (default: core.gc_threshold, as `ksr run`; 0 = Python's)",
+    )
     args = ap.parse_args()
 
-    script = Path(tempfile.mkdtemp(prefix="ksr-prof-")) / "calls.lua"
-    script.write_text(SCRIPT % CALLEE[1])
-    config: dict[str, Any] = {"loadmodule": ["sl", "tm", "tmx", "rr"]}
-    assert CONFIG.strip() == 'loadmodule = ["sl", "tm", "tmx", "rr"]'  # same modules as bench/calls.py
+    tmp = Path(tempfile.mkdtemp(prefix="ksr-prof-"))
+    if args.script == "calls":
+        script = tmp / "calls.lua"
+        script.write_text(SCRIPT % CALLEE[1])
+        config: dict[str, Any] = {"loadmodule": ["sl", "tm", "tmx", "rr"]}
+        assert CONFIG.strip() == 'loadmodule = ["sl", "tm", "tmx", "rr"]'  # same as bench/calls.py
+    else:
+        script, config = anchor_setup(tmp, python=args.script == "anchor-py")
     if args.lua_runtime:
-        config["core"] = {"listen": [f"udp:{PROXY[0]}:{PROXY[1]}"], "lua_runtime": args.lua_runtime}
+        config.setdefault("core", {})["lua_runtime"] = args.lua_runtime
     server, wire, sock = make_server(script, config)
-    tune_for_serving(server.config.core.gc_threshold if args.gc_threshold is None else args.gc_threshold)
+    tune_for_serving(
+        server.config.core.gc_threshold if args.gc_threshold is None else args.gc_threshold
+    )
 
     async def body(clock: trio.testing.MockClock) -> None:
         step = 1.0 / CALLS_PER_SECOND
+        if args.script != "calls":
+            register_user(server, wire, sock, "bob", CALLEE)
         for i in range(args.warmup):
             play_call(server, wire, sock, i)
             clock.jump(step)
@@ -140,9 +166,13 @@ def main() -> None:
                 clock.jump(step)
                 await trio.sleep(0)  # let due timers run, as the real server would between packets
         report("calls", args.calls, cpu_now() - t0)
-        print(f"of which garbage collection: {meter.seconds / args.calls * 1e6:.1f} us per call "
-              f"({meter.runs} collections, gc thresholds {gc.get_threshold()})")
-        print(f"timer entries held: {len(server.timers._heap)}; transactions: {len(server.module('tm').engine.by_key)}")
+        print(
+            f"of which garbage collection: {meter.seconds / args.calls * 1e6:.1f} us per call "
+            f"({meter.runs} collections, gc thresholds {gc.get_threshold()})"
+        )
+        print(
+            f"timer entries held: {len(server.timers._heap)}; transactions: {len(server.module('tm').engine.by_key)}"
+        )
 
     run_trio(server, body)
 

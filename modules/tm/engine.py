@@ -295,7 +295,21 @@ class TmEngine:
         self.uas_actions(tx, actions)
         if self.callbacks or tx.callbacks:
             self.run_callbacks(tx, TmEvent(TmCb.RESPONSE_OUT, code=code, reply=rpl, local=local))
+        if code >= 200 and not tx.ended and not tx.pending_branches():
+            self._slim(tx)
         return True
+
+    @staticmethod
+    def _slim(tx: Transaction) -> None:
+        """The final reply is out and no branch waits for one: let go of what only routing
+        needed. The transaction still lives for its wait time (retransmissions are answered
+        from bytes), and the garbage collector walks every object it keeps until then: the
+        parsed final replies and the request's lumps are about a quarter of a call's."""
+        for b in tx.branches:
+            b.reply = None
+        tx.reply_sent = None
+        tx.lumps = []
+        tx.extra.pop("req_extra", None)
 
     def local_reply(
         self, tx: Transaction, code: int, reason: str, ctx: MsgContext | None = None

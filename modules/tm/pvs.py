@@ -25,6 +25,8 @@ def register_pvs(reg: PvRegistry, tm: Tm) -> None:
         tx = ctx.tx
         if tx is not None and tx.reply_sent is not None:
             return str(tx.reply_sent.reason)
+        if tx is not None and tx.status >= 200:
+            return tx.reason  # the final reply, once the transaction let its copy go
         return None
 
     def branch_idx(ctx: MsgContext, arg: str, idx: int | None) -> Value:
