@@ -15,7 +15,10 @@ own account).
 redis://127.0.0.1:6379/0 or postgres://postgres@127.0.0.1:5432/test; the bench uses its own
 table prefix there and drops its tables at the end.
 
-    python -m bench.profile_register [--no-auth] [--db-mode 0|1] [--script minimal|default]
+--script anchor runs ../shared/anchor's kemi-routing.lua with its ksr-anchor.toml (no auth
+there: it implies --no-auth; usrloc db_mode 0 unless --db-mode says otherwise).
+
+    python -m bench.profile_register [--no-auth] [--db-mode 0|1] [--script minimal|default|anchor]
                                      [--db-url URL] [--count 5000] [--profile]
 """
 
@@ -35,6 +38,7 @@ from ksr.core.config import DEFAULT_MODULES, DEFAULT_SCRIPT
 from ksr.core.gcpolicy import tune_for_serving
 from ksr.sip.digest import compute_ha1, compute_response
 
+from .anchor_inproc import anchor_setup
 from .inproc import (
     PROXY,
     GcMeter,
@@ -136,7 +140,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--no-auth", dest="auth", action="store_false")
     ap.add_argument("--db-mode", type=int, default=1)
-    ap.add_argument("--script", choices=("minimal", "default"), default="minimal")
+    ap.add_argument("--script", choices=("minimal", "default", "anchor"), default="minimal")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--sort", default="tottime")
     ap.add_argument("--top", type=int, default=40)
@@ -151,10 +155,16 @@ def main() -> None:
         prefix = "p" + uuid.uuid4().hex[:8] + "_"
         shared_url = args.db_url.split("?")[0]
         url = f"{shared_url}?prefix={prefix}"
+    if args.script == "anchor":
+        args.auth = False  # the anchor script has no digest auth
     own_account = args.script == "default" and args.auth
     modparam: dict[str, Any] = {"usrloc": {"db_url": url, "db_mode": args.db_mode}}
     config: dict[str, Any] = {"modparam": modparam}
-    if args.script == "default":
+    if args.script == "anchor":
+        script, config = anchor_setup(tmp, db_mode=args.db_mode)
+        modparam = config.setdefault("modparam", {})
+        modparam["usrloc"]["db_url"] = url
+    elif args.script == "default":
         script = DEFAULT_SCRIPT
         config["loadmodule"] = [m for m in DEFAULT_MODULES if m != "jsonrpcs"]  # no RPC socket
         if args.auth:

@@ -339,9 +339,8 @@ class DialogManager:
         if old is not None:
             old.cancel()
         try:
-            self._timers[dlg.key] = self.server.timers.once(
-                max(0.0, delay), lambda: self._on_timer(dlg)
-            )
+            # callback and argument, not a closure: two objects fewer per live dialog
+            self._timers[dlg.key] = self.server.timers.once(max(0.0, delay), self._on_timer, dlg)
         except RuntimeError:  # no trio run (offline tools): nothing can expire anyway
             pass
 

@@ -51,7 +51,7 @@ class TmGlue:
     # -- binding -----------------------------------------------------------------------------
     def on_created(self, dlg: Dialog) -> None:
         try:
-            self.server.timers.once(0, lambda: self._check_bound(dlg))
+            self.server.timers.once(0, self._check_bound, dlg)
         except RuntimeError:
             pass
 

@@ -12,6 +12,8 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import trio
+
 from ksr.core.context import Destination, MsgContext, parse_header_block
 from ksr.sip.builders import make_reply, make_to_tag
 from ksr.sip.errors import RemoteProtocolError
@@ -61,6 +63,11 @@ class TmEngine:
         self.fire_uas: Callable[[Transaction, str], None] = self.uas_timer
         self.fire_uac: Callable[[UacBranch, str], None] = self.uac_timer
         self.fire_life: Callable[[Transaction], None] = self._lifetime
+        # The lifetime guard of each server transaction, without a timer per transaction (two
+        # more objects each, kept for minutes): per delay class, transactions in creation order
+        # (so in deadline order) with their deadline, swept once a second.
+        self._lives: dict[float, dict[int, tuple[float, Transaction]]] = {}
+        self._sweeper: Any = None
         st = server.stats
         self.c_uas = st.counter("tmx", "UAS_transactions", doc="server transactions created")
         self.c_uac = st.counter("tmx", "UAC_transactions", doc="client transactions created")
@@ -174,14 +181,32 @@ class TmEngine:
         life = (
             self.params.max_inv_lifetime if tx.is_invite else self.params.max_noninv_lifetime
         ) / 1000.0
-        self._start(
-            tx.handles,
-            "life",
-            max(life, tx.fr_inv if tx.is_invite else tx.fr) + 1.0,
-            self.fire_life,
-            tx,
-        )
+        self._guard(tx, max(life, tx.fr_inv if tx.is_invite else tx.fr) + 1.0)
         return tx
+
+    def _guard(self, tx: Transaction, delay: float) -> None:
+        lives = self._lives.get(delay)
+        if lives is None:
+            if len(self._lives) >= 16:  # many t_set_fr values: a timer each, as before
+                self._start(tx.handles, "life", delay, self.fire_life, tx)
+                return
+            lives = self._lives[delay] = {}
+        if self._sweeper is None:
+            self._sweeper = self.server.timers.every(1.0, self._sweep_lives, name="tm lifetimes")
+        lives[tx.id] = (trio.current_time() + delay, tx)
+
+    def _sweep_lives(self) -> None:
+        """Transactions past their lifetime (at most a second late: it is a leak guard)."""
+        now = trio.current_time()
+        for lives in self._lives.values():
+            due = []
+            for deadline, tx in lives.values():
+                if deadline > now:
+                    break
+                due.append(tx)
+            for tx in due:
+                lives.pop(tx.id, None)
+                self.fire_life(tx)
 
     def _lifetime(self, tx: Transaction) -> None:
         if tx.ended:
@@ -206,6 +231,9 @@ class TmEngine:
             return
         tx.ended = True
         self.c_active -= 1
+        for lives in self._lives.values():
+            if lives.pop(tx.id, None) is not None:
+                break
         for h in tx.handles.values():
             h.cancel()
         tx.handles.clear()
