@@ -131,6 +131,15 @@ class Message:
                 self.remove_headers("content-type")
         self.set_header("Content-Length", str(len(body)))
 
+    # -- values others derive from the message, kept with it --------------------------------
+    def memo(self, name: str) -> Any:
+        """A value stored with ``set_memo`` (None if none): facts a module derives once per
+        message (tm's transaction key) instead of once per KSR call."""
+        return self._cache.get("memo:" + name)
+
+    def set_memo(self, name: str, value: Any) -> None:
+        self._cache["memo:" + name] = value
+
     # -- parsed views (cached) -------------------------------------------------------------
     def _parsed(self, key: str, parse: Any) -> Any:
         try:

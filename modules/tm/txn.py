@@ -197,12 +197,11 @@ def server_key(req: Request) -> tuple[str, ...]:
     if b and b.startswith(BRANCH_COOKIE):
         # asked three or four times per request (t_precheck_trans, t_check_trans, t_relay):
         # made once per parsed top Via (a changed Via is parsed anew, and so is the key)
-        cache = req._cache
-        hit = cache.get("tm_key")
+        hit = req.memo("tm_key")
         if hit is not None and hit[0] is via and hit[1][3] == method:
             return hit[1]
         key = (b, via.host, str(via.port or ""), method)
-        cache["tm_key"] = (via, key)
+        req.set_memo("tm_key", (via, key))
         return key
     cseq = req.cseq
     return (
