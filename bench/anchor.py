@@ -20,7 +20,7 @@ Measured points:
 
     python -m bench.anchor [--seconds 6] [--reg-rates 1000,2000,4000,8000]
                            [--call-rates 200,400,800,1200] [--ksr-children 2] [--only reg,calls,cpu,latency]
-                           [--engine lua|python]
+                           [--engine lua|python] [--ksr-base /path/to/older/checkout]
 
 Kamailio, its Lua and python3 modules are installed from Debian's packages when missing
 (apt-get). Both listen on a free port on 127.0.0.1 instead of the anchor's 5060 (the one
@@ -179,7 +179,10 @@ def kamailio(rundir: Path, engine: str) -> Iterator[Server]:
 
 
 @contextmanager
-def ksr(rundir: Path, engine: str, children: int, db_mode: int) -> Iterator[Server]:
+def ksr(
+    rundir: Path, engine: str, children: int, db_mode: int, tree: Path | None = None
+) -> Iterator[Server]:
+    """ksr from this checkout, or from ``tree`` (another checkout: before/after in one run)."""
     port = free_port()
     krun = rundir / f"ksr-{port}"
     krun.mkdir()
@@ -202,9 +205,13 @@ def ksr(rundir: Path, engine: str, children: int, db_mode: int) -> Iterator[Serv
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=krun,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={
+                **os.environ,
+                "PYTHONUNBUFFERED": "1",
+                **({"PYTHONPATH": str(tree)} if tree else {}),
+            },
         )
-    yield from _serve(f"ksr -n {children}", proc, port, log)
+    yield from _serve(f"ksr -n {children}" + ("@" + tree.name if tree else ""), proc, port, log)
 
 
 def _serve(name: str, proc: subprocess.Popen[bytes], port: int, log: Path) -> Iterator[Server]:
@@ -252,7 +259,7 @@ class Point:
         lat = f"rtd p50 {self.p50_us:,.0f} us p99 {self.p99_us:,.0f} us"
         state = "ok  " if self.passed else "FAIL"
         return (
-            f"  {state} {self.server:<12} {self.what:<9} {self.rate:>6}/s: {self.ok}/{self.wanted} ok, "
+            f"  {state} {self.server:<16} {self.what:<9} {self.rate:>6}/s: {self.ok}/{self.wanted} ok, "
             f"{self.failed} failed, CPU {self.cpu_us:,.0f} us/op, {lat}, "
             f"PSS {self.pss_mib:.0f} MiB (RSS {self.rss_mib:.0f}), {self.elapsed:.1f} s "
             f"{' '.join(self.notes)}"
@@ -302,9 +309,12 @@ class Bench:
     def server(self, which: str, calls: bool) -> AbstractContextManager[Server]:
         if which == "kamailio":
             return kamailio(self.rundir, self.args.engine)
-        n = int(which.split("-n", 1)[1])
+        spec, _, base = which.partition("@")
+        n = int(spec.split("-n", 1)[1])
         db_mode = 3 if calls and n > 1 else 0
-        return ksr(self.rundir, self.args.engine, n, db_mode)
+        return ksr(
+            self.rundir, self.args.engine, n, db_mode, Path(self.args.ksr_base) if base else None
+        )
 
     def register_point(self, which: str, rate: int, seconds: float) -> Point:
         n = max(20, int(rate * seconds))
@@ -462,7 +472,10 @@ class Bench:
     # -- the measurement plan, interleaved ---------------------------------------------------------
 
     def servers(self) -> list[str]:
-        return ["kamailio", *(f"ksr-n{n}" for n in self.args.ksr_children)]
+        ours = [f"ksr-n{n}" for n in self.args.ksr_children]
+        if self.args.ksr_base:  # the same ksr configurations from the other checkout
+            ours += [f"ksr-n{n}@base" for n in self.args.ksr_children]
+        return ["kamailio", *ours]
 
     def highest(self, what: str, rates: list[int]) -> dict[str, int]:
         """Each rate on each server in turn (fresh server each); a server that failed a rate
@@ -529,6 +542,12 @@ def main() -> None:
     ap.add_argument("--call-cpu-rate", type=int, default=200, help="calls/s of the CPU point")
     ap.add_argument("--repeat", type=int, default=2, help="CPU and latency points per server")
     ap.add_argument("--ksr-children", default="2", help="ksr worker counts to run, e.g. 2,1")
+    ap.add_argument(
+        "--ksr-base",
+        default="",
+        help="another ksr checkout (e.g. a git worktree of an older commit) run as well, "
+        "interleaved: before/after in one run",
+    )
     ap.add_argument("--engine", choices=["lua", "python"], default="lua")
     ap.add_argument("--only", default="reg,calls,cpu,latency", help="which parts to run")
     args = ap.parse_args()
