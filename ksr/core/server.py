@@ -118,7 +118,11 @@ class Server:
         # transport samples the kernel's arrival time once per batch): overload shedding
         self.rx_age = 0.0
         self.shed_age = config.core.shed_queue_age
-        self._c_shed = self.stats.counter("core", "shed_requests")
+        self._c_shed = self.stats.counter(
+            "core",
+            "shed_requests",
+            doc="new INVITEs answered 503 while the receive queue was too old",
+        )
         # the secret that signs auth nonces when auth.secret is empty: the supervisor gives
         # every worker the same one, so a challenge from one validates on another
         env_secret = os.environ.get("KSR_WORKER_SECRET", "")
