@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import logging
 import socket
+import struct
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import trio
@@ -17,6 +20,21 @@ if TYPE_CHECKING:
 log = logging.getLogger("ksr.udp")
 MAX_DATAGRAM = 65535
 BATCH = 64  # datagrams handled before yielding to other tasks
+# Linux: the kernel's arrival time of a datagram as a timespec (SO_TIMESTAMPNS; Python's socket
+# module has no name for it). The first datagram of each batch is read with it: how long it
+# waited in the queue tells how far behind this process is (Server.rx_age, overload shedding).
+SO_TIMESTAMPNS = 35
+_ANC_SIZE = socket.CMSG_SPACE(16)
+_TIMESPEC = struct.Struct("@qq")
+
+
+def queue_age(ancdata: list[tuple[int, int, bytes]], now: Callable[[], float] = time.time) -> float:
+    """Seconds a datagram waited since the kernel stamped it (0.0 without a stamp)."""
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            sec, nsec = _TIMESPEC.unpack_from(data)
+            return max(0.0, now() - (sec + nsec * 1e-9))
+    return 0.0
 
 
 class UdpTransport:
@@ -45,6 +63,10 @@ class UdpTransport:
             raise OSError(
                 err.errno, f"cannot listen on udp:{info.ip}:{info.port}: {err.strerror}"
             ) from None
+        try:
+            s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        except OSError:
+            pass  # no arrival times here: rx_age stays 0, nothing is shed
         s.setblocking(False)
         port = s.getsockname()[1]
         bound = SocketInfo(
@@ -66,22 +88,36 @@ class UdpTransport:
                 s.close()
 
     async def _recv_loop(self, sock: socket.socket, info: SocketInfo) -> None:
-        receive = self.server.receive
+        server = self.server
+        receive = server.receive
         recvfrom = sock.recvfrom
+        recvmsg = sock.recvmsg
         sync = self.server.sync_shared  # worker processes: the others' shared-table writes
+        full = False  # the batch before was full: datagrams keep waiting for this process
         while True:
             await trio.lowlevel.wait_readable(sock)
             batch = []
-            for _ in range(BATCH):
+            age = 0.0
+            n = 0
+            for n in range(1, BATCH + 1):  # noqa: B007 - n counts the datagrams read
                 try:
-                    data, addr = recvfrom(MAX_DATAGRAM)
+                    if n > 1:
+                        data, addr = recvfrom(MAX_DATAGRAM)
+                    else:
+                        data, anc, _, addr = recvmsg(MAX_DATAGRAM, _ANC_SIZE)
+                        age = queue_age(anc)
                 except (BlockingIOError, InterruptedError):
+                    n -= 1
                     break
                 except OSError as err:  # e.g. ICMP port unreachable reported on the socket
                     log.debug("udp recv error: %s", err)
                     continue
                 if len(data) >= 4:  # shorter: keepalive pings (CRLF) and noise
                     batch.append((data, addr))
+            # A few old datagrams after the process was not scheduled for a while are no
+            # overload: the age counts in a backlog only (this batch or the one before full).
+            was_full, full = full, n == BATCH
+            server.rx_age = age if (full or was_full) else 0.0
             if sync is not None:
                 sync()  # after reading the batch: writes that came before it are applied
             for data, addr in batch:
