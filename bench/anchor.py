@@ -25,9 +25,10 @@ Measured points:
 Kamailio, its Lua and python3 modules are installed from Debian's packages when missing
 (apt-get). Both listen on a free port on 127.0.0.1 instead of the anchor's 5060 (the one
 substitution made in the rendered copies besides the placeholders). ksr with more than one
-worker keeps usrloc in memory per worker, so for calls with --ksr-children > 1 its usrloc runs
-db_mode 3 on a SQLite file in the run folder (the anchor toml's comment says the same);
-REGISTER points stay in memory (db_mode 0) like Kamailio's.
+worker shares its in-memory usrloc between workers (since 6ed710f), so every point runs usrloc
+db_mode 0 like Kamailio's; a --ksr-base checkout older than that keeps usrloc per worker, and its
+call points with more than one worker run db_mode 3 on a SQLite file (the anchor toml's comment
+describes that older state).
 """
 
 from __future__ import annotations
@@ -311,7 +312,9 @@ class Bench:
             return kamailio(self.rundir, self.args.engine)
         spec, _, base = which.partition("@")
         n = int(spec.split("-n", 1)[1])
-        db_mode = 3 if calls and n > 1 else 0
+        # usrloc in memory is shared by ksr's worker processes since 6ed710f; an older checkout
+        # keeps it per worker, and finds every callee only in a shared database (db_mode 3)
+        db_mode = 3 if calls and n > 1 and base else 0
         return ksr(
             self.rundir, self.args.engine, n, db_mode, Path(self.args.ksr_base) if base else None
         )
