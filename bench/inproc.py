@@ -109,6 +109,7 @@ def run_trio(server: Server, body: Callable[[trio.testing.MockClock], Any]) -> A
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             server.nursery = nursery
+            server.runner.nursery = nursery  # routes run as when serving (ksr/suspend)
             await nursery.start(server.timers.run)
             for m in server.modules.values():
                 await m.start(nursery)

@@ -1309,6 +1309,64 @@ class _htable:
 htable: _htable
 
 
+class _http_client:
+    """KSR.http_client."""
+
+    def curl_connect(self, con: str, url: str, dpv: str) -> int:
+        """curl_connect(connection, url, result): GET on an httpcon connection (url appended
+        to its base).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def curl_connect_post(self, con: str, url: str, ctype: str, data: str, dpv: str) -> int:
+        """curl_connect_post(connection, url, content_type, data, result): POST on an httpcon
+        connection.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def get_hdrs(self, url: str, body: str, hdrs: str, dpv: str) -> int:
+        """get_hdrs(url, body, hdrs, result): HTTP GET with a body and header lines.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def query(self, url: str, dpv: str) -> int:
+        """query(url, result): HTTP GET; the status code (or libcurl's error code below 100),
+        the body's first line (query_result) into the result variable.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def query_post(self, url: str, post: str, dpv: str) -> int:
+        """query_post(url, data, result): HTTP POST of data (GET when data is empty).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def query_post_hdrs(self, url: str, post: str, hdrs: str, dpv: str) -> int:
+        """query_post_hdrs(url, data, hdrs, result): as query_post with extra header lines.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def query_request(self, met: str, url: str, body: str, hdrs: str, dpv: str) -> int:
+        """query_request(method, url, body, hdrs, result): any method; the whole body.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+    def query_request_v2pk(self, met: str, url: str, body: str, hdrs: str, dpv: str) -> int:
+        """query_request_v2pk(method, url, body, hdrs, result): as query_request (ksr speaks
+        HTTP/1.1 here: HTTP/2 with prior knowledge is not supported).
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
+
+http_client: _http_client
+
+
 class _jsonrpcs:
     """KSR.jsonrpcs."""
 

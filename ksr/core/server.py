@@ -23,6 +23,7 @@ from ksr.sip.message import Header, Message, Request, Response, parse_message_un
 from ksr.sip.owner import VIA_MARK
 from ksr.sip.received import received_fix
 from ksr.sip.uri import parse_uri
+from ksr.suspend import RouteRunner
 
 from .config import Config, ConfigError
 from .context import Destination, MsgContext, RouteType, SocketInfo
@@ -106,6 +107,9 @@ class Server:
         self.receive_taps: list[Callable[[Message, str, int, SocketInfo], None]] = []
         self.send_taps: list[Callable[[Destination, bytes, SocketInfo | None], None]] = []
         self.nursery: trio.Nursery | None = None
+        # request routes that wait on I/O are suspended, not the worker (docs/suspend.md)
+        self.runner = RouteRunner()
+        self._waiting_requests: dict[tuple[str, str, str, int | None], int] = {}
         self.worker_id = 0
         self.reuse_port = False  # worker processes share the SIP ports (ksr/workers.py)
         self.handoff: Handoff | None = None  # with worker processes: messages to their owner
@@ -158,6 +162,11 @@ class Server:
         )
         self._c_script_err = self.stats.counter(
             "core", "script_errors", doc="route runs that failed (script error, runaway loop)"
+        )
+        self._c_absorbed = self.stats.counter(
+            "core",
+            "suspended_retransmissions",
+            doc="retransmissions absorbed while the first copy's route waited on I/O",
         )
         self._c_sl_replies = self.stats.counter(
             "sl", "sent_replies", doc="replies sent statelessly"
@@ -261,6 +270,28 @@ class Server:
         if rc == 0:
             self._c_script_err.inc()
         return rc
+
+    def start_route(
+        self, ctx: MsgContext, name: str, done: Callable[[MsgContext, int], None]
+    ) -> int | None:
+        """Run a route that may wait on I/O: its result as ``run_route``, or None when it
+        was suspended; ``done(ctx, rc)`` is called when it finishes."""
+        eng = self.engine_for(ctx)
+        if eng is None or not name or name == "none":
+            return 2
+        self._c_runs.inc()
+        t0 = time.perf_counter()
+        rc = eng.start(ctx, name, (), self._route_resumed_done)
+        if rc is None:  # waiting on I/O: the route's time is taken when it finishes
+            ctx.extra["_route_run"] = (name, t0, done)
+            return None
+        self.latency.route_done(name, time.perf_counter() - t0)
+        return rc
+
+    def _route_resumed_done(self, ctx: MsgContext, rc: int) -> None:
+        name, t0, done = ctx.extra.pop("_route_run")
+        self.latency.route_done(name, time.perf_counter() - t0)
+        done(ctx, rc)
 
     def run_event(self, name: str, evname: str, ctx: MsgContext | None = None) -> int:
         """Run an event callback ``name(evname)`` (Python: ``(self, msg, evname)``)."""
@@ -368,10 +399,35 @@ class Server:
         for hook in self.request_hooks:
             if hook(ctx):
                 return
-        rc = self.run_route(ctx, self.config.core.kemi.request_route_callback)
-        if rc == 0 and req.method != "ACK" and not ctx.replied:
-            self._c_err_req.inc()
-            self.send_reply_any(ctx, 500, "Server Internal Error")
+        if self._waiting_requests:
+            key = _retransmission_key(req)
+            if key is not None and key in self._waiting_requests:
+                # its route waits on I/O: the first copy will be answered (RFC 3261 §17.2)
+                self._c_absorbed.inc()
+                return
+        rc = self.start_route(ctx, self.config.core.kemi.request_route_callback, self._routed)
+        if rc is None:
+            key = _retransmission_key(req)
+            if key is not None:
+                self._waiting_requests[key] = self._waiting_requests.get(key, 0) + 1
+                ctx.extra["_waiting_key"] = key
+            return
+        self._routed(ctx, rc)
+
+    def _routed(self, ctx: MsgContext, rc: int) -> None:
+        """A request route finished (at once, or after waiting on I/O)."""
+        key = ctx.extra.pop("_waiting_key", None) if ctx.extra else None
+        if key is not None:
+            n = self._waiting_requests.get(key, 0) - 1
+            if n > 0:
+                self._waiting_requests[key] = n
+            else:
+                self._waiting_requests.pop(key, None)
+        if rc == 0:
+            self._c_script_err.inc()
+            if ctx.method != "ACK" and not ctx.replied:
+                self._c_err_req.inc()
+                self.send_reply_any(ctx, 500, "Server Internal Error")
         elif rc == 2:
             log.error(
                 "%s: no %s() to route requests",
@@ -722,6 +778,7 @@ class Server:
         try:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
+                self.runner.nursery = nursery
                 await nursery.start(self.timers.run)
                 if self.handoff is not None:
                     await nursery.start(self.handoff.serve)
@@ -755,6 +812,15 @@ class Server:
                     m.stop()
                 except Exception:
                     log.exception("module %s failed to stop", m.name)
+
+
+def _retransmission_key(req: Request) -> tuple[str, str, str, int | None] | None:
+    """What makes a retransmission the same request: top Via branch and sent-by, method."""
+    try:
+        via = req.top_via
+    except RemoteProtocolError:
+        return None
+    return (via.branch or "", req.method, via.host, via.port)
 
 
 def _reason_for(err: RemoteProtocolError) -> str:

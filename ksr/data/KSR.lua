@@ -1534,6 +1534,92 @@ function KSR.htable.sht_setxs(table, key, value, expire) end
 ---@return integer
 function KSR.htable.sht_unlock(table, key) end
 
+---@class KSR.http_client
+KSR.http_client = {}
+
+---curl_connect(connection, url, result): GET on an httpcon connection (url appended
+---to its base).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param con string
+---@param url string
+---@param dpv string
+---@return integer
+function KSR.http_client.curl_connect(con, url, dpv) end
+
+---curl_connect_post(connection, url, content_type, data, result): POST on an httpcon
+---connection.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param con string
+---@param url string
+---@param ctype string
+---@param data string
+---@param dpv string
+---@return integer
+function KSR.http_client.curl_connect_post(con, url, ctype, data, dpv) end
+
+---get_hdrs(url, body, hdrs, result): HTTP GET with a body and header lines.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param url string
+---@param body string
+---@param hdrs string
+---@param dpv string
+---@return integer
+function KSR.http_client.get_hdrs(url, body, hdrs, dpv) end
+
+---query(url, result): HTTP GET; the status code (or libcurl's error code below 100),
+---the body's first line (query_result) into the result variable.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param url string
+---@param dpv string
+---@return integer
+function KSR.http_client.query(url, dpv) end
+
+---query_post(url, data, result): HTTP POST of data (GET when data is empty).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param url string
+---@param post string
+---@param dpv string
+---@return integer
+function KSR.http_client.query_post(url, post, dpv) end
+
+---query_post_hdrs(url, data, hdrs, result): as query_post with extra header lines.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param url string
+---@param post string
+---@param hdrs string
+---@param dpv string
+---@return integer
+function KSR.http_client.query_post_hdrs(url, post, hdrs, dpv) end
+
+---query_request(method, url, body, hdrs, result): any method; the whole body.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param met string
+---@param url string
+---@param body string
+---@param hdrs string
+---@param dpv string
+---@return integer
+function KSR.http_client.query_request(met, url, body, hdrs, dpv) end
+
+---query_request_v2pk(method, url, body, hdrs, result): as query_request (ksr speaks
+---HTTP/1.1 here: HTTP/2 with prior knowledge is not supported).
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+---@param met string
+---@param url string
+---@param body string
+---@param hdrs string
+---@param dpv string
+---@return integer
+function KSR.http_client.query_request_v2pk(met, url, body, hdrs, dpv) end
+
 ---@class KSR.jsonrpcs
 KSR.jsonrpcs = {}
 

@@ -54,14 +54,14 @@ def open_store(url: str) -> Store:
     if u.scheme == "sqlite":
         from .sqlite import SqliteStore
 
-        return SqliteStore(u.target, u.prefix, u.layout)
+        return SqliteStore(u.target, u.prefix, u.layout, u.limits)
     if u.scheme == "postgres":
         from .postgres import PostgresStore
 
-        return PostgresStore(u.target, u.prefix, u.layout)
+        return PostgresStore(u.target, u.prefix, u.layout, u.limits)
     from .redis_store import RedisStore
 
-    return RedisStore(u.target, u.prefix)
+    return RedisStore(u.target, u.prefix, u.limits)
 
 
 def store_for(server: Any, url: str) -> Store:

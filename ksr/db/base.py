@@ -32,7 +32,11 @@ class SchemaMismatch(DbError):
 
 
 class DbUnavailable(DbError):
-    """The backend cannot be reached now. The next call tries to reconnect."""
+    """The backend cannot be reached now (down, no answer in time, overloaded). The next call
+    tries to reconnect. ``retry_after``: seconds until the backend is tried again, when known
+    (a REGISTER refused for it gets that Retry-After)."""
+
+    retry_after: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import os
+import socket
 from datetime import datetime
 from typing import Any
+
+from ksr.suspend.backend import Limits
 
 from .sql import SqlStore
 
@@ -13,10 +18,11 @@ class PostgresStore(SqlStore):
     dialect = "postgres"
 
     def __init__(
-        self, url: str, prefix: str = "", layout: str = "kamailio", connect_timeout: int = 3
+        self, url: str, prefix: str = "", layout: str = "kamailio", limits: Limits | None = None
     ) -> None:
-        super().__init__(url, prefix, layout)
-        self.connect_timeout = connect_timeout
+        super().__init__(url, prefix, layout, limits)
+        # libpq counts whole seconds; the call's own timeout (Backend) bounds it anyway
+        self.connect_timeout = max(1, math.ceil(self.io.limits.timeout))
 
     # Kamailio's DATETIME columns are TIMESTAMP WITHOUT TIME ZONE holding local time
     def enc_time(self, t: float) -> Any:
@@ -32,12 +38,20 @@ class PostgresStore(SqlStore):
 
         return psycopg.connect(self.url, autocommit=True, connect_timeout=self.connect_timeout)
 
-    def _is_disconnect(self, err: Exception) -> bool:
+    def _is_disconnect(self, err: Exception, conn: Any) -> bool:
         import psycopg
 
         if isinstance(err, psycopg.OperationalError | psycopg.InterfaceError):
             return True
-        return bool(self._conn is not None and self._conn.closed)
+        return bool(conn is not None and conn.closed)
+
+    def _abort(self, conn: Any) -> None:
+        # shut the socket down under libpq: the blocked thread gets an error at once
+        dup = socket.socket(fileno=os.dup(conn.pgconn.socket))
+        try:
+            dup.shutdown(socket.SHUT_RDWR)
+        finally:
+            dup.close()
 
     def _columns(self, table: str) -> list[str] | None:
         rows, _ = self.execute(

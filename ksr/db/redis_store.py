@@ -17,8 +17,12 @@ The scripts build index key names themselves, so they assume one Redis server (n
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from ksr.suspend.backend import Backend, Limits, Slot
+from ksr.suspend.locks import KeyedLock
 
 from .base import (
     DbError,
@@ -87,40 +91,57 @@ _BATCH = 500  # rows fetched per pipelined round trip when reading many
 class RedisStore:
     layout = "ksr"  # Redis keeps ksr's key layout (Kamailio's tables are SQL tables)
 
-    def __init__(self, url: str, prefix: str = "", timeout: float = 3.0) -> None:
+    def __init__(self, url: str, prefix: str = "", limits: Limits | None = None) -> None:
         import redis
 
         self.url = url
         self.prefix = prefix
         self._redis_mod = redis
+        limits = limits or Limits()
+        # commands run on a pool of connections, a thread each (ksr/suspend/backend.py)
+        self.io = Backend(
+            f"redis {self.describe()}",
+            limits,
+            DbUnavailable,
+            lambda err: isinstance(err, DbUnavailable),
+            _abort,
+        )
         # for pipelines (they take a connection of the pool) and for registering the scripts
         self.r = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+            url,
+            socket_timeout=limits.timeout,
+            socket_connect_timeout=limits.timeout,
+            decode_responses=True,
+            max_connections=2 * limits.pool + 4,
         )
-        # single commands go over one kept connection (see _client)
-        self._single: Any = None
         self._tables: dict[str, RedisTable] = {}
+        self._creating = KeyedLock()
         # EVALSHA, loading the script on the first call and again after a Redis restart
         self.put_script = self.r.register_script(_PUT)
         self.delete_script = self.r.register_script(_DELETE)
         self.rows_of_set_script = self.r.register_script(_ROWS_OF_SET)
 
-    def _client(self) -> Any:
-        """A client that keeps one connection: taking a connection from redis-py's pool for every
-        command costs a poll() and bookkeeping. Made on first use, as creating it connects."""
-        if self._single is None:
-            self._single = self._redis_mod.Redis(
+    def _client(self, slot: Slot) -> Any:
+        """The thread's client, keeping one connection: taking a connection from redis-py's
+        pool for every command costs a poll() and bookkeeping. Made on first use."""
+        if slot.conn is None:
+            slot.conn = self._redis_mod.Redis(
                 connection_pool=self.r.connection_pool, single_connection_client=True
             )
-        return self._single
+        return slot.conn
 
     def call(self, fn: Callable[[Any], T]) -> T:
-        """Run ``fn(client)`` (one redis-py call); connection trouble becomes DbUnavailable
-        (redis-py itself reconnects on the next call), anything else DbError."""
+        """Run ``fn(client)`` (one redis-py call) on a pool thread's connection: in a route
+        that may suspend the route waits, elsewhere the caller blocks (at most the query
+        timeout). Connection trouble becomes DbUnavailable (redis-py reconnects on the next
+        call), anything else DbError."""
+        return self.io.run(lambda slot: self._call(slot, fn))
+
+    def _call(self, slot: Slot, fn: Callable[[Any], T]) -> T:
         errs = self._redis_mod.exceptions
         for attempt in (1, 2):
             try:
-                return fn(self._client())
+                return fn(self._client(slot))
             except (errs.ConnectionError, errs.TimeoutError) as err:
                 if attempt == 2:
                     raise DbUnavailable(f"redis {self.describe()}: {err}") from err
@@ -137,19 +158,29 @@ class RedisStore:
         if t is None:
             if spec.layout is not None:
                 raise SchemaMismatch(f"table {spec.name}: Kamailio's layout needs an SQL database")
-            t = RedisTable(self, spec)
-            vkey = f"{self.prefix}ksr_version"
-            have = self.call(lambda r: r.hget(vkey, t.name))
-            have_v = int(have) if have else 0
-            if have_v > spec.version:
-                raise SchemaMismatch(
-                    f"table {t.name} has schema version {have_v}, newer than this ksr ({spec.version})"
-                )
-            if have_v and have_v != spec.version:
-                t.reindex()  # indexes may have changed between versions
-            if have_v != spec.version:
-                self.call(lambda r: r.hset(vkey, t.name, spec.version))
-            self._tables[spec.name] = t
+            # routes waiting on the first use of a table: one of them sets it up
+            locked = self._creating.acquire(spec.name)
+            try:
+                t = self._tables.get(spec.name) or self._setup(spec)
+            finally:
+                if locked:
+                    self._creating.release(spec.name)
+        return t
+
+    def _setup(self, spec: TableSpec) -> RedisTable:
+        t = RedisTable(self, spec)
+        vkey = f"{self.prefix}ksr_version"
+        have = self.call(lambda r: r.hget(vkey, t.name))
+        have_v = int(have) if have else 0
+        if have_v > spec.version:
+            raise SchemaMismatch(
+                f"table {t.name} has schema version {have_v}, newer than this ksr ({spec.version})"
+            )
+        if have_v and have_v != spec.version:
+            t.reindex()  # indexes may have changed between versions
+        if have_v != spec.version:
+            self.call(lambda r: r.hset(vkey, t.name, spec.version))
+        self._tables[spec.name] = t
         return t
 
     def drop(self, name: str) -> None:
@@ -165,13 +196,26 @@ class RedisStore:
         self._tables.pop(name, None)
 
     def close(self) -> None:
-        for client in (self._single, self.r):
-            try:
-                if client is not None:
+        for slot in self.io.slots():
+            client, slot.conn = slot.conn, None
+            if client is not None:
+                try:
                     client.close()
-            except Exception:
-                pass
-        self._single = None
+                except Exception:
+                    pass
+        try:
+            self.r.close()
+        except Exception:
+            pass
+        self.io.close()
+
+
+def _abort(client: Any) -> None:
+    """Shut the socket of a single-connection client down: its blocked call returns now."""
+    conn = getattr(client, "connection", None)
+    sock = getattr(conn, "_sock", None)
+    if sock is not None:
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 class RedisTable:

@@ -11,6 +11,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ksr.suspend.backend import Backend, Limits, Slot
+from ksr.suspend.locks import KeyedLock
+
 from . import kamailio
 from .base import (
     DbError,
@@ -25,6 +28,16 @@ from .base import (
 )
 
 log = logging.getLogger("ksr.db")
+
+
+def _close(slot: Slot) -> None:
+    conn, slot.conn = slot.conn, None
+    if conn is not None:
+        try:
+            conn.close()
+        except Exception:
+            pass
+
 
 VERSION_TABLE = "ksr_version"
 
@@ -42,18 +55,32 @@ class SqlStore:
         "datetime": "DOUBLE PRECISION",
     }
 
-    def __init__(self, url: str, prefix: str, layout: str = "kamailio") -> None:
+    def __init__(
+        self, url: str, prefix: str, layout: str = "kamailio", limits: Limits | None = None
+    ) -> None:
         self.url = url
         self.prefix = prefix
         self.layout = layout
-        self._conn: Any = None
         self._tables: dict[str, SqlTable] = {}
+        self._creating = KeyedLock()
+        # statements run on a pool of connections, a thread each (ksr/suspend/backend.py)
+        self.io = Backend(
+            self.describe(),
+            limits or Limits(),
+            DbUnavailable,
+            lambda err: isinstance(err, DbUnavailable),
+            self._abort,
+        )
 
     # -- subclass hooks -----------------------------------------------------------------------
     def _connect(self) -> Any:
         raise NotImplementedError
 
-    def _is_disconnect(self, err: Exception) -> bool:
+    def _is_disconnect(self, err: Exception, conn: Any) -> bool:
+        raise NotImplementedError
+
+    def _abort(self, conn: Any) -> None:
+        """Make a call blocked on ``conn`` return now (from another thread)."""
         raise NotImplementedError
 
     def _columns(self, table: str) -> list[str] | None:
@@ -77,21 +104,29 @@ class SqlStore:
     def execute(
         self, sql: str, params: tuple[Value, ...] = (), fetch: bool = False
     ) -> tuple[list[tuple[Any, ...]], int]:
+        """Run one statement. In a route that may suspend, the route waits and the worker
+        goes on; elsewhere the caller blocks (at most the backend's query timeout)."""
         sql = sql.replace("?", self.mark) if self.mark != "?" else sql
+        return self.io.run(lambda slot: self._execute(slot, sql, params, fetch))
+
+    def _execute(
+        self, slot: Slot, sql: str, params: tuple[Value, ...], fetch: bool
+    ) -> tuple[list[tuple[Any, ...]], int]:
+        """In a pool thread, on that thread's connection (made or remade here)."""
         for attempt in (1, 2):
-            if self._conn is None:
+            if slot.conn is None:
                 try:
-                    self._conn = self._connect()
+                    slot.conn = self._connect()
                 except Exception as err:
                     raise DbUnavailable(f"{self.describe()}: cannot connect: {err}") from err
             try:
-                cur = self._conn.execute(sql, params)
+                cur = slot.conn.execute(sql, params)
                 rows = cur.fetchall() if fetch else []
                 return rows, cur.rowcount
             except Exception as err:
-                if not self._is_disconnect(err):
+                if not self._is_disconnect(err, slot.conn):
                     raise DbError(f"{self.describe()}: {err}") from err
-                self.close()
+                _close(slot)
                 if attempt == 2:
                     raise DbUnavailable(f"{self.describe()}: connection lost: {err}") from err
                 log.warning("%s: connection lost (%s), reconnecting", self.describe(), err)
@@ -101,24 +136,32 @@ class SqlStore:
         return self.url.split("@")[-1]
 
     def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:
-                pass
+        for slot in self.io.slots():
+            _close(slot)
+        self.io.close()
 
     # -- tables and migrations ------------------------------------------------------------------
     def table(self, spec: TableSpec) -> SqlTable:
         t = self._tables.get(spec.name)
         if t is None:
-            if spec.layout is not None:
-                t = KamSqlTable(self, spec)
-                kamailio.ensure(self, spec)
-            else:
-                t = SqlTable(self, spec)
-                self._migrate(t)
-            self._tables[spec.name] = t
+            # routes waiting on the first use of a table: one of them creates it
+            locked = self._creating.acquire(spec.name)
+            try:
+                t = self._tables.get(spec.name) or self._create(spec)
+            finally:
+                if locked:
+                    self._creating.release(spec.name)
+        return t
+
+    def _create(self, spec: TableSpec) -> SqlTable:
+        t: SqlTable
+        if spec.layout is not None:
+            t = KamSqlTable(self, spec)
+            kamailio.ensure(self, spec)
+        else:
+            t = SqlTable(self, spec)
+            self._migrate(t)
+        self._tables[spec.name] = t
         return t
 
     def _migrate(self, t: SqlTable) -> None:
@@ -323,9 +366,7 @@ class KamSqlTable(SqlTable):
             cols = ", ".join(map(kamailio.quote, names))
             marks = ", ".join("?" for _ in names)
             target = ", ".join(map(kamailio.quote, self.conflict))
-            updates = ", ".join(
-                f"{kamailio.quote(f)} = excluded.{kamailio.quote(f)}" for f in sets
-            )
+            updates = ", ".join(f"{kamailio.quote(f)} = excluded.{kamailio.quote(f)}" for f in sets)
             action = f"DO UPDATE SET {updates}" if sets else "DO NOTHING"
             self.store.execute(
                 f"INSERT INTO {self.name} ({cols}) VALUES ({marks}) "

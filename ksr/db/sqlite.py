@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from ksr.suspend.backend import Limits
 
 from .base import Kind
 from .sql import SqlStore
@@ -18,9 +21,14 @@ class SqliteStore(SqlStore):
     dialect = "sqlite"
     types: dict[Kind, str] = {"str": "TEXT", "int": "INTEGER", "float": "REAL", "datetime": "REAL"}
 
-    def __init__(self, path: str, prefix: str = "", layout: str = "kamailio") -> None:
-        super().__init__(f"sqlite://{path}", prefix, layout)
+    def __init__(
+        self, path: str, prefix: str = "", layout: str = "kamailio", limits: Limits | None = None
+    ) -> None:
         self.path = path
+        limits = limits or Limits(offload=False)
+        if path == ":memory:" and limits.offload:  # one database per connection: one thread
+            limits = dataclasses.replace(limits, offload=False)
+        super().__init__(f"sqlite://{path}", prefix, layout, limits)
 
     def enc_time(self, t: float) -> Any:
         return (t - 0.5) / 86400.0 + _UNIX_EPOCH_JD
@@ -36,7 +44,10 @@ class SqliteStore(SqlStore):
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=5.0
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=self.io.limits.timeout,  # waiting for another process's write lock
         )
         # WAL + NORMAL: a committed statement survives a crash of this process (not power loss)
         # and other processes may read while one writes.
@@ -44,7 +55,10 @@ class SqliteStore(SqlStore):
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 
-    def _is_disconnect(self, err: Exception) -> bool:
+    def _abort(self, conn: Any) -> None:
+        conn.interrupt()
+
+    def _is_disconnect(self, err: Exception, conn: Any) -> bool:
         # "database is locked" after the busy timeout, or the file vanished: retry once afresh.
         return isinstance(err, sqlite3.OperationalError) and (
             "locked" in str(err) or "unable to open" in str(err) or "disk I/O" in str(err)

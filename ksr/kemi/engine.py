@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ksr.suspend import Finished, Suspension
+
 from .registry import ExportRegistry, KemiFunction
 
 if TYPE_CHECKING:
@@ -16,6 +18,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ksr.script")
 EXIT_MARK = "~~ksr~exit~~"
+PENDING_MARK = "~~ksr~pending~~"  # a suspending call's answer to Lua: "yield, then ask again"
 
 
 class ScriptError(Exception):
@@ -54,6 +57,8 @@ class Engine:
         self.path = path
         self.registry = registry
         self.ctx: MsgContext | None = None
+        self.suspendable = False  # a Lua route coroutine is running: its calls may suspend
+        self.pending: Suspension | None = None  # the call a Lua route just suspended on
         self.version = 0
         self.loaded_at = 0.0
         self.mtime: float | None = None  # of the script file when a reload loaded it
@@ -72,6 +77,17 @@ class Engine:
     def run(self, ctx: MsgContext, name: str, *args: Any) -> int:
         """Run a route/callback. Returns 1 done, 0 failed (error logged), 2 missing."""
         raise NotImplementedError
+
+    def start(
+        self,
+        ctx: MsgContext,
+        name: str,
+        args: tuple[Any, ...],
+        done: Callable[[MsgContext, int], None],
+    ) -> int | None:
+        """Run a route that may wait on I/O: its result (as ``run``), or None when it was
+        suspended; then ``done(ctx, rc)`` is called once it finishes."""
+        return self.run(ctx, name, *args)
 
     def used_functions(self) -> list[tuple[str, int]]:
         """KSR function names the script text calls, with their lines (for `ksr check`)."""
@@ -196,6 +212,15 @@ def make_binding(f: KemiFunction, engine: Engine, lua: bool) -> Callable[..., An
 
         return call_fast
 
+    def body(ctx: MsgContext | None, conv: Any) -> Any:
+        try:
+            return finish(fn(ctx, *conv))
+        except KsrExit:
+            raise
+        except Exception:
+            log.exception("%s failed", f.qualname)
+            return False
+
     def call(*args: Any) -> Any:
         if all_str and len(args) >= n:
             conv: Any = args[:n]
@@ -215,4 +240,24 @@ def make_binding(f: KemiFunction, engine: Engine, lua: bool) -> Callable[..., An
             log.exception("%s failed", f.qualname)
             return False
 
-    return call
+    if not (f.suspends and lua):
+        return call
+
+    def call_suspending(*args: Any) -> Any:
+        if not engine.suspendable:
+            return call(*args)
+        if all_str and len(args) >= n and all(type(a) is str for a in args[:n]):
+            conv: Any = args[:n]
+        else:
+            conv = coerce_args(f, args, lua)
+        if conv is None:
+            return False
+        # the call runs in a greenlet: if it waits, Lua gets the pending mark and yields
+        r = engine.server.runner.call(body, (engine.ctx, conv))
+        if type(r) is Finished:
+            return r.result.unwrap()
+        assert isinstance(r, Suspension)
+        engine.pending = r
+        return PENDING_MARK
+
+    return call_suspending

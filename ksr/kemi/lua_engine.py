@@ -11,8 +11,13 @@ from __future__ import annotations
 import importlib
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from outcome import Value
+
+from ksr.suspend import Suspension, no_suspend, restore_suspend
 
 from .engine import EXIT_MARK, Engine, ScriptError, make_binding, split_lua_position
 from .registry import ExportRegistry
@@ -27,6 +32,7 @@ RUNTIMES = {"lua51": "lupa.lua51", "luajit": "lupa.luajit21", "lua54": "lupa.lua
 
 _BOOTSTRAP = r"""
 local budget_steps, step = ...
+local xpcall = xpcall
 local hits = 0
 local exit_mark = "~~ksr~exit~~"
 KSRVERSION = "2.0"
@@ -50,31 +56,122 @@ local function tb(err)
   return err
 end
 -- A route may run another one (an event callback fired by a KSR call): the budget covers
--- the outermost run, so only depth 0 arms and disarms the hook.
-local depth = 0
+-- the outermost run, so only a run that finds no hook armed arms and disarms it (hooks are
+-- per coroutine in PUC Lua, global in LuaJIT).
+local sethook, gethook = debug.sethook, debug.gethook
 function __ksr_run(name, ...)
   local f = _G[name]
   if type(f) ~= "function" then return 2 end
-  if depth == 0 then
+  local arm = budget_steps > 0 and gethook() == nil
+  if arm then
     hits = 0
-    if budget_steps > 0 then debug.sethook(on_budget, "", step) end
+    sethook(on_budget, "", step)
   end
-  depth = depth + 1
   local ok, err = xpcall(f, tb, ...)
-  depth = depth - 1
-  if depth == 0 and budget_steps > 0 then debug.sethook() end
+  if arm then sethook() end
   if ok or err == exit_mark then return 1 end
   return 0, err
 end
+-- Request routes run as coroutines, so a KSR call that waits on I/O suspends only its route
+-- (docs/suspend.md): the call returns the pending mark, its Lua wrapper yields, Python
+-- resumes the coroutine with the answer. Finished coroutines are reused.
+local pending_mark = "~~ksr~pending~~"
+local co_create, co_resume, co_yield = coroutine.create, coroutine.resume, coroutine.yield
+local done_mark = {}
+local idle, n_idle = {}, 0
+local waiting, last_id = {}, 0
+local function co_body(f, a1, a2)
+  while true do
+    f(a1, a2)
+    f, a1, a2 = co_yield(done_mark)
+  end
+end
+local function segment_end(co, ok, r)
+  if budget_steps > 0 then sethook(co) end
+  if not ok then
+    if r == exit_mark then return 1 end
+    if type(r) ~= "string" then r = tostring(r) end
+    return 0, r
+  end
+  if r == done_mark then
+    n_idle = n_idle + 1
+    idle[n_idle] = co
+    return 1
+  end
+  last_id = last_id + 1
+  waiting[last_id] = co
+  return 3, last_id
+end
+function __ksr_start(name, a1, a2)
+  local f = _G[name]
+  if type(f) ~= "function" then return 2 end
+  local co
+  if n_idle > 0 then
+    co = idle[n_idle]
+    idle[n_idle] = nil
+    n_idle = n_idle - 1
+  else
+    co = co_create(co_body)
+  end
+  if budget_steps > 0 then
+    hits = 0
+    sethook(co, on_budget, "", step)
+  end
+  return segment_end(co, co_resume(co, f, a1, a2))
+end
+function __ksr_resume(id, value)
+  local co = waiting[id]
+  waiting[id] = nil
+  if co == nil then return 0, "resumed a route that is not waiting" end
+  if budget_steps > 0 then
+    hits = 0
+    sethook(co, on_budget, "", step)
+  end
+  return segment_end(co, co_resume(co, value))
+end
+function __ksr_drop(id) waiting[id] = nil end
+function __ksr_suspending(pyfn)
+  return function(...)
+    local r = pyfn(...)
+    if r == pending_mark then return co_yield(pending_mark) end
+    return r
+  end
+end
 function __ksr_has(name) return type(_G[name]) == "function" end
 -- The script's top-level code runs under the same budget: a loop there must not hang a reload.
+local plain_pcall = pcall
 function __ksr_load(chunk)
   hits = 0
-  if budget_steps > 0 then debug.sethook(on_budget, "", step) end
-  local ok, err = pcall(chunk)
-  if budget_steps > 0 then debug.sethook() end
+  if budget_steps > 0 then sethook(on_budget, "", step) end
+  local ok, err = plain_pcall(chunk)
+  if budget_steps > 0 then sethook() end
   if ok then return true end
   return false, tostring(err)
+end
+-- PUC Lua 5.1 cannot yield across pcall: inside a route coroutine, pcall and xpcall run
+-- their function as a coroutine of its own and pass its waits up.
+if not jit and _VERSION == "Lua 5.1" then
+  local co_running, co_status = coroutine.running, coroutine.status
+  local function relay(co, ok, ...)
+    if not ok then return false, ... end
+    if co_status(co) == "dead" then return true, ... end
+    return relay(co, co_resume(co, co_yield(...)))
+  end
+  _G.pcall = function(f, ...)
+    if co_running() == nil or type(f) ~= "function" then return plain_pcall(f, ...) end
+    local co = co_create(f)
+    return relay(co, co_resume(co, ...))
+  end
+  local plain_xpcall = _G.xpcall
+  local function handled(handler, ok, ...)
+    if ok then return true, ... end
+    return false, handler((...))
+  end
+  _G.xpcall = function(f, handler)
+    if co_running() == nil or type(f) ~= "function" then return plain_xpcall(f, handler) end
+    local co = co_create(f)
+    return handled(handler, relay(co, co_resume(co)))
+  end
 end
 """
 
@@ -99,6 +196,9 @@ class LuaEngine(Engine):
         self.lua: Any = None
         self._run: Any = None
         self._has: Any = None
+        self._start: Any = None
+        self._resume: Any = None
+        self._drop: Any = None
 
     def load(self) -> None:
         core = self.server.config.core
@@ -133,6 +233,11 @@ class LuaEngine(Engine):
             # Count hooks never fire inside LuaJIT's compiled traces, so a runaway loop would
             # escape the budget: with the guard on, LuaJIT runs its (still fast) interpreter.
             lua.execute("jit.off()")
+        wrap = g["__ksr_suspending"]
+        for f in self.registry:
+            if f.suspends:
+                t = g.KSR[f.submodule] if f.submodule else g.KSR
+                t[f.name] = wrap(t[f.name])
         loader = lua.eval("loadstring or load")
         chunk = loader(source, "@" + str(self.path))
         if not callable(chunk) or isinstance(chunk, tuple):
@@ -149,6 +254,9 @@ class LuaEngine(Engine):
         self.lua = lua
         self._run = g["__ksr_run"]
         self._has = g["__ksr_has"]
+        self._start = g["__ksr_start"]
+        self._resume = g["__ksr_resume"]
+        self._drop = g["__ksr_drop"]
         self.loaded_at = time.time()
         rr = self.server.config.core.kemi.request_route_callback
         if not self.has_function(rr):
@@ -179,15 +287,91 @@ class LuaEngine(Engine):
         return value
 
     def run(self, ctx: MsgContext, name: str, *args: Any) -> int:
-        prev = self.ctx
-        self.ctx = ctx
+        """A synchronous run (nested routes, events, reply routes): never suspends."""
+        token = self._swap(ctx, False)
+        held = no_suspend()
         try:
             result = self._run(name, *args)
         except Exception as err:
             log.error("%s: %s failed: %s", self.path, name, err)
             return 0
         finally:
-            self.ctx = prev
+            restore_suspend(held)
+            self._unswap(token)
+        return self._report(name, result)
+
+    def start(
+        self,
+        ctx: MsgContext,
+        name: str,
+        args: tuple[Any, ...],
+        done: Callable[[MsgContext, int], None],
+    ) -> int | None:
+        """Run a route as a coroutine: its result, or None when it waits on I/O (then
+        ``done(ctx, rc)`` is called when it finishes)."""
+        token = self._swap(ctx, True)
+        try:
+            result = self._start(name, *args)
+        except Exception as err:
+            log.error("%s: %s failed: %s", self.path, name, err)
+            return 0
+        finally:
+            self._unswap(token)
+        if type(result) is tuple and result[0] == 3:
+            s, self.pending = self.pending, None
+            if s is None:  # the script yielded by itself: nothing to wait for
+                self._drop(result[1])
+                log.error("%s: %s() called coroutine.yield outside a coroutine", self.path, name)
+                return 0
+            self.server.runner.spawn(self._complete, ctx, name, result[1], s, done)
+            return None
+        return self._report(name, result)
+
+    async def _complete(
+        self,
+        ctx: MsgContext,
+        name: str,
+        co_id: int,
+        s: Suspension,
+        done: Callable[[MsgContext, int], None],
+    ) -> None:
+        runner = self.server.runner
+        while True:
+            try:
+                fin = await runner.complete(s, lambda: self._swap(ctx, False), self._unswap)
+            except BaseException:
+                self._drop(co_id)  # cancelled (stopping): the coroutine is freed, not resumed
+                raise
+            value = fin.result.value if isinstance(fin.result, Value) else False
+            token = self._swap(ctx, True)
+            try:
+                result = self._resume(co_id, value)
+            except Exception as err:
+                log.error("%s: %s failed: %s", self.path, name, err)
+                result = 0
+            finally:
+                self._unswap(token)
+            if type(result) is tuple and result[0] == 3:
+                co_id = result[1]
+                s, self.pending = self.pending, None  # type: ignore[assignment]
+                if s is None:
+                    self._drop(co_id)
+                    done(ctx, 0)
+                    return
+                continue
+            done(ctx, self._report(name, result))
+            return
+
+    def _swap(self, ctx: MsgContext, suspendable: bool) -> tuple[MsgContext | None, bool]:
+        token = (self.ctx, self.suspendable)
+        self.ctx = ctx
+        self.suspendable = suspendable
+        return token
+
+    def _unswap(self, token: tuple[MsgContext | None, bool]) -> None:
+        self.ctx, self.suspendable = token
+
+    def _report(self, name: str, result: Any) -> int:
         if isinstance(result, tuple):
             code, message = result[0], result[1]
         else:

@@ -16,8 +16,11 @@ import threading
 import time
 import traceback
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ksr.suspend import Finished, Suspension, no_suspend, restore_suspend
 
 from .engine import Engine, KsrExit, ScriptError, make_binding
 from .registry import ExportRegistry
@@ -210,18 +213,68 @@ class PythonEngine(Engine):
         fn = getattr(self.handler, name, None)
         if fn is None or not callable(fn):
             return 2
+        token = self._enter(ctx)
+        held = no_suspend()  # a nested run finishes before its caller goes on
+        try:
+            return self._invoke(fn, ctx, name, args)
+        finally:
+            restore_suspend(held)
+            self._leave(token)
+
+    def start(
+        self,
+        ctx: MsgContext,
+        name: str,
+        args: tuple[Any, ...],
+        done: Callable[[MsgContext, int], None],
+    ) -> int | None:
+        """Run a route that may wait on I/O: its result, or None when it suspended (then
+        ``done(ctx, rc)`` is called when it finishes)."""
+        fn = getattr(self.handler, name, None)
+        if fn is None or not callable(fn):
+            return 2
+        runner = self.server.runner
+        token = self._enter(ctx)
+        try:
+            r = runner.call(self._invoke, (fn, ctx, name, args))
+        finally:
+            self._leave(token)
+        if type(r) is Finished:
+            return int(r.result.unwrap())
+        assert isinstance(r, Suspension)
+        runner.spawn(self._complete, ctx, r, done)
+        return None
+
+    async def _complete(
+        self, ctx: MsgContext, s: Suspension, done: Callable[[MsgContext, int], None]
+    ) -> None:
+        fin = await self.server.runner.complete(s, lambda: self._enter(ctx), self._leave)
+        done(ctx, int(fin.result.unwrap()))
+
+    def _enter(self, ctx: MsgContext) -> tuple[MsgContext | None, AlarmGuard | None]:
+        """Make ``ctx`` the current message (and arm the runaway guard for an outermost run)."""
         prev = self.ctx
         self.ctx = ctx
         limit = self.server.config.core.script_max_seconds
         guard = AlarmGuard.current() if limit > 0 and prev is None else None
         if guard is not None:
             guard.arm(limit)
+        return prev, guard
+
+    def _leave(self, token: tuple[MsgContext | None, AlarmGuard | None]) -> None:
+        prev, guard = token
+        if guard is not None:
+            guard.disarm()
+        self.ctx = prev
+
+    def _invoke(self, fn: Any, ctx: MsgContext, name: str, args: tuple[Any, ...]) -> int:
         try:
             fn(SipMsg(ctx), *args)
             return 1
         except (KsrExit, SystemExit):
             return 1
         except ScriptTimeout:
+            limit = self.server.config.core.script_max_seconds
             log.error("%s: %s() exceeded %.1fs (runaway loop?)", self.path, name, limit)
             return 0
         except Exception as err:
@@ -229,10 +282,6 @@ class PythonEngine(Engine):
             log.error("%s:%s: error in %s(): %s: %s", file, line, name, type(err).__name__, err)
             log.debug("%s", "".join(traceback.format_exception(err)))
             return 0
-        finally:
-            if guard is not None:
-                guard.disarm()
-            self.ctx = prev
 
 
 class AlarmGuard:

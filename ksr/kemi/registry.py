@@ -27,17 +27,22 @@ F = TypeVar("F", bound=Callable[..., Any])  # a decorated function keeps its own
 class KemiSpec:
     name: str | None  # exported name (default: the method name)
     submodule: str | None  # KSR sub-module (default: the module's kemi_name; "" for KSR.*)
+    suspends: bool = False
 
 
-def kemi(name: str | None = None, *, submodule: str | None = None) -> Callable[[F], F]:
+def kemi(
+    name: str | None = None, *, submodule: str | None = None, suspends: bool = False
+) -> Callable[[F], F]:
     """Mark a module method ``(self, ctx, *params)`` as a KSR function.
 
     Parameter types come from the annotations (``str`` or ``int``); the return annotation picks
     the convention: ``int``, ``bool``, ``XVal`` (int/str/None) or ``None`` (logging calls).
+    ``suspends=True``: the function may wait on I/O (``ksr.suspend.wait``); a Lua route calling
+    it is suspended meanwhile instead of blocking the worker (Python routes always can be).
     """
 
     def mark(fn: F) -> F:
-        setattr(fn, _MARK, KemiSpec(name, submodule))
+        setattr(fn, _MARK, KemiSpec(name, submodule, suspends))
         return fn
 
     return mark
@@ -52,6 +57,7 @@ class KemiFunction:
     returns: ReturnType
     fn: Callable[..., Any]  # bound method: fn(ctx, *params)
     doc: str
+    suspends: bool = False  # may wait on I/O (see kemi())
 
     @property
     def qualname(self) -> str:
@@ -68,7 +74,9 @@ def _return_kind(ann: Any) -> ReturnType:
     return "xval"
 
 
-def describe(fn: Callable[..., Any], submodule: str, name: str) -> KemiFunction:
+def describe(
+    fn: Callable[..., Any], submodule: str, name: str, suspends: bool = False
+) -> KemiFunction:
     """Read a marked method's signature into a KemiFunction."""
     hints = get_type_hints(fn)
     sig = inspect.signature(fn)
@@ -84,7 +92,14 @@ def describe(fn: Callable[..., Any], submodule: str, name: str) -> KemiFunction:
             raise TypeError(f"{fn.__qualname__}: parameter {p} must be str or int")
     doc = inspect.getdoc(fn) or ""
     return KemiFunction(
-        submodule, name, tuple(types), tuple(names), _return_kind(hints.get("return")), fn, doc
+        submodule,
+        name,
+        tuple(types),
+        tuple(names),
+        _return_kind(hints.get("return")),
+        fn,
+        doc,
+        suspends,
     )
 
 
@@ -97,7 +112,7 @@ def collect(obj: Any, default_submodule: str) -> Iterator[KemiFunction]:
             continue
         bound = getattr(obj, attr)
         sub = default_submodule if spec.submodule is None else spec.submodule
-        yield describe(bound, sub, spec.name or attr)
+        yield describe(bound, sub, spec.name or attr, spec.suspends)
 
 
 class ExportRegistry:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +165,21 @@ class ScriptHarness:
             return rc
 
         server.run_route = run_route  # type: ignore[method-assign]
+        real_start = server.start_route
+
+        def start_route(
+            ctx: MsgContext, name: str, done: Callable[[MsgContext, int], None]
+        ) -> int | None:
+            def finished(c: MsgContext, rc: int) -> None:
+                self.runs.append(RouteRun(name, (), str(c.route), rc))
+                done(c, rc)
+
+            rc = real_start(ctx, name, finished)
+            if rc is not None:
+                self.runs.append(RouteRun(name, (), str(ctx.route), rc))
+            return rc
+
+        server.start_route = start_route  # type: ignore[method-assign]
 
     @contextlib.contextmanager
     def _capture_logs(self) -> Iterator[list[logging.LogRecord]]:

@@ -121,7 +121,7 @@ class AuthDb(Module):
                     ctx.avps.setdefault(avp, []).append(v if isinstance(v, int | str) else str(v))
         return rc
 
-    @kemi()
+    @kemi(suspends=True)
     def auth_check(self, ctx: MsgContext, realm: str, table: str, flags: int) -> int:
         """auth_check(realm, table, flags): Authorization for REGISTER, Proxy-Authorization
         otherwise, against the subscriber table. 1 ok; -1 error, -2 bad password, -3 unknown
@@ -129,17 +129,17 @@ class AuthDb(Module):
         kind = WWW if ctx.method == "REGISTER" else PROXY
         return self._check(ctx, realm, table, flags, kind)
 
-    @kemi()
+    @kemi(suspends=True)
     def www_authenticate(self, ctx: MsgContext, realm: str, table: str) -> int:
         """www_authenticate(realm, table): check the Authorization header."""
         return self._check(ctx, realm, table, 0, WWW)
 
-    @kemi()
+    @kemi(suspends=True)
     def www_authenticate_method(self, ctx: MsgContext, realm: str, table: str, method: str) -> int:
         """www_authenticate_method(realm, table, method): as www_authenticate, digest over method."""
         return self._check(ctx, realm, table, 0, WWW, method)
 
-    @kemi()
+    @kemi(suspends=True)
     def is_subscriber(self, ctx: MsgContext, uri: str, table: str, flags: int) -> int:
         """is_subscriber(uri, table, flags): 1 if the URI's user (and domain with use_domain)
         is in the table, -1 if not, -2 on a database error."""

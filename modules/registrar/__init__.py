@@ -16,6 +16,7 @@ from ksr.modules.usrloc import Contact, Usrloc, UsrlocError
 from ksr.sip.builders import default_reason
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.uri import parse_uri
+from ksr.suspend.locks import KeyedLock
 
 from . import errors
 from .lookup import ERROR, FOUND, NOT_FOUND, lookup, valid_contacts
@@ -69,6 +70,7 @@ class Registrar(Module):
         super().__init__(server, params)
         self.params: RegistrarParams = params
         self.ulc = UlcProfiles()
+        self.aor_locks = KeyedLock()  # save(): one REGISTER per AOR at a time
 
     def init(self) -> None:
         ul = self.server.module("usrloc")
@@ -149,7 +151,7 @@ class Registrar(Module):
         return res.rc
 
     # -- KSR.registrar -----------------------------------------------------------------------
-    @kemi()
+    @kemi(suspends=True)
     def save(self, ctx: MsgContext, table: str, flags: int) -> int:
         """save(table, flags): store the REGISTER's bindings and answer it. 1 inserted,
         2 updated, 3 deleted, 4 listed, -1 error, -2 too many contacts. Flags: 0x01 memory
@@ -157,7 +159,7 @@ class Registrar(Module):
         randomisation."""
         return self._save(ctx, table, flags, None)
 
-    @kemi()
+    @kemi(suspends=True)
     def save_uri(self, ctx: MsgContext, table: str, flags: int, uri: str) -> int:
         """save_uri(table, flags, uri): like save() with the AOR taken from uri instead of To."""
         return self._save(ctx, table, flags, uri)
@@ -171,23 +173,23 @@ class Registrar(Module):
         code, hdrs = pending
         return 1 if self._reply(ctx, code, hdrs) else -1
 
-    @kemi()
+    @kemi(suspends=True)
     def lookup(self, ctx: MsgContext, table: str) -> int:
         """lookup(table): R-URI -> registered contacts (best into R-URI, others as branches).
         1 found, -1 not found, -2 method not allowed, -3 error."""
         return lookup(self, ctx, table, None)
 
-    @kemi()
+    @kemi(suspends=True)
     def lookup_uri(self, ctx: MsgContext, table: str, uri: str) -> int:
         """lookup_uri(table, uri): lookup() for the AOR of uri."""
         return lookup(self, ctx, table, uri)
 
-    @kemi()
+    @kemi(suspends=True)
     def lookup_to_dset(self, ctx: MsgContext, table: str, uri: str) -> int:
         """lookup_to_dset(table, uri): add the contacts of uri (or R-URI) as branches only."""
         return lookup(self, ctx, table, uri or None, to_dset=True)
 
-    @kemi()
+    @kemi(suspends=True)
     def lookup_branches(self, ctx: MsgContext, table: str) -> int:
         """lookup_branches(table): lookup() on the R-URI and on every plain branch."""
         old = list(ctx.branches)
@@ -205,7 +207,7 @@ class Registrar(Module):
                 ctx.branches.append(b)
         return rc
 
-    @kemi()
+    @kemi(suspends=True)
     def lookup_xavp(self, ctx: MsgContext, table: str, uri: str, rxname: str, cxname: str) -> int:
         """lookup_xavp(table, uri, rxname, cxname): the record into $xavp(rxname) and each
         contact into $xavp(cxname)."""
@@ -258,22 +260,22 @@ class Registrar(Module):
             found = [c for c in found if c.cflags & match_flags == match_flags]
         return FOUND if found else NOT_FOUND
 
-    @kemi()
+    @kemi(suspends=True)
     def registered(self, ctx: MsgContext, table: str) -> int:
         """registered(table): 1 if the R-URI's AOR (To-URI in replies) has live contacts."""
         return self._registered(ctx, table, "", 0)
 
-    @kemi()
+    @kemi(suspends=True)
     def registered_uri(self, ctx: MsgContext, table: str, uri: str) -> int:
         """registered_uri(table, uri)."""
         return self._registered(ctx, table, uri, 0)
 
-    @kemi()
+    @kemi(suspends=True)
     def registered_flags(self, ctx: MsgContext, table: str, uri: str, match_flags: int) -> int:
         """registered_flags(table, uri, match_flags): only contacts with those cflags count."""
         return self._registered(ctx, table, uri, match_flags)
 
-    @kemi()
+    @kemi(suspends=True)
     def registered_action(
         self, ctx: MsgContext, table: str, uri: str, match_flags: int, action_flags: int
     ) -> int:
@@ -308,13 +310,13 @@ class Registrar(Module):
         except errors.RegError:
             return None
 
-    @kemi()
+    @kemi(suspends=True)
     def unregister(self, ctx: MsgContext, table: str, uri: str) -> int:
         """unregister(table, uri): remove every contact of the AOR. 0 done (sic), -1 bad AOR,
         -2 error, -3 not found."""
         return self._unregister(table, uri, "")
 
-    @kemi()
+    @kemi(suspends=True)
     def unregister_ruid(self, ctx: MsgContext, table: str, uri: str, ruid: str) -> int:
         """unregister_ruid(table, uri, ruid): remove one contact by its ruid."""
         return self._unregister(table, uri, ruid)
@@ -334,7 +336,7 @@ class Registrar(Module):
             return -2
         return 0
 
-    @kemi()
+    @kemi(suspends=True)
     def reg_fetch_contacts(self, ctx: MsgContext, table: str, uri: str, profile: str) -> int:
         """reg_fetch_contacts(table, uri, profile): load the AOR's contacts into
         $ulc(profile=>attr). 1 found, -1 not found."""
@@ -367,7 +369,7 @@ class Registrar(Module):
             return None
         return contact_attr(f.contacts[idx], attr)
 
-    @kemi()
+    @kemi(suspends=True)
     def reg_from_user(self, ctx: MsgContext, table: str, uri: str, mode: int) -> int:
         """reg_from_user(table, uri, mode): 1 if the message comes from an address a contact
         of the AOR registered from (received, else the contact's host:port)."""

@@ -3,6 +3,7 @@ become branches (Kamailio's lookup.c semantics)."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from ksr.core.context import Branch, MsgContext, SocketInfo
@@ -19,6 +20,8 @@ from .parse import aor_of
 if TYPE_CHECKING:
     from . import Registrar
 
+log = logging.getLogger("ksr.registrar")
+
 FOUND, NOT_FOUND, METHOD_FILTERED, ERROR = 1, -1, -2, -3
 
 
@@ -32,7 +35,8 @@ def valid_contacts(reg: Registrar, table: str, uri: str) -> list[Contact] | int:
         return NOT_FOUND
     try:
         contacts = reg.usrloc.domain(table).get(aor)
-    except UsrlocError:
+    except UsrlocError as err:
+        log.error("registrar: lookup of %s in %s failed: %s", aor, table, err)
         return ERROR
     now = reg.usrloc.now()
     live = [c for c in contacts if not c.expired(now)]

@@ -6,6 +6,7 @@ changed, so a refused REGISTER leaves the table as it was.
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -22,6 +23,8 @@ from .parse import MAX_CALLID, ContactReq, aor_of, contacts_of, expires_header, 
 
 if TYPE_CHECKING:
     from . import Registrar
+
+log = logging.getLogger("ksr.registrar")
 
 FLAG_MEM_ONLY = 0x01
 FLAG_NO_REPLY = 0x02
@@ -94,7 +97,7 @@ def save(reg: Registrar, ctx: MsgContext, table: str, flags: int, uri: str | Non
     try:
         to_uri = uri or req.to.uri_text
         callid = req.call_id
-        cseq = req.cseq.number
+        req.cseq.number  # noqa: B018 - a bad CSeq is a parse error here
     except RemoteProtocolError:
         raise errors.parse_error() from None
     if len(callid) > MAX_CALLID:
@@ -108,10 +111,35 @@ def save(reg: Registrar, ctx: MsgContext, table: str, flags: int, uri: str | Non
         if path and p.path_mode == 2 and not supports(req, "path"):
             raise errors.err(errors.PATH_UNSUP)
     d: Domain = ul.domain(table)
+    key = f"{table}\0{aor}"
+    locked = reg.aor_locks.acquire(key)  # one REGISTER per AOR at a time (they may wait)
+    try:
+        return _update(reg, ctx, d, aor, flags, hdr_exp, star, creqs, path)
+    finally:
+        if locked:
+            reg.aor_locks.release(key)
+
+
+def _update(
+    reg: Registrar,
+    ctx: MsgContext,
+    d: Domain,
+    aor: str,
+    flags: int,
+    hdr_exp: int | None,
+    star: bool,
+    creqs: list[ContactReq],
+    path: str,
+) -> SaveResult:
+    req = ctx.request
+    p = reg.params
+    ul = reg.usrloc
+    callid = req.call_id
+    cseq = req.cseq.number
     try:
         existing = d.get(aor)
     except UsrlocError as e:
-        raise errors.RegError(500, errors.UL_GET[1]) from e
+        raise _store_failed(errors.UL_GET, e, aor) from e
     now = ul.now()
     live = [c for c in existing if not c.expired(now)]
 
@@ -119,7 +147,7 @@ def save(reg: Registrar, ctx: MsgContext, table: str, flags: int, uri: str | Non
         if hdr_exp != 0:
             raise errors.err(errors.STAR_EXP)
         for c in existing:
-            _apply(d, _Op("delete", c), flags)
+            _apply(d, _Op("delete", c), flags, aor)
         return SaveResult(3, aor, [], path)
     if not creqs:
         return SaveResult(4, aor, live, path)
@@ -182,9 +210,18 @@ def save(reg: Registrar, ctx: MsgContext, table: str, flags: int, uri: str | Non
         hdrs = (f"Retry-After: {p.retry_after}",) if p.retry_after > 0 else ()
         raise errors.err(errors.TOO_MANY, *hdrs)
     for op in ops:
-        _apply(d, op, flags)
+        _apply(d, op, flags, aor)
     kinds = {o.kind for o in ops}
     rc = 1 if "insert" in kinds else 2 if kinds & {"update", "skip"} else 3
+    if d.db_mode == 3:
+        # what was read plus what was written, as Kamailio answers: no second query
+        after = {c.ruid: c for c in existing}
+        for o in ops:
+            if o.kind == "delete":
+                after.pop(o.contact.ruid, None)
+            else:
+                after[o.contact.ruid] = o.contact
+        return SaveResult(rc, aor, [c for c in after.values() if not c.expired(now)], path)
     try:
         bindings = [c for c in d.get(aor) if not c.expired(now)]
     except UsrlocError:
@@ -192,7 +229,7 @@ def save(reg: Registrar, ctx: MsgContext, table: str, flags: int, uri: str | Non
     return SaveResult(rc, aor, bindings, path)
 
 
-def _apply(d: Domain, op: _Op, flags: int) -> None:
+def _apply(d: Domain, op: _Op, flags: int, aor: str) -> None:
     mem_only = bool(flags & FLAG_MEM_ONLY)
     try:
         if op.kind in ("insert", "update"):
@@ -200,8 +237,14 @@ def _apply(d: Domain, op: _Op, flags: int) -> None:
         elif op.kind == "delete":
             d.remove(op.contact, mem_only=mem_only)
     except UsrlocError as e:
-        info = errors.UL_DEL[1] if op.kind == "delete" else errors.UL_FAIL[1]
-        raise errors.RegError(500, info) from e
+        raise _store_failed(errors.UL_DEL if op.kind == "delete" else errors.UL_FAIL, e, aor) from e
+
+
+def _store_failed(pair: tuple[int, str], e: UsrlocError, aor: str) -> errors.RegError:
+    """500 for a location table that failed; Retry-After when its database is down."""
+    log.error("registrar: %s for AOR %s: %s", pair[1], aor, e)
+    hdrs = (f"Retry-After: {e.retry_after}",) if e.retry_after else ()
+    return errors.RegError(500, pair[1], hdrs)
 
 
 def contact_line(c: Contact, now: float, received_param: str) -> str:

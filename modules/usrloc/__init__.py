@@ -74,6 +74,7 @@ class Usrloc(Module):
         self.ruids = RuidMaker(self.server_id)
         self.now: Callable[[], float] = time.time  # tests may move time forward
         self.expired_callbacks: list[Callable[[str, Contact], None]] = []
+        self._timer_busy = False
         self._counts: dict[str, tuple[float, int, int]] = {}  # db_mode 3: (when, users, contacts)
 
     @property
@@ -176,9 +177,20 @@ class Usrloc(Module):
         self.flush_all()
 
     def timer(self) -> None:
-        if self.server.shared.leader:  # worker processes: one expires, the removal replicates
-            self.expire_all()
-        self.flush_all()
+        # expiry and write-back may query the database many times: they wait, the worker
+        # goes on (ksr/suspend); a run still waiting when the next is due is not doubled
+        if self._timer_busy:
+            return
+        self._timer_busy = True
+        self.server.runner.run_detached(self._timer_run, "usrloc timer")
+
+    def _timer_run(self) -> None:
+        try:
+            if self.server.shared.leader:  # worker processes: one expires, the removal replicates
+                self.expire_all()
+            self.flush_all()
+        finally:
+            self._timer_busy = False
 
     def expire_all(self) -> None:
         now = self.now()

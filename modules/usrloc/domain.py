@@ -22,7 +22,16 @@ log = logging.getLogger("ksr.usrloc")
 
 
 class UsrlocError(Exception):
-    """A location update could not be stored (the caller answers 500)."""
+    """A location update could not be stored (the caller answers 500). ``retry_after``: set
+    when the database is unavailable (seconds until it is tried again)."""
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _db_failed(err: DbError) -> UsrlocError:
+    return UsrlocError(str(err), getattr(err, "retry_after", None))
 
 
 class Domain:
@@ -128,7 +137,7 @@ class Domain:
             try:
                 return [self._contact(r) for r in self._find_aor(aor)]
             except DbError as err:
-                raise UsrlocError(str(err)) from err
+                raise _db_failed(err) from err
         self._mem_ready()
         return [c.copy() for c in self.mem.get(aor, {}).values()]
 
@@ -137,7 +146,7 @@ class Domain:
             try:
                 rows = self.table().all()
             except DbError as err:
-                raise UsrlocError(str(err)) from err
+                raise _db_failed(err) from err
             out: dict[str, list[Contact]] = {}
             for r in rows:
                 c = self._contact(r)
@@ -155,7 +164,7 @@ class Domain:
                 t = self.table()
                 t.put(self._row(c))
             except DbError as err:
-                raise UsrlocError(str(err)) from err
+                raise _db_failed(err) from err
         if self.db_mode == 3:
             return
         self._mem_ready()
@@ -170,7 +179,7 @@ class Domain:
             try:
                 removed = self.table().delete(c.ruid)
             except DbError as err:
-                raise UsrlocError(str(err)) from err
+                raise _db_failed(err) from err
         if self.db_mode == 3:
             return removed
         self._mem_ready()

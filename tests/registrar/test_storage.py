@@ -80,9 +80,11 @@ def test_postgres_reconnects_after_connection_killed() -> None:
     try:
         t = store.table(SPEC)
         t.put({"id": "a", "owner": "o"})
-        pid = store._conn.info.backend_pid  # type: ignore[attr-defined]
+        pids = [s.conn.info.backend_pid for s in store.io.slots() if s.conn is not None]  # type: ignore[attr-defined]
+        assert pids
         with psycopg.connect(services.psycopg_url(pg_url), autocommit=True) as c:
-            c.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            for pid in pids:
+                c.execute("SELECT pg_terminate_backend(%s)", (pid,))
         t.put({"id": "b", "owner": "o"})  # the dead connection is replaced transparently
         assert len(t.find("owner", "o")) == 2
     finally:
@@ -105,8 +107,10 @@ def test_redis_reconnects_and_reloads_its_scripts() -> None:
         t.put({"id": "a", "owner": "o", "until": 5.0})
         admin.script_flush()  # a restarted Redis has forgotten the scripts
         t.put({"id": "b", "owner": "o"})
-        client_id = store._client().client_id()  # type: ignore[attr-defined]
-        assert admin.client_kill_filter(_id=client_id) == 1
+        ids = [s.conn.client_id() for s in store.io.slots() if s.conn is not None]  # type: ignore[attr-defined]
+        assert ids
+        for client_id in ids:
+            assert admin.client_kill_filter(_id=client_id) == 1
         t.put({"id": "c", "owner": "p"})  # the killed connection is replaced transparently
         assert [r["id"] for r in t.find("owner", "o")] == ["a", "b"]
         assert [r["id"] for r in t.find_below("until", 10)] == ["a"]
