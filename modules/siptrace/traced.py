@@ -72,8 +72,8 @@ class TracedSet:
             if end <= now:
                 del self.dialogs[call_id]
             else:
-                if method == "BYE" and status >= 200:
-                    self.dialogs[call_id] = (now + AFTER_BYE, uri)
+                if method == "BYE" and status >= 200:  # ending: never pushed further
+                    self.dialogs[call_id] = (min(end, now + AFTER_BYE), uri)
                 elif end > now + AFTER_BYE:
                     self.dialogs[call_id] = (now + DIALOG_IDLE_TTL, uri)
                 return uri

@@ -272,3 +272,79 @@ async def test_status_rpc_and_bad_settings(tmp_path: Path) -> None:
     ):
         with pytest.raises(ConfigError):
             Server(make_config(["sl", "siptrace"], {"siptrace": bad}), None)
+
+
+RELAY = """
+function ksr_request_route()
+  KSR.siptrace.sip_trace_mode("t")
+  KSR.setdsturi(KSR.hdr.get("X-Next"))
+  KSR.tm.t_relay()
+end
+"""
+
+
+async def test_transaction_mode_on_a_relayed_request(tmp_path: Path) -> None:
+    """t_relay: the request in, its branch out, the callee's reply in, the reply out."""
+    cap = Capture()
+    async with trio.open_nursery() as n:
+        await n.start(cap.run)
+        siptrace = {
+            "duplicate_uri": f"sip:127.0.0.1:{cap.udp_port}",
+            "hep_mode_on": 1,
+            "hep_version": 3,
+            "trace_on": 1,
+        }
+        cfg = make_config(["sl", "tm", "siptrace"], {"siptrace": siptrace})
+        async with running_server(cfg, write_script(tmp_path, RELAY)) as server:
+            caller, callee = await UdpPeer().bind(), await UdpPeer().bind()
+            ip, port = udp_addr(server)
+            req = options(caller.port, "relay-1").replace(
+                "Content-Length", f"X-Next: sip:127.0.0.1:{callee.port}\r\nContent-Length"
+            )
+            await caller.send(req, (ip, port))
+            branch = (await callee.recv()).decode()
+            assert branch.startswith("OPTIONS ")
+            vias = "".join(
+                line + "\r\n" for line in branch.split("\r\n") if line.startswith("Via:")
+            )
+            answer = (
+                "SIP/2.0 200 OK\r\n" + vias + "From: <sip:a@127.0.0.1>;tag=f\r\n"
+                "To: <sip:ksr@127.0.0.1>;tag=t\r\nCall-ID: relay-1\r\nCSeq: 1 OPTIONS\r\n"
+                "Content-Length: 0\r\n\r\n"
+            )
+            await callee.send(answer, (ip, port))
+            assert (await caller.recv_reply()).status == 200
+            got = await cap.wait(4)
+            a, b = caller.port, callee.port
+            caller.close()
+            callee.close()
+        n.cancel_scope.cancel()
+    words = [p.payload.split(b" ", 2) for p in got]
+    hops = [
+        (w[0] if w[0] != b"SIP/2.0" else w[1], p.src_port, p.dst_port)
+        for w, p in zip(words, got, strict=True)
+    ]
+    assert hops == [
+        (b"OPTIONS", a, port),
+        (b"OPTIONS", port, b),
+        (b"200", b, port),
+        (b"200", port, a),
+    ]
+
+
+def test_traced_set_dialog_ends_after_the_bye() -> None:
+    from ksr.modules.siptrace.traced import AFTER_BYE, TRANSACTION_TTL, TracedSet, keys_of
+
+    t = TracedSet()
+    t.add_dialog("call-1", "sip:cap", 0)
+    t.add_transaction("call-2", 7, "sip:cap2", 0)
+    assert t.match("call-1", 5, "INVITE", 0, 10) == "sip:cap"
+    assert t.match("call-1", 6, "BYE", 200, 20) == "sip:cap"  # the BYE's 200: a few s more
+    assert t.match("call-1", 6, "BYE", 200, 20 + AFTER_BYE - 1) == "sip:cap"
+    assert t.match("call-1", 6, "BYE", 0, 20 + AFTER_BYE + 1) is None
+    assert t.match("call-2", 7, "CANCEL", 0, 1) == "sip:cap2"
+    assert t.match("call-2", 8, "INVITE", 0, 1) is None  # another transaction of the call
+    assert t.match("call-2", 7, "ACK", 0, TRANSACTION_TTL + 1) is None
+    raw = b"SIP/2.0 180 Ringing\r\ni: abc@h\r\nCSeq:  12 INVITE\r\n\r\nbody\r\nCSeq: 1 BYE\r\n"
+    assert keys_of(raw) == ("abc@h", 12, "INVITE", 180)
+    assert keys_of(b"garbage") is None
