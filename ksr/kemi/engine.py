@@ -190,7 +190,8 @@ def make_binding(f: KemiFunction, engine: Engine, lua: bool) -> Callable[..., An
     # 0), pv.get("$si")) pass exactly these, and skip coerce_args (~1 us a call)
     kinds = tuple(str if p == "str" else int for p in params)
 
-    if n <= 2 and not all_str:
+    suspending = f.suspends and lua  # Lua routes need call_suspending (below) for these
+    if n <= 2 and not all_str and not suspending:
         k0 = kinds[0]
         k1 = kinds[-1]
 
@@ -240,13 +241,13 @@ def make_binding(f: KemiFunction, engine: Engine, lua: bool) -> Callable[..., An
             log.exception("%s failed", f.qualname)
             return False
 
-    if not (f.suspends and lua):
+    if not suspending:
         return call
 
     def call_suspending(*args: Any) -> Any:
         if not engine.suspendable:
             return call(*args)
-        if all_str and len(args) >= n and all(type(a) is str for a in args[:n]):
+        if len(args) >= n and all(type(a) is k for a, k in zip(args, kinds, strict=False)):
             conv: Any = args[:n]
         else:
             conv = coerce_args(f, args, lua)
