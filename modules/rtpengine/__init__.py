@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from typing import Any, cast
 
 import trio
 from pydantic import field_validator
@@ -26,6 +27,7 @@ from ksr.core.module import ModParams, Module
 from ksr.core.rpc import RpcError, rpc
 from ksr.kemi.registry import kemi
 from ksr.sip.message import Message, Request, Response
+from ksr.suspend import can_suspend, wait
 
 from . import ng
 from .client import NgClient
@@ -54,15 +56,15 @@ def _forms(command: str, doc: str) -> tuple[Callable[..., int], ...]:
     """The three KSR forms of a command: without flags, with flags, with flags and a Via-branch
     choice (Kamailio's ``name0``, ``name``, ``name2``)."""
 
-    @kemi()
+    @kemi(suspends=True)
     def without_flags(self: Rtpengine, ctx: MsgContext) -> int:
         return self._run(ctx, command, None)
 
-    @kemi()
+    @kemi(suspends=True)
     def with_flags(self: Rtpengine, ctx: MsgContext, flags: str) -> int:
         return self._run(ctx, command, flags)
 
-    @kemi()
+    @kemi(suspends=True)
     def with_via(self: Rtpengine, ctx: MsgContext, flags: str, viabranch: str) -> int:
         return self._run(ctx, command, flags, viabranch)
 
@@ -128,9 +130,16 @@ class Rtpengine(Module):
         log.error("rtpengine: %s tried %d relays, none took it", command.op, len(tried))
         return None
 
+    def _exchange(self, relay: Relay, command: ng.Command) -> dict[bytes, Any] | None:
+        if can_suspend():  # a request route: wait suspended, the worker goes on
+            return cast(
+                "dict[bytes, Any] | None", wait(lambda: self.client.exchange_async(relay, command))
+            )
+        return self.client.exchange(relay, command)
+
     def _try(self, relay: Relay, command: ng.Command, now: float) -> ng.Outcome | None:
         try:
-            answer = self.client.exchange(relay, command)
+            answer = self._exchange(relay, command)
         except ng.NgError as e:
             log.error("rtpengine %s: %s answered %s", relay.url, command.op, e)
             relay.fail(now, self.relays.disable_for)
@@ -184,17 +193,17 @@ class Rtpengine(Module):
         return -1 if op is None else 1 if op == "" else self._run(ctx, op, flags, via)
 
     # -- KSR.rtpengine ---------------------------------------------------------------------
-    @kemi()
+    @kemi(suspends=True)
     def rtpengine_manage0(self, ctx: MsgContext) -> int:
         """Offer, answer or delete, whichever the message calls for (as Kamailio decides)."""
         return self._manage(ctx, None)
 
-    @kemi()
+    @kemi(suspends=True)
     def rtpengine_manage(self, ctx: MsgContext, flags: str) -> int:
         """rtpengine_manage with flags ("replace-origin replace-session-connection ...")."""
         return self._manage(ctx, flags)
 
-    @kemi()
+    @kemi(suspends=True)
     def rtpengine_manage2(self, ctx: MsgContext, flags: str, viabranch: str) -> int:
         """rtpengine_manage with flags and a Via-branch choice (1, 2, auto or none)."""
         return self._manage(ctx, flags, viabranch)
@@ -237,7 +246,7 @@ class Rtpengine(Module):
     stop_recording, _, _ = _forms("stop recording", "Stop recording the call.")
     del _
 
-    @kemi()
+    @kemi(suspends=True)
     def rtpengine_query_v(self, ctx: MsgContext, fmt: str, dpv: str) -> int:
         """Query the relay and store its answer as JSON ("j") in the variable dpv."""
         if fmt != "j":

@@ -1,9 +1,11 @@
-"""The UDP shell of the ng protocol: one socket per relay, a command sent and re-sent until
-its answer (matched by cookie) arrives or the tries run out.
+"""The UDP shells of the ng protocol: a command sent and re-sent until its answer (matched
+by cookie) arrives or the tries run out (``rtpengine_tout_ms`` per try, ``rtpengine_retr``
+tries).
 
-The exchange waits on the socket (``rtpengine_tout_ms`` per try, ``rtpengine_retr`` tries), as
-Kamailio's module does: a relay on the same host or LAN answers in well under a millisecond,
-and a relay that does not answer is disabled (relays.py) so later calls do not wait for it.
+``exchange_async`` runs on trio: a request route waits for it suspended (ksr.suspend) while the
+worker goes on. ``exchange`` waits on the socket and serves where a route cannot be suspended
+(reply routes, RPC), as Kamailio's module always does: a relay on the same host or LAN answers
+in well under a millisecond, and one that does not answer is left out for a while (relays.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import os
 import select
 import socket
 from typing import Any
+
+import trio
 
 from . import ng
 from .relays import Relay
@@ -36,11 +40,33 @@ class NgClient:
             self._socks[relay.index] = s
         return s
 
+    def _datagram(self, command: ng.Command) -> tuple[str, bytes]:
+        cookie = f"{self._pid}_{next(self._seq)}_"
+        return cookie, ng.datagram(cookie, command)
+
+    async def exchange_async(self, relay: Relay, command: ng.Command) -> dict[bytes, Any] | None:
+        """As ``exchange``, on trio, on a socket of its own (commands of routes waiting side by
+        side never read each other's answers)."""
+        cookie, data = self._datagram(command)
+        family = socket.AF_INET6 if ":" in relay.host else socket.AF_INET
+        try:
+            with trio.socket.socket(family, socket.SOCK_DGRAM) as s:
+                await s.connect((relay.host, relay.port))
+                for _ in range(self.tries):
+                    await s.send(data)
+                    with trio.move_on_after(self.timeout):
+                        while True:
+                            answer = ng.answer_of_untrusted(cookie, await s.recv(0x40000))
+                            if answer is not None:
+                                return answer
+        except OSError:
+            pass
+        return None
+
     def exchange(self, relay: Relay, command: ng.Command) -> dict[bytes, Any] | None:
         """The relay's answer; None when it did not answer (or the send failed). NgError when
         it answered with something that is not an ng answer."""
-        cookie = f"{self._pid}_{next(self._seq)}_"
-        data = ng.datagram(cookie, command)
+        cookie, data = self._datagram(command)
         try:
             s = self._sock(relay)
             _drain(s)  # late answers to earlier commands

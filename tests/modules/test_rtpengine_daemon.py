@@ -83,6 +83,7 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
 
 ROUTE = """
 function ksr_request_route()
+  if KSR.is_OPTIONS() then KSR.sl.sl_send_reply(200, "Alive") return end
   if KSR.siputils.has_totag() > 0 then
     if KSR.rr.loose_route() > 0 then
       if KSR.is_BYE() or KSR.is_ACK() then KSR.rtpengine.rtpengine_manage("") end
@@ -278,5 +279,70 @@ async def test_relay_answering_garbage_costs_one_request(
                     invite(caller.port, "rtp-garbage-2", sdp(40002)), udp_addr(server)
                 )
                 assert (await caller.recv_reply()).status == 503
+    finally:
+        stop.set()
+
+
+def _slow_relay(delay: float) -> tuple[int, threading.Event]:
+    """A relay that answers each offer correctly, ``delay`` seconds late."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                data, addr = s.recvfrom(65536)
+            except TimeoutError:
+                continue
+            cookie, _, body = data.partition(b" ")
+            stop.wait(delay)
+            sdp_in = decode_untrusted(body)[b"sdp"]  # type: ignore[index]
+            answer = {"result": "ok", "sdp": sdp_in.replace(b"m=audio 40000", b"m=audio 41000")}
+            s.sendto(cookie + b" " + encode(answer), addr)
+        s.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return int(s.getsockname()[1]), stop
+
+
+async def test_a_route_waiting_for_the_relay_does_not_hold_the_worker(tmp_path: Path) -> None:
+    """While an INVITE's offer waits for a slow relay, an OPTIONS from someone else is answered
+    first (the waiting route is suspended, the worker goes on)."""
+    port, stop = _slow_relay(delay=1.0)
+    caller, callee, prober = [await UdpPeer().bind() for _ in range(3)]
+    script = write_script(tmp_path, ROUTE % callee.port)
+    try:
+        async with running_server(config(f"udp:127.0.0.1:{port}"), script) as server:  # type: ignore[arg-type]
+            proxy = udp_addr(server)
+            await caller.send(invite(caller.port, "rtp-slow", sdp(40000)), proxy)
+            await trio.sleep(0.1)  # the offer is on its way to the relay
+            await prober.send(
+                "OPTIONS sip:ksr@127.0.0.1 SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{prober.port};branch=z9hG4bK-probe\r\n"
+                "From: <sip:p@127.0.0.1>;tag=p\r\nTo: <sip:ksr@127.0.0.1>\r\n"
+                "Call-ID: rtp-probe\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+                "Content-Length: 0\r\n\r\n",
+                proxy,
+            )
+            order: list[str] = []
+
+            async def probe() -> None:
+                assert (await prober.recv_reply(timeout=5)).reason == "Alive"
+                order.append("options answered")
+
+            async def relayed() -> None:
+                from ksr.sip.message import Request, parse_message_untrusted
+
+                inv = parse_message_untrusted(await callee.recv(timeout=5))
+                assert isinstance(inv, Request)
+                assert media_port(inv.body) == 41000  # the relay's SDP
+                order.append("invite relayed")
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(probe)
+                nursery.start_soon(relayed)
+            assert order == ["options answered", "invite relayed"]
     finally:
         stop.set()
