@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +32,7 @@ from .breaker import Breaker
 from .greenlets import can_suspend, wait
 
 log = logging.getLogger("ksr.db")
+SWITCH_INTERVAL = float(os.environ.get("KSR_SWITCH_INTERVAL", "0.0005"))
 T = TypeVar("T")
 
 
@@ -136,6 +139,9 @@ class Backend:
     # -- paths ----------------------------------------------------------------------------------
     def _submit(self, job: Callable[[Slot], T]) -> tuple[concurrent.futures.Future[T], _Running]:
         if self._executor is None:
+            # the event loop shares the GIL with these threads: a short switch interval gives
+            # it back sooner after each syscall (5 ms by default: latency for every message)
+            sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
             self._executor = concurrent.futures.ThreadPoolExecutor(
                 max_workers=self.limits.pool, thread_name_prefix=f"ksr-db-{self.name}"
             )
