@@ -2,7 +2,7 @@
 authenticated REGISTERs does one worker take?
 
     python -m bench.db_wait [--backend postgres|redis] [--delay 0.05] [--calls 3000]
-                            [--rate 300] [--blocking] [--seconds-probe 0.01]
+                            [--rate 300] [--blocking] [--seconds-probe 0.01] [--max-conns 64]
 
 One ksr worker (usrloc db_mode 3 and auth_db on the backend, both through a TCP proxy in this
 process that delays every answer by --delay) runs a script doing auth_check + save for
@@ -107,14 +107,22 @@ class Prober:
         )
 
 
-def run(backend: str, delay: float, calls: int, rate: int, blocking: bool, probe: float) -> int:
+def run(
+    backend: str,
+    delay: float,
+    calls: int,
+    rate: int,
+    blocking: bool,
+    probe: float,
+    max_conns: int = 64,
+) -> int:
     prefix = "b" + uuid.uuid4().hex[:8] + "_"
     base = services.pg_url() if backend == "postgres" else services.redis_url()
     with tempfile.TemporaryDirectory(prefix="ksr-bench-") as d, DbProxy(address_of(base)) as proxy:
         tmp = Path(d)
         add_users(f"{base}?prefix={prefix}", 1)  # u00000 / pw0, written directly
         url = url_via(base, proxy.port) + f"?prefix={prefix}"
-        url += "&offload=0" if blocking else "&max_conns=64&query_timeout=5"
+        url += "&offload=0" if blocking else f"&max_conns={max_conns}&query_timeout=5"
         proxy.delay = delay
         csv = tmp / "aors.csv"
         csv.write_text(
@@ -226,8 +234,9 @@ def main() -> int:
     ap.add_argument("--rate", type=int, default=300)
     ap.add_argument("--blocking", action="store_true")
     ap.add_argument("--seconds-probe", type=float, default=0.01)
+    ap.add_argument("--max-conns", type=int, default=64, help="db_url max_conns")
     a = ap.parse_args()
-    return run(a.backend, a.delay, a.calls, a.rate, a.blocking, a.seconds_probe)
+    return run(a.backend, a.delay, a.calls, a.rate, a.blocking, a.seconds_probe, a.max_conns)
 
 
 if __name__ == "__main__":
