@@ -153,11 +153,35 @@ class CoreParams(BaseModel):
         return v
 
 
+class ClusterParams(BaseModel):
+    """Several nodes as one service (docs/cluster.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    # Redis shared by the nodes: redis://host:port/db?prefix=x_ (the prefix starts every key)
+    redis_url: str = ""
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str) -> str:
+        if v:
+            from ksr.db import DbError
+            from ksr.db.url import parse_db_url
+
+            try:
+                scheme = parse_db_url(v).scheme
+            except DbError as err:
+                raise ValueError(str(err)) from None
+            if scheme != "redis":
+                raise ValueError("the cluster needs a redis:// URL")
+        return v
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
     loadmodule: list[str] = Field(default_factory=lambda: list(DEFAULT_MODULES))
     mpath: list[str] = Field(default_factory=list)
     core: CoreParams = Field(default_factory=CoreParams)
+    cluster: ClusterParams = Field(default_factory=ClusterParams)
     modparam: dict[str, dict[str, Any]] = Field(default_factory=dict)
     source: str | None = Field(default=None, exclude=True)  # the file this came from
     _text: str = PrivateAttr(default="")  # the file's text, to point errors at a line

@@ -122,6 +122,10 @@ class Replicator:
         # a sibling answered a snapshot request: (worker, True: state copied / False: none)
         self.answered: Callable[[int, bool], None] = lambda worker, ok: None
         self.errors = 0
+        # tables shared with other NODES too (ksr/core/cluster.py): their writes also go to
+        # ``outward(table, op, args)``
+        self.outward: Callable[[str, str, tuple[Any, ...]], None] | None = None
+        self.outward_tables: set[str] = set()
 
     # -- tables ----------------------------------------------------------------------------
     def register(self, name: str, table: Any) -> None:
@@ -130,6 +134,17 @@ class Replicator:
         self.ops[name] = replicated_ops(type(table))
         if self.active:
             table.__dict__["_replica"] = (self, name)
+
+    def export(self, name: str) -> None:
+        """Also hand the writes of the registered table ``name`` to ``outward``."""
+        self.outward_tables.add(name)
+        self.tables[name].__dict__["_replica"] = (self, name)
+
+    def run_op(self, name: str, op: str, args: tuple[Any, ...]) -> Any:
+        """Run a write another node made on this worker's copy, without sending it on (each
+        worker of a node receives the other nodes' writes itself). KeyError: unknown table or
+        operation."""
+        return self.ops[name][op](self.tables[name], *args)
 
     def register_factory(self, prefix: str, make: Callable[[str], Any]) -> None:
         """Tables created on first use: ``make(name)`` creates (and registers) the table a
@@ -160,10 +175,13 @@ class Replicator:
 
     # -- writes ----------------------------------------------------------------------------
     def emit(self, table: str, op: str, args: tuple[Any, ...]) -> None:
-        self.seq += 1
-        self.broadcast(
-            frame(WRITE, self.index, self.incarnation, self.seq, dumps((table, op, args)))
-        )
+        if self.active:
+            self.seq += 1
+            self.broadcast(
+                frame(WRITE, self.index, self.incarnation, self.seq, dumps((table, op, args)))
+            )
+        if self.outward is not None and table in self.outward_tables:
+            self.outward(table, op, args)
 
     # -- frames from siblings --------------------------------------------------------------
     def receive(self, data: bytes) -> None:

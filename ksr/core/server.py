@@ -25,6 +25,7 @@ from ksr.sip.received import received_fix
 from ksr.sip.uri import parse_uri
 from ksr.suspend import RouteRunner
 
+from .cluster import Cluster
 from .config import Config, ConfigError
 from .context import Destination, MsgContext, RouteType, SocketInfo
 from .core_stats import CoreStats
@@ -131,6 +132,8 @@ class Server:
         # every worker the same one, so a challenge from one validates on another
         env_secret = os.environ.get("KSR_WORKER_SECRET", "")
         self.shared_secret: bytes | None = bytes.fromhex(env_secret) if env_secret else None
+        # the other nodes of a cluster: tables shared through Redis (ksr/core/cluster.py)
+        self.cluster = Cluster(self)
         self.core_stats = CoreStats(self.stats)
         self.bad_input = RateLimitedLog(log)  # lines that what peers send can cause
         self.latency = Latency(self.stats)
@@ -789,6 +792,7 @@ class Server:
                     self.transports["udp"] = t
                 await open_stream_transports(self, nursery)  # tcp, tls, ws, wss
                 self.listeners = [s for t in self.transports.values() for s in t.sockets]
+                await self.cluster.start(nursery)  # the shared tables loaded before serving
                 for m in self.modules.values():
                     await m.start(nursery)
                 if self.handoff is not None:

@@ -89,6 +89,8 @@ class Htable(Module):
                 ) from None
             self.tables[d.name] = HTable(d, _clock)
             self.share(f"htable:{d.name}", self.tables[d.name])
+            if d.dmqreplicate:
+                self._share_with_nodes(d.name)
         self._load_db()
         self.iterators: dict[str, tuple[str, list[str], int]] = {}
         self.record: tuple[str, object] | None = None
@@ -100,6 +102,17 @@ class Htable(Module):
         pv.register("shtitkey", lambda c, a, i: self._it_current(a.strip(), True))
         pv.register("shtitval", lambda c, a, i: self._it_current(a.strip(), False))
         pv.register("shtrecord", self._pv_record)
+
+    def _share_with_nodes(self, name: str) -> None:
+        cluster = self.server.cluster
+        if not cluster.enabled:
+            log.warning(
+                "htable %s: dmqreplicate=1 but no [cluster] redis_url: the table stays local "
+                "(see docs/cluster.md)",
+                name,
+            )
+            return
+        cluster.share(f"htable:{name}", self.tables[name])
 
     async def start(self, nursery: trio.Nursery) -> None:
         if any(t.d.autoexpire for t in self.tables.values()) or self.params.event_callback:
@@ -545,7 +558,7 @@ def _describe(d: TableDef) -> dict[str, object]:
         "expire": d.autoexpire,
         "updateexpire": d.updateexpire,
         "size": d.size,
-        "dmqreplicate": 0,
+        "dmqreplicate": d.dmqreplicate,
     }
 
 

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ class TableDef:
     updateexpire: int = 1
     dbtable: str = ""
     dbmode: int = 0
+    dmqreplicate: int = 0  # 1: shared with the other nodes of the cluster (docs/cluster.md)
 
 
 def parse_definition(text: str) -> TableDef:
@@ -48,7 +51,7 @@ def parse_definition(text: str) -> TableDef:
         k, v = k.strip(), v.strip()
         if not eq:
             raise DefinitionError(f"htable {name}: bad attribute {part!r}")
-        if k in ("size", "autoexpire", "updateexpire", "dbmode"):
+        if k in ("size", "autoexpire", "updateexpire", "dbmode", "dmqreplicate"):
             if not v.lstrip("-").isdigit():
                 raise DefinitionError(f"htable {name}: {k} must be an integer")
             setattr(d, k, int(v))
@@ -56,8 +59,8 @@ def parse_definition(text: str) -> TableDef:
             d.initval = int(v) if v.lstrip("-").isdigit() else v
         elif k == "dbtable":
             d.dbtable = v
-        elif k in ("cols", "dmqreplicate", "coltype"):
-            continue  # accepted, no effect without DB/DMQ
+        elif k in ("cols", "coltype"):
+            continue  # accepted, no effect
         else:
             raise DefinitionError(f"htable {name}: unknown attribute {k!r}")
     d.size = max(1, min(d.size, 14))
@@ -161,6 +164,53 @@ class HTable:
     def replica_restore(self, state: list[tuple[str, Value, float]]) -> None:
         now = self.now()
         self.items = {k: Item(v, now + left if left else 0.0) for k, v, left in state}
+
+    # -- shared between nodes (ksr/core/cluster.py) ------------------------------------------
+    # writes whose result depends only on their arguments: a node applies its own again when
+    # the channel brings them back, so all nodes end with the last one in Redis's order
+    CLUSTER_IDEMPOTENT = frozenset({"set", "set_expire", "delete", "clear"})
+
+    def cluster_change(self, op: str, args: tuple[object, ...]) -> tuple[str, str, str]:
+        """How the write just made changes the table's Redis hash: (mode, key, payload) with
+        mode set (payload: ``cluster_item``), del, clear, or add (payload: [delta, expiry or
+        -1 to keep it]) — an add is applied to the stored value inside Redis."""
+        if op == "clear":
+            return "clear", "", ""
+        key = str(args[0])
+        if op == "add":
+            it = self._live(key)
+            renew = it is not None and self.d.updateexpire and self.d.autoexpire
+            at = time.time() + self.d.autoexpire if renew else -1
+            return "add", key, json.dumps([args[1], at])
+        item = self.cluster_item(key)
+        return ("del", key, "") if item is None else ("set", key, json.dumps(item))
+
+    def cluster_item(self, key: str) -> list[Value | float] | None:
+        """[value, expiry as a unix time or 0]: wall clock, as nodes do not share a monotonic one."""
+        it = self._live(key)
+        if it is None:
+            return None
+        return [it.value, time.time() + (it.expires - self.now()) if it.expires else 0]
+
+    def cluster_load(self, items: dict[str, object]) -> list[str]:
+        """Take the cluster's content (``cluster_item`` values by key); the expired keys and
+        the unreadable ones are returned."""
+        wall, now = time.time(), self.now()
+        fresh: dict[str, Item] = {}
+        stale: list[str] = []
+        for k, raw in items.items():
+            if not (isinstance(raw, list) and len(raw) == 2):
+                stale.append(k)
+                continue
+            value, at = raw
+            if not isinstance(value, int | str) or not isinstance(at, int | float):
+                stale.append(k)
+            elif at and at <= wall:
+                stale.append(k)
+            else:
+                fresh[k] = Item(value, now + (at - wall) if at else 0.0)
+        self.items = fresh
+        return stale
 
     def slot_of(self, key: str) -> int:
         return zlib.crc32(key.encode("utf-8", "surrogateescape")) % (1 << self.d.size)
