@@ -118,7 +118,7 @@ def register_cpu(children: int, calls: int, rate: int, tmp: Path) -> tuple[float
     csv = tmp / "aors.csv"
     csv.write_text("SEQUENTIAL\n" + "".join(f"u{i:06d};127.0.0.1;x\n" for i in range(calls)))
     cfg = 'loadmodule = ["sl", "usrloc", "registrar"]\n[modparam.usrloc]\ndb_mode = 0\n'
-    extra = ["-d", "0", "-n", str(children)]
+    extra = ["-n", str(children)]
     with ksr_process(script, cfg, extra_args=extra) as k:
         log = k["log"]
         deadline = time.monotonic() + 20

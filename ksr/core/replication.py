@@ -121,6 +121,8 @@ class Replicator:
         self.reply: Callable[[int, bytes], None] = lambda worker, data: None
         # a sibling answered a snapshot request: (worker, True: state copied / False: none)
         self.answered: Callable[[int, bool], None] = lambda worker, ok: None
+        # apply what the siblings sent so far (timers that change shared tables call it first)
+        self.sync: Callable[[], None] = lambda: None
         self.errors = 0
         # tables shared with other NODES too (ksr/core/cluster.py): their writes also go to
         # ``outward(table, op, args)``

@@ -5,6 +5,8 @@ in-dialog requests from either side, replies) must be handled by the one worker 
 call's transactions and dialog. The rule (docs/workers.md):
 
 - a reply whose top Via carries ``;ksrw=W`` (set by the worker that sent the request) goes to W;
+- a REGISTER stays where it arrived: it belongs to no call, and the location table it changes
+  is shared by every worker (docs/workers.md), so a hand-off would only cost;
 - anything else goes to ``crc32(Call-ID) % N``: every message of a call carries the same Call-ID.
 
 CRC32 rather than ``hash()``: every worker process must compute the same owner.
@@ -36,8 +38,10 @@ def call_id_owner(call_id: bytes | str, workers: int) -> int:
 
 
 def message_owner(data: bytes, workers: int) -> int | None:
-    """The owning worker index, or None when the message has no readable Call-ID (then the
-    worker that received it handles it, and the parser rejects it)."""
+    """The owning worker index, or None: the worker that received it handles it (a REGISTER,
+    or a message without a readable Call-ID, which the parser rejects)."""
+    if data.startswith(b"REGISTER "):
+        return None
     head = _headers(data)
     if head.startswith(b"SIP/"):
         via = _FIRST_VIA.search(head)

@@ -85,6 +85,7 @@ class Pike(Module):
     def tick(self) -> None:
         """End of a sampling unit (in worker 0 for all worker processes)."""
         if self.server.shared.leader:
+            self.server.shared.sync()  # count what other workers saw in this unit
             for ip in self.shift():
                 log.log(self.level, "pike: %s is no longer blocked", ip)
 

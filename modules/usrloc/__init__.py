@@ -187,6 +187,7 @@ class Usrloc(Module):
     def _timer_run(self) -> None:
         try:
             if self.server.shared.leader:  # worker processes: one expires, the removal replicates
+                self.server.shared.sync()  # refreshes other workers made count first
                 self.expire_all()
             self.flush_all()
         finally:

@@ -60,8 +60,14 @@ class Domain:
         self.mem.setdefault(c.aor, {})[c.ruid] = c
 
     @replicated
-    def _mem_remove(self, aor: str, ruid: str) -> bool:
+    def _mem_remove(self, aor: str, ruid: str, expired_at: float | None = None) -> bool:
+        """Remove a binding; ``expired_at``: only if it still expires then (an expiry must not
+        remove a binding another worker refreshed meanwhile)."""
         cs = self.mem.get(aor, {})
+        if expired_at is not None:
+            c = cs.get(ruid)
+            if c is None or c.expires != expired_at:
+                return False
         removed = cs.pop(ruid, None) is not None
         if not cs:
             self.mem.pop(aor, None)
@@ -173,7 +179,8 @@ class Domain:
             self.dirty.add(c.ruid)
             self.gone.discard(c.ruid)
 
-    def remove(self, c: Contact, mem_only: bool = False) -> bool:
+    def remove(self, c: Contact, mem_only: bool = False, expired: bool = False) -> bool:
+        """``expired``: the expiry removes it (not if another worker refreshed it meanwhile)."""
         removed = False
         if self.db_mode == 3 or (self.db_mode == 1 and not mem_only):
             try:
@@ -183,7 +190,7 @@ class Domain:
         if self.db_mode == 3:
             return removed
         self._mem_ready()
-        removed = self._mem_remove(c.aor, c.ruid) or removed
+        removed = self._mem_remove(c.aor, c.ruid, c.expires if expired else None) or removed
         if self.db_mode == 2:
             self.dirty.discard(c.ruid)
             if not mem_only:
@@ -210,7 +217,7 @@ class Domain:
 
     def _try_remove(self, c: Contact) -> bool:
         try:
-            return self.remove(c)
+            return self.remove(c, expired=True)
         except UsrlocError as err:
             log.warning("usrloc: cannot remove expired %s: %s", c.ruid, err)
             return False

@@ -2,7 +2,8 @@
 the wrong worker, on real sockets: a CANCEL and an ACK sent from another port than the INVITE,
 a caller on TCP whose calls belong to the worker that did not accept the connection (replies
 and the callee's BYE go back over that connection), digest auth whose challenge and answer are
-handled by different workers (one secret), a replayed nonce-count refused by the other worker,
+handled by different workers (one secret), a replayed nonce-count refused by the other worker
+(REGISTERs stay where they arrive: the test picks source ports the kernel gives each worker),
 a dead worker (its calls are handled where they arrive) and RPC answered for all workers."""
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ from tests.support import REPO, ksr_process, write_script
 
 SCRIPT = """
 function ksr_request_route()
+  if KSR.is_REGISTER() and KSR.pv.get("$tU") == "whoami" then
+    KSR.sl.sl_send_reply(200, "pid=" .. KSR.pv.get("$pp"))
+    return 1
+  end
   if KSR.is_REGISTER() then
     local rc = KSR.auth.pv_www_authenticate("ksr.test", "pw", 0)
     if rc == -6 then KSR.sl.sl_send_reply(403, "Replayed") return 1 end
@@ -230,6 +235,26 @@ def test_tcp_caller_whose_calls_belong_to_both_workers(tmp_path: Path) -> None:
         assert stats(k["rpc"], "handoff:")["handoff:relayed"] > 0
 
 
+def worker_sockets(port: int, workers: int = 2) -> dict[str, socket.socket]:
+    """A UDP socket per worker, by pid: a REGISTER stays in the worker the kernel gives its
+    source address to (docs/workers.md), so the test picks source ports to pick workers. The
+    routing script answers a REGISTER to "whoami" with "pid=<worker pid>"."""
+    out: dict[str, socket.socket] = {}
+    for n in range(200):
+        s = udp()
+        via = f"SIP/2.0/UDP 127.0.0.1:{port_of(s)};branch=z9hG4bK-who{n};rport"
+        msg = request("REGISTER", "sip:127.0.0.1", via, f"who-{n}-{os.getpid()}", 1)
+        s.sendto(msg.replace(b"To: <sip:bob@", b"To: <sip:whoami@"), ("127.0.0.1", port))
+        pid = recv_msg(s).reason.rpartition("pid=")[2]  # type: ignore[union-attr]
+        if pid in out:
+            s.close()
+        else:
+            out[pid] = s
+        if len(out) == workers:
+            return out
+    raise AssertionError(f"the kernel gave every source port to workers {sorted(out)}")
+
+
 def _register(s: socket.socket, port: int, cid: str, cseq: int, auth: str = "") -> Response:
     via = f"SIP/2.0/UDP 127.0.0.1:{port_of(s)};branch=z9hG4bK-r{cid}{cseq};rport"
     extra = f"Contact: <sip:alice@127.0.0.1:{port_of(s)}>\nExpires: 60" + (
@@ -262,17 +287,18 @@ def _credentials(challenge: Response, nc: int) -> str:
 
 def test_digest_challenge_and_answer_on_different_workers(tmp_path: Path) -> None:
     with two_workers(tmp_path) as k:
-        (c0,), (c1,) = call_ids(0, 1, "r"), call_ids(1, 1, "r")
-        first, second, third = udp(), udp(), udp()
-        challenge = _register(first, k["port"], c0, 1)  # challenged by worker 0
+        first, second = worker_sockets(k["port"]).values()
+        challenge = _register(first, k["port"], "r-1", 1)  # challenged by one worker
         assert challenge.status == 401
-        ok = _register(second, k["port"], c1, 2, _credentials(challenge, 1))  # answered to worker 1
+        ok = _register(
+            second, k["port"], "r-2", 2, _credentials(challenge, 1)
+        )  # answered to the other
         assert ok.status == 200, ok.reason
-        # the same nonce-count again, to worker 0: worker 1 told it, so it is a replay
-        again = _register(third, k["port"], c0, 3, _credentials(challenge, 1))
+        # the same nonce-count again, to the first worker: a replay there too (shared table)
+        again = _register(first, k["port"], "r-3", 3, _credentials(challenge, 1))
         assert again.status == 403, again.reason
-        # a higher nonce-count with the same nonce is fine on worker 0
-        later = _register(third, k["port"], c0, 4, _credentials(challenge, 2))
+        # a higher nonce-count with the same nonce is fine on the first worker
+        later = _register(first, k["port"], "r-4", 4, _credentials(challenge, 2))
         assert later.status == 200
         assert later.reason != ok.reason  # "OK pid=...": another worker answered
 
@@ -296,13 +322,15 @@ def test_dead_worker_its_calls_are_handled_where_they_arrive(tmp_path: Path) -> 
         os.kill(int(procs[2]["PID"]), signal.SIGKILL)  # its hand-off socket file stays behind
         time.sleep(0.1)
         answered = 0
+        uas = udp()
+        uas.settimeout(2)
         for cid in call_ids(1, 6, "d"):  # owned by the dead worker
             s = udp()
-            s.settimeout(2)
             via = f"SIP/2.0/UDP 127.0.0.1:{port_of(s)};branch=z9hG4bK-{cid};rport"
-            s.sendto(request("REGISTER", "sip:127.0.0.1", via, cid, 1), ("127.0.0.1", k["port"]))
+            ruri = f"sip:bob@127.0.0.1:{port_of(uas)}"
+            s.sendto(request("OPTIONS", ruri, via, cid, 1), ("127.0.0.1", k["port"]))
             try:
-                answered += recv_msg(s).status == 401  # type: ignore[union-attr]
+                answered += recv_until(uas, "OPTIONS").call_id == cid
             except TimeoutError:
                 pass
             s.close()

@@ -1,6 +1,7 @@
 """`ksr run -n 2` with usrloc db_mode 0 (memory only): every worker finds every registration,
-whichever worker saved it (docs/workers.md, shared tables). Real sipp: 16 users register
-(their REGISTERs carry different Call-IDs, so both workers save some), then three callers on
+whichever worker saved it (docs/workers.md, shared tables). Real sipp: 16 users register from
+two source ports, one the kernel gives to each worker (a REGISTER stays where it arrives), so
+both workers save bindings; then three callers on
 their own source ports call every user; every call must reach the callee. Then a worker is
 killed with SIGKILL: the supervisor restarts it, it copies the table from its sibling and
 routes calls to every user again."""
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import free_port, ksr_process, write_script
+from tests.workers.test_handoff import port_of, worker_sockets
 
 SIPP = Path(__file__).resolve().parent / "sipp"
 UAS = Path(__file__).resolve().parents[2] / "bench" / "sipp" / "call_uas.xml"
@@ -28,6 +30,10 @@ pytestmark = pytest.mark.skipif(
 SCRIPT = """
 function ksr_request_route()
   local pid = KSR.pv.get("$pp")
+  if KSR.is_REGISTER() and KSR.pv.get("$tU") == "whoami" then
+    KSR.sl.sl_send_reply(200, "pid=" .. pid)
+    return 1
+  end
   if KSR.is_REGISTER() then
     if KSR.registrar.save("location", 0) > 0 then KSR.info("SAVED pid=" .. pid .. "\\n") end
     return 1
@@ -106,20 +112,33 @@ def test_calls_reach_users_whichever_worker_saved_them(tmp_path: Path) -> None:
         while log.read_text().count("listening on") < 2:
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
-        reg = sipp(
-            [
-                "-sf",
-                str(SIPP / "register_contact.xml"),
-                "-inf",
-                str(users),
-                f"127.0.0.1:{k['port']}",
-                "-p",
-                str(free_port()),
-                "-m",
-                str(USERS),
-            ]
-        )
-        finish(reg, log)
+        # one source port per worker: half of the users register through each
+        probes = list(worker_sockets(k["port"]).values())
+        ports = [port_of(sock) for sock in probes]
+        for sock in probes:
+            sock.close()  # sipp binds these ports now
+        halves = [tmp_path / "half0.csv", tmp_path / "half1.csv"]
+        rows = users.read_text().splitlines()[1:]
+        for n, half in enumerate(halves):
+            half.write_text("SEQUENTIAL\n" + "".join(r + "\n" for r in rows[n::2]))
+        regs = [
+            sipp(
+                [
+                    "-sf",
+                    str(SIPP / "register_contact.xml"),
+                    "-inf",
+                    str(half),
+                    f"127.0.0.1:{k['port']}",
+                    "-p",
+                    str(p),
+                    "-m",
+                    str(USERS // 2),
+                ]
+            )
+            for half, p in zip(halves, ports, strict=True)
+        ]
+        for reg in regs:
+            finish(reg, log)
         assert len(pids(log, "SAVED")) == 2  # both workers saved registrations
         call_everyone(k, users, uas_port, callers=3)
         assert len(pids(log, "FOUND")) == 2  # both workers looked users up
