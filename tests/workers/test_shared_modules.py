@@ -3,10 +3,14 @@
 (``call_ids``), so a write in one worker is read in the other deterministically: htable and
 $shv written in one and read in the other, increments from both adding up, pike counting one
 source's requests over both workers, a permissions reload done by worker 0 seen by worker 1,
-dialogs of both workers listed and ended over RPC."""
+dialogs of both workers listed and ended over RPC, and a worker killed with SIGKILL that comes
+back with the state."""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -185,3 +189,26 @@ def test_dialogs_of_both_workers_are_listed_and_ended_over_rpc(tmp_path: Path) -
             assert bye.call_id == cid
         states = {d["call-id"]: d["state"] for d in rpc(k, "dlg.list")}
         assert all(s == 5 for s in states.values()), states
+
+
+def test_a_killed_worker_comes_back_with_the_shared_state(tmp_path: Path) -> None:
+    with two_workers(tmp_path) as k:
+        log = k["log"]
+        c = Client(k["port"])
+        c.ask(0, "htset", "before")
+        c.ask(0, "shvset", "kept")
+        got = [c.ask(w, "pike").split(" ")[1] for w in (0, 0, 0, 0, 0, 0)]
+        assert got[-1] == "-2"  # the source is blocked
+        pids = dict(re.findall(r"worker (\d) started \(pid (\d+)\)", log.read_text()))
+        os.kill(int(pids["1"]), signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while log.read_text().count("listening on") < 3:
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.05)
+        assert "state copied from worker 0" in log.read_text()
+        new = dict(re.findall(r"worker (\d) started \(pid (\d+)\)", log.read_text()))["1"]
+        assert new != pids["1"]
+        # the new worker 1 answers from the state it copied
+        assert c.ask(1, "htget") == f"got before @{new}"
+        assert c.ask(1, "shvget") == f"got kept @{new}"
+        assert c.ask(1, "pike") == f"pike -1 @{new}"
