@@ -23,6 +23,12 @@ function ksr_request_route()
     KSR.registrar.save("location", 0)
     KSR.x.exit()
   end
+  local relay = KSR.hdr.get("X-Relay")
+  if relay then
+    KSR.pv.sets("$du", relay)
+    KSR.tm.t_relay()
+    KSR.x.exit()
+  end
   if KSR.is_INVITE() then
     local rc = KSR.registrar.lookup("location")
     if rc < 0 then
@@ -43,6 +49,11 @@ class R:
     def ksr_request_route(self, msg):
         if KSR.is_REGISTER():
             KSR.registrar.save("location", 0)
+            return 1
+        relay = KSR.hdr.get("X-Relay")
+        if relay:
+            KSR.pv.sets("$du", relay)
+            KSR.tm.t_relay()
             return 1
         if KSR.is_INVITE():
             rc = KSR.registrar.lookup("location")
@@ -92,7 +103,7 @@ def register(n: int, port: int, user: str | None = None) -> str:
 
 def config(url: str) -> object:
     return make_config(
-        ["sl", "usrloc", "registrar"],
+        ["sl", "tm", "usrloc", "registrar"],
         {"usrloc": {"db_url": url, "db_mode": 3}},
     )
 
@@ -120,7 +131,22 @@ async def test_options_answered_while_registers_wait_on_a_slow_db(
             await opt.send(sip_request("OPTIONS", port=opt.port, branch="z9hG4bK-o1"), addr)
             rpl = await opt.recv_reply(timeout=2.0)
             assert rpl.status == 200
+            # and a call is relayed meanwhile: the callee gets the INVITE, the caller its 180
+            callee, caller = await UdpPeer().bind(), await UdpPeer().bind()
+            inv = sip_request(
+                "INVITE",
+                "sip:bob@127.0.0.1",
+                port=caller.port,
+                branch="z9hG4bK-relay",
+                call_id="relay-1",
+                extra=f"X-Relay: sip:127.0.0.1:{callee.port}",
+            )
+            await caller.send(inv, addr)
+            got = await callee.recv(timeout=2.0)
+            assert got.startswith(b"INVITE ")
             still_waiting = server.runner.suspended
+            callee.close()
+            caller.close()
             assert still_waiting > 0, "OPTIONS came after every REGISTER: the worker waited"
             assert peak >= 10, f"only {peak} REGISTERs were in flight at once"
             for p in regs:
