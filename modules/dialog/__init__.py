@@ -68,6 +68,7 @@ class DialogModule(DialogRpc, Module):
         register_pvs(self.server.pv, self.mgr)
         self.server.request_hooks.append(self._on_request)
         self.glue = TmGlue(self.server, self.mgr)
+        self.share("dialog:profiles", self.mgr.profiles)
         self.store: DialogStore | None = None
         if p.db_mode:
             url = p.db_url or DEFAULT_DB_URL
@@ -89,6 +90,9 @@ class DialogModule(DialogRpc, Module):
         handoff = self.server.handoff
         if handoff is not None:
             self.mgr.table.share_ids(handoff.index, handoff.count)
+            # this worker's dialogs count under its index; those of its previous life are gone
+            self.mgr.profiles.owner = handoff.index
+            self.mgr.profiles.forget(handoff.index)
         if self.store is not None:
             # a table shared by several nodes holds their dialogs too: restore only ours
             self._loaded = [d for d in self._loaded if self.mgr.table.mine(d)]

@@ -122,7 +122,7 @@ class DialogRpc:
         self.mgr.terminate(found[0], RPC, bye=True)
         return "OK"
 
-    @rpc("dlg.profile_get_size", merge=SUM)
+    @rpc("dlg.profile_get_size")  # a shared table: every worker has every count
     def rpc_profile_get_size(self, profile: str, value: str | None = None) -> int:
         """Number of dialogs in a profile (with that value)."""
         if not self.mgr.profiles.known(profile):

@@ -3,7 +3,8 @@
 (``call_ids``), so a write in one worker is read in the other deterministically: htable and
 $shv written in one and read in the other, increments from both adding up, pike counting one
 source's requests over both workers, a permissions reload done by worker 0 seen by worker 1,
-dialogs of both workers listed and ended over RPC, and a worker killed with SIGKILL that comes
+dialogs of both workers listed and ended over RPC and counted in a dialog profile read by
+either worker's script, and a worker killed with SIGKILL that comes
 back with the state."""
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ function ksr_request_route()
     if u == "shvget" then reply("got " .. (KSR.pv.get("$shv(s)") or "null")) return 1 end
     if u == "pike" then reply("pike " .. KSR.pike.pike_check_req()) return 1 end
     if u == "perm" then reply("perm " .. KSR.permissions.allow_address(1, x, 5060)) return 1 end
+    if u == "calls" then
+      KSR.dialog.get_profile_size_static("calls", "$var(n)")
+      reply("calls " .. KSR.pv.get("$var(n)"))
+      return 1
+    end
     KSR.sl.sl_send_reply(404, "Not Found")
     return 1
   end
@@ -49,6 +55,7 @@ function ksr_request_route()
   end
   if KSR.is_INVITE() then
     KSR.dialog.dlg_manage()
+    KSR.dialog.set_dlg_profile_static("calls")
     KSR.rr.record_route()
   end
   KSR.tm.t_relay()
@@ -65,6 +72,8 @@ htable = ["t=>size=4;"]
 [modparam.pike]
 sampling_time_unit = 60
 reqs_density_per_unit = 5
+[modparam.dialog]
+profiles_no_value = "calls"
 [modparam.permissions]
 address_file = "{tmp / "address.list"}"
 """
@@ -181,6 +190,11 @@ def test_dialogs_of_both_workers_are_listed_and_ended_over_rpc(tmp_path: Path) -
             calls.append((caller, inv, cid))
         listed = {d["call-id"]: d for d in rpc(k, "dlg.list")}
         assert set(listed) == {cid for _, _, cid in calls}  # both workers' dialogs
+        # the profile counts the calls of both workers, in a script of either worker
+        c = Client(k["port"])
+        assert c.ask(0, "calls").split(" @")[0] == "calls 2"
+        assert c.ask(1, "calls").split(" @")[0] == "calls 2"
+        assert rpc(k, "dlg.profile_get_size", "calls") == 2
         for caller, _, cid in calls:
             d = listed[cid]
             assert rpc(k, "dlg.end_dlg", d["h_entry"], d["h_id"]) == "OK"
@@ -189,6 +203,8 @@ def test_dialogs_of_both_workers_are_listed_and_ended_over_rpc(tmp_path: Path) -
             assert bye.call_id == cid
         states = {d["call-id"]: d["state"] for d in rpc(k, "dlg.list")}
         assert all(s == 5 for s in states.values()), states
+        assert c.ask(1, "calls").split(" @")[0] == "calls 0"
+        assert c.ask(0, "calls").split(" @")[0] == "calls 0"
 
 
 def test_a_killed_worker_comes_back_with_the_shared_state(tmp_path: Path) -> None:
