@@ -159,6 +159,8 @@ class ClusterParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # Redis shared by the nodes: redis://host:port/db?prefix=x_ (the prefix starts every key)
     redis_url: str = ""
+    # signs auth nonces when auth's own secret is empty: the same on every node
+    secret: str = ""
 
     @field_validator("redis_url")
     @classmethod
@@ -172,7 +174,7 @@ class ClusterParams(BaseModel):
             except DbError as err:
                 raise ValueError(str(err)) from None
             if scheme != "redis":
-                raise ValueError("the cluster needs a redis:// URL")
+                raise ValueError("the cluster needs a redis:// or redis+sentinel:// URL")
         return v
 
 

@@ -14,6 +14,7 @@ from pydantic import field_validator
 
 from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
+from ksr.db.url import parse_db_url
 from ksr.kemi.registry import kemi
 from ksr.sip.auth_header import Credentials, format_challenge, parse_credentials
 from ksr.sip.digest import (
@@ -26,6 +27,7 @@ from ksr.sip.digest import (
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.message import Message
 
+from .cluster_nc import ClusterNonceCounts
 from .failures import FailureBook, Verdict
 from .nonces import NonceBook, NonceState
 
@@ -111,9 +113,29 @@ class Auth(Module):
         self.params: AuthParams = params
         self.now: Callable[[], float] = time.time
         # without auth.secret, worker processes share the supervisor's (docs/workers.md)
-        secret = params.secret.encode() or getattr(server, "shared_secret", None)
+        # in a cluster, [cluster] secret: every node accepts the others' nonces
+        cluster = server.config.cluster
+        secret = (
+            params.secret.encode()
+            or cluster.secret.encode()
+            or getattr(server, "shared_secret", None)
+        )
         self.nonces = NonceBook(secret, params.nonce_expire)
         self.share("auth:nonces", self.nonces)  # worker processes: one record for all
+        # nonce-counts across nodes: an atomic check-and-set on the cluster's Redis
+        self.cluster_nc: ClusterNonceCounts | None = None
+        if cluster.redis_url and (params.nonce_count or params.one_time_nonce):
+            if not (params.secret or cluster.secret):
+                log.warning(
+                    "auth: [cluster] without a secret (auth secret or [cluster] secret): "
+                    "the other nodes refuse this node's nonces"
+                )
+            self.cluster_nc = ClusterNonceCounts(
+                cluster.redis_url,
+                parse_db_url(cluster.redis_url).prefix,
+                params.nonce_expire,
+                server.stats,
+            )
         self.algorithm = canonical_algorithm(params.algorithm) or "MD5"
         self.failures = FailureBook(
             params.failed_auth_window,
@@ -199,7 +221,13 @@ class Auth(Module):
         """After a correct response: refuse replays, remember the header for consume_credentials."""
         if self.params.nonce_count or self.params.one_time_nonce:
             nonce = pend.cred.params["nonce"]
-            if self.nonces.use(nonce, pend.nc, self.now()) is NonceState.REUSED:
+            now = self.now()
+            state = self.nonces.use(nonce, pend.nc, now)  # this node's (and workers') book
+            if self.cluster_nc is not None:
+                info = self.nonces.codec.parse_untrusted(nonce)
+                shared = self.cluster_nc.use(nonce, pend.nc, info.created if info else now, now)
+                state = shared or state  # the cluster decides when its Redis answers
+            if state is NonceState.REUSED:
                 return AUTH_NONCE_REUSED
         ctx.extra["auth_used"] = (pend.header_key, pend.header_value)
         return AUTH_OK
