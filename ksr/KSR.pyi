@@ -562,19 +562,21 @@ class _acc:
         """
 
     def acc_db_request(self, comment: str, table: str) -> int:
-        """Store an accounting record of the current request in ``table`` of db_url.
+        """Store Kamailio's accounting row of the current request in ``table`` of db_url
+        (method, from_tag, to_tag, callid, sip_code, sip_reason, time plus ``db_extra``).
 
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
 
     def acc_log_request(self, comment: str) -> int:
-        """Log an accounting line for the current request ("code reason" comment).
+        """Log Kamailio's accounting line for the current request; ``comment`` is "code reason"
+        ("200 OK"): ``ACC: request accounted: timestamp=...;method=...;...`` plus ``log_extra``.
 
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
 
     def acc_request(self, comment: str, table: str) -> int:
-        """Account the current request to every backend (log and db_url).
+        """Account the current request to every backend (the log and db_url).
 
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """

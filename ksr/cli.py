@@ -77,14 +77,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     except (ConfigError, ScriptError) as err:
         print(f"ksr check: {err}", file=sys.stderr)
         return 1
-    engine, problems = check_script(server, Path(args.script))
-    for problem in problems:  # every problem, each as file:line: message
-        print(problem, file=sys.stderr)
+    engine, found = check_script(server, Path(args.script))
+    problems = [p for p in found if p.fatal]
+    warnings = [p for p in found if not p.fatal]
+    for problem in found:  # every problem, each as file:line: message
+        print(problem if problem.fatal else f"WARNING: {problem}", file=sys.stderr)
     if problems or engine is None:
         print(f"ksr check: {args.script}: {len(problems)} problem(s)", file=sys.stderr)
         return 1
+    note = f", {len(warnings)} warning(s)" if warnings else ""
     print(
-        f"{args.script}: OK ({engine.language}, {len(engine.used_functions())} KSR calls checked)"
+        f"{args.script}: OK ({engine.language}, "
+        f"{len(engine.used_functions())} KSR calls checked{note})"
     )
     return 0
 

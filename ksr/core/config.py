@@ -210,7 +210,7 @@ class Config(BaseModel):
             raise self.error(f"[modparam.{module}]: {msg}", ["modparam", module, *loc]) from None
 
     def script_path(self) -> Path | None:
-        for mod in ("app_lua", "app_python3", "app_python"):
+        for mod in ("app_lua", "app_python3s", "app_python3", "app_python"):
             load = self.modparam.get(mod, {}).get("load")
             if load:
                 return self.resolve(str(load))

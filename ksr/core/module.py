@@ -7,10 +7,12 @@ JSON-RPC commands; ``start`` runs long-lived tasks in the server's nursery.
 
 from __future__ import annotations
 
+import types
+import typing
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import trio
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 if TYPE_CHECKING:
     from .server import Server
@@ -20,10 +22,61 @@ class NoParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Kamailio's cfg words for integer flags (modparam("auth_db", "calculate_ha1", yes)).
+FLAG_WORDS = {
+    "yes": 1,
+    "on": 1,
+    "true": 1,
+    "enable": 1,
+    "no": 0,
+    "off": 0,
+    "false": 0,
+    "disable": 0,
+}
+
+
 class ModParams(BaseModel):
-    """Base of module parameter models: unknown names are an error."""
+    """Base of module parameter models: unknown names are an error.
+
+    Values are taken as Kamailio users write them: an integer parameter accepts ``yes``/``no``/
+    ``on``/``off`` (and ``true``/``false``/``enable``/``disable``), and a parameter Kamailio lets
+    you set several times (a ``list[str]`` here, e.g. htable's ``htable``) accepts one string.
+    """
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kamailio_forms(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for name, value in data.items():
+            field = cls.model_fields.get(name)
+            if field is None:
+                continue
+            kinds = _plain_kinds(field.annotation)
+            if isinstance(value, str) and int in kinds and str not in kinds:
+                word = FLAG_WORDS.get(value.strip().lower())
+                if word is not None:
+                    out[name] = word
+            elif isinstance(value, str) and list in kinds:
+                out[name] = [value]
+        return out
+
+
+def _plain_kinds(annotation: Any) -> set[type]:
+    """The plain types an annotation allows (``int | str`` -> {int, str}; ``list[str]`` ->
+    {list})."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        kinds: set[type] = set()
+        for arg in typing.get_args(annotation):
+            kinds |= _plain_kinds(arg)
+        return kinds
+    if origin is not None:
+        return {origin} if isinstance(origin, type) else set()
+    return {annotation} if isinstance(annotation, type) else set()
 
 
 class Module:

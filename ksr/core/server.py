@@ -11,6 +11,7 @@ from typing import Any
 
 import trio
 
+from ksr.core.ignored_params import warn_ignored
 from ksr.kemi.core_exports import CoreExports
 from ksr.kemi.engine import Engine, ScriptError
 from ksr.kemi.hdr_exports import HdrExports
@@ -219,6 +220,7 @@ class Server:
                 )
         for name, cls in classes.items():
             params = self.config.module_params(name, cls.Params)
+            warn_ignored(name, params, self.config.source)
             inst = cls(self, params)
             self.modules[cls.name] = inst
             self.registry.add_module(inst, cls.submodule())
@@ -242,7 +244,8 @@ class Server:
         if path.suffix == ".py":
             from ksr.kemi.python_engine import PythonEngine
 
-            return PythonEngine(self, path, self.registry)
+            flat = "app_python3s" in self.config.loadmodule  # Kamailio's way to pick it
+            return PythonEngine(self, path, self.registry, flat=flat)
         raise ScriptError("unknown script type (use a .lua or .py file)", str(path))
 
     def load_script(self, path: Path | None = None) -> Engine:

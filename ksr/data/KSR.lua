@@ -603,7 +603,8 @@ KSR.acc = {}
 ---@return integer
 function KSR.acc.acc_cdr(evname) end
 
----Store an accounting record of the current request in ``table`` of db_url.
+---Store Kamailio's accounting row of the current request in ``table`` of db_url
+---(method, from_tag, to_tag, callid, sip_code, sip_reason, time plus ``db_extra``).
 ---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@param comment string
@@ -611,14 +612,15 @@ function KSR.acc.acc_cdr(evname) end
 ---@return integer
 function KSR.acc.acc_db_request(comment, table) end
 
----Log an accounting line for the current request ("code reason" comment).
+---Log Kamailio's accounting line for the current request; ``comment`` is "code reason"
+---("200 OK"): ``ACC: request accounted: timestamp=...;method=...;...`` plus ``log_extra``.
 ---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@param comment string
 ---@return integer
 function KSR.acc.acc_log_request(comment) end
 
----Account the current request to every backend (log and db_url).
+---Account the current request to every backend (the log and db_url).
 ---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@param comment string

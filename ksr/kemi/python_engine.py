@@ -1,8 +1,11 @@
-"""The Python engine, shaped like Kamailio's app_python3.
+"""The Python engine, shaped like Kamailio's app_python3 and app_python3s.
 
-The script does ``import KSR`` and defines ``mod_init()`` returning an object whose methods are
-the routes, called as ``(self, msg)`` or ``(self, msg, evname)``. Each loaded version gets its
-own module namespace; helper modules imported from the script's folder are loaded fresh with it.
+app_python3: the script does ``import KSR`` and defines ``mod_init()`` returning an object whose
+methods are the routes, called as ``(self, msg)`` or ``(self, msg, evname)``. app_python3s
+(``flat=True``, selected by ``loadmodule = ["app_python3s"]``): the routes are module-level
+functions called as ``()`` or ``(evname)``, and there is no mod_init. Each loaded version gets
+its own module namespace; helper modules imported from the script's folder are loaded fresh
+with it.
 """
 
 from __future__ import annotations
@@ -84,8 +87,11 @@ class PythonEngine(Engine):
     language = "python"
     _generation = 0
 
-    def __init__(self, server: Server, path: Path, registry: ExportRegistry) -> None:
+    def __init__(
+        self, server: Server, path: Path, registry: ExportRegistry, flat: bool = False
+    ) -> None:
         super().__init__(server, path, registry)
+        self.flat = flat  # app_python3s: module-level route functions, no msg argument
         self.ksr = self._build_ksr()
         self.module: types.ModuleType | None = None
         self.handler: Any = None
@@ -171,10 +177,20 @@ class PythonEngine(Engine):
             raise ScriptError(
                 f"error running the script: {type(err).__name__}: {err}", file, line
             ) from None
+        if self.flat:
+            self._init_flat(module, before)
+            return
         init = getattr(module, "mod_init", None)
         if not callable(init):
+            hint = (
+                " - for module-level route functions load app_python3s"
+                if callable(
+                    getattr(module, self.server.config.core.kemi.request_route_callback, None)
+                )
+                else ""
+            )
             raise ScriptError(
-                "no mod_init() function (it must return the routing object)", str(self.path)
+                f"no mod_init() function (it must return the routing object){hint}", str(self.path)
             )
         try:
             handler = init()
@@ -201,6 +217,35 @@ class PythonEngine(Engine):
                 raise ScriptError("child_init() must return an int", str(self.path))
         self.module = module
         self.handler = handler
+        self.helper_modules = sorted(
+            n for n in set(sys.modules) - before if _in_folder(sys.modules[n], folder)
+        )
+        self.loaded_at = time.time()
+
+    def _init_flat(self, module: types.ModuleType, before: set[str]) -> None:
+        """app_python3s: the module itself holds the routes; its script_init and
+        script_child_init functions (modparams of app_python3s) run once, as Kamailio runs them."""
+        rr = self.server.config.core.kemi.request_route_callback
+        if not callable(getattr(module, rr, None)):
+            raise ScriptError(f"no function {rr}() in the script (app_python3s)", str(self.path))
+        params = self.server.config.modparam.get("app_python3s", {})
+        for key, args in (("script_init", ()), ("script_child_init", (0,))):
+            name = str(params.get(key, ""))
+            if not name:
+                continue
+            fn = getattr(module, name, None)
+            if not callable(fn):
+                raise ScriptError(f"app_python3s {key}: no function {name}()", str(self.path))
+            try:
+                fn(*args)
+            except BaseException as err:
+                file, line = _last_frame(err, str(self.path))
+                raise ScriptError(
+                    f"{name}() failed: {type(err).__name__}: {err}", file, line
+                ) from None
+        folder = str(self.path.parent.resolve())
+        self.module = module
+        self.handler = module
         self.helper_modules = sorted(
             n for n in set(sys.modules) - before if _in_folder(sys.modules[n], folder)
         )
@@ -269,7 +314,10 @@ class PythonEngine(Engine):
 
     def _invoke(self, fn: Any, ctx: MsgContext, name: str, args: tuple[Any, ...]) -> int:
         try:
-            fn(SipMsg(ctx), *args)
+            if self.flat:
+                fn(*args)
+            else:
+                fn(SipMsg(ctx), *args)
             return 1
         except (KsrExit, SystemExit):
             return 1

@@ -24,9 +24,11 @@ import trio
 
 from ksr.core import sdnotify
 from ksr.core.module import Module
+from ksr.core.modules import available_modules
 from ksr.core.rpc import RpcError
 
 from .engine import Engine, ScriptError
+from .kamailio_modules import KAMAILIO_KEMI_MODULES
 
 if TYPE_CHECKING:
     from ksr.core.server import Server
@@ -41,9 +43,9 @@ class Problem:
     file: str
     line: int | None
     message: str
-    # False for calls into a sub-module that is not loaded: scripts often guard those with
-    # ``if KSR.auth then``, so a reload accepts them (with a warning) while ``ksr check``
-    # still reports them.
+    # False for calls into a module Kamailio (or ksr) has but the configuration does not load:
+    # scripts guard those with ``if KSR.auth then``, so a reload and ``ksr check`` accept them
+    # with a warning.
     fatal: bool = True
 
     def __str__(self) -> str:
@@ -83,9 +85,20 @@ def check_script(server: Server, path: Path) -> tuple[Engine | None, list[Proble
         file, line, message = _split_check_line(text, path)
         parts = message.rsplit(" ", 1)[-1].split(".")
         missing_module = len(parts) == 3 and parts[1] not in server.registry.functions
-        if missing_module:
+        known = missing_module and (
+            parts[1] in KAMAILIO_KEMI_MODULES or parts[1] in available_modules(server.config.mpath)
+        )
+        if known:
+            # a module Kamailio has, not loaded here: scripts guard such calls with
+            # ``if not KSR.rtpproxy then return end``, so this is a warning, not an error
+            message = (
+                f"KSR.{parts[1]}.{parts[2]}: module {parts[1]} is not loaded "
+                "(the call fails if it runs; guard it with a check that KSR."
+                f"{parts[1]} exists, or add {parts[1]!r} to loadmodule if ksr provides it)"
+            )
+        elif missing_module:
             message += f" (no loaded module provides KSR.{parts[1]}: check loadmodule)"
-        problems.append(Problem(file, line, message, fatal=not missing_module))
+        problems.append(Problem(file, line, message, fatal=not known))
     problems.sort(key=lambda p: (p.file, p.line or 0))
     return loaded, problems
 

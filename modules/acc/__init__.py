@@ -1,4 +1,5 @@
-"""acc: call detail records (one per tracked call) and per-request accounting records.
+"""acc: call detail records (one per tracked call), Kamailio's transaction accounting (acc and
+missed_calls records driven by message flags, txacc.py) and per-request accounting records.
 
 CDRs come from the dialog module's events. Either the script asks for them from its dialog
 event callback (``KSR.acc.acc_cdr(evname)``, what the default scripts do), or ``cdr_enable=1``
@@ -20,8 +21,18 @@ from ksr.core.module import ModParams, Module
 from ksr.core.rpc import rpc
 from ksr.kemi.registry import kemi
 
-from .cdr import build_acc, build_cdr, eval_extras, parse_extra
+from .cdr import build_cdr, eval_extras, parse_extra
 from .spool import DurableQueue
+from .txacc import (
+    REQUEST,
+    AccFlags,
+    TxAccounting,
+    core_record,
+    flag_on,
+    log_line,
+    parse_comment,
+    parse_failed_filter,
+)
 from .writers import make_writer
 
 if TYPE_CHECKING:
@@ -40,6 +51,20 @@ class AccParams(ModParams):
     cdr_table: str = "acc_cdrs"
     db_url: str = "jsonl://ksr-cdrs.jsonl"  # jsonl://, sqlite://, postgres://
     db_table_acc: str = "acc"
+    db_table_missed_calls: str = "missed_calls"
+    # Kamailio's transaction accounting (message flag numbers; -1 = off)
+    log_flag: int = -1
+    log_missed_flag: int = -1
+    failed_transaction_flag: int = -1
+    db_flag: int = -1
+    db_missed_flag: int = -1
+    log_extra: str = ""  # "name=$pv;..." added to acc log lines
+    db_extra: str = ""  # "name=$pv;..." added to acc/missed_calls rows (columns of that name)
+    early_media: int = 0  # 1: account a 1xx with a body too
+    report_ack: int = 0  # 1: account the ACK of an accounted 2xx
+    report_cancels: int = 0  # 1: account CANCEL transactions too
+    detect_direction: int = 0  # 1: swap from/to tags of requests sent by the callee (rr ftag)
+    failed_filter: str = ""  # "404,407": failed transactions with these codes not accounted
     log_facility: str = "LOG_DAEMON"
     cdr_spool_file: str = ""  # default: next to a file backend, else ./ksr-acc-spool.jsonl
     cdr_spool_after: float = 10.0  # seconds of backend outage before the queue goes to disk
@@ -53,6 +78,8 @@ class Acc(Module):
     def init(self) -> None:
         p: AccParams = self.params
         self.extra = parse_extra(p.cdr_extra)
+        self.log_extra = parse_extra(p.log_extra)
+        self.db_extra = parse_extra(p.db_extra)
         base = Path(self.server.config.source).parent if self.server.config.source else None
         self.writer = make_writer(p.db_url, p.cdr_table, [n for n, _ in self.extra], base)
         self.queue = DurableQueue(
@@ -63,6 +90,22 @@ class Acc(Module):
         self.c_reqs = self.server.stats.counter(
             "acc", "requests", doc="per-request accounting records"
         )
+        self.flags = AccFlags(
+            p.log_flag, p.log_missed_flag, p.failed_transaction_flag, p.db_flag, p.db_missed_flag
+        )
+        tm = self.server.module("tm")
+        if self.flags.configured and tm is not None:  # nothing per transaction otherwise
+            TxAccounting(
+                self.server,
+                self.flags,
+                self._emit,
+                self._now,
+                early_media=bool(p.early_media),
+                report_ack=bool(p.report_ack),
+                report_cancels=bool(p.report_cancels),
+                detect_direction=bool(p.detect_direction),
+                failed_filter=parse_failed_filter(p.failed_filter),
+            ).bind(tm)
 
     def _spool_path(self, base: Path | None) -> Path:
         p: AccParams = self.params
@@ -126,7 +169,7 @@ class Acc(Module):
             return -1
         return 1 if self.write_cdr(dlg, ctx) else 2
 
-    # -- per-request records (Kamailio's acc_*_request) ---------------------------------------
+    # -- Kamailio's accounting records ---------------------------------------------------------
     def _now(self) -> float:
         dialog = self.server.module("dialog")
         if dialog is not None:
@@ -135,34 +178,60 @@ class Acc(Module):
 
         return time.time()
 
+    def _emit(self, kind: str, text: str, ctx: MsgContext, rec: dict[str, Any]) -> None:
+        """A record of transaction accounting: "acc" or "missed", to the log and/or the table
+        as the transaction's flags say."""
+        flags = rec.pop("_flags", ctx.flags)
+        f = self.flags
+        log_flag, db_flag = (f.log, f.db) if kind == "acc" else (f.log_missed, f.db_missed)
+        p: AccParams = self.params
+        if flag_on(flags, log_flag):
+            self._log(text, ctx, rec)
+        if flag_on(flags, db_flag):
+            table = p.db_table_acc if kind == "acc" else p.db_table_missed_calls
+            self._store(table, ctx, rec)
+
+    def _log(self, text: str, ctx: MsgContext, rec: dict[str, Any]) -> None:
+        extras = eval_extras(ctx, self.log_extra)
+        log.info("%s", log_line(text, {**rec, **extras}, [n for n, _ in self.log_extra]))
+        self.c_reqs.inc()
+
+    def _store(self, table: str, ctx: MsgContext, rec: dict[str, Any]) -> None:
+        row = dict(rec)
+        for name, value in eval_extras(ctx, self.db_extra).items():
+            row.setdefault(name, "" if value is None else str(value))
+        self.queue.submit(table, row)
+        self.c_reqs.inc()
+
+    def _request_record(self, ctx: MsgContext, comment: str) -> dict[str, Any]:
+        code, reason = parse_comment(comment)
+        tx = ctx.tx
+        return core_record(ctx.request, getattr(tx, "to_tag", "") or "", code, reason, self._now())
+
     @kemi()
     def acc_log_request(self, ctx: MsgContext, comment: str) -> int:
-        """Log an accounting line for the current request ("code reason" comment)."""
-        r = build_acc(ctx, comment, self._now())
-        log.info(
-            "ACC: request accounted: timestamp=%s;method=%s;from_tag=%s;to_tag=%s;call_id=%s;code=%s;reason=%s",
-            r["time"],
-            r["method"],
-            r["from_tag"],
-            r["to_tag"],
-            r["callid"],
-            r["sip_code"],
-            r["sip_reason"],
-        )
-        self.c_reqs.inc()
+        """Log Kamailio's accounting line for the current request; ``comment`` is "code reason"
+        ("200 OK"): ``ACC: request accounted: timestamp=...;method=...;...`` plus ``log_extra``."""
+        if not ctx.is_request:
+            return -1
+        self._log(REQUEST, ctx, self._request_record(ctx, comment))
         return 1
 
     @kemi()
     def acc_db_request(self, ctx: MsgContext, comment: str, table: str) -> int:
-        """Store an accounting record of the current request in ``table`` of db_url."""
-        self.queue.submit(table or self.params.db_table_acc, build_acc(ctx, comment, self._now()))
-        self.c_reqs.inc()
+        """Store Kamailio's accounting row of the current request in ``table`` of db_url
+        (method, from_tag, to_tag, callid, sip_code, sip_reason, time plus ``db_extra``)."""
+        if not ctx.is_request:
+            return -1
+        p: AccParams = self.params
+        self._store(table or p.db_table_acc, ctx, self._request_record(ctx, comment))
         return 1
 
     @kemi()
     def acc_request(self, ctx: MsgContext, comment: str, table: str) -> int:
-        """Account the current request to every backend (log and db_url)."""
-        self.acc_log_request(ctx, comment)
+        """Account the current request to every backend (the log and db_url)."""
+        if self.acc_log_request(ctx, comment) < 0:
+            return -1
         return self.acc_db_request(ctx, comment, table)
 
     @rpc("acc.queue")

@@ -1,4 +1,4 @@
-"""Building call detail records from dialogs, and acc request records from messages."""
+"""Building call detail records from dialogs; the ``name=$pv;...`` extras of acc records."""
 
 from __future__ import annotations
 
@@ -29,17 +29,6 @@ CDR_FIELDS: tuple[tuple[str, Kind], ...] = (
     ("duration", "float"),
     ("status", "int"),
     ("end_reason", "str"),
-)
-
-ACC_FIELDS: tuple[tuple[str, Kind], ...] = (
-    ("acc_id", "str"),
-    ("method", "str"),
-    ("from_tag", "str"),
-    ("to_tag", "str"),
-    ("callid", "str"),
-    ("sip_code", "str"),
-    ("sip_reason", "str"),
-    ("time", "str"),
 )
 
 
@@ -97,25 +86,3 @@ def build_cdr(dlg: Dialog, extras: dict[str, Any]) -> dict[str, Any]:
 def eval_extras(ctx: MsgContext, extra: list[tuple[str, str]]) -> dict[str, Any]:
     pv = ctx.server.pv
     return {name: pv.get(ctx, spec) for name, spec in extra}
-
-
-def build_acc(ctx: MsgContext, comment: str, now: float) -> dict[str, Any]:
-    """Kamailio's acc record of the current request: method, tags, Call-ID, code and reason
-    (from the comment "200 OK"), time."""
-    code, _, reason = comment.strip().partition(" ")
-    m = ctx.msg
-    try:
-        ftag, ttag, callid = m.from_tag or "", m.to_tag or "", m.call_id
-    except Exception:
-        ftag, ttag, callid = "", "", m.get("call-id") or ""
-    ident = f"{callid}\n{ftag}\n{ctx.method}\n{now:.6f}\n{comment}"
-    return {
-        "acc_id": hashlib.sha1(ident.encode("utf-8", "surrogateescape")).hexdigest()[:24],
-        "method": ctx.method,
-        "from_tag": ftag,
-        "to_tag": ttag,
-        "callid": callid,
-        "sip_code": code if code.isdigit() else "",
-        "sip_reason": reason if code.isdigit() else comment,
-        "time": iso(now),
-    }

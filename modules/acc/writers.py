@@ -1,21 +1,25 @@
 """Where records go: a JSON-lines file, or a table through ksr.db (SQLite, PostgreSQL).
 
 A writer's ``write`` is synchronous and either stores the whole batch or raises; it runs in a
-worker thread (see spool.py), never on the event loop. Writing the same record twice stores it
-once in a database (rows are keyed by ``cdr_id``/``acc_id``), so a retry after a failure that
-happened half-way never duplicates a CDR.
+worker thread (see spool.py), never on the event loop. Writing the same CDR twice stores it
+once in ksr's CDR table (rows keyed by ``cdr_id``). Accounting rows go to Kamailio's ``acc`` and
+``missed_calls`` layouts (kamtables.py), one INSERT per table and batch, so a retried batch is
+never stored twice; CDRs go to a Kamailio-created ``acc_cdrs`` table (no cdr_id) the same way.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from ksr.db import Kind, TableSpec, open_store
+from ksr.db.sql import SqlStore
 
-from .cdr import ACC_FIELDS, CDR_FIELDS
+from .cdr import CDR_FIELDS
+from .kamtables import KamailioTables
 
 Batch = list[tuple[str, dict[str, Any]]]  # (table, record); table "" = the CDR table
 
@@ -61,36 +65,51 @@ class JsonlWriter:
 
 
 class StoreWriter:
-    """Rows in a ksr.db table (Kamailio's acc_cdrs for CDRs, acc for request records)."""
+    """CDRs in ksr's ``acc_cdrs`` layout (or Kamailio's, when that table exists), accounting
+    rows in Kamailio's ``acc``/``missed_calls`` layouts."""
 
     def __init__(self, url: str, cdr_table: str, extra_names: list[str]) -> None:
         self.url = url
+        self.cdr_table = cdr_table
         self.store = open_store(url)
         fields: list[tuple[str, Kind]] = list(CDR_FIELDS)
         fields += [(n, "str") for n in extra_names if n not in dict(CDR_FIELDS)]
         self.cdr_spec = TableSpec(
             cdr_table, key="cdr_id", fields=tuple(fields), indexes=("call_id",)
         )
-        self.acc_fields = ACC_FIELDS
-        self.tables: dict[str, Any] = {}
+        self.cdrs: Any = None
+        self.kam: KamailioTables | None = None
+        self.kam_cdrs = False  # the CDR table is Kamailio's (plain INSERTs)
 
-    def _table(self, name: str) -> Any:
-        t = self.tables.get(name)
-        if t is None:
-            spec = (
-                self.cdr_spec if not name else TableSpec(name, key="acc_id", fields=self.acc_fields)
-            )
-            t = self.tables[name] = self.store.table(spec)
-        return t
+    def _kam(self) -> KamailioTables:
+        if self.kam is None:
+            if not isinstance(self.store, SqlStore):
+                raise TypeError(f"{self.url}: acc rows need an SQL database (sqlite, postgres)")
+            self.kam = KamailioTables(self.store)
+            self.kam_cdrs = self.kam.is_kamailio_cdr_table(self.cdr_table)
+        return self.kam
 
     def write(self, batch: Batch) -> None:
+        by_table: dict[str, list[dict[str, Any]]] = {}
         for table, rec in batch:
+            by_table.setdefault(table, []).append(rec)
+        for table, recs in by_table.items():
+            if table:
+                self._kam().insert(table, recs)
+            elif isinstance(self.store, SqlStore) and (self._kam() and self.kam_cdrs):
+                self._kam().insert(self.cdr_table, [kamailio_cdr(r) for r in recs], cdr=True)
+            else:
+                self._put_cdrs(recs)
+
+    def _put_cdrs(self, recs: list[dict[str, Any]]) -> None:
+        if self.cdrs is None:
+            self.cdrs = self.store.table(self.cdr_spec)
+        for rec in recs:
             row = dict(rec)
-            if not table:
-                for k, v in rec.items():
-                    if v is not None and not isinstance(v, (str, int, float)):
-                        row[k] = str(v)
-            self._table(table).put(row)
+            for k, v in rec.items():
+                if v is not None and not isinstance(v, (str, int, float)):
+                    row[k] = str(v)
+            self.cdrs.put(row)
 
     def describe(self) -> str:
         scheme = self.url.partition("://")[0]
@@ -101,6 +120,22 @@ class StoreWriter:
             self.store.close()
         except Exception:
             pass
+
+
+def _unix(iso_text: Any) -> float:
+    if not iso_text:
+        return 0.0
+    return datetime.fromisoformat(str(iso_text).replace("Z", "+00:00")).timestamp()
+
+
+def kamailio_cdr(rec: dict[str, Any]) -> dict[str, Any]:
+    """A ksr CDR as a row of Kamailio's acc_cdrs: start (answer) and end time, duration, and
+    the cdr_extra values (kept only where the table has such a column)."""
+    row = {k: v for k, v in rec.items() if k not in dict(CDR_FIELDS)}
+    row["start_time"] = _unix(rec.get("answer_time") or rec.get("start_time"))
+    row["end_time"] = _unix(rec.get("end_time"))
+    row["duration"] = rec.get("duration") or 0.0
+    return row
 
 
 def make_writer(
