@@ -347,7 +347,9 @@ def parse_message_untrusted(
     """Parse one SIP message from hostile bytes.
 
     ``datagram``: the bytes are a whole UDP datagram, so a missing Content-Length means the
-    body runs to the end and octets beyond Content-Length are ignored (RFC 3261 §18.3).
+    body runs to the end and octets beyond Content-Length are ignored (RFC 3261 §18.3); a
+    Content-Length larger than what arrived (or not a number) leaves the body as it came, for
+    the script's sanity check to judge, as Kamailio does.
     Raises only RemoteProtocolError, whose ``status_hint`` says what to answer; when the
     start line of a request was readable, the error has a ``partial`` attribute with what
     was parsed, so a reply can still be built.
@@ -386,12 +388,18 @@ def parse_message_untrusted(
             if any(c != text for c in clens):
                 raise RemoteProtocolError("Conflicting Content-Length headers")
             clen = uint(text, max_size)
-            if clen is None:
+            if datagram and (clen is None or body_start + clen > len(data)):
+                # A datagram is the whole message: as Kamailio, keep what arrived and let
+                # the script judge (sanity_check's Content-Length check answers it).
+                msg.body = data[body_start:]
+                exact = True
+            elif clen is None:
                 raise RemoteProtocolError("Bad Content-Length")
-            if body_start + clen > len(data):
+            elif body_start + clen > len(data):
                 raise RemoteProtocolError("Content-Length larger than the body")
-            msg.body = data[body_start : body_start + clen]
-            exact = body_start + clen == len(data)
+            else:
+                msg.body = data[body_start : body_start + clen]
+                exact = body_start + clen == len(data)
         else:
             if not datagram:
                 raise RemoteProtocolError("Content-Length required on stream transports")

@@ -171,7 +171,7 @@ class TxAccounting:
         self.failed_filter = failed_filter or set()
 
     def bind(self, tm: Any) -> None:
-        from modules.tm.api import TmCb
+        from ksr.modules.tm.api import TmCb
 
         tm.register_callback(TmCb.REQUEST_IN, self.on_request_in)
         if self.report_cancels:  # ksr answers a CANCEL statelessly: no transaction of its own
@@ -179,7 +179,7 @@ class TxAccounting:
 
     # -- tm callbacks ----------------------------------------------------------------------------
     def on_request_in(self, tx: Any, ev: Any) -> None:
-        from modules.tm.api import TmCb
+        from ksr.modules.tm.api import TmCb
 
         ctx: MsgContext | None = ev.ctx
         if ctx is None or (tx.method == "CANCEL" and not self.report_cancels):

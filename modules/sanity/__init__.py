@@ -57,8 +57,8 @@ class Sanity(Module):
         return -1
 
     def _reply(self, ctx: MsgContext, failure: Failure) -> bool:
-        if not ctx.is_request or ctx.request.method == "ACK":
-            return False
+        if not ctx.is_request or ctx.request.method == "ACK" or not failure.code:
+            return False  # code 0: Kamailio fails these checks without a reply
         ctx.reply_lumps.extend(f"{h}\r\n" for h in failure.headers)
         sl = self.server.module("sl")
         if sl is not None:
@@ -67,8 +67,9 @@ class Sanity(Module):
 
     @kemi()
     def sanity_check(self, ctx: MsgContext, msg_checks: int, uri_checks: int) -> int:
-        """sanity_check(msg_checks, uri_checks): -1 if a check failed (a precise error reply is
-        already sent unless noreply=1), 1 if all passed. Bits as Kamailio's; 1048576 = ksr strict."""
+        """sanity_check(msg_checks, uri_checks): -1 if a check failed (Kamailio's error reply is
+        already sent unless noreply=1 or the check fails silently), 1 if all passed. Bits as
+        Kamailio's; 1048576 = ksr strict."""
         return self.check(ctx, msg_checks, uri_checks)
 
     @kemi()
@@ -78,12 +79,15 @@ class Sanity(Module):
 
     @kemi()
     def sanity_reply(self, ctx: MsgContext) -> int:
-        """Send the reply for the last failed check of this message (with noreply=1)."""
-        if not self.params.noreply:
-            return 1  # the check already replied
+        """Send the reply for the last failed check of this message (with noreply=1); without
+        a failed check 500 "Server Sanity Failure", as Kamailio. 1, or -1 if sending failed."""
+        if not self.params.noreply or not ctx.is_request or ctx.request.method == "ACK":
+            return 1  # the check already replied / nothing to answer
         failure = ctx.extra.get(_FAILURE_KEY)
         if failure is None:
-            return -1
+            failure = Failure(500, "Server Sanity Failure")
+        elif not failure.code:
+            return 1  # a check that fails without a reply
         return 1 if self._reply(ctx, failure) else -1
 
 

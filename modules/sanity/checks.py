@@ -1,7 +1,11 @@
 """The sanity checks themselves: pure functions from a message to a failure (or None).
 
-Bit values are Kamailio's (sanity_mod.h); ``STRICT`` is a ksr extra for the RFC 3261 syntax
-rules RFC 4475 exercises that Kamailio's parser enforces elsewhere or not at all.
+Bit values, status codes and reason phrases are Kamailio's (its sanity module, check by
+check). A ``Failure`` with code 0 fails without a reply, where Kamailio marks the message
+"no reply" (no Via, From, To, Call-ID or CSeq to answer with, a header its parser refuses).
+Kamailio's Via version and Via transport checks always pass (its Via parser decides earlier);
+ksr's do too. ``STRICT`` is a ksr extra for the RFC 3261 syntax rules RFC 4475 exercises that
+Kamailio's parser enforces elsewhere or not at all.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ CHECK_DIGEST = 2048
 CHECK_DUPTAGS = 4096
 CHECK_AUTHORIZATION = 8192
 VIA1_HEADER = 16384
+RFC3261_COMPLIANCE = 32768  # newer Kamailio releases: magic-cookie branch, lr in (Record-)Route
 STRICT = 1 << 20  # ksr only
-ALL_CHECKS = (1 << 15) - 1 | STRICT
+ALL_CHECKS = (1 << 16) - 1 | STRICT
 
 DEFAULT_CHECKS = 3047
 DEFAULT_URI_CHECKS = 7
@@ -66,7 +71,7 @@ DATE_RE = re.compile(
 
 @dataclass(slots=True)
 class Failure:
-    """What a failed check answers: status, reason, extra reply header lines."""
+    """What a failed check answers: status (0: no reply), reason, extra reply header lines."""
 
     code: int
     reason: str
@@ -141,10 +146,17 @@ def ruri_scheme(job: Job) -> Failure | None:
     return None
 
 
+NO_REPLY = Failure(0, "")  # Kamailio fails these silently (the message is marked no-reply)
+
+
 def required_headers(job: Job) -> Failure | None:
-    present = {h.key for h in job.msg.headers}  # one pass, not one scan per name
-    if not present.issuperset(("via", "from", "to", "call-id", "cseq")):
-        return Failure(400, "Missing Required Header in Request")
+    counts: dict[str, int] = {}  # one pass, not one scan per name
+    for h in job.msg.headers:
+        counts[h.key] = counts.get(h.key, 0) + 1
+    if not all(counts.get(k) for k in ("via", "from", "to", "call-id", "cseq")):
+        return NO_REPLY  # no transaction quadruple (or no Via): nothing to answer with
+    if any(counts[k] > 1 for k in ("from", "to", "call-id", "cseq")):
+        return NO_REPLY  # Kamailio: "duplicated ... header", failed without a reply
     return None
 
 
@@ -152,37 +164,47 @@ def via1_header(job: Job) -> Failure | None:
     try:
         via = job.msg.top_via
     except RemoteProtocolError:
-        return Failure(400, "Bad Via Header")
+        return NO_REPLY
     if not via.host:
-        return Failure(400, "Bad Via Header")
+        return NO_REPLY
+    return None
+
+
+def rfc3261_compliance(job: Job) -> Failure | None:
+    """Top Via branch with the magic cookie; ``lr`` in every Record-Route and Route URI."""
+    try:
+        via = job.msg.top_via
+    except RemoteProtocolError:
+        return NO_REPLY
+    if not (via.branch or "").startswith("z9hG4bK"):
+        return NO_REPLY
+    for key in ("record-route", "route"):
+        for value in job.msg.get_values(key):
+            try:
+                uri = job.uri(job.name_addr(value).uri_text)
+            except RemoteProtocolError:
+                return NO_REPLY
+            if "lr" not in uri.params:
+                return NO_REPLY
     return None
 
 
 def via_sip_version(job: Job) -> Failure | None:
-    try:
-        via = job.msg.top_via
-    except RemoteProtocolError:
-        return Failure(400, "Bad Via Header")
-    if via.protocol != "SIP/2.0":
-        return Failure(505, "Version Not Supported (Via)")
-    return None
+    return None  # Kamailio: always passes (its Via parser refuses other versions first)
 
 
 def via_protocol(job: Job) -> Failure | None:
-    try:
-        via = job.msg.top_via
-    except RemoteProtocolError:
-        return Failure(400, "Bad Via Header")
-    if via.transport.lower() != job.proto.lower():
-        return Failure(400, "Transport Mismatch in Topmost Via")
-    return None
+    return None  # Kamailio: always passes (its Via parser refuses unknown transports first)
 
 
 def _cseq_parts(job: Job) -> list[str] | Failure:
     value = job.msg.get("cseq")
     if value is None:
-        return Failure(400, "Missing CSeq header")
-    return value.split()
+        return NO_REPLY
+    parts = value.split()
+    if len(parts) > 2 or (len(parts) == 2 and not is_token(parts[1])):
+        return NO_REPLY  # Kamailio's CSeq parser refuses it: no reply
+    return parts
 
 
 def cseq_method(job: Job) -> Failure | None:
@@ -192,8 +214,6 @@ def cseq_method(job: Job) -> Failure | None:
     if len(parts) < 2:
         return Failure(400, "Missing method in CSeq header")
     req = _req(job)
-    if len(parts) > 2 or not is_token(parts[1]):
-        return Failure(400, "Malformed CSeq header")
     if req is not None and parts[1] != req.method:
         return Failure(400, "CSeq method does not match request method")
     return None
@@ -212,7 +232,12 @@ def cseq_value(job: Job) -> Failure | None:
 
 def content_length(job: Job) -> Failure | None:
     value = job.msg.get("content-length")
-    if value is not None and uint(value, 2**32) != len(job.msg.body):
+    if value is None:
+        return None
+    n = uint(value, 2**32)
+    if n is None:
+        return Failure(400, "Content-Length Failure")
+    if n != len(job.msg.body):
         return Failure(400, "Content-Length mis-match")
     return None
 
@@ -223,6 +248,8 @@ def expires_value(job: Job) -> Failure | None:
         return None
     if not value:
         return Failure(400, "Missing number in Expires header")
+    if not value.isdigit():
+        return Failure(400, "Bad Expires Header")  # Kamailio's Expires parser refuses it
     if uint(value, 2**32 - 1) is None:
         return Failure(400, "Expires value is illegal")
     return None
@@ -233,8 +260,8 @@ def proxy_require(job: Job) -> Failure | None:
     unknown = [t for t in wanted if t not in job.proxy_require]
     if not unknown:
         return None
-    # RFC 3261 §8.2.2.3: list every option tag we do not support
-    return Failure(420, "Bad Extension", [f"Unsupported: {', '.join(unknown)}"])
+    # Kamailio names the first option tag it does not support
+    return Failure(420, "Bad Proxy Require Extension", [f"Unsupported: {unknown[0]}"])
 
 
 def _uri_ok(job: Job, text: str) -> bool:
@@ -254,14 +281,14 @@ def parse_uris(job: Job) -> Failure | None:
         if not job.uri_checks & bit:
             continue
         value = m.get(key)
-        if value is None:
-            return Failure(400, f"Missing {name} Header")
+        if not value:
+            return NO_REPLY  # nothing to answer with
         try:
             na = job.name_addr(value)
         except RemoteProtocolError:
-            return Failure(400, f"Bad {name} header")
+            return Failure(400, f"Invalid {name} Header")
         if not _uri_ok(job, na.uri_text):
-            return Failure(400, f"Bad {name} URI")
+            return Failure(400, f"Invalid {name} Header")
     if job.uri_checks & URI_CONTACT:
         values = m.get_values("contact")
         if values and values != ["*"]:
@@ -278,18 +305,26 @@ def _digest(job: Job, other_schemes_ok: bool) -> Failure | None:
     for key in ("authorization", "proxy-authorization"):
         for value in job.msg.get_all(key):
             if value.partition(" ")[0].lower() != "digest":
-                if other_schemes_ok:
-                    continue
-                return Failure(400, "Unsupported Authorization Scheme")
+                # Kamailio: "not applicable"; check_authorization passes, check_digest fails
+                # without a reply
+                return None if other_schemes_ok else NO_REPLY
             try:
                 cred = parse_credentials(value)
             except RemoteProtocolError:
-                return Failure(400, "Malformed Credentials")
+                return Failure(400, "Bad Auth Header")
             p = cred.params
-            if not p.get("username") or not p.get("nonce") or not p.get("response"):
-                return Failure(400, "Malformed Credentials")
-            if not p.get("realm") or not p.get("uri"):
-                return Failure(400, "Malformed Credentials")
+            needed = ("username", "realm", "nonce", "uri", "response")
+            if any(p.get(k) is None for k in needed) or (
+                p.get("qop") and (p.get("cnonce") is None or p.get("nc") is None)
+            ):
+                return Failure(400, "Bad Auth Credentials")
+            for k, reason in (
+                ("username", "Auth Empty User"),
+                ("nonce", "Auth Empty Nonce"),
+                ("response", "Auth Empty Response"),
+            ):
+                if not p.get(k):
+                    return Failure(400, reason)
     return None
 
 
@@ -305,13 +340,13 @@ def duptags(job: Job) -> Failure | None:
     for key, name in (("from", "From"), ("to", "To")):
         value = job.msg.get(key)
         if value is None:
-            continue
+            return NO_REPLY
         try:
             na = job.name_addr(value)
         except RemoteProtocolError:
-            return Failure(400, f"Bad {name} header")
+            return NO_REPLY  # Kamailio: From/To do not parse, failed without a reply
         if na.tag is not None and _count_tags(value) > 1:
-            return Failure(400, f"Duplicated tag in {name} header")
+            return Failure(400, f"Many {name} Tag Params")
     return None
 
 
@@ -390,6 +425,7 @@ CHECKS: tuple[tuple[int, Check, bool], ...] = (
     (RURI_SCHEME, ruri_scheme, False),
     (REQUIRED_HEADERS, required_headers, True),
     (VIA1_HEADER, via1_header, True),
+    (RFC3261_COMPLIANCE, rfc3261_compliance, True),
     (VIA_SIP_VERSION, via_sip_version, True),
     (VIA_PROTOCOL, via_protocol, False),
     (CSEQ_METHOD, cseq_method, False),

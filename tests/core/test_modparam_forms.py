@@ -88,7 +88,7 @@ def test_ignored_table_matches_the_code() -> None:
     for folder in sorted(BUNDLED.iterdir()):
         if not (folder / "__init__.py").is_file():
             continue
-        cls = getattr(importlib.import_module(f"modules.{folder.name}"), "MODULE", None)
+        cls = getattr(importlib.import_module(f"ksr.modules.{folder.name}"), "MODULE", None)
         if cls is None:
             continue
         src = "".join(p.read_text() for p in folder.rglob("*.py")) + core

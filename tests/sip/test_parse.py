@@ -127,16 +127,21 @@ def test_datagram_content_length_framing() -> None:
     assert m.body == b"hello"
     with pytest.raises(RemoteProtocolError):
         parse_message_untrusted(msg(*BASE, body="hello"), datagram=False)
+    # a Content-Length the datagram cannot hold (or no number): the body is what arrived, for
+    # the script's sanity check to judge (Kamailio); a stream cannot be framed with it
+    for clen in ("10", "-1", "²", "9" * 5000):
+        m = parse_message_untrusted(msg(*BASE, f"Content-Length: {clen}", body="abc"))
+        assert (m.body, m.get("content-length")) == (b"abc", clen)
+        with pytest.raises(RemoteProtocolError):
+            parse_message_untrusted(
+                msg(*BASE, f"Content-Length: {clen}", body="abc"), datagram=False
+            )
 
 
 @pytest.mark.parametrize(
     ("data", "partial"),
     [
-        (msg(*BASE, "Content-Length: 10", body="abc"), True),
-        (msg(*BASE, "Content-Length: -1"), True),
         (msg(*BASE, "Content-Length: 1", "Content-Length: 2", body="ab"), True),
-        (msg(*BASE, "Content-Length: ²"), True),
-        (msg(*BASE, "Content-Length: " + "9" * 5000), True),
         (msg(*BASE, "Bad Header Name: x"), True),
         (msg(*BASE, "NoColonHere"), True),
         (msg("INVITE  sip:a@b SIP/2.0", *BASE[1:]), True),
