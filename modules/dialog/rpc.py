@@ -77,19 +77,19 @@ class DialogRpc:
     @rpc("dlg.list", merge=JOIN)
     def rpc_list(self) -> list[dict[str, Any]]:
         """Every dialog with its legs, times, profiles and variables."""
-        return [dialog_info(self.mgr, d) for d in self.mgr.table]
+        return [dialog_info(self.mgr, d) for d in self.mgr.listed()]
 
     @rpc("dlg.list_ctx", merge=JOIN)
     def rpc_list_ctx(self) -> list[dict[str, Any]]:
         """As dlg.list, with each dialog's context (timeout BYE, timeout route, end reason)."""
-        return [dialog_info(self.mgr, d, True) for d in self.mgr.table]
+        return [dialog_info(self.mgr, d, True) for d in self.mgr.listed()]
 
     @rpc("dlg.dlg_list", merge=JOIN)
     def rpc_dlg_list(self, callid: str, from_tag: str = "") -> list[dict[str, Any]]:
         """The dialogs of a Call-ID (and From tag)."""
         return [
             dialog_info(self.mgr, d)
-            for d in self.mgr.table
+            for d in self.mgr.listed()
             if d.callid == callid and (not from_tag or d.caller.tag == from_tag)
         ]
 
@@ -97,7 +97,7 @@ class DialogRpc:
     def rpc_briefing(self, attrs: str = "ftcFT") -> list[dict[str, Any]]:
         """A short listing; attrs picks fields: f t c F T I S E s (default ftcFT)."""
         out = []
-        for d in self.mgr.table:
+        for d in self.mgr.listed():
             out.append({_BRIEF[ch][0]: _BRIEF[ch][1](d) for ch in attrs if ch in _BRIEF})
         return out
 

@@ -230,7 +230,11 @@ class Nathelper(Module):
 
     @kemi()
     def add_contact_alias(self, ctx: MsgContext) -> int:
-        """Add the alias parameter only if the source differs from the Contact address."""
+        """Add the alias parameter only if the source differs from the Contact address:
+        1 added, 2 nothing to do (no Contact header, or the Contact is the source address),
+        -1 error (a Contact that does not parse, ``*``)."""
+        if not ctx.msg.has("contact"):
+            return 2  # Kamailio: an ACK or BYE without Contact is fine as it is
         c = self._contact(ctx)
         if c is None:
             return -1
@@ -305,6 +309,8 @@ class Nathelper(Module):
     @kemi()
     def add_rcv_param(self, ctx: MsgContext, flag: int) -> int:
         """Add received="sip:ip:port" to the Contact (flag 1: as a URI parameter)."""
+        if flag and ctx.proto != "udp":
+            return -1  # Kamailio: a received URI parameter only for UDP
         rcv = f"sip:{self._source_hostport(ctx)}"
         if ctx.proto != "udp":
             rcv += f";transport={ctx.proto}"
@@ -330,28 +336,34 @@ class Nathelper(Module):
 
     @kemi()
     def fix_nated_sdp_ip(self, ctx: MsgContext, flags: int, ip: str) -> int:
-        """fix_nated_sdp_ip(flags, ip): as fix_nated_sdp with the given IP."""
+        """fix_nated_sdp_ip(flags, ip): as fix_nated_sdp with the given IP. 1 if a c=/o= line
+        got another address, 2 if none did (Kamailio's count), -1 without an SDP body."""
         body = ctx.msg.body
         if not body or b"v=0" not in body:
             return -1
         new = body
         fam = b"6" if ":" in ip else b"4"
+        raw_ip = ip.encode()
+        changed = 0
         if flags & 2:
-            new = _SDP_C.sub(lambda m: b"c=IN IP" + fam + b" " + ip.encode(), new)
+            changed += sum(1 for _, old in _SDP_C.findall(new) if old != raw_ip)
+            new = _SDP_C.sub(lambda m: b"c=IN IP" + fam + b" " + raw_ip, new)
         if flags & 8:
-            new = _SDP_O.sub(lambda m: m.group(1) + ip.encode(), new)
+            changed += sum(1 for m in _SDP_O.finditer(new) if m.group(2) != raw_ip)
+            new = _SDP_O.sub(lambda m: m.group(1) + raw_ip, new)
         if flags & 1 and b"a=direction:" not in new:
             new = new.rstrip(b"\r\n") + b"\r\na=direction:active\r\n"
         if flags & 4 and self.params.nortpproxy_str.encode() not in new:
             new = new.rstrip(b"\r\n") + b"\r\n" + self.params.nortpproxy_str.encode() + b"\r\n"
+        rc = 1 if changed else 2
         if new == body:
-            return 1
+            return rc
 
         def lump(m: Message, original: frozenset[int]) -> None:
             m.set_body(new)
 
         ctx.add_lump(lump)
-        return 1
+        return rc
 
 
 MODULE = Nathelper

@@ -114,7 +114,7 @@ class Registrar(Module):
                 ctx.reply_lumps.remove(x)
 
     def _ok_headers(self, ctx: MsgContext, res: SaveResult) -> list[str]:
-        now = self.usrloc.now()
+        now = res.now or self.usrloc.now()
         hdrs: list[str] = []
         if res.bindings:
             rp = self.params.received_param

@@ -38,6 +38,7 @@ class SaveResult:
     aor: str
     bindings: list[Contact] = field(default_factory=list)  # for the 200 OK
     path: str = ""
+    now: float = 0.0  # the time the bindings were saved at (their expires count from it)
 
 
 @dataclass(slots=True)
@@ -148,9 +149,9 @@ def _update(
             raise errors.err(errors.STAR_EXP)
         for c in existing:
             _apply(d, _Op("delete", c), flags, aor)
-        return SaveResult(3, aor, [], path)
+        return SaveResult(3, aor, [], path, now)
     if not creqs:
-        return SaveResult(4, aor, live, path)
+        return SaveResult(4, aor, live, path, now)
 
     received = _received(reg, ctx, path)
     if len(received) > 255:
@@ -226,7 +227,7 @@ def _update(
         bindings = [c for c in d.get(aor) if not c.expired(now)]
     except UsrlocError:
         bindings = [o.contact for o in ops if o.kind != "delete"]
-    return SaveResult(rc, aor, bindings, path)
+    return SaveResult(rc, aor, bindings, path, now)
 
 
 def _apply(d: Domain, op: _Op, flags: int, aor: str) -> None:
@@ -249,7 +250,10 @@ def _store_failed(pair: tuple[int, str], e: UsrlocError, aor: str) -> errors.Reg
 
 def contact_line(c: Contact, now: float, received_param: str) -> str:
     """One binding as the 200 OK lists it."""
-    parts = [f"<{c.contact}>;expires={c.remaining(now) if c.expires else 0}"]
+    # Whole seconds as Kamailio counts them: a fresh 60 s binding is reported as 60, not 59
+    # (the reply is built a few microseconds after the save, and float sums are inexact).
+    left = max(0, round(c.expires - now)) if c.expires else 0
+    parts = [f"<{c.contact}>;expires={left}"]
     if c.q >= 0:
         parts.append(f";q={_q_text(c.q)}")
     if c.instance:

@@ -6,6 +6,7 @@ Kamailio does). R-URI changes are visible at once; Contact changes are lumps.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
@@ -29,6 +30,14 @@ class SiputilsParams(ModParams):
     options_support: str = ""
     contact_flds_separator: str = "*"
     e164_max_len: int = 15
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _uri(text: str | None) -> Uri | None:
@@ -80,18 +89,30 @@ class Siputils(Module):
 
     @kemi()
     def is_first_hop_mode(self, ctx: MsgContext, mode: int) -> int:
-        """is_first_hop; mode 1 also requires no Record-Route header on requests."""
+        """Kamailio's is_first_hop: a request with a single Via (mode unused); a reply without
+        Record-Route, or whose top Record-Route is this server (mode 0: given as an IP
+        address, and the reply not sent by this server itself). 1 yes, -1 no."""
+        m = ctx.msg
+        if ctx.is_request:
+            try:
+                return 1 if len(m.vias) < 2 else -1
+            except Exception:
+                return 1  # no parseable second Via: first hop, as Kamailio counts it
+        rrs = m.get_values("record-route")
+        if not rrs:
+            return 1
         try:
-            n = len(ctx.msg.vias)
+            u = parse_name_addr(rrs[0]).uri
         except Exception:
             return -1
-        if ctx.is_request:
-            if n != 1:
-                return -1
-            if mode & 1 and ctx.msg.has("record-route"):
-                return -1
-            return 1
-        return 1 if n <= 2 else -1
+        host = u.host.strip("[]")
+        if mode == 0 and not _is_ip(host):
+            return -1
+        if not self.server.is_myself_addr(host, u.port or None):
+            return -1
+        if mode == 0 and host == ctx.src_ip and (u.port or 5060) == ctx.src_port:
+            return -1  # sent by this server itself: a loop
+        return 1
 
     @kemi()
     def sip_parse_headers(self, ctx: MsgContext) -> int:

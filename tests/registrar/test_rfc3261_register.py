@@ -47,21 +47,21 @@ CASES: dict[str, tuple[dict[str, Any], list[Step]]] = {
     "default expires and lookup": (
         {},
         [
-            reg(200, [r"<sip:alice@127\.0\.0\.1:5555>;expires=3[56]\d\d$"], contacts=[A]),
+            reg(200, [r"<sip:alice@127\.0\.0\.1:5555>;expires=3600$"], contacts=[A]),
             lookup(302, [r"<sip:alice@127\.0\.0\.1:5555>"]),
         ],
     ),
     "Expires header": (
         {},
-        [reg(200, [r";expires=(120|119)$"], contacts=[A], extra=["Expires: 120"])],
+        [reg(200, [r";expires=120$"], contacts=[A], extra=["Expires: 120"])],
     ),
     "contact expires wins over header": (
         {},
-        [reg(200, [r";expires=(300|299)$"], contacts=[A + ";expires=300"], extra=["Expires: 120"])],
+        [reg(200, [r";expires=300$"], contacts=[A + ";expires=300"], extra=["Expires: 120"])],
     ),
     "below min_expires is raised": (
         {"min_expires": 60},
-        [reg(200, [r";expires=(60|59)$"], contacts=[A], extra=["Expires: 30"])],
+        [reg(200, [r";expires=60$"], contacts=[A], extra=["Expires: 30"])],
     ),
     "min_expires_mode 1 answers 423": (
         {"min_expires": 60, "min_expires_mode": 1},
@@ -69,7 +69,7 @@ CASES: dict[str, tuple[dict[str, Any], list[Step]]] = {
     ),
     "max_expires clamps": (
         {"max_expires": 600},
-        [reg(200, [r";expires=(600|599)$"], contacts=[A], extra=["Expires: 7200"])],
+        [reg(200, [r";expires=600$"], contacts=[A], extra=["Expires: 7200"])],
     ),
     "bad Expires header": (
         {},
