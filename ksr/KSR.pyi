@@ -1887,7 +1887,9 @@ class _nathelper:
     """KSR.nathelper."""
 
     def add_contact_alias(self) -> int:
-        """Add the alias parameter only if the source differs from the Contact address.
+        """Add the alias parameter only if the source differs from the Contact address:
+        1 added, 2 nothing to do (no Contact header, or the Contact is the source address),
+        -1 error (a Contact that does not parse, ``*``).
 
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
@@ -1924,7 +1926,8 @@ class _nathelper:
         """
 
     def fix_nated_sdp_ip(self, flags: int, ip: str) -> int:
-        """fix_nated_sdp_ip(flags, ip): as fix_nated_sdp with the given IP.
+        """fix_nated_sdp_ip(flags, ip): as fix_nated_sdp with the given IP. 1 if a c=/o= line
+        got another address, 2 if none did (Kamailio's count), -1 without an SDP body.
 
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
@@ -3160,8 +3163,9 @@ class _sanity:
     """KSR.sanity."""
 
     def sanity_check(self, msg_checks: int, uri_checks: int) -> int:
-        """sanity_check(msg_checks, uri_checks): -1 if a check failed (a precise error reply is
-        already sent unless noreply=1), 1 if all passed. Bits as Kamailio's; 1048576 = ksr strict.
+        """sanity_check(msg_checks, uri_checks): -1 if a check failed (Kamailio's error reply is
+        already sent unless noreply=1 or the check fails silently), 1 if all passed. Bits as
+        Kamailio's; 1048576 = ksr strict.
 
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
@@ -3173,7 +3177,8 @@ class _sanity:
         """
 
     def sanity_reply(self) -> int:
-        """Send the reply for the last failed check of this message (with noreply=1).
+        """Send the reply for the last failed check of this message (with noreply=1); without
+        a failed check 500 "Server Sanity Failure", as Kamailio. 1, or -1 if sending failed.
 
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
@@ -3341,7 +3346,9 @@ class _siputils:
         """
 
     def is_first_hop_mode(self, mode: int) -> int:
-        """is_first_hop; mode 1 also requires no Record-Route header on requests.
+        """Kamailio's is_first_hop: a request with a single Via (mode unused); a reply without
+        Record-Route, or whose top Record-Route is this server (mode 0: given as an IP
+        address, and the reply not sent by this server itself). 1 yes, -1 no.
 
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """

@@ -2138,7 +2138,9 @@ function KSR.maxfwd.process_maxfwd(limit) end
 ---@class KSR.nathelper
 KSR.nathelper = {}
 
----Add the alias parameter only if the source differs from the Contact address.
+---Add the alias parameter only if the source differs from the Contact address:
+---1 added, 2 nothing to do (no Contact header, or the Contact is the source address),
+----1 error (a Contact that does not parse, ``*``).
 ---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@return integer
@@ -2180,7 +2182,8 @@ function KSR.nathelper.fix_nated_register() end
 ---@return integer
 function KSR.nathelper.fix_nated_sdp(flags) end
 
----fix_nated_sdp_ip(flags, ip): as fix_nated_sdp with the given IP.
+---fix_nated_sdp_ip(flags, ip): as fix_nated_sdp with the given IP. 1 if a c=/o= line
+---got another address, 2 if none did (Kamailio's count), -1 without an SDP body.
 ---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@param flags integer
@@ -3666,8 +3669,9 @@ function KSR.rtpengine.unsilence_media2(flags, viabranch) end
 ---@class KSR.sanity
 KSR.sanity = {}
 
----sanity_check(msg_checks, uri_checks): -1 if a check failed (a precise error reply is
----already sent unless noreply=1), 1 if all passed. Bits as Kamailio's; 1048576 = ksr strict.
+---sanity_check(msg_checks, uri_checks): -1 if a check failed (Kamailio's error reply is
+---already sent unless noreply=1 or the check fails silently), 1 if all passed. Bits as
+---Kamailio's; 1048576 = ksr strict.
 ---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@param msg_checks integer
@@ -3681,7 +3685,8 @@ function KSR.sanity.sanity_check(msg_checks, uri_checks) end
 ---@return integer
 function KSR.sanity.sanity_check_defaults() end
 
----Send the reply for the last failed check of this message (with noreply=1).
+---Send the reply for the last failed check of this message (with noreply=1); without
+---a failed check 500 "Server Sanity Failure", as Kamailio. 1, or -1 if sending failed.
 ---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@return integer
@@ -3874,7 +3879,9 @@ function KSR.siputils.is_alphanumex(text, extra) end
 ---@return integer
 function KSR.siputils.is_first_hop() end
 
----is_first_hop; mode 1 also requires no Record-Route header on requests.
+---Kamailio's is_first_hop: a request with a single Via (mode unused); a reply without
+---Record-Route, or whose top Record-Route is this server (mode 0: given as an IP
+---address, and the reply not sent by this server itself). 1 yes, -1 no.
 ---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@param mode integer
