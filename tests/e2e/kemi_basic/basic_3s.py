@@ -17,7 +17,7 @@ def flood_guard():
     if KSR.htable.sht_match_name("ipban", "eq", ip) > 0:
         return STOP
     if KSR.pike.pike_check_req() < 0:
-        KSR.err("pike: blocking %s from %s:%s\n" % (KSR.kx.get_method(), ip, KSR.pv.get("$sp")))
+        KSR.err(f"pike: blocking {KSR.kx.get_method()} from {ip}:{KSR.pv.get('$sp')}\n")
         KSR.htable.sht_seti("ipban", ip, 1)
         return STOP
     return 1
@@ -173,7 +173,7 @@ def ksr_request_route():
 
 
 def on_branch():
-    KSR.dbg("branch %s to %s\n" % (KSR.pv.get("$T_branch_idx"), KSR.pv.get("$ru")))
+    KSR.dbg(f"branch {KSR.pv.get('$T_branch_idx')} to {KSR.pv.get('$ru')}\n")
     media()
     return 1
 
