@@ -58,7 +58,7 @@ class KamailioTables:
             return cols
         s = self.store
         full = s.prefix + table
-        have = s._columns(full)
+        have = s.columns(full)
         if have is None:
             idcol = (
                 "id SERIAL PRIMARY KEY NOT NULL"
@@ -82,7 +82,7 @@ class KamailioTables:
     def _version_row(self, table: str) -> None:
         """Kamailio's version row for a table created here (when a version table exists)."""
         vt = self.store.prefix + "version"
-        if self.store._columns(vt) is None or table not in VERSIONS:
+        if self.store.columns(vt) is None or table not in VERSIONS:
             return
         rows, _ = self.store.execute(
             f"SELECT table_version FROM {vt} WHERE table_name = ?", (table,), fetch=True
@@ -122,5 +122,5 @@ class KamailioTables:
 
     def is_kamailio_cdr_table(self, table: str) -> bool:
         """Kamailio's acc_cdrs (serial id, no cdr_id): CDRs go in with plain INSERTs."""
-        have = self.store._columns(self.store.prefix + table)
+        have = self.store.columns(self.store.prefix + table)
         return have is not None and "cdr_id" not in have

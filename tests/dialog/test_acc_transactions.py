@@ -17,7 +17,8 @@ import pytest
 import trio
 
 from ksr.core.server import Server
-from tests.registrar.conftest import PG_URL, _cleanup, unique_prefix
+from tests import services
+from tests.registrar.conftest import _cleanup, unique_prefix
 from tests.support import make_config, running_server, udp_addr, write_script
 
 from .test_calls import establish
@@ -126,7 +127,7 @@ class Rows:
             import psycopg
             from psycopg.rows import dict_row
 
-            url = self.url.split("?")[0].replace("postgres://", "postgresql://")
+            url = services.psycopg_url(self.url.split("?")[0])
             with psycopg.connect(url, autocommit=True, row_factory=dict_row) as c:
                 return list(c.execute(sql, args).fetchall())
         conn = sqlite3.connect(self.url.removeprefix("sqlite://"))
@@ -145,9 +146,9 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[st
         return
     prefix = unique_prefix()
     try:
-        yield f"{PG_URL}?prefix={prefix}", Rows(PG_URL, prefix)
+        yield f"{services.pg_url()}?prefix={prefix}", Rows(services.pg_url(), prefix)
     finally:
-        _cleanup(PG_URL, prefix)
+        _cleanup(services.pg_url(), prefix)
 
 
 async def flushed(server: Server) -> None:
@@ -284,10 +285,10 @@ async def test_kamailio_created_schema_takes_rows_and_cdrs(tmp_path: Path) -> No
     if not sql_file.is_file():
         pytest.skip("kamailio-postgres-modules is not installed (acc-create.sql)")
     prefix = unique_prefix()
-    rows = Rows(PG_URL, prefix)
+    rows = Rows(services.pg_url(), prefix)
     import psycopg
 
-    pg = PG_URL.replace("postgres://", "postgresql://")
+    pg = services.psycopg_url(services.pg_url())
     text = sql_file.read_text()
     for name in ("missed_calls", "acc_cdrs", "acc"):  # longest names first
         text = text.replace(f"TABLE {name} ", f"TABLE {prefix}{name} ")
@@ -301,7 +302,9 @@ async def test_kamailio_created_schema_takes_rows_and_cdrs(tmp_path: Path) -> No
                 "table_version INTEGER DEFAULT 0 NOT NULL)"
             )
             c.execute(text)
-        params = acc_params(f"{PG_URL}?prefix={prefix}", cdr_enable=1, cdr_extra="src_ip=$si")
+        params = acc_params(
+            f"{services.pg_url()}?prefix={prefix}", cdr_enable=1, cdr_extra="src_ip=$si"
+        )
         async with proxy(tmp_path, params, dialog=True) as (server, a, b, prx):
             call_id = cid()
             await establish(a, b, prx, call_id)
@@ -319,4 +322,4 @@ async def test_kamailio_created_schema_takes_rows_and_cdrs(tmp_path: Path) -> No
         assert cdr["end_time"] >= cdr["start_time"]
         assert "cdr_id" not in cdr  # Kamailio's layout kept as it was
     finally:
-        _cleanup(PG_URL, prefix)
+        _cleanup(services.pg_url(), prefix)
