@@ -3340,7 +3340,7 @@ class _siputils:
         """
 
     def is_first_hop(self) -> int:
-        """1 if this server is the first hop: a request with one Via, a reply with two.
+        """1 if this server is the first hop (Kamailio's rules, see is_first_hop_mode), -1 if not.
 
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """

@@ -3873,7 +3873,7 @@ function KSR.siputils.is_alphanum(text) end
 ---@return integer
 function KSR.siputils.is_alphanumex(text, extra) end
 
----1 if this server is the first hop: a request with one Via, a reply with two.
+---1 if this server is the first hop (Kamailio's rules, see is_first_hop_mode), -1 if not.
 ---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@return integer

@@ -84,7 +84,7 @@ class Siputils(Module):
 
     @kemi()
     def is_first_hop(self, ctx: MsgContext) -> int:
-        """1 if this server is the first hop: a request with one Via, a reply with two."""
+        """1 if this server is the first hop (Kamailio's rules, see is_first_hop_mode), -1 if not."""
         return self.is_first_hop_mode(ctx, 0)
 
     @kemi()
