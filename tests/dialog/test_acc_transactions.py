@@ -323,3 +323,28 @@ async def test_kamailio_created_schema_takes_rows_and_cdrs(tmp_path: Path) -> No
         assert "cdr_id" not in cdr  # Kamailio's layout kept as it was
     finally:
         _cleanup(services.pg_url(), prefix)
+
+
+async def test_detect_direction_keeps_the_caller_first(tmp_path: Path) -> None:
+    """A BYE from the callee: with detect_direction (rr's ftag tells the direction) the row
+    keeps the caller's tag in from_tag, as Kamailio swaps them; without, the BYE's own From."""
+    for detect in (0, 1):
+        url = f"sqlite://{tmp_path}/acc{detect}.sqlite"
+        async with proxy(tmp_path, acc_params(url, detect_direction=detect)) as (server, a, b, prx):
+            call_id = cid()
+            await establish(a, b, prx, call_id)
+            await b.in_dialog("BYE", prx)
+            bye = await a.expect_request("BYE")
+            await a.answer(bye, 200, prx)
+            await b.expect_reply(200, "BYE")
+            await flushed(server)
+        bye_row = next(
+            r
+            for r in Rows(url)(
+                "acc",
+                call_id,
+            )
+            if r["method"] == "BYE"
+        )
+        tags = (bye_row["from_tag"], bye_row["to_tag"])
+        assert tags == ((a.local_tag, b.local_tag) if detect else (b.local_tag, a.local_tag))
