@@ -98,7 +98,11 @@ IGNORED: dict[str, dict[str, str]] = {
         "reparse_invite": NO_EFFECT,
         "e2e_cancel_reason": NO_EFFECT,
     },
-    "usrloc": {"desc_time_order": NO_EFFECT, "matching_mode": NO_EFFECT},
+    "usrloc": {
+        "desc_time_order": NO_EFFECT,
+        "matching_mode": NO_EFFECT,
+        "hash_size": "the location table sizes itself",
+    },
     "websocket": {
         "cors_mode": "no CORS headers are added",
         "keepalive_mechanism": "pings are answered, none are sent",
