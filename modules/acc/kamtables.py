@@ -1,107 +1,66 @@
 """Rows in Kamailio's accounting tables (``acc``, ``missed_calls``, ``acc_cdrs``) over SQL.
 
-Kamailio's tables are keyed by a serial ``id`` with no other unique constraint, so rows are
-plain INSERTs. A batch of one table is one multi-row INSERT: it is stored whole or not at all,
-so the queue's retry of a failed batch never duplicates a row. The extra columns that
-``db_extra``/``cdr_extra`` name are added (TEXT, default '') when the table lacks them — what
-kamailio-basic-kemi.cfg asks its administrator to do with ALTER TABLE.
+The layouts and the create-or-check step are ksr.db.kamailio's (a missing table is created
+with Kamailio's DDL and its ``version`` row; another version is refused by name). Kamailio's
+tables are keyed by a serial ``id`` with no other unique constraint, so rows are plain INSERTs.
+A batch of one table is one multi-row INSERT: it is stored whole or not at all, so the queue's
+retry of a failed batch never duplicates a row. The extra columns ``db_extra`` names are added
+(VARCHAR(128), default '') when the table lacks them — what kamailio-basic-kemi.cfg asks its
+administrator to do with ALTER TABLE.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
+from ksr.db import kamailio
 from ksr.db.sql import SqlStore
 
 log = logging.getLogger("ksr.acc")
 
-# Kamailio 5.6 layouts: column -> SQL type (every table also has the serial id)
-ACC_COLUMNS = {
-    "method": "VARCHAR(16) DEFAULT '' NOT NULL",
-    "from_tag": "VARCHAR(128) DEFAULT '' NOT NULL",
-    "to_tag": "VARCHAR(128) DEFAULT '' NOT NULL",
-    "callid": "VARCHAR(255) DEFAULT '' NOT NULL",
-    "sip_code": "VARCHAR(3) DEFAULT '' NOT NULL",
-    "sip_reason": "VARCHAR(128) DEFAULT '' NOT NULL",
-    "time": "TIMESTAMP WITHOUT TIME ZONE NOT NULL",
-}
-CDR_COLUMNS = {
-    "start_time": "TIMESTAMP WITHOUT TIME ZONE DEFAULT '2000-01-01 00:00:00' NOT NULL",
-    "end_time": "TIMESTAMP WITHOUT TIME ZONE DEFAULT '2000-01-01 00:00:00' NOT NULL",
-    "duration": "REAL DEFAULT 0 NOT NULL",
-}
-VERSIONS = {"acc": 5, "missed_calls": 4, "acc_cdrs": 2}
 TIME_COLUMNS = ("time", "start_time", "end_time")
-
-
-def local_timestamp(ts: float) -> str:
-    """A unix time as Kamailio writes DATETIME columns: local time, seconds."""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
-
-
-def _q(name: str) -> str:
-    return f'"{name}"' if name == "time" else name
+LAYOUTS = {"acc": kamailio.ACC, "missed_calls": kamailio.MISSED_CALLS}
 
 
 class KamailioTables:
-    """Creates (when missing) and fills Kamailio-layout accounting tables of one SQL store."""
+    """Creates (when missing) or checks, and fills, Kamailio-layout accounting tables."""
 
     def __init__(self, store: SqlStore) -> None:
         self.store = store
         self.columns: dict[str, list[str]] = {}  # table -> its columns (known to exist)
 
-    def _ensure(self, table: str, layout: dict[str, str], names: list[str]) -> list[str]:
+    def _ensure(self, table: str, layout: kamailio.Layout, extras: list[str]) -> list[str]:
         cols = self.columns.get(table)
-        if cols is not None and all(n in cols for n in names):
+        if cols is not None and all(n in cols for n in extras):
             return cols
         s = self.store
         full = s.prefix + table
-        have = s.columns(full)
-        if have is None:
-            idcol = (
-                "id SERIAL PRIMARY KEY NOT NULL"
-                if s.mark == "%s"
-                else "id INTEGER PRIMARY KEY NOT NULL"
-            )
-            defs = ", ".join([idcol] + [f"{_q(c)} {t}" for c, t in layout.items()])
-            s.execute(f"CREATE TABLE {full} ({defs})")
-            key = "callid" if "callid" in layout else "start_time"
-            s.execute(f"CREATE INDEX IF NOT EXISTS {full}_{key}_idx ON {full} ({key})")
-            self._version_row(table)
-            have = ["id", *layout]
-        for n in names:
+        if cols is None:
+            kamailio.ensure(s, layout.spec().renamed(table))
+        have = s.columns(full) or []
+        for n in extras:
             if n not in have:
                 log.info("acc: adding column %s to table %s (named by db_extra)", n, full)
-                s.execute(f"ALTER TABLE {full} ADD COLUMN {n} VARCHAR(128) DEFAULT '' NOT NULL")
+                s.execute(
+                    f"ALTER TABLE {full} ADD COLUMN {kamailio.quote(n)} "
+                    "VARCHAR(128) DEFAULT '' NOT NULL"
+                )
                 have.append(n)
         self.columns[table] = list(have)
         return self.columns[table]
 
-    def _version_row(self, table: str) -> None:
-        """Kamailio's version row for a table created here (when a version table exists)."""
-        vt = self.store.prefix + "version"
-        if self.store.columns(vt) is None or table not in VERSIONS:
-            return
-        rows, _ = self.store.execute(
-            f"SELECT table_version FROM {vt} WHERE table_name = ?", (table,), fetch=True
-        )
-        if not rows:
-            self.store.execute(
-                f"INSERT INTO {vt} (table_name, table_version) VALUES (?, ?)",
-                (table, VERSIONS[table]),
-            )
-
     def insert(self, table: str, rows: list[dict[str, Any]], cdr: bool = False) -> None:
-        """One INSERT of every row (columns the rows carry; missing extras are added)."""
+        """One INSERT of every row: the columns the rows carry (missing extras are added to
+        an acc-like table; a CDR table keeps its columns and unknown values are left out)."""
         if not rows:
             return
-        layout = CDR_COLUMNS if cdr else ACC_COLUMNS
+        layout = kamailio.ACC_CDRS if cdr else LAYOUTS.get(table, kamailio.ACC)
+        known = {c.name for c in layout.cols}
         names: list[str] = []
         for r in rows:
             names += [k for k in r if k not in names]
-        extras = [n for n in names if n not in layout and n != "id"]
+        extras = [n for n in names if n not in known and n != "id"]
         cols = self._ensure(table, layout, [] if cdr else extras)
         use = [n for n in names if n in cols and n != "id"]
         values: list[Any] = []
@@ -109,13 +68,13 @@ class KamailioTables:
             for n in use:
                 v = r.get(n)
                 if n in TIME_COLUMNS:
-                    v = local_timestamp(float(v)) if v else "2000-01-01 00:00:00"
+                    v = self.store.enc_time(float(v or 0) or 946684800.0)  # 2000-01-01
                 elif v is None:
                     v = 0 if n == "duration" else ""
                 values.append(v)
         one = "(" + ", ".join("?" for _ in use) + ")"
         self.store.execute(
-            f"INSERT INTO {self.store.prefix}{table} ({', '.join(map(_q, use))}) "
+            f"INSERT INTO {self.store.prefix}{table} ({', '.join(map(kamailio.quote, use))}) "
             f"VALUES {', '.join(one for _ in rows)}",
             tuple(values),
         )
