@@ -47,7 +47,6 @@ IGNORED: dict[str, dict[str, str]] = {
     "htable": {
         "event_callback_mode": NO_EFFECT,
         "enable_dmq": "workers share tables without DMQ",
-        "array_size_suffix": NO_EFFECT,
     },
     "jsonrpcs": {
         "dgram_workers": "one task serves the socket",
