@@ -78,6 +78,14 @@ IGNORED: dict[str, dict[str, str]] = {
     },
     "sanity": {"autodrop": "KEMI calls return -1 and the script decides"},
     "siputils": {"e164_max_len": NO_EFFECT},
+    "siptrace": {
+        "trace_sl_acks": NO_EFFECT,
+        "xheaders_write": NO_EFFECT,
+        "xheaders_read": NO_EFFECT,
+        "traced_user_avp": NO_EFFECT,
+        "trace_table_avp": NO_EFFECT,
+        "trace_delayed": NO_EFFECT,
+    },
     "sl": {"bind_tm": NO_EFFECT, "event_callback_fl_ack": NO_EFFECT},
     "tls": {
         "crl": "CRLs are not checked",
