@@ -222,7 +222,8 @@ def _update(
                 after.pop(o.contact.ruid, None)
             else:
                 after[o.contact.ruid] = o.contact
-        return SaveResult(rc, aor, [c for c in after.values() if not c.expired(now)], path)
+        live_after = [c for c in after.values() if not c.expired(now)]
+        return SaveResult(rc, aor, live_after, path, now)
     try:
         bindings = [c for c in d.get(aor) if not c.expired(now)]
     except UsrlocError:
