@@ -44,6 +44,11 @@ IGNORED: dict[str, dict[str, str]] = {
         "bye_early_reason": NO_EFFECT,
         "enable_stats": "statistics are always kept",
     },
+    "http_client": {
+        "tlsversion": "the TLS library's defaults apply",
+        "authmethod": NO_EFFECT,
+        "netinterface": NO_EFFECT,
+    },
     "htable": {
         "event_callback_mode": NO_EFFECT,
         "enable_dmq": "workers share tables without DMQ",
