@@ -34,6 +34,7 @@ from .base import (
     check_fields,
     coerce,
 )
+from .redis_connect import connect
 
 log = logging.getLogger("ksr.db")
 T = TypeVar("T")
@@ -107,13 +108,8 @@ class RedisStore:
             _abort,
         )
         # for pipelines (they take a connection of the pool) and for registering the scripts
-        self.r = redis.Redis.from_url(
-            url,
-            socket_timeout=limits.timeout,
-            socket_connect_timeout=limits.timeout,
-            decode_responses=True,
-            max_connections=2 * limits.pool + 4,
-        )
+        # (redis:// or redis+sentinel://, which follows the master: redis_connect.py)
+        self.r = connect(url, limits.timeout, max_connections=2 * limits.pool + 4)
         self._tables: dict[str, RedisTable] = {}
         self._creating = KeyedLock()
         # EVALSHA, loading the script on the first call and again after a Redis restart
@@ -143,12 +139,23 @@ class RedisStore:
             try:
                 return fn(self._client(slot))
             except (errs.ConnectionError, errs.TimeoutError) as err:
+                # a new connection next time: behind Sentinel it asks where the master is now
+                self._drop_client(slot)
                 if attempt == 2:
                     raise DbUnavailable(f"redis {self.describe()}: {err}") from err
                 log.warning("redis %s: %s, retrying", self.describe(), err)
             except errs.RedisError as err:
                 raise DbError(f"redis {self.describe()}: {err}") from err
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _drop_client(slot: Slot) -> None:
+        client, slot.conn = slot.conn, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # closing a broken connection may fail too; it is gone anyway
+                log.debug("redis: closing a failed connection", exc_info=True)
 
     def describe(self) -> str:
         return self.url.split("@")[-1]

@@ -31,7 +31,8 @@ class DbUrl:
 
 def parse_db_url(url: str) -> DbUrl:
     """``sqlite:///abs/path``, ``sqlite://./rel.sqlite``, ``sqlite://:memory:``,
-    ``postgres://user@host/db``, ``redis://host:port/0``; ``?prefix=x_`` on any of them, and
+    ``postgres://user@host/db``, ``redis://host:port/0``,
+    ``redis+sentinel://host:port,host:port/mastername[/db]`` (ksr/db/redis_connect.py); ``?prefix=x_`` on any of them, and
     ``?layout=kamailio|ksr`` (SQL only; see docs/storage.md)."""
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower()
@@ -73,7 +74,7 @@ def parse_db_url(url: str) -> DbUrl:
     if scheme in ("postgres", "postgresql"):
         parts = urlsplit(f"postgresql://{rest}")
         return DbUrl("postgres", urlunsplit(parts), prefix, layout or "kamailio", limits)
-    if scheme in ("redis", "rediss"):
+    if scheme in ("redis", "rediss", "redis+sentinel"):
         if layout == "kamailio":
             raise DbError("db_url layout=kamailio needs an SQL database (Redis keeps ksr's layout)")
         return DbUrl("redis", f"{scheme}://{rest}", prefix, "ksr", limits)

@@ -110,3 +110,21 @@ async def test_two_nodes_share_one_dialog_table(tmp_path: Path) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_the_example_deployment_configs_load() -> None:
+    """docs/cluster.md's three node configs are valid and differ only in server_id."""
+    from tests.support import REPO
+
+    d = REPO / "docs" / "cluster"
+    cfgs = [load_config(d / f"node{i}.toml") for i in (1, 2, 3)]
+    assert [c.core.server_id for c in cfgs] == [1, 2, 3]
+    assert all(c.cluster.redis_url and c.cluster.secret for c in cfgs)
+    texts = [(d / f"node{i}.toml").read_text().replace(f"server_id = {i}", "") for i in (1, 2, 3)]
+    assert (
+        texts[0].replace("Node 1", "")
+        == texts[1].replace("Node 2", "")
+        == texts[2].replace("Node 3", "")
+    )
+    compose = (d / "compose.yaml").read_text()
+    assert all(f"./node{i}.toml:/etc/ksr/ksr.toml" in compose for i in (1, 2, 3))
