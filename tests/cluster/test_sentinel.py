@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.sentinel
 import trio
 
 from ksr.db import DbError, TableSpec, open_store
@@ -62,6 +63,8 @@ def sentinel(tmp_path: Path) -> Iterator[dict[str, Any]]:
     s = redis.Redis(port=sport, decode_responses=True)
     try:
         wait(lambda: s.sentinel_slaves("m"), "the sentinel to find the replica")
+        probe = redis.sentinel.Sentinel([("127.0.0.1", sport)])
+        wait(lambda: probe.discover_master("m"), "the sentinel to vouch for the master")
         yield {"sentinel": s, "master": master, "replica": replica, "port": sport}
     finally:
         for p in procs:
