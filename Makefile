@@ -22,9 +22,24 @@ sipp:
 # The apt packages of the tests, when missing: sipp, and the PostgreSQL/Redis server binaries
 # tests/services.py runs throwaway servers from (on private ports, when none answers on the
 # usual ones). KSR_TEST_SERVICES=system: use only running servers, install no database.
+# Outside software some tests run for real (each such test skips with its reason when missing):
+# Kamailio 5.6 (database interop, HEP capture), rtpengine, sipvicious, Redis Sentinel, promtool,
+# Chromium (status page), Node.js/npm (a HEP decoder). KSR_TEST_EXTRAS=no installs none of them.
+# The services these packages start on a systemd machine (Kamailio on 5060, rtpengine, Sentinel)
+# are stopped and disabled right after the install: the tests run their own on private ports.
+TEST_EXTRA_DEBS := kamailio kamailio-lua-modules kamailio-postgres-modules kamailio-sqlite-modules \
+	kamailio-python3-modules kamailio-extra-modules rtpengine-daemon sipvicious redis-sentinel \
+	prometheus chromium nodejs
+
 testdeps:
 	@PKGS=""; \
 	command -v sipp >/dev/null 2>&1 || PKGS="sip-tester"; \
+	if [ "$${KSR_TEST_EXTRAS:-yes}" != no ]; then \
+	  for p in $(TEST_EXTRA_DEBS); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || PKGS="$$PKGS $$p"; \
+	  done; \
+	  command -v npm >/dev/null 2>&1 || PKGS="$$PKGS npm"; \
+	fi; \
 	if [ "$${KSR_TEST_SERVICES:-auto}" != system ]; then \
 	  { command -v initdb || ls /usr/lib/postgresql/*/bin/initdb; } >/dev/null 2>&1 || PKGS="$$PKGS postgresql"; \
 	  command -v redis-server >/dev/null 2>&1 || PKGS="$$PKGS redis-server"; \
@@ -32,7 +47,10 @@ testdeps:
 	if [ -n "$$PKGS" ]; then \
 	  echo "installing $$PKGS"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$PKGS; fi
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$PKGS; \
+	  for svc in kamailio rtpengine-daemon redis-sentinel; do \
+	    case " $$PKGS " in *" $$svc "*|*" $${svc%-daemon} "*) \
+	      $$SUDO systemctl disable --now $$svc >/dev/null 2>&1 || true;; esac; done; fi
 
 run: $(VENV)/.installed
 	$(PY) -m ksr run $(ARGS)
