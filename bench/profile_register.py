@@ -12,8 +12,9 @@ WITH_AUTH, whose auth_check wants the From user to be the digest user: each AOR 
 own account).
 
 --db-url stores the location table (and the digest accounts) elsewhere, e.g.
-redis://127.0.0.1:6379/0 or postgres://postgres@127.0.0.1:5432/test; the bench uses its own
-table prefix there and drops its tables at the end.
+redis://127.0.0.1:6379/0 or postgres://postgres@127.0.0.1:5432/test (add ?layout=ksr for ksr's
+own table layout instead of Kamailio's); the bench uses its own table prefix there and drops
+its tables at the end.
 
 --script anchor runs ../shared/anchor's kemi-routing.lua with its ksr-anchor.toml (no auth
 there: it implies --no-auth; usrloc db_mode 0 unless --db-mode says otherwise).
@@ -153,8 +154,8 @@ def main() -> None:
     shared_url = None
     if args.db_url:
         prefix = "p" + uuid.uuid4().hex[:8] + "_"
-        shared_url = args.db_url.split("?")[0]
-        url = f"{shared_url}?prefix={prefix}"
+        shared_url, _, query = args.db_url.partition("?")  # e.g. ?layout=ksr is kept
+        url = f"{shared_url}?prefix={prefix}" + (f"&{query}" if query else "")
     if args.script == "anchor":
         args.auth = False  # the anchor script has no digest auth
     own_account = args.script == "default" and args.auth
