@@ -160,9 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     q.set_defaults(func=cmd_rpc)
 
+    from .db_cli import add_parser as add_db_parser
     from .subscriber_cli import add_parser as add_subscriber_parser
 
     add_subscriber_parser(sub)
+    add_db_parser(sub)
 
     args = p.parse_args(argv)
     return int(args.func(args))

@@ -357,7 +357,7 @@ def ensure(store: SqlStore, spec: TableSpec) -> None:
             raise SchemaMismatch(
                 f"table {spec.name}: has ksr's own layout (ksr_version {own}), not Kamailio's "
                 f"(expected version {layout.version} in table {VERSION_TABLE}); keep it by adding "
-                f"?layout=ksr to the db_url, or move its rows (docs/storage.md)"
+                f"?layout=ksr to the db_url, or move it with `ksr db convert DB_URL`"
             )
         raise version_error(spec.name, 0, layout.version, " (the table has no version row)")
     raise version_error(spec.name, have, layout.version)
