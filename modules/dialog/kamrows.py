@@ -46,11 +46,21 @@ _EXTRA = (
 )
 
 
+def as_int32(n: int) -> int:
+    """An unsigned 32-bit id as the signed INTEGER column holds it (Kamailio's C code stores its
+    unsigned ids the same way): ids with the top bit set (server_id >= 128) read negative."""
+    n &= 0xFFFFFFFF
+    return n - (1 << 32) if n >= 1 << 31 else n
+
+
+def _key(dlg: Dialog) -> Row:
+    return {"hash_entry": dlg.h_entry, "hash_id": as_int32(dlg.h_id)}
+
+
 def dialog_row(dlg: Dialog) -> Row:
     c, e = dlg.caller, dlg.callee
     return {
-        "hash_entry": dlg.h_entry,
-        "hash_id": dlg.h_id,
+        **_key(dlg),
         "callid": dlg.callid,
         "from_uri": dlg.from_uri,
         "from_tag": c.tag,
@@ -118,7 +128,7 @@ def dialog_from_rows(row: Row, variables: dict[str, str]) -> Dialog:
     start = float(row.get("start_time") or 0)
     d: dict[str, Any] = {
         "h_entry": int(row["hash_entry"] or 0),
-        "h_id": int(row["hash_id"] or 0),
+        "h_id": int(row["hash_id"] or 0) & 0xFFFFFFFF,
         "callid": str(row.get("callid") or ""),
         "from_uri": str(row.get("from_uri") or ""),
         "to_uri": str(row.get("to_uri") or ""),
@@ -154,14 +164,14 @@ class KamDialogRows:
         want = dialog_vars(dlg)
         if self._written_vars.get(dlg.key) == want:
             return
-        where: Row = {"hash_entry": dlg.h_entry, "hash_id": dlg.h_id}
+        where = _key(dlg)
         self.vars.delete_match(where)
         for k, v in want.items():
             self.vars.insert({**where, "dialog_key": k, "dialog_value": v})
         self._written_vars[dlg.key] = want
 
     def remove(self, dlg: Dialog) -> None:
-        where: Row = {"hash_entry": dlg.h_entry, "hash_id": dlg.h_id}
+        where = _key(dlg)
         self.dialogs.delete_match(where)
         self.vars.delete_match(where)
         self._written_vars.pop(dlg.key, None)
@@ -169,11 +179,11 @@ class KamDialogRows:
     def load(self) -> list[Dialog]:
         by_key: dict[tuple[int, int], dict[str, str]] = {}
         for r in self.vars.all():
-            key = (int(r["hash_entry"] or 0), int(r["hash_id"] or 0))
+            key = (int(r["hash_entry"] or 0), int(r["hash_id"] or 0) & 0xFFFFFFFF)
             by_key.setdefault(key, {})[str(r["dialog_key"])] = str(r["dialog_value"] or "")
         out: list[Dialog] = []
         for row in self.dialogs.all():
-            key = (int(row["hash_entry"] or 0), int(row["hash_id"] or 0))
+            key = (int(row["hash_entry"] or 0), int(row["hash_id"] or 0) & 0xFFFFFFFF)
             try:
                 dlg = dialog_from_rows(row, by_key.get(key, {}))
             except (ValueError, TypeError, KeyError) as err:

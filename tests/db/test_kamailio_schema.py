@@ -273,3 +273,21 @@ def test_usrloc_refuses_to_start_on_another_schema_version() -> None:
         params = {"usrloc": {"db_url": url, "db_mode": 3}}
         with pytest.raises(ConfigError, match="table location: invalid version 8 .* expected 9"):
             server_with(["usrloc", "registrar"], params)
+
+
+def test_dialog_ids_with_the_top_bit_fit_kamailios_integer_columns(sql_url: str) -> None:
+    """A dialog id carrying server_id 200 in its top byte is stored as Kamailio stores its
+    unsigned ids in the signed INTEGER column, and read back whole."""
+    from ksr.modules.dialog.kamrows import KamDialogRows
+    from ksr.modules.dialog.model import Dialog
+
+    store = open_store(sql_url)
+    rows = KamDialogRows(store, "dialog", "dialog_vars")
+    dlg = Dialog(3, (200 << 24) | 5, "c-top", "sip:a@x", "sip:b@x", "sip:b@y", "", 0, 1.0)
+    dlg.variables = {"k": "v"}
+    rows.write(dlg)
+    (back,) = KamDialogRows(store, "dialog", "dialog_vars").load()
+    assert (back.h_entry, back.h_id, back.variables) == (3, dlg.h_id, {"k": "v"})
+    rows.remove(dlg)
+    assert KamDialogRows(store, "dialog", "dialog_vars").load() == []
+    store.close()
