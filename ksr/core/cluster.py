@@ -32,6 +32,7 @@ import trio
 from ksr.db.url import parse_db_url
 
 from .cluster_codec import BadMessage, Write, decode, decode_item, encode
+from .cluster_nodes import ClusterNodes
 
 if TYPE_CHECKING:
     from .server import Server
@@ -124,7 +125,7 @@ class Cluster:
         self.url = url
         self.prefix = parse_db_url(url).prefix if url else ""
         self.tables: dict[str, NodeTable] = {}
-        self.node = ""
+        self.node = node_token(server)
         self.pending: deque[tuple[str, str, str, str, str]] = deque()
         # (table, key) -> this node's idempotent writes sent but not back from the channel yet
         self.in_flight: dict[tuple[str, str], int] = {}
@@ -135,7 +136,7 @@ class Cluster:
         self._script: Any = None
         self._drop: Any = None
         self._nursery: trio.Nursery | None = None
-        self._ratelog = _Throttled(log)
+        self.ratelog = _Throttled(log)
         st = server.stats
         self.c_sent = st.counter("cluster", "writes_sent", doc="table writes sent to other nodes")
         self.c_applied = st.counter(
@@ -150,6 +151,7 @@ class Cluster:
         self.c_dropped = st.counter(
             "cluster", "writes_dropped", doc="writes dropped while Redis was away too long"
         )
+        self.nodes = ClusterNodes(self)  # heartbeats: which nodes are alive
 
     @property
     def enabled(self) -> bool:
@@ -182,14 +184,17 @@ class Cluster:
 
     # -- running -----------------------------------------------------------------------------
     async def start(self, nursery: trio.Nursery) -> None:
-        """Connect, load the shared tables and keep them in step (nothing without tables)."""
-        if not self.tables:
+        """Connect, heartbeat, load the shared tables and keep them in step (nothing without
+        ``redis_url``)."""
+        if not self.enabled:
             return
         from ksr.db.redis_connect import connect
 
         self._nursery = nursery
-        self.node = node_token(self.server)
         self._r = connect(self.url)
+        await self.nodes.start(nursery, self._r)
+        if not self.tables:
+            return
         self._script = self._r.register_script(_WRITE)
         self._drop = self._r.register_script(_DROP_IF_SAME)
         first = trio.Event()
@@ -199,7 +204,7 @@ class Cluster:
             await first.wait()
 
     async def _receive_loop(self, first: trio.Event) -> None:
-        errors = self._redis_errors()
+        errors = self.redis_errors()
         while True:
             pubsub: Any = None
             try:
@@ -217,7 +222,7 @@ class Cluster:
             except errors as err:
                 self.connected = False
                 self.c_errors.inc()
-                self._ratelog.warning("cluster: redis %s: %s", self.describe(), err)
+                self.ratelog.warning("cluster: redis %s: %s", self.describe(), err)
                 first.set()
                 await trio.sleep(RETRY)
             except Exception:  # a defect must not stop the node: reconnect and reload
@@ -230,7 +235,7 @@ class Cluster:
                 if pubsub is not None:
                     pubsub.close()
 
-    def _redis_errors(self) -> tuple[type[BaseException], ...]:
+    def redis_errors(self) -> tuple[type[BaseException], ...]:
         import redis
 
         return (redis.exceptions.RedisError, OSError)
@@ -268,7 +273,7 @@ class Cluster:
                     items[k] = decode_item(v)
                 except ValueError:
                     self.c_bad.inc()
-                    self._ratelog.warning("cluster: unreadable item %s in %s", k, name)
+                    self.ratelog.warning("cluster: unreadable item %s in %s", k, name)
             for k in self.tables[name].cluster_load(items):
                 stale.append((self.key(f"t:{name}"), k, fields[k]))
             log.info("cluster: %s loaded from redis (%d items)", name, len(items))
@@ -284,8 +289,8 @@ class Cluster:
 
         try:
             await trio.to_thread.run_sync(run)
-        except self._redis_errors() as err:
-            self._ratelog.warning("cluster: cannot drop expired items: %s", err)
+        except self.redis_errors() as err:
+            self.ratelog.warning("cluster: cannot drop expired items: %s", err)
 
     @staticmethod
     def _poll(pubsub: Any) -> list[str]:
@@ -304,14 +309,14 @@ class Cluster:
             w = decode(data)
         except BadMessage as err:
             self.c_bad.inc()
-            self._ratelog.warning("cluster: bad message on the channel: %s", err)
+            self.ratelog.warning("cluster: bad message on the channel: %s", err)
             return False
         if w.seq <= self.seq_loaded:
             return True  # the loaded hashes hold it already
         table = self.tables.get(w.table)
         if table is None:
             self.c_bad.inc()
-            self._ratelog.warning(
+            self.ratelog.warning(
                 "cluster: write from %s to a table not shared here: %s", w.node, w.table
             )
             return False
@@ -321,7 +326,7 @@ class Cluster:
             self.server.shared.run_op(w.table, w.op, w.args)
         except Exception as err:
             self.c_bad.inc()
-            self._ratelog.warning(
+            self.ratelog.warning(
                 "cluster: write %s.%s from %s not applied: %r", w.table, w.op, w.node, err
             )
             return False
@@ -352,7 +357,7 @@ class Cluster:
         return key not in self.in_flight and (w.table, ALL) not in self.in_flight
 
     async def _send_loop(self) -> None:
-        errors = self._redis_errors()
+        errors = self.redis_errors()
         while True:
             await self._wake.wait()
             self._wake = trio.Event()
@@ -363,7 +368,7 @@ class Cluster:
                 except errors as err:
                     self.pending.extendleft(reversed(batch))  # sent again, in order
                     self.c_errors.inc()
-                    self._ratelog.warning(
+                    self.ratelog.warning(
                         "cluster: redis %s: %s (%d writes waiting)",
                         self.describe(),
                         err,

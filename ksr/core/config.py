@@ -20,7 +20,15 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 # Loaded when the config has no loadmodule list. Each module adds itself here when it lands.
 DEFAULT_MODULES = [
@@ -161,6 +169,18 @@ class ClusterParams(BaseModel):
     redis_url: str = ""
     # signs auth nonces when auth's own secret is empty: the same on every node
     secret: str = ""
+    # node heartbeats (ksr/core/cluster_nodes.py): written every interval; a node silent for
+    # timeout seconds (Redis's clock) is declared dead
+    heartbeat_interval: float = 1.0
+    heartbeat_timeout: float = 5.0
+
+    @model_validator(mode="after")
+    def _heartbeats(self) -> ClusterParams:
+        if self.heartbeat_interval <= 0:
+            raise ValueError("heartbeat_interval must be above 0")
+        if self.heartbeat_timeout < 2 * self.heartbeat_interval:
+            raise ValueError("heartbeat_timeout must be at least twice heartbeat_interval")
+        return self
 
     @field_validator("redis_url")
     @classmethod
