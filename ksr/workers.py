@@ -37,7 +37,7 @@ RESTART_MIN, RESTART_MAX = 0.5, 10.0  # restart back-off for workers that keep d
 def fixed_listen(specs: list[str]) -> list[str]:
     """Replace port 0 by a free port: every worker must bind the same port. A udp and a tcp
     listener on the same address keep sharing one port number."""
-    from ksr.core.server import parse_listen
+    from ksr.core.listen import parse_listen
     from ksr.sip.hostport import format_hostport
 
     chosen: dict[str, int] = {}

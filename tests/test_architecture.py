@@ -43,9 +43,7 @@ KNOWN_PRIVATE = {
     ("modules/rr/__init__.py", "m._cache"),
     ("modules/textops/__init__.py", "m._cache"),
     ("modules/textops/msgtext.py", "m._cache"),
-    ("modules/tm/engine.py", "self.server._c_fwd_req"),
     ("modules/tm/relay.py", "self.eng._drop_branch"),
-    ("modules/tm/relay.py", "self.server._c_fwd_req"),
     ("modules/tm/replies.py", "self.eng._start"),
 }
 

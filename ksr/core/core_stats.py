@@ -1,5 +1,6 @@
-"""Kamailio's core statistics: received requests by method, replies by class and method, and
-memory gauges. Counting a message is two dict lookups and two increments."""
+"""Kamailio's core statistics: received requests by method, replies by class and method, what
+the pipeline forwarded, dropped and failed, and memory gauges. Counting a message is two dict
+lookups and two increments."""
 
 from __future__ import annotations
 
@@ -53,10 +54,27 @@ class CoreStats:
         "by_class_method",
         "by_code",
         "r18x",
+        "shed_requests",
+        "fwd_requests",
+        "fwd_replies",
+        "drop_requests",
+        "drop_replies",
+        "err_requests",
+        "err_replies",
+        "bad_msg_hdr",
+        "script_runs",
+        "script_errors",
+        "suspended_retransmissions",
+        "sl_replies",
     )
 
     def __init__(self, stats: Stats) -> None:
         c = stats.counter
+        self.shed_requests = c(
+            "core",
+            "shed_requests",
+            doc="new INVITEs answered 503 while the receive queue was too old",
+        )
         self.rcv_requests = c("core", "rcv_requests", doc="SIP requests received")
         self.rcv_replies = c("core", "rcv_replies", doc="SIP replies received")
         self.unsupported = c(
@@ -80,6 +98,31 @@ class CoreStats:
         }
         self.r18x = c("core", "rcv_replies_18x", doc="180-189 replies received")
         _memory_gauges(stats)
+        self.fwd_requests = c("core", "fwd_requests", doc="requests forwarded statelessly")
+        self.fwd_replies = c("core", "fwd_replies", doc="replies forwarded statelessly")
+        self.drop_requests = c("core", "drop_requests", doc="requests dropped")
+        self.drop_replies = c(
+            "core",
+            "drop_replies",
+            doc="replies dropped (not for this server, or dropped by the reply route)",
+        )
+        self.err_requests = c(
+            "core", "err_requests", doc="requests answered 500 because the script failed"
+        )
+        self.err_replies = c("core", "err_replies", doc="replies with an unreadable Via")
+        self.bad_msg_hdr = c("core", "bad_msg_hdr", doc="messages that could not be parsed")
+        self.script_runs = c(
+            "core", "script_runs", doc="runs of routes and event callbacks of the script"
+        )
+        self.script_errors = c(
+            "core", "script_errors", doc="route runs that failed (script error, runaway loop)"
+        )
+        self.suspended_retransmissions = c(
+            "core",
+            "suspended_retransmissions",
+            doc="retransmissions absorbed while the first copy's route waited on I/O",
+        )
+        self.sl_replies = c("sl", "sent_replies", doc="replies sent statelessly")
 
     def on_request(self, req: Request) -> None:
         self.rcv_requests.value += 1

@@ -164,7 +164,7 @@ class ScriptHarness:
             self.runs.append(RouteRun(name, tuple(args), str(ctx.route), rc))
             return rc
 
-        server.run_route = run_route  # type: ignore[method-assign]
+        server.run_route = run_route
         real_start = server.start_route
 
         def start_route(
@@ -179,7 +179,7 @@ class ScriptHarness:
                 self.runs.append(RouteRun(name, (), str(ctx.route), rc))
             return rc
 
-        server.start_route = start_route  # type: ignore[method-assign]
+        server.start_route = start_route
 
     @contextlib.contextmanager
     def _capture_logs(self) -> Iterator[list[logging.LogRecord]]:

@@ -92,7 +92,7 @@ class Nathelper(Module):
         spec = self.params.force_socket.strip()
         if not spec:
             return ""
-        from ksr.core.server import parse_listen
+        from ksr.core.listen import parse_listen
 
         try:
             sock = parse_listen(spec)

@@ -424,7 +424,7 @@ class TmEngine:
                 dest.port,
             )
             if self.start_branch(nb, req, dest.proto != "udp"):
-                self.server._c_fwd_req.inc()
+                self.server.core_stats.fwd_requests.inc()
                 return nb
             log.warning("sending to %s:%s:%d failed", dest.proto, dest.host, dest.port)
             nb.status, nb.local, nb.reason = 503, True, "Service Unavailable"

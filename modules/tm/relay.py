@@ -308,7 +308,7 @@ class Relayer:
             b = failover
         if self.eng.callbacks or tx.callbacks:
             self.eng.run_callbacks(tx, TmEvent(TmCb.REQUEST_FWDED, ctx=ctx, branch=b))
-        self.server._c_fwd_req.inc()
+        self.server.core_stats.fwd_requests.inc()
         return True
 
     def _resolved(
@@ -353,7 +353,7 @@ class Relayer:
                 b.machine.state = "terminated"
             self._end_unsent(b, 503, "Service Unavailable")
             return
-        self.server._c_fwd_req.inc()
+        self.server.core_stats.fwd_requests.inc()
 
     def _end_unsent(self, b: UacBranch, code: int, reason: str) -> None:
         """A branch that was never sent ends with a status made up here (failure route and

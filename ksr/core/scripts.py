@@ -1,0 +1,122 @@
+"""The routing script: which engine runs it, and runs of its routes and event callbacks.
+
+The engine in use is ``server.engine`` (a reload swaps it, docs/hot-reload.md); a route of a
+message whose transaction started under an older version runs in that version.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ksr.kemi.engine import Engine, ScriptError
+from ksr.sip.message import Header, Request
+
+from .context import MsgContext, RouteType
+
+if TYPE_CHECKING:
+    from .server import Server
+
+
+class Scripts:
+    """Engines for the script and runs of its routes (``Server.run_route`` and friends)."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.stats = server.core_stats
+        self.latency = server.latency
+
+    def make_engine(self, path: Path) -> Engine:
+        server = self.server
+        if path.suffix == ".lua":
+            from ksr.kemi.lua_engine import LuaEngine
+
+            return LuaEngine(server, path, server.registry)
+        if path.suffix == ".py":
+            from ksr.kemi.python_engine import PythonEngine
+
+            flat = "app_python3s" in server.config.loadmodule  # Kamailio's way to pick it
+            return PythonEngine(server, path, server.registry, flat=flat)
+        raise ScriptError("unknown script type (use a .lua or .py file)", str(path))
+
+    def load_script(self, path: Path | None = None) -> Engine:
+        server = self.server
+        p = path or server.script_path
+        if p is None:
+            raise ScriptError("no routing script given (--script FILE.lua|FILE.py)")
+        engine = server.make_engine(Path(p))
+        engine.load()
+        engine.version = (server.engine.version + 1) if server.engine else 1
+        server.engine = engine
+        server.script_path = Path(p)
+        return engine
+
+    def engine_for(self, ctx: MsgContext) -> Engine | None:
+        """The script version a route of this message runs in: the one its transaction
+        started with (tm pins ``tx.engine``), else the newest (docs/hot-reload.md)."""
+        pinned = getattr(ctx.tx, "engine", None)
+        return pinned if pinned is not None else self.server.engine
+
+    def run_route(self, ctx: MsgContext, name: str, *args: Any) -> int:
+        """Run a route or callback: 1 done (also ``KSR.x.exit()``), 0 the script failed,
+        2 no such function."""
+        eng = self.engine_for(ctx)
+        if eng is None or not name or name == "none":
+            return 2
+        self.stats.script_runs.inc()
+        t0 = time.perf_counter()
+        rc = eng.run(ctx, name, *args)
+        self.latency.route_done(name, time.perf_counter() - t0)
+        if rc == 0:
+            self.stats.script_errors.inc()
+        return rc
+
+    def start_route(
+        self, ctx: MsgContext, name: str, done: Callable[[MsgContext, int], None]
+    ) -> int | None:
+        """Run a route that may wait on I/O: its result as ``run_route``, or None when it
+        was suspended; ``done(ctx, rc)`` is called when it finishes."""
+        eng = self.engine_for(ctx)
+        if eng is None or not name or name == "none":
+            return 2
+        self.stats.script_runs.inc()
+        t0 = time.perf_counter()
+        rc = eng.start(ctx, name, (), self._resumed_done)
+        if rc is None:  # waiting on I/O: the route's time is taken when it finishes
+            ctx.extra["_route_run"] = (name, t0, done)
+            return None
+        self.latency.route_done(name, time.perf_counter() - t0)
+        return rc
+
+    def _resumed_done(self, ctx: MsgContext, rc: int) -> None:
+        name, t0, done = ctx.extra.pop("_route_run")
+        self.latency.route_done(name, time.perf_counter() - t0)
+        done(ctx, rc)
+
+    def run_event(self, name: str, evname: str, ctx: MsgContext | None = None) -> int:
+        """Run an event callback ``name(evname)`` (Python: ``(self, msg, evname)``)."""
+        if ctx is None:
+            ctx = self.faked_context()
+        ctx.route = RouteType.EVENT
+        return self.server.run_route(ctx, name, evname)
+
+    def faked_context(self) -> MsgContext:
+        """A context around a made-up OPTIONS, for routes run without a message (events)."""
+        req = Request(
+            "OPTIONS",
+            "sip:you@kamailio.org",
+            [
+                Header("Via", "SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKdummy"),
+                Header("From", "<sip:you@kamailio.org>;tag=faked"),
+                Header("To", "<sip:you@kamailio.org>"),
+                Header("Call-ID", "faked"),
+                Header("CSeq", "1 OPTIONS"),
+                Header("Content-Length", "0"),
+            ],
+        )
+        listeners = self.server.listeners
+        ctx = MsgContext(self.server, req, "127.0.0.1", 9, listeners[0] if listeners else None)
+        ctx.faked = True
+        return ctx

@@ -1,0 +1,193 @@
+"""Stateless proxying: replies made here without a transaction, and requests and replies
+forwarded without one (Kamailio's sl_send_reply and forward()).
+
+tm does the stateful counterparts; ``send_reply_any`` picks tm's when the request has a
+transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from ksr.sip.builders import make_reply, stateless_branch
+from ksr.sip.errors import RemoteProtocolError
+from ksr.sip.headers import format_params, split_commas
+from ksr.sip.message import Header, Message, Request
+from ksr.sip.owner import VIA_MARK
+
+from .context import Destination, MsgContext, SocketInfo, parse_header_block
+from .resolver import ASK
+
+if TYPE_CHECKING:
+    from .server import Server
+
+log = logging.getLogger("ksr")
+
+
+class Stateless:
+    """Stateless replies and forwarding (``Server.send_reply_stateless``, ``forward_*``)."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.stats = server.core_stats
+
+    def reply_destination(self, req: Message, proto: str) -> Destination:
+        fix = req.via_fix if isinstance(req, Request) else None
+        via = fix.via if fix is not None else req.top_via
+        host = via.params.get("received") or via.host
+        rport = via.params.get("rport")
+        port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
+        return Destination(via.transport.lower() if via.transport else proto, host, port)
+
+    def send_reply_stateless(
+        self, ctx: MsgContext, code: int, reason: str, delay: float = 0.0
+    ) -> bool:
+        """Build and send a reply to the current request without a transaction (``delay``
+        seconds later when given: auth slows down repeated failures that way)."""
+        server = self.server
+        req = ctx.request
+        extra: list[tuple[str, str]] = []
+        for text in ctx.reply_lumps:
+            extra.extend((h.name, h.value) for h in parse_header_block(text))
+        body, ctype = ctx.reply_body or (b"", None)
+        server_hdr = None
+        core = server.config.core
+        if core.server_signature and core.server_header:
+            server_hdr = core.server_header.partition(":")[2].strip()
+        try:
+            rpl = make_reply(
+                req,
+                code,
+                reason,
+                extra_headers=extra,
+                body=body,
+                content_type=ctype,
+                server_header=server_hdr,
+            )
+            if 300 <= code < 400 and (ctx.branches or (ctx.ruri and ctx.ruri != req.uri)):
+                # the destination set: a rewritten R-URI (e.g. by lookup) and the branches
+                for b in [ctx.ruri or ""] + [x.uri for x in ctx.branches]:
+                    rpl.headers.insert(-1, Header("Contact", f"<{b}>"))
+            dest = self.reply_destination(req, ctx.proto)
+        except RemoteProtocolError as err:
+            log.debug("cannot reply: %s", err.reason)
+            return False
+        ctx.replied = code
+        self.stats.sl_replies.inc()
+        if code >= 200:
+            server.latency.request_done(req.method, ctx.timestamp)
+        dest.proto = ctx.proto  # RFC 3261 §18.2.2: answer on the transport the request came on
+        if delay > 0:
+            server.timers.once(delay, server.send, dest, rpl.to_bytes(), ctx.socket, ctx.conn_id)
+            return True
+        return server.send(dest, rpl.to_bytes(), ctx.socket, ctx.conn_id)
+
+    def send_reply_any(self, ctx: MsgContext, code: int, reason: str) -> bool:
+        """Stateful if tm has a transaction for this request, else stateless."""
+        tm = self.server.modules.get("tm")
+        if tm is not None and hasattr(tm, "reply_if_transaction"):
+            done = tm.reply_if_transaction(ctx, code, reason)
+            if done is not None:
+                return bool(done)
+        return self.server.send_reply_stateless(ctx, code, reason)
+
+    def make_via(self, ctx: MsgContext, sock: SocketInfo, branch: str) -> str:
+        host = ctx.advertised_address or sock.adv_ip
+        port = ctx.advertised_port or str(sock.adv_port)
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        params: dict[str, str | None] = {"branch": branch}
+        if ctx.local_rport:
+            params["rport"] = None
+        if self.server.handoff is not None:
+            params[VIA_MARK] = str(self.server.worker_id)  # the reply comes back to this worker
+        return f"SIP/2.0/{sock.proto.upper()} {host}:{port}{format_params(params)}"
+
+    def forward_stateless(self, ctx: MsgContext, uri: str | None) -> bool:
+        """Forward the request statelessly to ``uri`` or $du/R-URI (Kamailio's forward())."""
+        server = self.server
+        if not ctx.is_request:
+            return server.forward_reply_stateless(ctx)
+        target = uri or ctx.next_hop()
+        if not target:
+            return False
+        found = server.resolve_now(target)
+        if found is None:
+            log.warning("forward: cannot resolve %s", target)
+            return False
+        if found == ASK:
+            # sent when the name resolves; the script goes on now (the message is prepared
+            # with what the script set, as it would be sent at once)
+            data = self._out(ctx)
+            if data is None:
+                return False
+            out, branch = data
+            server.resolve_later(
+                target, lambda d: self._forward_resolved(ctx, out, branch, target, d)
+            )
+            return True
+        assert isinstance(found, Destination)
+        data = self._out(ctx)
+        if data is None:
+            return False
+        out, branch = data
+        return self._forward_to(ctx, out, branch, found)
+
+    def _out(self, ctx: MsgContext) -> tuple[Message, str] | None:
+        out = ctx.apply_lumps()
+        try:
+            branch = stateless_branch(ctx.request)
+        except RemoteProtocolError:
+            return None
+        return out, branch
+
+    def _forward_to(self, ctx: MsgContext, out: Message, branch: str, dest: Destination) -> bool:
+        server = self.server
+        sock = server.socket_for(dest.proto, ctx)
+        if sock is None:
+            return False
+        out.headers.insert(0, Header("Via", server.make_via(ctx, sock, branch)))
+        ok = server.send(dest, out.to_bytes(), sock)
+        if ok:
+            self.stats.fwd_requests.inc()
+        return ok
+
+    def _forward_resolved(
+        self, ctx: MsgContext, out: Message, branch: str, target: str, dest: Destination | None
+    ) -> None:
+        if dest is None:
+            log.warning("forward: cannot resolve %s, request dropped", target)
+            self.stats.drop_requests.inc()
+            return
+        if not self._forward_to(ctx, out, branch, dest):
+            log.warning("forward: sending to %s:%s:%d failed", dest.proto, dest.host, dest.port)
+
+    def forward_reply_stateless(self, ctx: MsgContext) -> bool:
+        """Remove our Via and send the reply to the next one (RFC 3261 §16.7 step 9)."""
+        out = ctx.apply_lumps()
+        try:
+            vias = ctx.msg.vias
+        except RemoteProtocolError:
+            self.stats.err_replies.inc()
+            return False
+        if len(vias) < 2:
+            self.stats.drop_replies.inc()
+            return False
+        for i, h in enumerate(out.headers):
+            if h.key == "via":
+                values = split_commas(h.value)
+                if len(values) > 1:
+                    out.headers[i] = Header(h.name, ", ".join(values[1:]))
+                else:
+                    del out.headers[i]
+                break
+        nxt = vias[1]
+        host = nxt.params.get("received") or nxt.host
+        rport = nxt.params.get("rport")
+        port = int(rport) if rport and rport.isdigit() else (nxt.port or 5060)
+        dest = Destination(nxt.transport.lower(), host, port)
+        ok = self.server.send(dest, out.to_bytes())
+        if ok:
+            self.stats.fwd_replies.inc()
+        return ok
