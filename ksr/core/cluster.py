@@ -33,6 +33,7 @@ from ksr.db.url import parse_db_url
 
 from .cluster_codec import BadMessage, Write, decode, decode_item, encode
 from .cluster_nodes import ClusterNodes
+from .cluster_view import ClusterView
 
 if TYPE_CHECKING:
     from .server import Server
@@ -152,6 +153,7 @@ class Cluster:
             "cluster", "writes_dropped", doc="writes dropped while Redis was away too long"
         )
         self.nodes = ClusterNodes(self)  # heartbeats: which nodes are alive
+        server.rpc.add_object(ClusterView(self.nodes))  # cluster.nodes, cluster.dialogs...
 
     @property
     def enabled(self) -> bool:

@@ -32,7 +32,7 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -44,9 +44,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ksr.cluster")
 
-# KEYS: the nodes' hash, this node's alive key. ARGV: server_id, token, lifetime (ms), record
-# (JSON without times). Returns {status, started, now, holder}: 1 written, -1 the key is held
-# by another live node with this server_id (nothing written).
+# KEYS: the nodes' hash, this node's alive key, its figures' hash. ARGV: server_id, token,
+# lifetime (ms), record (JSON without times), worker index, the worker's figures (JSON).
+# Returns {status, started, now, holder}: 1 written, -1 the key is held by another live node
+# with this server_id (nothing written).
 _BEAT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -71,11 +72,13 @@ end
 rec.started = started
 rec.last = now
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
+redis.call('HSET', KEYS[3], ARGV[5], string.format('%.6f ', now) .. ARGV[2] .. ' ' .. ARGV[6])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
 return {1, string.format('%.6f', started), string.format('%.6f', now), ARGV[2]}
 """
 
-# KEYS: the nodes' hash. ARGV: the alive keys' prefix. Returns {sec, usec, id, record, holder
-# or false, ...}.
+# KEYS: the nodes' hash. ARGV: the alive keys' prefix, the figures' prefix. Returns {sec,
+# usec, id, record, holder or '', figures (flat HGETALL), ...}.
 _WATCH = """
 local t = redis.call('TIME')
 local out = {t[1], t[2]}
@@ -84,9 +87,19 @@ for i = 1, #recs, 2 do
   out[#out + 1] = recs[i]
   out[#out + 1] = recs[i + 1]
   out[#out + 1] = redis.call('GET', ARGV[1] .. recs[i]) or ''
+  out[#out + 1] = redis.call('HGETALL', ARGV[2] .. recs[i])
 end
 return out
 """
+
+# What each worker publishes of its figures in its heartbeats (summed over a node's workers).
+PUBLISHED = (
+    ("dialog", "active_dialogs"),
+    ("dialog", "early_dialogs"),
+    ("tmx", "active_transactions"),
+    ("core", "rcv_requests"),
+    ("core", "rcv_replies"),
+)
 
 # KEYS: the claim key. ARGV: token of the claimer, lifetime (ms).
 _CLAIM = """
@@ -110,6 +123,8 @@ class NodeInfo:
     last: float  # its last heartbeat
     age: float  # seconds from its last heartbeat to the watch (Redis's clock)
     alive: bool
+    # figures its workers published (PUBLISHED, "group:name"), summed over its workers
+    stats: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -123,6 +138,7 @@ class NodeInfo:
             "last_heartbeat": self.last,
             "age": round(self.age, 3),
             "state": "alive" if self.alive else "dead",
+            "stats": dict(self.stats),
         }
 
 
@@ -145,6 +161,7 @@ class ClusterNodes:
         self._callbacks: list[DeadCallback] = []
         self._reachable_since: float | None = None  # trio time of the first answer after none
         self._redis_time = 0.0  # Redis's clock at the last watch
+        self.watching = False  # a watch has been answered
         self._nursery: trio.Nursery | None = None
         self._r: Any = None
         self._beat: Any = None
@@ -234,10 +251,16 @@ class ClusterNodes:
 
     async def _beat_loop(self) -> None:
         errors = self.cluster.redis_errors()
-        keys = [self.cluster.key("nodes"), self.cluster.key(f"alive:{self.server_id}")]
+        keys = [
+            self.cluster.key("nodes"),
+            self.cluster.key(f"alive:{self.server_id}"),
+            self.cluster.key(f"figures:{self.server_id}"),
+        ]
         lifetime = int(self.timeout * 1000)
+        server = self.cluster.server
         while True:
-            args = [self.server_id, self.token, lifetime, self._record()]
+            worker = server.handoff.index if server.handoff is not None else 0
+            args = [self.server_id, self.token, lifetime, self._record(), worker, self._figures()]
             try:
                 res = await trio.to_thread.run_sync(self._send_beat, keys, args)
             except errors as err:
@@ -258,17 +281,25 @@ class ClusterNodes:
                     )
             await trio.sleep(self.interval)
 
+    def _figures(self) -> str:
+        st = self.cluster.server.stats
+        out = {}
+        for group, name in PUBLISHED:
+            v = st.value(group, name)
+            if v is not None:
+                out[f"{group}:{name}"] = v
+        return json.dumps(out, separators=(",", ":"))
+
     def _send_beat(self, keys: list[str], args: list[Any]) -> Any:
         return self._beat(keys=keys, args=args)
 
     async def _watch_loop(self) -> None:
         errors = self.cluster.redis_errors()
-        key, alive_prefix = self.cluster.key("nodes"), self.cluster.key("alive:")
+        key = self.cluster.key("nodes")
+        args = [self.cluster.key("alive:"), self.cluster.key("figures:")]
         while True:
             try:
-                raw = await trio.to_thread.run_sync(
-                    lambda: self._watch(keys=[key], args=[alive_prefix])
-                )
+                raw = await trio.to_thread.run_sync(lambda: self._watch(keys=[key], args=args))
             except errors as err:
                 self.c_errors.inc()
                 self._reachable_since = None
@@ -279,6 +310,7 @@ class ClusterNodes:
                 if self._reachable_since is None:
                     self._reachable_since = trio.current_time()
                 self._apply(raw)
+                self.watching = True
             self.watched.set()
             self.watched = trio.Event()
             await trio.sleep(self.interval)
@@ -288,8 +320,8 @@ class ClusterNodes:
         now = int(raw[0]) + int(raw[1]) / 1_000_000
         self._redis_time = now
         seen: dict[int, NodeInfo] = {}
-        for i in range(2, len(raw) - 2, 3):
-            info = self._parse(raw[i], raw[i + 1], raw[i + 2], now)
+        for i in range(2, len(raw) - 3, 4):
+            info = self._parse(raw[i], raw[i + 1], raw[i + 2], raw[i + 3], now)
             if info is not None:
                 seen[info.server_id] = info
         self._nodes = seen
@@ -311,12 +343,15 @@ class ClusterNodes:
             for cb in self._callbacks:
                 self._run_callback(cb, info)
 
-    def _parse(self, field: str, value: str, holder: str, now: float) -> NodeInfo | None:
+    def _parse(
+        self, sid_text: str, value: str, holder: str, figures: list[str], now: float
+    ) -> NodeInfo | None:
         try:
-            sid = int(field)
+            sid = int(sid_text)
             rec = json.loads(value)
             token = str(rec["token"])
             last = float(rec["last"])
+            stats = self._sum_figures(figures, token, now)
             info = NodeInfo(
                 server_id=sid,
                 token=token,
@@ -328,12 +363,25 @@ class ClusterNodes:
                 last=last,
                 age=max(0.0, now - last),
                 alive=holder == token,
+                stats=stats,
             )
         except (ValueError, TypeError, KeyError, AttributeError) as err:
             self.cluster.c_bad.inc()
-            self.cluster.ratelog.warning("cluster: unreadable node record %r: %s", field, err)
+            self.cluster.ratelog.warning("cluster: unreadable node record %r: %s", sid_text, err)
             return None
         return info
+
+    def _sum_figures(self, flat: list[str], token: str, now: float) -> dict[str, int]:
+        """The figures of a node's workers that belong to its current run and are fresh
+        (``<time> <token> <json>`` per worker), summed."""
+        out: dict[str, int] = {}
+        for k in range(1, len(flat), 2):
+            at, tok, text = flat[k].split(" ", 2)
+            if tok != token or now - float(at) > self.timeout:
+                continue  # an earlier run, or a worker gone silent
+            for name, v in json.loads(text).items():
+                out[str(name)] = out.get(str(name), 0) + int(v)
+        return out
 
     def _run_callback(self, cb: DeadCallback, info: NodeInfo) -> None:
         try:

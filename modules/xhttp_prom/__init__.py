@@ -100,6 +100,13 @@ class XhttpProm(Module):
     def _stat_specs(self) -> list[str]:
         return [s.strip() for s in self.params.xhttp_prom_stats.split(";") if s.strip()]
 
+    def _cluster(self) -> list[dict[str, Any]] | None:
+        """The cluster's nodes (docs/cluster.md), None without a cluster."""
+        nodes = self.server.cluster.nodes
+        if not self.server.cluster.enabled or not nodes.watching:
+            return None
+        return [n.as_dict() for n in nodes.nodes()]
+
     def render(self) -> bytes:
         p = self.params
         opts = Options(
@@ -107,6 +114,7 @@ class XhttpProm(Module):
             specs=self._stat_specs(),
             kamailio_names=bool(p.xhttp_prom_kamailio_names),
             uptime=time.time() - self.server.started if p.xhttp_prom_uptime_stat else None,
+            cluster=self._cluster(),
         )
         return render(stats_view(self.server).current(), self.families, opts)
 

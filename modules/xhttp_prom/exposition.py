@@ -35,6 +35,7 @@ class Options:
     specs: list[str]  # xhttp_prom_stats items
     kamailio_names: bool
     uptime: float | None  # seconds, None: not exported
+    cluster: list[dict[str, Any]] | None = None  # the cluster's nodes (NodeInfo.as_dict())
 
 
 def _bound(v: float) -> str:
@@ -110,6 +111,8 @@ class _Collector:
         for hv in view.histograms.values():
             if hv.series:
                 yield _core_histogram(o.prefix, hv)
+        if o.cluster is not None:
+            yield from _cluster(o.prefix, o.cluster, o.kamailio_names)
         parts: dict[str, list[dict[str, Any]]] = view.sections.get("xhttp_prom") or {}
         for fam in self.families.values():
             yield self._user(fam, merge_json(fam.kind, parts.get(fam.name, [])))
@@ -131,6 +134,50 @@ class _Collector:
         for key, v in sorted(values.items()):
             _add(m, full, dict(zip(labels, key, strict=True)), v)
         return m
+
+
+# per node of the cluster: (metric, doc, figure published in heartbeats or None, counter)
+_NODE_METRICS = (
+    ("cluster_node_up", "1 when the node is alive (heartbeat fresh), else 0", None, False),
+    (
+        "cluster_node_heartbeat_age_seconds",
+        "seconds since the node's last heartbeat (Redis's clock)",
+        None,
+        False,
+    ),
+    (
+        "cluster_node_active_dialogs",
+        "calls in progress on the node",
+        "dialog:active_dialogs",
+        False,
+    ),
+    ("cluster_node_early_dialogs", "dialogs ringing on the node", "dialog:early_dialogs", False),
+    (
+        "cluster_node_active_transactions",
+        "transactions without a final reply on the node",
+        "tmx:active_transactions",
+        False,
+    ),
+    ("cluster_node_rcv_requests", "requests received by the node", "core:rcv_requests", True),
+    ("cluster_node_rcv_replies", "replies received by the node", "core:rcv_replies", True),
+)
+
+
+def _cluster(prefix: str, nodes: list[dict[str, Any]], kamailio: bool) -> Iterator[Metric]:
+    """Every node of the cluster as this node's last watch saw it, labelled by server_id."""
+    for name, doc, figure, is_counter in _NODE_METRICS:
+        full = metric_name(prefix + name)
+        m = _counter(full, doc, kamailio) if is_counter else GaugeMetricFamily(full, doc)
+        for n in nodes:
+            labels = {"server_id": str(n["server_id"])}
+            if figure is not None:
+                if figure in n["stats"]:
+                    _add(m, full, labels, n["stats"][figure])
+            elif name == "cluster_node_up":
+                _add(m, full, labels, 1 if n["state"] == "alive" else 0)
+            else:
+                _add(m, full, labels, n["age"])
+        yield m
 
 
 def render(view: ServerStats, families: dict[str, Family], opts: Options) -> bytes:

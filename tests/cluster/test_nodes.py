@@ -8,6 +8,8 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -170,3 +172,16 @@ def test_a_node_with_two_workers_stays_alive_while_one_restarts(tmp_path: Path, 
             time.sleep(0.05)
         again = json.loads(r.hget(f"{prefix}ksr:cluster:nodes", "4"))
         assert again["started"] == rec["started"]  # the same run of the node
+        # the cluster view through `ksr rpc` on the node's socket
+        out = subprocess.run(
+            [sys.executable, "-m", "ksr", "rpc", "--socket", k["rpc"], "cluster.nodes"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        assert out.returncode == 0, out.stderr
+        (view,) = json.loads(out.stdout)
+        assert view["server_id"] == 4
+        assert view["state"] == "alive"
+        assert view["workers"] == 2
+        assert view["local"] is True
