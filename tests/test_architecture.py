@@ -29,9 +29,6 @@ CORE_LAYERS = ("ksr/sip/", "ksr/transport/", "ksr/core/", "ksr/kemi/", "ksr/db/"
 KNOWN_IMPORTS = {
     ("modules/acc/__init__.py", "ksr.modules.dialog.model"),
     ("modules/acc/cdr.py", "ksr.modules.dialog.model"),
-    ("modules/registrar/lookup.py", "ksr.modules.usrloc.rpc_shapes"),
-    ("modules/registrar/methods.py", "ksr.modules.usrloc.contact"),
-    ("modules/registrar/ulc.py", "ksr.modules.usrloc.rpc_shapes"),
 }
 KNOWN_PRIVATE = {
     ("ksr/core/config.py", "cfg._text"),

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import types
 import typing
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import trio
 from pydantic import BaseModel, ConfigDict, model_validator
 
 if TYPE_CHECKING:
     from .server import Server
+
+
+Api = TypeVar("Api")
 
 
 class NoParams(BaseModel):
@@ -96,6 +99,34 @@ class Module:
 
     def init(self) -> None:
         """Called once every module is constructed (look up other modules' APIs here)."""
+
+    def api(self) -> object | None:
+        """What other modules may use of this one, as Kamailio's ``load_<module>_api``: an
+        instance of the class its ``api.py`` declares (``TmApi``...), or None (no API)."""
+        return None
+
+    def require(self, name: str, kind: type[Api]) -> Api:
+        """The API of module ``name`` (from ``init``); a clear start-up error when that module
+        is not loaded."""
+        found = self.optional(name, kind)
+        if found is None:
+            from .config import ConfigError
+
+            raise ConfigError(
+                f"module {self.name} needs the {name} module: add \"{name}\" to loadmodule",
+                self.server.config.source,
+            )
+        return found
+
+    def optional(self, name: str, kind: type[Api]) -> Api | None:
+        """The API of module ``name`` when it is loaded, else None."""
+        mod = self.server.module(name)
+        if mod is None:
+            return None
+        found = mod.api()
+        if not isinstance(found, kind):
+            raise TypeError(f"module {name} offers no {kind.__name__}")
+        return found
 
     async def start(self, nursery: trio.Nursery) -> None:
         """Start background tasks (timers, sockets). Must return once they are running."""

@@ -13,7 +13,7 @@ from ksr.core.context import MsgContext
 from ksr.core.lumps import edit_first_name_addr, rewrite_headers
 from ksr.core.module import ModParams, Module
 from ksr.kemi.registry import kemi
-from ksr.modules.usrloc import Usrloc
+from ksr.modules.usrloc.api import UsrlocApi
 from ksr.sip.headers import NameAddr, parse_name_addr, split_commas
 from ksr.sip.hostport import format_hostport
 from ksr.sip.message import Message
@@ -74,8 +74,8 @@ class Nathelper(Module):
         p = self.params
         if p.natping_interval <= 0:
             return
-        usrloc = self.server.modules.get("usrloc")
-        if not isinstance(usrloc, Usrloc):
+        usrloc = self.optional("usrloc", UsrlocApi)
+        if usrloc is None:
             raise ConfigError(
                 "nathelper: natping_interval needs the usrloc module", self.server.config.source
             )

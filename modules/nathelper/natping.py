@@ -35,7 +35,7 @@ from ksr.sip.owner import VIA_MARK
 
 if TYPE_CHECKING:
     from ksr.core.server import Server
-    from ksr.modules.usrloc import Contact, Domain, Usrloc
+    from ksr.modules.usrloc.api import Contact, Domain, UsrlocApi
 
     from . import NathelperParams
 
@@ -49,7 +49,7 @@ class NatPinger:
     """The pinger of one worker: ``tick()`` runs every second on the server's timers."""
 
     def __init__(
-        self, server: Server, params: NathelperParams, usrloc: Usrloc, force_socket: str
+        self, server: Server, params: NathelperParams, usrloc: UsrlocApi, force_socket: str
     ) -> None:
         self.server = server
         self.usrloc = usrloc

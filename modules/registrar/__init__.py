@@ -12,7 +12,7 @@ from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
 from ksr.core.stats import ONE
 from ksr.kemi.registry import XVal, kemi
-from ksr.modules.usrloc import Contact, Usrloc, UsrlocError
+from ksr.modules.usrloc.api import Contact, UsrlocApi, UsrlocError
 from ksr.sip.builders import default_reason
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.uri import parse_uri
@@ -73,10 +73,8 @@ class Registrar(Module):
         self.aor_locks = KeyedLock()  # save(): one REGISTER per AOR at a time
 
     def init(self) -> None:
-        ul = self.server.module("usrloc")
-        assert isinstance(ul, Usrloc)
-        self.usrloc: Usrloc = ul
-        ul.expired_callbacks.append(self._on_expired)
+        self.usrloc = self.require("usrloc", UsrlocApi)
+        self.usrloc.on_expired(self._on_expired)
         st = self.server.stats
         self.c_accepted = st.counter("registrar", "accepted_regs", doc="REGISTER requests saved")
         self.c_rejected = st.counter("registrar", "rejected_regs", doc="REGISTER requests refused")

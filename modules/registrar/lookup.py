@@ -7,8 +7,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ksr.core.context import Branch, MsgContext, SocketInfo
-from ksr.modules.usrloc import Contact, UsrlocError
-from ksr.modules.usrloc.rpc_shapes import order_key
+from ksr.modules.usrloc.api import Contact, UsrlocError, order_key
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.headers import parse_name_addr, split_commas
 from ksr.sip.message import Message

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ksr.modules.usrloc.contact import ALL_METHODS
+from ksr.modules.usrloc.api import ALL_METHODS
 from ksr.sip.headers import split_commas
 
 METHOD_BITS: dict[str, int] = {

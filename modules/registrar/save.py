@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ksr.core.context import MsgContext
-from ksr.modules.usrloc import Contact, Domain, UsrlocError
+from ksr.modules.usrloc.api import Contact, Domain, UsrlocError
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.headers import parse_name_addr, split_commas
 from ksr.sip.uri import parse_uri

@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ksr.modules.usrloc import Contact
-from ksr.modules.usrloc.rpc_shapes import aor_hash
+from ksr.modules.usrloc.api import Contact, aor_hash
 
 if TYPE_CHECKING:
     from ksr.core.context import MsgContext

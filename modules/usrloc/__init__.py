@@ -20,11 +20,12 @@ from ksr.core.rpc import RpcError, rpc
 from ksr.core.stats import ONE
 from ksr.db import DEFAULT_DB_URL, DbError, SchemaMismatch, Store, store_for
 
+from .api import UsrlocApi
 from .contact import ALL_METHODS, Contact, RuidMaker
 from .domain import Domain, UsrlocError
 from .rpc_shapes import contact_info, domain_dump, order_key
 
-__all__ = ["Contact", "Domain", "Usrloc", "UsrlocError"]
+__all__ = ["Contact", "Domain", "Usrloc", "UsrlocApi", "UsrlocError"]
 
 log = logging.getLogger("ksr.usrloc")
 
@@ -76,6 +77,10 @@ class Usrloc(Module):
         self.expired_callbacks: list[Callable[[str, Contact], None]] = []
         self._timer_busy = False
         self._counts: dict[str, tuple[float, int, int]] = {}  # db_mode 3: (when, users, contacts)
+        self._api = UsrlocApi(self)
+
+    def api(self) -> UsrlocApi:
+        return self._api
 
     @property
     def server_id(self) -> int:

@@ -1,0 +1,78 @@
+"""usrloc's API for other modules (registrar, nathelper), as Kamailio's ``usrloc_api_t``.
+
+Obtained in ``init``: ``ul = self.require("usrloc", UsrlocApi)``. The location tables
+(``Domain``: ``get``/``put``/``remove``/``all``) and their ``Contact`` rows are part of it;
+nothing else of usrloc is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .contact import ALL_METHODS, Contact
+from .domain import Domain, UsrlocError
+from .rpc_shapes import aor_hash, order_key
+
+if TYPE_CHECKING:
+    from . import Usrloc
+
+__all__ = [
+    "ALL_METHODS",
+    "Contact",
+    "Domain",
+    "ExpiredCallback",
+    "UsrlocApi",
+    "UsrlocError",
+    "aor_hash",
+    "order_key",
+]
+
+# fn(table, contact): a contact expired (Kamailio's UL_CONTACT_EXPIRE callback)
+ExpiredCallback = Callable[[str, Contact], None]
+
+
+class UsrlocApi:
+    """What other modules use of usrloc."""
+
+    __slots__ = ("_ul",)
+
+    def __init__(self, ul: Usrloc) -> None:
+        self._ul = ul
+
+    @property
+    def use_domain(self) -> bool:
+        return self._ul.use_domain
+
+    @property
+    def server_id(self) -> int:
+        """This node's id for the rows it writes."""
+        return self._ul.server_id
+
+    @property
+    def nat_flag(self) -> int:
+        """The branch-flag mask of ``nat_bflag`` (0 when unset)."""
+        return self._ul.nat_flag
+
+    def now(self) -> float:
+        """usrloc's clock (expiry times are on it)."""
+        return self._ul.now()
+
+    def domain(self, name: str) -> Domain:
+        """The location table ``name`` (Kamailio's ``get_udomain``/``register_udomain``)."""
+        return self._ul.domain(name)
+
+    def new_ruid(self) -> str:
+        return self._ul.new_ruid()
+
+    def on_expired(self, fn: ExpiredCallback) -> None:
+        """Call ``fn(table, contact)`` for every contact the expiry timer removes."""
+        self._ul.expired_callbacks.append(fn)
+
+    def live_contacts(self, cflags: int = 0) -> list[tuple[Domain, Contact]]:
+        """Every unexpired contact whose branch flags include ``cflags`` (``get_all_ucontacts``)."""
+        return self._ul.live_contacts(cflags)
+
+    def expire_soon(self, d: Domain, c: Contact, seconds: float) -> None:
+        """Make ``c`` expire within ``seconds`` (a contact that stopped answering keepalives)."""
+        self._ul.expire_soon(d, c, seconds)
