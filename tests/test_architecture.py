@@ -26,10 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 STDLIB = sys.stdlib_module_names
 CORE_LAYERS = ("ksr/sip/", "ksr/transport/", "ksr/core/", "ksr/kemi/", "ksr/db/")
 
-KNOWN_IMPORTS = {
-    ("modules/acc/__init__.py", "ksr.modules.dialog.model"),
-    ("modules/acc/cdr.py", "ksr.modules.dialog.model"),
-}
+KNOWN_IMPORTS: set[tuple[str, str]] = set()
 KNOWN_PRIVATE = {
     ("ksr/core/config.py", "cfg._text"),
     ("ksr/core/timers.py", "service._dead"),

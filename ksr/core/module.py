@@ -113,7 +113,7 @@ class Module:
             from .config import ConfigError
 
             raise ConfigError(
-                f"module {self.name} needs the {name} module: add \"{name}\" to loadmodule",
+                f'module {self.name} needs the {name} module: add "{name}" to loadmodule',
                 self.server.config.source,
             )
         return found

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
@@ -20,6 +20,9 @@ from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
 from ksr.core.rpc import rpc
 from ksr.kemi.registry import kemi
+from ksr.modules.dialog.api import Dialog, DialogApi
+from ksr.modules.rr.api import RrApi
+from ksr.modules.tm.api import TmApi
 
 from .cdr import build_cdr, eval_extras, parse_extra
 from .spool import DurableQueue
@@ -35,12 +38,8 @@ from .txacc import (
 )
 from .writers import make_writer
 
-if TYPE_CHECKING:
-    from ksr.modules.dialog.model import Dialog
-
 log = logging.getLogger("ksr.acc")
 
-CDR_WRITTEN = 2  # Dialog.iflags bit: this call's CDR is queued
 RECENT = 50  # last CDRs kept in memory (status page)
 
 
@@ -93,7 +92,8 @@ class Acc(Module):
         self.flags = AccFlags(
             p.log_flag, p.log_missed_flag, p.failed_transaction_flag, p.db_flag, p.db_missed_flag
         )
-        tm = self.server.module("tm")
+        self.dialog = self.optional("dialog", DialogApi)
+        tm = self.optional("tm", TmApi)
         if self.flags.configured and tm is not None:  # nothing per transaction otherwise
             TxAccounting(
                 self.server,
@@ -105,6 +105,7 @@ class Acc(Module):
                 report_cancels=bool(p.report_cancels),
                 detect_direction=bool(p.detect_direction),
                 failed_filter=parse_failed_filter(p.failed_filter),
+                rr=self.optional("rr", RrApi),
             ).bind(tm)
 
     def _spool_path(self, base: Path | None) -> Path:
@@ -122,7 +123,7 @@ class Acc(Module):
         return path
 
     async def start(self, nursery: trio.Nursery) -> None:
-        dialog = self.server.module("dialog")
+        dialog = self.dialog
         if dialog is not None:  # here, not in init: every module's init has run by now
             dialog.add_listener(self._on_dialog_event)
         await nursery.start(self.queue.run)
@@ -138,9 +139,8 @@ class Acc(Module):
     # -- CDRs --------------------------------------------------------------------------------
     def write_cdr(self, dlg: Dialog, ctx: MsgContext) -> bool:
         """Queue the CDR of a call that ended; False if it already has one."""
-        if dlg.iflags & CDR_WRITTEN:
+        if self.dialog is None or not self.dialog.claim_cdr(dlg):
             return False
-        dlg.iflags |= CDR_WRITTEN
         cdr = build_cdr(dlg, eval_extras(ctx, self.extra))
         self.queue.submit("", cdr)
         self.recent.append(cdr)
@@ -155,8 +155,7 @@ class Acc(Module):
             self.write_cdr(dlg, ctx)
 
     def _dialog_of(self, ctx: MsgContext) -> Dialog | None:
-        dialog = self.server.module("dialog")
-        return dialog.mgr.current(ctx) if dialog is not None else None
+        return self.dialog.current(ctx) if self.dialog is not None else None
 
     @kemi()
     def acc_cdr(self, ctx: MsgContext, evname: str) -> int:
@@ -171,9 +170,8 @@ class Acc(Module):
 
     # -- Kamailio's accounting records ---------------------------------------------------------
     def _now(self) -> float:
-        dialog = self.server.module("dialog")
-        if dialog is not None:
-            return float(dialog.mgr.clock.now())
+        if self.dialog is not None:
+            return self.dialog.now()
         import time
 
         return time.time()

@@ -11,7 +11,7 @@ from ksr.sip.uri import parse_uri
 
 if TYPE_CHECKING:
     from ksr.core.context import MsgContext
-    from ksr.modules.dialog.model import Dialog
+    from ksr.modules.dialog.api import Dialog
 
 CDR_FIELDS: tuple[tuple[str, Kind], ...] = (
     ("cdr_id", "str"),

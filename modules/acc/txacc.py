@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ksr.core.context import MsgContext
+from ksr.modules.rr.api import RrApi
+from ksr.modules.tm.api import TmApi, TmCb
 from ksr.sip.errors import SipProtocolError as SipError
 
 if TYPE_CHECKING:
@@ -159,8 +161,11 @@ class TxAccounting:
         report_cancels: bool = False,
         detect_direction: bool = False,
         failed_filter: set[int] | None = None,
+        rr: RrApi | None = None,
     ) -> None:
         self.server = server
+        self.rr = rr
+        self.tm: TmApi | None = None
         self.f = flags
         self.emit = emit
         self.now = now
@@ -170,31 +175,29 @@ class TxAccounting:
         self.detect_direction = detect_direction
         self.failed_filter = failed_filter or set()
 
-    def bind(self, tm: Any) -> None:
-        from ksr.modules.tm.api import TmCb
-
+    def bind(self, tm: TmApi) -> None:
+        self.tm = tm
         tm.register_callback(TmCb.REQUEST_IN, self.on_request_in)
         if self.report_cancels:  # ksr answers a CANCEL statelessly: no transaction of its own
             tm.register_callback(TmCb.E2E_CANCEL, self.on_cancel)
 
     # -- tm callbacks ----------------------------------------------------------------------------
     def on_request_in(self, tx: Any, ev: Any) -> None:
-        from ksr.modules.tm.api import TmCb
-
         ctx: MsgContext | None = ev.ctx
         if ctx is None or (tx.method == "CANCEL" and not self.report_cancels):
             return
         flags = ctx.flags
         if not (self.f.acc_on(flags) or self.f.missed_on(flags)):
             return
-        tm = self.server.module("tm")
+        tm = self.tm
+        assert tm is not None
         tm.register_tx_callback(tx, TmCb.RESPONSE_OUT, self.on_response_out)
         if self.report_ack and self.f.acc_on(flags) and tx.is_invite:
             tm.register_tx_callback(tx, TmCb.E2E_ACK, self.on_ack)
         if tx.is_invite and self.f.missed_on(flags):
             tm.register_tx_callback(tx, TmCb.FAILURE, self.on_failure)
         if self.detect_direction:
-            rr = self.server.module("rr")
+            rr = self.rr
             if rr is not None and rr.is_direction(ctx, "upstream") > 0:
                 tx.extra["acc_upstream"] = True
 

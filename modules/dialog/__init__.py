@@ -15,11 +15,13 @@ from ksr.core.module import ModParams, Module
 from ksr.core.ratelog import RateLimitedLog
 from ksr.db import DEFAULT_DB_URL, DbError, SchemaMismatch, store_for
 from ksr.kemi.registry import XVal, kemi
+from ksr.modules.tm.api import TmApi
 from ksr.sip.dialog_state import DlgState
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.message import Request
 from ksr.sip.owner import call_id_owner
 
+from .api import DialogApi
 from .manager import RPC, DialogManager, Listener
 from .model import Dialog
 from .pvs import register as register_pvs
@@ -86,7 +88,7 @@ class DialogModule(DialogRpc, Module):
                 self._loaded = []
 
     async def start(self, nursery: trio.Nursery) -> None:
-        self.glue.attach()  # here: tm's own init has run by now, whatever the module order
+        self.glue.attach(self.optional("tm", TmApi))
         handoff = self.server.handoff
         if handoff is not None:
             self.mgr.table.share_ids(handoff.index, handoff.count)
@@ -401,7 +403,10 @@ class DialogModule(DialogRpc, Module):
         """1 if $dlg_var(key) is not set."""
         return 1 if self.server.pv.get(ctx, f"$dlg_var({key})") is None else -1
 
-    # -- API for other modules (acc) --------------------------------------------------------
+    # -- API for other modules (acc): api.py ------------------------------------------------
+    def api(self) -> DialogApi:
+        return DialogApi(self)
+
     def add_listener(self, fn: Listener) -> None:
         """``fn(dialog, evname, ctx)`` after the script's event callback, for every
         dialog:start/end/failed (exactly once each)."""

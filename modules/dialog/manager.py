@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ksr.core.context import MsgContext
 from ksr.core.timers import TimerHandle
+from ksr.modules.tm.api import TmApi, TmCb
 from ksr.sip.dialog_state import DlgEvent, DlgInput, DlgState, next_step, reply_input
 from ksr.sip.headers import split_commas
 from ksr.sip.message import Request, Response
@@ -56,6 +57,7 @@ class DialogManager:
         self.store: DialogStore | None = None
         self.send_bye: Callable[[Dialog, bool], bool] = lambda dlg, to_callee: False
         self.on_created: Callable[[Dialog], None] = lambda dlg: None
+        self.tm: TmApi | None = None  # set when tm is loaded (tmglue.py)
         self._timers: dict[tuple[int, int], TimerHandle] = {}
         st = server.stats
         self.c_processed = st.counter("dialog", "processed_dialogs", doc="dialogs tracked")
@@ -230,11 +232,10 @@ class DialogManager:
     def _unlist_after(self, dlg: Dialog, ctx: MsgContext) -> None:
         """Leave dlg.list when the transaction of the BYE that ended the dialog is freed
         (straight away if the BYE gets no transaction here)."""
-        tm = self.server.module("tm")
+        tm = self.tm
         if tm is None:
             dlg.iflags |= UNLISTED
             return
-        from ksr.modules.tm.api import TmCb
 
         def unlist(tx: object, ev: object) -> None:
             dlg.iflags |= UNLISTED

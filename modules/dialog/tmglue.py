@@ -17,6 +17,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ksr.core.context import MsgContext
+from ksr.modules.tm.api import TmApi, TmCb
 from ksr.sip.dialog_state import DlgState
 
 from .model import Dialog
@@ -34,17 +35,17 @@ class TmGlue:
     def __init__(self, server: Server, mgr: DialogManager) -> None:
         self.server = server
         self.mgr = mgr
-        self.tm: Any = None
+        self.tm: TmApi | None = None
 
-    def attach(self) -> None:
-        tm = self.server.module("tm")
-        if tm is None or not hasattr(tm, "register_callback"):
+    def attach(self, tm: TmApi | None) -> None:
+        if tm is None:
             log.warning("dialog: tm is not loaded; dialogs will not follow replies")
             return
         self.tm = tm
-        tm.register_callback("request-in", self.on_request_in)
-        tm.register_callback("request-fwded", self.on_request_fwded)
-        tm.register_callback("response-out", self.on_response_out)
+        self.mgr.tm = tm
+        tm.register_callback(TmCb.REQUEST_IN, self.on_request_in)
+        tm.register_callback(TmCb.REQUEST_FWDED, self.on_request_fwded)
+        tm.register_callback(TmCb.RESPONSE_OUT, self.on_response_out)
         self.mgr.send_bye = self.send_bye
         self.mgr.on_created = self.on_created
 

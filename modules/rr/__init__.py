@@ -14,6 +14,8 @@ from ksr.sip.hostport import format_hostport
 from ksr.sip.message import Header, Message
 from ksr.sip.uri import Uri, parse_uri
 
+from .api import RrApi
+
 
 class RrParams(ModParams):
     append_fromtag: int = 1
@@ -65,6 +67,9 @@ def _remove_routes(count: int, append: str | None = None) -> Lump:
 class Rr(Module):
     name = "rr"
     Params = RrParams
+
+    def api(self) -> RrApi:
+        return RrApi(self)
 
     # -- Record-Route ----------------------------------------------------------------------------
     def _lr(self) -> str:

@@ -15,14 +15,14 @@ from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.hostport import bracket_host, format_hostport, split_proto
 from ksr.sip.message import Header, Request
 
-from .api import Callback, TmCb, TmEvent, UacCallback
+from .api import Callback, TmApi, TmCb, TmEvent, UacCallback
 from .engine import TmEngine
 from .pvs import register_pvs
 from .relay import NO_FAILOVER, T_ON, Relayer
 from .replies import ReplyProcessor
 from .txn import Transaction
 
-__all__ = ["MODULE", "TmCb", "TmEvent", "Transaction"]
+__all__ = ["MODULE", "TmApi", "TmCb", "TmEvent", "Transaction"]
 
 
 class TmParams(ModParams):
@@ -63,6 +63,9 @@ class Tm(Module):
         self.relayer = Relayer(self.engine, self.replies)
         self.server.reply_handlers.append(self.replies.handle_reply)
         register_pvs(self.server.pv, self)
+
+    def api(self) -> TmApi:
+        return TmApi(self)
 
     # -- API for other modules ---------------------------------------------------------------
     def register_callback(self, kind: str, fn: Callback) -> None:

@@ -1,9 +1,10 @@
-"""tm's API for other modules (dialog, acc...): transaction callbacks and local requests.
+"""tm's API for other modules (dialog, acc, tmx...), as Kamailio's ``load_tm_api``: transaction
+callbacks, local requests and replies.
 
 Kamailio modules bind to tm and register TMCB_* callbacks; ksr modules do the same through the
-tm module instance::
+API they obtain in ``init``::
 
-    tm = server.module("tm")
+    tm = self.require("tm", TmApi)
     tm.register_callback(TmCb.RESPONSE_OUT, self.on_response)        # every transaction
     tm.register_tx_callback(ctx, TmCb.RESPONSE_OUT, self.on_response)  # this request's transaction
     tm.send_request("BYE", uri, headers, b"", next_hop, on_done)      # stateful local request
@@ -21,8 +22,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ksr.core.context import MsgContext
+    from collections.abc import Iterator, Sequence
+
+    from ksr.core.context import MsgContext, SocketInfo
     from ksr.sip.message import Response
+
+    from . import Tm
+    from .txn import Transaction, UacBranch
 
 log = logging.getLogger("ksr.tm")
 
@@ -94,3 +100,58 @@ class CallbackList:
                 fn(tx, ev)
             except Exception:
                 log.exception("tm callback %r (%s) failed", fn, kind)
+
+
+class TmApi:
+    """What other modules use of tm."""
+
+    __slots__ = ("_tm",)
+
+    def __init__(self, tm: Tm) -> None:
+        self._tm = tm
+
+    def register_callback(self, kind: str, fn: Callback) -> None:
+        """Call ``fn(tx, ev)`` for events of every transaction."""
+        self._tm.register_callback(kind, fn)
+
+    def register_tx_callback(
+        self, target: MsgContext | Transaction, kind: str, fn: Callback
+    ) -> None:
+        """Call ``fn(tx, ev)`` for events of one transaction: the given one, or the one of the
+        request in ``ctx`` (remembered until t_relay/t_newtran creates it)."""
+        self._tm.register_tx_callback(target, kind, fn)
+
+    def send_request(
+        self,
+        method: str,
+        ruri: str,
+        headers: Sequence[tuple[str, str]] | str = (),
+        body: bytes = b"",
+        next_hop: str | None = None,
+        callback: UacCallback | None = None,
+        socket: SocketInfo | None = None,
+    ) -> Transaction | None:
+        """Send a request of our own statefully (Kamailio's t_uac); ``callback(code, reply)``
+        gets the final reply (408 and None on timeout). None if it could not be sent."""
+        hdrs = headers if isinstance(headers, str) else list(headers)
+        return self._tm.send_request(method, ruri, hdrs, body, next_hop, callback, socket)
+
+    def precheck(self, ctx: MsgContext) -> int:
+        """1 if this request (not ACK/CANCEL) is a retransmission of one being processed."""
+        return self._tm.relayer.precheck(ctx)
+
+    def transactions(self) -> Iterator[Transaction]:
+        """Every server transaction of this worker."""
+        return iter(list(self._tm.engine.by_key.values()))
+
+    def local_reply(self, tx: Transaction, code: int, reason: str) -> bool:
+        """t_reply on ``tx``: a reply made here to the transaction's request."""
+        return self._tm.engine.local_reply(tx, code, reason)
+
+    def cancel_branches(self, tx: Transaction, skip: UacBranch | None) -> int:
+        """CANCEL every pending branch of ``tx`` but ``skip``."""
+        return self._tm.engine.cancel_branches(tx, skip)
+
+    def send_cancel(self, branch: UacBranch) -> None:
+        """CANCEL one pending INVITE branch."""
+        self._tm.engine.send_cancel(branch)

@@ -7,6 +7,7 @@ from typing import Any
 from ksr.core.context import MsgContext, RouteType
 from ksr.core.module import Module
 from ksr.kemi.registry import kemi
+from ksr.modules.tm.api import TmApi
 
 
 class Tmx(Module):
@@ -14,12 +15,12 @@ class Tmx(Module):
     depends = ("tm",)
 
     def init(self) -> None:
-        self.tm: Any = self.server.module("tm")
+        self.tm = self.require("tm", TmApi)
 
     @kemi()
     def t_precheck_trans(self, ctx: MsgContext) -> int:
         """1 if this request (a retransmission) is already being processed; not for ACK/CANCEL."""
-        return int(self.tm.relayer.precheck(ctx))
+        return self.tm.precheck(ctx)
 
     @kemi()
     def t_is_request_route(self, ctx: MsgContext) -> int:
@@ -60,20 +61,20 @@ class Tmx(Module):
         tx = ctx.tx
         if tx is None or ctx.is_request:
             return -1
-        eng = self.tm.engine
+        tm = self.tm
         cur = tx.branches[ctx.branch_idx] if 0 <= ctx.branch_idx < len(tx.branches) else None
         if which == "all":
-            eng.cancel_branches(tx, None)
+            tm.cancel_branches(tx, None)
         elif which == "others":
-            eng.cancel_branches(tx, cur)
+            tm.cancel_branches(tx, cur)
         elif which == "this" and cur is not None:
-            eng.send_cancel(cur)
+            tm.send_cancel(cur)
         else:
             return -1
         return 1
 
     def _find(self, callid: str, cseq: str) -> Any:
-        for tx in self.tm.engine.by_key.values():
+        for tx in self.tm.transactions():
             if tx.is_invite and tx.request.get("call-id") == callid:
                 num = cseq.split()[0] if cseq.strip() else ""
                 if not num or str(tx.request.cseq.number) == num:
@@ -94,9 +95,9 @@ class Tmx(Module):
         if tx is None or tx.status >= 200:
             return -1
         tx.canceled = True
-        self.tm.engine.cancel_branches(tx, None)
+        self.tm.cancel_branches(tx, None)
         if rcode >= 300:
-            self.tm.engine.local_reply(tx, rcode, "Request Terminated" if rcode == 487 else "")
+            self.tm.local_reply(tx, rcode, "Request Terminated" if rcode == 487 else "")
         return 1
 
     @kemi()
@@ -107,7 +108,7 @@ class Tmx(Module):
         tx = self._find(callid, cseq)
         if tx is None:
             return -1
-        return 1 if self.tm.engine.local_reply(tx, code, reason) else -1
+        return 1 if self.tm.local_reply(tx, code, reason) else -1
 
     @kemi()
     def t_drop(self, ctx: MsgContext) -> int:
@@ -121,7 +122,7 @@ class Tmx(Module):
         if tx is None:
             return -1
         if tx.status < 200:
-            self.tm.engine.local_reply(tx, code, "")
+            self.tm.local_reply(tx, code, "")
         return 1
 
 
