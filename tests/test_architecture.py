@@ -34,9 +34,6 @@ KNOWN_PRIVATE = {
     ("ksr/kemi/python_engine.py", "PythonEngine._generation"),
     ("ksr/subscriber_cli.py", "argparse._SubParsersAction"),
     ("modules/dialog/pvs.py", "mgr._count"),
-    ("modules/rr/__init__.py", "m._cache"),
-    ("modules/textops/__init__.py", "m._cache"),
-    ("modules/textops/msgtext.py", "m._cache"),
     ("modules/tm/relay.py", "self.eng._drop_branch"),
     ("modules/tm/replies.py", "self.eng._start"),
 }

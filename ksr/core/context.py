@@ -46,6 +46,20 @@ class SocketInfo:
         return f"{self.proto}:{self.ip}:{self.port}"
 
 
+class SocketLump:
+    """A lump whose change depends on the socket the copy leaves through (rr's Record-Route
+    with two entries): ``apply_lumps(out_socket=...)`` hands it over (tm does, per branch);
+    applied without one, it gets None."""
+
+    __slots__ = ("change",)
+
+    def __init__(self, change: Callable[[Message, frozenset[int], SocketInfo | None], None]):
+        self.change = change
+
+    def __call__(self, m: Message, original: frozenset[int]) -> None:
+        self.change(m, original, None)
+
+
 @dataclass(slots=True)
 class Branch:
     """An extra destination of the request (destination set), like Kamailio's branches."""
@@ -112,6 +126,7 @@ class MsgContext:
         "extra",
         "advertised_address",
         "advertised_port",
+        "last_error",
     )
 
     def __init__(
@@ -159,6 +174,8 @@ class MsgContext:
         self.extra: dict[str, Any] = {}  # per-message scratch space for modules
         self.advertised_address: str | None = None
         self.advertised_port: str | None = None
+        # the last internal error (Kamailio's ser_error): what sl/t_reply_error answer
+        self.last_error: tuple[int, str] | None = None
 
     # -- convenience ------------------------------------------------------------------------
     @property
@@ -192,13 +209,18 @@ class MsgContext:
         self.lumps.append(lump)
 
     @overload
-    def apply_lumps(self) -> Message: ...
+    def apply_lumps(self, *, out_socket: SocketInfo | None = None) -> Message: ...
 
     @overload
-    def apply_lumps(self, msg: AnyMessage) -> AnyMessage: ...
+    def apply_lumps(
+        self, msg: AnyMessage, *, out_socket: SocketInfo | None = None
+    ) -> AnyMessage: ...
 
-    def apply_lumps(self, msg: Message | None = None) -> Message:
-        """A copy of the message with the recorded changes applied (and R-URI for requests)."""
+    def apply_lumps(
+        self, msg: Message | None = None, *, out_socket: SocketInfo | None = None
+    ) -> Message:
+        """A copy of the message with the recorded changes applied (and R-URI for requests);
+        ``out_socket``: the socket the copy is sent from (for SocketLumps)."""
         src = msg or self.msg
         out: Message
         if isinstance(src, Request):
@@ -211,7 +233,10 @@ class MsgContext:
         if self.lumps:
             original = frozenset(id(h) for h in src.headers)
             for lump in self.lumps:
-                lump(out, original)
+                if out_socket is not None and isinstance(lump, SocketLump):
+                    lump.change(out, original, out_socket)
+                else:
+                    lump(out, original)
         if isinstance(src, Request) and src.via_fix is not None:
             out.headers = sent_headers(src, out.headers)  # received=/rport= on the copy only
         return out

@@ -92,6 +92,14 @@ class Message:
         return sum(1 for h in self.headers if h.key == key)
 
     # -- changing headers ------------------------------------------------------------------
+    def forget_parsed(self, key: str | None = None) -> None:
+        """After changing ``headers`` in place: drop what was parsed from the headers named
+        ``key`` (all headers when None), so the next read parses the new values."""
+        if key is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(key, None)
+
     def _changed(self, key: str) -> None:
         self._cache.pop(key, None)
         self.raw = None

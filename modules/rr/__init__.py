@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from ksr.core.context import Lump, MsgContext, SocketInfo
+from ksr.core.context import Lump, MsgContext, SocketInfo, SocketLump
 from ksr.core.module import ModParams, Module
 from ksr.kemi.registry import kemi
 from ksr.sip.errors import RemoteProtocolError
@@ -59,9 +59,35 @@ def _remove_routes(count: int, append: str | None = None) -> Lump:
             idx = max((i for i, h in enumerate(out) if h.key == "route"), default=len(out) - 1)
             out.insert(idx + 1, Header("Route", f"<{append}>"))
         m.headers = out
-        m._cache.pop("route", None)
+        m.forget_parsed("route")
 
     return lump
+
+
+class RecordRouteLump(SocketLump):
+    """Our Record-Route header(s), built for the socket the request leaves through."""
+
+    __slots__ = ()
+
+
+def _param_lump(param: str) -> Lump:
+    """add_rr_param after record_route: ``param`` at the end of the URI of each Record-Route
+    this server added (those not in the received message)."""
+
+    def lump(m: Message, original: frozenset[int]) -> None:
+        for i, h in enumerate(m.headers):
+            if h.key == "record-route" and id(h) not in original:
+                end = h.value.rfind(">")
+                if end >= 0:
+                    m.headers[i] = Header(h.name, h.value[:end] + param + h.value[end:])
+        m.forget_parsed("record-route")
+
+    lump.rr_lump = True  # type: ignore[attr-defined]
+    return lump
+
+
+def _is_rr_lump(lump: Lump) -> bool:
+    return isinstance(lump, RecordRouteLump) or getattr(lump, "rr_lump", False)
 
 
 class Rr(Module):
@@ -88,18 +114,16 @@ class Rr(Module):
         if not ctx.is_request or ctx.extra.get("rr_added"):
             return -1
         ctx.extra["rr_added"] = True
-        extra = ctx.extra  # shared with tm's failure-route copy of this request
+        # add_rr_param before record_route; those after it add lumps of their own
+        params = "".join(ctx.extra.get("rr_params") or ())
         inbound = ctx.socket  # not ctx itself: ctx keeps its lumps, a cycle only a full GC frees
 
-        def lump(m: Message, original: frozenset[int]) -> None:
-            params = "".join(extra.get("rr_params") or ())
-            values = build(extra.get("out_socket") or inbound, params)
-            for i, v in enumerate(values):
+        def change(m: Message, original: frozenset[int], out: SocketInfo | None) -> None:
+            for i, v in enumerate(build(out or inbound, params)):
                 m.headers.insert(i, Header("Record-Route", v))
-            m._cache.pop("record-route", None)
+            m.forget_parsed("record-route")
 
-        lump.rr_lump = True  # type: ignore[attr-defined]
-        ctx.add_lump(lump)
+        ctx.add_lump(RecordRouteLump(change))
         return 1
 
     def _auto(self, ctx: MsgContext, user_params: str) -> RecordRouteBuilder:
@@ -165,7 +189,7 @@ class Rr(Module):
     @kemi()
     def remove_record_route(self, ctx: MsgContext) -> int:
         """Undo record_route for this message."""
-        ctx.lumps[:] = [lump for lump in ctx.lumps if not getattr(lump, "rr_lump", False)]
+        ctx.lumps[:] = [lump for lump in ctx.lumps if not _is_rr_lump(lump)]
         ctx.extra.pop("rr_added", None)
         return 1
 
@@ -175,9 +199,11 @@ class Rr(Module):
         if not param:
             return -1
         p = param if param.startswith(";") else ";" + param
-        cur = list(ctx.extra.get("rr_params") or ())
-        cur.append(p)
-        ctx.extra["rr_params"] = cur
+        if any(isinstance(lump, RecordRouteLump) for lump in ctx.lumps):
+            # a lump: it goes with this branch (tm drops a branch route's lumps after it)
+            ctx.add_lump(_param_lump(p))
+        else:
+            ctx.extra["rr_params"] = [*(ctx.extra.get("rr_params") or ()), p]
         return 1
 
     # -- Route -----------------------------------------------------------------------------------

@@ -79,9 +79,9 @@ class Sl(Module):
         return self.reply(ctx, code, reason, True)
 
     def _error_reply(self, ctx: MsgContext) -> tuple[int, str]:
-        code = ctx.extra.get("last_error_code") or self.params.default_code
-        reason = ctx.extra.get("last_error_reason") or self.params.default_reason
-        return int(code), str(reason)
+        if ctx.last_error is not None:
+            return ctx.last_error
+        return int(self.params.default_code), str(self.params.default_reason)
 
     @kemi()
     def sl_reply_error(self, ctx: MsgContext) -> int:

@@ -194,7 +194,7 @@ class Textops(StringOps, BodyOps, Module):
                         continue
                 keep.append(h)
             m.headers = keep
-            m._cache.clear()
+            m.forget_parsed()
 
         ctx.add_lump(lump)
         return 1

@@ -38,10 +38,10 @@ def _set_header(m: Message, name: str, value: str) -> None:
         if h.key == key:
             m.headers[i] = Header(h.name, value)
             m.headers[i + 1 :] = [x for x in m.headers[i + 1 :] if x.key != key]
-            m._cache.clear()
+            m.forget_parsed()
             return
     m.headers.append(Header(name, value))
-    m._cache.clear()
+    m.forget_parsed()
 
 
 def set_text(m: Message, text: str) -> bool:
@@ -85,4 +85,4 @@ def set_headers_text(m: Message, text: str) -> None:
             headers.append(Header(name.strip(), value.strip()))
     m.headers = headers
     m.raw = None
-    m._cache.clear()
+    m.forget_parsed()

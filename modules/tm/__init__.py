@@ -261,10 +261,8 @@ class Tm(Module):
     @kemi()
     def t_reply_error(self, ctx: MsgContext) -> int:
         """Stateful reply for the last internal error."""
-        code = int(ctx.extra.get("last_error_code") or 500)
-        return self.t_reply(
-            ctx, code, str(ctx.extra.get("last_error_reason") or "Server Internal Error")
-        )
+        code, reason = ctx.last_error or (500, "Server Internal Error")
+        return self.t_reply(ctx, code, reason)
 
     @kemi()
     def t_retransmit_reply(self, ctx: MsgContext) -> int:

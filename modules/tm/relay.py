@@ -167,7 +167,7 @@ class Relayer:
         tx.ruri = ctx.ruri or tx.ruri
         tx.lumps = list(ctx.lumps)
         tx.flags = ctx.flags
-        tx.extra["req_extra"] = ctx.extra  # failure routes share it (record-route lumps read it)
+        tx.extra["req_extra"] = ctx.extra  # failure routes share it
         n = self.add_branches(tx, ctx, uri, proto)
         if n == 0:
             if created:
@@ -223,7 +223,6 @@ class Relayer:
             ctx.branch_idx,
             ctx.send_socket,
         )
-        saved_rr = ctx.extra.get("rr_params")
         ctx.ruri, ctx.dst_uri, ctx.bflags, ctx.branch_idx = ruri, du, bflags, idx
         if sock is not None:
             ctx.send_socket = sock
@@ -247,10 +246,6 @@ class Relayer:
                 ctx.send_socket,
             ) = saved
             del ctx.lumps[n_lumps:]
-            if saved_rr is None:
-                ctx.extra.pop("rr_params", None)
-            else:
-                ctx.extra["rr_params"] = saved_rr
 
     def _build_and_send(
         self, tx: Transaction, ctx: MsgContext, idx: int, uri: str | None, proto: str | None
@@ -261,8 +256,7 @@ class Relayer:
         if not found:
             log.warning("t_relay: cannot resolve %s", target)
             # what sl_reply_error() answers next, as Kamailio does for E_BAD_ADDRESS
-            ctx.extra["last_error_code"] = 478
-            ctx.extra["last_error_reason"] = "Unresolvable destination (478/SL)"
+            ctx.last_error = (478, "Unresolvable destination (478/SL)")
             return False
         resolving = found == ASK
         alt: tuple[Destination, ...] = ()
@@ -278,8 +272,7 @@ class Relayer:
         if sock is None:
             log.warning("t_relay: no %s socket to reach %s", dest.proto, target)
             return False
-        ctx.extra["out_socket"] = sock
-        out = ctx.apply_lumps()
+        out = ctx.apply_lumps(out_socket=sock)
         assert isinstance(out, Request)
         bid = self.eng.branch_id(tx, idx)
         out.headers.insert(0, Header("Via", self.server.make_via(ctx, sock, bid)))
