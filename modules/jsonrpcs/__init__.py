@@ -19,6 +19,7 @@ from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
 from ksr.core.rundir import RUN_SOCKET, server_rpc_socket
 from ksr.kemi.registry import XVal, kemi
+from ksr.modules.xhttp.api import XhttpApi
 
 from . import jsonfmt
 from .dgram import DgramRpcServer, SocketInUse, parse_error_reply
@@ -53,6 +54,7 @@ class Jsonrpcs(Module):
     Params = JsonrpcsParams
 
     def init(self) -> None:
+        self.xhttp = self.optional("xhttp", XhttpApi)
         self.dgram: DgramRpcServer | None = None
         # the last reply of KSR.jsonrpcs.exec in this worker: $jsonrpl(code/text/body)
         self.last_code = 0
@@ -142,17 +144,15 @@ class Jsonrpcs(Module):
         """Answer the JSON-RPC request carried by the current HTTP request (xhttp:request event).
         The HTTP status mirrors the JSON-RPC error, 200 OK otherwise. 1 when answered, -1 when
         not (no xhttp, no HTTP request, HTTP not in ``transport``)."""
-        xhttp = self.server.module("xhttp")
-        if xhttp is None or not hasattr(xhttp, "xhttp_reply"):
+        xhttp = self.xhttp
+        if xhttp is None:
             log.error("jsonrpcs: dispatch() needs the xhttp module")
             return -1
         if not self.enabled(TRANSPORT_HTTP):
             return -1
         body = ctx.msg.body
         self._run(body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or ""))
-        sent = xhttp.xhttp_reply(
-            ctx, self.last_code, self.last_text, "application/json", self.last_body
-        )
+        sent = xhttp.reply(ctx, self.last_code, self.last_text, "application/json", self.last_body)
         return (
             1 if sent == 0 else -1
         )  # xhttp_reply answers 0 (Kamailio's); 0 here would stop the script

@@ -24,6 +24,7 @@ from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
 from ksr.core.stats_view import ServerStats, stats_view
 from ksr.kemi.registry import kemi
+from ksr.modules.xhttp.api import XhttpApi
 from ksr.transport.http import HttpExchange
 
 from .history import RateHistory
@@ -61,6 +62,7 @@ class Status(Module):
     Params = StatusParams
 
     def init(self) -> None:
+        self.xhttp = self.optional("xhttp", XhttpApi)
         p = self.params
         self.keep = max(2, p.history * 60 // p.rate_step)
         self.history = RateHistory(p.rate_step, self.keep + 1)
@@ -164,8 +166,8 @@ class Status(Module):
         }
 
     def _which(self, ctx: MsgContext) -> tuple[HttpExchange | None, str]:
-        ex = ctx.extra.get("http")
-        if not isinstance(ex, HttpExchange):
+        ex = self.xhttp.exchange(ctx) if self.xhttp is not None else None
+        if ex is None:
             return None, ""
         path = ex.target.split("?", 1)[0]
         base = self.params.status_path

@@ -17,6 +17,7 @@ from ksr.core.context import MsgContext, RouteType, parse_header_block
 from ksr.core.module import ModParams, Module
 from ksr.core.rpc import RpcError, rpc
 from ksr.kemi.registry import kemi
+from ksr.modules.xhttp.api import XhttpApi
 from ksr.transport.http import HttpExchange
 from ksr.transport.stream import Connection
 from ksr.transport.ws import NORMAL_CLOSURE, WsHandler, accept_websocket
@@ -46,6 +47,7 @@ class Websocket(Module):
     events = (EVENT_CLOSED,)
 
     def init(self) -> None:
+        self.xhttp = self.optional("xhttp", XhttpApi)
         st = self.server.stats
         self.c_ok = st.counter(
             "websocket", "ws_successful_handshakes", doc="WebSocket handshakes accepted"
@@ -111,8 +113,8 @@ class Websocket(Module):
     def handle_handshake(self, ctx: MsgContext) -> int:
         """In xhttp:request: check the Upgrade request and switch the connection to WebSocket.
         1 on success; 0 when the request was refused (the error reply is sent)."""
-        ex = ctx.extra.get("http")
-        if not isinstance(ex, HttpExchange):
+        ex = self.xhttp.exchange(ctx) if self.xhttp is not None else None
+        if ex is None:
             return -1
         extra = [(h.name, h.value) for text in ctx.reply_lumps for h in parse_header_block(text)]
         return 1 if self.accept(ex, extra) else 0

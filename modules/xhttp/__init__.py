@@ -17,8 +17,11 @@ from ksr.core.module import ModParams, Module
 from ksr.kemi.registry import XVal, kemi
 from ksr.transport.http import HttpExchange
 
+from .api import XhttpApi
+
 log = logging.getLogger("ksr.xhttp")
 EVENT = "xhttp:request"
+HTTP_KEY = "http"
 
 
 class XhttpParams(ModParams):
@@ -39,6 +42,15 @@ class Xhttp(Module):
     Params = XhttpParams
     events = (EVENT,)
 
+    def api(self) -> XhttpApi:
+        return XhttpApi(self)
+
+    @staticmethod
+    def exchange(ctx: MsgContext) -> HttpExchange | None:
+        """The HTTP request ``ctx`` presents (xhttp's own key: others ask through XhttpApi)."""
+        ex = ctx.extra.get(HTTP_KEY)
+        return ex if isinstance(ex, HttpExchange) else None
+
     def init(self) -> None:
         self.skip = re.compile(self.params.url_skip) if self.params.url_skip else None
         self.match = re.compile(self.params.url_match) if self.params.url_match else None
@@ -47,10 +59,9 @@ class Xhttp(Module):
         )
         self.server.pv.register("hu", lambda ctx, arg, idx: self._url(ctx))
 
-    @staticmethod
-    def _url(ctx: MsgContext) -> str | None:
-        ex = ctx.extra.get("http")
-        return ex.target if isinstance(ex, HttpExchange) else None
+    def _url(self, ctx: MsgContext) -> str | None:
+        ex = self.exchange(ctx)
+        return ex.target if ex is not None else None
 
     def handle_request(self, ex: HttpExchange) -> None:
         """Called by the HTTP connection handler for each complete request."""
@@ -67,7 +78,7 @@ class Xhttp(Module):
         ctx = MsgContext(
             self.server, ex.as_sip_request(), conn.peer[0], conn.peer[1], conn.local, conn.id
         )
-        ctx.extra["http"] = ex
+        ctx.extra[HTTP_KEY] = ex
         rc = self.server.run_event(cb, EVENT, ctx)
         if rc == 0:
             ex.extra["failed"] = True
@@ -79,8 +90,8 @@ class Xhttp(Module):
         """xhttp_reply(code, reason, content_type, body): answer the HTTP request. Headers added
         with KSR.hdr.append_to_reply go into the reply. Returns 0 on success (as Kamailio), -1
         on error."""
-        ex = ctx.extra.get("http")
-        if not isinstance(ex, HttpExchange) or not 100 <= code <= 999:
+        ex = self.exchange(ctx)
+        if ex is None or not 100 <= code <= 999:
             return -1
         headers = [(h.name, h.value) for text in ctx.reply_lumps for h in parse_header_block(text)]
         if ctype:

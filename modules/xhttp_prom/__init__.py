@@ -20,7 +20,7 @@ from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
 from ksr.core.stats_view import stats_view
 from ksr.kemi.registry import kemi
-from ksr.transport.http import HttpExchange
+from ksr.modules.xhttp.api import XhttpApi
 
 from .exposition import CONTENT_TYPE, Options, render
 from .metrics import Family, parse_definition
@@ -59,6 +59,7 @@ class XhttpProm(Module):
     Params = XhttpPromParams
 
     def init(self) -> None:
+        self.xhttp = self.optional("xhttp", XhttpApi)
         self.families: dict[str, Family] = {}
         p = self.params
         for kind, specs in (
@@ -121,8 +122,8 @@ class XhttpProm(Module):
     @kemi()
     def dispatch(self, ctx: MsgContext) -> int:
         """Answer the current HTTP request (xhttp:request) with the metrics. 1 ok, -1 error."""
-        ex = ctx.extra.get("http")
-        if not isinstance(ex, HttpExchange):
+        ex = self.xhttp.exchange(ctx) if self.xhttp is not None else None
+        if ex is None:
             return -1
         if not stats_view(self.server).ready:
             # a restarted worker, for a few ms: a failed scrape rather than counters that drop
@@ -133,8 +134,8 @@ class XhttpProm(Module):
     @kemi()
     def check_uri(self, ctx: MsgContext) -> int:
         """1 if the HTTP request's URL is the metrics path (xhttp_prom_path), -1 otherwise."""
-        ex = ctx.extra.get("http")
-        if not isinstance(ex, HttpExchange):
+        ex = self.xhttp.exchange(ctx) if self.xhttp is not None else None
+        if ex is None:
             return -1
         path = ex.target.split("?", 1)[0]
         return 1 if path == self.params.xhttp_prom_path else -1
