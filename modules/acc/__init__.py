@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -37,6 +37,9 @@ from .txacc import (
     parse_failed_filter,
 )
 from .writers import make_writer
+
+if TYPE_CHECKING:
+    from .api import AccApi
 
 log = logging.getLogger("ksr.acc")
 
@@ -73,6 +76,11 @@ class AccParams(ModParams):
 class Acc(Module):
     name = "acc"
     Params = AccParams
+
+    def api(self) -> AccApi:
+        from .api import AccApi
+
+        return AccApi(self)
 
     def init(self) -> None:
         p: AccParams = self.params

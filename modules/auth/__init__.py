@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import field_validator
 
@@ -16,6 +16,7 @@ from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
 from ksr.db.url import parse_db_url
 from ksr.kemi.registry import kemi
+from ksr.modules.htable.api import HtableApi
 from ksr.sip.auth_header import Credentials, format_challenge, parse_credentials
 from ksr.sip.digest import (
     canonical_algorithm,
@@ -30,6 +31,9 @@ from ksr.sip.message import Message
 from .cluster_nc import ClusterNonceCounts
 from .failures import FailureBook, Verdict
 from .nonces import NonceBook, NonceState
+
+if TYPE_CHECKING:
+    from .api import AuthApi
 
 log = logging.getLogger("ksr.auth")
 
@@ -107,6 +111,11 @@ class Pending:
 class Auth(Module):
     name = "auth"
     Params = AuthParams
+
+    def api(self) -> AuthApi:
+        from .api import AuthApi
+
+        return AuthApi(self)
 
     def __init__(self, server: Any, params: AuthParams) -> None:
         super().__init__(server, params)
@@ -335,8 +344,8 @@ class Auth(Module):
 
     def _ban_in_htable(self, ip: str) -> None:
         name = self.params.failed_auth_ban_htable
-        ht = self.server.modules.get("htable") if name else None
-        table = getattr(ht, "tables", {}).get(name) if ht is not None else None
+        ht = self.optional("htable", HtableApi) if name else None
+        table = ht.table(name) if ht is not None else None
         if table is not None:
             table.set(ip, 1, self.params.failed_auth_ban_time)
 

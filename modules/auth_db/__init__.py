@@ -10,7 +10,7 @@ from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
 from ksr.db import DEFAULT_DB_URL, DbError, Row, store_for
 from ksr.kemi.registry import kemi
-from ksr.modules.auth import AUTH_ERROR, PROXY, WWW, Auth, Pending
+from ksr.modules.auth.api import AUTH_ERROR, PROXY, WWW, AuthApi, Pending
 from ksr.sip.digest import compute_ha1
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.uri import parse_uri
@@ -48,9 +48,7 @@ class AuthDb(Module):
         self.load = _parse_load_credentials(params.load_credentials)
 
     def init(self) -> None:
-        auth = self.server.module("auth")
-        assert isinstance(auth, Auth)
-        self.auth: Auth = auth
+        self.auth = self.require("auth", AuthApi)
 
     def table(self, name: str) -> Subscribers:
         t = self.tables.get(name)

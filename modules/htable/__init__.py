@@ -12,6 +12,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -24,6 +25,9 @@ from ksr.kemi.registry import XVal, kemi
 
 from . import db
 from .table import DefinitionError, HTable, TableDef, parse_definition
+
+if TYPE_CHECKING:
+    from .api import HtableApi
 
 log = logging.getLogger("ksr.htable")
 MISSING = -255  # sht_inc/sht_dec on a missing item (Kamailio's observed value)
@@ -75,6 +79,11 @@ class Htable(Module):
     name = "htable"
     Params = HtableParams
     events = ("htable:mod-init", "htable:expired:<table>")
+
+    def api(self) -> HtableApi:
+        from .api import HtableApi
+
+        return HtableApi(self)
 
     def init(self) -> None:
         self.tables: dict[str, HTable] = {}

@@ -7,6 +7,7 @@ import logging
 from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
 from ksr.kemi.registry import kemi
+from ksr.modules.sl.api import SlApi
 
 from .checks import ALL_CHECKS, DEFAULT_CHECKS, DEFAULT_URI_CHECKS, Failure, Job, run_checks
 
@@ -29,6 +30,7 @@ class Sanity(Module):
     depends = ("sl",)
 
     def init(self) -> None:
+        self.sl = self.optional("sl", SlApi)
         self.supported = frozenset(
             t.strip() for t in self.params.proxy_require.split(",") if t.strip()
         )
@@ -60,7 +62,7 @@ class Sanity(Module):
         if not ctx.is_request or ctx.request.method == "ACK" or not failure.code:
             return False  # code 0: Kamailio fails these checks without a reply
         ctx.reply_lumps.extend(f"{h}\r\n" for h in failure.headers)
-        sl = self.server.module("sl")
+        sl = self.sl
         if sl is not None:
             return bool(sl.reply(ctx, failure.code, failure.reason, False) > 0)
         return self.server.send_reply_stateless(ctx, failure.code, failure.reason)

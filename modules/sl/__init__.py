@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
 from ksr.kemi.registry import kemi
 from ksr.sip.builders import default_reason
 from ksr.sip.message import Message, Response
+
+if TYPE_CHECKING:
+    from .api import SlApi
 
 
 class SlParams(ModParams):
@@ -20,6 +25,11 @@ class SlParams(ModParams):
 class Sl(Module):
     name = "sl"
     Params = SlParams
+
+    def api(self) -> SlApi:
+        from .api import SlApi
+
+        return SlApi(self)
 
     def init(self) -> None:
         self.c_1xx = self.server.stats.counter("sl", "1xx_replies", doc="1xx replies sent by sl")

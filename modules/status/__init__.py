@@ -24,6 +24,7 @@ from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
 from ksr.core.stats_view import ServerStats, stats_view
 from ksr.kemi.registry import kemi
+from ksr.modules.acc.api import AccApi
 from ksr.modules.xhttp.api import XhttpApi
 from ksr.transport.http import HttpExchange
 
@@ -103,8 +104,8 @@ class Status(Module):
 
     def _section(self) -> dict[str, Any]:
         eng = self.server.engine
-        acc = self.server.module("acc")
-        cdrs = list(getattr(acc, "recent", []))[-self.params.cdrs :]
+        acc = self.optional("acc", AccApi)
+        cdrs = acc.recent_cdrs(self.params.cdrs) if acc is not None else []
         script = (
             {
                 "worker": self._worker(),
