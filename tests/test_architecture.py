@@ -133,7 +133,69 @@ def test_private_names_stay_with_their_owner() -> None:
     assert KNOWN_PRIVATE - found == set(), "fixed: remove these from KNOWN_PRIVATE"
 
 
+def _owner(rel: str) -> str:
+    """Who owns a file's ``extra`` keys: its module (``modules/tm``) or its layer (``ksr/core``)."""
+    return "/".join(rel.split("/")[:2])
+
+
+def _constants(tree: ast.Module) -> dict[str, str]:
+    """Module-level ``NAME = "text"`` of a file (keys are often named constants)."""
+    out = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+            for target in node.targets:
+                if isinstance(target, ast.Name) and isinstance(node.value.value, str):
+                    out[target.id] = node.value.value
+    return out
+
+
+def extra_keys(tree: ast.Module) -> Iterator[str]:
+    """String keys used on an ``.extra`` dict: ``x.extra["k"]``, ``x.extra.get("k")`` (and
+    pop/setdefault), ``"k" in x.extra``."""
+    names = _constants(tree)
+
+    def key(node: ast.expr) -> str | None:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return node.value
+        if isinstance(node, ast.Name):
+            return names.get(node.id)
+        return None
+
+    def is_extra(node: ast.expr) -> bool:
+        return isinstance(node, ast.Attribute) and node.attr == "extra"
+
+    for node in ast.walk(tree):
+        found = None
+        if isinstance(node, ast.Subscript) and is_extra(node.value):
+            found = key(node.slice)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("get", "pop", "setdefault")
+            and is_extra(node.func.value)
+            and node.args
+        ):
+            found = key(node.args[0])
+        elif isinstance(node, ast.Compare) and any(is_extra(c) for c in node.comparators):
+            found = key(node.left)
+        if found is not None:
+            yield found
+
+
+def test_extra_keys_stay_with_their_owner() -> None:
+    """A string key of ``ctx.extra`` (or ``tx.extra``...) is used by one module or layer only:
+    what crosses goes through a typed field or the owner's API."""
+    owners: dict[str, set[str]] = {}
+    for rel, tree in SOURCES:
+        for k in extra_keys(tree):
+            owners.setdefault(k, set()).add(_owner(rel))
+    shared = {k: sorted(o) for k, o in owners.items() if len(o) > 1}
+    assert shared == {}
+
+
 def test_the_checks_can_fail() -> None:
     tree = ast.parse("import trio\nfrom ksr.modules.usrloc.contact import Contact\nx._y\n")
     assert list(imports(tree)) == ["trio", "ksr.modules.usrloc.contact"]
     assert list(private_uses(tree)) == ["x._y"]
+    tree = ast.parse('K = "b"\nctx.extra["a"]\ntx.extra.get(K)\n"c" in ctx.extra\n')
+    assert sorted(extra_keys(tree)) == ["a", "b", "c"]

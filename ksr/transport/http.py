@@ -13,6 +13,8 @@ import h11
 from ksr.sip.hostport import format_hostport
 from ksr.sip.message import Header, Request
 
+from .hooks import hooks
+
 if TYPE_CHECKING:
     from ksr.core.server import Server
 
@@ -216,16 +218,17 @@ class HttpHandler:
         if self.auto_websocket:
             self._upgrade(ex)
             return
-        xhttp = self.server.module("xhttp")
-        if xhttp is None:
+        handler = hooks(self.server).http
+        if handler is None:
             ex.reply(404, "Not Found", [], b"")
             return
+        ok = True
         try:
-            xhttp.handle_request(ex)
+            ok = handler(ex)
         except Exception:
             log.exception("xhttp failed on a request on connection %d", ex.conn.id)
         if not ex.replied:  # the script did not answer: tell the client rather than hang
-            if ex.extra.get("failed"):
+            if not ok:
                 ex.reply(500, "Server Internal Error", [], b"")
             else:
                 ex.reply(404, "Not Found", [], b"")
@@ -233,9 +236,9 @@ class HttpHandler:
     def _upgrade(self, ex: HttpExchange) -> None:
         """ws/wss listeners: the handshake needs no script (sub-protocols from the websocket
         module when it is loaded, else ``sip``)."""
-        ws = self.server.module("websocket")
-        if ws is not None and hasattr(ws, "accept"):
-            ws.accept(ex)
+        accept = hooks(self.server).ws_accept
+        if accept is not None:
+            accept(ex)
             return
         from .ws import accept_websocket
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from .hooks import hooks
 from .stream import ConnTable, StreamTransport
 from .tcp import TcpTransport
 from .tls import TlsTransport
@@ -39,7 +40,7 @@ async def open_stream_transports(server: Server, nursery: trio.Nursery) -> None:
         t = cls(server, wanted[proto], server.reuse_port, table)
         await nursery.start(t.serve)
         server.transports[proto] = t
-    if server.module("websocket") is not None:
+    if hooks(server).ws_accept is not None:
         # WebSocket upgrades on tcp/tls listeners: name those sockets for ws/wss too, so a
         # request from elsewhere (UDP) to a WebSocket client finds a socket for its Via
         for plain, ws in (("tcp", "ws"), ("tls", "wss")):

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.framing import StreamFramer
 
+from .hooks import hooks
+
 if TYPE_CHECKING:
     from .stream import Connection
 
@@ -82,7 +84,7 @@ class FirstBytes:
             return self._switch(conn, SipHandler())  # the framer reports the oversized header
         if HTTP_REQUEST_LINE.fullmatch(bytes(buf[:end])):
             assert conn.transport is not None
-            if conn.transport.server.module("xhttp") is None:
+            if hooks(conn.transport.server).http is None:
                 log.info(
                     "HTTP request on %s connection %d without the xhttp module: closing",
                     conn.proto,

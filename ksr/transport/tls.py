@@ -13,15 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .hooks import TlsContexts, hooks
 from .stream import StreamTransport
 
 if TYPE_CHECKING:
     from ksr.core.server import Server
 
 
-def _tls_module(server: Server) -> Any:
-    mod = server.module("tls")
-    if mod is None or not hasattr(mod, "server_context"):
+def _tls_module(server: Server) -> TlsContexts:
+    mod = hooks(server).tls
+    if mod is None:
         raise OSError(
             errno.EINVAL, 'tls and wss listeners need the tls module: add "tls" to loadmodule'
         )
@@ -50,7 +51,7 @@ class TlsTransport(StreamTransport):
     async def open_outbound(self, host: str, port: int) -> trio.abc.Stream:
         ctx: ssl.SSLContext = _tls_module(self.server).client_context()
         tcp = await trio.open_tcp_stream(host, port)
-        name = _server_name(host, _tls_module(self.server).params.server_name)
+        name = _server_name(host, _tls_module(self.server).server_name())
         tls = trio.SSLStream(tcp, ctx, server_hostname=name)
         try:
             await tls.do_handshake()

@@ -21,6 +21,7 @@ from wsproto.connection import ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.utilities import LocalProtocolError, generate_accept_token
 
+from .hooks import hooks
 from .stream import Connection, Handler, StreamTransport
 from .tls import TlsTransport
 
@@ -185,9 +186,9 @@ class WsHandler:
 
     def closed(self, conn: Connection) -> None:
         assert conn.transport is not None
-        module = conn.transport.server.module("websocket")
-        if module is not None and hasattr(module, "on_closed"):
-            module.on_closed(conn, self)
+        closed = hooks(conn.transport.server).ws_closed
+        if closed is not None:
+            closed(conn, self)
 
 
 class WsTransport(StreamTransport):

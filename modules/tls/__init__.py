@@ -16,6 +16,7 @@ from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
 from ksr.core.rpc import rpc
 from ksr.kemi.registry import kemi
+from ksr.transport.hooks import hooks
 from ksr.transport.tls import peer_certificate
 
 log = logging.getLogger("ksr.tls")
@@ -67,6 +68,7 @@ class Tls(Module):
                 self._server_ctx = self._make(server=True)
         except (OSError, ssl.SSLError, ValueError) as err:
             raise ConfigError(f"[modparam.tls]: {err}", self.server.config.source) from None
+        hooks(self.server).tls = self
 
     def _path(self, p: str) -> str:
         return str(self.server.config.resolve(p))
@@ -105,6 +107,9 @@ class Tls(Module):
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_REQUIRED if p.verify_certificate else ssl.CERT_NONE
         return ctx
+
+    def server_name(self) -> str:
+        return self.params.server_name
 
     def server_context(self) -> ssl.SSLContext:
         if self._server_ctx is None:

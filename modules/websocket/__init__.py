@@ -18,6 +18,7 @@ from ksr.core.module import ModParams, Module
 from ksr.core.rpc import RpcError, rpc
 from ksr.kemi.registry import kemi
 from ksr.modules.xhttp.api import XhttpApi
+from ksr.transport.hooks import hooks
 from ksr.transport.http import HttpExchange
 from ksr.transport.stream import Connection
 from ksr.transport.ws import NORMAL_CLOSURE, WsHandler, accept_websocket
@@ -47,6 +48,8 @@ class Websocket(Module):
     events = (EVENT_CLOSED,)
 
     def init(self) -> None:
+        h = hooks(self.server)
+        h.ws_accept, h.ws_closed = self.accept, self.on_closed
         self.xhttp = self.optional("xhttp", XhttpApi)
         st = self.server.stats
         self.c_ok = st.counter(

@@ -15,6 +15,7 @@ from pydantic import field_validator
 from ksr.core.context import MsgContext, parse_header_block
 from ksr.core.module import ModParams, Module
 from ksr.kemi.registry import XVal, kemi
+from ksr.transport.hooks import hooks
 from ksr.transport.http import HttpExchange
 
 from .api import XhttpApi
@@ -58,32 +59,33 @@ class Xhttp(Module):
             "xhttp", "requests", doc="HTTP requests received"
         )
         self.server.pv.register("hu", lambda ctx, arg, idx: self._url(ctx))
+        hooks(self.server).http = self.handle_request
 
     def _url(self, ctx: MsgContext) -> str | None:
         ex = self.exchange(ctx)
         return ex.target if ex is not None else None
 
-    def handle_request(self, ex: HttpExchange) -> None:
-        """Called by the HTTP connection handler for each complete request."""
+    def handle_request(self, ex: HttpExchange) -> bool:
+        """The transports' HTTP hook, for each complete request: False when the script
+        failed."""
         self.c_requests.inc()
         if self.skip is not None and self.skip.search(ex.target):
-            return
+            return True
         if self.match is not None and not self.match.search(ex.target):
-            return
+            return True
         cb = self.params.event_callback
         if not cb:
             log.error("xhttp: no event_callback set to handle %s %s", ex.method, ex.target)
-            return
+            return True
         conn = ex.conn
         ctx = MsgContext(
             self.server, ex.as_sip_request(), conn.peer[0], conn.peer[1], conn.local, conn.id
         )
         ctx.extra[HTTP_KEY] = ex
         rc = self.server.run_event(cb, EVENT, ctx)
-        if rc == 0:
-            ex.extra["failed"] = True
-        elif rc == 2:
+        if rc == 2:
             log.error("xhttp: event_callback %s() not found in the script", cb)
+        return rc != 0
 
     @kemi()
     def xhttp_reply(self, ctx: MsgContext, code: int, reason: str, ctype: str, body: str) -> int:
