@@ -1877,6 +1877,8 @@ class _maxfwd:
         decremented, -1 if it is already 0 (answer 483), -2 on a malformed value (or one
         above 255). The change is applied when the request is forwarded.
 
+        Meant for REQUEST_ROUTE.
+
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
 
@@ -2629,6 +2631,8 @@ class _registrar:
         """lookup(table): R-URI -> registered contacts (best into R-URI, others as branches).
         1 found, -1 not found, -2 method not allowed, -3 error.
 
+        Meant for REQUEST_ROUTE|FAILURE_ROUTE.
+
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
 
@@ -2713,6 +2717,8 @@ class _registrar:
         only, 0x02 no reply (see reg_send_reply), 0x04 one contact per AOR, 0x08 no expires
         randomisation.
 
+        Meant for REQUEST_ROUTE|TM_ONREPLY_ROUTE|CORE_ONREPLY_ROUTE.
+
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
 
@@ -2762,6 +2768,8 @@ class _rr:
     def add_rr_param(self, param: str) -> int:
         """add_rr_param(";name=val"): a parameter for our Record-Route URI.
 
+        Meant for REQUEST_ROUTE|FAILURE_ROUTE|BRANCH_ROUTE.
+
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
 
@@ -2780,6 +2788,8 @@ class _rr:
     def loose_route(self) -> int:
         """Route by the Route headers: 1 routed (our Route removed, $du = next loose hop),
         -1 no Route (or only ours, initial request), -3 preloaded next hop of an initial request.
+
+        Meant for REQUEST_ROUTE.
 
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
@@ -2805,6 +2815,8 @@ class _rr:
     def record_route(self) -> int:
         """Add Record-Route (two when the request leaves on another transport or address).
 
+        Meant for REQUEST_ROUTE|FAILURE_ROUTE|BRANCH_ROUTE.
+
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
 
@@ -2817,17 +2829,23 @@ class _rr:
     def record_route_params(self, params: str) -> int:
         """record_route_params(";p=v"): Record-Route with extra URI parameters.
 
+        Meant for REQUEST_ROUTE|FAILURE_ROUTE|BRANCH_ROUTE.
+
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
 
     def record_route_preset(self, addr1: str, addr2: str) -> int:
         """Two Record-Routes with these addresses (add r2=on yourself).
 
+        Meant for REQUEST_ROUTE|FAILURE_ROUTE|BRANCH_ROUTE.
+
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
 
     def record_route_preset_one(self, addr: str) -> int:
         """Record-Route with this address ("host:port;params"); no lr/ftag added.
+
+        Meant for REQUEST_ROUTE|FAILURE_ROUTE|BRANCH_ROUTE.
 
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
@@ -4013,6 +4031,8 @@ class _tm:
     def t_newtran(self) -> int:
         """Create the transaction: 1 created, 0 retransmission (absorbed), negative on error.
 
+        Meant for REQUEST_ROUTE.
+
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
 
@@ -4024,6 +4044,8 @@ class _tm:
 
     def t_on_branch(self, name: str) -> int:
         """Name the function run for each new outgoing branch (branch route).
+
+        Meant for REQUEST_ROUTE|FAILURE_ROUTE.
 
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
@@ -4037,11 +4059,15 @@ class _tm:
     def t_on_failure(self, name: str) -> int:
         """Name the function run when all branches failed (failure route); "" resets.
 
+        Meant for REQUEST_ROUTE|FAILURE_ROUTE|TM_ONREPLY_ROUTE|BRANCH_ROUTE.
+
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
 
     def t_on_reply(self, name: str) -> int:
         """Name the function run for each reply of the transaction (onreply route).
+
+        Meant for REQUEST_ROUTE|FAILURE_ROUTE|TM_ONREPLY_ROUTE|BRANCH_ROUTE.
 
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
@@ -4050,11 +4076,15 @@ class _tm:
         """Create the transaction (if needed) and forward statefully to $du/R-URI and the
         branches; negative on failure.
 
+        Meant for REQUEST_ROUTE|FAILURE_ROUTE.
+
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
 
     def t_relay_to_flags(self, flags: int) -> int:
         """t_relay with flags: 0x01 no 100 Trying, 0x04 no DNS failover.
+
+        Meant for REQUEST_ROUTE|FAILURE_ROUTE.
 
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
@@ -4062,11 +4092,15 @@ class _tm:
     def t_relay_to_proto(self, proto: str) -> int:
         """t_relay_to_proto("UDP"|"TCP"|...).
 
+        Meant for REQUEST_ROUTE|FAILURE_ROUTE.
+
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
 
     def t_relay_to_proto_addr(self, proto: str, host: str, port: int) -> int:
         """t_relay_to_proto_addr(proto, host, port).
+
+        Meant for REQUEST_ROUTE|FAILURE_ROUTE.
 
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
@@ -4074,11 +4108,15 @@ class _tm:
     def t_relay_to_proxy(self, proxy: str) -> int:
         """t_relay_to_proxy("proto:host:port").
 
+        Meant for REQUEST_ROUTE|FAILURE_ROUTE.
+
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
 
     def t_relay_to_proxy_flags(self, proxy: str, flags: int) -> int:
         """t_relay_to_proxy_flags(proxy, flags).
+
+        Meant for REQUEST_ROUTE|FAILURE_ROUTE.
 
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
@@ -4169,6 +4207,8 @@ class _tmx:
 
     def t_cancel_branches(self, which: str) -> int:
         """t_cancel_branches("all"|"others"|"this") from an onreply route.
+
+        Meant for TM_ONREPLY_ROUTE.
 
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """

@@ -2130,6 +2130,8 @@ function KSR.maxfwd.is_maxfwd_lt(limit) end
 ---decremented, -1 if it is already 0 (answer 483), -2 on a malformed value (or one
 ---above 255). The change is applied when the request is forwarded.
 ---
+---Meant for REQUEST_ROUTE.
+---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@param limit integer
 ---@return integer
@@ -3040,6 +3042,8 @@ function KSR.registrar.add_sock_hdr(hname) end
 ---lookup(table): R-URI -> registered contacts (best into R-URI, others as branches).
 ---1 found, -1 not found, -2 method not allowed, -3 error.
 ---
+---Meant for REQUEST_ROUTE|FAILURE_ROUTE.
+---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@param table string
 ---@return integer
@@ -3151,6 +3155,8 @@ function KSR.registrar.registered_uri(table, uri) end
 ---only, 0x02 no reply (see reg_send_reply), 0x04 one contact per AOR, 0x08 no expires
 ---randomisation.
 ---
+---Meant for REQUEST_ROUTE|TM_ONREPLY_ROUTE|CORE_ONREPLY_ROUTE.
+---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@param table string
 ---@param flags integer
@@ -3213,6 +3219,8 @@ KSR.rr = {}
 
 ---add_rr_param(";name=val"): a parameter for our Record-Route URI.
 ---
+---Meant for REQUEST_ROUTE|FAILURE_ROUTE|BRANCH_ROUTE.
+---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@param param string
 ---@return integer
@@ -3234,6 +3242,8 @@ function KSR.rr.is_direction(direction) end
 
 ---Route by the Route headers: 1 routed (our Route removed, $du = next loose hop),
 ----1 no Route (or only ours, initial request), -3 preloaded next hop of an initial request.
+---
+---Meant for REQUEST_ROUTE.
 ---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@return integer
@@ -3260,6 +3270,8 @@ function KSR.rr.next_hop_route() end
 
 ---Add Record-Route (two when the request leaves on another transport or address).
 ---
+---Meant for REQUEST_ROUTE|FAILURE_ROUTE|BRANCH_ROUTE.
+---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@return integer
 function KSR.rr.record_route() end
@@ -3273,12 +3285,16 @@ function KSR.rr.record_route_advertised_address(addr) end
 
 ---record_route_params(";p=v"): Record-Route with extra URI parameters.
 ---
+---Meant for REQUEST_ROUTE|FAILURE_ROUTE|BRANCH_ROUTE.
+---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@param params string
 ---@return integer
 function KSR.rr.record_route_params(params) end
 
 ---Two Record-Routes with these addresses (add r2=on yourself).
+---
+---Meant for REQUEST_ROUTE|FAILURE_ROUTE|BRANCH_ROUTE.
 ---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@param addr1 string
@@ -3287,6 +3303,8 @@ function KSR.rr.record_route_params(params) end
 function KSR.rr.record_route_preset(addr1, addr2) end
 
 ---Record-Route with this address ("host:port;params"); no lr/ftag added.
+---
+---Meant for REQUEST_ROUTE|FAILURE_ROUTE|BRANCH_ROUTE.
 ---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@param addr string
@@ -4668,6 +4686,8 @@ function KSR.tm.t_lookup_request() end
 
 ---Create the transaction: 1 created, 0 retransmission (absorbed), negative on error.
 ---
+---Meant for REQUEST_ROUTE.
+---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@return integer
 function KSR.tm.t_newtran() end
@@ -4679,6 +4699,8 @@ function KSR.tm.t_newtran() end
 function KSR.tm.t_next_contacts() end
 
 ---Name the function run for each new outgoing branch (branch route).
+---
+---Meant for REQUEST_ROUTE|FAILURE_ROUTE.
 ---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@param name string
@@ -4694,12 +4716,16 @@ function KSR.tm.t_on_branch_failure(name) end
 
 ---Name the function run when all branches failed (failure route); "" resets.
 ---
+---Meant for REQUEST_ROUTE|FAILURE_ROUTE|TM_ONREPLY_ROUTE|BRANCH_ROUTE.
+---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@param name string
 ---@return integer
 function KSR.tm.t_on_failure(name) end
 
 ---Name the function run for each reply of the transaction (onreply route).
+---
+---Meant for REQUEST_ROUTE|FAILURE_ROUTE|TM_ONREPLY_ROUTE|BRANCH_ROUTE.
 ---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@param name string
@@ -4709,11 +4735,15 @@ function KSR.tm.t_on_reply(name) end
 ---Create the transaction (if needed) and forward statefully to $du/R-URI and the
 ---branches; negative on failure.
 ---
+---Meant for REQUEST_ROUTE|FAILURE_ROUTE.
+---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@return integer
 function KSR.tm.t_relay() end
 
 ---t_relay with flags: 0x01 no 100 Trying, 0x04 no DNS failover.
+---
+---Meant for REQUEST_ROUTE|FAILURE_ROUTE.
 ---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@param flags integer
@@ -4722,12 +4752,16 @@ function KSR.tm.t_relay_to_flags(flags) end
 
 ---t_relay_to_proto("UDP"|"TCP"|...).
 ---
+---Meant for REQUEST_ROUTE|FAILURE_ROUTE.
+---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@param proto string
 ---@return integer
 function KSR.tm.t_relay_to_proto(proto) end
 
 ---t_relay_to_proto_addr(proto, host, port).
+---
+---Meant for REQUEST_ROUTE|FAILURE_ROUTE.
 ---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@param proto string
@@ -4738,12 +4772,16 @@ function KSR.tm.t_relay_to_proto_addr(proto, host, port) end
 
 ---t_relay_to_proxy("proto:host:port").
 ---
+---Meant for REQUEST_ROUTE|FAILURE_ROUTE.
+---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@param proxy string
 ---@return integer
 function KSR.tm.t_relay_to_proxy(proxy) end
 
 ---t_relay_to_proxy_flags(proxy, flags).
+---
+---Meant for REQUEST_ROUTE|FAILURE_ROUTE.
 ---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@param proxy string
@@ -4850,6 +4888,8 @@ function KSR.tm.t_uac_send(method, ruri, nexthop, socket, headers, body) end
 KSR.tmx = {}
 
 ---t_cancel_branches("all"|"others"|"this") from an onreply route.
+---
+---Meant for TM_ONREPLY_ROUTE.
 ---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@param which string

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ksr.suspend import Finished, Suspension
 
-from .registry import ExportRegistry, KemiFunction
+from .registry import ExportRegistry, KemiFunction, Route
 
 if TYPE_CHECKING:
     from ksr.core.context import MsgContext
@@ -149,9 +149,31 @@ def coerce_args(f: KemiFunction, args: tuple[Any, ...], lua: bool) -> list[Any] 
     return out
 
 
+def route_checked(f: KemiFunction) -> Callable[..., Any]:
+    """``f.fn`` warning (once per route, for each loaded script) when it is called outside
+    the routes it declares. The call runs all the same, with its own return code: Kamailio's
+    KEMI does not check route types either."""
+    fn, allowed, by_name = f.fn, f.routes, Route.BY_NAME
+    warned: set[str] = set()
+
+    def checked(ctx: MsgContext | None, *args: Any) -> Any:
+        route = ctx.route if ctx is not None else "request"
+        if not by_name.get(route, Route.ANY) & allowed and route not in warned:
+            warned.add(route)
+            log.warning(
+                "%s called in a %s route; it is meant for %s only (run anyway)",
+                f.qualname,
+                route,
+                Route.describe(allowed),
+            )
+        return fn(ctx, *args)
+
+    return checked
+
+
 def make_binding(f: KemiFunction, engine: Engine, lua: bool) -> Callable[..., Any]:
     """The callable a script sees for one KSR function."""
-    fn = f.fn
+    fn = f.fn if f.routes == Route.ANY else route_checked(f)
     n = len(f.params)
     ret = f.returns
     none_value: Any = False if lua else 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, get_type_hints
+from typing import Any, ClassVar, Literal, TypeVar, get_type_hints
 
 ParamType = Literal["str", "int"]
 ReturnType = Literal["int", "bool", "xval", "none"]
@@ -20,6 +20,56 @@ XVal = int | str | None
 
 _MARK = "__ksr_kemi__"
 
+
+class Route:
+    """Kamailio's route type flags (its exports tables' ``REQUEST_ROUTE|FAILURE_ROUTE...``):
+    where a KSR function is meant to be used. Kamailio's KEMI does not refuse a call elsewhere,
+    and neither does ksr: the call runs and a warning names the function and the route."""
+
+    REQUEST = 1
+    FAILURE = 2
+    TM_ONREPLY = 4
+    BRANCH = 8
+    ONSEND = 16
+    ERROR = 32
+    LOCAL = 64
+    CORE_ONREPLY = 128
+    BRANCH_FAILURE = 256
+    ONREPLY = TM_ONREPLY | CORE_ONREPLY
+    EVENT = REQUEST  # as Kamailio: event routes run as request routes
+    ANY = 0xFFFFFFFF
+
+    # ksr's route names (ksr.core.context.RouteType) -> flag
+    BY_NAME: ClassVar[dict[str, int]] = {
+        "request": REQUEST,
+        "reply": CORE_ONREPLY,
+        "onreply": TM_ONREPLY,
+        "failure": FAILURE,
+        "branch": BRANCH,
+        "branch_failure": BRANCH_FAILURE,
+        "event": EVENT,
+        "onsend": ONSEND,
+    }
+    NAMES: ClassVar[tuple[tuple[int, str], ...]] = (
+        (REQUEST, "REQUEST_ROUTE"),
+        (FAILURE, "FAILURE_ROUTE"),
+        (TM_ONREPLY, "TM_ONREPLY_ROUTE"),
+        (BRANCH, "BRANCH_ROUTE"),
+        (ONSEND, "ONSEND_ROUTE"),
+        (ERROR, "ERROR_ROUTE"),
+        (LOCAL, "LOCAL_ROUTE"),
+        (CORE_ONREPLY, "CORE_ONREPLY_ROUTE"),
+        (BRANCH_FAILURE, "BRANCH_FAILURE_ROUTE"),
+    )
+
+    @classmethod
+    def describe(cls, flags: int) -> str:
+        """``REQUEST_ROUTE|FAILURE_ROUTE`` (Kamailio's spelling)."""
+        if flags == cls.ANY:
+            return "ANY_ROUTE"
+        return "|".join(name for bit, name in cls.NAMES if flags & bit)
+
+
 F = TypeVar("F", bound=Callable[..., Any])  # a decorated function keeps its own signature
 
 
@@ -28,10 +78,15 @@ class KemiSpec:
     name: str | None  # exported name (default: the method name)
     submodule: str | None  # KSR sub-module (default: the module's kemi_name; "" for KSR.*)
     suspends: bool = False
+    routes: int = Route.ANY
 
 
 def kemi(
-    name: str | None = None, *, submodule: str | None = None, suspends: bool = False
+    name: str | None = None,
+    *,
+    submodule: str | None = None,
+    suspends: bool = False,
+    routes: int = Route.ANY,
 ) -> Callable[[F], F]:
     """Mark a module method ``(self, ctx, *params)`` as a KSR function.
 
@@ -39,10 +94,12 @@ def kemi(
     the convention: ``int``, ``bool``, ``XVal`` (int/str/None) or ``None`` (logging calls).
     ``suspends=True``: the function may wait on I/O (``ksr.suspend.wait``); a Lua route calling
     it is suspended meanwhile instead of blocking the worker (Python routes always can be).
+    ``routes``: the Route flags it is meant for (Kamailio's exports table); a call in another
+    route runs all the same, with a warning.
     """
 
     def mark(fn: F) -> F:
-        setattr(fn, _MARK, KemiSpec(name, submodule, suspends))
+        setattr(fn, _MARK, KemiSpec(name, submodule, suspends, routes))
         return fn
 
     return mark
@@ -58,6 +115,7 @@ class KemiFunction:
     fn: Callable[..., Any]  # bound method: fn(ctx, *params)
     doc: str
     suspends: bool = False  # may wait on I/O (see kemi())
+    routes: int = Route.ANY  # Route flags it is meant for (see kemi())
 
     @property
     def qualname(self) -> str:
@@ -75,7 +133,11 @@ def _return_kind(ann: Any) -> ReturnType:
 
 
 def describe(
-    fn: Callable[..., Any], submodule: str, name: str, suspends: bool = False
+    fn: Callable[..., Any],
+    submodule: str,
+    name: str,
+    suspends: bool = False,
+    routes: int = Route.ANY,
 ) -> KemiFunction:
     """Read a marked method's signature into a KemiFunction."""
     hints = get_type_hints(fn)
@@ -100,6 +162,7 @@ def describe(
         fn,
         doc,
         suspends,
+        routes,
     )
 
 
@@ -112,7 +175,7 @@ def collect(obj: Any, default_submodule: str) -> Iterator[KemiFunction]:
             continue
         bound = getattr(obj, attr)
         sub = default_submodule if spec.submodule is None else spec.submodule
-        yield describe(bound, sub, spec.name or attr, spec.suspends)
+        yield describe(bound, sub, spec.name or attr, spec.suspends, spec.routes)
 
 
 class ExportRegistry:

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from .registry import ExportRegistry, KemiFunction
+from .registry import ExportRegistry, KemiFunction, Route
 
 log = logging.getLogger("ksr.stubs")
 
@@ -107,7 +107,8 @@ def _pyname(name: str) -> str:
 
 def _doc_lines(f: KemiFunction) -> list[str]:
     text = f.doc.strip() or f"{f.qualname}."
-    return [*text.splitlines(), "", RETURNS_DOC[f.returns]]
+    where = [] if f.routes == Route.ANY else ["", f"Meant for {Route.describe(f.routes)}."]
+    return [*text.splitlines(), *where, "", RETURNS_DOC[f.returns]]
 
 
 def _py_sig(f: KemiFunction, method: bool) -> str:

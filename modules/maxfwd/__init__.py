@@ -6,7 +6,7 @@ import logging
 
 from ksr.core.context import Lump, MsgContext
 from ksr.core.module import ModParams, Module
-from ksr.kemi.registry import kemi
+from ksr.kemi.registry import Route, kemi
 from ksr.sip.abnf import uint
 from ksr.sip.message import Header, Message
 
@@ -32,7 +32,7 @@ class Maxfwd(Module):
                 return h, (-2 if v is None else v)
         return None, -1
 
-    @kemi()
+    @kemi(routes=Route.REQUEST)
     def process_maxfwd(self, ctx: MsgContext, limit: int) -> int:
         """process_maxfwd(limit): 2 if Max-Forwards was missing (added with ``limit``), 1 if
         decremented, -1 if it is already 0 (answer 483), -2 on a malformed value (or one

@@ -11,7 +11,7 @@ from typing import Any
 from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
 from ksr.core.stats import ONE
-from ksr.kemi.registry import XVal, kemi
+from ksr.kemi.registry import Route, XVal, kemi
 from ksr.modules.usrloc.api import Contact, UsrlocApi, UsrlocError
 from ksr.sip.builders import default_reason
 from ksr.sip.errors import RemoteProtocolError
@@ -149,7 +149,7 @@ class Registrar(Module):
         return res.rc
 
     # -- KSR.registrar -----------------------------------------------------------------------
-    @kemi(suspends=True)
+    @kemi(suspends=True, routes=Route.REQUEST | Route.ONREPLY)
     def save(self, ctx: MsgContext, table: str, flags: int) -> int:
         """save(table, flags): store the REGISTER's bindings and answer it. 1 inserted,
         2 updated, 3 deleted, 4 listed, -1 error, -2 too many contacts. Flags: 0x01 memory
@@ -171,7 +171,7 @@ class Registrar(Module):
         code, hdrs = pending
         return 1 if self._reply(ctx, code, hdrs) else -1
 
-    @kemi(suspends=True)
+    @kemi(suspends=True, routes=Route.REQUEST | Route.FAILURE)
     def lookup(self, ctx: MsgContext, table: str) -> int:
         """lookup(table): R-URI -> registered contacts (best into R-URI, others as branches).
         1 found, -1 not found, -2 method not allowed, -3 error."""

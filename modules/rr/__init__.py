@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from ksr.core.context import Lump, MsgContext, SocketInfo, SocketLump
 from ksr.core.module import ModParams, Module
-from ksr.kemi.registry import kemi
+from ksr.kemi.registry import Route, kemi
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.headers import parse_name_addr, split_commas
 from ksr.sip.hostport import format_hostport
@@ -146,12 +146,12 @@ class Rr(Module):
 
         return build
 
-    @kemi()
+    @kemi(routes=Route.REQUEST | Route.BRANCH | Route.FAILURE)
     def record_route(self, ctx: MsgContext) -> int:
         """Add Record-Route (two when the request leaves on another transport or address)."""
         return self._add_rr(ctx, self._auto(ctx, ""))
 
-    @kemi()
+    @kemi(routes=Route.REQUEST | Route.BRANCH | Route.FAILURE)
     def record_route_params(self, ctx: MsgContext, params: str) -> int:
         """record_route_params(";p=v"): Record-Route with extra URI parameters."""
         return self._add_rr(ctx, self._auto(ctx, params))
@@ -171,12 +171,12 @@ class Rr(Module):
 
         return self._add_rr(ctx, build)
 
-    @kemi()
+    @kemi(routes=Route.REQUEST | Route.BRANCH | Route.FAILURE)
     def record_route_preset_one(self, ctx: MsgContext, addr: str) -> int:
         """Record-Route with this address ("host:port;params"); no lr/ftag added."""
         return self._preset(ctx, [addr], False)
 
-    @kemi()
+    @kemi(routes=Route.REQUEST | Route.BRANCH | Route.FAILURE)
     def record_route_preset(self, ctx: MsgContext, addr1: str, addr2: str) -> int:
         """Two Record-Routes with these addresses (add r2=on yourself)."""
         return self._preset(ctx, [addr1, addr2], False)
@@ -193,7 +193,7 @@ class Rr(Module):
         ctx.extra.pop("rr_added", None)
         return 1
 
-    @kemi()
+    @kemi(routes=Route.REQUEST | Route.BRANCH | Route.FAILURE)
     def add_rr_param(self, ctx: MsgContext, param: str) -> int:
         """add_rr_param(";name=val"): a parameter for our Record-Route URI."""
         if not param:
@@ -217,7 +217,7 @@ class Rr(Module):
             out.append((na.uri_text, na.uri))
         return out
 
-    @kemi()
+    @kemi(routes=Route.REQUEST)
     def loose_route(self, ctx: MsgContext) -> int:
         """Route by the Route headers: 1 routed (our Route removed, $du = next loose hop),
         -1 no Route (or only ours, initial request), -3 preloaded next hop of an initial request."""

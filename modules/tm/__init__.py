@@ -9,7 +9,7 @@ from ksr.core.context import Destination, MsgContext, RouteType, SocketInfo
 from ksr.core.module import ModParams, Module
 from ksr.core.rpc import rpc
 from ksr.core.rpc_merge import JOIN, SUM
-from ksr.kemi.registry import kemi
+from ksr.kemi.registry import Route, kemi
 from ksr.sip.builders import new_branch
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.hostport import bracket_host, format_hostport, split_proto
@@ -160,35 +160,35 @@ class Tm(Module):
         return self.relayer.lookup(req) is not None
 
     # -- KSR.tm: relaying ---------------------------------------------------------------------
-    @kemi()
+    @kemi(routes=Route.REQUEST | Route.FAILURE)
     def t_relay(self, ctx: MsgContext) -> int:
         """Create the transaction (if needed) and forward statefully to $du/R-URI and the
         branches; negative on failure."""
         return self.relayer.relay(ctx)
 
-    @kemi()
+    @kemi(routes=Route.REQUEST | Route.FAILURE)
     def t_relay_to_flags(self, ctx: MsgContext, flags: int) -> int:
         """t_relay with flags: 0x01 no 100 Trying, 0x04 no DNS failover."""
         return self.relayer.relay(ctx, flags=flags)
 
-    @kemi()
+    @kemi(routes=Route.REQUEST | Route.FAILURE)
     def t_relay_to_proxy(self, ctx: MsgContext, proxy: str) -> int:
         """t_relay_to_proxy("proto:host:port")."""
         uri, proto = _proxy_uri(proxy)
         return self.relayer.relay(ctx, uri, proto) if uri else -1
 
-    @kemi()
+    @kemi(routes=Route.REQUEST | Route.FAILURE)
     def t_relay_to_proxy_flags(self, ctx: MsgContext, proxy: str, flags: int) -> int:
         """t_relay_to_proxy_flags(proxy, flags)."""
         uri, proto = _proxy_uri(proxy)
         return self.relayer.relay(ctx, uri, proto, flags) if uri else -1
 
-    @kemi()
+    @kemi(routes=Route.REQUEST | Route.FAILURE)
     def t_relay_to_proto(self, ctx: MsgContext, proto: str) -> int:
         """t_relay_to_proto("UDP"|"TCP"|...)."""
         return self.relayer.relay(ctx, None, proto.lower() or None)
 
-    @kemi()
+    @kemi(routes=Route.REQUEST | Route.FAILURE)
     def t_relay_to_proto_addr(self, ctx: MsgContext, proto: str, host: str, port: int) -> int:
         """t_relay_to_proto_addr(proto, host, port)."""
         p = proto.lower() or "udp"
@@ -200,7 +200,7 @@ class Tm(Module):
         return self.relayer.relay(ctx, uri)
 
     # -- KSR.tm: transactions -----------------------------------------------------------------
-    @kemi()
+    @kemi(routes=Route.REQUEST)
     def t_newtran(self, ctx: MsgContext) -> int:
         """Create the transaction: 1 created, 0 retransmission (absorbed), negative on error."""
         return self.relayer.newtran(ctx)
@@ -294,17 +294,17 @@ class Tm(Module):
             setattr(ctx.tx, attr, name)
         return 1
 
-    @kemi()
+    @kemi(routes=Route.REQUEST | Route.FAILURE | Route.TM_ONREPLY | Route.BRANCH)
     def t_on_failure(self, ctx: MsgContext, name: str) -> int:
         """Name the function run when all branches failed (failure route); "" resets."""
         return self._set_on(ctx, "on_failure", name)
 
-    @kemi()
+    @kemi(routes=Route.REQUEST | Route.FAILURE | Route.TM_ONREPLY | Route.BRANCH)
     def t_on_reply(self, ctx: MsgContext, name: str) -> int:
         """Name the function run for each reply of the transaction (onreply route)."""
         return self._set_on(ctx, "on_reply", name)
 
-    @kemi()
+    @kemi(routes=Route.REQUEST | Route.FAILURE)
     def t_on_branch(self, ctx: MsgContext, name: str) -> int:
         """Name the function run for each new outgoing branch (branch route)."""
         return self._set_on(ctx, "on_branch", name)

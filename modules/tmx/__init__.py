@@ -6,7 +6,7 @@ from typing import Any
 
 from ksr.core.context import MsgContext, RouteType
 from ksr.core.module import Module
-from ksr.kemi.registry import kemi
+from ksr.kemi.registry import Route, kemi
 from ksr.modules.tm.api import TmApi
 
 
@@ -55,7 +55,7 @@ class Tmx(Module):
         """Extended flags are kept on the message only: 1 if there is a transaction."""
         return 1 if ctx.tx is not None else -1
 
-    @kemi()
+    @kemi(routes=Route.TM_ONREPLY)
     def t_cancel_branches(self, ctx: MsgContext, which: str) -> int:
         """t_cancel_branches("all"|"others"|"this") from an onreply route."""
         tx = ctx.tx

@@ -181,3 +181,27 @@ async def test_failed_route_costs_one_message(tmp_path: Path) -> None:
         )
         assert (await peer.recv_reply()).status == 500
         peer.close()
+
+
+@pytest.mark.parametrize("lang", ["lua", "python"])
+def test_route_types_warn_and_keep_the_return_code(
+    tmp_path: Path, lang: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A function declared for some routes (@kemi(routes=...)) runs elsewhere too, as in
+    Kamailio's KEMI, with its own return code; a warning names the function and the route."""
+    s = server_with(["tm", "tmx", "rr"])
+    exprs = ["KSR.tmx.t_cancel_branches('all')", "KSR.rr.loose_route()"]
+    ctx = context(s)
+    ctx.route = "branch"  # neither is meant for a branch route
+    with caplog.at_level("WARNING", logger="ksr.script"):
+        got = run_exprs(s, lang, exprs, tmp_path, ctx)
+    assert got == [-1, -1]  # what they answer anywhere without a transaction / Route header
+    text = caplog.text
+    assert "KSR.tmx.t_cancel_branches called in a branch route" in text
+    assert "meant for TM_ONREPLY_ROUTE only" in text
+    assert "KSR.rr.loose_route called in a branch route" in text
+    caplog.clear()
+    ctx.route = "request"
+    with caplog.at_level("WARNING", logger="ksr.script"):
+        run_exprs(s, lang, ["KSR.rr.loose_route()"], tmp_path, ctx)
+    assert "called in a" not in caplog.text
