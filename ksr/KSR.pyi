@@ -4322,14 +4322,19 @@ websocket: _websocket
 class _x:
     """KSR.x."""
 
-    def exit(self) -> NoReturn:
-        """End the current route now (a normal end, not an error)."""
-
     def drop(self) -> NoReturn:
-        """KSR.set_drop() then exit: the message is not sent on."""
+        """KSR.set_drop() then exit: the message is not sent on.
+        """
+
+    def exit(self) -> NoReturn:
+        """End the current route now (a normal end, not an error).
+        """
 
     def modf(self, fname: str, *params: str) -> int:
-        """Kamailio runs a native cfg function here; ksr has none and returns -1."""
+        """Kamailio runs a native cfg function here; ksr has none and returns -1.
+
+        Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
+        """
 
 x: _x
 

@@ -1,6 +1,6 @@
 """Loading the modules of ``loadmodule``: their classes, their parameters, their order.
 
-The core's own KSR sub-modules (``KSR.x``, ``KSR.pv``, ``KSR.hdr``) come first; a module's
+The core's own KSR sub-modules (``KSR.*``, ``KSR.pv``, ``KSR.hdr``, ``KSR.x``) come first; a module's
 ``depends`` must be loaded too, and ``init()`` runs in dependency order, so a module finds the
 APIs of the modules it depends on already initialised.
 """
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from ksr.kemi.core_exports import CoreExports
 from ksr.kemi.hdr_exports import HdrExports
 from ksr.kemi.pv_exports import PvExports
+from ksr.kemi.x_exports import XExports
 
 from .config import ConfigError
 from .ignored_params import warn_ignored
@@ -29,7 +30,7 @@ def load_modules(server: Server) -> None:
     """Construct every module of the configuration into ``server.modules`` (registering its
     KSR functions and RPC commands), then ``init()`` them in dependency order."""
     config = server.config
-    for core_cls in (CoreExports, PvExports, HdrExports):
+    for core_cls in (CoreExports, PvExports, HdrExports, XExports):
         core = core_cls(server, None)
         server.modules[core_cls.name] = core
         server.registry.add_module(core, core_cls.submodule())

@@ -5016,19 +5016,26 @@ function KSR.websocket.handle_handshake() end
 ---@class KSR.x
 KSR.x = {}
 
----End the current route now (a normal end, not an error).
-function KSR.x.exit() end
-
 ---KSR.set_drop() then exit: the message is not sent on.
 function KSR.x.drop() end
 
+---End the current route now (a normal end, not an error).
+function KSR.x.exit() end
+
 ---Kamailio runs a native cfg function here; ksr has none and returns -1.
+---
+---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@param fname string
 ---@param ... string
 ---@return integer
 function KSR.x.modf(fname, ...) end
 
 ---Does nothing (Lua engines call it at start-up).
+---
+---Only in Lua scripts.
+---
+---Returns nothing useful (Lua: false, Python: 0).
+---@return boolean
 function KSR.x.probe() end
 
 ---@class KSR.xhttp

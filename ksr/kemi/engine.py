@@ -103,9 +103,6 @@ class Engine:
         """Errors for every KSR.x.y(...) call whose function does not exist."""
         errors = []
         for qual, line in self.used_functions():
-            parts = qual.split(".")
-            if len(parts) >= 2 and parts[1] == "x":
-                continue
             if not self.registry.has(qual):
                 errors.append(f"{self.path}:{line}: unknown function {qual}")
         return errors
@@ -171,9 +168,21 @@ def route_checked(f: KemiFunction) -> Callable[..., Any]:
     return checked
 
 
+def ending(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn``, then the end of the route (KsrExit, a normal end)."""
+
+    def end(ctx: MsgContext | None, *args: Any) -> Any:
+        fn(ctx, *args)
+        raise KsrExit()
+
+    return end
+
+
 def make_binding(f: KemiFunction, engine: Engine, lua: bool) -> Callable[..., Any]:
     """The callable a script sees for one KSR function."""
     fn = f.fn if f.routes == Route.ANY else route_checked(f)
+    if f.ends_route and not lua:  # Lua: its wrapper raises the exit mark (lua_engine.py)
+        fn = ending(fn)
     n = len(f.params)
     ret = f.returns
     none_value: Any = False if lua else 0

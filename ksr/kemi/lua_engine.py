@@ -36,12 +36,13 @@ local xpcall = xpcall
 local hits = 0
 local exit_mark = "~~ksr~exit~~"
 KSRVERSION = "2.0"
-KSR.x = {
-  exit = function() error(exit_mark, 0) end,
-  drop = function() KSR.set_drop() error(exit_mark, 0) end,
-  probe = function() end,
-  modf = function() return -1 end,
-}
+-- KSR functions that end the route (KSR.x.exit, KSR.x.drop): the call, then a normal end
+function __ksr_ending(pyfn)
+  return function(...)
+    pyfn(...)
+    error(exit_mark, 0)
+  end
+end
 if os then os.exit = nil end
 local function on_budget()
   hits = hits + 1
@@ -233,11 +234,11 @@ class LuaEngine(Engine):
             # Count hooks never fire inside LuaJIT's compiled traces, so a runaway loop would
             # escape the budget: with the guard on, LuaJIT runs its (still fast) interpreter.
             lua.execute("jit.off()")
-        wrap = g["__ksr_suspending"]
+        wrap, ending = g["__ksr_suspending"], g["__ksr_ending"]
         for f in self.registry:
-            if f.suspends:
+            if f.suspends or f.ends_route:
                 t = g.KSR[f.submodule] if f.submodule else g.KSR
-                t[f.name] = wrap(t[f.name])
+                t[f.name] = (wrap if f.suspends else ending)(t[f.name])
         loader = lua.eval("loadstring or load")
         chunk = loader(source, "@" + str(self.path))
         if not callable(chunk) or isinstance(chunk, tuple):
@@ -268,6 +269,7 @@ class LuaEngine(Engine):
             funcs = {
                 name: make_binding(f, self, lua=True)
                 for name, f in self.registry.functions[sub].items()
+                if "lua" in f.engines
             }
             if sub == "":
                 top.update(funcs)

@@ -102,7 +102,9 @@ class PythonEngine(Engine):
         ksr.__version__ = 1003  # type: ignore[attr-defined]
         for sub in self.registry.submodules():
             funcs = {
-                n: make_binding(f, self, lua=False) for n, f in self.registry.functions[sub].items()
+                n: make_binding(f, self, lua=False)
+                for n, f in self.registry.functions[sub].items()
+                if "python" in f.engines
             }
             if sub == "":
                 for n, b in funcs.items():
@@ -112,20 +114,6 @@ class PythonEngine(Engine):
                 for n, b in funcs.items():
                     setattr(m, n, b)
                 setattr(ksr, sub, m)
-        x = types.ModuleType("KSR.x")
-
-        def _exit() -> None:
-            raise KsrExit()
-
-        def _drop() -> None:
-            if self.ctx is not None:
-                self.ctx.drop = True
-            raise KsrExit()
-
-        x.exit = _exit  # type: ignore[attr-defined]
-        x.drop = _drop  # type: ignore[attr-defined]
-        x.modf = lambda *a: -1  # type: ignore[attr-defined]
-        ksr.x = x  # type: ignore[attr-defined]
         return ksr
 
     def load(self) -> None:

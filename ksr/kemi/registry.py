@@ -79,6 +79,9 @@ class KemiSpec:
     submodule: str | None  # KSR sub-module (default: the module's kemi_name; "" for KSR.*)
     suspends: bool = False
     routes: int = Route.ANY
+    ends_route: bool = False
+    varargs: bool = False
+    engines: tuple[str, ...] = ("lua", "python")
 
 
 def kemi(
@@ -87,6 +90,9 @@ def kemi(
     submodule: str | None = None,
     suspends: bool = False,
     routes: int = Route.ANY,
+    ends_route: bool = False,
+    varargs: bool = False,
+    engines: tuple[str, ...] = ("lua", "python"),
 ) -> Callable[[F], F]:
     """Mark a module method ``(self, ctx, *params)`` as a KSR function.
 
@@ -95,11 +101,14 @@ def kemi(
     ``suspends=True``: the function may wait on I/O (``ksr.suspend.wait``); a Lua route calling
     it is suspended meanwhile instead of blocking the worker (Python routes always can be).
     ``routes``: the Route flags it is meant for (Kamailio's exports table); a call in another
-    route runs all the same, with a warning.
+    route runs all the same, with a warning. ``ends_route``: the route ends after the call
+    (``KSR.x.exit``); ``varargs``: further arguments are accepted and ignored; ``engines``: the
+    script languages that have it.
     """
 
     def mark(fn: F) -> F:
-        setattr(fn, _MARK, KemiSpec(name, submodule, suspends, routes))
+        spec = KemiSpec(name, submodule, suspends, routes, ends_route, varargs, engines)
+        setattr(fn, _MARK, spec)
         return fn
 
     return mark
@@ -116,6 +125,9 @@ class KemiFunction:
     doc: str
     suspends: bool = False  # may wait on I/O (see kemi())
     routes: int = Route.ANY  # Route flags it is meant for (see kemi())
+    ends_route: bool = False  # the route ends after the call (see kemi())
+    varargs: bool = False
+    engines: tuple[str, ...] = ("lua", "python")
 
     @property
     def qualname(self) -> str:
@@ -138,6 +150,7 @@ def describe(
     name: str,
     suspends: bool = False,
     routes: int = Route.ANY,
+    spec: KemiSpec | None = None,
 ) -> KemiFunction:
     """Read a marked method's signature into a KemiFunction."""
     hints = get_type_hints(fn)
@@ -163,6 +176,9 @@ def describe(
         doc,
         suspends,
         routes,
+        spec.ends_route if spec is not None else False,
+        spec.varargs if spec is not None else False,
+        spec.engines if spec is not None else ("lua", "python"),
     )
 
 
@@ -175,7 +191,7 @@ def collect(obj: Any, default_submodule: str) -> Iterator[KemiFunction]:
             continue
         bound = getattr(obj, attr)
         sub = default_submodule if spec.submodule is None else spec.submodule
-        yield describe(bound, sub, spec.name or attr, spec.suspends, spec.routes)
+        yield describe(bound, sub, spec.name or attr, spec.suspends, spec.routes, spec)
 
 
 class ExportRegistry:

@@ -37,27 +37,6 @@ LUA_RET = {"int": "integer", "bool": "boolean", "xval": "integer|string|nil", "n
 PY_ARG = {"str": "str", "int": "int"}
 LUA_ARG = {"str": "string", "int": "integer"}
 
-# KSR.x belongs to the script engines, not to a module: written here once.
-X_FUNCS: tuple[tuple[str, str, str, str, str], ...] = (
-    # name, python signature, lua params/return, lua-only?, doc
-    (
-        "exit",
-        "(self) -> NoReturn",
-        "",
-        "",
-        "End the current route now (a normal end, not an error).",
-    ),
-    ("drop", "(self) -> NoReturn", "", "", "KSR.set_drop() then exit: the message is not sent on."),
-    (
-        "modf",
-        "(self, fname: str, *params: str) -> int",
-        "fname string",
-        "",
-        "Kamailio runs a native cfg function here; ksr has none and returns -1.",
-    ),
-    ("probe", "(self) -> None", "", "lua", "Does nothing (Lua engines call it at start-up)."),
-)
-
 
 def full_registry() -> tuple[ExportRegistry, list[str]]:
     """The registry of a Server with every bundled module; also the modules that failed.
@@ -108,13 +87,19 @@ def _pyname(name: str) -> str:
 def _doc_lines(f: KemiFunction) -> list[str]:
     text = f.doc.strip() or f"{f.qualname}."
     where = [] if f.routes == Route.ANY else ["", f"Meant for {Route.describe(f.routes)}."]
-    return [*text.splitlines(), *where, "", RETURNS_DOC[f.returns]]
+    if f.ends_route:
+        return [*text.splitlines(), *where]
+    engines = [] if len(f.engines) > 1 else ["", f"Only in {f.engines[0].capitalize()} scripts."]
+    return [*text.splitlines(), *where, *engines, "", RETURNS_DOC[f.returns]]
 
 
 def _py_sig(f: KemiFunction, method: bool) -> str:
     args = ["self"] if method else []
     args += [f"{_pyname(n)}: {PY_ARG[t]}" for t, n in zip(f.params, f.param_names, strict=True)]
-    return f"def {f.name}({', '.join(args)}) -> {PY_RET[f.returns]}:"
+    if f.varargs:
+        args.append("*params: str")
+    returns = "NoReturn" if f.ends_route else PY_RET[f.returns]
+    return f"def {f.name}({', '.join(args)}) -> {returns}:"
 
 
 def _py_doc(lines: list[str], indent: str) -> list[str]:
@@ -136,18 +121,14 @@ def render_pyi(reg: ExportRegistry) -> str:
     ]
     for f in sorted(reg.functions.get("", {}).values(), key=lambda f: f.name):
         out += [_py_sig(f, False), *_py_doc(_doc_lines(f), "    "), ""]
-    subs = [s for s in reg.submodules() if s] + ["x"]
+    subs = [s for s in reg.submodules() if s]
     for sub in sorted(subs):
         if keyword.iskeyword(sub):
             out += [f"# KSR.{sub}: a Python keyword, reach it with getattr(KSR, {sub!r})", ""]
             continue
         out += ["", f"class _{sub}:", f'    """KSR.{sub}."""', ""]
-        if sub == "x":
-            for name, sig, _, only, doc in X_FUNCS:
-                if only != "lua":
-                    out += [f"    def {name}{sig}:", f'        """{doc}"""', ""]
-        else:
-            for f in sorted(reg.functions[sub].values(), key=lambda f: f.name):
+        for f in sorted(reg.functions[sub].values(), key=lambda f: f.name):
+            if "python" in f.engines:
                 out += [f"    {_py_sig(f, True)}", *_py_doc(_doc_lines(f), "        "), ""]
         out += [f"{sub}: _{sub}", ""]
     return "\n".join(out).rstrip() + "\n"
@@ -156,8 +137,13 @@ def render_pyi(reg: ExportRegistry) -> str:
 def _lua_fn(qual: str, f: KemiFunction) -> list[str]:
     out = [f"---{ln}" if ln else "---" for ln in _doc_lines(f)]
     out += [f"---@param {n} {LUA_ARG[t]}" for t, n in zip(f.params, f.param_names, strict=True)]
-    out.append(f"---@return {LUA_RET[f.returns]}")
-    out.append(f"function {qual}({', '.join(f.param_names)}) end")
+    names = list(f.param_names)
+    if f.varargs:
+        out.append("---@param ... string")
+        names.append("...")
+    if not f.ends_route:
+        out.append(f"---@return {LUA_RET[f.returns]}")
+    out.append(f"function {qual}({', '.join(names)}) end")
     return out + [""]
 
 
@@ -176,20 +162,11 @@ def render_lua(reg: ExportRegistry) -> str:
     ]
     for f in sorted(reg.functions.get("", {}).values(), key=lambda f: f.name):
         out += _lua_fn(f"KSR.{f.name}", f)
-    for sub in sorted([s for s in reg.submodules() if s] + ["x"]):
+    for sub in sorted(s for s in reg.submodules() if s):
         out += [f"---@class KSR.{sub}", f"KSR.{sub} = {{}}", ""]
-        if sub == "x":
-            for name, _, params, _, doc in X_FUNCS:
-                names = [p.split()[0] for p in params.split(",") if p]
-                out += [f"---{doc}"]
-                out += [f"---@param {p}" for p in params.split(",") if p]
-                if name == "modf":
-                    out += ["---@param ... string", "---@return integer"]
-                    names.append("...")
-                out += [f"function KSR.x.{name}({', '.join(names)}) end", ""]
-            continue
         for f in sorted(reg.functions[sub].values(), key=lambda f: f.name):
-            out += _lua_fn(f"KSR.{sub}.{f.name}", f)
+            if "lua" in f.engines:
+                out += _lua_fn(f"KSR.{sub}.{f.name}", f)
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -198,7 +175,10 @@ def _md_page(sub: str, funcs: Iterable[KemiFunction]) -> str:
     out = [f"# {title}", "", f"<!-- {HEADER} -->", ""]
     for f in sorted(funcs, key=lambda f: f.name):
         params = ", ".join(f"{n}: {t}" for t, n in zip(f.params, f.param_names, strict=True))
-        out += [f"## `{f.qualname}({params}) -> {f.returns}`", ""]
+        if f.varargs:
+            params += ", ...: str"
+        returns = "no return (ends the route)" if f.ends_route else f.returns
+        out += [f"## `{f.qualname}({params}) -> {returns}`", ""]
         out += [ln for ln in _doc_lines(f)] + [""]
     return "\n".join(out).rstrip() + "\n"
 
@@ -221,7 +201,6 @@ def render_docs(reg: ExportRegistry) -> dict[str, str]:
         pages[f"{page}.md"] = _md_page(sub, reg.functions[sub].values())
         label = "KSR.*" if sub == "" else f"KSR.{sub}"
         index.append(f"| [{label}]({page}.md) | {len(reg.functions[sub])} |")
-    index += ["| KSR.x | exit, drop, modf (Lua also probe): provided by the script engine |"]
     pages["index.md"] = "\n".join(index) + "\n"
     return pages
 
