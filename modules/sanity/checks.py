@@ -93,7 +93,11 @@ class Job:
     addrs: dict[tuple[str, bool], NameAddr | RemoteProtocolError] = field(default_factory=dict)
 
     def uri(self, text: str) -> Uri:
-        """parse_uri(text), parsed once per run."""
+        """parse_uri(text), parsed once per run; the request's own R-URI is the parse the
+        message keeps (``Request.parsed_uri``, shared with everything else that reads it)."""
+        msg = self.msg
+        if isinstance(msg, Request) and text == msg.uri:
+            return msg.parsed_uri
         hit = self.uris.get(text)
         if hit is None:
             try:
@@ -283,8 +287,8 @@ def parse_uris(job: Job) -> Failure | None:
         value = m.get(key)
         if not value:
             return NO_REPLY  # nothing to answer with
-        try:
-            na = job.name_addr(value)
+        try:  # the message's own parse of its first From/To (tm, dialog... read it too)
+            na = m.from_ if bit == URI_FROM else m.to
         except RemoteProtocolError:
             return Failure(400, f"Invalid {name} Header")
         if not _uri_ok(job, na.uri_text):
@@ -341,8 +345,8 @@ def duptags(job: Job) -> Failure | None:
         value = job.msg.get(key)
         if value is None:
             return NO_REPLY
-        try:
-            na = job.name_addr(value)
+        try:  # the message's own parse, as in parse_uris
+            na = job.msg.from_ if key == "from" else job.msg.to
         except RemoteProtocolError:
             return NO_REPLY  # Kamailio: From/To do not parse, failed without a reply
         if na.tag is not None and _count_tags(value) > 1:
