@@ -54,7 +54,6 @@ class TimerHandle(list):
         """Stop the timer; a cancelled one-shot never runs, a periodic one never runs again."""
         if self[_CALLBACK] is None:
             return
-        self[_NAME] = self.name
         self[_CALLBACK] = None  # what it would have run (a transaction...) can be freed now
         self[_ARGS] = ()
         service = self[_SERVICE]
