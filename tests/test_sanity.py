@@ -285,3 +285,18 @@ end
         rpl = await peer.recv_reply()
         assert (rpl.status, rpl.reason) == (500, "Server Sanity Failure")
         peer.close()
+
+
+def test_uri_verdicts_are_remembered_per_text_and_bounded() -> None:
+    """The URI checks remember what they learned per URI text: the same text gets the same
+    verdict again (good or bad), and the table does not grow past its bound."""
+    from ksr.modules.sanity import checks
+
+    checks._FACTS.clear()
+    for _ in range(2):
+        assert checks.uri_facts("sip:bob@127.0.0.1") == ("sip", True)
+        assert checks.uri_facts("sip:bob@") is None  # no host: does not parse
+        assert checks.uri_facts("mailto:bob@127.0.0.1") == ("mailto", False)
+    for i in range(checks._FACTS_MAX + 10):
+        checks.uri_facts(f"sip:u{i}@127.0.0.1")
+    assert len(checks._FACTS) <= checks._FACTS_MAX

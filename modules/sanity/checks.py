@@ -141,11 +141,10 @@ def ruri_scheme(job: Job) -> Failure | None:
     req = _req(job)
     if req is None:
         return None
-    try:
-        uri = job.uri(job.ruri or req.uri)
-    except RemoteProtocolError:
+    facts = uri_facts(job.ruri or req.uri)
+    if facts is None:
         return Failure(400, "Bad Request URI")
-    if uri.scheme not in ("sip", "sips", "tel", "tels"):
+    if facts[0] not in ("sip", "sips", "tel", "tels"):
         return Failure(416, "Unsupported URI Scheme in Request URI")
     return None
 
@@ -268,12 +267,35 @@ def proxy_require(job: Job) -> Failure | None:
     return Failure(420, "Bad Proxy Require Extension", [f"Unsupported: {unknown[0]}"])
 
 
-def _uri_ok(job: Job, text: str) -> bool:
+# What the URI checks need from a URI text (its scheme, and whether it passes the parse-URIs
+# check), remembered per text: the same From, To and R-URI texts come back in every request of
+# a call and in every call of a user; parsing them again each time was most of sanity's cost.
+_FACTS: dict[str, tuple[str, bool] | None] = {}
+_FACTS_MAX = 4096
+
+
+def uri_facts(text: str) -> tuple[str, bool] | None:
+    """(scheme, passes parse-URIs) of a URI text, or None if it does not parse."""
     try:
-        uri = job.uri(text)
+        return _FACTS[text]
+    except KeyError:
+        pass
+    facts: tuple[str, bool] | None
+    try:
+        uri = parse_uri(text)
     except RemoteProtocolError:
-        return False
-    return uri.scheme in KNOWN_SCHEMES and (uri.host != "" or not uri.is_sip)
+        facts = None
+    else:
+        facts = (uri.scheme, uri.scheme in KNOWN_SCHEMES and (uri.host != "" or not uri.is_sip))
+    if len(_FACTS) >= _FACTS_MAX:
+        _FACTS.clear()  # a bounded table: start again rather than grow with every new text
+    _FACTS[text] = facts
+    return facts
+
+
+def _uri_ok(job: Job, text: str) -> bool:
+    facts = uri_facts(text)
+    return facts is not None and facts[1]
 
 
 def parse_uris(job: Job) -> Failure | None:
