@@ -834,25 +834,31 @@ class _corex:
         """
 
     def via_add_srvid(self, flags: int) -> int:
-        """Ask for a srvid parameter in the Via added to this message.
+        """via_add_srvid(1): the Via ksr adds to this request gets ``;srvid=<server_id>`` (when
+        core ``server_id`` is not 0); 0 turns it off again.
 
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
 
     def via_add_xavp_params(self, flags: int) -> int:
-        """Ask for Via parameters from the via_xavp_params xavp.
+        """via_add_xavp_params(1): the fields of ``$xavp(<core xavp_via_params>)`` become
+        ``;name=value`` parameters of the Via ksr adds to this request; 0 turns it off.
 
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
 
     def via_reply_add_xavp_params(self, flags: int) -> int:
-        """Ask for Via parameters from the xavp in replies.
+        """via_reply_add_xavp_params(1) in a reply route: the fields of
+        ``$xavp(<core xavp_via_reply_params>)`` become parameters of the Via the relayed reply
+        goes to (the next one after ksr's). ksr's own replies are not changed.
 
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
 
     def via_use_xavp_fields(self, flags: int) -> int:
-        """Ask for Via fields from the via_xavp_fields xavp.
+        """via_use_xavp_fields(1): the ``address``, ``port`` and ``proto`` fields of
+        ``$xavp(<core xavp_via_fields>)`` replace the host, port and transport of the Via ksr
+        adds to this request; 0 turns it off.
 
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """

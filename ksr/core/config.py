@@ -96,6 +96,11 @@ class CoreParams(BaseModel):
     alias: list[str] = Field(default_factory=list)
     children: int = 1
     server_id: int = 0  # this node in a cluster: in usrloc ruids/rows and dialog ids (0-255)
+    # xavps whose fields the Via of a forwarded request (corex via_add_xavp_params /
+    # via_use_xavp_fields) or of a relayed reply (via_reply_add_xavp_params) takes
+    xavp_via_params: str = ""
+    xavp_via_fields: str = ""
+    xavp_via_reply_params: str = ""
     gc_threshold: int = (
         20000  # young-generation threshold of the serving process (0 = Python's 700)
     )

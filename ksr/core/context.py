@@ -75,6 +75,13 @@ class Branch:
     location_ua: str = ""
 
 
+# What the Via ksr adds to a request carries (corex's via_* functions; Kamailio's FL_ADD_SRVID,
+# FL_ADD_XAVP_VIA_PARAMS, FL_USE_XAVP_VIA_FIELDS)
+VIA_ADD_SRVID = 1
+VIA_ADD_XAVP_PARAMS = 2
+VIA_USE_XAVP_FIELDS = 4
+
+
 class RouteType:
     REQUEST = "request"
     REPLY = "reply"  # core reply route
@@ -127,6 +134,7 @@ class MsgContext:
         "advertised_address",
         "advertised_port",
         "last_error",
+        "via_flags",
     )
 
     def __init__(
@@ -176,6 +184,7 @@ class MsgContext:
         self.advertised_port: str | None = None
         # the last internal error (Kamailio's ser_error): what sl/t_reply_error answer
         self.last_error: tuple[int, str] | None = None
+        self.via_flags = 0  # VIA_* below (corex via_add_srvid...): Kamailio's msg_flags bits
 
     # -- convenience ------------------------------------------------------------------------
     @property

@@ -16,8 +16,17 @@ from ksr.sip.headers import format_params, split_commas
 from ksr.sip.message import Header, Message, Request
 from ksr.sip.owner import VIA_MARK
 
-from .context import Destination, MsgContext, SocketInfo, parse_header_block
+from .context import (
+    VIA_ADD_SRVID,
+    VIA_ADD_XAVP_PARAMS,
+    VIA_USE_XAVP_FIELDS,
+    Destination,
+    MsgContext,
+    SocketInfo,
+    parse_header_block,
+)
 from .resolver import ASK
+from .xavp import newest_fields
 
 if TYPE_CHECKING:
     from .server import Server
@@ -95,14 +104,27 @@ class Stateless:
     def make_via(self, ctx: MsgContext, sock: SocketInfo, branch: str) -> str:
         host = ctx.advertised_address or sock.adv_ip
         port = ctx.advertised_port or str(sock.adv_port)
+        proto = sock.proto
+        flags = ctx.via_flags
+        core = self.server.config.core
+        if flags & VIA_USE_XAVP_FIELDS and core.xavp_via_fields:
+            fields = newest_fields(ctx.xavps, core.xavp_via_fields)
+            host = str(fields.get("address", host))
+            port = str(fields.get("port", port))
+            proto = str(fields.get("proto", proto))
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         params: dict[str, str | None] = {"branch": branch}
         if ctx.local_rport:
             params["rport"] = None
+        if flags & VIA_ADD_SRVID and core.server_id:
+            params["srvid"] = str(core.server_id)
+        if flags & VIA_ADD_XAVP_PARAMS and core.xavp_via_params:
+            for name, value in newest_fields(ctx.xavps, core.xavp_via_params).items():
+                params.setdefault(name, str(value))
         if self.server.handoff is not None:
             params[VIA_MARK] = str(self.server.worker_id)  # the reply comes back to this worker
-        return f"SIP/2.0/{sock.proto.upper()} {host}:{port}{format_params(params)}"
+        return f"SIP/2.0/{proto.upper()} {host}:{port}{format_params(params)}"
 
     def forward_stateless(self, ctx: MsgContext, uri: str | None) -> bool:
         """Forward the request statelessly to ``uri`` or $du/R-URI (Kamailio's forward())."""

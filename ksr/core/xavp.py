@@ -213,3 +213,12 @@ class XavpStore:
             return False
         del it[self._k(field)]
         return True
+
+
+def newest_fields(data: Roots, root: str) -> dict[str, Scalar]:
+    """The fields of the newest ``$xavp(root)``, newest field first (as Kamailio lists them),
+    each with its newest value (the Via builder's xavp_via_params/fields)."""
+    items = data.get(root)
+    if not items:
+        return {}
+    return {k: v[0] for k, v in reversed(items[0].items()) if v and k != VALUE_FIELD}

@@ -6,12 +6,23 @@ import logging
 import secrets
 from pathlib import Path
 
-from ksr.core.context import Branch, Destination, MsgContext, SocketInfo
+from ksr.core.context import (
+    VIA_ADD_SRVID,
+    VIA_ADD_XAVP_PARAMS,
+    VIA_USE_XAVP_FIELDS,
+    Branch,
+    Destination,
+    Lump,
+    MsgContext,
+    SocketInfo,
+)
 from ksr.core.module import Module
 from ksr.core.pv_core import find_socket
+from ksr.core.xavp import newest_fields
 from ksr.kemi.registry import XVal, kemi
+from ksr.sip.headers import split_commas
 from ksr.sip.hostport import split_proto
-from ksr.sip.message import Header
+from ksr.sip.message import Header, Message
 
 log = logging.getLogger("ksr.corex")
 MAX_XFLAG = 63
@@ -144,29 +155,42 @@ class Corex(Module):
         """1 if a listening socket has this name."""
         return 1 if self._by_name(name) else -1
 
-    # -- Via tweaks: recorded for the Via builder (ksr's stateless Via takes no xavp params) ------
+    # -- the Via ksr adds (ctx.via_flags, read by the Via builder) ---------------------------------
+    @staticmethod
+    def _via_flag(ctx: MsgContext, bit: int, on: int) -> int:
+        ctx.via_flags = ctx.via_flags | bit if on else ctx.via_flags & ~bit
+        return 1
+
     @kemi()
     def via_add_srvid(self, ctx: MsgContext, flags: int) -> int:
-        """Ask for a srvid parameter in the Via added to this message."""
-        ctx.extra["via_add_srvid"] = flags
-        return 1
+        """via_add_srvid(1): the Via ksr adds to this request gets ``;srvid=<server_id>`` (when
+        core ``server_id`` is not 0); 0 turns it off again."""
+        return self._via_flag(ctx, VIA_ADD_SRVID, flags)
 
     @kemi()
     def via_add_xavp_params(self, ctx: MsgContext, flags: int) -> int:
-        """Ask for Via parameters from the via_xavp_params xavp."""
-        ctx.extra["via_add_xavp_params"] = flags
-        return 1
+        """via_add_xavp_params(1): the fields of ``$xavp(<core xavp_via_params>)`` become
+        ``;name=value`` parameters of the Via ksr adds to this request; 0 turns it off."""
+        return self._via_flag(ctx, VIA_ADD_XAVP_PARAMS, flags)
 
     @kemi()
     def via_use_xavp_fields(self, ctx: MsgContext, flags: int) -> int:
-        """Ask for Via fields from the via_xavp_fields xavp."""
-        ctx.extra["via_use_xavp_fields"] = flags
-        return 1
+        """via_use_xavp_fields(1): the ``address``, ``port`` and ``proto`` fields of
+        ``$xavp(<core xavp_via_fields>)`` replace the host, port and transport of the Via ksr
+        adds to this request; 0 turns it off."""
+        return self._via_flag(ctx, VIA_USE_XAVP_FIELDS, flags)
 
     @kemi()
     def via_reply_add_xavp_params(self, ctx: MsgContext, flags: int) -> int:
-        """Ask for Via parameters from the xavp in replies."""
-        ctx.extra["via_reply_add_xavp_params"] = flags
+        """via_reply_add_xavp_params(1) in a reply route: the fields of
+        ``$xavp(<core xavp_via_reply_params>)`` become parameters of the Via the relayed reply
+        goes to (the next one after ksr's). ksr's own replies are not changed."""
+        name = self.server.config.core.xavp_via_reply_params
+        if not flags or not name or ctx.is_request:
+            return 1
+        fields = newest_fields(ctx.xavps, name)
+        if fields:
+            ctx.add_lump(_next_via_params("".join(f";{k}={v}" for k, v in fields.items())))
         return 1
 
     # -- message tests ---------------------------------------------------------------------------
@@ -271,6 +295,26 @@ class Corex(Module):
             log.warning("file_write(%s): %s", path, err.strerror)
             return -1
         return 1
+
+
+def _next_via_params(params: str) -> Lump:
+    """A lump appending ``params`` to the second Via value of a reply (the one it is relayed
+    to once ksr's own is removed)."""
+
+    def lump(m: Message, original: frozenset[int]) -> None:
+        seen = 0
+        for i, h in enumerate(m.headers):
+            if h.key != "via":
+                continue
+            values = split_commas(h.value)
+            if seen + len(values) > 1:
+                values[1 - seen] += params
+                m.headers[i] = Header(h.name, ", ".join(values))
+                m.forget_parsed()
+                return
+            seen += len(values)
+
+    return lump
 
 
 MODULE = Corex

@@ -99,3 +99,64 @@ async def test_send_data_and_forward_uac(tmp_path: Path) -> None:
         assert server.script_vars["fu"] == 1
         uac.close()
         other.close()
+
+
+LUA_VIA = """
+function ksr_request_route()
+  local port = KSR.pv.get("$hdr(X-Port)")
+  KSR.pv.sets("$xavp(vp=>lb)", "one")
+  KSR.pv.sets("$xavp(vp[0]=>zone)", "east")
+  KSR.corex.via_add_srvid(1)
+  KSR.corex.via_add_xavp_params(1)
+  if KSR.pv.get("$hdr(X-Fields)") == "yes" then
+    KSR.pv.sets("$xavp(vf=>address)", "edge.example.net")
+    KSR.pv.sets("$xavp(vf[0]=>port)", "5999")
+    KSR.pv.sets("$xavp(vf[0]=>proto)", "tcp")
+    KSR.corex.via_use_xavp_fields(1)
+  end
+  KSR.forward_uri("sip:127.0.0.1:" .. port)
+end
+function ksr_reply_route()
+  KSR.pv.sets("$xavp(vr=>seen)", "yes")
+  KSR.corex.via_reply_add_xavp_params(1)
+end
+"""
+
+
+async def test_via_flags_shape_the_via_ksr_adds(tmp_path: Path) -> None:
+    """corex via_add_srvid / via_add_xavp_params / via_use_xavp_fields change the Via of the
+    forwarded request; via_reply_add_xavp_params in the reply route the Via a reply goes to."""
+    config = make_config(
+        ["sl", "corex", "pv"],
+        server_id=7,
+        xavp_via_params="vp",
+        xavp_via_fields="vf",
+        xavp_via_reply_params="vr",
+    )
+    async with running_server(config, write_script(tmp_path, LUA_VIA)) as server:
+        uac, uas = await UdpPeer().bind(), await UdpPeer().bind()
+        extra = f"X-Port: {uas.port}\nX-Fields: yes"
+        await uac.send(sip_request("MESSAGE", port=uac.port, extra=extra), udp_addr(server))
+        top = (await uas.recv()).split(b"\r\nVia: ", 1)[1].split(b"\r\n", 1)[0].decode()
+        assert top.startswith("SIP/2.0/TCP edge.example.net:5999;branch=")
+        assert top.endswith(";srvid=7;zone=east;lb=one")
+
+        req = sip_request("MESSAGE", port=uac.port, call_id="c2", extra=f"X-Port: {uas.port}")
+        await uac.send(req, udp_addr(server))
+        fwd = (await uas.recv()).decode()
+        assert ";srvid=7;zone=east;lb=one" in fwd.split("\r\nVia: ", 1)[1].split("\r\n", 1)[0]
+        head, _, _ = fwd.partition("\r\n\r\n")
+        lines = head.split("\r\n")
+        keep = [
+            ln
+            for ln in lines[1:]
+            if ln.split(":", 1)[0] in ("Via", "From", "To", "Call-ID", "CSeq")
+        ]
+        reply = "\r\n".join(["SIP/2.0 200 OK", *keep, "Content-Length: 0"]) + "\r\n\r\n"
+        await uas.send(reply, udp_addr(server))
+        got = (await uac.recv()).decode()
+        vias = [ln for ln in got.split("\r\n") if ln.startswith("Via:")]
+        assert len(vias) == 1
+        assert vias[0].endswith(";received=127.0.0.1;seen=yes")
+        uac.close()
+        uas.close()
