@@ -31,7 +31,6 @@ KNOWN_PRIVATE = {
     ("ksr/core/config.py", "cfg._text"),
     ("ksr/core/timers.py", "service._dead"),
     ("ksr/db/__init__.py", "server._db_stores"),
-    ("ksr/kemi/python_engine.py", "PythonEngine._generation"),
     ("ksr/subscriber_cli.py", "argparse._SubParsersAction"),
     ("modules/dialog/pvs.py", "mgr._count"),
     ("modules/tm/relay.py", "self.eng._drop_branch"),

@@ -11,6 +11,7 @@ with it.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import logging
 import os
 import signal
@@ -83,9 +84,12 @@ class SipMsg:
         self._ctx.dst_uri = uri
 
 
+# each load of a script is a module of its own name (the old one may still be running)
+_GENERATIONS = itertools.count(1)
+
+
 class PythonEngine(Engine):
     language = "python"
-    _generation = 0
 
     def __init__(
         self, server: Server, path: Path, registry: ExportRegistry, flat: bool = False
@@ -143,8 +147,7 @@ class PythonEngine(Engine):
             AlarmGuard.install()
 
     def _load(self, folder: str, before: set[str]) -> None:
-        PythonEngine._generation += 1
-        modname = f"ksr_script_{PythonEngine._generation}"
+        modname = f"ksr_script_{next(_GENERATIONS)}"
         sys.modules["KSR"] = self.ksr
         if folder not in sys.path:
             sys.path.insert(0, folder)
