@@ -66,6 +66,7 @@ def load_modules(server: Server) -> None:
         server.modules[cls.name] = inst
         server.registry.add_module(inst, cls.submodule())
         server.rpc.add_object(inst)
+        server.pv.add_object(inst)
     for inst in dependency_order(server.modules):
         inst.init()
     from .core_rpc import CoreRpc

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ksr.sip.headers import header_key
 
@@ -22,6 +22,22 @@ if TYPE_CHECKING:
 Value = int | str | None
 Getter = Callable[["MsgContext", str, "int | None"], Value]
 Setter = Callable[["MsgContext", str, Value], bool]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_MARK = "__ksr_pv__"
+
+
+def pv(name: str, *, sets: bool = False) -> Callable[[F], F]:
+    """Mark a module method as the getter ``(ctx, arg, idx) -> value`` of ``$name`` (with
+    ``sets=True``: its setter ``(ctx, arg, value) -> bool``), as ``@kemi`` marks a KSR
+    function: the module loader registers it."""
+
+    def mark(fn: F) -> F:
+        setattr(fn, _MARK, (name, sets))
+        return fn
+
+    return mark
+
 
 ALL = -(10**9)  # the index of ``[*]``
 _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
@@ -127,6 +143,20 @@ class PvRegistry:
     def register(self, name: str, get: Getter, set: Setter | None = None) -> None:
         self.defs[name] = PvDef(get, set)
         self._cache.clear()
+
+    def add_object(self, obj: object) -> None:
+        """Register the ``@pv`` methods of a module instance."""
+        getters: dict[str, Getter] = {}
+        setters: dict[str, Setter] = {}
+        for attr in dir(type(obj)):
+            spec = getattr(getattr(type(obj), attr, None), _MARK, None)
+            if spec is not None:
+                name, sets = spec
+                (setters if sets else getters)[name] = getattr(obj, attr)
+        for name in setters.keys() - getters.keys():
+            raise ValueError(f"${name}: a @pv setter without a getter")
+        for name, get in getters.items():
+            self.register(name, get, setters.get(name))
 
     def compile(self, spec: str) -> CompiledPv | None:
         try:

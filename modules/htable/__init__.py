@@ -18,7 +18,7 @@ import trio
 
 from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
-from ksr.core.pv import split_index
+from ksr.core.pv import pv, split_index
 from ksr.core.rpc import RpcError, rpc
 from ksr.db import DbError, store_for
 from ksr.kemi.registry import XVal, kemi
@@ -103,14 +103,6 @@ class Htable(Module):
         self._load_db()
         self.iterators: dict[str, tuple[str, list[str], int]] = {}
         self.record: tuple[str, object] | None = None
-        pv = self.server.pv
-        pv.register("sht", self._pv_get, self._pv_set)
-        pv.register("shtex", self._pv_ex_get, self._pv_ex_set)
-        pv.register("shtinc", lambda c, a, i: self._pv_add(a, 1))
-        pv.register("shtdec", lambda c, a, i: self._pv_add(a, -1))
-        pv.register("shtitkey", lambda c, a, i: self._it_current(a.strip(), True))
-        pv.register("shtitval", lambda c, a, i: self._it_current(a.strip(), False))
-        pv.register("shtrecord", self._pv_record)
 
     def _share_with_nodes(self, name: str) -> None:
         cluster = self.server.cluster
@@ -192,10 +184,12 @@ class Htable(Module):
         t = self.tables.get(ref[0])
         return (t, ref[1]) if t is not None else None
 
+    @pv("sht")
     def _pv_get(self, ctx: MsgContext, arg: str, idx: int | None) -> XVal:
         r = self._ref(arg)
         return r[0].get(r[1]) if r else None
 
+    @pv("sht", sets=True)
     def _pv_set(self, ctx: MsgContext, arg: str, value: XVal) -> bool:
         r = self._ref(arg)
         if r is None:
@@ -206,20 +200,39 @@ class Htable(Module):
             r[0].set(r[1], value)
         return True
 
+    @pv("shtex")
     def _pv_ex_get(self, ctx: MsgContext, arg: str, idx: int | None) -> XVal:
         r = self._ref(arg)
         return r[0].remaining(r[1]) if r else None
 
+    @pv("shtex", sets=True)
     def _pv_ex_set(self, ctx: MsgContext, arg: str, value: XVal) -> bool:
         r = self._ref(arg)
         if r is None or value is None:
             return False
         return r[0].set_expire(r[1], int(value))
 
+    @pv("shtinc")
+    def _pv_inc(self, ctx: MsgContext, arg: str, idx: int | None) -> XVal:
+        return self._pv_add(arg, 1)
+
+    @pv("shtdec")
+    def _pv_dec(self, ctx: MsgContext, arg: str, idx: int | None) -> XVal:
+        return self._pv_add(arg, -1)
+
+    @pv("shtitkey")
+    def _pv_itkey(self, ctx: MsgContext, arg: str, idx: int | None) -> XVal:
+        return self._it_current(arg.strip(), True)
+
+    @pv("shtitval")
+    def _pv_itval(self, ctx: MsgContext, arg: str, idx: int | None) -> XVal:
+        return self._it_current(arg.strip(), False)
+
     def _pv_add(self, arg: str, delta: int) -> XVal:
         r = self._ref(arg)
         return r[0].add(r[1], delta) if r else None
 
+    @pv("shtrecord")
     def _pv_record(self, ctx: MsgContext, arg: str, idx: int | None) -> XVal:
         if self.record is None:
             return None

@@ -24,6 +24,7 @@ from pydantic import field_validator
 
 from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
+from ksr.core.pv import pv
 from ksr.core.rpc import rpc
 from ksr.kemi.registry import kemi
 from ksr.suspend import can_suspend, wait
@@ -123,8 +124,6 @@ class HttpClient(Module):
         st.gauge("httpclient", "connections", lambda: len(self.conns))
         self.c_ok = st.counter("httpclient", "connok")
         self.c_fail = st.counter("httpclient", "connfail")
-        self.server.pv.register("curlerror", self._pv_curlerror)
-        self.server.pv.register("httprhdr", self._pv_httprhdr)
 
     def stop(self) -> None:
         if self._sync is not None:
@@ -132,12 +131,14 @@ class HttpClient(Module):
         self._async = self._sync = None
 
     # -- pseudo-variables -----------------------------------------------------------------------
+    @pv("curlerror")
     def _pv_curlerror(self, ctx: MsgContext, arg: str, idx: int | None) -> str:
         try:
             return curl_codes.describe(int(arg))
         except ValueError:
             return curl_codes.describe(-1)
 
+    @pv("httprhdr")
     def _pv_httprhdr(self, ctx: MsgContext, arg: str, idx: int | None) -> str | None:
         hdrs = ctx.extra.get("httprhdr")
         return None if hdrs is None else hdrs.get(arg.lower())

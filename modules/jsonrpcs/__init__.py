@@ -17,6 +17,7 @@ import trio
 
 from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
+from ksr.core.pv import pv
 from ksr.core.rundir import RUN_SOCKET, server_rpc_socket
 from ksr.kemi.registry import XVal, kemi
 from ksr.modules.xhttp.api import XhttpApi
@@ -60,7 +61,6 @@ class Jsonrpcs(Module):
         self.last_code = 0
         self.last_text = ""
         self.last_body = ""
-        self.server.pv.register("jsonrpl", self._pv_jsonrpl)
 
     def enabled(self, transport: int) -> bool:
         t = self.params.transport
@@ -157,6 +157,7 @@ class Jsonrpcs(Module):
             1 if sent == 0 else -1
         )  # xhttp_reply answers 0 (Kamailio's); 0 here would stop the script
 
+    @pv("jsonrpl")
     def _pv_jsonrpl(self, ctx: MsgContext, arg: str, idx: int | None) -> int | str | None:
         if arg == "code":
             return self.last_code

@@ -11,6 +11,7 @@ from typing import Any
 
 from ksr.core.context import Branch, MsgContext
 from ksr.core.module import ModParams, Module
+from ksr.core.pv import pv
 from ksr.core.pv_vars import avp_name, stack_get, xavp_store
 from ksr.core.xavp import XavpName
 from ksr.kemi.registry import XVal, kemi
@@ -53,14 +54,14 @@ class Pv(Module):
                 name, _, tv = item.partition("=")
                 t, _, v = tv.partition(":")
                 target[name.strip()] = int(v) if t.strip() == "i" else v
-        self.server.pv.register("sbranch", self._sbranch_get, self._sbranch_set)
-        self.server.pv.register("shvinc", lambda ctx, arg, idx: self._shvinc(arg))
 
     # -- $sbranch ----------------------------------------------------------------------------
+    @pv("sbranch")
     def _sbranch_get(self, ctx: MsgContext, arg: str, idx: int | None) -> XVal:
         v = self.sbranch.get(arg.strip())
         return v if v is not None else None
 
+    @pv("sbranch", sets=True)
     def _sbranch_set(self, ctx: MsgContext, arg: str, value: XVal) -> bool:
         key = arg.partition("\x00")[0].strip()
         if key not in ("uri", "dst_uri", "path", "q", "flags", "socket", "ruid", "ua", "instance"):
@@ -144,6 +145,10 @@ class Pv(Module):
     def shv_get(self, ctx: MsgContext, name: str) -> XVal:
         """Value of $shv(name) (0 if never set)."""
         return self.server.shared_vars.get(name, 0)
+
+    @pv("shvinc")
+    def _pv_shvinc(self, ctx: MsgContext, arg: str, idx: int | None) -> int:
+        return self._shvinc(arg)
 
     def _shvinc(self, name: str) -> int:
         v = self.server.shared_vars.get(name, 0)

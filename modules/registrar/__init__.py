@@ -10,6 +10,7 @@ from typing import Any
 
 from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
+from ksr.core.pv import pv
 from ksr.core.stats import ONE
 from ksr.kemi.registry import Route, XVal, kemi
 from ksr.modules.usrloc.api import Contact, UsrlocApi, UsrlocError
@@ -92,7 +93,10 @@ class Registrar(Module):
             ("max_expires", lambda: p.max_expires, "setting max_expires (seconds)"),
         ):
             st.gauge("registrar", name, read, doc, ONE)
-        self.server.pv.register("ulc", self.ulc.pv_get)
+
+    @pv("ulc")
+    def _pv_ulc(self, ctx: MsgContext, arg: str, idx: int | None) -> int | str | None:
+        return self.ulc.pv_get(ctx, arg, idx)
 
     def _on_expired(self, table: str, c: Contact) -> None:
         cb = self.params.event_callback

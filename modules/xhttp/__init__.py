@@ -14,6 +14,7 @@ from pydantic import field_validator
 
 from ksr.core.context import MsgContext, parse_header_block
 from ksr.core.module import ModParams, Module
+from ksr.core.pv import pv
 from ksr.kemi.registry import XVal, kemi
 from ksr.transport.hooks import hooks
 from ksr.transport.http import HttpExchange
@@ -58,8 +59,11 @@ class Xhttp(Module):
         self.c_requests = self.server.stats.counter(
             "xhttp", "requests", doc="HTTP requests received"
         )
-        self.server.pv.register("hu", lambda ctx, arg, idx: self._url(ctx))
         hooks(self.server).http = self.handle_request
+
+    @pv("hu")
+    def _pv_hu(self, ctx: MsgContext, arg: str, idx: int | None) -> str | None:
+        return self._url(ctx)
 
     def _url(self, ctx: MsgContext) -> str | None:
         ex = self.exchange(ctx)
