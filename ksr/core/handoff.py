@@ -56,11 +56,19 @@ class Handoff:
         self.peers: dict[int, UnixPeer] = {}
         self.notes: dict[str, Callable[[bytes], None]] = {}
         self.pending: dict[int, codec.ReplyPieces] = {}
+        # (proto, ip, port) -> the listener a handed-over message arrived on (filled once the
+        # listeners are open: messages are taken from the socket only after ``ready``)
+        self._listeners: dict[tuple[str, str, int], SocketInfo] = {}
         self.answered: dict[int, trio.Event] = {}
         self._rpc_ids = itertools.count(1)
         # set by Server.serve once the modules have started: until then handed-off messages
         # wait in the socket (bound early, so no other worker takes this worker for dead)
         self.ready = trio.Event()
+        # while ``holding`` (the UDP transport handles a batch of datagrams), messages for
+        # other workers wait here and leave together at ``flush()``: one datagram per owner
+        # for the whole batch instead of one per message
+        self.holding = False
+        self._held: dict[int, list[tuple[bytes, bytes, str, int, SocketInfo, int]]] = {}
         self.replicas = ReplicaLink(server.shared, index, count, rundir, server.stats)
         server.sync_shared = self.replicas.drain
         server.rpc.before = self.replicas.drain
@@ -136,10 +144,21 @@ class Handoff:
             sync()  # shared-table writes sent before these messages are applied first
             for data in batch:
                 try:
-                    self._dispatch(codec.decode(data))
+                    f = codec.decode(data)
+                    if f.op == codec.OP_BATCH:
+                        for inner in codec.unbatch(f.payload):
+                            self._dispatch_safe(inner)
+                    else:
+                        self._dispatch(f)
                 except Exception:  # one bad hand-off must not stop the loop
                     log.exception("hand-off message failed")
             await trio.lowlevel.checkpoint()
+
+    def _dispatch_safe(self, data: bytes) -> None:
+        try:
+            self._dispatch(codec.decode(data))
+        except Exception:
+            log.exception("hand-off message failed")
 
     def _send(
         self, worker: int, op: int, port: int, conn_id: int, meta: str, payload: bytes
@@ -148,7 +167,9 @@ class Handoff:
         None: that worker is down."""
         if self.sock is None:
             return None
-        frame = codec.encode(op, self.index, port, conn_id, meta, payload)
+        return self._send_frame(worker, codec.encode(op, self.index, port, conn_id, meta, payload))
+
+    def _send_frame(self, worker: int, frame: bytes) -> bool | None:
         peer = self.peers.get(worker)
         if peer is None:
             peer = self.peers[worker] = UnixPeer(self.path(worker))
@@ -194,6 +215,10 @@ class Handoff:
         if owner is None or owner == self.index:
             return False
         meta = codec.msg_meta(sock.proto, sock.ip, sock.port, src_ip)
+        if self.holding and self.sock is not None:
+            frame = codec.encode(codec.OP_MSG, self.index, src_port, conn_id, meta, data)
+            self._held.setdefault(owner, []).append((frame, data, src_ip, src_port, sock, conn_id))
+            return True
         sent = self._send(owner, codec.OP_MSG, src_port, conn_id, meta, data)
         if sent is None:
             self.c_down.inc()
@@ -201,6 +226,25 @@ class Handoff:
         if sent:
             self.c_out.inc()
         return True
+
+    def flush(self) -> None:
+        """Send the messages held during a batch, packed per owner (``OP_BATCH``), and stop
+        holding. An owner that turns out to be down: its messages are handled here."""
+        self.holding = False
+        if not self._held:
+            return
+        held, self._held = self._held, {}
+        for owner, items in held.items():
+            done = 0
+            for dgram, count in codec.batches(self.index, [item[0] for item in items]):
+                if self._send_frame(owner, dgram) is None:
+                    break
+                done += count
+            self.c_out.inc(done)
+            if done < len(items):  # the owner is down: the rest is handled here
+                self.c_down.inc(len(items) - done)
+                for _, data, src_ip, src_port, sock, conn_id in items[done:]:
+                    self.server.receive_here(data, src_ip, src_port, sock, conn_id)
 
     def _deliver(self, f: codec.Frame) -> None:
         proto, ip, port, src_ip = codec.parse_msg_meta(f.meta)
@@ -212,10 +256,16 @@ class Handoff:
         self.server.receive_here(f.payload, src_ip, f.port, info, conn_id)
 
     def _listener(self, proto: str, ip: str, port: int) -> SocketInfo:
-        for s in self.server.listeners:
-            if s.proto == proto and s.ip == ip and s.port == port:
-                return s
-        return SocketInfo(proto, ip, port)
+        key = (proto, ip, port)
+        info = self._listeners.get(key)
+        if info is None:
+            info = next(
+                (s for s in self.server.listeners if (s.proto, s.ip, s.port) == key),
+                SocketInfo(proto, ip, port),
+            )
+            if len(self._listeners) < 256:  # listeners are few; anything else is not kept
+                self._listeners[key] = info
+        return info
 
     def send_remote(self, dest: Destination, data: bytes, conn_id: int) -> bool:
         """Send over a stream connection another worker holds. False: not such a case (or

@@ -11,26 +11,29 @@ connection id, the length of a text "meta" part), the meta text, then the payloa
 - ``OP_RPC`` / ``OP_RPC_REPLY``: a JSON-RPC request for the receiving worker (meta: request
   id) and its answer in pieces of ``CHUNK`` bytes (meta: ``id piece count``).
 - ``OP_NOTE``: a notice for the other workers (meta: its topic).
+- ``OP_BATCH``: several frames for one worker in one datagram (the messages a worker passes
+  on while it handles one batch of received datagrams: one send and one receive instead of
+  one each). Payload: each frame preceded by its length (4 bytes).
 """
 
 from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-OP_MSG, OP_SEND, OP_RPC, OP_RPC_REPLY, OP_NOTE = 1, 2, 3, 4, 5
+OP_MSG, OP_SEND, OP_RPC, OP_RPC_REPLY, OP_NOTE, OP_BATCH = 1, 2, 3, 4, 5, 6
 HEAD = struct.Struct(">BBHQH")  # op, origin worker, source port, connection id, meta length
 CHUNK = 60_000  # RPC answers travel in pieces of this size
+BATCH_MAX = 60_000  # bytes of frames packed into one OP_BATCH datagram
+_LEN = struct.Struct(">I")
 
 
 class FrameError(ValueError):
     """A frame that does not follow the format (a bug or a foreign sender)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(NamedTuple):  # a tuple: built once per hand-off, cheaper than a dataclass
     op: int
     origin: int
     port: int
@@ -58,6 +61,46 @@ def decode(data: bytes) -> Frame:
     return Frame(op, origin, port, conn_id, meta, data[start + mlen :])
 
 
+# -- OP_BATCH ---------------------------------------------------------------------------------
+def batches(origin: int, frames: list[bytes]) -> list[tuple[bytes, int]]:
+    """``frames`` as few datagrams as fit ``BATCH_MAX`` each (a lone frame goes as itself),
+    each with the number of frames it holds, in order."""
+    out: list[tuple[bytes, int]] = []
+    parts: list[bytes] = []
+    size = 0
+    for f in frames:
+        if parts and size + len(f) + 4 > BATCH_MAX:
+            out.append(_batch(origin, parts))
+            parts, size = [], 0
+        parts += (_LEN.pack(len(f)), f)
+        size += len(f) + 4
+    if parts:
+        out.append(_batch(origin, parts))
+    return out
+
+
+def _batch(origin: int, parts: list[bytes]) -> tuple[bytes, int]:
+    if len(parts) == 2:
+        return parts[1], 1
+    return HEAD.pack(OP_BATCH, origin, 0, 0, 0) + b"".join(parts), len(parts) // 2
+
+
+def unbatch(payload: bytes) -> list[bytes]:
+    """The frames of an ``OP_BATCH`` payload."""
+    out = []
+    at, end = 0, len(payload)
+    while at < end:
+        if at + 4 > end:
+            raise FrameError("hand-off batch cut inside a length")
+        (n,) = _LEN.unpack_from(payload, at)
+        at += 4
+        if at + n > end:
+            raise FrameError("hand-off batch frame runs past its end")
+        out.append(payload[at : at + n])
+        at += n
+    return out
+
+
 # -- OP_MSG ------------------------------------------------------------------------------------
 def msg_meta(proto: str, ip: str, port: int, src_ip: str) -> str:
     return f"{proto} {ip} {port} {src_ip}"
@@ -65,10 +108,20 @@ def msg_meta(proto: str, ip: str, port: int, src_ip: str) -> str:
 
 def parse_msg_meta(meta: str) -> tuple[str, str, int, str]:
     """(proto, listener ip, listener port, source ip)."""
+    got = _META_SEEN.get(meta)
+    if got is not None:
+        return got
     parts = meta.split(" ")
     if len(parts) != 4 or not parts[2].isdigit():
         raise FrameError(f"bad message meta {meta!r}")
-    return parts[0], parts[1], int(parts[2]), parts[3]
+    got = parts[0], parts[1], int(parts[2]), parts[3]
+    if len(_META_SEEN) >= 4096:  # one entry per listener and peer address: bounded
+        _META_SEEN.clear()
+    _META_SEEN[meta] = got
+    return got
+
+
+_META_SEEN: dict[str, tuple[str, str, int, str]] = {}
 
 
 # -- OP_SEND -----------------------------------------------------------------------------------

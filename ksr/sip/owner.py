@@ -39,9 +39,39 @@ def call_id_owner(call_id: bytes | str, workers: int) -> int:
 
 def message_owner(data: bytes, workers: int) -> int | None:
     """The owning worker index, or None: the worker that received it handles it (a REGISTER,
-    or a message without a readable Call-ID, which the parser rejects)."""
+    or a message without a readable Call-ID, which the parser rejects).
+
+    Runs for every message a worker receives, so the usual spellings (``Via:``, ``Call-ID:``
+    at the start of a line, no compact form before them) are found with ``bytes.find``
+    (~1 µs); anything else takes the regular expressions (~5-8 µs), with the same answers."""
     if data.startswith(b"REGISTER "):
         return None
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return _owner_slow(data, workers)
+    if data.startswith(b"SIP/"):
+        at = data.find(b"\r\nVia:", 0, end)
+        if at < 0 or data.find(b"\nv", 0, at) >= 0 or data.find(b"\nV", 0, at) >= 0:
+            return _owner_slow(data, workers)  # a compact or odd Via first
+        stop = data.find(b"\r", at + 6)
+        top = data[at + 6 : stop if 0 <= stop <= end else end].split(b",", 1)[0]
+        if b"ksrw" in top or b"KSRW" in top or b"Ksrw" in top:
+            m = _MARK.search(top)
+            if m is not None and int(m.group(1)) < workers:
+                return int(m.group(1))
+        elif b"ksrw" in top.lower():
+            return _owner_slow(data, workers)
+    at = data.find(b"\r\nCall-ID:", 0, end)
+    if at < 0:
+        return _owner_slow(data, workers)
+    stop = data.find(b"\r", at + 10)
+    value = data[at + 10 : stop if 0 <= stop <= end else end].strip(b" \t")
+    if not value:
+        return None
+    return zlib.crc32(value) % workers
+
+
+def _owner_slow(data: bytes, workers: int) -> int | None:
     head = _headers(data)
     if head.startswith(b"SIP/"):
         via = _FIRST_VIA.search(head)

@@ -93,6 +93,7 @@ class UdpTransport:
         recvfrom = sock.recvfrom
         recvmsg = sock.recvmsg
         sync = self.server.sync_shared  # worker processes: the others' shared-table writes
+        handoff = self.server.handoff  # worker processes: messages of other workers' calls
         full = False  # the batch before was full: datagrams keep waiting for this process
         while True:
             await trio.lowlevel.wait_readable(sock)
@@ -120,11 +121,15 @@ class UdpTransport:
             server.rx_age = age if (full or was_full) else 0.0
             if sync is not None:
                 sync()  # after reading the batch: writes that came before it are applied
+            if handoff is not None and len(batch) > 1:
+                handoff.holding = True  # what goes to other workers leaves in one datagram each
             for data, addr in batch:
                 try:
                     receive(data, addr[0], addr[1], info)
                 except Exception:  # a bug in handling one packet must not stop the listener
                     log.exception("error handling a datagram from %s:%d", addr[0], addr[1])
+            if handoff is not None and handoff.holding:
+                handoff.flush()
             await trio.lowlevel.checkpoint()
 
     def _pick(self, sock: SocketInfo | None, host: str) -> socket.socket | None:

@@ -50,6 +50,29 @@ def test_notice_frame_keeps_its_topic() -> None:
     assert (f.meta, f.payload, f.origin) == ("auth.nc", b"\x00\xff", 3)
 
 
+def test_batches_pack_frames_in_order_and_split_at_the_limit() -> None:
+    meta = codec.msg_meta("udp", "127.0.0.1", 5060, "192.0.2.7")
+    frames = [codec.encode(codec.OP_MSG, 1, 5000 + i, 0, meta, b"x" * (i * 500)) for i in range(40)]
+    assert codec.batches(1, frames[:1]) == [(frames[0], 1)]  # a lone frame goes as itself
+    out = codec.batches(1, frames)
+    assert len(out) > 1  # ~390 kB do not fit one datagram
+    assert all(len(d) <= codec.BATCH_MAX + codec.HEAD.size for d, _ in out)
+    got: list[bytes] = []
+    for dgram, count in out:
+        f = codec.decode(dgram)
+        inner = codec.unbatch(f.payload) if f.op == codec.OP_BATCH else [dgram]
+        assert len(inner) == count
+        got += inner
+    assert got == frames
+    assert [codec.decode(g).port for g in got] == [5000 + i for i in range(40)]
+
+
+@pytest.mark.parametrize("payload", [b"\x00\x00", b"\x00\x00\x00\x09abc", b"\x00\x00\x00\x01a\x00"])
+def test_a_cut_batch_raises(payload: bytes) -> None:
+    with pytest.raises(codec.FrameError):
+        codec.unbatch(payload)
+
+
 @pytest.mark.parametrize(
     "data",
     [

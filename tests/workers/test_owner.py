@@ -34,6 +34,13 @@ RPL = (
             4,
             zlib.crc32(b"abc") % 4,
         ),
+        # spellings the quick path does not take go the long way, with the same answers
+        (RPL % b"v: SIP/2.0/UDP 192.0.2.1;ksrw=1\r\nVia: SIP/2.0/UDP 192.0.2.2;ksrw=2", 4, 1),
+        (RPL % b"Via: SIP/2.0/UDP 192.0.2.1;kSrW = 2", 4, 2),
+        (RPL % b"Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx", 4, zlib.crc32(b"abc") % 4),
+        (REQ.replace(b"Call-ID: %s", b"Call-ID:\t %s\t") % b"tabs", 5, zlib.crc32(b"tabs") % 5),
+        (REQ.replace(b"\r\n", b"\n") % b"lf", 5, zlib.crc32(b"lf") % 5),  # LF-only lines
+        (REQ % b"", 2, None),  # an empty Call-ID: the parser rejects it where it arrived
         # only the top Via counts: a mark further down is another proxy's business
         (
             RPL % b"Via: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKy, SIP/2.0/UDP 192.0.2.1;ksrw=1",
