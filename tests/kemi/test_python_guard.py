@@ -1,0 +1,55 @@
+"""The runaway guard of Python routes (``core.script_max_seconds``): a run past its deadline
+is stopped by SIGALRM; starting and ending a run make no system call, and the interval timer
+stops once no route has run for a while (an idle worker gets no signals)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from ksr.kemi.python_engine import AlarmGuard, ScriptTimeout
+
+
+@pytest.fixture
+def guard() -> Iterator[AlarmGuard]:
+    before = signal.getsignal(signal.SIGALRM)
+    g = AlarmGuard()
+    signal.signal(signal.SIGALRM, g.on_alarm)
+    try:
+        yield g
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
+
+
+def test_a_run_past_its_deadline_is_stopped(guard: AlarmGuard) -> None:
+    guard.arm(0.2)
+    stopped = False
+    start = time.monotonic()
+    try:
+        while time.monotonic() - start < 10:
+            pass
+    except ScriptTimeout:
+        stopped = True
+    assert stopped
+    assert not guard.armed
+
+
+def test_runs_within_their_time_are_left_alone_and_the_timer_stops_when_idle(
+    guard: AlarmGuard,
+) -> None:
+    for _ in range(50):  # short runs: nothing raised, the interval timer keeps its setting
+        guard.arm(0.2)
+        guard.disarm()
+    assert signal.getitimer(signal.ITIMER_REAL)[1] == pytest.approx(0.025)
+    deadline = time.monotonic() + 10
+    while guard.tick and time.monotonic() < deadline:
+        time.sleep(0.05)  # ticks pass while no route runs
+    assert guard.tick == 0.0
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    guard.arm(0.2)  # the next run starts it again
+    assert signal.getitimer(signal.ITIMER_REAL)[1] == pytest.approx(0.025)
+    guard.disarm()
