@@ -16,10 +16,10 @@ redis://127.0.0.1:6379/0 or postgres://postgres@127.0.0.1:5432/test (add ?layout
 own table layout instead of Kamailio's); the bench uses its own table prefix there and drops
 its tables at the end.
 
---script anchor runs ../shared/anchor's kemi-routing.lua with its ksr-anchor.toml (no auth
+--script anchor runs ../shared/anchor's kemi-routing.lua (anchor-py: kemi-routing.py) with its ksr-anchor.toml (no auth
 there: it implies --no-auth; usrloc db_mode 0 unless --db-mode says otherwise).
 
-    python -m bench.profile_register [--no-auth] [--db-mode 0|1] [--script minimal|default|anchor]
+    python -m bench.profile_register [--no-auth] [--db-mode 0|1] [--script minimal|default|anchor|anchor-py]
                                      [--db-url URL] [--count 5000] [--profile]
 """
 
@@ -141,7 +141,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--no-auth", dest="auth", action="store_false")
     ap.add_argument("--db-mode", type=int, default=1)
-    ap.add_argument("--script", choices=("minimal", "default", "anchor"), default="minimal")
+    ap.add_argument(
+        "--script", choices=("minimal", "default", "anchor", "anchor-py"), default="minimal"
+    )
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--sort", default="tottime")
     ap.add_argument("--top", type=int, default=40)
@@ -156,13 +158,13 @@ def main() -> None:
         prefix = "p" + uuid.uuid4().hex[:8] + "_"
         shared_url, _, query = args.db_url.partition("?")  # e.g. ?layout=ksr is kept
         url = f"{shared_url}?prefix={prefix}" + (f"&{query}" if query else "")
-    if args.script == "anchor":
+    if args.script.startswith("anchor"):
         args.auth = False  # the anchor script has no digest auth
     own_account = args.script == "default" and args.auth
     modparam: dict[str, Any] = {"usrloc": {"db_url": url, "db_mode": args.db_mode}}
     config: dict[str, Any] = {"modparam": modparam}
-    if args.script == "anchor":
-        script, config = anchor_setup(tmp, db_mode=args.db_mode)
+    if args.script.startswith("anchor"):
+        script, config = anchor_setup(tmp, python=args.script == "anchor-py", db_mode=args.db_mode)
         modparam = config.setdefault("modparam", {})
         modparam["usrloc"]["db_url"] = url
     elif args.script == "default":
