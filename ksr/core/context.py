@@ -163,7 +163,7 @@ class MsgContext:
         self.drop = False
         self.route = RouteType.REQUEST
         self.lumps: list[Lump] = []
-        self.reply_lumps: list[str] = []  # header lines for the next local reply
+        self.reply_lumps: list[Header] = []  # headers for the next local reply
         self.reply_body: tuple[bytes, str] | None = None
         self.avps: dict[str, list[int | str]] = {}
         self.xavps: dict[str, list[dict[str, list[int | str]]]] = {}
@@ -249,19 +249,6 @@ class MsgContext:
         if isinstance(src, Request) and src.via_fix is not None:
             out.headers = sent_headers(src, out.headers)  # received=/rport= on the copy only
         return out
-
-
-def parse_header_block(text: str) -> list[Header]:
-    """Header lines as a script writes them ("Name: value\\r\\n" possibly several)."""
-    out: list[Header] = []
-    for line in text.replace("\r\n", "\n").split("\n"):
-        if not line.strip():
-            continue
-        name, colon, value = line.partition(":")
-        if not colon:
-            continue
-        out.append(Header(name.strip(), value.strip()))
-    return out
 
 
 @dataclass(slots=True)

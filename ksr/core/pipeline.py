@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ksr.sip.builders import default_reason
 from ksr.sip.errors import RemoteProtocolError
-from ksr.sip.message import Request, Response, parse_message_untrusted
+from ksr.sip.message import Header, Request, Response, parse_message_untrusted
 from ksr.sip.received import received_fix
 
 from .context import MsgContext, RouteType, SocketInfo
@@ -174,7 +174,7 @@ class Pipeline:
         if tm is not None and hasattr(tm, "has_transaction") and tm.has_transaction(req):
             return False
         self.stats.shed_requests.inc()
-        ctx.reply_lumps.append("Retry-After: 1\r\n")
+        ctx.reply_lumps.append(Header("Retry-After", "1"))
         self.server.send_reply_stateless(ctx, 503, "Service Unavailable")
         return True
 

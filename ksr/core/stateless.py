@@ -10,11 +10,15 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ksr.sip.builders import make_reply, stateless_branch
+from ksr.sip.builders import (
+    make_reply,
+    make_via,
+    stateless_branch,
+    via_destination,
+    without_top_via,
+)
 from ksr.sip.errors import RemoteProtocolError
-from ksr.sip.headers import format_params, split_commas
 from ksr.sip.message import Header, Message, Request
-from ksr.sip.owner import VIA_MARK
 
 from .context import (
     VIA_ADD_SRVID,
@@ -23,7 +27,6 @@ from .context import (
     Destination,
     MsgContext,
     SocketInfo,
-    parse_header_block,
 )
 from .resolver import ASK
 from .xavp import newest_fields
@@ -42,12 +45,16 @@ class Stateless:
         self.stats = server.core_stats
 
     def reply_destination(self, req: Message, proto: str) -> Destination:
+        """Where replies to ``req`` go: its top Via's received/rport (RFC 3261 §18.2.2)."""
         fix = req.via_fix if isinstance(req, Request) else None
-        via = fix.via if fix is not None else req.top_via
-        host = via.params.get("received") or via.host
-        rport = via.params.get("rport")
-        port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
-        return Destination(via.transport.lower() if via.transport else proto, host, port)
+        return Destination(*via_destination(fix.via if fix is not None else req.top_via, proto))
+
+    def server_header(self) -> str | None:
+        """The Server header value local replies carry (core.server_signature), or None."""
+        core = self.server.config.core
+        if core.server_signature and core.server_header:
+            return core.server_header.partition(":")[2].strip() or None
+        return None
 
     def send_reply_stateless(
         self, ctx: MsgContext, code: int, reason: str, delay: float = 0.0
@@ -56,28 +63,22 @@ class Stateless:
         seconds later when given: auth slows down repeated failures that way)."""
         server = self.server
         req = ctx.request
-        extra: list[tuple[str, str]] = []
-        for text in ctx.reply_lumps:
-            extra.extend((h.name, h.value) for h in parse_header_block(text))
         body, ctype = ctx.reply_body or (b"", None)
-        server_hdr = None
-        core = server.config.core
-        if core.server_signature and core.server_header:
-            server_hdr = core.server_header.partition(":")[2].strip()
+        contacts: list[str] = []
+        if 300 <= code < 400 and (ctx.branches or (ctx.ruri and ctx.ruri != req.uri)):
+            # the destination set: a rewritten R-URI (e.g. by lookup) and the branches
+            contacts = [ctx.ruri or ""] + [x.uri for x in ctx.branches]
         try:
             rpl = make_reply(
                 req,
                 code,
                 reason,
-                extra_headers=extra,
+                extra_headers=ctx.reply_lumps,
                 body=body,
                 content_type=ctype,
-                server_header=server_hdr,
+                server_header=self.server_header(),
+                contacts=contacts,
             )
-            if 300 <= code < 400 and (ctx.branches or (ctx.ruri and ctx.ruri != req.uri)):
-                # the destination set: a rewritten R-URI (e.g. by lookup) and the branches
-                for b in [ctx.ruri or ""] + [x.uri for x in ctx.branches]:
-                    rpl.headers.insert(-1, Header("Contact", f"<{b}>"))
             dest = self.reply_destination(req, ctx.proto)
         except RemoteProtocolError as err:
             log.debug("cannot reply: %s", err.reason)
@@ -102,29 +103,36 @@ class Stateless:
         return self.server.send_reply_stateless(ctx, code, reason)
 
     def make_via(self, ctx: MsgContext, sock: SocketInfo, branch: str) -> str:
+        """Our Via for a request sent from ``sock``: the script's advertised address first,
+        then corex's via flags (``ctx.via_flags``: host/port/proto from an xavp, srvid, xavp
+        parameters)."""
+        server = self.server
         host = ctx.advertised_address or sock.adv_ip
-        port = ctx.advertised_port or str(sock.adv_port)
+        port: int | str = ctx.advertised_port or sock.adv_port
         proto = sock.proto
+        extra: dict[str, str | None] = {}
         flags = ctx.via_flags
-        core = self.server.config.core
-        if flags & VIA_USE_XAVP_FIELDS and core.xavp_via_fields:
-            fields = newest_fields(ctx.xavps, core.xavp_via_fields)
-            host = str(fields.get("address", host))
-            port = str(fields.get("port", port))
-            proto = str(fields.get("proto", proto))
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        params: dict[str, str | None] = {"branch": branch}
-        if ctx.local_rport:
-            params["rport"] = None
-        if flags & VIA_ADD_SRVID and core.server_id:
-            params["srvid"] = str(core.server_id)
-        if flags & VIA_ADD_XAVP_PARAMS and core.xavp_via_params:
-            for name, value in newest_fields(ctx.xavps, core.xavp_via_params).items():
-                params.setdefault(name, str(value))
-        if self.server.handoff is not None:
-            params[VIA_MARK] = str(self.server.worker_id)  # the reply comes back to this worker
-        return f"SIP/2.0/{proto.upper()} {host}:{port}{format_params(params)}"
+        if flags:
+            core = server.config.core
+            if flags & VIA_USE_XAVP_FIELDS and core.xavp_via_fields:
+                fields = newest_fields(ctx.xavps, core.xavp_via_fields)
+                host = str(fields.get("address", host))
+                port = str(fields.get("port", port))
+                proto = str(fields.get("proto", proto))
+            if flags & VIA_ADD_SRVID and core.server_id:
+                extra["srvid"] = str(core.server_id)
+            if flags & VIA_ADD_XAVP_PARAMS and core.xavp_via_params:
+                for name, value in newest_fields(ctx.xavps, core.xavp_via_params).items():
+                    extra.setdefault(name, str(value))
+        return make_via(
+            proto,
+            host,
+            port,
+            branch,
+            rport=ctx.local_rport,
+            worker=server.worker_id if server.handoff is not None else None,
+            params=extra,
+        )
 
     def forward_stateless(self, ctx: MsgContext, uri: str | None) -> bool:
         """Forward the request statelessly to ``uri`` or $du/R-URI (Kamailio's forward())."""
@@ -196,19 +204,8 @@ class Stateless:
         if len(vias) < 2:
             self.stats.drop_replies.inc()
             return False
-        for i, h in enumerate(out.headers):
-            if h.key == "via":
-                values = split_commas(h.value)
-                if len(values) > 1:
-                    out.headers[i] = Header(h.name, ", ".join(values[1:]))
-                else:
-                    del out.headers[i]
-                break
-        nxt = vias[1]
-        host = nxt.params.get("received") or nxt.host
-        rport = nxt.params.get("rport")
-        port = int(rport) if rport and rport.isdigit() else (nxt.port or 5060)
-        dest = Destination(nxt.transport.lower(), host, port)
+        out.headers = without_top_via(out.headers)
+        dest = Destination(*via_destination(vias[1]))
         ok = self.server.send(dest, out.to_bytes())
         if ok:
             self.stats.fwd_replies.inc()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ksr.core.context import MsgContext, parse_header_block
+from ksr.core.context import MsgContext
 from ksr.core.module import Module
 from ksr.kemi.registry import XVal, kemi
 from ksr.sip.headers import header_key
-from ksr.sip.message import Header, Message
+from ksr.sip.message import Header, Message, parse_header_text
 
 
 def _insert_at(m: Message, headers: list[Header], index: int) -> None:
@@ -22,7 +22,7 @@ class HdrExports(Module):
     @kemi()
     def append(self, ctx: MsgContext, text: str) -> int:
         """Append raw header text ("Name: value\\r\\n") after the last header."""
-        hdrs = parse_header_block(text)
+        hdrs = parse_header_text(text)
         if not hdrs:
             return -1
         ctx.add_lump(lambda m, orig: m.headers.extend(hdrs))
@@ -31,7 +31,7 @@ class HdrExports(Module):
     @kemi()
     def insert(self, ctx: MsgContext, text: str) -> int:
         """Insert raw header text before the first header."""
-        hdrs = parse_header_block(text)
+        hdrs = parse_header_text(text)
         if not hdrs:
             return -1
         ctx.add_lump(lambda m, orig: _insert_at(m, hdrs, 0))
@@ -48,7 +48,7 @@ class HdrExports(Module):
         return self._relative(ctx, text, hname, 0)
 
     def _relative(self, ctx: MsgContext, text: str, hname: str, offset: int) -> int:
-        hdrs = parse_header_block(text)
+        hdrs = parse_header_text(text)
         key = header_key(hname)
         if not hdrs or not ctx.msg.has(key):
             return -1
@@ -93,9 +93,10 @@ class HdrExports(Module):
     @kemi()
     def append_to_reply(self, ctx: MsgContext, text: str) -> int:
         """Add raw header text to the next locally generated reply."""
-        if not parse_header_block(text):
+        hdrs = parse_header_text(text)
+        if not hdrs:
             return -1
-        ctx.reply_lumps.append(text)
+        ctx.reply_lumps.extend(hdrs)
         return 1
 
     @kemi()

@@ -1,11 +1,16 @@
-"""Building replies and forwarded requests (RFC 3261 §8.2.6, §16.6, RFC 3581)."""
+"""Building replies and forwarded requests (RFC 3261 §8.2.6, §16.6, §16.7, RFC 3581): the
+proxy's building blocks, sans-IO, used by the core's stateless paths and by tm alike."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 
+from .headers import Via, format_params, split_commas
+from .hostport import bracket_host
 from .message import Header, Request, Response
+from .owner import VIA_MARK
 
 BRANCH_COOKIE = "z9hG4bK"
 
@@ -82,13 +87,18 @@ def make_reply(
     reason: str | None = None,
     *,
     to_tag: str | None = None,
-    extra_headers: list[tuple[str, str]] | None = None,
+    extra_headers: Iterable[Header | tuple[str, str]] = (),
     body: bytes = b"",
     content_type: str | None = None,
     server_header: str | None = None,
+    contacts: Iterable[str] = (),
 ) -> Response:
-    """Build a reply to ``req``: Via, From, To, Call-ID and CSeq copied in order; a To-tag
-    added for non-100 replies when the request has none."""
+    """The reply a proxy or a UAS makes to ``req`` (stateless or in a transaction): Via,
+    From, To, Call-ID and CSeq copied in order (the top Via with received=/rport= when the
+    request has a ``via_fix``); a To-tag added for non-100 replies when the request has
+    none; then Server, ``extra_headers`` (the reply lumps: Headers or (name, value) pairs),
+    Content-Type, ``Contact: <uri>`` for each of ``contacts`` (a 3xx's destination set) and
+    Content-Length."""
     headers: list[Header] = []
     fix = req.via_fix
     for h in req.headers:
@@ -102,10 +112,11 @@ def make_reply(
                 headers.append(Header(h.name, h.value, h.raw))
     if server_header:
         headers.append(Header("Server", server_header))
-    for name, value in extra_headers or ():
-        headers.append(Header(name, value))
+    for x in extra_headers:
+        headers.append(x if isinstance(x, Header) else Header(x[0], x[1]))
     if body and content_type:
         headers.append(Header("Content-Type", content_type))
+    headers.extend(Header("Contact", f"<{uri}>") for uri in contacts)
     headers.append(Header("Content-Length", str(len(body))))
     return Response(status, reason if reason is not None else default_reason(status), headers, body)
 
@@ -131,3 +142,54 @@ def stateless_branch(req: Request) -> str:
     return new_branch(
         f"sl|{req.uri}|{req.get('call-id')}|{req.get('from')}|{req.get('to')}|{req.get('cseq')}|{via}"
     )
+
+
+def make_via(
+    proto: str,
+    host: str,
+    port: int | str,
+    branch: str,
+    *,
+    rport: bool = False,
+    worker: int | None = None,
+    params: dict[str, str | None] | None = None,
+) -> str:
+    """The Via value a request we send carries (RFC 3261 §16.6 step 8): ``SIP/2.0/UDP
+    host:port;branch=...``, with an empty ``;rport`` asking for RFC 3581, then ``params``
+    (None: a parameter without a value; they never replace branch or rport), and last
+    ``;ksrw=N`` when worker processes share the port (the reply comes back to worker N)."""
+    out: dict[str, str | None] = {"branch": branch}
+    if rport:
+        out["rport"] = None
+    if params:
+        for name, value in params.items():
+            out.setdefault(name, value)
+    if worker is not None:
+        out[VIA_MARK] = str(worker)
+    return f"SIP/2.0/{proto.upper()} {bracket_host(host)}:{port}{format_params(out)}"
+
+
+def without_top_via(headers: list[Header]) -> list[Header]:
+    """The headers of a reply to pass upstream: the first Via value (ours) removed, the
+    header line gone when it held only that one (RFC 3261 §16.7 step 3)."""
+    out = list(headers)
+    for i, h in enumerate(out):
+        if h.key == "via":
+            rest = split_commas(h.value)[1:] if "," in h.value else None
+            if rest:
+                out[i] = Header(h.name, ", ".join(rest))
+            else:
+                del out[i]
+            break
+    return out
+
+
+def via_destination(via: Via, proto: str | None = None) -> tuple[str, str, int]:
+    """Where a reply to this Via goes (RFC 3261 §18.2.2, RFC 3581): (transport, host, port)
+    from received= and rport= when present, else its sent-by; the transport is the Via's,
+    or ``proto`` when given one and the Via names none."""
+    host = via.params.get("received") or via.host
+    rport = via.params.get("rport")
+    port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
+    transport = via.transport.lower() if via.transport or proto is None else proto
+    return transport, host, port

@@ -384,7 +384,7 @@ def parse_message_untrusted(
     lines = _split_lines(head)
     msg, bad_start = _parse_start_line(lines[0])
     try:
-        headers, clens = _parse_header_lines(lines, "\n " in head or "\n\t" in head)
+        headers, clens = parse_header_lines(lines, "\n " in head or "\n\t" in head)
         msg.headers = headers
         if bad_start:
             raise RemoteProtocolError(bad_start)
@@ -461,15 +461,28 @@ def _uri_ok(uri: str) -> bool:
     return uri.isprintable() and "\t" not in uri
 
 
-def _parse_header_lines(lines: list[str], folded: bool) -> tuple[list[Header], list[str]]:
-    """Header objects for lines[1:] (folded lines joined) and the Content-Length values."""
+def parse_header_lines(
+    lines: list[str],
+    folded: bool,
+    *,
+    start: int = 1,
+    strict: bool = True,
+    keep_raw: bool = True,
+) -> tuple[list[Header], list[str]]:
+    """The one header-line parser: Header objects for ``lines[start:]`` (continuation lines,
+    RFC 3261 §7.3.1, joined to their header when ``folded``) and the Content-Length values.
+
+    ``strict`` (bytes from the network): a line without a colon or a name that is not a token
+    raises RemoteProtocolError; not strict (text a script or a module wrote, see
+    ``parse_header_text``): such lines are left out. ``keep_raw``: every Header keeps its
+    line(s) as ``raw`` and is written back as it came; else it is written as ``Name: value``."""
     headers: list[Header] = []
     clens: list[str] = []
     append = headers.append
     new = Header.__new__
     known = KNOWN_KEYS
     n = len(lines)
-    i = 1
+    i = start
     while i < n:
         raw = lines[i]
         i += 1
@@ -482,14 +495,21 @@ def _parse_header_lines(lines: list[str], folded: bool) -> tuple[list[Header], l
             i = j
         name, colon, value = raw.partition(":")
         if not colon:
+            if not strict:
+                continue
             if raw[:1] in (" ", "\t"):
                 raise RemoteProtocolError("Continuation line without a header")
             raise RemoteProtocolError(f"Malformed header line {raw[:40]!r}")
         key = known.get(name)
         if key is None:
-            name = name.rstrip(" \t")
-            if not is_token(name):
-                raise RemoteProtocolError(f"Malformed header name {name[:40]!r}")
+            if strict:
+                name = name.rstrip(" \t")
+                if not is_token(name):
+                    raise RemoteProtocolError(f"Malformed header name {name[:40]!r}")
+            else:
+                name = name.strip()
+                if not name:
+                    continue
             low = name.lower()
             key = COMPACT_FORMS.get(low, low)
         if folded and "\n" in value:
@@ -504,7 +524,20 @@ def _parse_header_lines(lines: list[str], folded: bool) -> tuple[list[Header], l
         append(h)
         if key == "content-length":
             clens.append(value)
+    if not keep_raw:
+        for h in headers:
+            h.raw = None
     return headers, clens
+
+
+def parse_header_text(text: str, *, keep_raw: bool = False) -> list[Header]:
+    """Header lines as a script or a module writes them (``"Name: value\\r\\n"``, one or
+    several, CRLF or LF ends): lines that are no header are left out. ``keep_raw``: each
+    Header keeps the line(s) it came from (to match them against a message's lines)."""
+    folded = "\n " in text or "\n\t" in text
+    return parse_header_lines(
+        _split_lines(text), folded, start=0, strict=False, keep_raw=keep_raw
+    )[0]
 
 
 def serialize(msg: Message) -> bytes:
@@ -526,5 +559,7 @@ __all__ = [
     "Response",
     "ensure_content_length",
     "find_head_end",
+    "parse_header_lines",
+    "parse_header_text",
     "parse_message_untrusted",
 ]

@@ -26,7 +26,7 @@ from ksr.sip.digest import (
     responses_equal,
 )
 from ksr.sip.errors import RemoteProtocolError
-from ksr.sip.message import Message
+from ksr.sip.message import Header, Message
 
 from .cluster_nc import ClusterNonceCounts
 from .failures import FailureBook, Verdict
@@ -382,7 +382,7 @@ class Auth(Module):
     def challenge(self, ctx: MsgContext, realm: str, flags: int, kind: tuple[str, str, int]) -> int:
         if ctx.replied:  # auth_db already answered (400 on bad credentials, 500 on a DB error)
             return -1
-        line = f"{kind[1]}: {self.challenge_value(ctx, realm, flags)}\r\n"
+        line = Header(kind[1], self.challenge_value(ctx, realm, flags))
         ctx.reply_lumps.append(line)
         try:
             reason = "Unauthorized" if kind[2] == 401 else "Proxy Authentication Required"

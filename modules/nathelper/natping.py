@@ -28,10 +28,9 @@ import zlib
 from typing import TYPE_CHECKING
 
 from ksr.core.context import MsgContext, SocketInfo
+from ksr.sip.builders import make_via
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.headers import parse_name_addr, split_commas
-from ksr.sip.hostport import format_hostport
-from ksr.sip.owner import VIA_MARK
 
 if TYPE_CHECKING:
     from ksr.core.server import Server
@@ -136,10 +135,13 @@ class NatPinger:
 
     def sip_ping(self, c: Contact, sock: SocketInfo) -> bytes:
         """The ping request, laid out as Kamailio's build_sipping()."""
-        via = f"SIP/2.0/UDP {format_hostport(sock.adv_ip, sock.adv_port)}"
-        via += f";branch=z9hG4bK{random.randint(1000000, 9999999)}"
-        if self.server.handoff is not None:
-            via += f";{VIA_MARK}={self.server.worker_id}"  # the reply comes back here
+        via = make_via(
+            "udp",
+            sock.adv_ip,
+            sock.adv_port,
+            f"z9hG4bK{random.randint(1000000, 9999999)}",
+            worker=self.server.worker_id if self.server.handoff is not None else None,
+        )  # with worker processes the reply comes back to this one
         aorhash = zlib.crc32(c.aor.encode())
         tag = f"{c.ruid}-{aorhash:x}-{next(self._tag_n):x}"
         callid = f"{self.callid_prefix}-{next(self._callid_n):x}@{sock.ip}"

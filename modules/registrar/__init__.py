@@ -16,6 +16,7 @@ from ksr.kemi.registry import Route, XVal, kemi
 from ksr.modules.usrloc.api import Contact, UsrlocApi, UsrlocError
 from ksr.sip.builders import default_reason
 from ksr.sip.errors import RemoteProtocolError
+from ksr.sip.message import Header, parse_header_text
 from ksr.sip.uri import parse_uri
 from ksr.suspend.locks import KeyedLock
 
@@ -106,8 +107,8 @@ class Registrar(Module):
         self.server.run_event(cb, "usrloc:contact-expired")
 
     # -- replies -----------------------------------------------------------------------------
-    def _reply(self, ctx: MsgContext, code: int, headers: list[str]) -> bool:
-        lumps = [h + "\r\n" for h in headers]
+    def _reply(self, ctx: MsgContext, code: int, headers: list[Header]) -> bool:
+        lumps = list(headers)
         ctx.reply_lumps.extend(lumps)
         try:
             return bool(self.server.send_reply_any(ctx, code, default_reason(code)))
@@ -115,12 +116,12 @@ class Registrar(Module):
             for x in lumps:
                 ctx.reply_lumps.remove(x)
 
-    def _ok_headers(self, ctx: MsgContext, res: SaveResult) -> list[str]:
+    def _ok_headers(self, ctx: MsgContext, res: SaveResult) -> list[Header]:
         now = res.now or self.usrloc.now()
-        hdrs: list[str] = []
+        hdrs: list[Header] = []
         if res.bindings:
             rp = self.params.received_param
-            hdrs.append("Contact: " + ", ".join(contact_line(c, now, rp) for c in res.bindings))
+            hdrs.append(Header("Contact", ", ".join(contact_line(c, now, rp) for c in res.bindings)))
         p = self.params
         if (
             res.path
@@ -128,7 +129,7 @@ class Registrar(Module):
             and p.path_mode
             and (p.path_mode == 2 or supports(ctx.request, "path"))
         ):
-            hdrs.append(f"Path: {res.path}")
+            hdrs.append(Header("Path", res.path))
         return hdrs
 
     def _save(self, ctx: MsgContext, table: str, flags: int, uri: str | None) -> int:
@@ -138,7 +139,10 @@ class Registrar(Module):
             res = save(self, ctx, table, flags, uri)
         except errors.RegError as err:
             self.c_rejected.inc()
-            hdrs = [f"P-Registrar-Error: {err.info}", *err.headers]
+            hdrs = [
+                Header("P-Registrar-Error", err.info),
+                *parse_header_text("\r\n".join(err.headers)),
+            ]
             if flags & FLAG_NO_REPLY:
                 ctx.extra["reg_reply"] = (err.code, hdrs)
             else:

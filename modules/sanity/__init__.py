@@ -8,6 +8,7 @@ from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
 from ksr.kemi.registry import kemi
 from ksr.modules.sl.api import SlApi
+from ksr.sip.message import parse_header_text
 
 from .checks import ALL_CHECKS, DEFAULT_CHECKS, DEFAULT_URI_CHECKS, Failure, Job, run_checks
 
@@ -61,7 +62,7 @@ class Sanity(Module):
     def _reply(self, ctx: MsgContext, failure: Failure) -> bool:
         if not ctx.is_request or ctx.request.method == "ACK" or not failure.code:
             return False  # code 0: Kamailio fails these checks without a reply
-        ctx.reply_lumps.extend(f"{h}\r\n" for h in failure.headers)
+        ctx.reply_lumps.extend(parse_header_text("\r\n".join(failure.headers)))
         sl = self.sl
         if sl is not None:
             return bool(sl.reply(ctx, failure.code, failure.reason, False) > 0)

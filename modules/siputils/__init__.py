@@ -16,7 +16,7 @@ from ksr.core.lumps import rewrite_headers
 from ksr.core.module import ModParams, Module
 from ksr.kemi.registry import kemi
 from ksr.sip.headers import header_key, parse_name_addr, split_commas
-from ksr.sip.message import Request
+from ksr.sip.message import Header, Request
 from ksr.sip.uri import Uri, parse_uri
 
 from .contact import decode_fields, encode_fields, param_decode, param_encode, param_remove
@@ -274,14 +274,14 @@ class Siputils(Module):
         if u is None or u.user:
             return -1
         p = self.params
-        lines = [f"Allow: {_allow()}", f"Accept: {p.options_accept}"]
+        lines = [Header("Allow", _allow()), Header("Accept", p.options_accept)]
         if p.options_accept_encoding:
-            lines.append(f"Accept-Encoding: {p.options_accept_encoding}")
+            lines.append(Header("Accept-Encoding", p.options_accept_encoding))
         if p.options_accept_language:
-            lines.append(f"Accept-Language: {p.options_accept_language}")
+            lines.append(Header("Accept-Language", p.options_accept_language))
         if p.options_support:
-            lines.append(f"Supported: {p.options_support}")
-        ctx.reply_lumps.append("\r\n".join(lines) + "\r\n")
+            lines.append(Header("Supported", p.options_support))
+        ctx.reply_lumps.extend(lines)
         return 1 if self.server.send_reply_any(ctx, 200, "OK") else -1
 
     # -- Contact encoding ------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from ksr.sip.message import Header, Message, Request, Response
+from ksr.sip.message import Header, Message, Request, Response, parse_header_text
 
 ENC = "surrogateescape"
 
@@ -68,21 +68,13 @@ def set_headers_text(m: Message, text: str) -> None:
     old: dict[str, list[Header]] = {}
     for h in m.headers:
         old.setdefault(h.line(), []).append(h)
-    headers: list[Header] = []
-    for line in text.split("\r\n"):
-        if not line:
-            continue
-        if line[:1] in (" ", "\t") and headers:
-            last = headers[-1]
-            headers[-1] = Header(last.name, f"{last.value} {line.strip()}")
-            continue
-        same = old.get(line)
+    headers = parse_header_text(text, keep_raw=True)
+    for i, h in enumerate(headers):
+        same = old.get(h.raw or "")
         if same:
-            headers.append(same.pop(0))
-            continue
-        name, colon, value = line.partition(":")
-        if colon and name.strip():
-            headers.append(Header(name.strip(), value.strip()))
+            headers[i] = same.pop(0)
+        else:
+            h.raw = None  # a changed line is written anew as "Name: value"
     m.headers = headers
     m.raw = None
     m.forget_parsed()

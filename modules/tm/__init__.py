@@ -13,7 +13,7 @@ from ksr.kemi.registry import Route, kemi
 from ksr.sip.builders import new_branch
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.hostport import bracket_host, format_hostport, split_proto
-from ksr.sip.message import Header, Request
+from ksr.sip.message import Header, Request, parse_header_text
 
 from .api import Callback, TmApi, TmCb, TmEvent, UacCallback
 from .engine import TmEngine
@@ -107,9 +107,7 @@ class Tm(Module):
         CSeq and Max-Forwards are made up; ``callback(code, reply)`` gets the final reply
         (408 and None on timeout). Returns the transaction, or None if it could not be sent."""
         if isinstance(headers, str):
-            from ksr.core.context import parse_header_block
-
-            hdrs = [Header(h.name, h.value) for h in parse_header_block(headers)]
+            hdrs = [Header(h.name, h.value) for h in parse_header_text(headers)]
         else:
             hdrs = [Header(n, v) for n, v in headers]
         dest = self.server.resolve(next_hop or ruri)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ksr.core.context import Destination, MsgContext, parse_header_block
+from ksr.core.context import Destination, MsgContext
 from ksr.sip.builders import make_reply, make_to_tag
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.message import Header, Request, Response
@@ -345,30 +345,24 @@ class TmEngine:
         """t_reply: a reply made here to the transaction's request."""
         if not tx.to_tag:
             tx.to_tag = make_to_tag(tx.request, self.salt)
-        extra: list[tuple[str, str]] = []
-        body, ctype = b"", None
-        if ctx is not None:
-            for text in ctx.reply_lumps:
-                extra.extend((h.name, h.value) for h in parse_header_block(text))
-            body, ctype = ctx.reply_body or (b"", None)
-        core = self.server.config.core
-        server_hdr = core.server_header.partition(":")[2].strip() if core.server_signature else None
+        body, ctype = (ctx.reply_body or (b"", None)) if ctx is not None else (b"", None)
+        contacts: list[str] = []
+        if 300 <= code < 400 and ctx is not None and ctx.branches:
+            contacts = [ctx.ruri or ""] + [b.uri for b in ctx.branches]
         try:
             rpl = make_reply(
                 tx.request,
                 code,
                 reason,
                 to_tag=tx.to_tag,
-                extra_headers=extra,
+                extra_headers=ctx.reply_lumps if ctx is not None else (),
                 body=body,
                 content_type=ctype,
-                server_header=server_hdr,
+                server_header=self.server.stateless.server_header(),
+                contacts=contacts,
             )
         except RemoteProtocolError:
             return False
-        if 300 <= code < 400 and ctx is not None and ctx.branches:
-            for uri in [ctx.ruri or ""] + [b.uri for b in ctx.branches]:
-                rpl.headers.insert(-1, Header("Contact", f"<{uri}>"))
         ok = self.send_upstream(tx, rpl, True)
         if ok and ctx is not None:
             ctx.replied = code

@@ -7,13 +7,14 @@ import logging
 from typing import TYPE_CHECKING
 
 from ksr.core.context import MsgContext, RouteType
+from ksr.sip.builders import without_top_via
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.message import Response
 from ksr.sip.received import sent_headers
 from ksr.sip.transaction import reply_event
 
 from .api import TmCb, TmEvent
-from .txn import Transaction, UacBranch, strip_top_via
+from .txn import Transaction, UacBranch
 
 if TYPE_CHECKING:
     from .engine import TmEngine
@@ -95,7 +96,8 @@ class ReplyProcessor:
 
     # -- relaying -------------------------------------------------------------------------
     def relay(self, tx: Transaction, ctx: MsgContext | None, rpl: Response) -> bool:
-        out = strip_top_via(ctx.apply_lumps(rpl) if ctx is not None and ctx.lumps else rpl)
+        got = ctx.apply_lumps(rpl) if ctx is not None and ctx.lumps else rpl
+        out = Response(got.status, got.reason, without_top_via(got.headers), got.body, got.version)
         if not any(h.key == "via" for h in out.headers):
             # the next hop answered with our Via only (e.g. a 487 copying its CANCEL's Via):
             # never send a reply without Via; it gets the Vias of the request (RFC 3261 §8.2.6.2)

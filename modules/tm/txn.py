@@ -285,20 +285,3 @@ def build_cancel(req: Request, reason: str | None = None) -> Request:
         hdrs.append(Header("Reason", reason))
     hdrs.append(Header("Content-Length", "0"))
     return Request("CANCEL", req.uri, hdrs)
-
-
-def strip_top_via(rpl: Response) -> Response:
-    """The reply to relay upstream: our Via (the top one) removed (RFC 3261 §16.7 step 3)."""
-    headers = list(rpl.headers)
-    for i, h in enumerate(headers):
-        if h.key == "via":
-            if "," in h.value:
-                from ksr.sip.headers import split_commas
-
-                rest = split_commas(h.value)[1:]
-                if rest:
-                    headers[i] = Header(h.name, ", ".join(rest))
-                    break
-            del headers[i]
-            break
-    return Response(rpl.status, rpl.reason, headers, rpl.body, rpl.version)

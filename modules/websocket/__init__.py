@@ -13,7 +13,7 @@ from typing import Any
 
 import trio
 
-from ksr.core.context import MsgContext, RouteType, parse_header_block
+from ksr.core.context import MsgContext, RouteType
 from ksr.core.module import ModParams, Module
 from ksr.core.rpc import RpcError, rpc
 from ksr.kemi.registry import kemi
@@ -119,7 +119,7 @@ class Websocket(Module):
         ex = self.xhttp.exchange(ctx) if self.xhttp is not None else None
         if ex is None:
             return -1
-        extra = [(h.name, h.value) for text in ctx.reply_lumps for h in parse_header_block(text)]
+        extra = [(h.name, h.value) for h in ctx.reply_lumps]
         return 1 if self.accept(ex, extra) else 0
 
     def _close(self, conn_id: int, status: int, reason: str) -> int:

@@ -12,7 +12,7 @@ import re
 
 from pydantic import field_validator
 
-from ksr.core.context import MsgContext, parse_header_block
+from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
 from ksr.core.pv import pv
 from ksr.kemi.registry import XVal, kemi
@@ -99,12 +99,12 @@ class Xhttp(Module):
         ex = self.exchange(ctx)
         if ex is None or not 100 <= code <= 999:
             return -1
-        headers = [(h.name, h.value) for text in ctx.reply_lumps for h in parse_header_block(text)]
+        headers = [(h.name, h.value) for h in ctx.reply_lumps]
         if ctype:
             headers.append(("Content-Type", ctype))
-        core = self.server.config.core
-        if core.server_signature and core.server_header:
-            headers.append(("Server", core.server_header.partition(":")[2].strip()))
+        server_header = self.server.stateless.server_header()
+        if server_header:
+            headers.append(("Server", server_header))
         data = body.encode("utf-8", "surrogateescape") if isinstance(body, str) else bytes(body)
         return 0 if ex.reply(code, reason or "OK", headers, data) else -1
 

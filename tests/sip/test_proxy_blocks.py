@@ -1,0 +1,155 @@
+"""The proxy's building blocks in ksr/sip, each used by the core's stateless paths and by tm:
+the Via we add, the Via we take off a reply, where a reply to a Via goes, the reply a proxy
+makes, and the one parser of header lines (the network's and the script's)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ksr.sip.builders import make_reply, make_via, via_destination, without_top_via
+from ksr.sip.errors import RemoteProtocolError
+from ksr.sip.headers import parse_via
+from ksr.sip.message import (
+    Header,
+    Request,
+    parse_header_lines,
+    parse_header_text,
+    parse_message_untrusted,
+)
+from ksr.sip.received import received_fix
+
+REQ = (
+    b"INVITE sip:bob@example.com SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK1;rport\r\n"
+    b"Max-Forwards: 70\r\n"
+    b"From: Alice <sip:a@example.com>;tag=1\r\n"
+    b"To: <sip:bob@example.com>\r\n"
+    b"Call-ID: c1\r\n"
+    b"CSeq: 7 INVITE\r\n"
+    b"Content-Length: 0\r\n\r\n"
+)
+
+
+def request() -> Request:
+    m = parse_message_untrusted(REQ)
+    assert isinstance(m, Request)
+    return m
+
+
+# -- the Via we add ---------------------------------------------------------------------------
+def test_make_via() -> None:
+    assert (
+        make_via("udp", "192.0.2.5", 5060, "z9hG4bKx")
+        == "SIP/2.0/UDP 192.0.2.5:5060;branch=z9hG4bKx"
+    )
+    assert (
+        make_via("tls", "::1", "5061", "z9hG4bKy", rport=True, worker=3)
+        == "SIP/2.0/TLS [::1]:5061;branch=z9hG4bKy;rport;ksrw=3"
+    )
+    assert make_via("ws", "[::1]", 80, "z9hG4bKz").startswith("SIP/2.0/WS [::1]:80;")
+    via = parse_via(make_via("tcp", "example.net", 5062, "z9hG4bKq", rport=True))
+    assert (via.transport, via.host, via.port, via.branch) == (
+        "TCP",
+        "example.net",
+        5062,
+        "z9hG4bKq",
+    )
+    assert via.params["rport"] is None
+
+
+# -- the Via we take off a reply --------------------------------------------------------------
+def test_without_top_via_removes_our_value_only() -> None:
+    ours, theirs = "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKa", "SIP/2.0/UDP 10.0.0.2;branch=z9hG4bKb"
+    headers = [
+        Header("Via", f"{ours}, {theirs}"),
+        Header("Via", "SIP/2.0/TCP 10.0.0.3"),
+        Header("CSeq", "1 INVITE"),
+    ]
+    out = without_top_via(headers)
+    assert [h.value for h in out] == [theirs, "SIP/2.0/TCP 10.0.0.3", "1 INVITE"]
+    assert [h.value for h in headers][0] == f"{ours}, {theirs}"  # the list given is kept
+    alone = [Header("CSeq", "1 INVITE"), Header("Via", ours), Header("Via", theirs)]
+    assert [h.value for h in without_top_via(alone)] == ["1 INVITE", theirs]
+    # a comma inside a quoted parameter is no second value
+    quoted = [Header("Via", 'SIP/2.0/UDP h;x="a,b"'), Header("To", "<sip:b@x>")]
+    assert [h.key for h in without_top_via(quoted)] == ["to"]
+    assert without_top_via([Header("To", "<sip:b@x>")])[0].value == "<sip:b@x>"
+
+
+# -- where a reply to a Via goes --------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("via", "proto", "dest"),
+    [
+        ("SIP/2.0/UDP 192.0.2.1:5070", None, ("udp", "192.0.2.1", 5070)),
+        ("SIP/2.0/UDP 192.0.2.1", None, ("udp", "192.0.2.1", 5060)),
+        ("SIP/2.0/TCP h.example;received=192.0.2.9", "udp", ("tcp", "192.0.2.9", 5060)),
+        ("SIP/2.0/UDP h;received=192.0.2.9;rport=4444", None, ("udp", "192.0.2.9", 4444)),
+        ("SIP/2.0/UDP h:5099;rport", None, ("udp", "h", 5099)),  # rport asked, not filled
+    ],
+)
+def test_via_destination(via: str, proto: str | None, dest: tuple[str, str, int]) -> None:
+    assert via_destination(parse_via(via), proto) == dest
+
+
+def test_reply_goes_where_received_and_rport_say() -> None:
+    req = request()
+    req.via_fix = received_fix(req, "203.0.113.7", 40000, False)
+    assert req.via_fix is not None
+    assert via_destination(req.via_fix.via) == ("udp", "203.0.113.7", 40000)
+    assert req.top_via.params["rport"] is None  # the received request is unchanged
+
+
+# -- the reply a proxy makes ------------------------------------------------------------------
+def test_reply_carries_lumps_contacts_and_the_fixed_via() -> None:
+    req = request()
+    req.via_fix = received_fix(req, "203.0.113.7", 40000, False)
+    rpl = make_reply(
+        req,
+        302,
+        "Moved",
+        extra_headers=[Header("X-A", "1"), ("X-B", "2")],
+        server_header="ksr",
+        contacts=["sip:b@192.0.2.20", "sip:b@192.0.2.21"],
+    )
+    out = parse_message_untrusted(rpl.to_bytes())
+    assert out.get("via") == (
+        "SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK1;rport=40000;received=203.0.113.7"
+    )
+    assert [h.key for h in out.headers][-6:] == [
+        "server",
+        "x-a",
+        "x-b",
+        "contact",
+        "contact",
+        "content-length",
+    ]
+    assert out.get_all("contact") == ["<sip:b@192.0.2.20>", "<sip:b@192.0.2.21>"]
+    assert out.to.tag
+
+
+# -- the one header-line parser ---------------------------------------------------------------
+def test_script_header_text() -> None:
+    hdrs = parse_header_text("X-A: 1\r\nX-B:2\r\nnot a header\r\n: nameless\r\n\r\n")
+    assert [(h.name, h.key, h.value, h.raw) for h in hdrs] == [
+        ("X-A", "x-a", "1", None),
+        ("X-B", "x-b", "2", None),
+    ]
+    assert [h.line() for h in hdrs] == ["X-A: 1", "X-B: 2"]  # written anew
+    assert [(h.name, h.key) for h in parse_header_text("v: SIP/2.0/UDP h\n i : c1\n")] == [
+        ("v", "via")
+    ]  # LF line ends; a line starting with blanks continues the previous one
+    assert parse_header_text("v: SIP/2.0/UDP h\n i : c1\n")[0].value == "SIP/2.0/UDP h i : c1"
+    assert parse_header_text("Subject: a\r\n  b\r\n")[0].value == "a b"
+    kept = parse_header_text("Subject:  a\r\n", keep_raw=True)[0]
+    assert (kept.value, kept.raw) == ("a", "Subject:  a")
+    assert parse_header_text("") == []
+
+
+def test_network_header_lines_are_strict() -> None:
+    lines = ["INVITE sip:b@x SIP/2.0", "Via: SIP/2.0/UDP h", "Content-Length: 5", "l: 5"]
+    hdrs, clens = parse_header_lines(lines, False)
+    assert [h.raw for h in hdrs] == lines[1:]
+    assert clens == ["5", "5"]
+    for bad in ("no colon here", "Bad Name: x", " leading: fold"):
+        with pytest.raises(RemoteProtocolError):
+            parse_header_lines(["X", bad], " " in bad[:1])
