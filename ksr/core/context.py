@@ -17,7 +17,7 @@ from ksr.sip.message import Header, Message, Request, Response
 from ksr.sip.received import sent_headers
 
 if TYPE_CHECKING:
-    from .server import Server
+    from .core_api import Core
 
 Lump = Callable[[Message, frozenset[int]], None]
 AnyMessage = TypeVar("AnyMessage", Request, Response)
@@ -139,7 +139,7 @@ class MsgContext:
 
     def __init__(
         self,
-        server: Server,
+        server: Core,
         msg: Message,
         src_ip: str = "127.0.0.1",
         src_port: int = 5060,

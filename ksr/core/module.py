@@ -15,7 +15,7 @@ import trio
 from pydantic import BaseModel, ConfigDict, model_validator
 
 if TYPE_CHECKING:
-    from .server import Server
+    from .core_api import Core
 
 
 Api = TypeVar("Api")
@@ -89,8 +89,8 @@ class Module:
     depends: ClassVar[tuple[str, ...]] = ()  # modules that must be loaded too
     events: ClassVar[tuple[str, ...]] = ()  # event names this module emits
 
-    def __init__(self, server: Server, params: Any) -> None:
-        self.server = server
+    def __init__(self, server: Core, params: Any) -> None:
+        self.server = server  # what a module may use of the core (ksr/core/core_api.py)
         self.params = params
 
     @classmethod

@@ -155,6 +155,7 @@ class Server:
         self.reply_destination = sl.reply_destination
         self.send_reply_stateless = sl.send_reply_stateless
         self.send_reply_any = sl.send_reply_any
+        self.server_header = sl.server_header
         self.make_via = sl.make_via
         self.forward_stateless = sl.forward_stateless
         self.forward_reply_stateless = sl.forward_reply_stateless

@@ -44,7 +44,7 @@ import trio
 from .stats import ONE, SUM, Stats, select
 
 if TYPE_CHECKING:
-    from .server import Server
+    from .core_api import Core
 
 log = logging.getLogger("ksr.stats")
 
@@ -106,7 +106,7 @@ class ServerStats:
 
 
 class StatsView:
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Core) -> None:
         self.server = server
         self.stats = server.stats
         self.others: dict[int, dict[str, Any]] = {}  # latest pushed snapshot of each worker
@@ -409,7 +409,7 @@ def _highest(found: list[dict[str, Any]]) -> dict[str, Any]:
     return best
 
 
-def stats_view(server: Server) -> StatsView:
+def stats_view(server: Core) -> StatsView:
     """The server's view (one per worker process)."""
     view = server.stats.view
     if not isinstance(view, StatsView):

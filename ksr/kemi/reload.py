@@ -31,7 +31,7 @@ from .engine import Engine, ScriptError
 from .kamailio_modules import KAMAILIO_KEMI_MODULES
 
 if TYPE_CHECKING:
-    from ksr.core.server import Server
+    from ksr.core.core_api import Core
 
 log = logging.getLogger("ksr.script")
 
@@ -60,7 +60,7 @@ class Problem:
         return cls(err.file or str(path), err.line, err.message)
 
 
-def check_script(server: Server, path: Path) -> tuple[Engine | None, list[Problem]]:
+def check_script(server: Core, path: Path) -> tuple[Engine | None, list[Problem]]:
     """Load ``path`` aside and check it; returns the engine (None if it did not load) and
     every problem found. Unknown KSR names are reported even when the load itself failed."""
     problems: list[Problem] = []
@@ -113,7 +113,7 @@ def _split_check_line(text: str, path: Path) -> tuple[str, int | None, str]:
     return str(path), None, text
 
 
-def reload_script(server: Server, path: Path | None = None) -> dict[str, Any]:
+def reload_script(server: Core, path: Path | None = None) -> dict[str, Any]:
     """Replace the running script by a checked new version; the reply of the reload RPCs."""
     target = Path(path or server.script_path or "")
     if not str(target):
@@ -125,7 +125,7 @@ def reload_script(server: Server, path: Path | None = None) -> dict[str, Any]:
         sdnotify.ready()  # the new script, or the old one still: serving either way
 
 
-def _reload(server: Server, target: Path) -> dict[str, Any]:
+def _reload(server: Core, target: Path) -> dict[str, Any]:
     started = time.perf_counter()
     engine, found = check_script(server, target)
     problems = [p for p in found if p.fatal]
@@ -165,7 +165,7 @@ def script_info(engine: Engine | None) -> dict[str, Any]:
     }
 
 
-def api_list(server: Server) -> dict[str, Any]:
+def api_list(server: Core) -> dict[str, Any]:
     """Every KSR function of the running server (app_lua.api_list / app_python.api_list)."""
     methods = []
     for f in server.registry:
@@ -194,7 +194,7 @@ class ScriptWatcher:
     than retrying the same broken file every tick.
     """
 
-    def __init__(self, server: Server, language: str) -> None:
+    def __init__(self, server: Core, language: str) -> None:
         self.server = server
         self.language = language
         self.seen: float | None = None

@@ -24,7 +24,7 @@ from .requests import first_contact, record_routes, split_route_set
 from .table import DialogTable, Profiles, split_names
 
 if TYPE_CHECKING:
-    from ksr.core.server import Server
+    from ksr.core.core_api import Core
 
     from . import DialogParams
     from .store import DialogStore
@@ -45,7 +45,7 @@ CANCELLED = "cancelled"
 
 
 class DialogManager:
-    def __init__(self, server: Server, params: DialogParams) -> None:
+    def __init__(self, server: Core, params: DialogParams) -> None:
         self.server = server
         self.params = params
         self.clock = WallClock()

@@ -24,7 +24,7 @@ from .model import Dialog
 from .requests import build_bye
 
 if TYPE_CHECKING:
-    from ksr.core.server import Server
+    from ksr.core.core_api import Core
 
     from .manager import DialogManager
 
@@ -32,7 +32,7 @@ log = logging.getLogger("ksr.dialog")
 
 
 class TmGlue:
-    def __init__(self, server: Server, mgr: DialogManager) -> None:
+    def __init__(self, server: Core, mgr: DialogManager) -> None:
         self.server = server
         self.mgr = mgr
         self.tm: TmApi | None = None

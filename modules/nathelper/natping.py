@@ -33,7 +33,7 @@ from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.headers import parse_name_addr, split_commas
 
 if TYPE_CHECKING:
-    from ksr.core.server import Server
+    from ksr.core.core_api import Core
     from ksr.modules.usrloc.api import Contact, Domain, UsrlocApi
 
     from . import NathelperParams
@@ -48,7 +48,7 @@ class NatPinger:
     """The pinger of one worker: ``tick()`` runs every second on the server's timers."""
 
     def __init__(
-        self, server: Server, params: NathelperParams, usrloc: UsrlocApi, force_socket: str
+        self, server: Core, params: NathelperParams, usrloc: UsrlocApi, force_socket: str
     ) -> None:
         self.server = server
         self.usrloc = usrloc

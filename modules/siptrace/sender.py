@@ -15,7 +15,7 @@ from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.uri import parse_uri
 
 if TYPE_CHECKING:
-    from ksr.core.server import Server
+    from ksr.core.core_api import Core
 
 log = logging.getLogger("ksr.siptrace")
 
@@ -48,7 +48,7 @@ class Target:
 
 
 class CaptureSender:
-    def __init__(self, server: Server, force_send_sock: str) -> None:
+    def __init__(self, server: Core, force_send_sock: str) -> None:
         self.server = server
         self.force_send_sock = force_send_sock
         self.nursery: trio.Nursery | None = None

@@ -38,7 +38,7 @@ from .api import CallbackList, TmCb, TmEvent
 from .txn import Transaction, UacBranch, build_ack, build_cancel, loop_hash
 
 if TYPE_CHECKING:
-    from ksr.core.server import Server
+    from ksr.core.core_api import Core
 
 log = logging.getLogger("ksr.tm")
 
@@ -46,7 +46,7 @@ log = logging.getLogger("ksr.tm")
 class TmEngine:
     """All transactions of one worker and the machinery that drives them."""
 
-    def __init__(self, server: Server, params: Any) -> None:
+    def __init__(self, server: Core, params: Any) -> None:
         self.server = server
         self.params = params
         self.by_key: dict[Any, Transaction] = {}  # server transactions
@@ -358,7 +358,7 @@ class TmEngine:
                 extra_headers=ctx.reply_lumps if ctx is not None else (),
                 body=body,
                 content_type=ctype,
-                server_header=self.server.stateless.server_header(),
+                server_header=self.server.server_header(),
                 contacts=contacts,
             )
         except RemoteProtocolError:

@@ -102,7 +102,7 @@ class Xhttp(Module):
         headers = [(h.name, h.value) for h in ctx.reply_lumps]
         if ctype:
             headers.append(("Content-Type", ctype))
-        server_header = self.server.stateless.server_header()
+        server_header = self.server.server_header()
         if server_header:
             headers.append(("Server", server_header))
         data = body.encode("utf-8", "surrogateescape") if isinstance(body, str) else bytes(body)
