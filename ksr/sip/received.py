@@ -35,7 +35,8 @@ def received_fix(req: Request, src_ip: str, src_port: int, force_rport: bool) ->
     if via.host == src_ip and not want_rport and "received" not in via.params:
         return None  # (a received= the sender wrote itself is replaced: replies go to src_ip)
     original = next(h for h in req.headers if h.key == "via")
-    values = split_commas(original.value)
+    # the first value is the Via parsed above: split the line only when it holds more
+    values = split_commas(original.value) if "," in original.value else [original.value]
     params = dict(via.params)
     params["received"] = src_ip
     if want_rport:

@@ -222,7 +222,11 @@ def e2e_key(req: Request) -> tuple[str, str, int]:
 
 def loop_hash(req: Request, ruri: str) -> str:
     """RFC 3261 §16.6 step 8: the part of our branch that identifies the request as we got it
-    (not its Via), so the same request coming back through us is recognised (§16.3 step 4)."""
+    (not its Via), so the same request coming back through us is recognised (§16.3 step 4).
+    Made once per request and R-URI: the loop check and the first branch's id both ask."""
+    hit = req.memo("loop_hash")
+    if hit is not None and hit[0] == ruri:
+        return str(hit[1])
     parts = [
         ruri,
         req.get("call-id") or "",
@@ -233,7 +237,9 @@ def loop_hash(req: Request, ruri: str) -> str:
     parts.extend(req.get_all("route"))
     parts.extend(req.get_all("proxy-require"))
     seed = "|".join(parts).encode("utf-8", "surrogateescape")
-    return hashlib.blake2b(seed, digest_size=LOOP_HASH_LEN // 2).hexdigest()
+    h = hashlib.blake2b(seed, digest_size=LOOP_HASH_LEN // 2).hexdigest()
+    req.set_memo("loop_hash", (ruri, h))
+    return h
 
 
 # -- requests a client transaction makes up ---------------------------------------------------
