@@ -47,6 +47,9 @@ def test_make_via() -> None:
         == "SIP/2.0/TLS [::1]:5061;branch=z9hG4bKy;rport;ksrw=3"
     )
     assert make_via("ws", "[::1]", 80, "z9hG4bKz").startswith("SIP/2.0/WS [::1]:80;")
+    assert make_via("udp", "h", 1, "z9hG4bKp", params={"srvid": "7", "x": None}).endswith(
+        ";branch=z9hG4bKp;srvid=7;x"
+    )
     via = parse_via(make_via("tcp", "example.net", 5062, "z9hG4bKq", rport=True))
     assert (via.transport, via.host, via.port, via.branch) == (
         "TCP",
