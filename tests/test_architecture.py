@@ -30,7 +30,6 @@ KNOWN_IMPORTS: set[tuple[str, str]] = set()
 KNOWN_PRIVATE = {
     ("ksr/core/config.py", "cfg._text"),
     ("ksr/core/timers.py", "service._dead"),
-    ("ksr/db/__init__.py", "server._db_stores"),
     ("ksr/subscriber_cli.py", "argparse._SubParsersAction"),
     ("modules/dialog/pvs.py", "mgr._count"),
     ("modules/tm/relay.py", "self.eng._drop_branch"),

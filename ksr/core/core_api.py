@@ -6,7 +6,8 @@ Protocol, so mypy rejects a module reaching for anything else. The members, by j
 - settings and registries: ``config``, ``stats`` and ``core_stats``, ``timers``, ``rpc``,
   ``pv``, ``started``, ``worker_id``, ``listeners``, ``module(name)``;
 - state shared between workers and nodes: ``shared`` (``Module.share``), ``shared_vars``,
-  ``script_vars``/``script_vars_null`` ($var), ``cluster``;
+  ``script_vars``/``script_vars_null`` ($var), ``cluster``; the database stores
+  (``db_stores``, through ``ksr.db.store_for``);
 - the script: ``run_route``, ``start_route``, ``run_event``, ``faked_context``, ``engine_for``,
   ``runner`` (routes that wait on I/O); for the engine modules' reload and api_list RPCs:
   ``registry``, ``script_path``, ``make_engine``;
@@ -75,6 +76,7 @@ class Core(Protocol):
     script_vars: dict[str, int | str]
     script_vars_null: dict[str, int | str | None]
     cluster: Cluster
+    db_stores: dict[str, Any]  # one store per db_url, shared by the modules (ksr.db.store_for)
 
     # -- the script -----------------------------------------------------------------------------
     runner: RouteRunner

@@ -76,6 +76,7 @@ class Server:
         self.script_vars_null: dict[str, int | str | None] = {}
         self.shared_vars = SharedVars()
         self.modules: dict[str, Module] = {}
+        self.db_stores: dict[str, Any] = {}  # url -> the store modules share (ksr.db.store_for)
         self.transports: dict[str, Any] = {}  # proto -> transport object
         self.local_ips: set[str] = {"127.0.0.1", "::1"}
         self.hosts = HostTable()  # IP literal / forbidden target / DNS answers, cached

@@ -65,11 +65,8 @@ def open_store(url: str) -> Store:
 
 
 def store_for(server: Any, url: str) -> Store:
-    """The store for ``url`` shared by every module of this server (kept on the server)."""
-    stores: dict[str, Store] | None = getattr(server, "_db_stores", None)
-    if stores is None:
-        stores = {}
-        server._db_stores = stores
+    """The store for ``url`` shared by every module of this server (``server.db_stores``)."""
+    stores: dict[str, Any] = server.db_stores
     s = stores.get(url)
     if s is None:
         s = stores[url] = _timed(server, open_store(url), url)
