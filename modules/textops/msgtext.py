@@ -27,21 +27,9 @@ def set_body(m: Message, body: bytes, content_type: str | None = None) -> None:
     """Replace the body, fixing Content-Length (and Content-Type if given)."""
     m.body = body
     if content_type is not None:
-        _set_header(m, "Content-Type", content_type)
-    _set_header(m, "Content-Length", str(len(body)))
+        m.set_header("Content-Type", content_type)
+    m.set_header("Content-Length", str(len(body)))
     m.raw = None
-
-
-def _set_header(m: Message, name: str, value: str) -> None:
-    key = Header(name, "").key
-    for i, h in enumerate(m.headers):
-        if h.key == key:
-            m.headers[i] = Header(h.name, value)
-            m.headers[i + 1 :] = [x for x in m.headers[i + 1 :] if x.key != key]
-            m.forget_parsed()
-            return
-    m.headers.append(Header(name, value))
-    m.forget_parsed()
 
 
 def set_text(m: Message, text: str) -> bool:
