@@ -87,7 +87,7 @@ def make_reply(
     reason: str | None = None,
     *,
     to_tag: str | None = None,
-    extra_headers: Iterable[Header | tuple[str, str]] = (),
+    extra_headers: Iterable[Header | tuple[str, str]] | None = None,
     body: bytes = b"",
     content_type: str | None = None,
     server_header: str | None = None,
@@ -112,7 +112,7 @@ def make_reply(
                 headers.append(Header(h.name, h.value, h.raw))
     if server_header:
         headers.append(Header("Server", server_header))
-    for x in extra_headers:
+    for x in extra_headers or ():
         headers.append(x if isinstance(x, Header) else Header(x[0], x[1]))
     if body and content_type:
         headers.append(Header("Content-Type", content_type))
