@@ -21,7 +21,8 @@ Protocol, so mypy rejects a module reaching for anything else. The members, by j
 
 Still reachable, to be replaced by typed hooks (see docs/architecture.md): ``transports``
 (tls/websocket/siptrace send through a transport directly), ``handoff`` (which worker
-process this is), ``modules`` and ``engine`` (the status page, the module lookup by name).
+process this is: dialog, status, nathelper) and ``engine`` (the status page). A module gets
+another module's API through ``Module.require``/``optional`` (ksr/core/module.py).
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
     from .core_stats import CoreStats
     from .handoff import Handoff
     from .latency import Latency
-    from .module import Module
     from .pv import PvRegistry
     from .replication import Replicator
     from .rpc import RpcRegistry
@@ -155,5 +155,4 @@ class Core(Protocol):
     # -- still reachable, to be replaced by typed hooks ----------------------------------------
     transports: dict[str, Any]
     handoff: Handoff | None
-    modules: dict[str, Module]
     engine: Engine | None
