@@ -17,7 +17,7 @@ Protocol, so mypy rejects a module reaching for anything else. The members, by j
   ``forward_stateless``/``forward_reply_stateless``, ``apply_rport`` and the "myself"
   checks;
 - hooks into the pipeline: ``request_hooks``, ``reply_handlers``, ``receive_taps``,
-  ``send_taps``.
+  ``send_taps``, ``stateful`` (tm: replies in a transaction, retransmission checks).
 
 Still reachable, to be replaced by typed hooks (see docs/architecture.md): ``transports``
 (tls/websocket/siptrace send through a transport directly), ``handoff`` (which worker
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from .replication import Replicator
     from .rpc import RpcRegistry
     from .shared_vars import SharedVars
+    from .stateful import Stateful
     from .stats import Stats
     from .timers import TimerService
 
@@ -151,6 +152,7 @@ class Core(Protocol):
     reply_handlers: list[Callable[[MsgContext], bool]]
     receive_taps: list[Callable[[Message, str, int, SocketInfo], None]]
     send_taps: list[Callable[[Destination, bytes, SocketInfo | None], None]]
+    stateful: Stateful | None  # the module keeping transactions (tm) sets itself here
 
     # -- still reachable, to be replaced by typed hooks ----------------------------------------
     transports: dict[str, Any]

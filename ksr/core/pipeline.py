@@ -170,8 +170,8 @@ class Pipeline:
                 return False
         except RemoteProtocolError:
             return False
-        tm = self.server.modules.get("tm")
-        if tm is not None and hasattr(tm, "has_transaction") and tm.has_transaction(req):
+        stateful = self.server.stateful
+        if stateful is not None and stateful.has_transaction(req):
             return False
         self.stats.shed_requests.inc()
         ctx.reply_lumps.append(Header("Retry-After", "1"))

@@ -50,6 +50,7 @@ from .rpc import RpcRegistry
 from .scripts import Scripts
 from .sending import Sender
 from .shared_vars import SharedVars
+from .stateful import Stateful
 from .stateless import Stateless
 from .stats import Stats
 from .timers import TimerService
@@ -84,6 +85,7 @@ class Server:
         self.script_path = script or config.script_path()
         self.reply_handlers: list[Callable[[MsgContext], bool]] = []
         self.request_hooks: list[Callable[[MsgContext], bool]] = []
+        self.stateful: Stateful | None = None  # tm sets itself here (stateful replies)
         # observers of every message received (parsed) and sent (siptrace): empty lists cost
         # one test per message
         self.receive_taps: list[Callable[[Message, str, int, SocketInfo], None]] = []

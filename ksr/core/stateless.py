@@ -95,9 +95,9 @@ class Stateless:
 
     def send_reply_any(self, ctx: MsgContext, code: int, reason: str) -> bool:
         """Stateful if tm has a transaction for this request, else stateless."""
-        tm = self.server.modules.get("tm")
-        if tm is not None and hasattr(tm, "reply_if_transaction"):
-            done = tm.reply_if_transaction(ctx, code, reason)
+        stateful = self.server.stateful
+        if stateful is not None:
+            done = stateful.reply_if_transaction(ctx, code, reason)
             if done is not None:
                 return bool(done)
         return self.server.send_reply_stateless(ctx, code, reason)

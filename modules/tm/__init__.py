@@ -62,6 +62,7 @@ class Tm(Module):
         self.replies = ReplyProcessor(self.engine)
         self.relayer = Relayer(self.engine, self.replies)
         self.server.reply_handlers.append(self.replies.handle_reply)
+        self.server.stateful = self  # the core's stateful replies and retransmission checks
         register_pvs(self.server.pv, self)
 
     def api(self) -> TmApi:
