@@ -28,8 +28,6 @@ CORE_LAYERS = ("ksr/sip/", "ksr/transport/", "ksr/core/", "ksr/kemi/", "ksr/db/"
 
 KNOWN_IMPORTS: set[tuple[str, str]] = set()
 KNOWN_PRIVATE = {
-    ("ksr/core/config.py", "cfg._text"),
-    ("ksr/core/timers.py", "service._dead"),
     ("ksr/subscriber_cli.py", "argparse._SubParsersAction"),
     ("modules/dialog/pvs.py", "mgr._count"),
     ("modules/tm/relay.py", "self.eng._drop_branch"),

@@ -213,6 +213,11 @@ class Config(BaseModel):
     source: str | None = Field(default=None, exclude=True)  # the file this came from
     _text: str = PrivateAttr(default="")  # the file's text, to point errors at a line
 
+    def attach_source(self, path: str, text: str) -> None:
+        """Remember the file this came from and its text (errors then name the line)."""
+        self.source = path
+        self._text = text
+
     def error(self, message: str, loc: list[str]) -> ConfigError:
         """A ConfigError naming this config's file and the line where ``loc`` is written."""
         return ConfigError(
@@ -269,8 +274,7 @@ def load_config(path: str | Path | None) -> Config:
         raise ConfigError(
             describe_error(first, loc, Config), str(p), locate_key(text, loc)
         ) from None
-    cfg.source = str(p)
-    cfg._text = text
+    cfg.attach_source(str(p), text)
     return cfg
 
 

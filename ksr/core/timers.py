@@ -58,7 +58,7 @@ class TimerHandle(list):
         self[_ARGS] = ()
         service = self[_SERVICE]
         if service is not None:  # set while the handle waits on the heap
-            service._dead += 1
+            service.cancelled_on_heap += 1
             self[_SERVICE] = None
 
 
@@ -73,7 +73,7 @@ class TimerService:
         self._seq = itertools.count()
         self._wakeup = trio.Event()
         self._nursery: trio.Nursery | None = None
-        self._dead = 0  # cancelled handles still on the heap
+        self.cancelled_on_heap = 0  # cancelled handles still on the heap (counted by them)
         self.failures = 0  # callbacks that raised (logged, the service carries on)
 
     def __len__(self) -> int:
@@ -85,7 +85,7 @@ class TimerService:
 
     def _push(self, handle: TimerHandle) -> None:
         heap = self._heap
-        if self._dead > 1024 and self._dead * 2 > len(heap):
+        if self.cancelled_on_heap > 1024 and self.cancelled_on_heap * 2 > len(heap):
             self._compact()
             heap = self._heap
         handle[_SERVICE] = self
@@ -96,7 +96,7 @@ class TimerService:
     def _compact(self) -> None:
         self._heap = [h for h in self._heap if h[_CALLBACK] is not None]
         heapq.heapify(self._heap)
-        self._dead = 0
+        self.cancelled_on_heap = 0
 
     def once(
         self, delay: float, callback: Callable[..., object], *args: Any, name: str = ""
@@ -104,7 +104,7 @@ class TimerService:
         """Run ``callback(*args)`` once, ``delay`` seconds from now (args rather than a
         closure: fewer objects per timer). tm starts a dozen per call: _push is inlined."""
         heap = self._heap
-        if self._dead > 1024 and self._dead * 2 > len(heap):
+        if self.cancelled_on_heap > 1024 and self.cancelled_on_heap * 2 > len(heap):
             self._compact()
             heap = self._heap
         deadline = trio.current_time() + (delay if delay > 0.0 else 0.0)
@@ -137,7 +137,7 @@ class TimerService:
             h = heapq.heappop(heap)
             cb = h[_CALLBACK]
             if cb is None:
-                self._dead -= 1
+                self.cancelled_on_heap -= 1
                 continue
             h[_SERVICE] = None  # off the heap while it runs
             interval = h[_INTERVAL]
