@@ -3,6 +3,7 @@ authenticated REGISTERs does one worker take?
 
     python -m bench.db_wait [--backend postgres|redis] [--delay 0.05] [--calls 3000]
                             [--rate 300] [--blocking] [--seconds-probe 0.01] [--max-conns 64]
+                            [--driver loop|thread] [--profile FILE]
 
 One ksr worker (usrloc db_mode 3 and auth_db on the backend, both through a TCP proxy in this
 process that delays every answer by --delay) runs a script doing auth_check + save for
@@ -12,14 +13,20 @@ worker and times each answer. Prints the achieved REGISTER rate (zero failures w
 CPU per registration, and the OPTIONS latency percentiles.
 
 --blocking runs the database calls in the worker's own thread (db_url offload=0): the way ksr
-worked before routes could wait, for comparison.
+worked before routes could wait, for comparison. --driver picks PostgreSQL's db_url driver (the
+event loop's pipelined connections, or a thread pool); --profile records ksr with py-spy (raw
+folded stacks) during the measured run. The probes slower than 5 ms are listed with the time
+they were sent, to tell a start-up spike from a steady one.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import signal
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -56,6 +63,7 @@ class Prober:
         self.port = port
         self.interval = interval
         self.rtts: list[float] = []
+        self.when: list[float] = []  # when each answered probe was sent (perf_counter)
         self.lost = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -91,10 +99,23 @@ class Prober:
                     if f"probe-{n}\r".encode() in data:
                         break
                 self.rtts.append(time.perf_counter() - t0)
+                self.when.append(t0)
             except TimeoutError:
                 self.lost += 1
             time.sleep(self.interval)
         s.close()
+
+    def slow(self, above: float = 0.005) -> str:
+        """When the probes slower than ``above`` were sent (seconds since the first)."""
+        if not self.when:
+            return ""
+        t0 = self.when[0]
+        late = [
+            f"{w - t0:.1f}s:{r * 1000:.0f}ms"
+            for w, r in zip(self.when, self.rtts, strict=True)
+            if r > above
+        ]
+        return " ".join(late[:40])
 
     def report(self) -> str:
         if not self.rtts:
@@ -115,6 +136,8 @@ def run(
     blocking: bool,
     probe: float,
     max_conns: int = 64,
+    profile: str = "",
+    driver: str = "",
 ) -> int:
     prefix = "b" + uuid.uuid4().hex[:8] + "_"
     base = services.pg_url() if backend == "postgres" else services.redis_url()
@@ -123,6 +146,7 @@ def run(
         add_users(f"{base}?prefix={prefix}", 1)  # u00000 / pw0, written directly
         url = url_via(base, proxy.port) + f"?prefix={prefix}"
         url += "&offload=0" if blocking else f"&max_conns={max_conns}&query_timeout=5"
+        url += f"&driver={driver}" if driver else ""
         proxy.delay = delay
         csv = tmp / "aors.csv"
         csv.write_text(
@@ -164,6 +188,27 @@ def run(
                     time.sleep(1.0)
                     idle = Prober.report(prober)
                     prober.rtts.clear()
+                    prober.when.clear()
+                    spy = (
+                        subprocess.Popen(
+                            [
+                                str(Path(sys.executable).with_name("py-spy")),
+                                "record",
+                                "-p",
+                                str(k["proc"].pid),
+                                "-f",
+                                "raw",
+                                "-o",
+                                profile,
+                                "-r",
+                                "200",
+                            ],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                        )
+                        if profile
+                        else None
+                    )
                     cpu0 = cpu_seconds(k["proc"].pid)
                     t0 = time.monotonic()
                     res = run_sipp(
@@ -195,6 +240,10 @@ def run(
                     elapsed = time.monotonic() - t0
                     cpu = cpu_seconds(k["proc"].pid) - cpu0
                     loaded = prober.report()
+                    slow = prober.slow()
+                    if spy is not None:
+                        spy.send_signal(signal.SIGINT)
+                        spy.wait(30)
                 problems = [
                     line
                     for line in Path(k["log"]).read_text(errors="replace").splitlines()
@@ -216,11 +265,16 @@ def run(
         f"({ok} ok, {fail} failed, {elapsed:.1f} s), ksr CPU {cpu / max(ok, 1) * 1e6:.0f} us each"
     )
     print(f"  during {loaded}")
+    if slow:
+        print(f"  probes above 5 ms (sent at: rtt): {slow}")
     if problems:
-        print(f"  ksr logged {len(problems)} errors/warnings, e.g.:")
-        for line in dict.fromkeys(x[:200] for x in problems).__iter__():
-            print("    " + line)
-            break
+        kinds: dict[str, int] = {}
+        for line in problems:
+            kind = re.sub(r"[0-9]+", "N", line.split(" ", 3)[-1])[:160]
+            kinds[kind] = kinds.get(kind, 0) + 1
+        print(f"  ksr logged {len(problems)} errors/warnings:")
+        for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1])[:6]:
+            print(f"    {n:6d} x {kind}")
     return 1 if fail else 0
 
 
@@ -235,8 +289,22 @@ def main() -> int:
     ap.add_argument("--blocking", action="store_true")
     ap.add_argument("--seconds-probe", type=float, default=0.01)
     ap.add_argument("--max-conns", type=int, default=64, help="db_url max_conns")
+    ap.add_argument(
+        "--driver", default="", choices=["", "loop", "thread"], help="db_url driver (PostgreSQL)"
+    )
+    ap.add_argument("--profile", default="", help="py-spy raw samples of ksr into this file")
     a = ap.parse_args()
-    return run(a.backend, a.delay, a.calls, a.rate, a.blocking, a.seconds_probe, a.max_conns)
+    return run(
+        a.backend,
+        a.delay,
+        a.calls,
+        a.rate,
+        a.blocking,
+        a.seconds_probe,
+        a.max_conns,
+        a.profile,
+        a.driver,
+    )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,11 @@ import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432/test"
@@ -44,12 +47,16 @@ class Throwaway:
     name: str
     proc: subprocess.Popen[bytes]
     folder: Path
+    argv: list[str] = field(default_factory=list)  # how it was started (for ``restart``)
+    popen: dict[str, Any] = field(default_factory=dict)
+    ready: Callable[[], bool] | None = None
 
     def log(self) -> str:
         p = self.folder / "server.log"
         return p.read_text(errors="replace")[-3000:] if p.exists() else ""
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Stop the server, keeping its data (``restart`` starts it again)."""
         if self.proc.poll() is None:
             # SIGINT: PostgreSQL's fast shutdown; Redis exits on it too
             self.proc.send_signal(signal.SIGINT)
@@ -58,6 +65,18 @@ class Throwaway:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+    def restart(self) -> None:
+        """Start the halted server again: same port, same data."""
+        with open(self.folder / "server.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, **self.popen
+            )
+        if self.ready is not None and not _wait(self, self.ready):
+            raise RuntimeError(f"throwaway {self.name} did not start again:\n{self.log()}")
+
+    def stop(self) -> None:
+        self.halt()
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -152,6 +171,27 @@ def _redis_answers(url: str) -> bool:
         return False
 
 
+@contextmanager
+def private_postgres() -> Iterator[tuple[str, Throwaway]]:
+    """A throwaway PostgreSQL of the caller's own (its URL, and the server to ``halt`` and
+    ``restart``), removed afterwards: for tests that stop the server mid-run."""
+    url, t = _new_postgres()
+    try:
+        yield url, t
+    finally:
+        t.stop()
+
+
+@contextmanager
+def private_redis() -> Iterator[tuple[str, Throwaway]]:
+    """A throwaway Redis of the caller's own, persisting every write (a restart keeps them)."""
+    url, t = _new_redis(persist=True)
+    try:
+        yield url, t
+    finally:
+        t.stop()
+
+
 def _free_tcp_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -201,6 +241,12 @@ def _pg_bin(tool: str) -> str:
 
 
 def _start_postgres() -> str:
+    url, t = _new_postgres()
+    _running.append(t)
+    return url
+
+
+def _new_postgres() -> tuple[str, Throwaway]:
     initdb, postgres = _pg_bin("initdb"), _pg_bin("postgres")
     folder = Path(tempfile.mkdtemp(prefix="ksr-test-pg-"))
     user = _unprivileged()
@@ -224,35 +270,45 @@ def _start_postgres() -> str:
         )
     for _ in range(5):
         port = _free_tcp_port()
+        argv = (
+            [postgres, "-D", str(data), "-p", str(port), "-k", str(folder)]
+            + ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
+            + ["-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+            + ["-c", "max_connections=300"]
+        )
+        # start_new_session: Ctrl-C reaches pytest, which stops it in order
+        popen: dict[str, Any] = {"cwd": folder, "start_new_session": True, **as_user}
         with open(folder / "server.log", "ab") as log:
-            proc = subprocess.Popen(
-                [postgres, "-D", str(data), "-p", str(port), "-k", str(folder)]
-                + ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
-                + ["-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
-                + ["-c", "max_connections=300"],
-                cwd=folder,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches pytest, which stops it in order
-                **as_user,  # type: ignore[arg-type]
-            )
-        t = Throwaway(f"postgresql on 127.0.0.1:{port}", proc, folder)
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, **popen)
         admin = f"postgres://postgres@127.0.0.1:{port}/postgres"
-        if _wait(t, lambda a=admin: _pg_answers(a)):  # type: ignore[misc]
+        t = Throwaway(
+            f"postgresql on 127.0.0.1:{port}",
+            proc,
+            folder,
+            argv,
+            popen,
+            lambda a=admin: _pg_answers(a),  # type: ignore[misc]
+        )
+        if _wait(t, t.ready):
             break
     else:
         why = t.log()
         t.stop()
         raise RuntimeError(f"throwaway postgresql did not start:\n{why}")
-    _running.append(t)
     import psycopg
 
     with psycopg.connect(psycopg_url(admin), autocommit=True) as c:
         c.execute("CREATE DATABASE test")
-    return f"postgres://postgres@127.0.0.1:{port}/test"
+    return f"postgres://postgres@127.0.0.1:{port}/test", t
 
 
 def _start_redis() -> str:
+    url, t = _new_redis()
+    _running.append(t)
+    return url
+
+
+def _new_redis(persist: bool = False) -> tuple[str, Throwaway]:
     server = shutil.which("redis-server")
     if server is None:
         raise RuntimeError(
@@ -263,20 +319,29 @@ def _start_redis() -> str:
     folder = Path(tempfile.mkdtemp(prefix="ksr-test-redis-"))
     for _ in range(5):
         port = _free_tcp_port()
-        with open(folder / "server.log", "ab") as log:
-            proc = subprocess.Popen(
-                [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)]
-                + ["--save", "", "--appendonly", "no", "--daemonize", "no"],
-                cwd=folder,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+        argv = (
+            [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)]
+            + (
+                ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
+                if persist  # every write on disk: a restart keeps what was acknowledged
+                else ["--save", "", "--appendonly", "no"]
             )
-        t = Throwaway(f"redis on 127.0.0.1:{port}", proc, folder)
+            + ["--daemonize", "no"]
+        )
+        popen: dict[str, Any] = {"cwd": folder, "start_new_session": True}
+        with open(folder / "server.log", "ab") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, **popen)
         url = f"redis://127.0.0.1:{port}/0"
-        if _wait(t, lambda u=url: _redis_answers(u)):  # type: ignore[misc]
-            _running.append(t)
-            return url
+        t = Throwaway(
+            f"redis on 127.0.0.1:{port}",
+            proc,
+            folder,
+            argv,
+            popen,
+            lambda u=url: _redis_answers(u),  # type: ignore[misc]
+        )
+        if _wait(t, t.ready):
+            return url, t
     why = t.log()
     t.stop()
     raise RuntimeError(f"throwaway redis did not start:\n{why}")

@@ -73,7 +73,8 @@ class SqlStore:
         )
 
     # -- subclass hooks -----------------------------------------------------------------------
-    def _connect(self) -> Any:
+    def _connect(self, slot: Slot) -> Any:
+        """A new connection for ``slot`` (in its pool thread, or in the loop: driver "loop")."""
         raise NotImplementedError
 
     def _is_disconnect(self, err: Exception, conn: Any) -> bool:
@@ -112,17 +113,23 @@ class SqlStore:
     def _execute(
         self, slot: Slot, sql: str, params: tuple[Value, ...], fetch: bool
     ) -> tuple[list[tuple[Any, ...]], int]:
-        """In a pool thread, on that thread's connection (made or remade here)."""
+        """On the slot's connection (made or remade here): in a pool thread, or in the loop's
+        thread with waits that suspend the route (driver "loop")."""
         for attempt in (1, 2):
             if slot.conn is None:
                 try:
-                    slot.conn = self._connect()
+                    slot.conn = self._connect(slot)
+                except DbUnavailable:
+                    raise
                 except Exception as err:
                     raise DbUnavailable(f"{self.describe()}: cannot connect: {err}") from err
             try:
                 cur = slot.conn.execute(sql, params)
                 rows = cur.fetchall() if fetch else []
                 return rows, cur.rowcount
+            except DbUnavailable:  # no answer in time, or interrupted: the connection is unusable
+                _close(slot)
+                raise
             except Exception as err:
                 if not self._is_disconnect(err, slot.conn):
                     raise DbError(f"{self.describe()}: {err}") from err

@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ksr.suspend.backend import Limits
+from ksr.suspend.backend import Limits, Slot
 
 from .base import Kind
 from .sql import SqlStore
@@ -40,7 +40,7 @@ class SqliteStore(SqlStore):
         # text, e.g. a column default '2030-05-28 21:32:15': local time
         return datetime.fromisoformat(str(v)).timestamp()
 
-    def _connect(self) -> Any:
+    def _connect(self, slot: Slot) -> Any:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(

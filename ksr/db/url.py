@@ -55,8 +55,15 @@ def parse_db_url(url: str) -> DbUrl:
                 if value < 0 or (attr in ("pool", "timeout") and value <= 0):
                     raise DbError(f"db_url option {k}={v!r} is out of range")
                 tuned[attr] = value
+        driver = "".join(v for k, v in pairs if k == "driver").lower()
+        if driver:
+            if driver not in ("loop", "thread"):
+                raise DbError(f"db_url driver {driver!r} must be loop or thread")
+            tuned["driver"] = driver
         others = [
-            (k, v) for k, v in pairs if k not in ("prefix", "layout") and k not in _LIMIT_OPTIONS
+            (k, v)
+            for k, v in pairs
+            if k not in ("prefix", "layout", "driver") and k not in _LIMIT_OPTIONS
         ]
         if others:
             rest = rest + "?" + urlencode(others)
@@ -68,6 +75,10 @@ def parse_db_url(url: str) -> DbUrl:
         tuned["offload"] = bool(tuned["offload"])
     elif scheme == "sqlite":
         tuned["offload"] = False  # a local file: a thread hop costs more than the statement
+    if scheme in ("postgres", "postgresql"):
+        tuned.setdefault("driver", "loop")  # the event loop drives psycopg (ksr/db/pg_loop.py)
+    elif tuned.get("driver") == "loop":
+        raise DbError("db_url driver=loop is for PostgreSQL (other backends: driver=thread)")
     limits = Limits(**tuned)  # type: ignore[arg-type]
     if scheme == "sqlite":
         return DbUrl("sqlite", rest, prefix, layout or "kamailio", limits)

@@ -46,15 +46,19 @@ class Limits:
     breaker_failures: int = 3  # consecutive backend failures that open the circuit
     breaker_cooldown: float = 2.0  # seconds of fast failures before the next probe
     offload: bool = True  # False: run in the calling thread (a local SQLite file)
+    # "thread": each call runs in a pool thread on its own connection; "loop": in the event
+    # loop's thread, up to ``pool`` connections shared by the calls (ksr/db/pg_pipe.py)
+    driver: str = "thread"
 
 
 class Slot:
-    """One thread's connection."""
+    """One connection: a pool thread's, or (driver "loop") one that ``users`` calls share."""
 
-    __slots__ = ("conn",)
+    __slots__ = ("conn", "users")
 
     def __init__(self) -> None:
         self.conn: Any = None
+        self.users = 0
 
 
 class _ThreadSlots(threading.local):
@@ -92,6 +96,7 @@ class Backend:
         self._all_slots: list[Slot] = [self._slot]
         self._lock = threading.Lock()  # inflight is changed from pool threads too
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._shared: list[Slot] = []  # driver "loop": the connections routes share
         self.inflight = 0  # calls submitted and not finished
         self.timeouts = 0
         self.refused = 0  # fast failures (circuit open, queue full)
@@ -110,6 +115,8 @@ class Backend:
             raise err
         if not self.limits.offload:
             return self._record(job, self._slot)
+        if self.limits.driver == "loop":
+            return self._run_in_loop(job)
         if self.inflight >= self.limits.pool + self.limits.queue:
             self.refused += 1
             self.breaker.probing = False  # a refused probe must not block the next one
@@ -135,6 +142,41 @@ class Backend:
         ex, self._executor = self._executor, None
         if ex is not None:
             ex.shutdown(wait=False, cancel_futures=True)
+
+    # -- driver "loop": connections shared by routes, waits in the event loop -------------------
+    def _run_in_loop(self, job: Callable[[Slot], T]) -> T:
+        """The job runs right here, on a connection it may share with other routes (its client
+        keeps several statements in flight on one connection and suspends the route until its
+        answer came, ksr/db/pg_pipe.py); where routes cannot wait, on the loop's own one."""
+        if not can_suspend():
+            return self._record(job, self._slot)  # timers, RPC, start-up: one call at a time
+        if self.inflight >= self.limits.pool + self.limits.queue:
+            self.refused += 1
+            self.breaker.probing = False
+            raise self._unavailable(f"{self.name}: overloaded ({self.inflight} calls waiting)")
+        slot = self._least_used()
+        slot.users += 1
+        self.inflight += 1
+        try:
+            return self._record(job, slot)
+        finally:
+            slot.users -= 1
+            self.inflight -= 1
+
+    def _least_used(self) -> Slot:
+        """The connection with the fewest calls on it; a new one while all are busy and there
+        are fewer than ``pool``."""
+        best: Slot | None = None
+        for slot in self._shared:
+            if best is None or slot.users < best.users:
+                best = slot
+                if not slot.users:
+                    break
+        if best is None or (best.users and len(self._shared) < self.limits.pool):
+            best = Slot()
+            self._shared.append(best)
+            self._all_slots.append(best)
+        return best
 
     # -- paths ----------------------------------------------------------------------------------
     def _submit(self, job: Callable[[Slot], T]) -> tuple[concurrent.futures.Future[T], _Running]:

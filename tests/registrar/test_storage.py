@@ -80,7 +80,7 @@ def test_postgres_reconnects_after_connection_killed() -> None:
     try:
         t = store.table(SPEC)
         t.put({"id": "a", "owner": "o"})
-        pids = [s.conn.info.backend_pid for s in store.io.slots() if s.conn is not None]  # type: ignore[attr-defined]
+        pids = [s.conn.pgconn.backend_pid for s in store.io.slots() if s.conn is not None]
         assert pids
         with psycopg.connect(services.psycopg_url(pg_url), autocommit=True) as c:
             for pid in pids:
@@ -144,3 +144,11 @@ def test_url_parsing() -> None:
         parse_db_url("mysql://x/y")
     with pytest.raises(DbError):
         parse_db_url("redis://h/0?prefix=a;drop")
+    # PostgreSQL: the event loop drives the connections unless driver=thread is asked for
+    assert parse_db_url("postgres://u@h/db").limits.driver == "loop"
+    assert parse_db_url("postgres://u@h/db?driver=thread").limits.driver == "thread"
+    assert parse_db_url("redis://h/0").limits.driver == "thread"
+    with pytest.raises(DbError, match="PostgreSQL"):
+        parse_db_url("redis://h/0?driver=loop")
+    with pytest.raises(DbError, match="loop or thread"):
+        parse_db_url("postgres://u@h/db?driver=fast")

@@ -39,6 +39,7 @@ class DbProxy:
         self.mode = "ok"
         self.port = 0
         self.answers = 0  # server answers relayed
+        self.connections = 0  # client connections accepted
         self._token: trio.lowlevel.TrioToken | None = None
         self._conns: set[trio.CancelScope] = set()
         self._stop: trio.Event | None = None
@@ -82,6 +83,7 @@ class DbProxy:
             n.cancel_scope.cancel()
 
     async def _handle(self, client: trio.SocketStream) -> None:
+        self.connections += 1
         try:
             if self.mode != "cut":
                 await self._relay(client)
