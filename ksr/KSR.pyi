@@ -882,7 +882,7 @@ class _dialog:
         """
 
     def dlg_get_var(self, callid: str, ftag: str, ttag: str, key: str) -> int | str | None:
-        """A variable of another dialog, or null.
+        """A variable of another dialog (held by any worker), or null.
 
         Returns an int, a string, or nil/None when the value is $null.
         """
@@ -925,13 +925,13 @@ class _dialog:
         """
 
     def dlg_set_timeout_id(self, seconds: int, h_entry: int, h_id: int) -> int:
-        """dlg_set_timeout for the dialog with these ids.
+        """dlg_set_timeout for the dialog with these ids (held by any worker).
 
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """
 
     def dlg_set_var(self, callid: str, ftag: str, ttag: str, key: str, value: str) -> int:
-        """Set a variable of another dialog.
+        """Set a variable of another dialog (held by any worker).
 
         Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
         """

@@ -984,7 +984,7 @@ function KSR.dialog.dlg_bye(side) end
 ---@return integer
 function KSR.dialog.dlg_get(callid, ftag, ttag) end
 
----A variable of another dialog, or null.
+---A variable of another dialog (held by any worker), or null.
 ---
 ---Returns an int, a string, or nil/None when the value is $null.
 ---@param callid string
@@ -1036,7 +1036,7 @@ function KSR.dialog.dlg_set_property(name) end
 ---@return integer
 function KSR.dialog.dlg_set_timeout(seconds) end
 
----dlg_set_timeout for the dialog with these ids.
+---dlg_set_timeout for the dialog with these ids (held by any worker).
 ---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@param seconds integer
@@ -1045,7 +1045,7 @@ function KSR.dialog.dlg_set_timeout(seconds) end
 ---@return integer
 function KSR.dialog.dlg_set_timeout_id(seconds, h_entry, h_id) end
 
----Set a variable of another dialog.
+---Set a variable of another dialog (held by any worker).
 ---
 ---Returns an int: positive = success/true, negative = failure/false, 0 = stop processing (compare with > 0 / < 0).
 ---@param callid string

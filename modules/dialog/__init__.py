@@ -28,6 +28,7 @@ from .pvs import register as register_pvs
 from .rpc import DialogRpc
 from .store import DialogStore
 from .tmglue import TmGlue
+from .workers import MISSING, DialogWorkers
 
 log = logging.getLogger("ksr.dialog")
 
@@ -57,7 +58,7 @@ class DialogParams(ModParams):
     enable_stats: int = 1
 
 
-class DialogModule(DialogRpc, Module):
+class DialogModule(DialogRpc, DialogWorkers, Module):
     name = "dialog"
     Params = DialogParams
     # tm is needed to follow replies; without it the module loads, warns and stays inert
@@ -188,12 +189,12 @@ class DialogModule(DialogRpc, Module):
         self.mgr.set_timeout(d, seconds)
         return 1
 
-    @kemi()
+    @kemi(suspends=True)
     def dlg_set_timeout_id(self, ctx: MsgContext, seconds: int, h_entry: int, h_id: int) -> int:
-        """dlg_set_timeout for the dialog with these ids."""
+        """dlg_set_timeout for the dialog with these ids (held by any worker)."""
         d = self.mgr.table.get(h_entry, h_id)
         if d is None:
-            return -1
+            return 1 if self.remote_set_timeout(h_entry, h_id, seconds) else -1
         self.mgr.set_timeout(d, seconds)
         return 1
 
@@ -242,20 +243,23 @@ class DialogModule(DialogRpc, Module):
         ctx.extra["dlg"] = found[0]
         return 1
 
-    @kemi()
+    @kemi(suspends=True)
     def dlg_get_var(self, ctx: MsgContext, callid: str, ftag: str, ttag: str, key: str) -> XVal:
-        """A variable of another dialog, or null."""
+        """A variable of another dialog (held by any worker), or null."""
         found = self.mgr.table.find(callid, ftag, ttag or None)
-        return found[0].variables.get(key) if found else None
+        if found:
+            return found[0].variables.get(key)
+        value = self.remote_get_var(callid, ftag, ttag, key)
+        return None if value is MISSING else value
 
-    @kemi()
+    @kemi(suspends=True)
     def dlg_set_var(
         self, ctx: MsgContext, callid: str, ftag: str, ttag: str, key: str, value: str
     ) -> int:
-        """Set a variable of another dialog."""
+        """Set a variable of another dialog (held by any worker)."""
         found = self.mgr.table.find(callid, ftag, ttag or None)
         if found is None:
-            return -1
+            return 1 if self.remote_set_var(callid, ftag, ttag, key, value) else -1
         found[0].variables[key] = value
         self.mgr.persist(found[0])
         return 1
