@@ -3,7 +3,7 @@ authenticated REGISTERs does one worker take?
 
     python -m bench.db_wait [--backend postgres|redis] [--delay 0.05] [--calls 3000]
                             [--rate 300] [--blocking] [--seconds-probe 0.01] [--max-conns 64]
-                            [--driver loop|thread] [--profile FILE]
+                            [--driver loop|thread] [--profile FILE] [--own-server]
 
 One ksr worker (usrloc db_mode 3 and auth_db on the backend, both through a TCP proxy in this
 process that delays every answer by --delay) runs a script doing auth_check + save for
@@ -22,14 +22,13 @@ they were sent, to tell a start-up spike from a steady one.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -56,8 +55,39 @@ end
 """
 
 
+PROBE = r"""
+import socket, sys, time
+port, interval, out = int(sys.argv[1]), float(sys.argv[2]), open(sys.argv[3], "w", buffering=1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+s.settimeout(1.0)
+me = s.getsockname()[1]
+n = 0
+while True:
+    n += 1
+    msg = (
+        f"OPTIONS sip:ksr@127.0.0.1 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK-p{n}\r\n"
+        f"Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\n"
+        f"To: <sip:ksr@127.0.0.1>\r\nCall-ID: probe-{n}\r\nCSeq: {n} OPTIONS\r\n"
+        f"Content-Length: 0\r\n\r\n"
+    )
+    t0 = time.perf_counter()
+    s.sendto(msg.encode(), ("127.0.0.1", port))
+    try:
+        while f"probe-{n}\r".encode() not in s.recv(65536):
+            pass
+        out.write(f"{t0} {time.perf_counter() - t0}\n")
+    except TimeoutError:
+        out.write(f"{t0} lost\n")
+    time.sleep(interval)
+"""
+
+
 class Prober:
-    """One OPTIONS every ``interval`` seconds; the round-trip time of each answer."""
+    """One OPTIONS every ``interval`` seconds, sent from a process of its own (in the bench
+    process the proxy's thread would hold the interpreter lock while an answer waits); the
+    round-trip time of each answer."""
 
     def __init__(self, port: int, interval: float) -> None:
         self.port = port
@@ -65,45 +95,39 @@ class Prober:
         self.rtts: list[float] = []
         self.when: list[float] = []  # when each answered probe was sent (perf_counter)
         self.lost = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._out = Path(tempfile.mkstemp(prefix="ksr-probe-")[1])
 
     def __enter__(self) -> Prober:
-        self._thread.start()
+        self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
+        self.stop()
+        self._out.unlink(missing_ok=True)
 
-    def _run(self) -> None:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("127.0.0.1", 0))
-        s.settimeout(1.0)
-        me = s.getsockname()[1]
-        n = 0
-        while not self._stop.is_set():
-            n += 1
-            msg = (
-                f"OPTIONS sip:ksr@127.0.0.1 SIP/2.0\r\n"
-                f"Via: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK-p{n}\r\n"
-                f"Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\n"
-                f"To: <sip:ksr@127.0.0.1>\r\nCall-ID: probe-{n}\r\nCSeq: {n} OPTIONS\r\n"
-                f"Content-Length: 0\r\n\r\n"
-            )
-            t0 = time.perf_counter()
-            s.sendto(msg.encode(), ("127.0.0.1", self.port))
-            try:
-                while True:
-                    data = s.recv(65536)
-                    if f"probe-{n}\r".encode() in data:
-                        break
-                self.rtts.append(time.perf_counter() - t0)
-                self.when.append(t0)
-            except TimeoutError:
+    def start(self) -> None:
+        """Start probing afresh (what an earlier run measured is dropped)."""
+        self.stop()
+        self.rtts, self.when, self.lost = [], [], 0
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", PROBE, str(self.port), str(self.interval), str(self._out)]
+        )
+
+    def stop(self) -> None:
+        """Stop probing and read what was measured."""
+        if self._proc is None:
+            return
+        self._proc.terminate()
+        self._proc.wait(5)
+        self._proc = None
+        for line in self._out.read_text().splitlines():
+            t0, _, rtt = line.partition(" ")
+            if rtt == "lost":
                 self.lost += 1
-            time.sleep(self.interval)
-        s.close()
+            elif rtt:
+                self.when.append(float(t0))
+                self.rtts.append(float(rtt))
 
     def slow(self, above: float = 0.005) -> str:
         """When the probes slower than ``above`` were sent (seconds since the first)."""
@@ -138,9 +162,30 @@ def run(
     max_conns: int = 64,
     profile: str = "",
     driver: str = "",
+    own_server: bool = False,
+) -> int:
+    with contextlib.ExitStack() as stack:
+        if own_server:  # a throwaway server of this run's own: no other clients on it
+            own = services.private_postgres() if backend == "postgres" else services.private_redis()
+            base = stack.enter_context(own)[0]
+        else:
+            base = services.pg_url() if backend == "postgres" else services.redis_url()
+        return _run(base, backend, delay, calls, rate, blocking, probe, max_conns, profile, driver)
+
+
+def _run(
+    base: str,
+    backend: str,
+    delay: float,
+    calls: int,
+    rate: int,
+    blocking: bool,
+    probe: float,
+    max_conns: int,
+    profile: str,
+    driver: str,
 ) -> int:
     prefix = "b" + uuid.uuid4().hex[:8] + "_"
-    base = services.pg_url() if backend == "postgres" else services.redis_url()
     with tempfile.TemporaryDirectory(prefix="ksr-bench-") as d, DbProxy(address_of(base)) as proxy:
         tmp = Path(d)
         add_users(f"{base}?prefix={prefix}", 1)  # u00000 / pw0, written directly
@@ -185,10 +230,11 @@ def run(
                     timeout=60,
                 )
                 with Prober(k["port"], probe) as prober:
-                    time.sleep(1.0)
-                    idle = Prober.report(prober)
-                    prober.rtts.clear()
-                    prober.when.clear()
+                    time.sleep(1.5)
+                    prober.stop()
+                    idle = prober.report()
+                    prober.start()
+                    time.sleep(0.3)  # the probing process is running
                     spy = (
                         subprocess.Popen(
                             [
@@ -239,6 +285,7 @@ def run(
                     )
                     elapsed = time.monotonic() - t0
                     cpu = cpu_seconds(k["proc"].pid) - cpu0
+                    prober.stop()
                     loaded = prober.report()
                     slow = prober.slow()
                     if spy is not None:
@@ -293,6 +340,9 @@ def main() -> int:
         "--driver", default="", choices=["", "loop", "thread"], help="db_url driver (PostgreSQL)"
     )
     ap.add_argument("--profile", default="", help="py-spy raw samples of ksr into this file")
+    ap.add_argument(
+        "--own-server", action="store_true", help="a throwaway database of this run's own"
+    )
     a = ap.parse_args()
     return run(
         a.backend,
@@ -304,6 +354,7 @@ def main() -> int:
         a.max_conns,
         a.profile,
         a.driver,
+        a.own_server,
     )
 
 

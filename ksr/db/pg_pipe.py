@@ -287,7 +287,23 @@ def _ready_blocking(fileno: int, s: int, deadline: float) -> Ready | None:
 
 
 # -- connecting ------------------------------------------------------------------------------------
+_checked_impl = False
+
+
+def _check_impl() -> None:
+    """Say once when psycopg runs without its C implementation (every statement costs more)."""
+    global _checked_impl
+    if not _checked_impl:
+        _checked_impl = True
+        if pq.__impl__ == "python":
+            log.warning(
+                "psycopg uses its pure-Python libpq wrapper: install psycopg[binary] (or "
+                "psycopg[c]) for its C implementation"
+            )
+
+
 def connect(url: str, connect_timeout: int, deadline: float, name: str) -> Pipe:
+    _check_impl()
     conninfo = make_conninfo(url, connect_timeout=connect_timeout, client_encoding="utf8")
     deadline = min(deadline, time.monotonic() + connect_timeout)
     if _resolved(conninfo):
