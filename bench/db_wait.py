@@ -304,6 +304,11 @@ def _run(
             ok = int(line.split("|")[2])
         if line.strip().startswith("Failed call"):
             fail = int(line.split("|")[2])
+    if fail:  # where sipp's calls failed: its scenario table (messages, retransmissions,
+        # timeouts, unexpected messages per step)
+        for line in res.stdout.splitlines():
+            if "REGISTER" in line or "<----" in line or "Unexp" in line:
+                print("  sipp: " + line.strip())
     mode = "blocking (offload=0)" if blocking else "suspending routes"
     print(f"{backend}, every answer {delay * 1000:.0f} ms late, {mode}")
     print(f"  idle   {idle}")
