@@ -172,14 +172,28 @@ def make_via(
 def without_top_via(headers: list[Header]) -> list[Header]:
     """The headers of a reply to pass upstream: the first Via value (ours) removed, the
     header line gone when it held only that one (RFC 3261 §16.7 step 3)."""
-    out = list(headers)
-    for i, h in enumerate(out):
-        if h.key == "via":
-            rest = split_commas(h.value)[1:] if "," in h.value else None
-            if rest:
-                out[i] = Header(h.name, ", ".join(rest))
-            else:
-                del out[i]
+    return without_first_values(headers, "via")
+
+
+def without_first_values(headers: list[Header], key: str, count: int = 1) -> list[Header]:
+    """A copy of ``headers`` without the first ``count`` values of the comma-separated
+    header ``key`` (a header line left without values is dropped): our Via off a reply, the
+    Routes loose routing consumed."""
+    if count <= 0:
+        return list(headers)
+    out: list[Header] = []
+    left = count
+    for i, h in enumerate(headers):
+        if h.key != key:
+            out.append(h)
+            continue
+        values = split_commas(h.value) if "," in h.value else [h.value]
+        drop = min(left, len(values))
+        left -= drop
+        if drop < len(values):
+            out.append(Header(h.name, ", ".join(values[drop:])))
+        if left <= 0:
+            out.extend(headers[i + 1 :])
             break
     return out
 

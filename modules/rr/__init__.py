@@ -8,6 +8,7 @@ from collections.abc import Callable
 from ksr.core.context import Lump, MsgContext, SocketInfo, SocketLump
 from ksr.core.module import ModParams, Module
 from ksr.kemi.registry import Route, kemi
+from ksr.sip.builders import without_first_values
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.headers import parse_name_addr, split_commas
 from ksr.sip.hostport import format_hostport
@@ -44,17 +45,7 @@ def _remove_routes(count: int, append: str | None = None) -> Lump:
     """A lump removing the first ``count`` Route values (and appending a Route, strict routing)."""
 
     def lump(m: Message, original: frozenset[int]) -> None:
-        left = count
-        out: list[Header] = []
-        for h in m.headers:
-            if left > 0 and h.key == "route":
-                values = split_commas(h.value)
-                drop = min(left, len(values))
-                left -= drop
-                if drop < len(values):
-                    out.append(Header(h.name, ", ".join(values[drop:])))
-                continue
-            out.append(h)
+        out = without_first_values(m.headers, "route", count)
         if append is not None:
             idx = max((i for i, h in enumerate(out) if h.key == "route"), default=len(out) - 1)
             out.insert(idx + 1, Header("Route", f"<{append}>"))

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from ksr.sip.builders import make_reply, make_via, via_destination, without_top_via
+from ksr.sip.builders import (
+    make_reply,
+    make_via,
+    via_destination,
+    without_first_values,
+    without_top_via,
+)
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.headers import parse_via
 from ksr.sip.message import (
@@ -77,6 +83,24 @@ def test_without_top_via_removes_our_value_only() -> None:
     quoted = [Header("Via", 'SIP/2.0/UDP h;x="a,b"'), Header("To", "<sip:b@x>")]
     assert [h.key for h in without_top_via(quoted)] == ["to"]
     assert without_top_via([Header("To", "<sip:b@x>")])[0].value == "<sip:b@x>"
+
+
+def test_without_first_values_across_lines() -> None:
+    headers = [
+        Header("Route", "<sip:a;lr>, <sip:b;lr>"),
+        Header("To", "<sip:x@y>"),
+        Header("Route", "<sip:c;lr>"),
+        Header("Route", "<sip:d;lr>"),
+    ]
+    assert [h.value for h in without_first_values(headers, "route", 3)] == [
+        "<sip:x@y>",
+        "<sip:d;lr>",
+    ]
+    left = without_first_values(headers, "route", 1)
+    assert [h.value for h in left] == ["<sip:b;lr>", "<sip:x@y>", "<sip:c;lr>", "<sip:d;lr>"]
+    assert left[2] is headers[2]  # the lines after are the same objects
+    assert without_first_values(headers, "route", 0) == headers
+    assert [h.key for h in without_first_values(headers, "route", 9)] == ["to"]
 
 
 # -- where a reply to a Via goes --------------------------------------------------------------
