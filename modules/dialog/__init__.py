@@ -22,11 +22,14 @@ from ksr.sip.message import Request
 from ksr.sip.owner import call_id_owner
 
 from .api import DialogApi
+from .cluster import SharedDialogs
+from .cluster_profiles import ClusterProfiles
 from .manager import RPC, DialogManager, Listener
 from .model import Dialog
 from .pvs import register as register_pvs
 from .rpc import DialogRpc
 from .store import DialogStore
+from .takeover import Takeover
 from .tmglue import TmGlue
 from .workers import MISSING, DialogWorkers
 
@@ -56,6 +59,7 @@ class DialogParams(ModParams):
     bye_early_code: int = 480
     bye_early_reason: str = "Temporarily Unavailable"
     enable_stats: int = 1
+    enable_dmq: int = 0  # share dialogs with the other nodes of a cluster (docs/cluster.md)
 
 
 class DialogModule(DialogRpc, DialogWorkers, Module):
@@ -73,6 +77,9 @@ class DialogModule(DialogRpc, DialogWorkers, Module):
         self.glue = TmGlue(self.server, self.mgr)
         self.share("dialog:profiles", self.mgr.profiles)
         self.store: DialogStore | None = None
+        self.shared_dlg: SharedDialogs | None = None
+        if p.enable_dmq:
+            self._check_cluster(p)
         if p.db_mode:
             url = p.db_url or DEFAULT_DB_URL
             try:
@@ -87,6 +94,21 @@ class DialogModule(DialogRpc, DialogWorkers, Module):
             except DbError as err:
                 log.error("cannot load stored dialogs from %s: %s", url, err)
                 self._loaded = []
+            if p.enable_dmq and self.store is not None:
+                self.shared_dlg = SharedDialogs(self.server, self.mgr, self.store)
+                self.share("dialog:moves", self.shared_dlg.moves)
+                self.server.cluster.share("dialog:moves", self.shared_dlg.moves)
+
+    def _check_cluster(self, p: DialogParams) -> None:
+        from ksr.core.config import ConfigError
+
+        why = ""
+        if p.db_mode != 1:
+            why = "needs db_mode = 1 (the nodes share dialogs through their stored rows)"
+        elif not self.server.config.cluster.redis_url:
+            why = "needs [cluster] redis_url (the nodes tell each other which one holds a dialog)"
+        if why:
+            raise ConfigError(f"[modparam.dialog] enable_dmq = 1 {why}", self.server.config.source)
 
     async def start(self, nursery: trio.Nursery) -> None:
         self.glue.attach(self.optional("tm", TmApi))
@@ -109,8 +131,13 @@ class DialogModule(DialogRpc, DialogWorkers, Module):
             if n:
                 log.info("dialog: %d dialogs restored from storage", n)
             self.mgr.store = self.store
+            self.mgr.cluster = self.shared_dlg
             period = self.params.db_update_period if self.params.db_mode == 2 else 5
             self.server.timers.every(max(1, period), self.store.flush)
+        if self.shared_dlg is not None:
+            nursery.start_soon(ClusterProfiles(self.server, self.mgr.profiles).run)
+            self.takeover = Takeover(self.server, self.shared_dlg)
+            self.takeover.attach()
 
     def stop(self) -> None:
         if self.store is not None:

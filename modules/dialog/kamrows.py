@@ -43,6 +43,7 @@ _EXTRA = (
     "cancelled",
     "timeout_route",
     "ref",
+    "owner",
 )
 
 
@@ -175,6 +176,32 @@ class KamDialogRows:
         self.dialogs.delete_match(where)
         self.vars.delete_match(where)
         self._written_vars.pop(dlg.key, None)
+
+    def fetch(self, callid: str) -> list[Dialog]:
+        """The stored dialogs of one Call-ID (another node's, for a request that reached us)."""
+        out: list[Dialog] = []
+        for row in self.dialogs.select({"callid": callid}):
+            where = {"hash_entry": row["hash_entry"], "hash_id": row["hash_id"]}
+            variables = {
+                str(r["dialog_key"]): str(r["dialog_value"] or "") for r in self.vars.select(where)
+            }
+            try:
+                dlg = dialog_from_rows(row, variables)
+            except (ValueError, TypeError, KeyError) as err:
+                log.error("skipping unreadable stored dialog of %s: %s", callid, err)
+                continue
+            self._written_vars[dlg.key] = dialog_vars(dlg)
+            out.append(dlg)
+        return out
+
+    def claim(self, dlg: Dialog) -> bool:
+        """Remove the dialog's rows; True if this call removed its row (so of several nodes
+        ending it at once, one only is told so)."""
+        where = _key(dlg)
+        n = self.dialogs.delete_match(where)
+        self.vars.delete_match(where)
+        self._written_vars.pop(dlg.key, None)
+        return n > 0
 
     def load(self) -> list[Dialog]:
         by_key: dict[tuple[int, int], dict[str, str]] = {}

@@ -19,6 +19,7 @@ from ksr.sip.headers import split_commas
 from ksr.sip.message import Request, Response
 
 from .clock import WallClock
+from .cluster import DROPPED
 from .model import Dialog, Leg
 from .requests import first_contact, record_routes, split_route_set
 from .table import DialogTable, Profiles, split_names
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from ksr.core.core_api import Core
 
     from . import DialogParams
+    from .cluster import SharedDialogs
     from .store import DialogStore
 
 log = logging.getLogger("ksr.dialog")
@@ -55,6 +57,8 @@ class DialogManager:
         )
         self.listeners: list[Listener] = []
         self.store: DialogStore | None = None
+        # dialogs shared with the other nodes (enable_dmq; cluster.py)
+        self.cluster: SharedDialogs | None = None
         self.send_bye: Callable[[Dialog, bool], bool] = lambda dlg, to_callee: False
         self.on_created: Callable[[Dialog], None] = lambda dlg: None
         self.tm: TmApi | None = None  # set when tm is loaded (tmglue.py)
@@ -202,6 +206,8 @@ class DialogManager:
         if not ttag:
             return
         found = self.table.find(req.call_id, req.from_tag or "", ttag)
+        if found is None and self.cluster is not None and self.cluster.lookup(req.call_id):
+            found = self.table.find(req.call_id, req.from_tag or "", ttag)
         if found is None:
             return
         dlg, downstream = found
@@ -273,7 +279,10 @@ class DialogManager:
     # -- ending ------------------------------------------------------------------------------
     def terminate(self, dlg: Dialog, reason: str, bye: bool, ctx: MsgContext | None = None) -> bool:
         """End a dialog from ksr's side (RPC, script, timeout): BYE both sides if asked."""
-        if dlg.state is DlgState.DELETED:
+        if dlg.state is DlgState.DELETED or dlg.iflags & DROPPED:
+            return False
+        if self.cluster is not None and not self.cluster.claim(dlg):
+            self.drop(dlg)
             return False
         if bye and dlg.state in (DlgState.CONFIRMED, DlgState.CONFIRMED_NA):
             self.send_bye(dlg, True)
@@ -284,8 +293,12 @@ class DialogManager:
 
     def _on_timer(self, dlg: Dialog) -> None:
         self._timers.pop(dlg.key, None)
+        if dlg.iflags & DROPPED:
+            return
         if dlg.state is DlgState.DELETED:
             self.table.remove(dlg)
+            return
+        if self.cluster is not None and not self.cluster.recheck(dlg):
             return
         if dlg.state in (DlgState.CONFIRMED, DlgState.CONFIRMED_NA):
             remaining = self.clock.delay_until(dlg.timeout_ts)
@@ -304,7 +317,14 @@ class DialogManager:
     ) -> DlgEvent | None:
         old = dlg.state
         step = next_step(old, inp)
-        if step.state is old:
+        if step.state is old or dlg.iflags & DROPPED:
+            return None
+        if (
+            step.state is DlgState.DELETED
+            and self.cluster is not None
+            and not self.cluster.claim(dlg)
+        ):
+            self.drop(dlg)  # another node ended it (and wrote its CDR)
             return None
         dlg.state = step.state
         now = self.clock.now()
@@ -374,8 +394,21 @@ class DialogManager:
             self._arm(dlg, seconds)
         self.persist(dlg)
 
-    def persist(self, dlg: Dialog) -> None:
+    def drop(self, dlg: Dialog) -> None:
+        """Let go of a dialog another node holds or ended: no event, nothing stored."""
+        dlg.iflags |= DROPPED
+        t = self._timers.pop(dlg.key, None)
+        if t is not None:
+            t.cancel()
+        if self.table.by_key.get(dlg.key) is dlg:
+            if dlg.state is not DlgState.DELETED:
+                self.profiles.release(dlg)
+            self.table.remove(dlg)
         if self.store is not None:
+            self.store.dirty.pop(f"{dlg.h_entry}:{dlg.h_id}", None)
+
+    def persist(self, dlg: Dialog) -> None:
+        if self.store is not None and not dlg.iflags & DROPPED:
             self.store.changed(dlg)
 
     def restore(self, dialogs: list[Dialog]) -> int:

@@ -62,6 +62,13 @@ class Dialog:
     cancelled: bool = False
     timeout_route: str = ""
     ref: int = 1
+    owner: int = -1  # server_id of the node holding it (shared dialogs); -1: its creator
+
+    @property
+    def holder(self) -> int:
+        """The server_id of the node that holds the dialog: the one that took it last, else
+        the one that created it (the top byte of its id)."""
+        return self.owner if self.owner >= 0 else (self.h_id >> 24) & 0xFF
 
     @property
     def key(self) -> tuple[int, int]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 
-from ksr.db import DbError, Store, TableSpec
+from ksr.db import DbError, Row, Store, TableSpec
 from ksr.sip.dialog_state import DlgState
 
 from .kamrows import KamDialogRows
@@ -93,13 +93,29 @@ class DialogStore:
             self.failed_writes = 0
         return 0
 
+    def fetch(self, callid: str) -> list[Dialog]:
+        """The stored dialogs of one Call-ID. DbError when the store cannot be read."""
+        if self.kam is not None:
+            return self.kam.fetch(callid)
+        return [d for d in (self._read(r) for r in self.table.find("callid", callid)) if d]
+
+    def claim(self, dlg: Dialog) -> bool:
+        """Remove the stored dialog at once; True if this node removed it, False if it was
+        gone already (another node ended it). DbError when the store cannot be reached."""
+        rid = row_id(dlg)
+        self.dirty.pop(rid, None)
+        if self.kam is not None:
+            return self.kam.claim(dlg)
+        return self.table.delete(rid)
+
+    def _read(self, row: Row) -> Dialog | None:
+        try:
+            return Dialog.from_dict(json.loads(str(row["data"])))
+        except (ValueError, TypeError, KeyError) as err:
+            log.error("skipping unreadable stored dialog %s: %s", row.get("id"), err)
+            return None
+
     def load(self) -> list[Dialog]:
         if self.kam is not None:
             return self.kam.load()
-        out: list[Dialog] = []
-        for row in self.table.all():
-            try:
-                out.append(Dialog.from_dict(json.loads(str(row["data"]))))
-            except (ValueError, TypeError, KeyError) as err:
-                log.error("skipping unreadable stored dialog %s: %s", row.get("id"), err)
-        return out
+        return [d for d in (self._read(r) for r in self.table.all()) if d]

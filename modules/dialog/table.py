@@ -38,8 +38,9 @@ class DialogTable:
         self.id_step, self.id_offset = max(1, workers), worker
 
     def mine(self, dlg: Dialog) -> bool:
-        """Whether this node created the dialog (a shared table holds other nodes' too)."""
-        return node_of(dlg.h_id) == self.server_id
+        """Whether this node holds the dialog (a shared table holds other nodes' too): it made
+        it, or took it from another node (shared dialogs, cluster.py)."""
+        return dlg.holder == self.server_id
 
     def new_key(self, callid: str) -> tuple[int, int]:
         h_entry = core_hash(callid, self.hash_size)  # Kamailio's slot of this Call-ID
@@ -107,6 +108,8 @@ class Profiles:
         self.names = self.no_value | self.with_value
         self.owner = 0  # the index of this worker process: its dialogs count under it
         self._sizes: dict[int, dict[str, Counter[str]]] = {}  # owner -> profile -> value -> n
+        # other nodes' totals (shared dialogs, cluster_profiles.py): node -> profile -> value -> n
+        self.remote: dict[int, dict[str, Counter[str]]] = {}
 
     def known(self, name: str) -> bool:
         return name in self.names
@@ -164,7 +167,7 @@ class Profiles:
 
     def size(self, name: str, value: str | None = None) -> int:
         total = 0
-        for by in self._sizes.values():
+        for by in (*self._sizes.values(), *self.remote.values()):
             c = by.get(name)
             if c is not None:
                 total += sum(c.values()) if value is None else c.get(value, 0)
