@@ -90,6 +90,12 @@ class Scripts:
         self.latency.route_done(name, time.perf_counter() - t0)
         return rc
 
+    @staticmethod
+    def route_waiting(ctx: MsgContext) -> bool:
+        """Whether the request route of ``ctx`` started and now waits on I/O (it resumes
+        later, e.g. into ``t_relay``)."""
+        return "_route_run" in ctx.extra
+
     def _resumed_done(self, ctx: MsgContext, rc: int) -> None:
         name, t0, done = ctx.extra.pop("_route_run")
         self.latency.route_done(name, time.perf_counter() - t0)

@@ -131,6 +131,7 @@ class Server:
         self.engine_for = scripts.engine_for
         self.run_route = scripts.run_route
         self.start_route = scripts.start_route
+        self.route_waiting = scripts.route_waiting
         self.run_event = scripts.run_event
         self.faked_context = scripts.faked_context
         self.pipeline = pipeline = Pipeline(self)

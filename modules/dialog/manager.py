@@ -60,7 +60,7 @@ class DialogManager:
         # dialogs shared with the other nodes (enable_dmq; cluster.py)
         self.cluster: SharedDialogs | None = None
         self.send_bye: Callable[[Dialog, bool], bool] = lambda dlg, to_callee: False
-        self.on_created: Callable[[Dialog], None] = lambda dlg: None
+        self.on_created: Callable[[Dialog, MsgContext], None] = lambda dlg, ctx: None
         self.tm: TmApi | None = None  # set when tm is loaded (tmglue.py)
         self._timers: dict[tuple[int, int], TimerHandle] = {}
         st = server.stats
@@ -128,7 +128,7 @@ class DialogManager:
         ctx.extra["dlg"] = dlg
         self._arm(dlg, self.params.early_timeout)
         self.persist(dlg)
-        self.on_created(dlg)
+        self.on_created(dlg, ctx)
         return dlg
 
     def discard(self, dlg: Dialog) -> None:

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ksr.dialog")
 
+ROUTE_WAIT_CHECK = 0.05  # seconds between looks at a suspended route that created a dialog
+
 
 class TmGlue:
     def __init__(self, server: Core, mgr: DialogManager) -> None:
@@ -50,13 +52,18 @@ class TmGlue:
         self.mgr.on_created = self.on_created
 
     # -- binding -----------------------------------------------------------------------------
-    def on_created(self, dlg: Dialog) -> None:
+    def on_created(self, dlg: Dialog, ctx: MsgContext) -> None:
         try:
-            self.server.timers.once(0, self._check_bound, dlg)
+            self.server.timers.once(0, self._check_bound, dlg, ctx)
         except RuntimeError:
             pass
 
-    def _check_bound(self, dlg: Dialog) -> None:
+    def _check_bound(self, dlg: Dialog, ctx: MsgContext) -> None:
+        if self.server.route_waiting(ctx):
+            # the route that made it waits on I/O (docs/suspend.md: a registrar lookup on
+            # usrloc db_mode 3): its t_relay may still come
+            self.server.timers.once(ROUTE_WAIT_CHECK, self._check_bound, dlg, ctx)
+            return
         if dlg.iflags & 1 == 0 and dlg.state is DlgState.UNCONFIRMED:
             self.mgr.discard(dlg)
 
