@@ -83,20 +83,25 @@ def node_config(tmp: Path, server_id: int, pg: str, redis: str, **dialog: Any) -
     return cfg
 
 
+def drop_prefix(prefix: str, more: tuple[str, ...] = ()) -> None:
+    """Remove what a test left under its key prefix in Redis and its tables in PostgreSQL."""
+    r = connect(services.redis_url())
+    keys = list(r.scan_iter(f"{prefix}*"))
+    if keys:
+        r.delete(*keys)
+    store = open_store(f"{services.pg_url()}?prefix={prefix}")
+    try:
+        for t in ("dialog", "dialog_vars", *more, "version"):
+            store.drop(t)
+    finally:
+        store.close()
+
+
 @pytest.fixture
 def urls() -> Any:
     p = f"t{uuid.uuid4().hex[:8]}_"
     yield f"{services.pg_url()}?prefix={p}", f"{services.redis_url()}?prefix={p}"
-    r = connect(services.redis_url())
-    keys = list(r.scan_iter(f"{p}*"))
-    if keys:
-        r.delete(*keys)
-    store = open_store(f"{services.pg_url()}?prefix={p}")
-    try:
-        for t in ("dialog", "dialog_vars", "version"):
-            store.drop(t)
-    finally:
-        store.close()
+    drop_prefix(p)
 
 
 @contextlib.asynccontextmanager

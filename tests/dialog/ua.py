@@ -51,11 +51,14 @@ class Ua:
         lines.append("Content-Length: 0")
         return "\r\n".join(lines) + "\r\n\r\n"
 
-    async def invite_via(self, proxy: tuple[str, int], callee: Ua, call_id: str) -> str:
+    async def invite_via(
+        self, proxy: tuple[str, int], callee: Ua, call_id: str, ruri: str = ""
+    ) -> str:
+        """An INVITE to the callee's contact (or to ``ruri``, e.g. its address of record)."""
         self.call_id = call_id
         self.cseq = 1
         self.remote_uri = callee.local_uri
-        text = self._req("INVITE", callee.contact, 1, f"<{callee.local_uri}>", [])
+        text = self._req("INVITE", ruri or callee.contact, 1, f"<{callee.local_uri}>", [])
         await self.peer.send(text, proxy)
         return text
 
