@@ -14,10 +14,11 @@ unique constraints, indexes and the schema version Kamailio keeps in its ``versi
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .base import Kind, SchemaMismatch, TableSpec
+from .base import DbError, DbUnavailable, Kind, SchemaMismatch, TableSpec
 
 if TYPE_CHECKING:
     from .sql import SqlStore
@@ -319,7 +320,28 @@ def version_error(table: str, found: int, expected: int, extra: str = "") -> Sch
 
 
 def ensure(store: SqlStore, spec: TableSpec) -> None:
-    """Create ``spec``'s Kamailio table if it is missing, else check its version row."""
+    """Create ``spec``'s Kamailio table if it is missing, else check its version row.
+
+    Several nodes starting together on one database race to create the same table: the loser
+    fails on the catalog's unique index, or finds the table before its version row. So a
+    failure is tried again (twice, 0.3 s apart) before it counts."""
+    for attempt in range(ENSURE_TRIES):
+        try:
+            _ensure(store, spec)
+            return
+        except DbUnavailable:
+            raise
+        except DbError:
+            if attempt == ENSURE_TRIES - 1:
+                raise
+            time.sleep(ENSURE_PAUSE)
+
+
+ENSURE_TRIES = 3
+ENSURE_PAUSE = 0.3
+
+
+def _ensure(store: SqlStore, spec: TableSpec) -> None:
     layout = spec.layout
     assert layout is not None
     vt = store.prefix + VERSION_TABLE
