@@ -142,9 +142,8 @@ class SharedDialogs:
         he, _, hid = key.partition(":")
         try:
             dlg = self.mgr.table.get(int(he), int(hid))
-        except ValueError:
-            self.bad.warning("dialog: bad dialog key %r in a cluster notice", key)
-            return
+        except ValueError:  # the cluster logs and counts it (cluster:bad_messages)
+            raise ValueError(f"bad dialog key {key!r}") from None
         if dlg is None or dlg.state is DlgState.DELETED:
             return
         self.mgr.drop(dlg)

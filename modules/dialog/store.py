@@ -103,10 +103,11 @@ class DialogStore:
         """Remove the stored dialog at once; True if this node removed it, False if it was
         gone already (another node ended it). DbError when the store cannot be reached."""
         rid = row_id(dlg)
-        self.dirty.pop(rid, None)
-        if self.kam is not None:
-            return self.kam.claim(dlg)
-        return self.table.delete(rid)
+        unwritten = self.dirty.pop(rid, None) is not None
+        removed = self.kam.claim(dlg) if self.kam is not None else self.table.delete(rid)
+        # a dialog whose writes were waiting (the store was away) may never have had a row:
+        # this node ends it rather than lose its CDR
+        return removed or unwritten
 
     def _read(self, row: Row) -> Dialog | None:
         try:

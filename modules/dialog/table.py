@@ -59,7 +59,7 @@ class DialogTable:
     def add(self, dlg: Dialog) -> None:
         self.by_key[dlg.key] = dlg
         self.by_callid.setdefault(dlg.callid, []).append(dlg)
-        if self.mine(dlg):
+        if node_of(dlg.h_id) == self.server_id:  # made here (maybe in a previous run)
             self._next_id = max(self._next_id, (dlg.h_id & LOCAL_MASK) + 1)
 
     def remove(self, dlg: Dialog) -> None:

@@ -251,3 +251,60 @@ async def test_bad_profile_totals_are_counted_not_applied(
         r.hset(key, "9", '{"n": 1, "p": {"calls": {"": 2}}}')
         await wait_for(lambda: n1.stats.value("dialog", "cluster_bad_data") >= 3)
         await wait_for(lambda: size(n1) == 2)  # node 9's well-formed entry counts
+
+
+async def test_two_nodes_taking_one_dialog_at_once_end_with_one_holder(
+    tmp_path: Path, urls: tuple[str, str]
+) -> None:
+    a, b = await Ua("alice").start(), await Ua("bob").start()
+    try:
+        async with nodes(tmp_path, urls, 3) as (n1, n2, n3):
+            call_id = f"race-{uuid.uuid4().hex[:8]}"
+            await establish(a, b, udp_addr(n1), call_id)
+            s2, s3 = (n.module("dialog").shared_dlg for n in (n2, n3))
+            (c2,), (c3,) = s2.store.fetch(call_id), s3.store.fetch(call_id)
+            s2.adopt(c2)  # both before either notice comes back
+            s3.adopt(c3)
+            await wait_for(lambda: sorted(len(held(n)) for n in (n1, n2, n3)) == [0, 0, 1])
+            await trio.sleep(0.3)
+            assert sorted(len(held(n)) for n in (n1, n2, n3)) == [0, 0, 1]
+            # the one holding it ends it normally: one CDR
+            (holder,) = [n for n in (n1, n2, n3) if held(n)]
+            await a.in_dialog("BYE", udp_addr(holder))
+            bye = await b.expect_request("BYE")
+            await b.answer(bye, 200, udp_addr(holder))
+            await a.expect_reply(200, "BYE")
+            await settle([n1, n2, n3])
+            assert len(cdrs(tmp_path, call_id)) == 1
+    finally:
+        a.close()
+        b.close()
+
+
+async def test_malformed_notices_are_counted_and_change_nothing(
+    tmp_path: Path, urls: tuple[str, str]
+) -> None:
+    a, b = await Ua("alice").start(), await Ua("bob").start()
+    try:
+        async with nodes(tmp_path, urls, 1) as (n1,):
+            call_id = f"bad-{uuid.uuid4().hex[:8]}"
+            await establish(a, b, udp_addr(n1), call_id)
+            r = connect(services.redis_url())
+            prefix = urls[1].split("prefix=")[1]
+            channel = f"{prefix}ksr:cluster:writes"
+            (dlg,) = n1.module("dialog").mgr.table
+            key = f"{dlg.h_entry}:{dlg.h_id}"
+            for args in (["nonsense", 9], [key], [key, "x"], [None, 9]):
+                doc = {"n": "9-other", "t": "dialog:moves", "o": "moved", "a": args}
+                r.publish(channel, f"999999 {json.dumps(doc)}")
+            r.publish(channel, "not a write")
+            await wait_for(lambda: n1.stats.value("cluster", "bad_messages") >= 5)
+            assert held(n1) == [call_id]  # still held, still working
+            await a.in_dialog("BYE", udp_addr(n1))
+            bye = await b.expect_request("BYE")
+            await b.answer(bye, 200, udp_addr(n1))
+            await settle([n1])
+            assert len(cdrs(tmp_path, call_id)) == 1
+    finally:
+        a.close()
+        b.close()

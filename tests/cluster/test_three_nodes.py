@@ -59,6 +59,7 @@ function ksr_request_route()
     KSR.hdr.insert("Record-Route: <sip:cluster.test;lr>\\r\\n")
     KSR.dialog.var_sets("account", "acct-" .. KSR.pv.get("$fU"))
     KSR.dialog.dlg_manage()
+    KSR.dialog.set_dlg_profile_static("calls")
     if KSR.registrar.lookup("location") < 0 then
       KSR.sl.sl_send_reply(404, "Not Found")
       return 1
@@ -91,6 +92,7 @@ db_mode = 1
 db_url = "{pg}"
 default_timeout = 4
 send_bye = 1
+profiles_no_value = "calls"
 
 [modparam.acc]
 db_url = "jsonl://{cdr}"
@@ -190,6 +192,16 @@ async def call(a: Ua, b: Ua, via: Node, call_id: str) -> None:
     await b.expect_request("ACK", timeout=10)
 
 
+def sizes(cluster: list[Node]) -> list[int]:
+    return [n.call("dlg.profile_get_size", "calls") for n in cluster]
+
+
+async def wait_until(pred: Any, limit: float = 10) -> None:
+    with trio.fail_after(limit):
+        while not pred():
+            await trio.sleep(0.1)
+
+
 async def wait_cdrs(tmp: Path, call_id: str, limit: float = 20) -> list[dict[str, Any]]:
     with trio.fail_after(limit):
         while not cdrs(tmp, call_id):
@@ -209,6 +221,8 @@ async def test_register_call_bye_and_kill_across_three_nodes(
         # call from node 2, BYE through node 3
         first = f"three-{uuid.uuid4().hex[:8]}"
         await call(a, b, n2, first)
+        # every node counts the call in its profile (within about a second)
+        await wait_until(lambda: sizes(cluster) == [1, 1, 1])
         await a.in_dialog("BYE", n3.addr)
         bye = await b.expect_request("BYE", timeout=10)
         assert bye.get("x-dlg-account") == "acct-alice"  # node 3 knew the dialog's variables
@@ -218,6 +232,7 @@ async def test_register_call_bye_and_kill_across_three_nodes(
         assert cdr["end_reason"] == "caller-bye"
         assert cdr["account"] == "acct-alice"
         assert [d["call-id"] for d in n2.call("dlg.list") if d["state"] != 5] == []
+        await wait_until(lambda: sizes(cluster) == [0, 0, 0])
 
         # call from node 2 again; node 2 is killed mid-call and started again on its address
         second = f"three-{uuid.uuid4().hex[:8]}"
