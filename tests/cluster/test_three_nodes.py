@@ -1,8 +1,9 @@
 """Three ksr processes on 127.0.0.1, 127.0.0.2 and 127.0.0.3 sharing one PostgreSQL (location,
 dialogs) and one Redis (the cluster), with real UDP user agents (docs/cluster.md):
 
-* bob registers at node 1, alice calls him through node 2, alice's BYE goes through node 3:
-  node 3 matches the dialog, ends it, and the call has one CDR;
+* bob registers at node 1, alice calls him through node 2, alice's BYE goes through node 3
+  (two worker processes): node 3 matches the dialog, ends it, and the call has one CDR; every
+  node counts the call in its profile meanwhile;
 * alice calls bob through node 2 again and node 2 is killed (SIGKILL) mid-call: the call still
   ends with one CDR — timed out by the node started again on 127.0.0.2 with node 2's
   server_id, or by a survivor that took node 2's dialogs, whichever comes first.
@@ -77,6 +78,7 @@ loadmodule = ["sl", "tm", "rr", "usrloc", "registrar", "dialog", "acc", "jsonrpc
 [core]
 listen = ["udp:127.0.0.{i}:{port}"]
 server_id = {i}
+children = {WORKERS[i]}
 alias = ["{SHARED_NAME}"]
 
 [cluster]
@@ -99,6 +101,9 @@ db_url = "jsonl://{cdr}"
 cdr_enable = 1
 cdr_extra = "account=$dlg_var(account)"
 """
+
+
+WORKERS = {1: 1, 2: 1, 3: 2}  # node 3 runs two worker processes (docs/workers.md)
 
 
 class Node:
@@ -130,8 +135,9 @@ class Node:
         return self
 
     def wait_ready(self, starts: int = 1) -> None:
+        """Until each of its workers logged "listening on" (``starts`` runs of the node)."""
         deadline = time.monotonic() + 30
-        while self.log.read_bytes().count(b"listening on") < starts:
+        while self.log.read_bytes().count(b" listening on ") < starts * WORKERS[self.i]:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise RuntimeError(f"node {self.i} exited:\n{self.log.read_text()}")
