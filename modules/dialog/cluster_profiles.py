@@ -77,12 +77,10 @@ class ClusterProfiles:
         )
 
     async def run(self) -> None:
-        import redis
-
         from ksr.db.redis_connect import connect
 
         self._r = connect(self.server.config.cluster.redis_url)
-        errors = (redis.exceptions.RedisError, OSError)
+        errors = self.server.cluster.redis_errors()
         while True:
             try:
                 raw = await trio.to_thread.run_sync(self._exchange, self._totals())

@@ -13,13 +13,14 @@ them to it.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ksr.db import DbError
 from ksr.sip.dialog_state import DlgState
 from ksr.sip.owner import call_id_owner
 
 if TYPE_CHECKING:
+    from ksr.core.cluster_nodes import NodeInfo
     from ksr.core.server import Server
 
     from .cluster import SharedDialogs
@@ -31,25 +32,17 @@ class Takeover:
     def __init__(self, server: Server, shared: SharedDialogs) -> None:
         self.server = server
         self.shared = shared
-        self.nodes: Any = None
+        self.nodes = server.cluster.nodes
 
     def attach(self) -> None:
-        nodes = getattr(self.server.cluster, "nodes", None)
-        if nodes is None or not hasattr(nodes, "on_dead"):
-            log.warning(
-                "dialog: no cluster heartbeats here: the dialogs of a node that dies wait for "
-                "it to start again"
-            )
-            return
-        self.nodes = nodes
-        nodes.on_dead(self.on_dead)
+        self.nodes.on_dead(self.on_dead)
 
     def mine(self, callid: str) -> bool:
         h = self.server.handoff
         return h is None or call_id_owner(callid, h.count) == h.index
 
-    async def on_dead(self, node: Any) -> None:
-        sid = int(node.server_id)
+    async def on_dead(self, node: NodeInfo) -> None:
+        sid = node.server_id
         if sid == self.shared.node or self.nodes.is_alive(sid):
             return  # started again meanwhile: it restored its dialogs itself
         if not await self.nodes.claim(node, "dialogs"):

@@ -6,7 +6,8 @@ dialogs) and one Redis (the cluster), with real UDP user agents (docs/cluster.md
   node counts the call in its profile meanwhile;
 * alice calls bob through node 2 again and node 2 is killed (SIGKILL) mid-call: the call still
   ends with one CDR — timed out by the node started again on 127.0.0.2 with node 2's
-  server_id, or by a survivor that took node 2's dialogs, whichever comes first.
+  server_id (it takes its heartbeat key over at once, so the survivors leave the call to it);
+* node 2 is killed mid-call and stays down: a survivor takes the call and times it out.
 
 The CDRs of all nodes go to one JSON-lines file (appends of whole lines)."""
 
@@ -83,6 +84,8 @@ alias = ["{SHARED_NAME}"]
 
 [cluster]
 redis_url = "{redis}"
+heartbeat_interval = 0.2
+heartbeat_timeout = 1.0
 
 [modparam.usrloc]
 db_url = "{pg}"
@@ -252,6 +255,37 @@ async def test_register_call_bye_and_kill_across_three_nodes(
             await ua.answer(bye, 200, (bye.vias[0].host, bye.vias[0].port or 5060))
         (cdr,) = await wait_cdrs(tmp_path, second)
         assert cdr["end_reason"] == "timeout"
+    finally:
+        a.close()
+        b.close()
+
+
+def stat(node: Node, name: str) -> int:
+    (line,) = node.call("stats.get_statistics", name)
+    return int(line.partition(" = ")[2])
+
+
+async def test_a_killed_nodes_call_is_ended_by_a_survivor(
+    tmp_path: Path, cluster: list[Node]
+) -> None:
+    """Node 2 is killed mid-call and stays down: the cluster's heartbeats declare it dead, one
+    survivor takes its dialog and times it out with a BYE to both sides and one CDR."""
+    n1, n2, n3 = cluster
+    a, b = await Ua("alice").start(), await Ua("bob").start()
+    try:
+        rpl = await exchange(b.peer, n3.addr, register(b.peer.port, "bob", call_id="reg-bob2"))
+        assert rpl.status == 200
+        call_id = f"three-{uuid.uuid4().hex[:8]}"
+        await call(a, b, n2, call_id)
+        n2.stop(signal.SIGKILL)
+        for ua in (a, b):
+            bye = await ua.expect_request("BYE", timeout=20)
+            assert bye.call_id == call_id
+            await ua.answer(bye, 200, (bye.vias[0].host, bye.vias[0].port or 5060))
+        (cdr,) = await wait_cdrs(tmp_path, call_id)
+        assert cdr["end_reason"] == "timeout"
+        assert cdr["account"] == "acct-alice"
+        assert sorted(stat(n, "dialog:cluster_taken") for n in (n1, n3)) == [0, 1]
     finally:
         a.close()
         b.close()
