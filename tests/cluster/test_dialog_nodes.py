@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -305,6 +306,31 @@ async def test_malformed_notices_are_counted_and_change_nothing(
             await b.answer(bye, 200, udp_addr(n1))
             await settle([n1])
             assert len(cdrs(tmp_path, call_id)) == 1
+    finally:
+        a.close()
+        b.close()
+
+
+async def test_calls_go_on_when_the_cluster_redis_is_away(
+    tmp_path: Path, urls: tuple[str, str]
+) -> None:
+    """Redis does not answer (a dead address): the node starts, its calls are tracked and end
+    with one CDR; the failed exchanges are logged and counted, nothing crashes."""
+    from tests.support import free_port
+
+    dead = f"redis://127.0.0.1:{free_port(socket.SOCK_STREAM)}/0?prefix=nobody_"
+    a, b = await Ua("alice").start(), await Ua("bob").start()
+    try:
+        async with nodes(tmp_path, (urls[0], dead), 1) as (n1,):
+            call_id = f"noredis-{uuid.uuid4().hex[:8]}"
+            await establish(a, b, udp_addr(n1), call_id)
+            assert size(n1) == 1
+            await a.in_dialog("BYE", udp_addr(n1))
+            bye = await b.expect_request("BYE")
+            await b.answer(bye, 200, udp_addr(n1))
+            await settle([n1])
+            assert len(cdrs(tmp_path, call_id)) == 1
+            await wait_for(lambda: n1.stats.value("dialog", "cluster_redis_errors") >= 1)
     finally:
         a.close()
         b.close()
