@@ -63,9 +63,7 @@ async def run(calls: int) -> None:
                 a.route_set = []
                 await establish(a, b, udp_addr(n1), f"bench-{prefix}{i}")
                 target = n1 if i % 2 == 0 else n2
-                (local if target is n1 else moved).append(
-                    await bye_latency(a, b, udp_addr(target))
-                )
+                (local if target is n1 else moved).append(await bye_latency(a, b, udp_addr(target)))
             print(summary("BYE through the holding node  ", local))
             print(summary("BYE through another node      ", moved))
             # the parts: take (lookup) and claim, without SIP around them
