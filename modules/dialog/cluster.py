@@ -30,7 +30,7 @@ from ksr.sip.dialog_state import DlgState
 from .model import Dialog
 
 if TYPE_CHECKING:
-    from ksr.core.server import Server
+    from ksr.core.core_api import Core
 
     from .manager import DialogManager
     from .store import DialogStore
@@ -76,7 +76,7 @@ class DialogMoves:
 class SharedDialogs:
     """This node's side of the shared dialogs (see the module docstring)."""
 
-    def __init__(self, server: Server, mgr: DialogManager, store: DialogStore) -> None:
+    def __init__(self, server: Core, mgr: DialogManager, store: DialogStore) -> None:
         self.server = server
         self.mgr = mgr
         self.store = store

@@ -29,7 +29,7 @@ from ksr.core.ratelog import RateLimitedLog
 from .table import Profiles
 
 if TYPE_CHECKING:
-    from ksr.core.server import Server
+    from ksr.core.core_api import Core
 
 log = logging.getLogger("ksr.dialog")
 
@@ -59,7 +59,7 @@ def parse_totals(text: str) -> tuple[int, dict[str, Counter[str]]]:
 
 
 class ClusterProfiles:
-    def __init__(self, server: Server, profiles: Profiles) -> None:
+    def __init__(self, server: Core, profiles: Profiles) -> None:
         self.server = server
         self.profiles = profiles
         self.node = server.config.core.server_id

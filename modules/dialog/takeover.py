@@ -21,7 +21,7 @@ from ksr.sip.owner import call_id_owner
 
 if TYPE_CHECKING:
     from ksr.core.cluster_nodes import NodeInfo
-    from ksr.core.server import Server
+    from ksr.core.core_api import Core
 
     from .cluster import SharedDialogs
 
@@ -29,7 +29,7 @@ log = logging.getLogger("ksr.dialog")
 
 
 class Takeover:
-    def __init__(self, server: Server, shared: SharedDialogs) -> None:
+    def __init__(self, server: Core, shared: SharedDialogs) -> None:
         self.server = server
         self.shared = shared
         self.nodes = server.cluster.nodes
