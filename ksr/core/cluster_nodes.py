@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import socket
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -202,6 +203,23 @@ class ClusterNodes:
 
     def node(self, server_id: int) -> NodeInfo | None:
         return self._nodes.get(server_id)
+
+    def adopts(self, server_id: int, key: str) -> bool:
+        """Whether this node takes care of an item (a contact...) that node ``server_id`` made
+        and can no longer care for: True when that node is known on Redis and dead, and this
+        node is the one chosen for ``key`` among the nodes alive (``crc32(key)`` over their
+        sorted ids), so the dead node's items are spread over the survivors, each handled
+        once. False for this node's own items, for nodes never seen (e.g. other software on
+        the same tables) and before the first watch."""
+        if server_id == self.server_id:
+            return False
+        n = self._nodes.get(server_id)
+        if n is None or n.alive:
+            return False
+        alive = [x.server_id for x in self.nodes() if x.alive]
+        if self.server_id not in alive:
+            return False
+        return alive[zlib.crc32(key.encode()) % len(alive)] == self.server_id
 
     def on_dead(self, callback: DeadCallback) -> None:
         """Run ``callback(node)`` (sync or async) when a node is declared dead: once per run of

@@ -60,6 +60,9 @@ class NathelperParams(ModParams):
     alias_name: str = "alias"
     force_socket: str = ""
     keepalive_timeout: int = 0
+    # 1: ping only the contacts this node saved (their server_id is this node's), and those of
+    # a node of the cluster that died (ksr/core/cluster_nodes.py)
+    filter_server_id: int = 0
 
 
 class Nathelper(Module):

@@ -58,6 +58,7 @@ class NatPinger:
         self.sip_from = params.sipping_from
         self.method = params.sipping_method.upper()
         self.keepalive_timeout = params.keepalive_timeout
+        self.filter_server_id = bool(params.filter_server_id)
         self.force_socket = force_socket
         self.callid_prefix = f"{random.getrandbits(32):08x}"
         self._callid_n = itertools.count(random.getrandbits(24))
@@ -85,10 +86,19 @@ class NatPinger:
     def _start_round(self) -> None:
         mask = self.usrloc.nat_flag if self.nated_only else 0
         self._round = self.usrloc.live_contacts(mask)
+        if self.filter_server_id:
+            self._round = [(d, c) for d, c in self._round if self._mine(c)]
         self._pos = 0
         self._per_tick = math.ceil(len(self._round) / self.interval)
         present = {c.ruid for _, c in self._round}
         self.answered = {r: t for r, t in self.answered.items() if r in present}
+
+    def _mine(self, c: Contact) -> bool:
+        """filter_server_id: a contact this node saved (Kamailio's rule), or one whose node
+        was declared dead and falls to this node (ksr: the survivors share its contacts)."""
+        return c.server_id == self.usrloc.server_id or self.server.cluster.nodes.adopts(
+            c.server_id, c.ruid
+        )
 
     # -- sending --------------------------------------------------------------------------------
     def ping(self, d: Domain, c: Contact) -> bool:

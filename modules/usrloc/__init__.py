@@ -43,6 +43,8 @@ class UsrlocParams(ModParams):
     matching_mode: int = 0
     hash_size: int = 10
     server_id: int = 0
+    # 1: load (db_mode 1, 2) and expire (db_mode 3) only this node's rows (their server_id)
+    server_id_filter: int = 0
 
     @field_validator("preload", mode="before")
     @classmethod
@@ -99,6 +101,8 @@ class Usrloc(Module):
         if d is None:
             store = self.store if self.params.db_mode else None
             d = self.domains[name] = Domain(name, self.params.db_mode, store, self.use_domain)
+            if self.params.server_id_filter:
+                d.load_only = self.server_id
             self._register_stats(name)
             if self.params.db_mode != 3:  # db_mode 3 keeps nothing in memory
                 self.share(f"usrloc:{name}", d)
@@ -198,10 +202,18 @@ class Usrloc(Module):
         finally:
             self._timer_busy = False
 
+    def expires_here(self, c: Contact) -> bool:
+        """server_id_filter: this node removes its own expired rows, and those of a node
+        of the cluster that died (spread over the survivors, ksr/core/cluster_nodes.py)."""
+        return c.server_id == self.server_id or self.server.cluster.nodes.adopts(
+            c.server_id, c.ruid
+        )
+
     def expire_all(self) -> None:
         now = self.now()
+        keep = self.expires_here if self.params.server_id_filter else None
         for d in list(self.domains.values()):
-            for c in d.expire(now):
+            for c in d.expire(now, keep):
                 self.server.stats.counter("usrloc", f"{d.name}_expires").inc()
                 for cb in self.expired_callbacks:
                     try:

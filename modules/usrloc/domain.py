@@ -52,6 +52,7 @@ class Domain:
         self.dirty: set[str] = set()  # write-back: ruids to write
         self.gone: set[str] = set()  # write-back: ruids to delete
         self.loaded = db_mode in (0, 3)
+        self.load_only: int | None = None  # server_id_filter: load this node's rows only
 
     # -- memory, the same in every worker process (a shared table) ---------------------------
     @replicated
@@ -123,11 +124,15 @@ class Domain:
         if self.loaded:
             return
         rows = self.table().all()
+        n = 0
         for row in rows:
             c = self._contact(row)
+            if self.load_only is not None and c.server_id != self.load_only:
+                continue
             self.mem.setdefault(c.aor, {})[c.ruid] = c
+            n += 1
         self.loaded = True
-        log.info("usrloc: loaded %d contacts of table %s", len(rows), self.name)
+        log.info("usrloc: loaded %d contacts of table %s", n, self.name)
 
     def _mem_ready(self) -> None:
         if not self.loaded:
@@ -200,8 +205,9 @@ class Domain:
     def remove_aor(self, aor: str) -> int:
         return sum(1 for c in self.get(aor) if self.remove(c))
 
-    def expire(self, now: float) -> list[Contact]:
-        """Remove bindings whose time is up; returns those this node removed."""
+    def expire(self, now: float, keep: Callable[[Contact], bool] | None = None) -> list[Contact]:
+        """Remove bindings whose time is up; returns those this node removed. ``keep``
+        (db_mode 3, server_id_filter): which of the due rows this node removes."""
         if self.db_mode == 3:
             try:
                 t = self.table()
@@ -209,6 +215,8 @@ class Domain:
             except DbError as err:
                 log.warning("usrloc: expiry of %s skipped: %s", self.name, err)
                 return []
+            if keep is not None:
+                due = [c for c in due if keep(c)]
             return [c for c in due if c.expires != 0 and self._try_remove(c)]
         if not self.loaded:
             return []

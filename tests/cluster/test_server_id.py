@@ -84,6 +84,35 @@ async def test_two_nodes_share_one_location_table(tmp_path: Path, kind: str) -> 
         peer.close()
 
 
+async def test_server_id_filter_loads_only_the_nodes_own_contacts(tmp_path: Path) -> None:
+    """usrloc server_id_filter = 1 (Kamailio's): a caching node (db_mode 2) sharing the table
+    loads only the rows it wrote; without the filter it loads every row."""
+    url = f"sqlite://{tmp_path / 'loc.sqlite'}"
+    suffix, text = script("lua")
+    path = write_script(tmp_path, text, suffix)
+
+    def cfg(server_id: int, **usrloc: object):  # type: ignore[no-untyped-def]
+        return make_config(
+            ["sl", "usrloc", "registrar"],
+            {"usrloc": {"db_url": url, "db_mode": 3, **usrloc}},
+            server_id=server_id,
+        )
+
+    peer = await UdpPeer().bind()
+    try:
+        async with running_server(cfg(1), path) as n1, running_server(cfg(2), path) as n2:
+            for n, user in ((n1, "alice"), (n2, "bob")):
+                rpl = await exchange(peer, udp_addr(n), register(peer.port, user, call_id=user))
+                assert rpl.status == 200
+        for flt, users in ((1, ["alice"]), (0, ["alice", "bob"])):
+            c = cfg(1, db_mode=2, preload=["location"], server_id_filter=flt)
+            async with running_server(c, path) as n1:
+                table = n1.module("usrloc").domain("location")
+                assert sorted(a.split("@")[0] for a in table.mem) == users
+    finally:
+        peer.close()
+
+
 async def test_two_nodes_share_one_dialog_table(tmp_path: Path) -> None:
     url = f"sqlite://{tmp_path / 'dlg.sqlite'}"
     dparams = {"db_mode": 1, "db_url": url, "hash_size": 1}  # one slot: ids must differ
