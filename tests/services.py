@@ -345,3 +345,46 @@ def _new_redis(persist: bool = False) -> tuple[str, Throwaway]:
     why = t.log()
     t.stop()
     raise RuntimeError(f"throwaway redis did not start:\n{why}")
+
+
+class RedisOnDisk:
+    """A private Redis that keeps every acknowledged write on disk (append-only file, fsync
+    before each reply), for tests that kill and restart it: ``kill()`` (SIGKILL), ``start()``
+    again on the same port and folder, which reloads the file (``on_disk=False``: a Redis
+    that keeps nothing, empty after a restart). Always a throwaway server (the
+    shared one must not be restarted). ``close()`` stops it and removes its folder."""
+
+    def __init__(self, on_disk: bool = True) -> None:
+        self.on_disk = on_disk  # False: keeps nothing (a restart empties it)
+        self.server = shutil.which("redis-server")
+        if self.server is None:
+            raise RuntimeError("redis-server is not installed (make test installs it)")
+        self.folder = Path(tempfile.mkdtemp(prefix="ksr-test-redis-aof-"))
+        self.port = _free_tcp_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        args = [self.server or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--dir", str(self.folder), "--save", "", "--daemonize", "no"]
+        args += ["--appendonly", "yes", "--appendfsync", "always"] if self.on_disk else []
+        with open(self.folder / "server.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                args, cwd=self.folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        t = Throwaway(f"redis on 127.0.0.1:{self.port}", self.proc, self.folder)
+        if not _wait(t, lambda: _redis_answers(self.url)):
+            raise RuntimeError(f"redis with an append-only file did not start:\n{t.log()}")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def close(self) -> None:
+        self.kill()
+        shutil.rmtree(self.folder, ignore_errors=True)

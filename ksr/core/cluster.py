@@ -68,6 +68,12 @@ end
 redis.call('PUBLISH', ARGV[1], seq .. ' ' .. ARGV[2])
 return seq
 """
+# KEYS: the write counter. ARGV: a floor. Raises the counter to the floor (a Redis that lost it).
+_RAISE_SEQ = """
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) return tonumber(ARGV[1]) end
+return n
+"""
 # KEYS: a table's hash; ARGV: field, value. Deletes an expired item unless it was rewritten.
 _DROP_IF_SAME = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
@@ -107,6 +113,10 @@ class NodeTable(Protocol):
         """Replace the content by the hash's items; returns the expired/unreadable keys."""
         ...
 
+    def cluster_items(self) -> dict[str, str]:
+        """The whole content as hash fields (key -> payload of a ``set``)."""
+        ...
+
 
 ALL = "\0all"  # in-flight key of a write to the whole table (clear)
 
@@ -133,9 +143,11 @@ class Cluster:
         self._wake = trio.Event()
         self.connected = False
         self.seq_loaded = 0
+        self.seq_seen = 0  # the highest write counter seen: Redis lost data if it is lower
         self._r: Any = None
         self._script: Any = None
         self._drop: Any = None
+        self._raise_seq: Any = None
         self._nursery: trio.Nursery | None = None
         self.ratelog = _Throttled(log)
         st = server.stats
@@ -151,6 +163,9 @@ class Cluster:
         )
         self.c_dropped = st.counter(
             "cluster", "writes_dropped", doc="writes dropped while Redis was away too long"
+        )
+        self.c_reseeds = st.counter(
+            "cluster", "reseeds", doc="shared tables put back into a Redis that had lost them"
         )
         self.nodes = ClusterNodes(self)  # heartbeats: which nodes are alive
         server.rpc.add_object(ClusterView(self.nodes))  # cluster.nodes, cluster.dialogs...
@@ -199,6 +214,7 @@ class Cluster:
             return
         self._script = self._r.register_script(_WRITE)
         self._drop = self._r.register_script(_DROP_IF_SAME)
+        self._raise_seq = self._r.register_script(_RAISE_SEQ)
         first = trio.Event()
         nursery.start_soon(self._receive_loop, first)
         nursery.start_soon(self._send_loop)
@@ -212,6 +228,17 @@ class Cluster:
             try:
                 pubsub = await trio.to_thread.run_sync(self._subscribe)
                 seq, raw = await trio.to_thread.run_sync(self._read_tables)
+                if seq < self.seq_seen:  # Redis came back without (all) its data
+                    self.c_reseeds.inc()
+                    log.warning(
+                        "cluster: redis %s lost writes (counter %d, seen %d): putting this "
+                        "node's shared tables back",
+                        self.describe(),
+                        seq,
+                        self.seq_seen,
+                    )
+                    await trio.to_thread.run_sync(self._reseed)
+                    seq, raw = await trio.to_thread.run_sync(self._read_tables)
                 self._load(seq, raw)
                 self.connected = True
                 first.set()
@@ -265,8 +292,19 @@ class Cluster:
         res = pipe.execute()
         return int(res[0] or 0), dict(zip(names, res[1:], strict=True))
 
+    def _reseed(self) -> None:
+        """Put this node's tables into Redis where a key is missing (HSETNX: what another node
+        put back first stays), and raise the write counter to what this node had seen."""
+        pipe = self._r.pipeline(transaction=False)
+        for name, table in self.tables.items():
+            for field, payload in table.cluster_items().items():
+                pipe.hsetnx(self.key(f"t:{name}"), field, payload)
+        self._raise_seq(keys=[self.key("seq")], args=[self.seq_seen], client=pipe)
+        pipe.execute()
+
     def _load(self, seq: int, raw: dict[str, dict[str, str]]) -> None:
         self.seq_loaded = seq
+        self.seq_seen = max(self.seq_seen, seq)
         stale: list[tuple[str, str, str]] = []
         for name, fields in raw.items():
             items: dict[str, Any] = {}
@@ -322,6 +360,7 @@ class Cluster:
                 "cluster: write from %s to a table not shared here: %s", w.node, w.table
             )
             return False
+        self.seq_seen = max(self.seq_seen, w.seq)
         if not self._wanted(w, table):
             return True
         try:
@@ -366,7 +405,7 @@ class Cluster:
             while self.pending:
                 batch = [self.pending.popleft() for _ in range(min(BATCH, len(self.pending)))]
                 try:
-                    await trio.to_thread.run_sync(self._publish, batch)
+                    seqs = await trio.to_thread.run_sync(self._publish, batch)
                 except errors as err:
                     self.pending.extendleft(reversed(batch))  # sent again, in order
                     self.c_errors.inc()
@@ -379,8 +418,10 @@ class Cluster:
                     await trio.sleep(RETRY)
                     continue
                 self.c_sent.inc(len(batch))
+                self.seq_seen = max([self.seq_seen, *seqs])
 
-    def _publish(self, batch: list[tuple[str, str, str, str, str]]) -> None:
+    def _publish(self, batch: list[tuple[str, str, str, str, str]]) -> list[int]:
+        """Run the writes on Redis; their places in the cluster's order."""
         pipe = self._r.pipeline(transaction=False)
         seq_key, channel = self.key("seq"), self.key("writes")
         for name, msg, mode, field, value in batch:
@@ -389,4 +430,4 @@ class Cluster:
                 args=[channel, msg, mode, field, value],
                 client=pipe,
             )
-        pipe.execute()
+        return [int(n) for n in pipe.execute()]

@@ -192,6 +192,16 @@ class HTable:
             return None
         return [it.value, time.time() + (it.expires - self.now()) if it.expires else 0]
 
+    def cluster_items(self) -> dict[str, str]:
+        """The whole content as the Redis hash holds it (``cluster_item`` JSON by key), to put
+        it back into a Redis that lost it."""
+        out: dict[str, str] = {}
+        for key in list(self.items):
+            item = self.cluster_item(key)
+            if item is not None:
+                out[key] = json.dumps(item)
+        return out
+
     def cluster_load(self, items: dict[str, object]) -> list[str]:
         """Take the cluster's content (``cluster_item`` values by key); the expired keys and
         the unreadable ones are returned."""

@@ -71,7 +71,7 @@ async def run_node(
         listen=[f"udp:127.0.0.{sid}:0"],
         server_id=sid,
     )
-    cfg.cluster = ClusterParams(redis_url=urls[0], heartbeat_interval=0.1, heartbeat_timeout=0.6)
+    cfg.cluster = ClusterParams(redis_url=urls[0], heartbeat_interval=0.1, heartbeat_timeout=1.5)
     async with running_server(cfg, write_script(tmp, SCRIPT)) as s:
         task_status.started(s)
         await stop.wait()
