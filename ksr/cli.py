@@ -54,6 +54,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         cfg, server = _build_server(args)
         server.load_script()
+        if cfg.cluster.redis_url:
+            from .core.cluster import refuse_redis_cluster
+
+            refuse_redis_cluster(cfg.cluster.redis_url, cfg.source)
     except (ConfigError, ScriptError) as err:
         print(f"ksr: {err}", file=sys.stderr)
         return 2

@@ -354,13 +354,14 @@ class RedisOnDisk:
     that keeps nothing, empty after a restart). Always a throwaway server (the
     shared one must not be restarted). ``close()`` stops it and removes its folder."""
 
-    def __init__(self, on_disk: bool = True) -> None:
+    def __init__(self, on_disk: bool = True, extra: list[str] | None = None, port: int = 0) -> None:
         self.on_disk = on_disk  # False: keeps nothing (a restart empties it)
+        self.extra = extra or []  # more redis-server arguments
         self.server = shutil.which("redis-server")
         if self.server is None:
             raise RuntimeError("redis-server is not installed (make test installs it)")
         self.folder = Path(tempfile.mkdtemp(prefix="ksr-test-redis-aof-"))
-        self.port = _free_tcp_port()
+        self.port = port or _free_tcp_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
@@ -372,6 +373,7 @@ class RedisOnDisk:
         args = [self.server or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
         args += ["--dir", str(self.folder), "--save", "", "--daemonize", "no"]
         args += ["--appendonly", "yes", "--appendfsync", "always"] if self.on_disk else []
+        args += self.extra
         with open(self.folder / "server.log", "ab") as log:
             self.proc = subprocess.Popen(
                 args, cwd=self.folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

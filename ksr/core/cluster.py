@@ -34,6 +34,7 @@ from ksr.db.url import parse_db_url
 from .cluster_codec import BadMessage, Write, decode, decode_item, encode
 from .cluster_nodes import ClusterNodes
 from .cluster_view import ClusterView
+from .config import ConfigError
 
 if TYPE_CHECKING:
     from .server import Server
@@ -127,6 +128,30 @@ def node_token(server: Server) -> str:
     secret = server.shared_secret
     tail = hashlib.sha256(secret).hexdigest()[:12] if secret else os.urandom(6).hex()
     return f"{server.config.core.server_id}-{tail}"
+
+
+def refuse_redis_cluster(url: str, source: str | None = None) -> None:
+    """Refuse a Redis Cluster (sharded) node: ksr's scripts change several keys of the cluster
+    at once and keep one write order (docs/cluster.md). Checked by ``ksr run`` before it
+    starts; a Redis that does not answer then is not checked (the node starts without it)."""
+    import redis
+
+    from ksr.db.redis_connect import connect
+
+    r = connect(url, timeout=2.0)
+    try:
+        enabled = r.info("cluster").get("cluster_enabled")
+    except (redis.exceptions.RedisError, OSError):
+        return
+    finally:
+        r.close()
+    if str(enabled) == "1":
+        where = url.split("@")[-1]
+        raise ConfigError(
+            f"[cluster] redis_url {where} is a Redis Cluster node: ksr needs one Redis master "
+            "(with Sentinel for failover), not a sharded Redis Cluster",
+            source,
+        )
 
 
 class Cluster:

@@ -11,6 +11,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -153,3 +157,41 @@ async def test_a_redis_that_comes_back_empty_gets_the_tables_back(
         # later writes flow as before
         ipban(n2).set("198.51.100.9", 1)
         await until(lambda: ipban(n1).has("198.51.100.9"))
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            return False
+    return True
+
+
+def test_a_redis_cluster_node_is_refused(tmp_path: Path) -> None:
+    """Redis Cluster (sharding) is not supported (docs/cluster.md): a node pointed at a Redis
+    Cluster node refuses to start and says why."""
+    # a cluster node's bus port is its port + 10000: take a port below 55536
+    port = next(p for p in range(27000 + os.getpid() % 900, 28000) if _free(p))
+    rc = services.RedisOnDisk(on_disk=False, extra=["--cluster-enabled", "yes"], port=port)
+    try:
+        cfg = tmp_path / "ksr.toml"
+        cfg.write_text(f'[core]\nserver_id = 1\n[cluster]\nredis_url = "{rc.url}"\n')
+        script = write_script(tmp_path, SCRIPT)
+        out = subprocess.run(
+            [sys.executable, "-m", "ksr", "run", "--config", str(cfg), "--script", str(script)]
+            + ["--listen", "udp:127.0.0.1:0"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode != 0
+        assert "is a Redis Cluster node" in out.stderr
+        assert "Traceback" not in out.stderr
+    finally:
+        rc.close()
