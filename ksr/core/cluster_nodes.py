@@ -102,6 +102,14 @@ PUBLISHED = (
     ("core", "rcv_replies"),
 )
 
+# KEYS: the nodes' hash, the node's alive key, its figures. ARGV: server_id. Removes the record
+# of a node that is not alive: 1 removed, 0 alive (kept), -1 unknown.
+_FORGET = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('DEL', KEYS[3])
+return redis.call('HDEL', KEYS[1], ARGV[1]) == 1 and 1 or -1
+"""
+
 # KEYS: the claim key. ARGV: token of the claimer, lifetime (ms).
 _CLAIM = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
@@ -168,6 +176,7 @@ class ClusterNodes:
         self._beat: Any = None
         self._watch: Any = None
         self._claim: Any = None
+        self._forget: Any = None
         self.watched = trio.Event()  # set after each watch (tests and waiters renew it)
         st = server.stats
         self.c_beats = st.counter("cluster", "heartbeats_sent", doc="heartbeats written")
@@ -244,6 +253,19 @@ class ClusterNodes:
             return False
         return bool(got)
 
+    async def forget(self, server_id: int) -> int:
+        """Remove the record of a dead node (one that will not come back): 1 removed, 0 it is
+        alive (kept), -1 unknown. Raises the Redis error when Redis does not answer."""
+        keys = [
+            self.cluster.key("nodes"),
+            self.cluster.key(f"alive:{server_id}"),
+            self.cluster.key(f"figures:{server_id}"),
+        ]
+        got = await trio.to_thread.run_sync(lambda: self._forget(keys=keys, args=[server_id]))
+        if int(got) == 1:
+            self._nodes.pop(server_id, None)
+        return int(got)
+
     # -- running -----------------------------------------------------------------------------
     async def start(self, nursery: trio.Nursery, redis: Any) -> None:
         self._nursery = nursery
@@ -251,6 +273,7 @@ class ClusterNodes:
         self._beat = redis.register_script(_BEAT)
         self._watch = redis.register_script(_WATCH)
         self._claim = redis.register_script(_CLAIM)
+        self._forget = redis.register_script(_FORGET)
         nursery.start_soon(self._beat_loop)
         nursery.start_soon(self._watch_loop)
 

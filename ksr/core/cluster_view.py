@@ -5,6 +5,7 @@ any worker answers for the whole cluster; nothing is merged over workers).
 * ``cluster.nodes``: every node with a record on Redis, alive or dead, with what it publishes
   in its heartbeats (dialogs, transactions, requests and replies received);
 * ``cluster.dialogs``: the dialogs each node holds (active and early), and their total;
+* ``cluster.forget <server_id>``: removes a dead node's record;
 * ``dmq.list_nodes``: Kamailio's DMQ command and reply shape (host, port, proto,
   resolved_ip, status ``active``/``timeout``, last_notification, local) for the same nodes.
 """
@@ -70,6 +71,25 @@ class ClusterView:
             if n.alive:
                 total += active + early
         return {"nodes": per, "total": total}
+
+    @rpc("cluster.forget")
+    async def forget(self, server_id: Any) -> str:
+        """Remove a dead node from the cluster's records (a node taken out of service for
+        good): it leaves ``cluster.nodes``, and nodes started later are not told it died."""
+        self._all()
+        try:
+            sid = int(server_id)
+        except (TypeError, ValueError):
+            raise RpcError(400, "server_id: a number 0..255") from None
+        try:
+            got = await self.nodes.forget(sid)
+        except self.nodes.cluster.redis_errors() as err:
+            raise RpcError(503, f"the cluster's Redis does not answer: {err}") from None
+        if got == 0:
+            raise RpcError(409, f"node {sid} is alive")
+        if got < 0:
+            raise RpcError(404, f"node {sid} is not known")
+        return "Ok."
 
     @rpc("dmq.list_nodes")
     def dmq_list_nodes(self) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-""""Is this me?": the addresses, Vias and URIs that name this server (Kamailio's myself).
+""" "Is this me?": the addresses, Vias and URIs that name this server (Kamailio's myself).
 
 A host is this server when it is one of its listening addresses (or their advertised ones)
 with a matching port, or one of ``core.alias``.

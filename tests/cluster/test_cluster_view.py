@@ -15,6 +15,7 @@ import pytest
 import trio
 
 from ksr.core.config import ClusterParams
+from ksr.core.rpc import RpcError
 from ksr.core.server import Server
 from ksr.db.redis_connect import connect
 from tests import services
@@ -128,3 +129,11 @@ async def test_a_dead_node_shows_as_dead_then_timeout(tmp_path: Path, url: str) 
         assert n1.rpc.call("cluster.dialogs", [])["total"] == 0
         text = n1.module("xhttp_prom").render().decode()
         assert 'ksr_cluster_node_up{server_id="3"} 0.0' in text
+        # a node taken out of service for good is forgotten; a live or unknown one is not
+        with pytest.raises(RpcError, match="alive"):
+            await n1.rpc.call("cluster.forget", [1])
+        with pytest.raises(RpcError, match="not known"):
+            await n1.rpc.call("cluster.forget", [77])
+        assert await n1.rpc.call("cluster.forget", ["3"]) == "Ok."
+        await n1.cluster.nodes.watched.wait()
+        assert [n["server_id"] for n in n1.rpc.call("cluster.nodes", [])] == [1]
