@@ -24,7 +24,13 @@ from ksr.core.config import ClusterParams
 from ksr.core.server import Server
 from ksr.db.redis_connect import connect
 from tests import services
-from tests.support import ksr_process, make_config, running_server, write_script
+from tests.support import (
+    ksr_process,
+    make_config,
+    running_server,
+    wait_workers,
+    write_script,
+)
 
 pytestmark = pytest.mark.redis
 
@@ -155,9 +161,9 @@ def test_a_node_with_two_workers_stays_alive_while_one_restarts(tmp_path: Path, 
     prefix = url.rsplit("prefix=", 1)[1]
     alive_key = f"{prefix}ksr:cluster:alive:4"
     script = write_script(tmp_path, "function ksr_request_route() end")
-    with ksr_process(script, cfg, extra_args=["-n", "2"]) as k:
+    with ksr_process(script, cfg, extra_args=["-n", "2"], ready=wait_workers(2)) as k:
         deadline = time.monotonic() + 20
-        while k["log"].read_text().count("listening on") < 2 or not r.exists(alive_key):
+        while not r.exists(alive_key):
             assert time.monotonic() < deadline, k["log"].read_text()
             time.sleep(0.05)
         rec = json.loads(r.hget(f"{prefix}ksr:cluster:nodes", "4"))
@@ -172,13 +178,19 @@ def test_a_node_with_two_workers_stays_alive_while_one_restarts(tmp_path: Path, 
             time.sleep(0.05)
         again = json.loads(r.hget(f"{prefix}ksr:cluster:nodes", "4"))
         assert again["started"] == rec["started"]  # the same run of the node
-        # the cluster view through `ksr rpc` on the node's socket
-        out = subprocess.run(
-            [sys.executable, "-m", "ksr", "rpc", "--socket", k["rpc"], "cluster.nodes"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-        )
+        # the cluster view through `ksr rpc` on the node's socket (served by worker 0 again
+        # once it has restarted)
+        deadline = time.monotonic() + 30
+        while True:
+            out = subprocess.run(
+                [sys.executable, "-m", "ksr", "rpc", "--socket", k["rpc"], "cluster.nodes"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+            )
+            if out.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert out.returncode == 0, out.stderr
         (view,) = json.loads(out.stdout)
         assert view["server_id"] == 4
