@@ -30,8 +30,6 @@ KNOWN_IMPORTS: set[tuple[str, str]] = set()
 KNOWN_PRIVATE = {
     ("ksr/subscriber_cli.py", "argparse._SubParsersAction"),
     ("modules/dialog/pvs.py", "mgr._count"),
-    ("modules/tm/relay.py", "self.eng._drop_branch"),
-    ("modules/tm/replies.py", "self.eng._start"),
 }
 
 

@@ -123,7 +123,7 @@ class TmEngine:
                 self._timer_configs[key] = tc
         return tc
 
-    def _start(
+    def start_timer(
         self,
         handles: dict[str, Any],
         name: str,
@@ -188,7 +188,7 @@ class TmEngine:
         lives = self._lives.get(delay)
         if lives is None:
             if len(self._lives) >= 16:  # many t_set_fr values: a timer each, as before
-                self._start(tx.handles, "life", delay, self.fire_life, tx)
+                self.start_timer(tx.handles, "life", delay, self.fire_life, tx)
                 return
             lives = self._lives[delay] = {}
         if self._sweeper is None:
@@ -242,9 +242,9 @@ class TmEngine:
         if tx.e2e_key is not None and self.by_e2e.get(tx.e2e_key) is tx:
             del self.by_e2e[tx.e2e_key]
         for b in tx.branches:
-            self._drop_branch(b)
+            self.drop_branch(b)
             if b.cancel is not None:
-                self._drop_branch(b.cancel)
+                self.drop_branch(b.cancel)
         self.run_callbacks(tx, TmEvent(TmCb.DESTROYED))
         # Break the reference cycles (branch -> transaction; Record-Route lump -> request
         # context -> transaction) so reference counting frees the transaction now: cyclic
@@ -253,7 +253,7 @@ class TmEngine:
         tx.lumps = []
         tx.extra.pop("req_extra", None)
 
-    def _drop_branch(self, b: UacBranch) -> None:
+    def drop_branch(self, b: UacBranch) -> None:
         for h in b.handles.values():
             h.cancel()
         b.handles.clear()
@@ -284,7 +284,7 @@ class TmEngine:
                 if tx.last_reply and tx.reply_dest is not None:
                     self.server.send(tx.reply_dest, tx.last_reply, tx.socket, tx.conn_id)
             elif op == START:
-                self._start(tx.handles, arg, m.interval(arg), self.fire_uas, tx, arg)
+                self.start_timer(tx.handles, arg, m.interval(arg), self.fire_uas, tx, arg)
             elif op == STOP:
                 h = tx.handles.pop(arg, None)
                 if h is not None:
@@ -422,7 +422,7 @@ class TmEngine:
                 return nb
             log.warning("sending to %s:%s:%d failed", dest.proto, dest.host, dest.port)
             nb.status, nb.local, nb.reason = 503, True, "Service Unavailable"
-            self._drop_branch(nb)
+            self.drop_branch(nb)
             if nb.machine is not None:
                 nb.machine.state = "terminated"
             b = nb
@@ -440,7 +440,7 @@ class TmEngine:
                 if b.ack_data and b.dest is not None:
                     self.server.send(b.dest, b.ack_data, b.sock)
             elif op == START:
-                self._start(b.handles, arg, m.interval(arg), self.fire_uac, b, arg)
+                self.start_timer(b.handles, arg, m.interval(arg), self.fire_uac, b, arg)
             elif op == STOP:
                 h = b.handles.pop(arg, None)
                 if h is not None:
@@ -448,7 +448,7 @@ class TmEngine:
             elif op == DELIVER and arg == "timeout":
                 self.branch_timeout(b)
             elif op == TERMINATED:
-                self._drop_branch(b)
+                self.drop_branch(b)
                 self._maybe_done(b.tx)
         return ok
 

@@ -292,7 +292,7 @@ class Relayer:
         if not self.eng.start_branch(b, out, dest.proto != "udp"):
             log.warning("t_relay: sending to %s:%s:%d failed", dest.proto, dest.host, dest.port)
             b.status, b.local = 503, True
-            self.eng._drop_branch(b)
+            self.eng.drop_branch(b)
             if b.machine is not None:
                 b.machine.state = "terminated"
             failover = self.eng.failover(b)  # the next destination, if any and allowed
@@ -341,7 +341,7 @@ class Relayer:
         b.dest = dest
         if not self.eng.start_branch(b, out, dest.proto != "udp"):
             log.warning("t_relay: sending to %s:%s:%d failed", dest.proto, dest.host, dest.port)
-            self.eng._drop_branch(b)
+            self.eng.drop_branch(b)
             if b.machine is not None:
                 b.machine.state = "terminated"
             self._end_unsent(b, 503, "Service Unavailable")

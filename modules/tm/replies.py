@@ -87,7 +87,9 @@ class ReplyProcessor:
                 self.eng.send_cancel(b)
             elif self.eng.params.restart_fr_on_each_reply and "C" in b.handles:
                 # Timer C restarts on every provisional (RFC 3261 §16.7 step 2)
-                self.eng._start(b.handles, "C", b.machine.interval("C"), self.eng.fire_uac, b, "C")
+                self.eng.start_timer(
+                    b.handles, "C", b.machine.interval("C"), self.eng.fire_uac, b, "C"
+                )
             if rpl.status > 100 and tx.status < 200:
                 self.relay(tx, ctx, rpl)
             return True
