@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any, Protocol
 
 from .core.config import ConfigError, load_config
 from .db import DEFAULT_DB_URL, DbError, open_store
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+class Subcommands(Protocol):
+    """What ``ArgumentParser.add_subparsers()`` returns, as far as this file uses it."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
+
+
+def add_parser(sub: Subcommands) -> None:
     s = sub.add_parser("subscriber", help="add, remove or list auth_db subscribers")
     ss = s.add_subparsers(dest="action", required=True)
     a = ss.add_parser("add", help="add or change a subscriber: USER@DOMAIN PASSWORD")

@@ -28,7 +28,6 @@ CORE_LAYERS = ("ksr/sip/", "ksr/transport/", "ksr/core/", "ksr/kemi/", "ksr/db/"
 
 KNOWN_IMPORTS: set[tuple[str, str]] = set()
 KNOWN_PRIVATE = {
-    ("ksr/subscriber_cli.py", "argparse._SubParsersAction"),
     ("modules/dialog/pvs.py", "mgr._count"),
 }
 
