@@ -136,6 +136,14 @@ class TmApi:
         hdrs = headers if isinstance(headers, str) else list(headers)
         return self._tm.send_request(method, ruri, hdrs, body, next_hop, callback, socket)
 
+    def t_get(self, ctx: MsgContext) -> Transaction | None:
+        """The transaction of the message being processed (request, reply or failure route)."""
+        return self._tm.t_get(ctx)
+
+    def find_invite(self, call_id: str, from_tag: str, cseq: int) -> Transaction | None:
+        """A live INVITE transaction by its Call-ID, From tag and CSeq number."""
+        return self._tm.find_invite(call_id, from_tag, cseq)
+
     def precheck(self, ctx: MsgContext) -> int:
         """1 if this request (not ACK/CANCEL) is a retransmission of one being processed."""
         return self._tm.relayer.precheck(ctx)
