@@ -215,7 +215,7 @@ class Handoff:
         owner = message_owner(data, self.count)
         if owner is None or owner == self.index:
             return False
-        meta = codec.msg_meta(sock.proto, sock.ip, sock.port, src_ip)
+        meta = codec.msg_meta(sock.proto, sock.ip, sock.port, src_ip, self.server.rx_age)
         if self.holding and self.sock is not None:
             frame = codec.encode(codec.OP_MSG, self.index, src_port, conn_id, meta, data)
             self._held.setdefault(owner, []).append((frame, data, src_ip, src_port, sock, conn_id))
@@ -248,12 +248,15 @@ class Handoff:
                     self.server.receive_here(data, src_ip, src_port, sock, conn_id)
 
     def _deliver(self, f: codec.Frame) -> None:
-        proto, ip, port, src_ip = codec.parse_msg_meta(f.meta)
+        proto, ip, port, src_ip, age = codec.parse_msg_meta(f.meta)
         info = self._listener(proto, ip, port)
         conn_id = f.conn_id
         if conn_id:
             conn_id = self.remote.pseudo(f.origin, conn_id, src_ip, f.port)
         self.c_in.inc()
+        # overload shedding (core.shed_queue_age) judges a handed-over INVITE by how long it
+        # waited where it arrived, not by whatever this worker's own UDP batch left here
+        self.server.rx_age = age
         self.server.receive_here(f.payload, src_ip, f.port, info, conn_id)
 
     def _listener(self, proto: str, ip: str, port: int) -> SocketInfo:

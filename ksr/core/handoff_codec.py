@@ -4,7 +4,8 @@ One frame is one unix datagram: a fixed head (operation, origin worker, a source
 connection id, the length of a text "meta" part), the meta text, then the payload bytes.
 
 - ``OP_MSG``: a SIP message for the worker that owns it. Meta: ``proto ip port src_ip`` of
-  the listener it arrived on and its sender; the head carries the sender's port and, for
+  the listener it arrived on and its sender, and (when not 0) how many milliseconds it had
+  waited in that worker's socket queue; the head carries the sender's port and, for
   streams, the id of the connection in the origin worker. Payload: the message.
 - ``OP_SEND``: bytes to send over a stream connection the receiving worker holds. Meta:
   ``proto host port``; the head carries the connection id there.
@@ -102,26 +103,35 @@ def unbatch(payload: bytes) -> list[bytes]:
 
 
 # -- OP_MSG ------------------------------------------------------------------------------------
-def msg_meta(proto: str, ip: str, port: int, src_ip: str) -> str:
+def msg_meta(proto: str, ip: str, port: int, src_ip: str, age: float = 0.0) -> str:
+    """``age``: seconds the message had waited in the receiving worker's socket queue (its
+    ``Server.rx_age``), passed on so that the owner sheds load as that worker would."""
+    if age > 0:
+        return f"{proto} {ip} {port} {src_ip} {int(age * 1000)}"
     return f"{proto} {ip} {port} {src_ip}"
 
 
-def parse_msg_meta(meta: str) -> tuple[str, str, int, str]:
-    """(proto, listener ip, listener port, source ip)."""
+def parse_msg_meta(meta: str) -> tuple[str, str, int, str, float]:
+    """(proto, listener ip, listener port, source ip, queue age in seconds)."""
     got = _META_SEEN.get(meta)
     if got is not None:
         return got
     parts = meta.split(" ")
-    if len(parts) != 4 or not parts[2].isdigit():
+    if len(parts) not in (4, 5) or not parts[2].isdigit():
         raise FrameError(f"bad message meta {meta!r}")
-    got = parts[0], parts[1], int(parts[2]), parts[3]
-    if len(_META_SEEN) >= 4096:  # one entry per listener and peer address: bounded
+    age = 0.0
+    if len(parts) == 5:
+        if not parts[4].isdigit():
+            raise FrameError(f"bad message meta {meta!r}")
+        age = int(parts[4]) / 1000
+    got = parts[0], parts[1], int(parts[2]), parts[3], age
+    if len(_META_SEEN) >= 4096:  # one entry per listener and peer address (and age): bounded
         _META_SEEN.clear()
     _META_SEEN[meta] = got
     return got
 
 
-_META_SEEN: dict[str, tuple[str, str, int, str]] = {}
+_META_SEEN: dict[str, tuple[str, str, int, str, float]] = {}
 
 
 # -- OP_SEND -----------------------------------------------------------------------------------

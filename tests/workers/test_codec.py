@@ -15,9 +15,16 @@ def test_message_frame_round_trip() -> None:
     f = codec.decode(data)
     assert (f.op, f.origin, f.port, f.conn_id) == (codec.OP_MSG, 1, 40000, 77)
     assert f.payload == b"INVITE sip:x SIP/2.0\r\n\r\n"
-    assert codec.parse_msg_meta(f.meta) == ("tcp", "127.0.0.1", 5060, "192.0.2.7")
+    assert codec.parse_msg_meta(f.meta) == ("tcp", "127.0.0.1", 5060, "192.0.2.7", 0.0)
     again = codec.encode(f.op, f.origin, f.port, f.conn_id, f.meta, f.payload)
     assert again == data
+
+
+def test_message_meta_carries_the_queue_age() -> None:
+    meta = codec.msg_meta("udp", "127.0.0.1", 5060, "192.0.2.7", 0.3504)
+    assert codec.parse_msg_meta(meta) == ("udp", "127.0.0.1", 5060, "192.0.2.7", 0.35)
+    with pytest.raises(codec.FrameError):
+        codec.parse_msg_meta("udp 127.0.0.1 5060 192.0.2.7 -1")
 
 
 def test_send_frame_and_ipv6_hosts() -> None:
