@@ -153,8 +153,8 @@ class Server:
 @contextmanager
 def kamailio(rundir: Path, engine: str) -> Iterator[Server]:
     port = free_port()
-    krun = rundir / f"kamailio-{port}"
-    krun.mkdir()
+    # a folder of its own per server: free_port() may hand out a port an earlier point used
+    krun = Path(tempfile.mkdtemp(prefix=f"kamailio-{port}-", dir=rundir))
     cfg_name = "kamailio-py.cfg" if engine == "python" else "kamailio.cfg"
     # kamailio-py.cfg includes kamailio.cfg by name: render both into the run folder
     for name in {cfg_name, "kamailio.cfg"}:
@@ -185,8 +185,8 @@ def ksr(
 ) -> Iterator[Server]:
     """ksr from this checkout, or from ``tree`` (another checkout: before/after in one run)."""
     port = free_port()
-    krun = rundir / f"ksr-{port}"
-    krun.mkdir()
+    # a folder of its own per server: free_port() may hand out a port an earlier point used
+    krun = Path(tempfile.mkdtemp(prefix=f"ksr-{port}-", dir=rundir))
     db_url = f"sqlite://{krun / 'location.sqlite'}"
     toml = render(
         (ANCHOR / "ksr-anchor.toml").read_text(),

@@ -1,0 +1,156 @@
+"""Instructions per operation under valgrind's callgrind: figures that stay put on a busy
+machine (CPU times here vary by ±30% with the other engineers' load; instruction counts by
+well under 1%). Instrumentation is on only while the operations run, not during start-up.
+
+In one process (bench.profile_calls / bench.profile_register, their arguments after the name):
+
+    python -m bench.callgrind inproc calls --script anchor --calls 400 --warmup 50
+    python -m bench.callgrind inproc register --script anchor --db-mode 0 --count 1000
+
+A real ``ksr run -n 1`` over UDP serving bench.anchor's calls from sipp (the server process
+only; low rate, as valgrind makes ksr ~50x slower: a point with failed calls is not a figure):
+
+    python -m bench.callgrind anchor [--rate 4] [--calls 60] [--tree /other/checkout]
+
+Instructions leave out cache misses and the collector's memory-bound cost: compare them
+before/after a change of code, not across machines, and not as times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _totals(prefix: str) -> int:
+    """The largest ``totals:`` of the callgrind files written under ``prefix`` (a dump made
+    while running, and the file written at exit)."""
+    best = 0
+    for f in Path(prefix).parent.glob(Path(prefix).name + "*"):
+        for line in f.read_text(errors="replace").splitlines():
+            if line.startswith("totals:"):
+                best = max(best, int(line.split()[1]))
+        f.unlink()
+    return best
+
+
+def _control(*args: str) -> None:
+    subprocess.run(["callgrind_control", *args], check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def _instrumented(*_: Any, **__: Any) -> Iterator[None]:
+    """Stands in for bench.inproc.profiled: callgrind counts only inside the block."""
+    _control("-i", "on", str(os.getpid()))
+    try:
+        yield
+    finally:
+        _control("-i", "off", str(os.getpid()))
+
+
+def child(which: str, args: list[str]) -> None:
+    """Runs under valgrind: bench.profile_<which> with its measured loop instrumented."""
+    import importlib
+
+    mod = importlib.import_module(f"bench.profile_{which}")
+    mod.profiled = _instrumented  # type: ignore[attr-defined]
+    sys.argv = [f"bench.profile_{which}", *args]
+    mod.main()
+
+
+def valgrind(out: str) -> list[str]:
+    return ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
+
+
+def inproc(which: str, args: list[str]) -> None:
+    with tempfile.TemporaryDirectory(prefix="ksr-cg-") as tmp:
+        out = f"{tmp}/cg.out"
+        cmd = [*valgrind(out), sys.executable, "-m", "bench.callgrind", "_child", which, *args]
+        env = {**os.environ, "PYTHONHASHSEED": "0"}  # dict layouts as in every other run
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
+        m = re.search(r"^(\d+) (calls|registrations) in", r.stdout, re.M)
+        if r.returncode != 0 or m is None:
+            sys.exit(f"the run failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+        n, ir = int(m.group(1)), _totals(out)
+        print(f"{which}: {n} {m.group(2)}, {ir:,} instructions, {ir / n:,.0f} per operation")
+
+
+def anchor(rate: int, calls: int, tree: str) -> None:
+    """A ksr -n 1 of ``tree`` under callgrind, counted while sipp's uac runs bench.anchor's calls."""
+    from . import anchor as ab
+
+    with tempfile.TemporaryDirectory(prefix="ksr-cg-") as tmp:
+        out = f"{tmp}/cg.out"
+        wrapper = Path(tmp) / "python"
+        wrapper.write_text(
+            "#!/bin/sh\nexec " + " ".join(valgrind(out)) + f' {sys.executable} "$@"\n'
+        )
+        wrapper.chmod(0o755)
+        ab.sys.executable = str(wrapper)  # type: ignore[attr-defined]
+        answering = ab.wait_answering
+
+        def wait(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+            deadline = time.monotonic() + 300  # start-up under valgrind takes a minute or two
+            while True:
+                try:
+                    return answering(port, proc, log)
+                except RuntimeError:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        raise
+
+        seen = [0]
+
+        def toggle(pid: int) -> float:  # called before and after the sipp run (tree_cpu)
+            seen[0] += 1
+            if seen[0] == 1:
+                _control("-i", "on", str(pid))
+            else:
+                _control("-d", str(pid))
+                _control("-i", "off", str(pid))
+            return 0.0
+
+        ab.wait_answering = wait  # type: ignore[assignment]
+        ab.tree_cpu = toggle  # type: ignore[assignment]
+        ab.tree_memory_kib = lambda pid: (0, 0)  # type: ignore[assignment]
+        bench = ab.Bench(argparse.Namespace(engine="lua", ksr_base=tree, seconds=calls / rate))
+        point = bench.call_point("ksr-n1@" + tree if tree else "ksr-n1", rate, calls / rate)
+        time.sleep(1.0)  # the server has stopped and written its file
+        ir = _totals(out)
+    note = "" if point.failed == 0 else " (failed calls: not a figure, lower the rate)"
+    print(
+        f"ksr -n 1 {tree or REPO}: {point.ok} calls ok, {point.failed} failed, "
+        f"{ir:,} instructions, {ir / max(1, point.ok):,.0f} per call{note}"
+    )
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "_child":
+        child(sys.argv[2], sys.argv[3:])
+        return
+    if len(sys.argv) > 2 and sys.argv[1] == "inproc":
+        inproc(sys.argv[2], sys.argv[3:])
+        return
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("mode", choices=["anchor"], help="or: inproc calls|register ARGS...")
+    ap.add_argument("--rate", type=int, default=4, help="calls/s offered by sipp")
+    ap.add_argument("--calls", type=int, default=60)
+    ap.add_argument("--tree", default="", help="another ksr checkout to measure instead")
+    args = ap.parse_args()
+    anchor(args.rate, args.calls, args.tree)
+
+
+if __name__ == "__main__":
+    main()
