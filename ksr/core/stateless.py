@@ -110,9 +110,10 @@ class Stateless:
         host = ctx.advertised_address or sock.adv_ip
         port: int | str = ctx.advertised_port or sock.adv_port
         proto = sock.proto
-        extra: dict[str, str | None] = {}
+        extra: dict[str, str | None] | None = None
         flags = ctx.via_flags
         if flags:
+            extra = {}
             core = server.config.core
             if flags & VIA_USE_XAVP_FIELDS and core.xavp_via_fields:
                 fields = newest_fields(ctx.xavps, core.xavp_via_fields)

@@ -112,11 +112,13 @@ def make_reply(
                 headers.append(Header(h.name, h.value, h.raw))
     if server_header:
         headers.append(Header("Server", server_header))
-    for x in extra_headers or ():
-        headers.append(x if isinstance(x, Header) else Header(x[0], x[1]))
+    if extra_headers:
+        for x in extra_headers:
+            headers.append(x if isinstance(x, Header) else Header(x[0], x[1]))
     if body and content_type:
         headers.append(Header("Content-Type", content_type))
-    headers.extend(Header("Contact", f"<{uri}>") for uri in contacts)
+    if contacts:
+        headers.extend(Header("Contact", f"<{uri}>") for uri in contacts)
     headers.append(Header("Content-Length", str(len(body))))
     return Response(status, reason if reason is not None else default_reason(status), headers, body)
 
@@ -181,6 +183,11 @@ def without_first_values(headers: list[Header], key: str, count: int = 1) -> lis
     Routes loose routing consumed."""
     if count <= 0:
         return list(headers)
+    for i, h in enumerate(headers):  # the usual case first: one value on the first line
+        if h.key == key:
+            if count == 1 and "," not in h.value:
+                return headers[:i] + headers[i + 1 :]
+            break
     out: list[Header] = []
     left = count
     for i, h in enumerate(headers):
