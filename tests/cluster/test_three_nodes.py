@@ -182,7 +182,7 @@ def cluster(tmp_path: Path) -> Iterator[list[Node]]:
         for n in nodes:
             n.stop()
         with contextlib.suppress(Exception):
-            drop_prefix(p, ("location",))
+            drop_prefix(p, ("location", "location_attrs"))
 
 
 def cdrs(tmp: Path, call_id: str) -> list[dict[str, Any]]:
