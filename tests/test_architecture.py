@@ -27,9 +27,7 @@ STDLIB = sys.stdlib_module_names
 CORE_LAYERS = ("ksr/sip/", "ksr/transport/", "ksr/core/", "ksr/kemi/", "ksr/db/")
 
 KNOWN_IMPORTS: set[tuple[str, str]] = set()
-KNOWN_PRIVATE = {
-    ("modules/dialog/pvs.py", "mgr._count"),
-}
+KNOWN_PRIVATE: set[tuple[str, str]] = set()
 
 
 def sources() -> Iterator[tuple[str, ast.Module]]:

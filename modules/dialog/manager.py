@@ -72,17 +72,17 @@ class DialogManager:
         st.gauge(
             "dialog",
             "active_dialogs",
-            lambda: self._count(DlgState.CONFIRMED_NA, DlgState.CONFIRMED),
+            lambda: self.count(DlgState.CONFIRMED_NA, DlgState.CONFIRMED),
             "dialogs answered and not ended (calls in progress)",
         )
         st.gauge(
             "dialog",
             "early_dialogs",
-            lambda: self._count(DlgState.EARLY),
+            lambda: self.count(DlgState.EARLY),
             "dialogs ringing (provisional reply, not answered yet)",
         )
 
-    def _count(self, *states: DlgState) -> int:
+    def count(self, *states: DlgState) -> int:
         c = self.table.count_states()
         return sum(c[s] for s in states)
 

@@ -131,6 +131,6 @@ def register(pv: PvRegistry, mgr: DialogManager) -> None:
     pv.register("dlg", dlg_get)
     pv.register("dlg_ctx", ctx_get, ctx_set)
     pv.register("dlg_var", var_get, var_set)
-    pv.register("DLG_count", lambda c, a, i: mgr._count(*_ACTIVE))
+    pv.register("DLG_count", lambda c, a, i: mgr.count(*_ACTIVE))
     pv.register("DLG_status", lambda c, a, i: int(d.state) if (d := mgr.current(c)) else None)
     pv.register("DLG_lifetime", lambda c, a, i: d.lifetime if (d := mgr.current(c)) else None)
