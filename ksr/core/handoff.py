@@ -5,7 +5,8 @@ Each worker binds a unix datagram socket ``<rundir>/w<index>.sock``. Over it wor
 - pass a SIP message to the worker that owns it (``ksr.sip.owner``); the owner handles it as
   if it had received it itself (handed-off messages are never handed off again);
 - send bytes over a stream connection that another worker holds;
-- answer RPC commands for each other (ksr/core/cluster_rpc.py merges the answers);
+- answer RPC commands for each other (ksr/core/handoff_rpc.py; ksr/core/cluster_rpc.py merges
+  the answers);
 - broadcast small notices to the other workers (``notify``/``notes``).
 
 The frame format is ksr/core/handoff_codec.py; shared tables travel over their own sockets
@@ -16,12 +17,11 @@ or refuses) is skipped: the message is handled where it arrived.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import os
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -31,6 +31,7 @@ from . import cluster_rpc
 from . import handoff_codec as codec
 from .context import Destination, SocketInfo
 from .handoff_conns import REMOTE_BASE, RemoteConns
+from .handoff_rpc import WorkerRpc
 from .replica_link import ReplicaLink
 from .unix_peer import UnixPeer, flush
 
@@ -42,7 +43,6 @@ log = logging.getLogger("ksr.handoff")
 RECV_MAX = 1 << 18
 BATCH = 64
 MAX_QUEUE = 20_000  # frames waiting for a busy worker before new ones are dropped
-RPC_TIMEOUT = 3.0
 
 
 class Handoff:
@@ -55,12 +55,11 @@ class Handoff:
         self.remote = RemoteConns()
         self.peers: dict[int, UnixPeer] = {}
         self.notes: dict[str, Callable[[bytes], None]] = {}
-        self.pending: dict[int, codec.ReplyPieces] = {}
         # (proto, ip, port) -> the listener a handed-over message arrived on (filled once the
         # listeners are open: messages are taken from the socket only after ``ready``)
         self._listeners: dict[tuple[str, str, int], SocketInfo] = {}
-        self.answered: dict[int, trio.Event] = {}
-        self._rpc_ids = itertools.count(1)
+        self.rpc = WorkerRpc(self._send, lambda req: server.rpc.ahandle(req, local=True))
+        self.call = self.rpc.call  # one RPC on another worker (stats, dialogs, cluster RPC)
         # set by Server.serve once the modules have started: until then handed-off messages
         # wait in the socket (bound early, so no other worker takes this worker for dead)
         self.ready = trio.Event()
@@ -199,9 +198,9 @@ class Handoff:
         elif f.op == codec.OP_RPC:
             if self.server.nursery is not None:
                 rid, request = codec.parse_rpc_request(f)
-                self.server.nursery.start_soon(self._answer_rpc, f.origin, rid, request)
+                self.server.nursery.start_soon(self.rpc.answer, f.origin, rid, request)
         elif f.op == codec.OP_RPC_REPLY:
-            self._rpc_piece(f)
+            self.rpc.piece(f)
         elif f.op == codec.OP_NOTE:
             fn = self.notes.get(f.meta)
             if fn is not None:
@@ -299,33 +298,3 @@ class Handoff:
         for i in range(self.count):
             if i != self.index:
                 self._send(i, codec.OP_NOTE, 0, 0, topic, payload)
-
-    # -- RPC ---------------------------------------------------------------------------------------
-    async def _answer_rpc(self, origin: int, rid: int, request: Any) -> None:
-        reply = await self.server.rpc.ahandle(request, local=True)
-        for meta, piece in codec.rpc_reply_pieces(rid, reply):
-            self._send(origin, codec.OP_RPC_REPLY, 0, 0, meta, piece)
-
-    def _rpc_piece(self, f: codec.Frame) -> None:
-        rid, n, total = codec.parse_reply_meta(f.meta)
-        p = self.pending.get(rid)
-        if p is not None and p.add(n, total, f.payload):  # None: answered after the timeout
-            self.answered[rid].set()
-
-    async def call(self, worker: int, method: str, params: list[Any]) -> dict[str, Any] | None:
-        """One RPC on another worker: its JSON-RPC reply object, or None (down, timeout)."""
-        rid = next(self._rpc_ids)
-        p = self.pending[rid] = codec.ReplyPieces()
-        done = self.answered[rid] = trio.Event()
-        try:
-            meta, payload = codec.rpc_request(rid, method, params)
-            if not self._send(worker, codec.OP_RPC, 0, 0, meta, payload):
-                return None
-            with trio.move_on_after(RPC_TIMEOUT):
-                await done.wait()
-            if not done.is_set():
-                log.warning("worker %d did not answer %s", worker, method)
-                return None
-            return p.reply()
-        finally:
-            del self.pending[rid], self.answered[rid]
