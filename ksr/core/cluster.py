@@ -35,6 +35,7 @@ from .cluster_codec import BadMessage, Write, decode, decode_item, encode
 from .cluster_nodes import ClusterNodes
 from .cluster_view import ClusterView
 from .config import ConfigError
+from .ratelog import RateLimitedLog
 
 if TYPE_CHECKING:
     from .server import Server
@@ -80,25 +81,6 @@ _DROP_IF_SAME = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 0
 """
-
-
-class _Throttled:
-    """Log lines other nodes or a flapping Redis can cause: each format at most every
-    ``every`` seconds, with how many were held back."""
-
-    def __init__(self, logger: logging.Logger, every: float = 5.0) -> None:
-        self.logger, self.every = logger, every
-        self.last: dict[str, tuple[float, int]] = {}
-
-    def warning(self, fmt: str, *args: Any) -> None:
-        now = time.monotonic()
-        at, held = self.last.get(fmt, (0.0, 0))
-        if at and now - at < self.every:
-            self.last[fmt] = (at, held + 1)
-            return
-        self.last[fmt] = (now, 0)
-        more = f" ({held} more like it not logged)" if held else ""
-        self.logger.warning(fmt + more, *args)
 
 
 class NodeTable(Protocol):
@@ -174,7 +156,7 @@ class Cluster:
         self._drop: Any = None
         self._raise_seq: Any = None
         self._nursery: trio.Nursery | None = None
-        self.ratelog = _Throttled(log)
+        self.ratelog = RateLimitedLog(log, interval=5.0)  # other nodes or a flapping Redis
         st = server.stats
         self.c_sent = st.counter("cluster", "writes_sent", doc="table writes sent to other nodes")
         self.c_applied = st.counter(
