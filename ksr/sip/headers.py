@@ -127,17 +127,24 @@ def split_commas(value: str) -> list[str]:
     """
     if "," not in value:
         return [value.strip()]
+    if '"' not in value and "<" not in value:
+        # nothing protects a comma (a Via list as sipp writes it): every one splits
+        return [part.strip() for part in value.split(",")]
+    # Only quotes, backslashes, angle brackets and commas matter: visit those, not every
+    # character (a Python loop over a 200-character Record-Route list is ~10 µs).
     out: list[str] = []
     depth = 0
     quoted = False
     start = 0
-    i = 0
-    n = len(value)
-    while i < n:
+    skip = -1  # the character after a backslash inside quotes
+    for m in _LIST_SPECIALS.finditer(value):
+        i = m.start()
+        if i == skip:
+            continue
         ch = value[i]
         if quoted:
             if ch == "\\":
-                i += 1
+                skip = i + 1
             elif ch == '"':
                 quoted = False
         elif ch == '"':
@@ -145,13 +152,16 @@ def split_commas(value: str) -> list[str]:
         elif ch == "<":
             depth += 1
         elif ch == ">":
-            depth = max(0, depth - 1)
+            if depth:
+                depth -= 1
         elif ch == "," and depth == 0:
             out.append(value[start:i].strip())
             start = i + 1
-        i += 1
     out.append(value[start:].strip())
     return out
+
+
+_LIST_SPECIALS = re.compile(r'[",<>\\]')
 
 
 def parse_params(text: str, strict: bool = False) -> dict[str, str | None]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from ksr.sip.errors import RemoteProtocolError
@@ -397,6 +399,47 @@ def test_split_commas() -> None:
     assert split_commas('"a,b" <sip:x@h;p=1,2>, c') == ['"a,b" <sip:x@h;p=1,2>', "c"]
     assert split_commas("a") == ["a"]
     assert split_commas('"esc\\",aped", b') == ['"esc\\",aped"', "b"]
+    assert split_commas("SIP/2.0/UDP a;branch=1 , SIP/2.0/UDP b") == [
+        "SIP/2.0/UDP a;branch=1",
+        "SIP/2.0/UDP b",
+    ]
+    assert split_commas("<sip:a;lr>, <sip:b,c;lr>,<d>") == ["<sip:a;lr>", "<sip:b,c;lr>", "<d>"]
+
+
+def _split_commas_by_character(value: str) -> list[str]:
+    """The definition: a walk over every character (quotes, escapes, <> depth)."""
+    out: list[str] = []
+    depth = 0
+    quoted = False
+    start = 0
+    i = 0
+    while i < len(value):
+        ch = value[i]
+        if quoted:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch == "<":
+            depth += 1
+        elif ch == ">":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            out.append(value[start:i].strip())
+            start = i + 1
+        i += 1
+    out.append(value[start:].strip())
+    return out
+
+
+def test_split_commas_agrees_with_the_character_walk() -> None:
+    rng = random.Random(4475)
+    alphabet = 'ab ,,<>"\\;='
+    for _ in range(20000):
+        value = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 14)))
+        assert split_commas(value) == _split_commas_by_character(value), value
 
 
 def test_header_changes_serialize() -> None:
