@@ -61,8 +61,8 @@ class Pipeline:
             )
         except RemoteProtocolError as err:
             self.stats.bad_msg_hdr.inc()
-            partial = getattr(err, "partial", None)
-            if isinstance(partial, Request) and partial.method != "ACK":
+            partial = err.partial
+            if partial is not None and partial.method != "ACK":
                 self.reply_to_bad(partial, err, src_ip, src_port, sock, conn_id)
             else:
                 log.debug("dropped malformed message from %s:%d: %s", src_ip, src_port, err.reason)

@@ -33,13 +33,16 @@ MAX_MESSAGE_SIZE = 65535
 
 
 class Header:
-    """One header line. ``raw`` is the original text (None once changed)."""
+    """One header line. ``raw`` is the original text (None once changed); ``key`` is the
+    header's canonical name, worked out from ``name`` unless the caller has it already."""
 
     __slots__ = ("name", "key", "value", "raw")
 
-    def __init__(self, name: str, value: str, raw: str | None = None) -> None:
+    def __init__(
+        self, name: str, value: str, raw: str | None = None, key: str | None = None
+    ) -> None:
         self.name = name
-        self.key = header_key(name)
+        self.key = header_key(name) if key is None else key
         self.value = value
         self.raw = raw
 
@@ -326,9 +329,7 @@ class Response(Message):
 
 
 def _copy_header(h: Header) -> Header:
-    c = Header.__new__(Header)
-    c.name, c.key, c.value, c.raw = h.name, h.key, h.value, h.raw
-    return c
+    return Header(h.name, h.value, h.raw, h.key)
 
 
 # ------------------------------------------------------------------------------------------
@@ -414,8 +415,8 @@ def parse_message_untrusted(
             msg.body = data[body_start:]
             exact = True
     except RemoteProtocolError as err:
-        if msg.is_request:
-            err.partial = msg  # type: ignore[attr-defined]
+        if isinstance(msg, Request):
+            err.partial = msg
         raise
     if exact and offset == 0 and type(data) is bytes:
         msg.raw = data
@@ -479,7 +480,6 @@ def parse_header_lines(
     headers: list[Header] = []
     clens: list[str] = []
     append = headers.append
-    new = Header.__new__
     known = KNOWN_KEYS
     n = len(lines)
     i = start
@@ -516,12 +516,7 @@ def parse_header_lines(
             value = " ".join(part.strip(" \t") for part in value.split("\r\n"))
         else:
             value = value.strip(" \t")
-        h = new(Header)
-        h.name = name
-        h.key = key
-        h.value = value
-        h.raw = raw
-        append(h)
+        append(Header(name, value, raw, key))
         if key == "content-length":
             clens.append(value)
     if not keep_raw:
