@@ -12,7 +12,10 @@ the ``-n 1`` figure. One thread, one core: the difference is the work the hand-o
 socket calls, the wake-ups of the receiving loop, encoding and decoding), not the cost of four
 busy processes on two shared cores.
 
-    python -m bench.profile_workers [--calls 3000] [--script anchor|calls] [--profile]
+``--steer``: every message arrives at the worker owning its call instead, as the kernel's
+steering program delivers them (ksr/transport/steer.py): nothing crosses a socket.
+
+    python -m bench.profile_workers [--calls 3000] [--script anchor|calls] [--steer] [--profile]
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import trio.testing
 from ksr.core.gcpolicy import tune_for_serving
 from ksr.core.handoff import Handoff
 from ksr.core.server import Server
+from ksr.sip.owner import message_owner
 
 from .anchor_inproc import anchor_setup, register_user
 from .calls import CONFIG, SCRIPT
@@ -42,10 +46,19 @@ class Pair:
     """The servers messages arrive at: ``caller_side`` takes the caller's, ``callee_side``
     the callee's (the same server with one worker)."""
 
-    def __init__(self, servers: list[tuple[Server, Wire, Any]]) -> None:
+    def __init__(self, servers: list[tuple[Server, Wire, Any]], steer: bool = False) -> None:
         self.servers = servers
         self.caller_side = servers[0]
         self.callee_side = servers[-1]
+        self.steer = steer and len(servers) > 1
+
+    def arrival(self, side: tuple[Server, Wire, Any], data: bytes) -> tuple[Server, Wire, Any]:
+        """The worker a message from ``side``'s peer arrives at."""
+        if self.steer:
+            owner = message_owner(data, len(self.servers))
+            if owner is not None:
+                return self.servers[owner]
+        return side
 
     def take(self, port: int) -> list[bytes]:
         out: list[bytes] = []
@@ -69,14 +82,16 @@ async def play_call(pair: Pair, n: int) -> None:
     a, b = pair.caller_side, pair.callee_side
 
     def from_caller(data: bytes) -> None:
-        if a[0].sync_shared is not None:
-            a[0].sync_shared()  # as the UDP transport does before each batch
-        a[0].receive(data, CALLER[0], CALLER[1], a[2])
+        to = pair.arrival(a, data)
+        if to[0].sync_shared is not None:
+            to[0].sync_shared()  # as the UDP transport does before each batch
+        to[0].receive(data, CALLER[0], CALLER[1], to[2])
 
     def from_callee(data: bytes) -> None:
-        if b[0].sync_shared is not None:
-            b[0].sync_shared()
-        b[0].receive(data, CALLEE[0], CALLEE[1], b[2])
+        to = pair.arrival(b, data)
+        if to[0].sync_shared is not None:
+            to[0].sync_shared()
+        to[0].receive(data, CALLEE[0], CALLEE[1], to[2])
 
     contact = f"Contact: <sip:{CALLEE[0]}:{CALLEE[1]};transport=UDP>"
     tag = f"{n}SIPpTag01"
@@ -106,6 +121,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--workers", type=int, default=2, help="1: the same calls without a hand-off")
     ap.add_argument("--script", choices=("calls", "anchor"), default="anchor")
+    ap.add_argument("--steer", action="store_true", help="messages arrive at their owner")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--sort", default="tottime")
     ap.add_argument("--top", type=int, default=40)
@@ -129,7 +145,7 @@ def main() -> None:
             server.handoff = Handoff(server, i, args.workers, str(rundir))
         servers.append((server, wire, sock))
     tune_for_serving(servers[0][0].config.core.gc_threshold)
-    pair = Pair(servers)
+    pair = Pair(servers, args.steer)
 
     clock = trio.testing.MockClock(autojump_threshold=0)  # idle waits (start-up) pass at once
 

@@ -1,8 +1,9 @@
 """Worker processes: ``ksr run -n N`` (``core.children``).
 
 The supervisor (the process started by ``ksr run``) starts N workers, each a full ksr server
-that binds the same SIP ports with SO_REUSEPORT, restarts a worker that dies, and passes
-SIGTERM/SIGINT on for a clean stop. Workers are fresh interpreters (``python -m ksr.workers``).
+on the same SIP ports (SO_REUSEPORT), restarts a worker that dies, and passes SIGTERM/SIGINT on
+for a clean stop. It binds the UDP sockets itself, one per worker, and steers each datagram to
+the worker owning its call (ksr/transport/udp_group.py, steer.py). Workers are fresh interpreters (``python -m ksr.workers``).
 They share the ports, a run directory holding each worker's hand-off socket (ksr/core/handoff.py:
 every message goes to the worker that owns its call) and a random secret for auth nonces.
 Only worker 0 serves the jsonrpcs socket. See docs/workers.md.
@@ -26,6 +27,7 @@ from types import FrameType
 from typing import Any
 
 from ksr.core import sdnotify
+from ksr.transport.udp_group import UdpGroups
 
 log = logging.getLogger("ksr.workers")
 
@@ -76,11 +78,17 @@ class Worker:
 
 class Supervisor:
     def __init__(
-        self, args: argparse.Namespace, children: int, listen: list[str], debug: int | None
+        self,
+        args: argparse.Namespace,
+        children: int,
+        listen: list[str],
+        debug: int | None,
+        udp: UdpGroups,
     ) -> None:
         self.args = args
         self.workers = [Worker(i) for i in range(children)]
         self.listen = listen
+        self.udp = udp  # the workers' UDP sockets, bound here (kept across restarts)
         self.debug = debug
         self.stopping = False
         self.hangup = False
@@ -110,6 +118,8 @@ class Supervisor:
             cmd += ["--log-stderr"]
         for spec in self.listen:
             cmd += ["--listen", spec]
+        for fd, ip, port in self.udp.fds(w.index):
+            cmd += ["--udp-fd", f"{fd},{ip},{port}"]
         return cmd
 
     def spawn(self, w: Worker) -> None:
@@ -123,7 +133,8 @@ class Supervisor:
             "NOTIFY_SOCKET": w.notify.getsockname(),
         }
         w.ready = w.reloading = False
-        w.proc = subprocess.Popen(self.command(w), env=env)
+        fds = [fd for fd, _, _ in self.udp.fds(w.index)]
+        w.proc = subprocess.Popen(self.command(w), env=env, pass_fds=fds)
         w.started = time.monotonic()
         log.info("worker %d started (pid %d)", w.index, w.proc.pid)
 
@@ -177,6 +188,8 @@ class Supervisor:
                 self._reload_progress()
             w.restart_at = now + w.backoff
             w.backoff = min(w.backoff * 2, RESTART_MAX)
+        # datagrams go to the workers that serve (a dead one's calls are handled by others)
+        self.udp.steer({w.index for w in self.workers if w.proc is not None and w.ready})
 
     def notifications(self) -> None:
         """Relay the workers' sd_notify to systemd: READY=1 once all are listening,
@@ -229,6 +242,7 @@ class Supervisor:
         for w in self.workers:
             if w.notify is not None:
                 w.notify.close()
+        self.udp.close()
         shutil.rmtree(self.rundir, ignore_errors=True)
         log.info("supervisor stopped")
         return 0
@@ -237,6 +251,7 @@ class Supervisor:
 def run_workers(args: argparse.Namespace, children: int) -> int:
     """Entry from ``ksr run`` when children > 1 (the config was already checked)."""
     from ksr.core.config import load_config
+    from ksr.core.listen import parse_listen
 
     cfg = load_config(args.config)
     specs = list(args.listen) if getattr(args, "listen", None) else list(cfg.core.listen)
@@ -246,7 +261,14 @@ def run_workers(args: argparse.Namespace, children: int) -> int:
         print(f"ksr: core.listen: {err}", file=sys.stderr)
         return 2
     debug = args.debug if args.debug is not None else None
-    return Supervisor(args, children, listen, debug).run()
+    try:
+        udp = UdpGroups(
+            [(i.ip, i.port) for i in map(parse_listen, listen) if i.proto == "udp"], children
+        )
+    except OSError as err:
+        print(f"ksr: {err}", file=sys.stderr)
+        return 1
+    return Supervisor(args, children, listen, debug, udp).run()
 
 
 # -- the worker side ----------------------------------------------------------------------------
@@ -335,6 +357,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     p.add_argument("--listen", action="append")
     p.add_argument("--debug", type=int)
     p.add_argument("--log-stderr", action="store_true")
+    p.add_argument("--udp-fd", action="append", default=[], help="FD,IP,PORT bound for us")
     args = p.parse_args(argv)
     _die_with_parent()
     sup = os.environ.get("KSR_SUPERVISOR_PID", "")
@@ -347,6 +370,9 @@ def worker_main(argv: list[str] | None = None) -> int:
         )
         server.worker_id = args.worker
         server.reuse_port = True
+        for spec in args.udp_fd:
+            fd, ip, port = spec.split(",", 2)
+            server.udp_fds[(ip, int(port))] = int(fd)
         if args.workers > 1 and args.rundir:
             from ksr.core.handoff import Handoff
 

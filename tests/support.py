@@ -201,6 +201,18 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
     raise RuntimeError(f"ksr did not start: {log.read_text()}")
 
 
+def wait_steered(log: Path, n: int, timeout: float = 30) -> None:
+    """Wait until the supervisor of ``-n n`` steers datagrams to all n workers by Call-ID
+    (ksr/transport/udp_group.py), or said it cannot: then a message's worker no longer depends
+    on the sender's address."""
+    want = f"steered by Call-ID to workers {list(range(n))}".encode()
+    deadline = time.time() + timeout
+    while want not in (text := log.read_bytes()) and b"no steering by Call-ID" not in text:
+        if time.time() > deadline:
+            raise RuntimeError(f"the workers are not steered to: {text.decode()[-3000:]}")
+        time.sleep(0.05)
+
+
 def wait_workers(
     n: int, timeout: float = 60
 ) -> Callable[[int, subprocess.Popen[bytes], Path], None]:

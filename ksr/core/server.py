@@ -95,6 +95,8 @@ class Server:
         self.runner = RouteRunner()
         self.worker_id = 0
         self.reuse_port = False  # worker processes share the SIP ports (ksr/workers.py)
+        # (ip, port) -> the UDP socket the supervisor bound for this worker (ksr/workers.py)
+        self.udp_fds: dict[tuple[str, int], int] = {}
         self.handoff: Handoff | None = None  # with worker processes: messages to their owner
         # tables every worker process shares (ksr/core/replication.py); sync_shared applies
         # the other workers' writes: transports call it once per batch, before handling it

@@ -7,9 +7,14 @@ call's transactions and dialog. The rule (docs/workers.md):
 - a reply whose top Via carries ``;ksrw=W`` (set by the worker that sent the request) goes to W;
 - a REGISTER stays where it arrived: it belongs to no call, and the location table it changes
   is shared by every worker (docs/workers.md), so a hand-off would only cost;
-- anything else goes to ``crc32(Call-ID) % N``: every message of a call carries the same Call-ID.
+- anything else goes to ``call_id_hash(Call-ID) % N``: every message of a call carries the same
+  Call-ID.
 
-CRC32 rather than ``hash()``: every worker process must compute the same owner.
+``call_id_hash`` is Adler-32 of at most the first ``HASH_BYTES`` bytes of the value, mixed by one
+multiplication (Adler-32's low bits alone follow the sum of the bytes: Call-IDs that differ in
+one digit would all land on one of two workers): the same in every worker process (``hash()``
+is not), cheap here (zlib) and simple enough for a classic BPF program to compute in the kernel,
+which then delivers each datagram to its owner at once (ksr/transport/steer.py).
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ import re
 import zlib
 
 VIA_MARK = "ksrw"  # the Via parameter naming the worker that sent a request
+HASH_BYTES = 22  # bytes of the Call-ID the owner depends on (the kernel's program reads as many)
+ADLER_MOD = 65521  # Adler-32's modulus
+MIX = 0x9E3779B1  # 2**32 / the golden ratio: the product's high bits depend on every input bit
 
 _CALL_ID = re.compile(rb"^(?:call-id|i)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$", re.I | re.M)
 _FIRST_VIA = re.compile(rb"^(?:via|v)[ \t]*:([^\r\n]*)", re.I | re.M)
@@ -32,9 +40,14 @@ def _headers(data: bytes) -> bytes:
     return data if end < 0 else data[: end + 2]
 
 
+def call_id_hash(value: bytes) -> int:
+    """The owner hash of a Call-ID value (without surrounding blanks)."""
+    return ((zlib.adler32(value[:HASH_BYTES]) * MIX) & 0xFFFFFFFF) >> 16
+
+
 def call_id_owner(call_id: bytes | str, workers: int) -> int:
     raw = call_id.encode() if isinstance(call_id, str) else call_id
-    return zlib.crc32(raw.strip()) % workers
+    return call_id_hash(raw.strip()) % workers
 
 
 def message_owner(data: bytes, workers: int) -> int | None:
@@ -68,7 +81,7 @@ def message_owner(data: bytes, workers: int) -> int | None:
     value = data[at + 10 : stop if 0 <= stop <= end else end].strip(b" \t")
     if not value:
         return None
-    return zlib.crc32(value) % workers
+    return call_id_hash(value) % workers
 
 
 def _owner_slow(data: bytes, workers: int) -> int | None:
@@ -82,4 +95,4 @@ def _owner_slow(data: bytes, workers: int) -> int | None:
     m = _CALL_ID.search(head)
     if m is None or not m.group(1):
         return None
-    return zlib.crc32(m.group(1)) % workers
+    return call_id_hash(m.group(1)) % workers

@@ -14,16 +14,17 @@ import trio
 
 from ksr.core.context import SocketInfo
 
+from .udp_group import SO_TIMESTAMPNS, bind_udp
+
 if TYPE_CHECKING:
     from ksr.core.server import Server
 
 log = logging.getLogger("ksr.udp")
 MAX_DATAGRAM = 65535
 BATCH = 64  # datagrams handled before yielding to other tasks
-# Linux: the kernel's arrival time of a datagram as a timespec (SO_TIMESTAMPNS; Python's socket
-# module has no name for it). The first datagram of each batch is read with it: how long it
-# waited in the queue tells how far behind this process is (Server.rx_age, overload shedding).
-SO_TIMESTAMPNS = 35
+# The first datagram of each batch is read with its arrival time (SO_TIMESTAMPNS, set by
+# bind_udp): how long it waited in the queue tells how far behind this process is
+# (Server.rx_age, overload shedding).
 _ANC_SIZE = socket.CMSG_SPACE(16)
 _TIMESPEC = struct.Struct("@qq")
 
@@ -46,28 +47,13 @@ class UdpTransport:
         self._socks: list[tuple[socket.socket, SocketInfo]] = []
 
     def _open(self, info: SocketInfo) -> tuple[socket.socket, SocketInfo]:
-        family = socket.AF_INET6 if ":" in info.ip else socket.AF_INET
-        s = socket.socket(family, socket.SOCK_DGRAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if self.reuse_port:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        for opt, size in ((socket.SO_RCVBUF, 4 << 20), (socket.SO_SNDBUF, 4 << 20)):
-            try:
-                s.setsockopt(socket.SOL_SOCKET, opt, size)
-            except OSError:
-                pass
-        try:
-            s.bind((info.ip, info.port))
-        except OSError as err:
-            s.close()
-            raise OSError(
-                err.errno, f"cannot listen on udp:{info.ip}:{info.port}: {err.strerror}"
-            ) from None
-        try:
-            s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        except OSError:
-            pass  # no arrival times here: rx_age stays 0, nothing is shed
-        s.setblocking(False)
+        # with worker processes the supervisor bound this worker's socket (ksr/workers.py)
+        fd = self.server.udp_fds.get((info.ip, info.port))
+        if fd is not None:
+            s = socket.socket(fileno=fd)
+            s.setblocking(False)
+        else:
+            s = bind_udp(info.ip, info.port, self.reuse_port)
         port = s.getsockname()[1]
         bound = SocketInfo(
             "udp", info.ip, port, info.name, info.advertised_ip, info.advertised_port

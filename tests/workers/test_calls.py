@@ -171,9 +171,11 @@ def test_calls_from_many_ports_through_two_workers(tmp_path: Path) -> None:
         assert set(ends.values()) == {1}
         assert len({pid for _, _, pid in evs}) == 2  # both workers owned calls
 
-        # worker 0 answers for both: every message handed over was received by its owner
+        # worker 0 answers for both: every message handed over was received by its owner; the
+        # kernel delivered nearly all to their owner at once (ksr/transport/steer.py): about
+        # 7 messages per call arrive, half of them at the wrong worker without it
         st = stats(k["rpc"], "handoff:", "dialog:", "tmx:UAS_transactions")
-        assert st["handoff:relayed"] > 0
+        assert st["handoff:relayed"] < total, st
         assert st["handoff:relayed"] == st["handoff:received"]
         assert st["handoff:owner_down"] == 0
         assert st["tmx:UAS_transactions"] >= total * 2  # INVITE and BYE of every call

@@ -1,10 +1,11 @@
-"""`ksr run -n 2`: the cases where the kernel's spreading by source address puts a message on
-the wrong worker, on real sockets: a CANCEL and an ACK sent from another port than the INVITE,
-a caller on TCP whose calls belong to the worker that did not accept the connection (replies
-and the callee's BYE go back over that connection), digest auth whose challenge and answer are
-handled by different workers (one secret), a replayed nonce-count refused by the other worker
-(REGISTERs stay where they arrive: the test picks source ports the kernel gives each worker),
-a dead worker (its calls are handled where they arrive) and RPC answered for all workers."""
+"""`ksr run -n 2`: the cases where a message reaches another worker than its owner, on real
+sockets: a CANCEL and an ACK in the compact form (``i:``, which the kernel's steering program
+does not read, ksr/transport/steer.py) from another port than the INVITE, a caller on TCP whose
+calls belong to the worker that did not accept the connection (replies and the callee's BYE
+go back over that connection), digest auth whose challenge and answer are handled by different
+workers (one secret), a replayed nonce-count refused by the other worker (REGISTERs stay where
+they arrive, which the kernel picks by their Call-ID), a dead worker (its calls are handled
+where they arrive) and RPC answered for all workers."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from ksr.sip.digest import compute_ha1, compute_response
 from ksr.sip.framing import StreamFramer
 from ksr.sip.message import Request, Response, parse_message_untrusted
 from ksr.sip.owner import call_id_owner
-from tests.support import REPO, ksr_process, write_script
+from tests.support import REPO, ksr_process, wait_steered, write_script
 
 SCRIPT = """
 function ksr_request_route()
@@ -61,10 +62,7 @@ CONFIG = 'loadmodule = ["sl", "tm", "rr", "auth", "jsonrpcs"]\n'
 @contextmanager
 def two_workers(tmp: Path) -> Iterator[dict[str, Any]]:
     with ksr_process(write_script(tmp, SCRIPT), CONFIG, extra_args=["-n", "2"]) as k:
-        deadline = time.monotonic() + 15
-        while k["log"].read_text().count("listening on") < 2:
-            assert time.monotonic() < deadline, k["log"].read_text()
-            time.sleep(0.05)
+        wait_steered(k["log"], 2)
         yield k
 
 
@@ -92,15 +90,24 @@ def call_ids(owner: int, n: int, tag: str) -> list[str]:
 
 
 def request(
-    method: str, ruri: str, via: str, call_id: str, cseq: int, extra: str = "", to_tag: str = ""
+    method: str,
+    ruri: str,
+    via: str,
+    call_id: str,
+    cseq: int,
+    extra: str = "",
+    to_tag: str = "",
+    compact: bool = False,
 ) -> bytes:
+    """``compact``: the Call-ID as ``i:``, which the kernel's steering does not read (the
+    message reaches a worker by its length, and the owner rule hands it over)."""
     lines = [
         f"{method} {ruri} SIP/2.0",
         f"Via: {via}",
         "Max-Forwards: 70",
         f"From: <sip:alice@127.0.0.1>;tag=a-{call_id}",
         "To: <sip:bob@127.0.0.1>" + (f";tag={to_tag}" if to_tag else ""),
-        f"Call-ID: {call_id}",
+        f"i: {call_id}" if compact else f"Call-ID: {call_id}",
         f"CSeq: {cseq} {method}",
         *[x for x in extra.split("\n") if x],
         "Content-Length: 0",
@@ -150,7 +157,7 @@ def test_cancel_and_ack_from_another_port_find_the_invite(tmp_path: Path) -> Non
             assert isinstance(inv, Request)
             answer(uas, inv, 180)
             recv_until(caller, "180")
-            other.sendto(request("CANCEL", ruri, via, cid, 1), ksr)
+            other.sendto(request("CANCEL", ruri, via, cid, 1, compact=True), ksr)
             assert isinstance(recv_until(other, "200"), Response)  # 200 canceling, to rport
             cancel = recv_until(uas, "CANCEL")
             assert isinstance(cancel, Request)
@@ -158,7 +165,8 @@ def test_cancel_and_ack_from_another_port_find_the_invite(tmp_path: Path) -> Non
             answer(uas, inv, 487)
             assert recv_until(uas, "ACK").method == "ACK"  # ksr acknowledges the 487 hop by hop
             final = recv_until(caller, "487")
-            other.sendto(request("ACK", ruri, via, cid, 1, to_tag=final.to.tag or ""), ksr)
+            tag = final.to.tag or ""
+            other.sendto(request("ACK", ruri, via, cid, 1, to_tag=tag, compact=True), ksr)
             caller.close()
             other.close()
         time.sleep(0.5)
@@ -235,26 +243,6 @@ def test_tcp_caller_whose_calls_belong_to_both_workers(tmp_path: Path) -> None:
         assert stats(k["rpc"], "handoff:")["handoff:relayed"] > 0
 
 
-def worker_sockets(port: int, workers: int = 2) -> dict[str, socket.socket]:
-    """A UDP socket per worker, by pid: a REGISTER stays in the worker the kernel gives its
-    source address to (docs/workers.md), so the test picks source ports to pick workers. The
-    routing script answers a REGISTER to "whoami" with "pid=<worker pid>"."""
-    out: dict[str, socket.socket] = {}
-    for n in range(200):
-        s = udp()
-        via = f"SIP/2.0/UDP 127.0.0.1:{port_of(s)};branch=z9hG4bK-who{n};rport"
-        msg = request("REGISTER", "sip:127.0.0.1", via, f"who-{n}-{os.getpid()}", 1)
-        s.sendto(msg.replace(b"To: <sip:bob@", b"To: <sip:whoami@"), ("127.0.0.1", port))
-        pid = recv_msg(s).reason.rpartition("pid=")[2]  # type: ignore[union-attr]
-        if pid in out:
-            s.close()
-        else:
-            out[pid] = s
-        if len(out) == workers:
-            return out
-    raise AssertionError(f"the kernel gave every source port to workers {sorted(out)}")
-
-
 def _register(s: socket.socket, port: int, cid: str, cseq: int, auth: str = "") -> Response:
     via = f"SIP/2.0/UDP 127.0.0.1:{port_of(s)};branch=z9hG4bK-r{cid}{cseq};rport"
     extra = f"Contact: <sip:alice@127.0.0.1:{port_of(s)}>\nExpires: 60" + (
@@ -287,18 +275,17 @@ def _credentials(challenge: Response, nc: int) -> str:
 
 def test_digest_challenge_and_answer_on_different_workers(tmp_path: Path) -> None:
     with two_workers(tmp_path) as k:
-        first, second = worker_sockets(k["port"]).values()
-        challenge = _register(first, k["port"], "r-1", 1)  # challenged by one worker
+        s = udp()
+        first, second = call_ids(0, 3, "r"), call_ids(1, 1, "r")  # by worker (steered)
+        challenge = _register(s, k["port"], first[0], 1)  # challenged by one worker
         assert challenge.status == 401
-        ok = _register(
-            second, k["port"], "r-2", 2, _credentials(challenge, 1)
-        )  # answered to the other
+        ok = _register(s, k["port"], second[0], 2, _credentials(challenge, 1))  # the other
         assert ok.status == 200, ok.reason
         # the same nonce-count again, to the first worker: a replay there too (shared table)
-        again = _register(first, k["port"], "r-3", 3, _credentials(challenge, 1))
+        again = _register(s, k["port"], first[1], 3, _credentials(challenge, 1))
         assert again.status == 403, again.reason
         # a higher nonce-count with the same nonce is fine on the first worker
-        later = _register(first, k["port"], "r-4", 4, _credentials(challenge, 2))
+        later = _register(s, k["port"], first[2], 4, _credentials(challenge, 2))
         assert later.status == 200
         assert later.reason != ok.reason  # "OK pid=...": another worker answered
 
@@ -319,8 +306,12 @@ def test_dead_worker_its_calls_are_handled_where_they_arrive(tmp_path: Path) -> 
     with two_workers(tmp_path) as k:
         procs = _psx(k["rpc"])
         assert [p["DSC"].split()[2] for p in procs[1:]] == ["child=0", "child=1"]
+        seen = len(k["log"].read_text())
         os.kill(int(procs[2]["PID"]), signal.SIGKILL)  # its hand-off socket file stays behind
-        time.sleep(0.1)
+        deadline = time.monotonic() + 10  # the supervisor steers its datagrams to worker 0
+        while "steered by Call-ID to workers [0]\n" not in k["log"].read_text()[seen:]:
+            assert time.monotonic() < deadline, k["log"].read_text()[-3000:]
+            time.sleep(0.02)
         answered = 0
         uas = udp()
         uas.settimeout(2)

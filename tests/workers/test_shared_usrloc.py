@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import free_port, ksr_process, write_script
-from tests.workers.test_handoff import port_of, worker_sockets
+from tests.support import free_port, ksr_process, wait_steered, write_script
 
 SIPP = Path(__file__).resolve().parent / "sipp"
 UAS = Path(__file__).resolve().parents[2] / "bench" / "sipp" / "call_uas.xml"
@@ -108,15 +107,9 @@ def test_calls_reach_users_whichever_worker_saved_them(tmp_path: Path) -> None:
     users.write_text("SEQUENTIAL\n" + "".join(f"user{i:02d};{uas_port}\n" for i in range(USERS)))
     with ksr_process(write_script(tmp_path, SCRIPT), CONFIG, extra_args=["-n", "2"]) as k:
         log = k["log"]
-        deadline = time.monotonic() + 15
-        while log.read_text().count("listening on") < 2:
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
-        # one source port per worker: half of the users register through each
-        probes = list(worker_sockets(k["port"]).values())
-        ports = [port_of(sock) for sock in probes]
-        for sock in probes:
-            sock.close()  # sipp binds these ports now
+        # the kernel gives each REGISTER to a worker by its Call-ID: both save some
+        wait_steered(log, 2)
+        ports = [free_port(), free_port()]
         halves = [tmp_path / "half0.csv", tmp_path / "half1.csv"]
         rows = users.read_text().splitlines()[1:]
         for n, half in enumerate(halves):
