@@ -39,6 +39,7 @@ class DbProxy:
         self.mode = "ok"
         self.port = 0
         self.answers = 0  # server answers relayed
+        self.statements = 0  # PostgreSQL statements run (Execute and simple Query messages)
         self.connections = 0  # client connections accepted
         self._token: trio.lowlevel.TrioToken | None = None
         self._conns: set[trio.CancelScope] = set()
@@ -109,7 +110,9 @@ class DbProxy:
                 self._conns.discard(scope)
 
     async def _up(self, client: trio.SocketStream, upstream: trio.SocketStream) -> None:
+        count = _PgStatements()
         while data := await client.receive_some(65536):
+            self.statements += count.feed(data)
             if self.mode == "garbage":
                 await client.send_all(os.urandom(64))
                 continue
@@ -134,6 +137,41 @@ class DbProxy:
             while data := await upstream.receive_some(65536):
                 await send.send((trio.current_time() + self.delay, data))
             await send.aclose()
+
+
+class _PgStatements:
+    """Counts the statements in what a PostgreSQL client sends (frontend protocol v3): after
+    the untyped start-up messages (SSLRequest, GSSENCRequest, StartupMessage), each message is
+    a type byte and a length; ``E`` (Execute) and ``Q`` (Query) run a statement. Anything that
+    is not PostgreSQL counts nothing."""
+
+    _NEGOTIATE = (80877103, 80877104)  # SSLRequest, GSSENCRequest: start-up goes on
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.starting = True
+
+    def feed(self, data: bytes) -> int:
+        self.buf += data
+        n = 0
+        while True:
+            if self.starting:
+                if len(self.buf) < 8:
+                    return n
+                size, code = struct.unpack("!ii", self.buf[:8])
+                if len(self.buf) < size or size < 8:
+                    return n
+                self.buf = self.buf[size:]
+                self.starting = code in self._NEGOTIATE
+                continue
+            if len(self.buf) < 5:
+                return n
+            kind = self.buf[:1]
+            size = struct.unpack("!i", self.buf[1:5])[0]
+            if size < 4 or len(self.buf) < 1 + size:
+                return n
+            self.buf = self.buf[1 + size :]
+            n += kind in (b"E", b"Q")
 
 
 async def _reset(stream: trio.SocketStream) -> None:
