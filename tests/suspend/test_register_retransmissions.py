@@ -17,6 +17,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -136,11 +137,19 @@ class Phone:
             return extra
 
 
-def warm_up(port: int, proxy: DbProxy, workers: int) -> None:
-    """A registration through each worker: its first statements (connections, prepared
-    statements) are not a registration's."""
-    for w in range(workers):
-        registration(Phone("carol", port, w, workers), proxy, retransmit=False)
+@contextmanager
+def served(tmp: Path, script: str, database: tuple[DbProxy, str], children: int) -> Iterator[int]:
+    """``ksr run -n children`` on the database, warmed up: a registration through each worker
+    (its first statements, connections and prepared statements, are not a registration's);
+    its port."""
+    proxy, url = database
+    with ksr_process(write_script(tmp, script), config(url), extra_args=["-n", str(children)]) as k:
+        if children > 1:
+            wait_steered(k["log"], children)
+        proxy.delay = DELAY
+        for w in range(children):
+            registration(Phone("carol", k["port"], w, children), proxy, retransmit=False)
+        yield k["port"]
 
 
 def registration(phone: Phone, proxy: DbProxy, retransmit: bool) -> tuple[list[Response], int]:
@@ -174,17 +183,11 @@ def registration(phone: Phone, proxy: DbProxy, retransmit: bool) -> tuple[list[R
 def test_stateful_replies_absorb_retransmissions(
     tmp_path: Path, database: tuple[DbProxy, str], children: int
 ) -> None:
-    proxy, url = database
-    with ksr_process(
-        write_script(tmp_path, STATEFUL), config(url), extra_args=["-n", str(children)]
-    ) as k:
-        if children > 1:
-            wait_steered(k["log"], children)
-        proxy.delay = DELAY
-        warm_up(k["port"], proxy, children)
-        plain, once = registration(Phone("bob", k["port"]), proxy, retransmit=False)
+    proxy = database[0]
+    with served(tmp_path, STATEFUL, database, children) as port:
+        plain, once = registration(Phone("bob", port), proxy, retransmit=False)
         assert [r.status for r in plain] == [401, 200]
-        got, statements = registration(Phone("alice", k["port"]), proxy, retransmit=True)
+        got, statements = registration(Phone("alice", port), proxy, retransmit=True)
         # every copy of the first REGISTER got the same challenge back (tm resent it)
         assert [r.status for r in got] == [401, 401, 401, 200, 200]
         assert len({challenge_params(r)["nonce"] for r in got[:3]}) == 1
@@ -197,15 +200,9 @@ def test_stateful_replies_absorb_retransmissions(
 def test_stateless_replies_absorb_only_while_the_route_waits(
     tmp_path: Path, database: tuple[DbProxy, str], children: int
 ) -> None:
-    proxy, url = database
-    with ksr_process(
-        write_script(tmp_path, STATELESS), config(url), extra_args=["-n", str(children)]
-    ) as k:
-        if children > 1:
-            wait_steered(k["log"], children)
-        proxy.delay = DELAY
-        warm_up(k["port"], proxy, children)
-        phone = Phone("alice", k["port"])
+    proxy = database[0]
+    with served(tmp_path, STATELESS, database, children) as port:
+        phone = Phone("alice", port)
         first = phone.register(1)
         phone.send(first)
         phone.send(first)
@@ -223,6 +220,6 @@ def test_stateless_replies_absorb_only_while_the_route_waits(
         assert [r.status for r in phone.replies(1)] == [200]
         assert phone.quiet(DELAY * 2) == []
         waited = proxy.statements - before
-        bob, once = registration(Phone("bob", k["port"]), proxy, retransmit=False)
+        bob, once = registration(Phone("bob", port), proxy, retransmit=False)
         assert [r.status for r in bob] == [401, 200]
         assert waited == once
