@@ -52,13 +52,15 @@ class Pair:
         self.callee_side = servers[-1]
         self.steer = steer and len(servers) > 1
 
-    def arrival(self, side: tuple[Server, Wire, Any], data: bytes) -> tuple[Server, Wire, Any]:
-        """The worker a message from ``side``'s peer arrives at."""
+    def sides(self, invite: bytes) -> tuple[tuple[Server, Wire, Any], tuple[Server, Wire, Any]]:
+        """The workers the caller's and the callee's messages of this call arrive at. Steered:
+        its owner (every message of the call carries its Call-ID; read once per call here,
+        since the kernel reads it in ksr's place)."""
         if self.steer:
-            owner = message_owner(data, len(self.servers))
+            owner = message_owner(invite, len(self.servers))
             if owner is not None:
-                return self.servers[owner]
-        return side
+                return self.servers[owner], self.servers[owner]
+        return self.caller_side, self.callee_side
 
     def take(self, port: int) -> list[bytes]:
         out: list[bytes] = []
@@ -79,19 +81,17 @@ class Pair:
 
 
 async def play_call(pair: Pair, n: int) -> None:
-    a, b = pair.caller_side, pair.callee_side
+    a, b = pair.sides(invite(n))
 
     def from_caller(data: bytes) -> None:
-        to = pair.arrival(a, data)
-        if to[0].sync_shared is not None:
-            to[0].sync_shared()  # as the UDP transport does before each batch
-        to[0].receive(data, CALLER[0], CALLER[1], to[2])
+        if a[0].sync_shared is not None:
+            a[0].sync_shared()  # as the UDP transport does before each batch
+        a[0].receive(data, CALLER[0], CALLER[1], a[2])
 
     def from_callee(data: bytes) -> None:
-        to = pair.arrival(b, data)
-        if to[0].sync_shared is not None:
-            to[0].sync_shared()
-        to[0].receive(data, CALLEE[0], CALLEE[1], to[2])
+        if b[0].sync_shared is not None:
+            b[0].sync_shared()
+        b[0].receive(data, CALLEE[0], CALLEE[1], b[2])
 
     contact = f"Contact: <sip:{CALLEE[0]}:{CALLEE[1]};transport=UDP>"
     tag = f"{n}SIPpTag01"
