@@ -127,7 +127,7 @@ class Registrar(Module):
             res.path
             and p.use_path
             and p.path_mode
-            and (p.path_mode == 2 or supports(ctx.request, "path"))
+            and (p.path_mode == 2 or supports(ctx.request.get_all("supported"), "path"))
         ):
             hdrs.append(Header("Path", res.path))
         return hdrs

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ksr.modules.usrloc.api import ALL_METHODS
 from ksr.sip.headers import split_commas
 
@@ -29,7 +31,7 @@ def method_bit(method: str) -> int:
     return METHOD_BITS.get(method.upper(), METHOD_OTHER)
 
 
-def methods_from_allow(values: list[str]) -> int:
+def methods_from_allow(values: Sequence[str]) -> int:
     """The mask for the Allow header values; no Allow header means every method."""
     if not values:
         return ALL_METHODS

@@ -5,6 +5,7 @@ is stored."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -55,11 +56,31 @@ def aor_of(
     return f"{user}@{host}"
 
 
-def expires_header(req: Request) -> int | None:
-    v = req.get("expires")
-    if v is None:
+# the headers save() reads, gathered in one pass over the request (a scan per name cost more)
+_SAVE_KEYS = frozenset(
+    {"call-id", "expires", "contact", "user-agent", "allow", "path", "supported"}
+)
+
+
+def save_headers(req: Request) -> dict[str, list[str]]:
+    """The values of the headers save() reads, by key, in order (absent keys left out)."""
+    out: dict[str, list[str]] = {}
+    for h in req.headers:
+        key = h.key
+        if key in _SAVE_KEYS:
+            values = out.get(key)
+            if values is None:
+                out[key] = [h.value]
+            else:
+                values.append(h.value)
+    return out
+
+
+def expires_header(values: list[str] | None) -> int | None:
+    """The first Expires header's value (``values``: every Expires header's)."""
+    if not values:
         return None
-    v = v.strip()
+    v = values[0].strip()
     if not v.isdigit():
         raise errors.err(errors.PARSE_EXP)
     return min(int(v), 2**32 - 1)
@@ -74,22 +95,20 @@ def parse_q(text: str | None) -> int:
     return int(round(float(t) * 1000))
 
 
-def contacts_of(req: Request) -> tuple[bool, list[ContactReq]]:
-    """(star, contacts). ``Contact: *`` gives (True, [])."""
-    values: list[str] = []
-    for v in req.get_all("contact"):
-        values.extend(x for x in split_commas(v))
-    if any(v.strip() == "*" for v in values):
+def contacts_of(headers: Sequence[str]) -> tuple[bool, list[ContactReq]]:
+    """(star, contacts) of the Contact header values. ``Contact: *`` gives (True, [])."""
+    values = [x for v in headers for x in split_commas(v)]  # each stripped
+    if "*" in values:
         if len(values) != 1:
             raise errors.err(errors.STAR_CONT)
         return True, []
     out: list[ContactReq] = []
     for v in values:
-        if not v.strip():
+        if not v:
             raise errors.err(errors.PARSE_CONT)
         try:
             na: NameAddr = parse_name_addr(v, strict=True)
-            u = parse_uri(na.uri_text)
+            u = na.uri
         except RemoteProtocolError:
             raise errors.err(errors.PARSE_CONT) from None
         if u.is_sip and not u.host:
@@ -111,10 +130,10 @@ def contacts_of(req: Request) -> tuple[bool, list[ContactReq]]:
     return False, out
 
 
-def path_of(req: Request) -> str:
+def path_of(headers: Sequence[str]) -> str:
     """The Path header values in order (RFC 3327), checked, joined with commas."""
     parts: list[str] = []
-    for v in req.get_all("path"):
+    for v in headers:
         for p in split_commas(v):
             try:
                 na = parse_name_addr(p)
@@ -125,8 +144,9 @@ def path_of(req: Request) -> str:
     return ",".join(parts)
 
 
-def supports(req: Request, option: str) -> bool:
-    for v in req.get_all("supported"):
+def supports(headers: Sequence[str], option: str) -> bool:
+    """Whether the Supported header values name ``option``."""
+    for v in headers:
         if any(t.strip().lower() == option for t in split_commas(v)):
             return True
     return False

@@ -19,7 +19,16 @@ from ksr.sip.uri import parse_uri
 
 from . import errors
 from .methods import methods_from_allow
-from .parse import MAX_CALLID, ContactReq, aor_of, contacts_of, expires_header, path_of, supports
+from .parse import (
+    MAX_CALLID,
+    ContactReq,
+    aor_of,
+    contacts_of,
+    expires_header,
+    path_of,
+    save_headers,
+    supports,
+)
 
 if TYPE_CHECKING:
     from . import Registrar
@@ -95,76 +104,85 @@ def save(reg: Registrar, ctx: MsgContext, table: str, flags: int, uri: str | Non
     req = ctx.request
     p = reg.params
     ul = reg.usrloc
+    hv = save_headers(req)
     try:
         to_uri = uri or req.to.uri_text
-        callid = req.call_id
-        req.cseq.number  # noqa: B018 - a bad CSeq is a parse error here
-    except RemoteProtocolError:
+        callid = hv["call-id"][0]
+        cseq = req.cseq.number
+    except (KeyError, RemoteProtocolError):
         raise errors.parse_error() from None
     if len(callid) > MAX_CALLID:
         raise errors.err(errors.CALLID_LEN)
     aor = aor_of(to_uri, ul.use_domain, p.realm_prefix, bool(p.case_sensitive))
-    hdr_exp = expires_header(req)
-    star, creqs = contacts_of(req)
+    hdr_exp = expires_header(hv.get("expires"))
+    star, creqs = contacts_of(hv.get("contact", ()))
     path = ""
     if p.use_path:
-        path = path_of(req)
-        if path and p.path_mode == 2 and not supports(req, "path"):
+        path = path_of(hv.get("path", ()))
+        if path and p.path_mode == 2 and not supports(hv.get("supported", ()), "path"):
             raise errors.err(errors.PATH_UNSUP)
     d: Domain = ul.domain(table)
     key = f"{table}\0{aor}"
     locked = reg.aor_locks.acquire(key)  # one REGISTER per AOR at a time (they may wait)
     try:
-        return _update(reg, ctx, d, aor, flags, hdr_exp, star, creqs, path)
+        r = _Register(callid, cseq, hdr_exp, star, creqs, path, hv)
+        return _update(reg, ctx, d, aor, flags, r)
     finally:
         if locked:
             reg.aor_locks.release(key)
 
 
+@dataclass(slots=True)
+class _Register:
+    """What save() read from the REGISTER before it looks at the table."""
+
+    callid: str
+    cseq: int
+    hdr_exp: int | None  # the Expires header
+    star: bool  # Contact: *
+    creqs: list[ContactReq]
+    path: str
+    headers: dict[str, list[str]]  # save_headers()
+
+
 def _update(
-    reg: Registrar,
-    ctx: MsgContext,
-    d: Domain,
-    aor: str,
-    flags: int,
-    hdr_exp: int | None,
-    star: bool,
-    creqs: list[ContactReq],
-    path: str,
+    reg: Registrar, ctx: MsgContext, d: Domain, aor: str, flags: int, r: _Register
 ) -> SaveResult:
-    req = ctx.request
     p = reg.params
     ul = reg.usrloc
-    callid = req.call_id
-    cseq = req.cseq.number
+    callid, cseq, hdr_exp, path = r.callid, r.cseq, r.hdr_exp, r.path
     try:
-        existing = d.get(aor)
+        existing = d.read(aor)  # read only: an update changes a copy
     except UsrlocError as e:
         raise _store_failed(errors.UL_GET, e, aor) from e
     now = ul.now()
     live = [c for c in existing if not c.expired(now)]
 
-    if star:
+    if r.star:
         if hdr_exp != 0:
             raise errors.err(errors.STAR_EXP)
         for c in existing:
             _apply(d, _Op("delete", c), flags, aor)
         return SaveResult(3, aor, [], path, now)
-    if not creqs:
+    if not r.creqs:
         return SaveResult(4, aor, live, path, now)
 
     received = _received(reg, ctx, path)
     if len(received) > 255:
         raise errors.err(errors.CONTACT_LEN)
-    ua = (req.get("user-agent") or "")[:255]
-    methods = methods_from_allow(req.get_all("allow"))
+    hv = r.headers
+    ua = hv["user-agent"][0][:255] if "user-agent" in hv else ""
+    methods = methods_from_allow(hv.get("allow", ()))
     q_override = ctx.extra.get("reg_q_override")
     sock = str(ctx.socket)
+    cflags = ctx.bflags
+    conn_id = ctx.conn_id if ctx.proto != "udp" else -1
+    server_id = ul.server_id
     ops: list[_Op] = []
     remaining = list(live)
-    for cr in creqs:
+    for cr in r.creqs:
         exp = _expires_for(reg, cr, hdr_exp, flags)
-        old = next((c for c in existing if _matches(c, cr)), None)
+        old = next((c for c in existing if _matches(c, cr)), None) if existing else None
         if old is not None and old.callid == callid and not old.expired(now):
             if cseq < old.cseq:
                 raise errors.err(errors.INV_CSEQ)
@@ -178,17 +196,28 @@ def _update(
                 ops.append(_Op("delete", old))
                 remaining = [c for c in remaining if c.ruid != old.ruid]
             continue
-        c = old.copy() if old is not None else Contact(aor, cr.uri, 0, ruid=ul.new_ruid())
-        c.contact = cr.uri
-        c.expires = now + exp
-        c.q = int(q_override) if q_override is not None else (cr.q if cr.q >= 0 else p.default_q)
-        c.callid, c.cseq, c.user_agent, c.methods = callid, cseq, ua, methods
-        c.received, c.path, c.socket = received, path, sock
-        c.instance, c.reg_id = cr.instance, cr.reg_id
-        c.cflags = ctx.bflags
-        c.conn_id = ctx.conn_id if ctx.proto != "udp" else -1
-        c.server_id = ul.server_id
-        c.last_modified = now
+        c = Contact(
+            aor,
+            cr.uri,
+            now + exp,
+            int(q_override) if q_override is not None else (cr.q if cr.q >= 0 else p.default_q),
+            callid,
+            cseq,
+            old.flags if old is not None else 0,
+            cflags,
+            ua,
+            received,
+            sock,
+            path,
+            old.ruid if old is not None else ul.new_ruid(),
+            cr.instance,
+            cr.reg_id,
+            methods,
+            server_id,
+            conn_id,
+            old.keepalive if old is not None else 0,
+            now,
+        )
         if old is not None and not old.expired(now):
             ops.append(_Op("update", c))
         else:
@@ -214,8 +243,9 @@ def _update(
         _apply(d, op, flags, aor)
     kinds = {o.kind for o in ops}
     rc = 1 if "insert" in kinds else 2 if kinds & {"update", "skip"} else 3
-    if d.db_mode == 3:
-        # what was read plus what was written, as Kamailio answers: no second query
+    if d.db_mode in (0, 3):
+        # what was read plus what was written, as Kamailio answers: no second query (memory
+        # only: nothing else ran in between, the writes do not wait)
         after = {c.ruid: c for c in existing}
         for o in ops:
             if o.kind == "delete":

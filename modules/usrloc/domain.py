@@ -152,6 +152,16 @@ class Domain:
         self._mem_ready()
         return [c.copy() for c in self.mem.get(aor, {}).values()]
 
+    def read(self, aor: str) -> list[Contact]:
+        """``get`` without the copies, for a caller that only reads them: the stored bindings
+        themselves (never changed in place: a write stores a new Contact). Changing one
+        would change the table behind its replication: copy it first (``Contact.copy``)."""
+        if self.db_mode == 3:
+            return self.get(aor)
+        self._mem_ready()
+        cs = self.mem.get(aor)
+        return list(cs.values()) if cs else []
+
     def all(self) -> dict[str, list[Contact]]:
         if self.db_mode == 3:
             try:
