@@ -91,6 +91,30 @@ class Job:
     # text -> result or the error it raised
     uris: dict[str, Uri | RemoteProtocolError] = field(default_factory=dict)
     addrs: dict[tuple[str, bool], NameAddr | RemoteProtocolError] = field(default_factory=dict)
+    # the headers in one pass (``index``): the first value of each key, the keys seen twice
+    _first: dict[str, str] | None = None
+    _dups: set[str] = field(default_factory=set)
+    cseq_parts: list[str] | Failure | None = None  # _cseq_parts, shared by both CSeq checks
+
+    def first(self) -> dict[str, str]:
+        """The first value of each header key (one pass over the headers, for every check:
+        a scan per header name cost more)."""
+        first = self._first
+        if first is None:
+            first = self._first = {}
+            dups = self._dups
+            for h in self.msg.headers:
+                key = h.key
+                if key in first:
+                    dups.add(key)
+                else:
+                    first[key] = h.value
+        return first
+
+    def dups(self) -> set[str]:
+        """The header keys that appear more than once."""
+        self.first()
+        return self._dups
 
     def uri(self, text: str) -> Uri:
         """parse_uri(text), parsed once per run; the request's own R-URI is the parse the
@@ -152,13 +176,14 @@ def ruri_scheme(job: Job) -> Failure | None:
 NO_REPLY = Failure(0, "")  # Kamailio fails these silently (the message is marked no-reply)
 
 
+_REQUIRED = frozenset({"via", "from", "to", "call-id", "cseq"})
+_ONCE = frozenset({"from", "to", "call-id", "cseq"})
+
+
 def required_headers(job: Job) -> Failure | None:
-    counts: dict[str, int] = {}  # one pass, not one scan per name
-    for h in job.msg.headers:
-        counts[h.key] = counts.get(h.key, 0) + 1
-    if not all(counts.get(k) for k in ("via", "from", "to", "call-id", "cseq")):
+    if not job.first().keys() >= _REQUIRED:
         return NO_REPLY  # no transaction quadruple (or no Via): nothing to answer with
-    if any(counts[k] > 1 for k in ("from", "to", "call-id", "cseq")):
+    if not _ONCE.isdisjoint(job.dups()):
         return NO_REPLY  # Kamailio: "duplicated ... header", failed without a reply
     return None
 
@@ -201,12 +226,17 @@ def via_protocol(job: Job) -> Failure | None:
 
 
 def _cseq_parts(job: Job) -> list[str] | Failure:
-    value = job.msg.get("cseq")
+    parts = job.cseq_parts
+    if parts is not None:
+        return parts
+    value = job.first().get("cseq")
     if value is None:
-        return NO_REPLY
-    parts = value.split()
-    if len(parts) > 2 or (len(parts) == 2 and not is_token(parts[1])):
-        return NO_REPLY  # Kamailio's CSeq parser refuses it: no reply
+        parts = NO_REPLY
+    else:
+        parts = value.split()
+        if len(parts) > 2 or (len(parts) == 2 and not is_token(parts[1])):
+            parts = NO_REPLY  # Kamailio's CSeq parser refuses it: no reply
+    job.cseq_parts = parts
     return parts
 
 
@@ -234,7 +264,7 @@ def cseq_value(job: Job) -> Failure | None:
 
 
 def content_length(job: Job) -> Failure | None:
-    value = job.msg.get("content-length")
+    value = job.first().get("content-length")
     if value is None:
         return None
     n = uint(value, 2**32)
@@ -246,7 +276,7 @@ def content_length(job: Job) -> Failure | None:
 
 
 def expires_value(job: Job) -> Failure | None:
-    value = job.msg.get("expires")
+    value = job.first().get("expires")
     if value is None:
         return None
     if not value:
@@ -306,7 +336,7 @@ def parse_uris(job: Job) -> Failure | None:
     for bit, key, name in ((URI_FROM, "from", "From"), (URI_TO, "to", "To")):
         if not job.uri_checks & bit:
             continue
-        value = m.get(key)
+        value = job.first().get(key)
         if not value:
             return NO_REPLY  # nothing to answer with
         try:  # the message's own parse of its first From/To (tm, dialog... read it too)
@@ -386,11 +416,9 @@ def _count_tags(value: str) -> int:
 def strict(job: Job) -> Failure | None:
     """RFC 3261 syntax beyond Kamailio's checks (ksr only, bit 1<<20)."""
     m = job.msg
-    counts: dict[str, int] = {}  # one pass over the headers instead of one per name
-    for h in m.headers:
-        counts[h.key] = counts.get(h.key, 0) + 1
+    dups = job.dups()
     for key, name in SINGLE_VALUE:
-        if counts.get(key, 0) > 1:
+        if key in dups:
             return Failure(400, f"Duplicate {name} header")
     req = _req(job)
     if req is not None:
@@ -409,7 +437,7 @@ def strict(job: Job) -> Failure | None:
                 return Failure(400, f"Malformed {name} header ({err.reason})")
     for value in m.get_all("contact"):
         for item in split_commas(value):
-            if item == "*" and value.strip() == "*" and counts.get("contact") == 1:
+            if item == "*" and value.strip() == "*" and "contact" not in dups:
                 continue  # "Contact: *" stands alone (RFC 3261 §10.2.2)
             try:
                 if not item or item == "*":
@@ -467,12 +495,24 @@ CHECKS: tuple[tuple[int, Check, bool], ...] = (
 )
 
 
+# the checks a mask selects, in order, by (mask, request or reply): scripts use a few masks
+_PLANS: dict[tuple[int, bool], tuple[Check, ...]] = {}
+
+
 def run_checks(job: Job, msg_checks: int) -> Failure | None:
     """The first failing check among ``msg_checks``, in Kamailio's order."""
     is_request = job.msg.is_request
-    for bit, check, on_replies in CHECKS:
-        if msg_checks & bit and (is_request or on_replies):
-            failure = check(job)
-            if failure is not None:
-                return failure
+    plan = _PLANS.get((msg_checks, is_request))
+    if plan is None:
+        if len(_PLANS) >= 64:
+            _PLANS.clear()  # bounded: a script computing its masks must not grow it
+        plan = _PLANS[(msg_checks, is_request)] = tuple(
+            check
+            for bit, check, on_replies in CHECKS
+            if msg_checks & bit and (is_request or on_replies)
+        )
+    for check in plan:
+        failure = check(job)
+        if failure is not None:
+            return failure
     return None
