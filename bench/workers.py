@@ -3,8 +3,8 @@
 For each worker count, a fresh ksr runs ../shared/anchor's script and configuration (usrloc in
 memory, shared by the workers); the callees register, then sipp places calls (or registers)
 at a fixed rate. Printed per run: each process's CPU time (supervisor, worker 0, worker 1, ...)
-while idle and under load, the CPU µs per operation summed over the process tree, and how
-the messages were split between the workers (``handoff:*`` counters).
+while idle and under load, the CPU µs per operation summed over the process tree, and per
+process its system (kernel) CPU and voluntary context switches (wake-ups) per operation.
 
 The figure that answers "does -n N scale" on a shared machine is the summed CPU per operation:
 with N free cores, N workers sustain N × (CPU per op at -n 1) / (CPU per op at -n N) times the
@@ -46,6 +46,35 @@ def per_process(pid: int) -> dict[int, float]:
         except OSError:
             pass
     return out
+
+
+def kernel_side(pid: int) -> dict[int, tuple[float, int]]:
+    """Per process: system CPU seconds and voluntary context switches (wake-ups)."""
+    out = {}
+    for p in tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            status = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
+        switches = next(
+            int(line.split()[1])
+            for line in status.splitlines()
+            if line.startswith("voluntary_ctxt_switches")
+        )
+        out[p] = (int(fields[12]) / os.sysconf("SC_CLK_TCK"), switches)
+    return out
+
+
+def show_kernel(
+    a: dict[int, tuple[float, int]], b: dict[int, tuple[float, int]], nm: dict[int, str], ops: int
+) -> str:
+    parts = []
+    for p in sorted(b, key=lambda x: nm.get(x, "")):
+        sys_s = b[p][0] - a.get(p, (0.0, 0))[0]
+        wakes = b[p][1] - a.get(p, (0.0, 0))[1]
+        parts.append(f"{nm.get(p, p)} {sys_s * 1e6 / ops:,.0f} us, {wakes / ops:.1f} wake-ups")
+    return "kernel side per op: " + "; ".join(parts)
 
 
 def names(pid: int) -> dict[int, str]:
@@ -112,6 +141,7 @@ def main() -> None:
                     rate = args.rate if what == "calls" else args.reg_rate
                     count = int(rate * args.seconds)
                     t0 = time.monotonic()
+                    k0 = kernel_side(srv.proc.pid)
                     if what == "calls":
                         ok, failed, _ = sipp_run(
                             bench.rundir,
@@ -156,6 +186,7 @@ def main() -> None:
                         )
                     el = time.monotonic() - t0
                     c = per_process(srv.proc.pid)
+                    k1 = kernel_side(srv.proc.pid)
                     d = delta(b, c)
                     print(
                         f"{which} {what} {rate}/s: {ok} ok {failed} failed in {el:.1f}s; idle "
@@ -167,6 +198,7 @@ def main() -> None:
                         p: v - (b[p] - a.get(p, 0.0)) / args.idle * el for p, v in d.items()
                     }
                     print("   " + show("CPU minus idle", idle_adj, nm, max(ok, 1), el), flush=True)
+                    print("   " + show_kernel(k0, k1, nm, max(ok, 1)), flush=True)
                     served = [v for p, v in idle_adj.items() if nm.get(p, "") != "sup" or n == 1]
                     if ok and not failed:
                         results.setdefault((what, which), []).append(
