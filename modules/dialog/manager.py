@@ -146,12 +146,14 @@ class DialogManager:
         tag as a dialog still being set up, with one of our own Vias below the top."""
         req = ctx.request
         try:
+            cands = self.table.by_callid.get(req.call_id)
+            if not cands:  # a new call (nearly always): no Via to read
+                return None
             vias = req.vias[1:]
-            cands = self.table.by_callid.get(req.call_id, [])
             ftag = req.from_tag or ""
         except Exception:
             return None
-        if not cands or not any(self.server.is_myself_via(v.host, v.port) for v in vias):
+        if not any(self.server.is_myself_via(v.host, v.port) for v in vias):
             return None
         for d in cands:
             if d.caller.tag == ftag and d.state in (DlgState.UNCONFIRMED, DlgState.EARLY):

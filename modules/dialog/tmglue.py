@@ -97,8 +97,8 @@ class TmGlue:
 
     def on_response_out(self, tx: Any, ev: Any) -> None:
         dlg = tx.extra.get("dlg") if tx is not None else None
-        if not isinstance(dlg, Dialog):
-            return
+        if not isinstance(dlg, Dialog) or ev.code <= 100:
+            return  # 100 Trying moves no dialog (reply_input)
         rctx = ev.ctx if ev.ctx is not None and not ev.ctx.is_request else None
         if rctx is None and ev.reply is not None:
             rctx = MsgContext(self.server, ev.reply)

@@ -41,7 +41,9 @@ class TmCb:
     REPLY_IN = (
         "reply-in"  # a reply arrived on a branch (before relaying); ev.branch, ev.ctx, ev.code
     )
-    RESPONSE_OUT = "response-out"  # a reply was sent upstream; ev.code, ev.reply, ev.local
+    # a reply was sent upstream; ev.code, ev.reply (as sent), ev.local; ev.ctx: the reply as
+    # received when it is relayed (None for a reply made here, or the best one chosen later)
+    RESPONSE_OUT = "response-out"
     FAILURE = (
         "failure"  # the transaction failed (negative final reply chosen); before the failure route
     )

@@ -12,8 +12,6 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import trio
-
 from ksr.core.context import Destination, MsgContext
 from ksr.sip.builders import make_reply, make_to_tag
 from ksr.sip.errors import RemoteProtocolError
@@ -193,11 +191,11 @@ class TmEngine:
             lives = self._lives[delay] = {}
         if self._sweeper is None:
             self._sweeper = self.server.timers.every(1.0, self._sweep_lives, name="tm lifetimes")
-        lives[tx.id] = (trio.current_time() + delay, tx)
+        lives[tx.id] = (self.server.timers.now() + delay, tx)
 
     def _sweep_lives(self) -> None:
         """Transactions past their lifetime (at most a second late: it is a leak guard)."""
-        now = trio.current_time()
+        now = self.server.timers.now()
         for lives in self._lives.values():
             due = []
             for deadline, tx in lives.values():
@@ -245,7 +243,8 @@ class TmEngine:
             self.drop_branch(b)
             if b.cancel is not None:
                 self.drop_branch(b.cancel)
-        self.run_callbacks(tx, TmEvent(TmCb.DESTROYED))
+        if self.callbacks or tx.callbacks:
+            self.run_callbacks(tx, TmEvent(TmCb.DESTROYED))
         # Break the reference cycles (branch -> transaction; Record-Route lump -> request
         # context -> transaction) so reference counting frees the transaction now: cyclic
         # garbage waits for the collector's full passes, which walk every live object.
@@ -297,8 +296,11 @@ class TmEngine:
         if tx.machine is not None and not tx.ended:
             self.uas_actions(tx, tx.machine.handle("timer_" + name))
 
-    def send_upstream(self, tx: Transaction, rpl: Response, local: bool) -> bool:
-        """Send a reply to the caller through the server machine (stored for retransmission)."""
+    def send_upstream(
+        self, tx: Transaction, rpl: Response, local: bool, rctx: MsgContext | None = None
+    ) -> bool:
+        """Send a reply to the caller through the server machine (stored for retransmission);
+        ``rctx``: the context of the reply as received, when it is one being relayed."""
         m = tx.machine
         if m is None or tx.ended:
             return False
@@ -322,7 +324,9 @@ class TmEngine:
         (self.c_rpl_local if local else self.c_rpl_relayed).inc()
         self.uas_actions(tx, actions)
         if self.callbacks or tx.callbacks:
-            self.run_callbacks(tx, TmEvent(TmCb.RESPONSE_OUT, code=code, reply=rpl, local=local))
+            self.run_callbacks(
+                tx, TmEvent(TmCb.RESPONSE_OUT, ctx=rctx, code=code, reply=rpl, local=local)
+            )
         if code >= 200 and not tx.ended and not tx.pending_branches():
             self._slim(tx)
         return True
@@ -343,7 +347,7 @@ class TmEngine:
         self, tx: Transaction, code: int, reason: str, ctx: MsgContext | None = None
     ) -> bool:
         """t_reply: a reply made here to the transaction's request."""
-        if not tx.to_tag:
+        if not tx.to_tag and code > 100:  # a 100 carries no To-tag (RFC 3261 §8.2.6.2)
             tx.to_tag = make_to_tag(tx.request, self.salt)
         body, ctype = (ctx.reply_body or (b"", None)) if ctx is not None else (b"", None)
         contacts: list[str] = []

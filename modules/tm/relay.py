@@ -119,6 +119,8 @@ class Relayer:
     def is_loop(self, req: Request, ruri: str) -> bool:
         """RFC 3261 §16.3 step 4: the request carries our Via with the branch we would compute
         for it now: it went around and came back unchanged."""
+        if _one_via(req):
+            return False  # no Via below the sender's (a request straight from a UA)
         try:
             vias = req.vias
         except RemoteProtocolError:
@@ -380,6 +382,17 @@ class Relayer:
         if rc == 0:
             return 1  # ACK of a negative reply we sent: it ends here (hop by hop)
         return 1 if self.server.forward_stateless(ctx, uri) else -1
+
+
+def _one_via(req: Request) -> bool:
+    """Whether the request carries a single Via value (read without parsing the Vias)."""
+    first: Header | None = None
+    for h in req.headers:
+        if h.key == "via":
+            if first is not None:
+                return False
+            first = h
+    return first is not None and "," not in first.value
 
 
 def _forced(dests: list[Destination], proto: str | None) -> tuple[Destination, ...]:

@@ -11,7 +11,7 @@ from ksr.sip.builders import without_top_via
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.message import Response
 from ksr.sip.received import sent_headers
-from ksr.sip.transaction import reply_event
+from ksr.sip.transaction import DELIVER, START, reply_event
 
 from .api import TmCb, TmEvent
 from .txn import Transaction, UacBranch
@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from .engine import TmEngine
 
 log = logging.getLogger("ksr.tm")
+
+_DELIVER_REPLY = (DELIVER, "reply")  # the machine passes a reply to the TU
+_START_C = (START, "C")
 
 
 class ReplyProcessor:
@@ -53,7 +56,7 @@ class ReplyProcessor:
         actions = b.machine.handle(reply_event(rpl.status))
         if rpl.status >= 300:
             self.eng.ack_for(b, rpl)
-        if not any(op == "deliver" for op, _ in actions):
+        if _DELIVER_REPLY not in actions:
             self.eng.uac_actions(b, actions)  # absorbed (e.g. resend the ACK)
             return True
         self.eng.uac_actions(b, actions)
@@ -85,8 +88,13 @@ class ReplyProcessor:
             b.status = max(b.status, rpl.status)
             if first_reply and b.cancel_pending:
                 self.eng.send_cancel(b)
-            elif self.eng.params.restart_fr_on_each_reply and "C" in b.handles:
-                # Timer C restarts on every provisional (RFC 3261 §16.7 step 2)
+            elif (
+                self.eng.params.restart_fr_on_each_reply
+                and "C" in b.handles
+                and _START_C not in actions
+            ):
+                # Timer C restarts on every provisional (RFC 3261 §16.7 step 2); the first one
+                # started it just now
                 self.eng.start_timer(
                     b.handles, "C", b.machine.interval("C"), self.eng.fire_uac, b, "C"
                 )
@@ -106,7 +114,7 @@ class ReplyProcessor:
             req = tx.request
             vias = [h for h in sent_headers(req, req.headers) if h.key == "via"]
             out = Response(out.status, out.reason, vias + list(out.headers), out.body, out.version)
-        return self.eng.send_upstream(tx, out, False)
+        return self.eng.send_upstream(tx, out, False, ctx)
 
     def branch_final(self, b: UacBranch, ctx: MsgContext | None) -> None:
         """A branch ended: with a final reply (ctx) or a timeout (ctx None, status 408)."""

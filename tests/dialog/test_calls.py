@@ -74,6 +74,10 @@ async def test_caller_hangs_up(tmp_path: Path) -> None:
         assert listed[0]["state"] == 4
         assert listed[0]["caller"]["tag"] == a.local_tag
         assert listed[0]["callee"]["tag"] == b.local_tag
+        # where each side's messages came from (the 200 as received, not the copy relayed)
+        (d,) = dlg.mgr.table
+        assert d.caller.addr == f"udp:127.0.0.1:{a.peer.port}"
+        assert d.callee.addr == f"udp:127.0.0.1:{b.peer.port}"
         await trio.sleep(0.3)
         await a.in_dialog("BYE", proxy)
         bye = await b.expect_request("BYE")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import trio
 
 from ksr.sip.builders import make_reply
@@ -202,6 +203,34 @@ async def test_dead_callee_408_and_transactions_freed(
         assert not tm.engine.by_branch
         assert not tm.engine.by_e2e
         assert server.stats.value("tmx", "inuse_transactions") == 0
+
+
+@pytest.mark.parametrize("provisionals", [1, 2])
+async def test_timer_c_runs_from_the_last_provisional(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, provisionals: int
+) -> None:
+    """RFC 3261 §16.7 step 2 (restart_fr_on_each_reply): Timer C (fr_inv_timer, 3 s here) runs
+    from the last provisional reply; when it fires the caller gets 408 and the branch a CANCEL."""
+    a, b, caller, script = await _setup(tmp_path)
+    cfg = make_config(MODS, modparam={"tm": {"fr_inv_timer": 3000}})
+    async with running_server(cfg, script) as server:
+        await caller.send(
+            sip_request("INVITE", ruri="sip:bob@127.0.0.1", port=caller.port), udp_addr(server)
+        )
+        assert (await caller.recv_reply()).status == 100
+        fwd = _req(await a.recv())
+        t0 = trio.current_time()
+        await _answer(a, fwd, 180)
+        assert (await caller.recv_reply()).status == 180
+        if provisionals == 2:
+            await trio.sleep(2)
+            await _answer(a, fwd, 183)
+            assert (await caller.recv_reply()).status == 183
+        assert (await caller.recv_reply(timeout=10)).status == 408
+        assert trio.current_time() - t0 == pytest.approx(
+            3.0 if provisionals == 1 else 5.0, abs=0.05
+        )
+        assert _req(await a.recv()).method == "CANCEL"
 
 
 async def test_unresolvable_next_hop_answers_478(tmp_path: Path) -> None:
