@@ -240,7 +240,7 @@ class MsgContext:
             assert isinstance(src, Response)
             out = Response(src.status, src.reason, list(src.headers), src.body, src.version)
         if self.lumps:
-            original = frozenset(id(h) for h in src.headers)
+            original = frozenset(map(id, src.headers))
             for lump in self.lumps:
                 if out_socket is not None and isinstance(lump, SocketLump):
                     lump.change(out, original, out_socket)

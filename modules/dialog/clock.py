@@ -7,17 +7,19 @@ hours of calls instantly on trio's MockClock)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import trio
 
 
 class WallClock:
-    def __init__(self) -> None:
+    def __init__(self, trio_now: Callable[[], float] = trio.current_time) -> None:
+        self._trio_now = trio_now  # the server's TimerService.now: one call less than trio's
         self._base: tuple[float, float] | None = None
 
     def now(self) -> float:
         try:
-            t = trio.current_time()
+            t = self._trio_now()
         except RuntimeError:  # outside trio (synchronous tools)
             return time.time()
         if self._base is None:

@@ -50,7 +50,7 @@ class DialogManager:
     def __init__(self, server: Core, params: DialogParams) -> None:
         self.server = server
         self.params = params
-        self.clock = WallClock()
+        self.clock = WallClock(server.timers.now)
         self.table = DialogTable(params.hash_size, server.config.core.server_id)
         self.profiles = Profiles(
             split_names(params.profiles_no_value), split_names(params.profiles_with_value)
@@ -95,6 +95,7 @@ class DialogManager:
         now = self.clock.now()
         dctx: dict[str, Any] = ctx.extra.get("dlg_ctx", {})
         lifetime = int(dctx.get("timeout") or self.params.default_timeout)
+        sock = f"{ctx.socket.proto}:{ctx.socket.ip}:{ctx.socket.port}"
         dlg = Dialog(
             h_entry=h_entry,
             h_id=h_id,
@@ -110,16 +111,15 @@ class DialogManager:
             timeout_noreset=bool(self.params.timeout_noreset),
             timeout_route=str(dctx.get("timeout_route") or ""),
             sflags=int(dctx.get("flags") or 0),
+            caller=Leg(
+                tag=req.from_tag or "",
+                contact=first_contact(req),
+                cseq=str(req.cseq.number),
+                socket=sock,
+                addr=f"{ctx.proto}:{ctx.src_ip}:{ctx.src_port}",
+            ),
+            callee=Leg(socket=sock),
         )
-        sock = f"{ctx.socket.proto}:{ctx.socket.ip}:{ctx.socket.port}"
-        dlg.caller = Leg(
-            tag=req.from_tag or "",
-            contact=first_contact(req),
-            cseq=str(req.cseq.number),
-            socket=sock,
-            addr=f"{ctx.proto}:{ctx.src_ip}:{ctx.src_port}",
-        )
-        dlg.callee = Leg(socket=sock)
         dlg.variables.update(ctx.extra.pop("dlg_vars_pending", {}))
         for name, value in ctx.extra.pop("dlg_profiles_pending", []):
             self.profiles.add(dlg, name, value)

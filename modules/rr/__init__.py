@@ -222,10 +222,12 @@ class Rr(Module):
     def _loose_route(self, ctx: MsgContext, mode: int) -> int:
         if not ctx.is_request:
             return -1
+        req = ctx.request
         try:
             routes = self._routes(ctx)
-            to_tag = ctx.request.to.tag
-            ruri = parse_uri(ctx.ruri or ctx.request.uri)
+            to_tag = req.to.tag
+            # the received R-URI's parse is kept with the message (sanity read it already)
+            ruri = req.parsed_uri if not ctx.ruri or ctx.ruri == req.uri else parse_uri(ctx.ruri)
         except RemoteProtocolError:
             return -1
         ctx.extra.pop("rr_route_params", None)

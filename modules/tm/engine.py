@@ -174,7 +174,8 @@ class TmEngine:
         if pending:
             for kind, fn in pending:
                 self.tx_callback(tx, kind, fn)
-        self.run_callbacks(tx, TmEvent(TmCb.REQUEST_IN, ctx=ctx))
+        if self.wants(tx, TmCb.REQUEST_IN):
+            self.run_callbacks(tx, TmEvent(TmCb.REQUEST_IN, ctx=ctx))
         # Without a final reply within its lifetime the transaction is dropped (never leaks).
         life = (
             self.params.max_inv_lifetime if tx.is_invite else self.params.max_noninv_lifetime
@@ -218,6 +219,12 @@ class TmEngine:
             tx.callbacks = CallbackList()
         tx.callbacks.add(kind, fn)
 
+    def wants(self, tx: Transaction, kind: str) -> bool:
+        """Whether a callback listens for ``kind`` on ``tx`` (else no event is made)."""
+        return kind in self.callbacks.by_kind or (
+            tx.callbacks is not None and kind in tx.callbacks.by_kind
+        )
+
     def run_callbacks(self, tx: Transaction, ev: TmEvent) -> None:
         if self.callbacks:
             self.callbacks.run(ev.kind, tx, ev)
@@ -243,7 +250,7 @@ class TmEngine:
             self.drop_branch(b)
             if b.cancel is not None:
                 self.drop_branch(b.cancel)
-        if self.callbacks or tx.callbacks:
+        if self.wants(tx, TmCb.DESTROYED):
             self.run_callbacks(tx, TmEvent(TmCb.DESTROYED))
         # Break the reference cycles (branch -> transaction; Record-Route lump -> request
         # context -> transaction) so reference counting frees the transaction now: cyclic
@@ -323,7 +330,7 @@ class TmEngine:
         self.c_rpl_sent.inc()
         (self.c_rpl_local if local else self.c_rpl_relayed).inc()
         self.uas_actions(tx, actions)
-        if self.callbacks or tx.callbacks:
+        if self.wants(tx, TmCb.RESPONSE_OUT):
             self.run_callbacks(
                 tx, TmEvent(TmCb.RESPONSE_OUT, ctx=rctx, code=code, reply=rpl, local=local)
             )

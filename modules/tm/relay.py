@@ -79,7 +79,7 @@ class Relayer:
             return -1
         if not ctx.extra.get("tm_e2e_seen"):
             ctx.extra["tm_e2e_seen"] = True
-            if self.eng.callbacks or inv.callbacks:
+            if self.eng.wants(inv, TmCb.E2E_ACK):
                 self.eng.run_callbacks(inv, TmEvent(TmCb.E2E_ACK, ctx=ctx))
         return 1
 
@@ -288,7 +288,7 @@ class Relayer:
             self.server.resolve_later_all(
                 target, lambda found: self._resolved(b, out, found, forced, ctx, target)
             )
-            if self.eng.callbacks or tx.callbacks:
+            if self.eng.wants(tx, TmCb.REQUEST_FWDED):
                 self.eng.run_callbacks(tx, TmEvent(TmCb.REQUEST_FWDED, ctx=ctx, branch=b))
             return True
         if not self.eng.start_branch(b, out, dest.proto != "udp"):
@@ -301,7 +301,7 @@ class Relayer:
             if failover is None:
                 return False
             b = failover
-        if self.eng.callbacks or tx.callbacks:
+        if self.eng.wants(tx, TmCb.REQUEST_FWDED):
             self.eng.run_callbacks(tx, TmEvent(TmCb.REQUEST_FWDED, ctx=ctx, branch=b))
         self.server.core_stats.fwd_requests.inc()
         return True
@@ -366,7 +366,7 @@ class Relayer:
         if inv.status >= 200:
             return 1
         inv.canceled = True
-        if self.eng.callbacks or inv.callbacks:
+        if self.eng.wants(inv, TmCb.E2E_CANCEL):
             self.eng.run_callbacks(inv, TmEvent(TmCb.E2E_CANCEL, ctx=ctx))
         if not inv.branches:
             self.eng.local_reply(inv, 487, "Request Terminated")

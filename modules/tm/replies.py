@@ -73,7 +73,7 @@ class ReplyProcessor:
             return True
         if b.status >= 200 and rpl.status >= 200 and not (rpl.status < 300 and tx.is_invite):
             return True  # the branch already ended (timed out); late final reply
-        if self.eng.callbacks or tx.callbacks:
+        if self.eng.wants(tx, TmCb.REPLY_IN):
             self.eng.run_callbacks(
                 tx, TmEvent(TmCb.REPLY_IN, ctx=ctx, branch=b, code=rpl.status, reply=rpl)
             )
@@ -182,7 +182,7 @@ class ReplyProcessor:
     def complete(self, tx: Transaction) -> None:
         """Every branch has a final negative reply: failure route, then the best reply."""
         best = self.best_branch(tx)
-        if self.eng.callbacks or tx.callbacks:
+        if self.eng.wants(tx, TmCb.FAILURE):
             self.eng.run_callbacks(
                 tx, TmEvent(TmCb.FAILURE, branch=best, code=best.status if best else 500)
             )
