@@ -9,7 +9,11 @@ under it. Prints CPU µs per call and, with --profile, cProfile's top functions.
 location lookup; the callee registers first, as bench.anchor's callees do).
 
     python -m bench.profile_calls [--script calls|anchor|anchor-py] [--calls 5000] [--profile]
-                                  [--sort tottime] [--top 40]
+                                  [--sort tottime] [--top 40] [--rate 1000]
+
+``--rate``: the calls per second the mock clock advances by (default 1000: a second of calls
+in a second of virtual time). A low rate (``--rate 4`` with a few hundred warm-up calls) puts
+the timers in their steady state: Timer B/F, the dialog's timeouts... come due while calls run.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from .inproc import (
 
 CALLER = ("127.0.0.1", 5070)
 CALLEE = ("127.0.0.1", 5080)
-CALLS_PER_SECOND = 1000  # the mock clock advances as if calls came at this rate
+CALLS_PER_SECOND = 1000  # the mock clock advances as if calls came at this rate (--rate)
 
 
 def invite(n: int) -> bytes:
@@ -127,6 +131,7 @@ def main() -> None:
     ap.add_argument("--sort", default="tottime")
     ap.add_argument("--top", type=int, default=40)
     ap.add_argument("--script", choices=("calls", "anchor", "anchor-py"), default="calls")
+    ap.add_argument("--rate", type=float, default=CALLS_PER_SECOND, help="virtual calls/s")
     ap.add_argument("--lua-runtime", default="", help="lua51 (default), luajit or lua54")
     ap.add_argument(
         "--gc-threshold",
@@ -152,7 +157,7 @@ def main() -> None:
     )
 
     async def body(clock: trio.testing.MockClock) -> None:
-        step = 1.0 / CALLS_PER_SECOND
+        step = 1.0 / args.rate
         if args.script != "calls":
             register_user(server, wire, sock, "bob", CALLEE)
         for i in range(args.warmup):
@@ -160,6 +165,7 @@ def main() -> None:
             clock.jump(step)
             await trio.sleep(0)
         t0 = cpu_now()
+        wakeups0 = server.timers.wakeups
         with profiled(args.profile, args.top, args.sort), GcMeter() as meter:
             for i in range(args.warmup, args.warmup + args.calls):
                 play_call(server, wire, sock, i)
@@ -173,6 +179,7 @@ def main() -> None:
         print(
             f"timer entries held: {len(server.timers._heap)}; transactions: {len(server.module('tm').engine.by_key)}"
         )
+        print(f"timer task wake-ups: {(server.timers.wakeups - wakeups0) / args.calls:.2f} per call")
 
     run_trio(server, body)
 

@@ -75,6 +75,7 @@ class TimerService:
         self._nursery: trio.Nursery | None = None
         self.cancelled_on_heap = 0  # cancelled handles still on the heap (counted by them)
         self.failures = 0  # callbacks that raised (logged, the service carries on)
+        self.wakeups = 0  # times the timer task woke up (each is a pass of trio's scheduler)
         # the run's clock, read directly while the timer task runs: trio.current_time() goes
         # through two more calls, and a call asks for the time ~25 times
         self._clock: Callable[[], float] | None = None
@@ -149,6 +150,16 @@ class TimerService:
         self._push(h)
         return h
 
+    def _drop_cancelled_heads(self) -> None:
+        """Take cancelled timers off the top of the heap, so the timer task sleeps until the
+        first live deadline: tm and dialog cancel most timers (Timer B, C, F, the dialog's
+        early and no-ACK timeouts...) long before they are due, and each would otherwise
+        wake the task once for nothing."""
+        heap = self._heap
+        while heap and heap[0][_CALLBACK] is None:
+            heapq.heappop(heap)
+            self.cancelled_on_heap -= 1
+
     def run_due(self, now: float) -> None:
         """Run every callback whose deadline has come, in deadline order (FIFO on ties)."""
         heap = self._heap
@@ -206,8 +217,10 @@ class TimerService:
             task_status.started()
             try:
                 while True:
+                    self.wakeups += 1
                     self._wakeup = trio.Event()
                     self.run_due(self._clock())
+                    self._drop_cancelled_heads()
                     if self._heap:
                         with trio.move_on_at(self._heap[0][_DEADLINE]):
                             await self._wakeup.wait()

@@ -137,3 +137,29 @@ def test_bad_interval_is_refused() -> None:
                 svc.every(bad, lambda: None)
 
     trio.run(main)
+
+
+async def test_cancelled_timers_do_not_wake_the_timer_task(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """tm and dialog cancel most timers long before they are due (Timer B, C, F, the dialog's
+    early timeout...): once the task is up, it sleeps until the next live deadline, not
+    theirs."""
+    seen: list[float] = []
+
+    async def body(svc: TimerService) -> None:
+        t0 = trio.current_time()
+        svc.once(5.0, lambda: seen.append(trio.current_time() - t0))
+        doomed = [svc.once(d, lambda: seen.append(-1.0)) for d in (10.0, 11.0, 12.0)]
+        svc.once(20.0, lambda: seen.append(trio.current_time() - t0))
+        await trio.sleep(1)
+        before = svc.wakeups
+        for h in doomed:
+            h.cancel()
+        await trio.sleep(30)
+        # woken at 5 s and 20 s only (not at 10, 11 and 12 s as well)
+        assert svc.wakeups - before == 2
+
+    svc = await _with_service(body)
+    assert seen == [5.0, 20.0]
+    assert svc.cancelled_on_heap == 0
