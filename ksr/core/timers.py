@@ -21,6 +21,8 @@ import trio
 log = logging.getLogger("ksr.timers")
 
 
+COARSE_HZ = 16  # the grid of coarse timers (TimerService.once): 1/16 s, Kamailio's timer tick
+
 # Slots of a TimerHandle (a list, see below).
 _DEADLINE, _SEQ, _CALLBACK, _ARGS, _INTERVAL, _NAME, _SERVICE = range(7)
 
@@ -108,19 +110,34 @@ class TimerService:
         self.cancelled_on_heap = 0
 
     def once(
-        self, delay: float, callback: Callable[..., object], *args: Any, name: str = ""
+        self,
+        delay: float,
+        callback: Callable[..., object],
+        *args: Any,
+        name: str = "",
+        coarse: bool = False,
     ) -> TimerHandle:
         """Run ``callback(*args)`` once, ``delay`` seconds from now (args rather than a
-        closure: fewer objects per timer). tm starts a dozen per call: _push is inlined."""
+        closure: fewer objects per timer). tm starts a dozen per call: _push is inlined.
+
+        ``coarse``: a delay of a second or more may run up to 1/16 s late: its deadline is
+        rounded up to the 1/16 s grid, so such timers (a transaction's wait and give-up
+        timers, a dialog's timeouts) fall due together and cost the timer task one wake-up
+        per grid step however many calls started them; shorter delays stay exact. Timers due
+        in the same step run in the order they were started."""
         heap = self._heap
         if self.cancelled_on_heap > 1024 and self.cancelled_on_heap * 2 > len(heap):
             self._compact()
             heap = self._heap
         clock = self._clock
-        now = clock() if clock is not None else trio.current_time()
+        deadline = (clock() if clock is not None else trio.current_time()) + (
+            delay if delay > 0.0 else 0.0
+        )
+        if coarse and delay >= 1.0:
+            deadline = math.ceil(deadline * COARSE_HZ) / COARSE_HZ
         h = TimerHandle(
             (
-                now + (delay if delay > 0.0 else 0.0),
+                deadline,
                 next(self._seq),
                 callback,
                 args,

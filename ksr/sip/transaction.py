@@ -42,7 +42,7 @@ Action = tuple[str, str]
 # Timers that back off: the first interval is T1, then doubled (capped at T2 for E and G).
 _BACKOFF = {"A": None, "E": "t2", "G": "t2"}
 # Retransmission timers: never started on reliable transports (§17.1.1.2, §17.1.2.2, §17.2.1).
-_RETRANSMIT = frozenset({"A", "E", "G"})
+RETRANSMIT_TIMERS = frozenset({"A", "E", "G"})
 
 
 @dataclass(slots=True)
@@ -66,7 +66,7 @@ class TimerConfig:
 
     def value(self, name: str, reliable: bool) -> float:
         """The (first) interval of a timer."""
-        if name in _RETRANSMIT:
+        if name in RETRANSMIT_TIMERS:
             return self.t1
         if reliable and name in ("D", "I", "J", "K"):
             return 0.0
@@ -229,7 +229,7 @@ class Machine:
     def _skipped(self, a: Action) -> bool:
         if a[0] != START:
             return False
-        if self.reliable and a[1] in _RETRANSMIT:
+        if self.reliable and a[1] in RETRANSMIT_TIMERS:
             return True
         return a[1] == "C" and self.timers.c is None
 

@@ -385,7 +385,10 @@ class DialogManager:
             old.cancel()
         try:
             # callback and argument, not a closure: two objects fewer per live dialog
-            self._timers[dlg.key] = self.server.timers.once(max(0.0, delay), self._on_timer, dlg)
+            # coarse: a dialog's timeouts share the timer task's wake-ups (at most 1/16 s late)
+            self._timers[dlg.key] = self.server.timers.once(
+                max(0.0, delay), self._on_timer, dlg, coarse=True
+            )
         except RuntimeError:  # no trio run (offline tools): nothing can expire anyway
             pass
 

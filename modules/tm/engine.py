@@ -22,6 +22,7 @@ from ksr.sip.transaction import (
     IST,
     NICT,
     NIST,
+    RETRANSMIT_TIMERS,
     SEND,
     SEND_ACK,
     START,
@@ -133,8 +134,11 @@ class TmEngine:
         if old is not None:
             old.cancel()
         # fire(*args), not a closure: a closure costs several more objects per timer, and the
-        # collector walks every one of them while the transaction waits (seconds)
-        handles[name] = self.server.timers.once(delay, fire, *args)
+        # collector walks every one of them while the transaction waits (seconds). Only the
+        # retransmission timers need to be exact: the others share the timer task's wake-ups
+        handles[name] = self.server.timers.once(
+            delay, fire, *args, coarse=name not in RETRANSMIT_TIMERS
+        )
 
     # -- transactions ------------------------------------------------------------------------
     def new_id(self) -> int:

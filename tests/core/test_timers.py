@@ -163,3 +163,36 @@ async def test_cancelled_timers_do_not_wake_the_timer_task(
     svc = await _with_service(body)
     assert seen == [5.0, 20.0]
     assert svc.cancelled_on_heap == 0
+
+
+async def test_coarse_timers_share_a_wakeup_and_are_never_early(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A coarse timer of a second or more runs on the 1/16 s grid: never before its delay, at
+    most 1/16 s after, together with the others of the same step; short ones stay exact."""
+    seen: list[tuple[str, float]] = []
+
+    async def body(svc: TimerService) -> None:
+        autojump_clock.jump(0.01)  # off the grid
+        t0 = trio.current_time()
+
+        def at(name: str) -> None:
+            seen.append((name, trio.current_time() - t0))
+
+        svc.once(5.0, at, "c1", coarse=True)
+        autojump_clock.jump(0.003)
+        svc.once(5.0, at, "c2", coarse=True)
+        svc.once(5.0, at, "exact")
+        svc.once(0.5, at, "short", coarse=True)
+        await trio.sleep(0)  # the task wakes to sleep toward the new earliest deadline
+        before = svc.wakeups
+        await trio.sleep(10)
+        assert svc.wakeups - before == 3  # 0.503 s, 5.003 s, and the grid step after 5.01 s
+
+    await _with_service(body)
+    assert [n for n, _ in seen] == ["short", "exact", "c1", "c2"]
+    times = dict(seen)
+    assert times["short"] == pytest.approx(0.503)
+    assert times["exact"] == pytest.approx(5.003)
+    assert times["c1"] == times["c2"]
+    assert 5.003 <= times["c2"] <= 5.0 + 1 / 16 + 1e-9

@@ -228,7 +228,7 @@ async def test_timer_c_runs_from_the_last_provisional(
             assert (await caller.recv_reply()).status == 183
         assert (await caller.recv_reply(timeout=10)).status == 408
         assert trio.current_time() - t0 == pytest.approx(
-            3.0 if provisionals == 1 else 5.0, abs=0.05
+            3.0 if provisionals == 1 else 5.0, abs=0.07
         )
         assert _req(await a.recv()).method == "CANCEL"
 
