@@ -6,7 +6,14 @@ The sockets are unix SOCK_SEQPACKET: message boundaries like datagrams, but a co
 limited by its send buffer (4 MiB here) instead of ``net.unix.max_dgram_qlen`` (often 10
 datagrams), which a burst of registrations would fill at once.
 
-A write is sent before the method that made it returns. If a sibling's buffer is full the
+A write is sent before the method that made it returns, and then counted in a shared-memory
+slot of the writer (``<rundir>/writes``, one 64-bit counter per worker): a worker about to
+handle a batch compares the siblings' counts with those it last saw, and asks the kernel
+(``poll``) only when they moved. The count moves before the write's reply leaves, so a message
+sent after that reply finds it moved (read-your-writes); a batch with nothing new costs no
+system call.
+
+If a sibling's buffer is full the
 writer waits up to ``SEND_WAIT`` for it (the sibling reads its sockets before every batch of
 SIP messages, so this only happens when it is stalled), then queues the frame in memory and
 sends it when the sibling catches up (``replication:delayed``): no write is lost to a live
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import mmap
 import os
 import select
 import socket
@@ -41,6 +49,28 @@ SNAPSHOT_WAIT = 3.0  # seconds to wait for one sibling's snapshot
 COALESCE = 0.1
 
 
+class WriteCounts:
+    """One 64-bit counter per worker in a file every worker maps; each worker writes only its
+    own slot (an aligned 8-byte store), the others read them. Mapped for the life of the
+    process (a module's stop() may still write)."""
+
+    def __init__(self, path: str, count: int) -> None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < 8 * count:
+                os.ftruncate(fd, 8 * count)
+            self._map = mmap.mmap(fd, 8 * count)
+        finally:
+            os.close(fd)
+        self.slots = memoryview(self._map).cast("Q")
+
+    def bump(self, index: int) -> None:
+        self.slots[index] += 1
+
+    def others(self, index: int) -> int:
+        return sum(self.slots) - self.slots[index]
+
+
 class ReplicaLink:
     def __init__(
         self, replicator: Replicator, index: int, count: int, rundir: str, stats: Stats
@@ -62,6 +92,8 @@ class ReplicaLink:
         replicator.answered = self._answered
         replicator.sync = self.drain
         replicator.activate(index, int.from_bytes(os.urandom(4), "big"))
+        self.writes = WriteCounts(os.path.join(rundir, "writes"), count)
+        self.seen = -1  # the siblings' write count at the last poll
 
     def path(self, index: int) -> str:
         return os.path.join(self.rundir, f"r{index}.sock")
@@ -70,11 +102,13 @@ class ReplicaLink:
     def broadcast(self, data: bytes) -> None:
         for out in self.out.values():
             self._send(out, data)
+        self.writes.bump(self.index)
 
     def send_to(self, worker: int, data: bytes) -> None:
         out = self.out.get(worker)
         if out is not None:
             self._send(out, data)
+            self.writes.bump(self.index)
 
     def _send(self, out: UnixPeer, data: bytes) -> None:
         if out.queue:  # keep the order behind frames already waiting
@@ -101,7 +135,12 @@ class ReplicaLink:
     # -- receiving -------------------------------------------------------------------------
     def drain(self) -> None:
         """Apply every frame the siblings have sent so far (called before each batch of SIP
-        messages: one poll() system call when there is nothing)."""
+        messages: nothing but a look at the write counts when they did not move)."""
+        n = self.writes.others(self.index)
+        if n == self.seen:
+            return
+        if len(self.conns) == len(self.out):  # a sibling not yet accepted: look again next time
+            self.seen = n
         for fd, _ in self.poller.poll(0):
             conn = self.conns.get(fd)
             if conn is not None:
