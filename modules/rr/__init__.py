@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import TypeVar
 
 from ksr.core.context import Lump, MsgContext, SocketInfo, SocketLump
 from ksr.core.module import ModParams, Module
@@ -81,9 +82,42 @@ def _is_rr_lump(lump: Lump) -> bool:
     return isinstance(lump, RecordRouteLump) or getattr(lump, "rr_lump", False)
 
 
+# parses remembered per text (a bounded table, as the resolver's): every in-dialog request of
+# every call carries the same Route value (our own Record-Route) and mostly the same R-URIs
+_PARSES_MAX = 2048
+T = TypeVar("T")
+
+
+def _remembered(
+    seen: dict[str, T | RemoteProtocolError], text: str, parse: Callable[[str], T]
+) -> T:
+    """``parse(text)`` (or the error it raised), from ``seen`` once it was parsed."""
+    hit = seen.get(text)
+    if hit is None:
+        try:
+            hit = parse(text)
+        except RemoteProtocolError as err:
+            hit = err
+        if len(seen) >= _PARSES_MAX:
+            seen.clear()  # start again rather than grow with every new text
+        seen[text] = hit
+    if isinstance(hit, RemoteProtocolError):
+        raise hit
+    return hit
+
+
+def _route_uri(value: str) -> tuple[str, Uri]:
+    na = parse_name_addr(value)
+    return na.uri_text, na.uri
+
+
 class Rr(Module):
     name = "rr"
     Params = RrParams
+
+    def init(self) -> None:
+        self._routes_seen: dict[str, tuple[str, Uri] | RemoteProtocolError] = {}
+        self._uris_seen: dict[str, Uri | RemoteProtocolError] = {}
 
     def api(self) -> RrApi:
         return RrApi(self)
@@ -202,11 +236,21 @@ class Rr(Module):
         return self.server.is_myself_addr(u.host, u.port or (5061 if u.scheme == "sips" else 5060))
 
     def _routes(self, ctx: MsgContext) -> list[tuple[str, Uri]]:
-        out = []
-        for v in ctx.request.get_values("route"):
-            na = parse_name_addr(v)
-            out.append((na.uri_text, na.uri))
-        return out
+        """(URI text, URI) of every Route value; the URIs are shared: read them, never change."""
+        values = ctx.request.get_values("route")
+        if not values:
+            return []
+        seen = self._routes_seen
+        return [_remembered(seen, v, _route_uri) for v in values]
+
+    def _ruri(self, ctx: MsgContext) -> Uri:
+        """The R-URI parsed (shared, as ``_routes``): the request's own parse while the script
+        has not changed it."""
+        req = ctx.request
+        text = ctx.ruri or req.uri
+        if text == req.uri:
+            return req.parsed_uri
+        return _remembered(self._uris_seen, text, parse_uri)
 
     @kemi(routes=Route.REQUEST)
     def loose_route(self, ctx: MsgContext) -> int:
@@ -222,16 +266,16 @@ class Rr(Module):
     def _loose_route(self, ctx: MsgContext, mode: int) -> int:
         if not ctx.is_request:
             return -1
-        req = ctx.request
         try:
             routes = self._routes(ctx)
-            to_tag = req.to.tag
-            # the received R-URI's parse is kept with the message (sanity read it already)
-            ruri = req.parsed_uri if not ctx.ruri or ctx.ruri == req.uri else parse_uri(ctx.ruri)
+            to_tag = ctx.request.to.tag
+            ruri = self._ruri(ctx)
         except RemoteProtocolError:
             return -1
-        ctx.extra.pop("rr_route_params", None)
-        ctx.extra.pop("rr_next_hop", None)
+        extra = ctx.extra
+        if extra:
+            extra.pop("rr_route_params", None)
+            extra.pop("rr_next_hop", None)
         if not routes:
             return -1
         removed = 0
