@@ -146,26 +146,25 @@ def coerce_args(f: KemiFunction, args: tuple[Any, ...], lua: bool) -> list[Any] 
     return out
 
 
-def route_checked(f: KemiFunction) -> Callable[..., Any]:
-    """``f.fn`` warning (once per route, for each loaded script) when it is called outside
-    the routes it declares. The call runs all the same, with its own return code: Kamailio's
-    KEMI does not check route types either."""
-    fn, allowed, by_name = f.fn, f.routes, Route.BY_NAME
-    warned: set[str] = set()
+def _off_routes(f: KemiFunction) -> set[str]:
+    """The route names a call of ``f`` warns in: those outside the routes it declares (a
+    name ksr does not map to a flag is allowed). Each warns once, then leaves the set."""
+    if f.routes == Route.ANY:
+        return set()
+    return {name for name, flag in Route.BY_NAME.items() if not flag & f.routes}
 
-    def checked(ctx: MsgContext | None, *args: Any) -> Any:
-        route = ctx.route if ctx is not None else "request"
-        if not by_name.get(route, Route.ANY) & allowed and route not in warned:
-            warned.add(route)
-            log.warning(
-                "%s called in a %s route; it is meant for %s only (run anyway)",
-                f.qualname,
-                route,
-                Route.describe(allowed),
-            )
-        return fn(ctx, *args)
 
-    return checked
+def _warn_route(f: KemiFunction, off: set[str], route: str) -> None:
+    """Warn that ``f`` runs in a route it is not meant for (once per route, for each loaded
+    script). The call runs all the same, with its own return code: Kamailio's KEMI does not
+    check route types either."""
+    off.discard(route)
+    log.warning(
+        "%s called in a %s route; it is meant for %s only (run anyway)",
+        f.qualname,
+        route,
+        Route.describe(f.routes),
+    )
 
 
 def ending(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -179,24 +178,29 @@ def ending(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def make_binding(f: KemiFunction, engine: Engine, lua: bool) -> Callable[..., Any]:
-    """The callable a script sees for one KSR function."""
-    fn = f.fn if f.routes == Route.ANY else route_checked(f)
+    """The callable a script sees for one KSR function.
+
+    Every KSR call of every route runs through it, so it is one frame around the module's
+    method: the route check (a set that is empty for most functions), the argument types
+    that need no conversion, and the return kinds are tested inline rather than by wrapper
+    functions (measured: a wrapper frame costs about as much as lupa's own crossing)."""
+    fn = f.fn
     if f.ends_route and not lua:  # Lua: its wrapper raises the exit mark (lua_engine.py)
         fn = ending(fn)
+    off = _off_routes(f)
     n = len(f.params)
     ret = f.returns
+    plain = ret == "int"  # returned as it is
+    as_bool = ret == "bool"
     none_value: Any = False if lua else 0
 
     def finish(r: Any) -> Any:
+        """The result of a function returning "none" or an xval (bool and int are inline)."""
         if ret == "none":
             return none_value
-        if ret == "bool":
-            return bool(r)
         if lua and isinstance(r, (list, dict)):
             return engine.to_script(r)  # XVAL arrays/dicts become Lua tables
         return r
-
-    plain = ret == "int"  # returned as it is: no finish() call
 
     if n == 0:
 
@@ -204,9 +208,18 @@ def make_binding(f: KemiFunction, engine: Engine, lua: bool) -> Callable[..., An
             if args and lua:
                 log.error("%s: takes no parameters", f.qualname)
                 return False
+            ctx = engine.ctx
+            if off:
+                route = ctx.route if ctx is not None else "request"
+                if route in off:
+                    _warn_route(f, off, route)
             try:
-                r = fn(engine.ctx)
-                return r if plain else finish(r)
+                r = fn(ctx)
+                if plain:
+                    return r
+                if as_bool:
+                    return True if r else False
+                return finish(r)
             except KsrExit:
                 raise
             except Exception:
@@ -221,8 +234,18 @@ def make_binding(f: KemiFunction, engine: Engine, lua: bool) -> Callable[..., An
     # 0), pv.get("$si")) pass exactly these, and skip coerce_args (~1 us a call)
     kinds = tuple(str if p == "str" else int for p in params)
 
+    def convert(args: tuple[Any, ...]) -> Any:
+        """The arguments as the function takes them, or None (refused: the call is false)."""
+        if all_str and len(args) >= n:
+            conv: Any = args[:n]
+            for a in conv:
+                if type(a) is not str:
+                    return coerce_args(f, args, lua)
+            return conv
+        return coerce_args(f, args, lua)
+
     suspending = f.suspends and lua  # Lua routes need call_suspending (below) for these
-    if n <= 2 and not all_str and not suspending:
+    if n <= 2 and not suspending:
         k0 = kinds[0]
         k1 = kinds[-1]
 
@@ -230,12 +253,21 @@ def make_binding(f: KemiFunction, engine: Engine, lua: bool) -> Callable[..., An
             if len(args) == n and type(args[0]) is k0 and type(args[-1]) is k1:
                 conv: Any = args
             else:
-                conv = coerce_args(f, args, lua)
+                conv = convert(args)
                 if conv is None:
                     return False
+            ctx = engine.ctx
+            if off:
+                route = ctx.route if ctx is not None else "request"
+                if route in off:
+                    _warn_route(f, off, route)
             try:
-                r = fn(engine.ctx, *conv)
-                return r if plain else finish(r)
+                r = fn(ctx, *conv)
+                if plain:
+                    return r
+                if as_bool:
+                    return True if r else False
+                return finish(r)
             except KsrExit:
                 raise
             except Exception:
@@ -245,8 +277,17 @@ def make_binding(f: KemiFunction, engine: Engine, lua: bool) -> Callable[..., An
         return call_fast
 
     def body(ctx: MsgContext | None, conv: Any) -> Any:
+        if off:
+            route = ctx.route if ctx is not None else "request"
+            if route in off:
+                _warn_route(f, off, route)
         try:
-            return finish(fn(ctx, *conv))
+            r = fn(ctx, *conv)
+            if plain:
+                return r
+            if as_bool:
+                return True if r else False
+            return finish(r)
         except KsrExit:
             raise
         except Exception:
@@ -254,36 +295,28 @@ def make_binding(f: KemiFunction, engine: Engine, lua: bool) -> Callable[..., An
             return False
 
     def call(*args: Any) -> Any:
-        if all_str and len(args) >= n:
-            conv: Any = args[:n]
-            for a in conv:
-                if type(a) is not str:
-                    conv = coerce_args(f, args, lua)
-                    break
-        else:
-            conv = coerce_args(f, args, lua)
+        conv = convert(args)
         if conv is None:
             return False
-        try:
-            return finish(fn(engine.ctx, *conv))
-        except KsrExit:
-            raise
-        except Exception:
-            log.exception("%s failed", f.qualname)
-            return False
+        return body(engine.ctx, conv)
 
     if not suspending:
         return call
 
     def call_suspending(*args: Any) -> Any:
-        if not engine.suspendable:
-            return call(*args)
-        if len(args) >= n and all(type(a) is k for a, k in zip(args, kinds, strict=False)):
-            conv: Any = args[:n]
+        if (
+            len(args) == n
+            and type(args[0]) is kinds[0]
+            and type(args[-1]) is kinds[-1]
+            and (n < 3 or all(type(a) is k for a, k in zip(args, kinds, strict=False)))
+        ):
+            conv: Any = args
         else:
-            conv = coerce_args(f, args, lua)
-        if conv is None:
-            return False
+            conv = convert(args)
+            if conv is None:
+                return False
+        if not engine.suspendable:
+            return body(engine.ctx, conv)
         # the call runs in a greenlet: if it waits, Lua gets the pending mark and yields
         r = engine.server.runner.call(body, (engine.ctx, conv))
         if type(r) is Finished:
