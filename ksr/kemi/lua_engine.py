@@ -290,7 +290,9 @@ class LuaEngine(Engine):
 
     def run(self, ctx: MsgContext, name: str, *args: Any) -> int:
         """A synchronous run (nested routes, events, reply routes): never suspends."""
-        token = self._swap(ctx, False)
+        prev_ctx, prev_suspendable = self.ctx, self.suspendable  # _swap, inline: every run
+        self.ctx = ctx
+        self.suspendable = False
         held = no_suspend()
         try:
             result = self._run(name, *args)
@@ -299,8 +301,8 @@ class LuaEngine(Engine):
             return 0
         finally:
             restore_suspend(held)
-            self._unswap(token)
-        return self._report(name, result)
+            self.ctx, self.suspendable = prev_ctx, prev_suspendable
+        return 1 if result == 1 else self._report(name, result)
 
     def start(
         self,
@@ -311,14 +313,18 @@ class LuaEngine(Engine):
     ) -> int | None:
         """Run a route as a coroutine: its result, or None when it waits on I/O (then
         ``done(ctx, rc)`` is called when it finishes)."""
-        token = self._swap(ctx, True)
+        prev_ctx, prev_suspendable = self.ctx, self.suspendable  # _swap, inline: every run
+        self.ctx = ctx
+        self.suspendable = True
         try:
             result = self._start(name, *args)
         except Exception as err:
             log.error("%s: %s failed: %s", self.path, name, err)
             return 0
         finally:
-            self._unswap(token)
+            self.ctx, self.suspendable = prev_ctx, prev_suspendable
+        if result == 1:  # done (the usual answer: no tuple, nothing to report)
+            return 1
         if type(result) is tuple and result[0] == 3:
             s, self.pending = self.pending, None
             if s is None:  # the script yielded by itself: nothing to wait for
