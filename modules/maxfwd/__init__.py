@@ -13,6 +13,9 @@ from ksr.sip.message import Header, Message
 log = logging.getLogger("ksr.maxfwd")
 
 _DONE_KEY = "maxfwd_value"
+# the values 0-255 as written without leading zeros (what senders write: "70"): a dict lookup
+# instead of reading the digits; other texts go through uint
+_PLAIN = {str(n): n for n in range(256)}
 
 
 class MaxfwdParams(ModParams):
@@ -23,12 +26,14 @@ class Maxfwd(Module):
     name = "maxfwd"
     Params = MaxfwdParams
 
-    def _value(self, ctx: MsgContext) -> tuple[Header | None, int]:
+    def _value(self, msg: Message) -> tuple[Header | None, int]:
         """The first Max-Forwards header and its value; value -1 when absent, -2 when
         malformed or above 255 (Kamailio's bound)."""
-        for h in ctx.msg.headers:
+        for h in msg.headers:
             if h.key == "max-forwards":
-                v = uint(h.value, 255)
+                v = _PLAIN.get(h.value)
+                if v is None:
+                    v = uint(h.value, 255)
                 return h, (-2 if v is None else v)
         return None, -1
 
@@ -37,12 +42,13 @@ class Maxfwd(Module):
         """process_maxfwd(limit): 2 if Max-Forwards was missing (added with ``limit``), 1 if
         decremented, -1 if it is already 0 (answer 483), -2 on a malformed value (or one
         above 255). The change is applied when the request is forwarded."""
-        if not ctx.is_request or limit < 0 or limit > 255:
+        msg = ctx.msg
+        if not msg.is_request or limit < 0 or limit > 255:
             return -2
         done = ctx.extra.get(_DONE_KEY)
         if done is not None:
             return done  # one change per message
-        hdr, val = self._value(ctx)
+        hdr, val = self._value(msg)
         if val == -2:
             log.debug("malformed Max-Forwards from %s:%d", ctx.src_ip, ctx.src_port)
             return -2
@@ -63,7 +69,7 @@ class Maxfwd(Module):
         """is_maxfwd_lt(n): 1 if Max-Forwards < n, -1 if not, -2 if missing, -3 if malformed."""
         if not ctx.is_request:
             return -3
-        _, val = self._value(ctx)
+        _, val = self._value(ctx.msg)
         if val == -1:
             return -2
         if val == -2:
@@ -73,10 +79,9 @@ class Maxfwd(Module):
 
 def _replace_lump(hdr: Header, value: str) -> Lump:
     def lump(m: Message, orig: frozenset[int]) -> None:
-        for i, h in enumerate(m.headers):
-            if h is hdr:
-                m.headers[i] = Header(h.name, value)
-                return
+        headers = m.headers
+        if hdr in headers:  # the same object (Header has no __eq__): a C scan, not a loop
+            headers[headers.index(hdr)] = Header(hdr.name, value)
 
     return lump
 
