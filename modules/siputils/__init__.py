@@ -58,7 +58,7 @@ class Siputils(Module):
     def has_totag(self, ctx: MsgContext) -> int:
         """1 if the To header has a tag, -1 otherwise."""
         try:
-            return 1 if ctx.msg.to_tag else -1
+            return 1 if ctx.msg.to.tag else -1
         except Exception:
             return -1
 
