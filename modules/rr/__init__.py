@@ -118,6 +118,9 @@ class Rr(Module):
     def init(self) -> None:
         self._routes_seen: dict[str, tuple[str, Uri] | RemoteProtocolError] = {}
         self._uris_seen: dict[str, Uri | RemoteProtocolError] = {}
+        # per socket (by identity; the entry keeps the socket, so its id is not reused):
+        # host:port;transport of our Record-Route URI, the same for every request
+        self._rr_addrs: dict[int, tuple[SocketInfo, str]] = {}
 
     def api(self) -> RrApi:
         return RrApi(self)
@@ -151,6 +154,17 @@ class Rr(Module):
         ctx.add_lump(RecordRouteLump(change))
         return 1
 
+    def _rr_addr(self, sock: SocketInfo) -> str:
+        """``host:port;transport=...`` of our Record-Route URI for a socket."""
+        hit = self._rr_addrs.get(id(sock))
+        if hit is not None and hit[0] is sock:
+            return hit[1]
+        addr = f"{_hostport(sock)}{_transport(sock)}"
+        if len(self._rr_addrs) >= 256:
+            self._rr_addrs.clear()  # listeners are few; stay bounded all the same
+        self._rr_addrs[id(sock)] = (sock, addr)
+        return addr
+
     def _auto(self, ctx: MsgContext, user_params: str) -> RecordRouteBuilder:
         ftag = self._ftag(ctx)
         lr = self._lr()
@@ -158,16 +172,20 @@ class Rr(Module):
 
         def build(out: SocketInfo, params: str) -> list[str]:
             tail = f"{lr}{ftag}{user_params}{params}"
-            if self.params.enable_double_rr and (
-                out.proto != inbound.proto
-                or out.adv_ip != inbound.adv_ip
-                or out.adv_port != inbound.adv_port
+            if (
+                out is not inbound
+                and self.params.enable_double_rr
+                and (
+                    out.proto != inbound.proto
+                    or out.adv_ip != inbound.adv_ip
+                    or out.adv_port != inbound.adv_port
+                )
             ):
                 return [
-                    f"<sip:{_hostport(out)}{_transport(out)};r2=on{tail}>",
-                    f"<sip:{_hostport(inbound)}{_transport(inbound)};r2=on{tail}>",
+                    f"<sip:{self._rr_addr(out)};r2=on{tail}>",
+                    f"<sip:{self._rr_addr(inbound)};r2=on{tail}>",
                 ]
-            return [f"<sip:{_hostport(inbound)}{_transport(inbound)}{tail}>"]
+            return [f"<sip:{self._rr_addr(inbound)}{tail}>"]
 
         return build
 
