@@ -61,6 +61,7 @@ class CompiledPv:
     name: str
     trs: list[Tr] = field(default_factory=list)
     idx_pv: str | None = None  # index given as a PV: $(avp(x)[$var(i)])
+    fixed: bool = False  # no PV in the argument or the index: both as compiled
 
 
 @dataclass(slots=True)
@@ -200,7 +201,9 @@ class PvRegistry:
             if tr is None:
                 return None
             trs.append(tr)
-        return CompiledPv(pv, p.arg or "", idx, p.name, trs, idx_pv)
+        arg = p.arg or ""
+        fixed = "$" not in arg and idx_pv is None
+        return CompiledPv(pv, arg, idx, p.name, trs, idx_pv, fixed)
 
     def _arg_idx(self, ctx: MsgContext, c: CompiledPv) -> tuple[str, int | None]:
         arg = self.expand(ctx, c.arg) if "$" in c.arg else c.arg
@@ -214,14 +217,20 @@ class PvRegistry:
         return arg, idx
 
     def get(self, ctx: MsgContext, spec: str) -> Value:
-        c = self.compile(spec)
+        # scripts read the same few specs all the time ($ru, $si, $hdr(X)): the compiled
+        # one from the cache, and its argument and index as they are when they hold no PV
+        c = self._cache.get(spec) or self.compile(spec)
         if c is None:
             return None
         try:
-            arg, idx = self._arg_idx(ctx, c)
-            v = c.pv.get(ctx, arg, idx)
-            for tr in c.trs:
-                v = tr(v)
+            if c.fixed:
+                v = c.pv.get(ctx, c.arg, c.idx)
+            else:
+                arg, idx = self._arg_idx(ctx, c)
+                v = c.pv.get(ctx, arg, idx)
+            if c.trs:
+                for tr in c.trs:
+                    v = tr(v)
             return v
         except Exception:
             return None
