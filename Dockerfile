@@ -7,6 +7,9 @@
 
 FROM python:3.12-slim-bookworm AS build
 WORKDIR /src
+# a C compiler for the modules the install compiles with mypyc (docs/build.md); only in this stage
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 COPY . .
 # the package plus its PostgreSQL/Redis drivers; every dependency ships as a binary wheel
 RUN python -m venv /opt/ksr \

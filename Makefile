@@ -5,13 +5,22 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test sipp testdeps lint bench
+.PHONY: run test sipp testdeps lint bench native
 
-$(VENV)/.installed: pyproject.toml
+# The install compiles the modules ksr/native.py lists with mypyc (setup.py, docs/build.md): a
+# change to one of their sources makes the next make target compile them again.
+NATIVE_SOURCES := $(wildcard ksr/sip/*.py) ksr/native.py setup.py
+
+$(VENV)/.installed: pyproject.toml $(NATIVE_SOURCES)
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
+
+# Compile again now (the venv is there; `make test` would do it too).
+native:
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(VENV)/.installed
 
 sipp:
 	@command -v sipp >/dev/null 2>&1 || { \
@@ -59,8 +68,8 @@ test: $(VENV)/.installed testdeps
 	$(PY) -m pytest -q $(ARGS)
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check ksr modules tests bench
-	$(VENV)/bin/mypy ksr
+	$(VENV)/bin/ruff check ksr modules tests bench setup.py
+	$(VENV)/bin/mypy ksr setup.py
 
 bench: $(VENV)/.installed sipp
 	$(PY) -m bench.run $(ARGS)

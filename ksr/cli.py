@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__
+from . import __version__, native
 from .core import logsetup
 from .core.config import DEFAULT_SCRIPT, Config, ConfigError, CoreParams, load_config
 from .core.loglevels import python_level
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         "-V",
         "--version",
         action="version",
-        version=f"ksr {__version__} (Python {platform.python_version()})",
+        version=f"ksr {__version__} (Python {platform.python_version()}, {native.BUILD})",
     )
     sub = p.add_subparsers(dest="command", required=True)
 

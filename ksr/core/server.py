@@ -24,6 +24,7 @@ from typing import Any
 
 import trio
 
+from ksr import native
 from ksr.kemi.engine import Engine
 from ksr.kemi.registry import ExportRegistry
 from ksr.sip.message import Message
@@ -204,8 +205,9 @@ class Server:
                         self.config.core.kemi.event_route_callback, "core:worker-one-init"
                     )
                 log.info(
-                    "ksr %s (pid %d) listening on %s with %s",
+                    "ksr %s (%s, pid %d) listening on %s with %s",
                     VERSION,
+                    native.BUILD,
                     os.getpid(),
                     ", ".join(str(s) for s in self.listeners),
                     self.script_path,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ksr import __version__
+from ksr import __version__, native
 from tests.core.test_mpath import ROUTE, user_module
 from tests.support import REPO, free_port, sip_request, wait_answering, write_script
 
@@ -37,7 +37,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(src)],
         check=True,
         capture_output=True,
-        timeout=300,
+        timeout=600,  # mypyc and the C compiler: a minute or two on a busy machine
     )
     (whl,) = out.glob("ksr-*.whl")
     return whl
@@ -85,6 +85,8 @@ def test_installed_wheel_runs_the_default_script(wheel: Path, tmp_path: Path) ->
         [str(bindir / "ksr"), "--version"], capture_output=True, text=True, check=True
     ).stdout
     assert version.startswith(f"ksr {__version__} ")
+    if not native.pure_requested(os.environ):  # the wheel holds the compiled modules
+        assert "compiled with mypyc" in version, version
 
     port = free_port()
     log = tmp_path / "ksr.log"

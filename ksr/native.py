@@ -1,0 +1,125 @@
+"""Which build of ksr runs: its hot sans-IO modules compiled with mypyc, or pure Python.
+
+Installing ksr (``pip install``, ``pip install -e``, the wheel) compiles the modules of
+``COMPILED`` with mypyc when it can (setup.py) into extension modules beside their ``.py``
+sources. The sources are the fallback, imported instead of the extension modules when
+
+- ``KSR_PURE_PYTHON=1`` is set (set at install time, it also skips compiling);
+- the install did not compile (no C compiler or Python headers, mypyc failed: it says why);
+- a compiled module's source changed since the build (``make native`` compiles again).
+
+``select`` runs first of all, in ``ksr/__init__.py``; ``BUILD`` then says which build runs
+(``ksr --version``, the start-up log line). This file itself is never compiled. docs/build.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from importlib.abc import MetaPathFinder
+from importlib.machinery import EXTENSION_SUFFIXES, ModuleSpec
+from importlib.util import spec_from_file_location
+from pathlib import Path
+from types import ModuleType
+
+ENV = "KSR_PURE_PYTHON"
+# The one shared library of the compiled modules: ksr/native__mypyc.<abi>.so
+GROUP = "ksr.native"
+# What setup.py compiles: the sans-IO SIP core (parsing, header values, URIs, the proxy's
+# building blocks, the transaction and dialog machines), run for every message. The package's
+# __init__ stays pure (it only names what the modules export).
+COMPILED: tuple[str, ...] = (
+    "ksr.sip.abnf",
+    "ksr.sip.auth_header",
+    "ksr.sip.builders",
+    "ksr.sip.dialog_state",
+    "ksr.sip.digest",
+    "ksr.sip.errors",
+    "ksr.sip.framing",
+    "ksr.sip.headers",
+    "ksr.sip.hep",
+    "ksr.sip.hostport",
+    "ksr.sip.message",
+    "ksr.sip.owner",
+    "ksr.sip.received",
+    "ksr.sip.transaction",
+    "ksr.sip.uri",
+)
+# Written by setup.py next to this file: COMPILED (bool), DETAIL (the compiler, or why the
+# build is pure Python) and DIGEST (source_digest of the sources the build compiled).
+STAMP = "ksr._native_build"
+
+BUILD = "pure Python (not selected yet)"  # set by select()
+
+
+def pure_requested(env: Mapping[str, str]) -> bool:
+    return env.get(ENV, "") not in ("", "0")
+
+
+def source_paths(root: Path) -> list[Path]:
+    """The sources of COMPILED in the tree at ``root`` (the folder that holds ``ksr/``)."""
+    return [root.joinpath(*name.split(".")).with_suffix(".py") for name in COMPILED]
+
+
+def source_digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for path in source_paths(root):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+class PureFinder(MetaPathFinder):
+    """Finds the ``.py`` source of a COMPILED module before the import system finds the
+    extension module beside it (it prefers extension modules)."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if fullname not in _NAMES or not path:
+            return None
+        leaf = fullname.rpartition(".")[2] + ".py"
+        for folder in path:
+            source = os.path.join(folder, leaf)
+            if os.path.isfile(source):
+                return spec_from_file_location(fullname, source)
+        return None
+
+
+_NAMES = frozenset(COMPILED)
+
+
+def why_pure(root: Path) -> str | None:
+    """None when the compiled modules under ``root`` were built from the sources there, else
+    why the sources must run."""
+    try:
+        stamp = importlib.import_module(STAMP)
+    except ImportError:
+        return "not compiled: pip install -e ."
+    if not stamp.COMPILED:
+        return str(stamp.DETAIL)
+    for path in source_paths(root):
+        stem = str(path.with_suffix(""))
+        if not any(os.path.exists(stem + suffix) for suffix in EXTENSION_SUFFIXES):
+            return f"{path.name} has no compiled module: make native"
+    if source_digest(root) != stamp.DIGEST:
+        return "a compiled module's source changed since the build: make native"
+    return None
+
+
+def select(env: Mapping[str, str] = os.environ) -> str:
+    """Decide, before any of them is imported, whether the COMPILED modules run compiled;
+    when not, their sources are imported (PureFinder). Returns ``BUILD``."""
+    global BUILD
+    root = Path(__file__).parent.parent
+    why = f"{ENV}=1" if pure_requested(env) else why_pure(root)
+    if why is None:
+        stamp = importlib.import_module(STAMP)
+        BUILD = f"compiled with {stamp.DETAIL}"
+    else:
+        if not any(isinstance(f, PureFinder) for f in sys.meta_path):
+            sys.meta_path.insert(0, PureFinder())
+        BUILD = f"pure Python ({why})"
+    return BUILD
