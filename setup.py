@@ -83,7 +83,8 @@ class BuildNative(build_ext):
 
     def run(self) -> None:
         started = time.monotonic()
-        if self.inplace:  # an editable install: no extension module of an earlier build stays
+        inplace = bool(self.inplace)  # (setuptools clears it while it builds, and on a failure)
+        if inplace:  # an editable install: no extension module of an earlier build stays
             for old in (ROOT / "ksr").rglob("*.so"):
                 old.unlink()
         if self.extensions:
@@ -96,12 +97,12 @@ class BuildNative(build_ext):
                 _warn(self.pure_reason + "; pip install -v shows the compiler's output")
             else:
                 print(f"ksr: compiled in {time.monotonic() - started:.0f} s", file=sys.stderr)
-        self._write_stamp()
+        self._write_stamp(inplace)
 
-    def _write_stamp(self) -> None:
+    def _write_stamp(self, inplace: bool) -> None:
         """ksr/_native_build.py: in the source tree for an editable install (the extension
         modules are copied there too), else in the build folder the wheel is made from."""
-        if self.inplace:
+        if inplace:
             folder = ROOT / "ksr"
         else:
             folder = Path(self.build_lib) / "ksr"
