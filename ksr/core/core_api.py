@@ -16,8 +16,9 @@ Protocol, so mypy rejects a module reaching for anything else. The members, by j
   ``reply_destination``, ``send_reply_stateless``/``send_reply_any``/``server_header``,
   ``forward_stateless``/``forward_reply_stateless``, ``apply_rport`` and the "myself"
   checks;
-- hooks into the pipeline: ``request_hooks``, ``reply_handlers``, ``receive_taps``,
-  ``send_taps``, ``stateful`` (tm: replies in a transaction, retransmission checks).
+- hooks into the pipeline: ``request_hooks``, ``routed_hooks``, ``reply_handlers``,
+  ``receive_taps``, ``send_taps``, ``stateful`` (tm: replies in a transaction,
+  retransmission checks).
 
 Still reachable, to be replaced by typed hooks (see docs/architecture.md): ``transports``
 (tls/websocket/siptrace send through a transport directly), ``handoff`` (which worker
@@ -149,6 +150,7 @@ class Core(Protocol):
 
     # -- hooks into the pipeline ----------------------------------------------------------------
     request_hooks: list[Callable[[MsgContext], bool]]
+    routed_hooks: list[Callable[[MsgContext], None]]  # after each request route ended
     reply_handlers: list[Callable[[MsgContext], bool]]
     receive_taps: list[Callable[[Message, str, int, SocketInfo], None]]
     send_taps: list[Callable[[Destination, bytes, SocketInfo | None], None]]

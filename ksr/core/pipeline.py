@@ -159,6 +159,8 @@ class Pipeline:
                 self.server.script_path,
                 self.server.config.core.kemi.request_route_callback,
             )
+        for hook in self.server.routed_hooks:
+            hook(ctx)
 
     def shed(self, ctx: MsgContext) -> bool:
         """Overload: answer a new INVITE 503 instead of routing it, while the receive queue is

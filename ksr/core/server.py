@@ -86,6 +86,9 @@ class Server:
         self.script_path = script or config.script_path()
         self.reply_handlers: list[Callable[[MsgContext], bool]] = []
         self.request_hooks: list[Callable[[MsgContext], bool]] = []
+        # after a request route ended (at once or after waiting on I/O): Kamailio's post-script
+        # callbacks (dialog forgets what an INVITE answered statelessly tracked)
+        self.routed_hooks: list[Callable[[MsgContext], None]] = []
         self.stateful: Stateful | None = None  # tm sets itself here (stateful replies)
         # observers of every message received (parsed) and sent (siptrace): empty lists cost
         # one test per message

@@ -8,7 +8,8 @@
 * BYEs ksr sends itself (timeout, RPC, dlg_bye) go out as tm local requests.
 
 A tracked INVITE that never gets a transaction (the script answered it statelessly) is dropped
-quietly at the next timer tick: it never reached a callee, so it never was a call.
+quietly when its request route ends (the core's ``routed_hooks``; a dialog made outside a
+request route, at the next timer tick): it never reached a callee, so it never was a call.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ksr.core.context import MsgContext
+from ksr.core.context import MsgContext, RouteType
 from ksr.modules.tm.api import TmApi, TmCb
 from ksr.sip.dialog_state import DlgState
 
@@ -50,13 +51,23 @@ class TmGlue:
         tm.register_callback(TmCb.RESPONSE_OUT, self.on_response_out)
         self.mgr.send_bye = self.send_bye
         self.mgr.on_created = self.on_created
+        self.server.routed_hooks.append(self.on_routed)
 
     # -- binding -----------------------------------------------------------------------------
     def on_created(self, dlg: Dialog, ctx: MsgContext) -> None:
+        if ctx.route == RouteType.REQUEST and not ctx.faked:
+            ctx.extra["dlg_created"] = dlg  # checked when the route ends (on_routed)
+            return
         try:
             self.server.timers.once(0, self._check_bound, dlg, ctx)
         except RuntimeError:
             pass
+
+    def on_routed(self, ctx: MsgContext) -> None:
+        """The request route ended: a dialog it made that no transaction took is dropped."""
+        dlg = ctx.extra.pop("dlg_created", None) if ctx.extra else None
+        if dlg is not None and dlg.iflags & 1 == 0 and dlg.state is DlgState.UNCONFIRMED:
+            self.mgr.discard(dlg)
 
     def _check_bound(self, dlg: Dialog, ctx: MsgContext) -> None:
         if self.server.route_waiting(ctx):

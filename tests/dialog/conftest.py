@@ -27,6 +27,10 @@ function ksr_request_route()
     KSR.dialog.var_sets("account", "acct-" .. KSR.pv.get("$fU"))
     KSR.dialog.dlg_manage()
     KSR.dialog.set_dlg_profile_static("calls")
+    if KSR.pv.get("$rU") == "nobody" then
+      KSR.sl.sl_send_reply(404, "Not Found")  -- no transaction: never a call
+      return 1
+    end
   end
   KSR.tm.t_relay()
 end

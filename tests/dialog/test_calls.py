@@ -225,3 +225,16 @@ async def test_unknown_bye_creates_nothing(tmp_path: Path) -> None:
         assert events(server) == {}
         assert len(server.module("dialog").mgr.table) == 0
         assert await cdrs(server, tmp_path) == []
+
+
+async def test_invite_answered_statelessly_leaves_no_dialog(tmp_path: Path) -> None:
+    """dlg_manage, then sl_send_reply: no transaction took the INVITE, so its dialog is
+    dropped when the route ends: no event, no CDR, the profile released."""
+    async with call_setup(tmp_path) as (server, a, b, proxy):
+        await a.invite_via(proxy, b, cid(), ruri="sip:nobody@127.0.0.1")
+        assert (await a.expect_reply(404)).status == 404
+        assert len(server.module("dialog").mgr.table) == 0
+        assert server.rpc.call("dlg.profile_get_size", ["calls"]) == 0
+        await trio.sleep(0.1)
+        assert events(server) == {}
+        assert await cdrs(server, tmp_path) == []
