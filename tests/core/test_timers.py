@@ -184,7 +184,9 @@ async def test_coarse_timers_share_a_wakeup_and_are_never_early(
         svc.once(5.0, at, "c2", coarse=True)
         svc.once(5.0, at, "exact")
         svc.once(0.5, at, "short", coarse=True)
-        await trio.sleep(0)  # the task wakes to sleep toward the new earliest deadline
+        # the task wakes to sleep toward the new earliest deadline (trio runs ready tasks in a
+        # random order: wait until it has)
+        await trio.testing.wait_all_tasks_blocked()
         before = svc.wakeups
         await trio.sleep(10)
         assert svc.wakeups - before == 3  # 0.503 s, 5.003 s, and the grid step after 5.01 s
