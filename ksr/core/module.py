@@ -100,6 +100,12 @@ class Module:
     def init(self) -> None:
         """Called once every module is constructed (look up other modules' APIs here)."""
 
+    def may_wait(self, name: str) -> bool:
+        """Whether the KSR function ``name`` (declared ``@kemi(suspends=True)``) may wait on
+        I/O with this configuration; asked once per loaded script. False: a Lua route calls it
+        as a plain call (no greenlet: ~26,000 instructions less per call)."""
+        return True
+
     def api(self) -> object | None:
         """What other modules may use of this one, as Kamailio's ``load_<module>_api``: an
         instance of the class its ``api.py`` declares (``TmApi``...), or None (no API)."""

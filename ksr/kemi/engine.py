@@ -177,6 +177,16 @@ def ending(fn: Callable[..., Any]) -> Callable[..., Any]:
     return end
 
 
+def may_wait(f: KemiFunction) -> bool:
+    """``f`` is declared to suspend and its module says it may wait with this configuration
+    (``Module.may_wait``: registrar's calls do not with usrloc in memory)."""
+    if not f.suspends:
+        return False
+    owner = getattr(f.fn, "__self__", None)
+    ask = getattr(owner, "may_wait", None)
+    return bool(ask(f.name)) if ask is not None else True
+
+
 def make_binding(f: KemiFunction, engine: Engine, lua: bool) -> Callable[..., Any]:
     """The callable a script sees for one KSR function.
 
@@ -244,7 +254,7 @@ def make_binding(f: KemiFunction, engine: Engine, lua: bool) -> Callable[..., An
             return conv
         return coerce_args(f, args, lua)
 
-    suspending = f.suspends and lua  # Lua routes need call_suspending (below) for these
+    suspending = lua and may_wait(f)  # Lua routes need call_suspending (below) for these
     if n <= 2 and not suspending:
         k0 = kinds[0]
         k1 = kinds[-1]

@@ -19,7 +19,14 @@ from outcome import Value
 
 from ksr.suspend import Suspension, no_suspend, restore_suspend
 
-from .engine import EXIT_MARK, Engine, ScriptError, make_binding, split_lua_position
+from .engine import (
+    EXIT_MARK,
+    Engine,
+    ScriptError,
+    make_binding,
+    may_wait,
+    split_lua_position,
+)
 from .registry import ExportRegistry
 
 if TYPE_CHECKING:
@@ -236,9 +243,10 @@ class LuaEngine(Engine):
             lua.execute("jit.off()")
         wrap, ending = g["__ksr_suspending"], g["__ksr_ending"]
         for f in self.registry:
-            if f.suspends or f.ends_route:
+            suspends = may_wait(f)
+            if suspends or f.ends_route:
                 t = g.KSR[f.submodule] if f.submodule else g.KSR
-                t[f.name] = (wrap if f.suspends else ending)(t[f.name])
+                t[f.name] = (wrap if suspends else ending)(t[f.name])
         loader = lua.eval("loadstring or load")
         chunk = loader(source, "@" + str(self.path))
         if not callable(chunk) or isinstance(chunk, tuple):

@@ -74,6 +74,10 @@ class Registrar(Module):
         self.ulc = UlcProfiles()
         self.aor_locks = KeyedLock()  # save(): one REGISTER per AOR at a time
 
+    def may_wait(self, name: str) -> bool:
+        """The KSR calls wait only on usrloc's database: with db_mode 0 never."""
+        return self.usrloc.stores
+
     def init(self) -> None:
         self.usrloc = self.require("usrloc", UsrlocApi)
         self.usrloc.on_expired(self._on_expired)
@@ -121,7 +125,9 @@ class Registrar(Module):
         hdrs: list[Header] = []
         if res.bindings:
             rp = self.params.received_param
-            hdrs.append(Header("Contact", ", ".join(contact_line(c, now, rp) for c in res.bindings)))
+            hdrs.append(
+                Header("Contact", ", ".join(contact_line(c, now, rp) for c in res.bindings))
+            )
         p = self.params
         if (
             res.path

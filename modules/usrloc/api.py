@@ -45,6 +45,11 @@ class UsrlocApi:
         return self._ul.use_domain
 
     @property
+    def stores(self) -> bool:
+        """Whether location calls reach a database (db_mode 1-3), so may wait on it."""
+        return bool(self._ul.params.db_mode)
+
+    @property
     def server_id(self) -> int:
         """This node's id for the rows it writes."""
         return self._ul.server_id

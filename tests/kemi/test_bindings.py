@@ -205,3 +205,18 @@ def test_route_types_warn_and_keep_the_return_code(
     with caplog.at_level("WARNING", logger="ksr.script"):
         run_exprs(s, lang, ["KSR.rr.loose_route()"], tmp_path, ctx)
     assert "called in a" not in caplog.text
+
+
+@pytest.mark.parametrize(("db_mode", "wrapped"), [(0, "userdata"), (1, "function")])
+def test_calls_that_cannot_wait_are_plain_calls_in_lua(
+    tmp_path: Path, db_mode: int, wrapped: str
+) -> None:
+    """registrar's KSR functions may wait only on usrloc's database (Module.may_wait): with
+    db_mode 0 Lua calls the Python function itself, else through the wrapper that yields
+    while the call waits; either way the call answers the same."""
+    url = f"sqlite:///{tmp_path / 'loc.sqlite'}"
+    s = server_with(["usrloc", "registrar"], {"usrloc": {"db_mode": db_mode, "db_url": url}})
+    got = run_exprs(
+        s, "lua", ["type(KSR.registrar.save)", "KSR.registrar.lookup('location')"], tmp_path
+    )
+    assert got == [wrapped, -1]  # nobody registered: lookup finds no contact
