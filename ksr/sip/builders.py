@@ -67,7 +67,7 @@ REASONS: dict[int, str] = {
 }
 
 # Headers a reply copies from its request (RFC 3261 §8.2.6.2).
-_COPIED = ("via", "from", "to", "call-id", "cseq")
+_COPIED = frozenset({"via", "from", "to", "call-id", "cseq"})
 
 
 def default_reason(status: int) -> str:
@@ -77,7 +77,12 @@ def default_reason(status: int) -> str:
 def make_to_tag(req: Request, secret: str = "") -> str:
     """A To-tag that is the same for retransmissions of one request (so a stateless
     reply to a retransmission carries the same tag)."""
-    seed = f"{secret}|{req.get('call-id')}|{req.get('from')}|{req.get('cseq')}"
+    return to_tag_of(secret, req.get("call-id"), req.get("from"), req.get("cseq"))
+
+
+def to_tag_of(secret: str, call_id: str | None, from_: str | None, cseq: str | None) -> str:
+    """``make_to_tag`` from the request's first Call-ID, From and CSeq values."""
+    seed = f"{secret}|{call_id}|{from_}|{cseq}"
     return hashlib.blake2b(seed.encode("utf-8", "surrogateescape"), digest_size=8).hexdigest()
 
 
@@ -100,26 +105,39 @@ def make_reply(
     Content-Type, ``Contact: <uri>`` for each of ``contacts`` (a 3xx's destination set) and
     Content-Length."""
     headers: list[Header] = []
+    append = headers.append
     fix = req.via_fix
+    original = fix.original if fix is not None else None
+    first: dict[str, str] = {}  # the first value of each copied header (the To-tag's seed)
+    untagged: list[int] = []  # where To headers without a tag go
     for h in req.headers:
-        if h.key in _COPIED:
-            if fix is not None and h is fix.original:
-                h = fix.sent  # received=/rport= (RFC 3261 §18.2.1): the Via the reply carries
-            if h.key == "to" and status > 100 and ";tag=" not in h.value.replace(" ", "").lower():
-                tag = to_tag or make_to_tag(req)
-                headers.append(Header(h.name, f"{h.value};tag={tag}"))
-            else:
-                headers.append(Header(h.name, h.value, h.raw))
+        key = h.key
+        if key not in _COPIED:
+            continue
+        if key not in first:
+            first[key] = h.value
+        if h is original and fix is not None:
+            h = fix.sent  # received=/rport= (RFC 3261 §18.2.1): the Via the reply carries
+        if key == "to" and status > 100 and ";tag=" not in h.value.replace(" ", "").lower():
+            untagged.append(len(headers))
+        # shared with the request, as the copies a proxy forwards share their headers: a
+        # Header is never changed in place
+        append(h)
+    if untagged:
+        tag = to_tag or to_tag_of("", first.get("call-id"), first.get("from"), first.get("cseq"))
+        for i in untagged:
+            h = headers[i]
+            headers[i] = Header(h.name, f"{h.value};tag={tag}")
     if server_header:
-        headers.append(Header("Server", server_header))
+        append(Header("Server", server_header))
     if extra_headers:
         for x in extra_headers:
-            headers.append(x if isinstance(x, Header) else Header(x[0], x[1]))
+            append(x if isinstance(x, Header) else Header(x[0], x[1]))
     if body and content_type:
-        headers.append(Header("Content-Type", content_type))
+        append(Header("Content-Type", content_type))
     if contacts:
         headers.extend(Header("Contact", f"<{uri}>") for uri in contacts)
-    headers.append(Header("Content-Length", str(len(body))))
+    append(Header("Content-Length", str(len(body))))
     return Response(status, reason if reason is not None else default_reason(status), headers, body)
 
 

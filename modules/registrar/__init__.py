@@ -125,9 +125,8 @@ class Registrar(Module):
         hdrs: list[Header] = []
         if res.bindings:
             rp = self.params.received_param
-            hdrs.append(
-                Header("Contact", ", ".join(contact_line(c, now, rp) for c in res.bindings))
-            )
+            lines = [contact_line(c, now, rp) for c in res.bindings]
+            hdrs.append(Header("Contact", ", ".join(lines)))
         p = self.params
         if (
             res.path

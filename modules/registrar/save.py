@@ -93,8 +93,11 @@ def _received(reg: Registrar, ctx: MsgContext, path: str) -> str:
                 return rcv.strip('"')
         except RemoteProtocolError:
             pass
-    if p.received_avp:
-        v = ctx.server.pv.get(ctx, p.received_avp)
+    avp = p.received_avp
+    # an $avp(...) while the message has no AVP at all reads nothing: the usual REGISTER
+    # (nathelper's fix_nated_register sets one) skips the PV machinery
+    if avp and (ctx.avps or not avp.startswith("$avp(")):
+        v = ctx.server.pv.get(ctx, avp)
         if v:
             return str(v)
     return ""
@@ -284,6 +287,8 @@ def contact_line(c: Contact, now: float, received_param: str) -> str:
     # Whole seconds as Kamailio counts them: a fresh 60 s binding is reported as 60, not 59
     # (the reply is built a few microseconds after the save, and float sums are inexact).
     left = max(0, round(c.expires - now)) if c.expires else 0
+    if c.q < 0 and not c.instance and not c.reg_id and not (c.received and received_param):
+        return f"<{c.contact}>;expires={left}"  # the usual binding: nothing more to add
     parts = [f"<{c.contact}>;expires={left}"]
     if c.q >= 0:
         parts.append(f";q={_q_text(c.q)}")
