@@ -43,6 +43,12 @@ class Stateless:
     def __init__(self, server: Server) -> None:
         self.server = server
         self.stats = server.core_stats
+        # read for every local reply: worked out once (the configuration does not change
+        # while serving; a script reload does not touch it)
+        core = server.config.core
+        self._server_header: str | None = None
+        if core.server_signature and core.server_header:
+            self._server_header = core.server_header.partition(":")[2].strip() or None
 
     def reply_destination(self, req: Message, proto: str) -> Destination:
         """Where replies to ``req`` go: its top Via's received/rport (RFC 3261 §18.2.2)."""
@@ -51,10 +57,7 @@ class Stateless:
 
     def server_header(self) -> str | None:
         """The Server header value local replies carry (core.server_signature), or None."""
-        core = self.server.config.core
-        if core.server_signature and core.server_header:
-            return core.server_header.partition(":")[2].strip() or None
-        return None
+        return self._server_header
 
     def send_reply_stateless(
         self, ctx: MsgContext, code: int, reason: str, delay: float = 0.0

@@ -126,7 +126,7 @@ class Registrar(Module):
         if res.bindings:
             rp = self.params.received_param
             lines = [contact_line(c, now, rp) for c in res.bindings]
-            hdrs.append(Header("Contact", ", ".join(lines)))
+            hdrs.append(Header("Contact", ", ".join(lines), None, "contact"))
         p = self.params
         if (
             res.path

@@ -115,18 +115,22 @@ def contacts_of(headers: Sequence[str]) -> tuple[bool, list[ContactReq]]:
             raise errors.err(errors.PARSE_CONT)
         if len(na.uri_text) > MAX_CONTACT:
             raise errors.err(errors.CONTACT_LEN)
-        exp_text = na.params.get("expires")
+        params = na.params
+        if not params:  # the usual contact: no parameter to read
+            out.append(ContactReq(na.uri_text, None, -1, "", 0, params))
+            continue
+        exp_text = params.get("expires")
         expires: int | None = None
-        if "expires" in na.params:
+        if "expires" in params:
             if exp_text is None or not exp_text.strip().isdigit():
                 raise errors.err(errors.INV_EXP)
             expires = min(int(exp_text), 2**32 - 1)
-        q = parse_q(na.params.get("q")) if "q" in na.params else -1
-        instance = na.params.get("+sip.instance") or ""
-        rid_text = na.params.get("reg-id")
+        q = parse_q(params.get("q")) if "q" in params else -1
+        instance = params.get("+sip.instance") or ""
+        rid_text = params.get("reg-id")
         if rid_text is not None and not rid_text.isdigit():
             raise errors.err(errors.INV_REGID)
-        out.append(ContactReq(na.uri_text, expires, q, instance, int(rid_text or 0), na.params))
+        out.append(ContactReq(na.uri_text, expires, q, instance, int(rid_text or 0), params))
     return False, out
 
 

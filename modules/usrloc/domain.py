@@ -180,17 +180,19 @@ class Domain:
     def put(self, c: Contact, mem_only: bool = False) -> None:
         """Insert or update (by ruid). ``mem_only`` (save flag 0x01) skips the database in
         modes 1 and 2."""
-        if self.db_mode == 3 or (self.db_mode == 1 and not mem_only):
+        db_mode = self.db_mode
+        if db_mode == 3 or (db_mode == 1 and not mem_only):
             try:
                 t = self.table()
                 t.put(self._row(c))
             except DbError as err:
                 raise _db_failed(err) from err
-        if self.db_mode == 3:
+        if db_mode == 3:
             return
-        self._mem_ready()
+        if not self.loaded:
+            self._mem_ready()
         self._mem_put(c.values())
-        if self.db_mode == 2 and not mem_only:
+        if db_mode == 2 and not mem_only:
             self.dirty.add(c.ruid)
             self.gone.discard(c.ruid)
 
