@@ -11,6 +11,7 @@ A real ``ksr run -n 1`` over UDP serving bench.anchor's calls from sipp (the ser
 only; low rate, as valgrind makes ksr ~50x slower: a point with failed calls is not a figure):
 
     python -m bench.callgrind anchor [--rate 4] [--calls 60] [--tree /other/checkout]
+    python -m bench.callgrind anchor --what reg [--rate 20] [--calls 300]
 
 Instructions leave out cache misses and the collector's memory-bound cost: compare them
 before/after a change of code, not across machines, and not as times.
@@ -86,8 +87,9 @@ def inproc(which: str, args: list[str]) -> None:
         print(f"{which}: {n} {m.group(2)}, {ir:,} instructions, {ir / n:,.0f} per operation")
 
 
-def anchor(rate: int, calls: int, tree: str) -> None:
-    """A ksr -n 1 of ``tree`` under callgrind, counted while sipp's uac runs bench.anchor's calls."""
+def anchor(rate: int, calls: int, tree: str, what: str = "calls") -> None:
+    """A ksr -n 1 of ``tree`` under callgrind, counted while sipp runs bench.anchor's calls
+    (uac.xml) or REGISTERs (reg.xml, ``what="reg"``)."""
     from . import anchor as ab
 
     with tempfile.TemporaryDirectory(prefix="ksr-cg-") as tmp:
@@ -124,13 +126,15 @@ def anchor(rate: int, calls: int, tree: str) -> None:
         ab.tree_cpu = toggle  # type: ignore[assignment]
         ab.tree_memory_kib = lambda pid: (0, 0)  # type: ignore[assignment]
         bench = ab.Bench(argparse.Namespace(engine="lua", ksr_base=tree, seconds=calls / rate))
-        point = bench.call_point("ksr-n1@" + tree if tree else "ksr-n1", rate, calls / rate)
+        point_of = bench.register_point if what == "reg" else bench.call_point
+        point = point_of("ksr-n1@" + tree if tree else "ksr-n1", rate, calls / rate)
         time.sleep(1.0)  # the server has stopped and written its file
         ir = _totals(out)
-    note = "" if point.failed == 0 else " (failed calls: not a figure, lower the rate)"
+    op = "REGISTER" if what == "reg" else "call"
+    note = "" if point.failed == 0 else f" (failed {op}s: not a figure, lower the rate)"
     print(
-        f"ksr -n 1 {tree or REPO}: {point.ok} calls ok, {point.failed} failed, "
-        f"{ir:,} instructions, {ir / max(1, point.ok):,.0f} per call{note}"
+        f"ksr -n 1 {tree or REPO}: {point.ok} {op}s ok, {point.failed} failed, "
+        f"{ir:,} instructions, {ir / max(1, point.ok):,.0f} per {op}{note}"
     )
 
 
@@ -145,11 +149,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("mode", choices=["anchor"], help="or: inproc calls|register ARGS...")
-    ap.add_argument("--rate", type=int, default=4, help="calls/s offered by sipp")
-    ap.add_argument("--calls", type=int, default=60)
+    ap.add_argument("--rate", type=int, default=4, help="calls (REGISTERs) per second offered")
+    ap.add_argument("--calls", type=int, default=60, help="calls (REGISTERs) in all")
+    ap.add_argument("--what", choices=["calls", "reg"], default="calls")
     ap.add_argument("--tree", default="", help="another ksr checkout to measure instead")
     args = ap.parse_args()
-    anchor(args.rate, args.calls, args.tree)
+    anchor(args.rate, args.calls, args.tree, args.what)
 
 
 if __name__ == "__main__":
