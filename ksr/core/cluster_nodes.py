@@ -350,14 +350,29 @@ class ClusterNodes:
             else:
                 if self._reachable_since is None:
                     self._reachable_since = trio.current_time()
-                self._apply(raw)
-                self.watching = True
+                try:
+                    self._apply(raw)
+                except (ValueError, TypeError, KeyError, IndexError) as err:
+                    # an answer of another shape (a reply meant for another command while
+                    # Redis restarts, a foreign script under our name): counted, never fatal
+                    self.cluster.c_bad.inc()
+                    self.cluster.ratelog.warning(
+                        "cluster: watching nodes on %s: unreadable answer %.80r: %r",
+                        self.cluster.describe(),
+                        raw,
+                        err,
+                    )
+                else:
+                    self.watching = True
             self.watched.set()
             self.watched = trio.Event()
             await trio.sleep(self.interval)
 
     def _apply(self, raw: list[Any]) -> None:
-        """Take one watch's answer: update the view, declare the newly dead."""
+        """Take one watch's answer: update the view, declare the newly dead. An answer that is
+        not the watch script's flat list raises before anything changes."""
+        if not isinstance(raw, list) or len(raw) < 2 or (len(raw) - 2) % 4:
+            raise TypeError(f"not the watch's list of 2 + 4n items: {type(raw).__name__}")
         now = int(raw[0]) + int(raw[1]) / 1_000_000
         self._redis_time = now
         seen: dict[int, NodeInfo] = {}

@@ -214,3 +214,24 @@ async def test_malformed_node_records_are_counted_and_skipped(tmp_path: Path, ur
         await until(lambda: n1.stats.value("cluster", "bad_messages") >= 8)
         assert alive(n1) == [1]
         assert n1.rpc.call("cluster.nodes", [])[0]["server_id"] == 1
+
+
+async def test_an_unreadable_watch_answer_is_counted_and_the_node_goes_on(
+    tmp_path: Path, url: str
+) -> None:
+    """A watch answer of another shape (seen once while Redis restarted: a mapping where the
+    script's flat list belongs) is counted and logged; the node keeps watching and
+    heartbeating instead of its watch task failing the server."""
+    async with node(tmp_path, url, 1) as n1:
+        await until(lambda: alive(n1) == [1])
+        nodes = n1.cluster.nodes
+        real = nodes._watch
+        bad_before = n1.stats.value("cluster", "bad_messages")
+        answers = iter([{"0": "1"}, ["1"], ["17", "x", "a", "b", "c"]])
+        nodes._watch = lambda **kw: next(answers, None) or real(**kw)
+        await until(lambda: n1.stats.value("cluster", "bad_messages") >= bad_before + 3)
+        nodes._watch = real
+        watched = nodes.watched
+        await watched.wait()
+        assert alive(n1) == [1]
+        assert n1.rpc.call("cluster.nodes", [])[0]["state"] == "alive"
