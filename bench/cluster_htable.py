@@ -20,7 +20,6 @@ from pathlib import Path
 
 import trio
 
-from ksr.db.redis_connect import connect
 from tests import services
 from tests.support import make_config, running_server, write_script
 
@@ -74,10 +73,7 @@ async def run(writes: int, redis_url: str) -> None:
                 "(all nodes, this process)"
             )
     finally:
-        r = connect(redis_url)
-        keys = list(r.scan_iter(f"{prefix}*"))
-        if keys:
-            r.delete(*keys)
+        services.drop_redis_keys(prefix, redis_url)
 
 
 def main() -> None:

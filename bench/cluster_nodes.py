@@ -126,10 +126,7 @@ async def run(nodes: int, rounds: int, interval: float, timeout: float, redis_ur
                 e.set()
             nursery.cancel_scope.cancel()
     finally:
-        r = connect(redis_url)
-        keys = list(r.scan_iter(f"{prefix}*"))
-        if keys:
-            r.delete(*keys)
+        services.drop_redis_keys(prefix, redis_url)
 
 
 def main() -> None:

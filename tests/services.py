@@ -111,6 +111,17 @@ def redis_url() -> str:
     return _urls["redis"]
 
 
+def drop_redis_keys(prefix: str, url: str | None = None) -> None:
+    """Delete what a test (or bench) wrote under its key ``prefix`` in Redis (the tests' Redis
+    unless ``url`` names another)."""
+    from ksr.db.redis_connect import connect
+
+    r = connect(url or redis_url())
+    keys = list(r.scan_iter(match=prefix + "*", count=1000))
+    if keys:
+        r.delete(*keys)
+
+
 def pg_address() -> tuple[str, int]:
     """(host, port) of the test PostgreSQL, for tests that put something in between."""
     u = urlsplit(pg_url())

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from ksr.core.server import Server
-from ksr.db.redis_connect import connect
 from tests import services
 from tests.registrar.digest_client import authorization
 from tests.registrar.helpers import exchange, register
@@ -26,10 +25,7 @@ pytestmark = pytest.mark.redis
 def prefix() -> object:
     p = f"t{uuid.uuid4().hex[:8]}_"
     yield p
-    r = connect(services.redis_url())
-    keys = list(r.scan_iter(f"{p}*"))
-    if keys:
-        r.delete(*keys)
+    services.drop_redis_keys(p)
 
 
 @contextlib.asynccontextmanager

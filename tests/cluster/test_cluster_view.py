@@ -17,7 +17,6 @@ import trio
 from ksr.core.config import ClusterParams
 from ksr.core.rpc import RpcError
 from ksr.core.server import Server
-from ksr.db.redis_connect import connect
 from tests import services
 from tests.dialog.conftest import proxy_config
 from tests.dialog.test_calls import establish
@@ -31,10 +30,7 @@ pytestmark = pytest.mark.redis
 def url() -> Any:
     p = f"t{uuid.uuid4().hex[:8]}_"
     yield f"{services.redis_url()}?prefix={p}"
-    r = connect(services.redis_url())
-    keys = list(r.scan_iter(f"{p}*"))
-    if keys:
-        r.delete(*keys)
+    services.drop_redis_keys(p)
 
 
 @contextlib.asynccontextmanager

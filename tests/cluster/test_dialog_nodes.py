@@ -86,10 +86,7 @@ def node_config(tmp: Path, server_id: int, pg: str, redis: str, **dialog: Any) -
 
 def drop_prefix(prefix: str, more: tuple[str, ...] = ()) -> None:
     """Remove what a test left under its key prefix in Redis and its tables in PostgreSQL."""
-    r = connect(services.redis_url())
-    keys = list(r.scan_iter(f"{prefix}*"))
-    if keys:
-        r.delete(*keys)
+    services.drop_redis_keys(prefix)
     store = open_store(f"{services.pg_url()}?prefix={prefix}")
     try:
         for t in ("dialog", "dialog_vars", *more, "version"):

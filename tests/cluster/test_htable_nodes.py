@@ -55,10 +55,7 @@ async def wait_for(pred: Any, limit: float = 5.0) -> float:
 def prefix() -> Any:
     p = f"t{uuid.uuid4().hex[:8]}_"
     yield p
-    r = connect(services.redis_url())
-    keys = list(r.scan_iter(f"{p}*"))
-    if keys:
-        r.delete(*keys)
+    services.drop_redis_keys(p)
 
 
 async def test_a_ban_on_node_1_is_seen_on_node_3(tmp_path: Path, prefix: str) -> None:

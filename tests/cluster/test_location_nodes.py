@@ -22,7 +22,6 @@ import trio
 
 from ksr.core.config import ClusterParams
 from ksr.core.server import Server
-from ksr.db.redis_connect import connect
 from tests import services
 from tests.registrar.helpers import exchange, register
 from tests.support import UdpPeer, make_config, running_server, udp_addr, write_script
@@ -44,10 +43,7 @@ end
 def urls() -> Any:
     p = f"t{uuid.uuid4().hex[:8]}_"
     yield f"{services.redis_url()}?prefix={p}", f"{services.pg_url()}?prefix={p}"
-    r = connect(services.redis_url())
-    keys = list(r.scan_iter(f"{p}*"))
-    if keys:
-        r.delete(*keys)
+    services.drop_redis_keys(p)
 
 
 async def run_node(

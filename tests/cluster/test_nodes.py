@@ -39,10 +39,7 @@ pytestmark = pytest.mark.redis
 def url() -> Any:
     p = f"t{uuid.uuid4().hex[:8]}_"
     yield f"{services.redis_url()}?prefix={p}"
-    r = connect(services.redis_url())
-    keys = list(r.scan_iter(f"{p}*"))
-    if keys:
-        r.delete(*keys)
+    services.drop_redis_keys(p)
 
 
 @contextlib.asynccontextmanager

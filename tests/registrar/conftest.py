@@ -38,12 +38,7 @@ def _cleanup(url: str, prefix: str) -> None:
             for (name,) in rows:
                 c.execute(f'DROP TABLE IF EXISTS "{name}"')
     elif url.startswith("redis"):
-        import redis
-
-        r = redis.Redis.from_url(url)
-        keys = list(r.scan_iter(match=prefix + "*", count=1000))
-        if keys:
-            r.delete(*keys)
+        services.drop_redis_keys(prefix, url)
 
 
 @pytest.fixture(
