@@ -10,6 +10,7 @@ with it.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import itertools
 import logging
@@ -363,6 +364,9 @@ class AlarmGuard:
         if guard is None and threading.current_thread() is threading.main_thread():
             guard = cls()
             signal.signal(signal.SIGALRM, guard.on_alarm)
+            # Python restores SIGALRM's default action (end the process) as it shuts down; a
+            # tick still pending then would kill an exiting process with "Alarm clock".
+            atexit.register(signal.setitimer, signal.ITIMER_REAL, 0)
         return guard
 
     def arm(self, seconds: float) -> None:

@@ -5,6 +5,8 @@ stops once no route has run for a while (an idle worker gets no signals)."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -53,3 +55,21 @@ def test_runs_within_their_time_are_left_alone_and_the_timer_stops_when_idle(
     guard.arm(0.2)  # the next run starts it again
     assert signal.getitimer(signal.ITIMER_REAL)[1] == pytest.approx(0.025)
     guard.disarm()
+
+
+def test_the_interval_timer_stops_before_the_process_exits() -> None:
+    """Python gives SIGALRM its default action back while it shuts down; a tick after that
+    would end an exiting process with "Alarm clock" (exit status 142), so the timer is
+    stopped by an exit handler first."""
+    code = (
+        "import atexit, signal\n"
+        "from ksr.kemi.python_engine import AlarmGuard\n"
+        "g = AlarmGuard.install()\n"
+        "g.arm(0.2); g.disarm()\n"
+        "assert signal.getitimer(signal.ITIMER_REAL) != (0.0, 0.0)\n"
+        "atexit._run_exitfuncs()\n"
+        "print(signal.getitimer(signal.ITIMER_REAL))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "(0.0, 0.0)"
