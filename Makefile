@@ -74,6 +74,7 @@ test: $(VENV)/.installed testdeps
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check ksr modules tests bench setup.py
+	$(VENV)/bin/ruff format --check ksr modules tests bench setup.py
 	$(VENV)/bin/mypy ksr setup.py
 
 bench: $(VENV)/.installed sipp

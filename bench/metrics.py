@@ -88,12 +88,16 @@ def main() -> None:
     rounds = args.rounds
     print(f"samples per answer: {samples}, bytes: {len(text)}")
     print(f"/metrics with prometheus_client: {cpu_us(prom.render, rounds):8.0f} µs")
-    print(f"same samples hand-written:       {cpu_us(lambda: hand_written(merged), rounds):8.0f} µs")
+    print(
+        f"same samples hand-written:       {cpu_us(lambda: hand_written(merged), rounds):8.0f} µs"
+    )
     print(f"merged view (current()):         {cpu_us(view.current, rounds):8.0f} µs")
     print(
         f"snapshot + json + zlib (a push): {cpu_us(lambda: zlib.compress(json.dumps(view.snapshot(full=False)).encode(), 1), rounds):8.0f} µs, {len(payload)} bytes"
     )
-    print(f"histogram observe:               {cpu_us(lambda: series.observe(0.01), 100_000):8.2f} µs")
+    print(
+        f"histogram observe:               {cpu_us(lambda: series.observe(0.01), 100_000):8.2f} µs"
+    )
     print(
         f"request_done (clock + observe):  {cpu_us(lambda: lat.request_done('INVITE', 0.0), 100_000):8.2f} µs"
     )

@@ -179,7 +179,9 @@ def main() -> None:
         print(
             f"timer entries held: {len(server.timers._heap)}; transactions: {len(server.module('tm').engine.by_key)}"
         )
-        print(f"timer task wake-ups: {(server.timers.wakeups - wakeups0) / args.calls:.2f} per call")
+        print(
+            f"timer task wake-ups: {(server.timers.wakeups - wakeups0) / args.calls:.2f} per call"
+        )
 
     run_trio(server, body)
 

@@ -530,9 +530,8 @@ def parse_header_text(text: str, *, keep_raw: bool = False) -> list[Header]:
     several, CRLF or LF ends): lines that are no header are left out. ``keep_raw``: each
     Header keeps the line(s) it came from (to match them against a message's lines)."""
     folded = "\n " in text or "\n\t" in text
-    return parse_header_lines(
-        _split_lines(text), folded, start=0, strict=False, keep_raw=keep_raw
-    )[0]
+    lines = _split_lines(text)
+    return parse_header_lines(lines, folded, start=0, strict=False, keep_raw=keep_raw)[0]
 
 
 def serialize(msg: Message) -> bytes:
