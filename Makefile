@@ -9,7 +9,8 @@ PY := $(VENV)/bin/python
 
 # The install compiles the modules ksr/native.py lists with mypyc (setup.py, docs/build.md): a
 # change to one of their sources makes the next make target compile them again.
-NATIVE_SOURCES := $(wildcard ksr/sip/*.py) ksr/native.py setup.py
+NATIVE_SOURCES := $(wildcard ksr/sip/*.py) ksr/core/hashes.py modules/sanity/checks.py \
+	ksr/native.py setup.py
 
 $(VENV)/.installed: pyproject.toml $(NATIVE_SOURCES)
 	python3 -m venv $(VENV)
@@ -66,7 +67,8 @@ run: $(VENV)/.installed
 
 # The compiled modules' tests once more on their pure-Python sources (the fallback).
 PURE_TESTS := tests/sip tests/tm/test_machines.py tests/test_rfc4475.py \
-	tests/core/test_received_via.py tests/core/test_max_message_size.py
+	tests/core/test_received_via.py tests/core/test_max_message_size.py \
+	tests/core/test_hashes.py tests/test_sanity.py
 
 test: $(VENV)/.installed testdeps
 	$(PY) -m pytest -q $(ARGS)
