@@ -51,6 +51,11 @@ COMPILED: tuple[str, ...] = (
     "ksr.sip.uri",
     "ksr.core.hashes",  # Kamailio's core_hash: a loop over the bytes of each new Call-ID
     "ksr.modules.sanity.checks",  # the sanity checks: sanity_check runs on every request
+    # registrar's save() but its Module (reading a REGISTER, the bindings to write) and the
+    # bindings themselves (usrloc's Contact): a REGISTER's own Python code
+    "ksr.modules.registrar.parse",
+    "ksr.modules.registrar.save",
+    "ksr.modules.usrloc.contact",
 )
 # Written by setup.py next to this file: COMPILED (bool), DETAIL (the compiler, or why the
 # build is pure Python) and DIGEST (source_digest of the sources the build compiled).
