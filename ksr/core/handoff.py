@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ksr.sip.owner import message_owner
+from ksr.transport.exact_recv import ExactReceiver
 
 from . import cluster_rpc
 from . import handoff_codec as codec
@@ -132,12 +133,13 @@ class Handoff:
 
     async def _recv_loop(self, s: socket.socket) -> None:
         sync = self.replicas.drain
+        recv = ExactReceiver(RECV_MAX).recv  # messages kept by transactions: exact sizes
         while True:
             await trio.lowlevel.wait_readable(s)
             batch = []
             for _ in range(BATCH):
                 try:
-                    batch.append(s.recv(RECV_MAX))
+                    batch.append(recv(s))
                 except (BlockingIOError, InterruptedError):
                     break
             sync()  # shared-table writes sent before these messages are applied first
