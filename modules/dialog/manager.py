@@ -63,6 +63,9 @@ class DialogManager:
         self.on_created: Callable[[Dialog, MsgContext], None] = lambda dlg, ctx: None
         self.tm: TmApi | None = None  # set when tm is loaded (tmglue.py)
         self._timers: dict[tuple[int, int], TimerHandle] = {}
+        # bound once: a bound method made per timer is one more object each (a dialog's last
+        # timer is kept LINGER seconds after it ends)
+        self._fire: Callable[[Dialog], None] = self._on_timer
         st = server.stats
         self.c_processed = st.counter("dialog", "processed_dialogs", doc="dialogs tracked")
         self.c_expired = st.counter(
@@ -387,7 +390,7 @@ class DialogManager:
             # callback and argument, not a closure: two objects fewer per live dialog
             # coarse: a dialog's timeouts share the timer task's wake-ups (at most 1/16 s late)
             self._timers[dlg.key] = self.server.timers.once(
-                max(0.0, delay), self._on_timer, dlg, coarse=True
+                max(0.0, delay), self._fire, dlg, coarse=True
             )
         except RuntimeError:  # no trio run (offline tools): nothing can expire anyway
             pass

@@ -46,9 +46,10 @@ class TmGlue:
             return
         self.tm = tm
         self.mgr.tm = tm
-        tm.register_callback(TmCb.REQUEST_IN, self.on_request_in)
-        tm.register_callback(TmCb.REQUEST_FWDED, self.on_request_fwded)
-        tm.register_callback(TmCb.RESPONSE_OUT, self.on_response_out)
+        # a dialog follows its initial INVITE's transaction only
+        tm.register_callback(TmCb.REQUEST_IN, self.on_request_in, "INVITE")
+        tm.register_callback(TmCb.REQUEST_FWDED, self.on_request_fwded, "INVITE")
+        tm.register_callback(TmCb.RESPONSE_OUT, self.on_response_out, "INVITE")
         self.mgr.send_bye = self.send_bye
         self.mgr.on_created = self.on_created
         self.server.routed_hooks.append(self.on_routed)

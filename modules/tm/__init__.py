@@ -15,7 +15,7 @@ from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.hostport import bracket_host, format_hostport, split_proto
 from ksr.sip.message import Header, Request, parse_header_text
 
-from .api import Callback, TmApi, TmCb, TmEvent, UacCallback
+from .api import Callback, CallbackList, TmApi, TmCb, TmEvent, UacCallback
 from .engine import TmEngine
 from .pvs import register_pvs
 from .relay import NO_FAILOVER, T_ON, Relayer
@@ -69,9 +69,12 @@ class Tm(Module):
         return TmApi(self)
 
     # -- API for other modules ---------------------------------------------------------------
-    def register_callback(self, kind: str, fn: Callback) -> None:
-        """Call ``fn(tx, ev)`` for events of every transaction."""
-        self.engine.callbacks.add(kind, fn)
+    def register_callback(self, kind: str, fn: Callback, method: str | None = None) -> None:
+        """Call ``fn(tx, ev)`` for events of every transaction (of ``method`` only, if given)."""
+        if method is None:
+            self.engine.callbacks.add(kind, fn)
+        else:
+            self.engine.method_callbacks.setdefault(method, CallbackList()).add(kind, fn)
 
     def register_tx_callback(
         self, target: MsgContext | Transaction, kind: str, fn: Callback

@@ -6,6 +6,7 @@ API they obtain in ``init``::
 
     tm = self.require("tm", TmApi)
     tm.register_callback(TmCb.RESPONSE_OUT, self.on_response)        # every transaction
+    tm.register_callback(TmCb.RESPONSE_OUT, self.on_response, "INVITE")  # every INVITE one
     tm.register_tx_callback(ctx, TmCb.RESPONSE_OUT, self.on_response)  # this request's transaction
     tm.send_request("BYE", uri, headers, b"", next_hop, on_done)      # stateful local request
 
@@ -112,9 +113,11 @@ class TmApi:
     def __init__(self, tm: Tm) -> None:
         self._tm = tm
 
-    def register_callback(self, kind: str, fn: Callback) -> None:
-        """Call ``fn(tx, ev)`` for events of every transaction."""
-        self._tm.register_callback(kind, fn)
+    def register_callback(self, kind: str, fn: Callback, method: str | None = None) -> None:
+        """Call ``fn(tx, ev)`` for events of every transaction, or with ``method`` of every
+        transaction of that method ("INVITE": no event is made for the others). Callbacks of
+        every transaction run first, then those of its method, then its own."""
+        self._tm.register_callback(kind, fn, method)
 
     def register_tx_callback(
         self, target: MsgContext | Transaction, kind: str, fn: Callback

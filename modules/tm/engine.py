@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ksr.tm")
 
+# client machine states after the final reply arrived (a branch that timed out is still
+# waiting for one: after its CANCEL, the callee's 487 is ACKed from its request)
+_ANSWERED = frozenset({"completed", "accepted", "terminated"})
+
 
 class TmEngine:
     """All transactions of one worker and the machinery that drives them."""
@@ -52,6 +56,9 @@ class TmEngine:
         self.by_branch: dict[tuple[str, str], UacBranch] = {}  # client transactions (bid, method)
         self.by_e2e: dict[tuple[str, str, int], Transaction] = {}  # INVITEs, for 2xx ACKs
         self.callbacks = CallbackList()  # for every transaction
+        # for every transaction of one method (dialog follows INVITEs only: no event is made
+        # for the others)
+        self.method_callbacks: dict[str, CallbackList] = {}
         self.salt = os.urandom(3).hex()
         self._next_id = 0
         self._timer_configs: dict[tuple[float, float], TimerConfig] = {}
@@ -225,13 +232,20 @@ class TmEngine:
 
     def wants(self, tx: Transaction, kind: str) -> bool:
         """Whether a callback listens for ``kind`` on ``tx`` (else no event is made)."""
-        return kind in self.callbacks.by_kind or (
-            tx.callbacks is not None and kind in tx.callbacks.by_kind
-        )
+        if kind in self.callbacks.by_kind:
+            return True
+        of_method = self.method_callbacks.get(tx.method)
+        if of_method is not None and kind in of_method.by_kind:
+            return True
+        return tx.callbacks is not None and kind in tx.callbacks.by_kind
 
     def run_callbacks(self, tx: Transaction, ev: TmEvent) -> None:
+        """Those of every transaction, then those of its method, then its own."""
         if self.callbacks:
             self.callbacks.run(ev.kind, tx, ev)
+        of_method = self.method_callbacks.get(tx.method)
+        if of_method is not None:
+            of_method.run(ev.kind, tx, ev)
         if tx.callbacks:
             tx.callbacks.run(ev.kind, tx, ev)
 
@@ -260,15 +274,15 @@ class TmEngine:
         # context -> transaction) so reference counting frees the transaction now: cyclic
         # garbage waits for the collector's full passes, which walk every live object.
         tx.branches = []
-        tx.lumps = []
+        tx.lumps = ()
         tx.extra.pop("req_extra", None)
 
     def drop_branch(self, b: UacBranch) -> None:
         for h in b.handles.values():
             h.cancel()
         b.handles.clear()
-        if b.request is not None:
-            key = (b.bid, b.request.method)
+        if b.method:
+            key = (b.bid, b.method)
             if self.by_branch.get(key) is b:
                 del self.by_branch[key]
 
@@ -339,20 +353,27 @@ class TmEngine:
                 tx, TmEvent(TmCb.RESPONSE_OUT, ctx=rctx, code=code, reply=rpl, local=local)
             )
         if code >= 200 and not tx.ended and not tx.pending_branches():
-            self._slim(tx)
+            self._slim(tx, local)
         return True
 
     @staticmethod
-    def _slim(tx: Transaction) -> None:
+    def _slim(tx: Transaction, local: bool) -> None:
         """The final reply is out and no branch waits for one: let go of what only routing
         needed. The transaction still lives for its wait time (retransmissions are answered
         from bytes), and the garbage collector walks every object it keeps until then: the
         parsed final replies and the request's lumps are about a quarter of a call's."""
         for b in tx.branches:
             b.reply = None
+            if b.machine is not None and b.machine.state in _ANSWERED:
+                b.request = None  # what comes later is answered from bytes (its ACK is built)
         tx.reply_sent = None
-        tx.lumps = []
+        tx.lumps = ()
         tx.extra.pop("req_extra", None)
+        if not local:
+            # a relayed reply: the request's route is over. What was parsed from the request
+            # (Via, From, To, URIs...) is parsed again if anyone asks; until then the
+            # collector need not walk it for the wait time
+            tx.request.forget_parsed()
 
     def local_reply(
         self, tx: Transaction, code: int, reason: str, ctx: MsgContext | None = None
@@ -389,6 +410,7 @@ class TmEngine:
     def start_branch(self, b: UacBranch, req: Request, reliable: bool) -> bool:
         tx = b.tx
         b.request = req
+        b.method = req.method
         b.data = req.to_bytes()
         invite = req.method == "INVITE"
         b.machine = Machine(
@@ -475,11 +497,11 @@ class TmEngine:
 
     def branch_timeout(self, b: UacBranch) -> None:
         """No (final) reply in time: the branch ends with a 408 made up here."""
-        if b.request is not None and b.request.method == "CANCEL":
+        if b.method == "CANCEL":
             return
         if not b.pending:
             return
-        if b.replied and b.request is not None and b.request.method == "INVITE":
+        if b.replied and b.method == "INVITE":
             self.send_cancel(b)
         b.timed_out = True
         b.local = True

@@ -167,7 +167,7 @@ class Relayer:
         self.take_callbacks(ctx, tx)
         self.take_failover_flag(ctx, tx, flags)
         tx.ruri = ctx.ruri or tx.ruri
-        tx.lumps = list(ctx.lumps)
+        tx.lumps = tuple(ctx.lumps)
         tx.flags = ctx.flags
         tx.extra["req_extra"] = ctx.extra  # failure routes share it
         n = self.add_branches(tx, ctx, uri, proto)
@@ -385,14 +385,10 @@ class Relayer:
 
 
 def _one_via(req: Request) -> bool:
-    """Whether the request carries a single Via value (read without parsing the Vias)."""
-    first: Header | None = None
-    for h in req.headers:
-        if h.key == "via":
-            if first is not None:
-                return False
-            first = h
-    return first is not None and "," not in first.value
+    """Whether the request carries a single Via value (read without parsing the Vias; the
+    message's own lookups run compiled, a loop here ran ~12 times in the interpreter)."""
+    first = req.get("via")
+    return first is not None and "," not in first and req.count("via") == 1
 
 
 def _forced(dests: list[Destination], proto: str | None) -> tuple[Destination, ...]:

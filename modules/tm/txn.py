@@ -15,7 +15,7 @@ from ksr.sip.message import Header, Request, Response
 from .api import CallbackList
 
 if TYPE_CHECKING:
-    from ksr.core.context import Branch, Destination, SocketInfo
+    from ksr.core.context import Destination, SocketInfo
     from ksr.core.timers import TimerHandle
     from ksr.sip.transaction import Machine
 
@@ -33,6 +33,7 @@ class UacBranch:
         "dest",
         "sock",
         "bid",
+        "method",
         "request",
         "data",
         "machine",
@@ -58,7 +59,9 @@ class UacBranch:
         self.dest: Destination | None = None
         self.sock: SocketInfo | None = None
         self.bid = ""  # our Via branch
-        self.request: Request | None = None  # what we sent
+        self.method = ""  # of what we sent
+        # what we sent; let go once the transaction's final reply is out (the bytes are kept)
+        self.request: Request | None = None
         self.data = b""  # its bytes (for retransmissions)
         self.machine: Machine | None = None
         self.handles: dict[str, TimerHandle] = {}
@@ -121,7 +124,6 @@ class Transaction:
         "local_cb",
         "no_100",
         "relayed",
-        "uac_branches",
         "disable_6xx",
         "disable_failover",
         "timer_config",
@@ -165,13 +167,12 @@ class Transaction:
         self.extra: dict[str, Any] = {}  # scratch space for other modules (dialog...)
         self.ended = False
         self.e2e_key: tuple[str, str, int] | None = None
-        self.lumps: list[Any] = []  # the request's changes, for branches added later
+        self.lumps: tuple[Any, ...] = ()  # the request's changes, for branches added later
         self.in_failure = False
         self.drop_from = 0  # branches below this index do not take part in reply selection
         self.local_cb: Any = None  # completion callback of a local request (send_request)
         self.no_100 = False
         self.relayed = False
-        self.uac_branches: list[Branch] = []
         self.disable_6xx = False
         self.disable_failover = False  # t_set_disable_failover / t_relay_to_flags 0x04
         self.timer_config: Any = None

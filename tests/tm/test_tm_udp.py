@@ -281,3 +281,61 @@ async def test_reply_with_only_our_via_goes_upstream_with_the_request_vias(tmp_p
         got = await caller.recv_reply()
         assert got.status == 486
         assert [v.port for v in got.vias] == [caller.port]
+
+
+async def test_answered_transaction_keeps_only_what_retransmissions_need(tmp_path: Path) -> None:
+    """Once the final reply is relayed, the transaction lets go of the parsed request and of
+    the copies it sent (the collector would walk them for the wait time), and still handles
+    what comes later: a retransmitted 2xx goes upstream again (RFC 6026), a retransmitted
+    486 is ACKed again and not relayed."""
+    a, b, caller, script = await _setup(tmp_path)
+    async with running_server(make_config(MODS), script) as server:
+        tm = server.module("tm")
+        inv = sip_request("INVITE", ruri="sip:bob@127.0.0.1", port=caller.port, call_id="ok-1")
+        await caller.send(inv, udp_addr(server))
+        assert (await caller.recv_reply()).status == 100
+        fwd = _req(await a.recv())
+        await _answer(a, fwd, 200)
+        assert (await caller.recv_reply()).status == 200
+        (tx,) = tm.engine.by_key.values()
+        assert tx.request.memo("tm_key") is None  # parsed again only if asked
+        assert [br.request for br in tx.branches] == [None]
+        await _answer(a, fwd, 200)  # the callee did not get the ACK yet
+        assert (await caller.recv_reply()).status == 200
+
+        inv = sip_request(
+            "INVITE",
+            ruri="sip:bob@127.0.0.1",
+            port=caller.port,
+            call_id="busy-1",
+            branch="z9hG4bK-b",
+        )
+        await caller.send(inv, udp_addr(server))
+        assert (await caller.recv_reply()).status == 100
+        fwd = _req(await a.recv())
+        await _answer(a, fwd, 486)
+        assert (await caller.recv_reply()).status == 486
+        assert _req(await a.recv()).method == "ACK"
+        await _answer(a, fwd, 486)  # our ACK was lost
+        assert _req(await a.recv()).method == "ACK"
+        assert await caller.nothing(0.2)
+
+
+async def test_callbacks_of_one_method_see_only_its_transactions(tmp_path: Path) -> None:
+    a, b, caller, script = await _setup(tmp_path)
+    async with running_server(make_config(MODS), script) as server:
+        api = server.module("tm").api()
+        every: list[tuple[str, int]] = []
+        invites: list[tuple[str, int]] = []
+        api.register_callback("response-out", lambda tx, ev: every.append((tx.method, ev.code)))
+        api.register_callback(
+            "response-out", lambda tx, ev: invites.append((tx.method, ev.code)), "INVITE"
+        )
+        for method in ("MESSAGE", "INVITE"):
+            req = sip_request(method, ruri="sip:local@127.0.0.1", port=caller.port, call_id=method)
+            await caller.send(req, udp_addr(server))
+            rpl = await caller.recv_reply()
+            while rpl.status < 200:
+                rpl = await caller.recv_reply()
+        assert every == [("MESSAGE", 404), ("INVITE", 100), ("INVITE", 404)]
+        assert invites == [("INVITE", 100), ("INVITE", 404)]
