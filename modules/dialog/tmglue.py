@@ -21,6 +21,7 @@ from ksr.core.context import MsgContext, RouteType
 from ksr.modules.tm.api import TmApi, TmCb
 from ksr.sip.dialog_state import DlgState
 
+from .manager import UNLIST, UNLISTED
 from .model import Dialog
 from .requests import build_bye
 
@@ -50,6 +51,9 @@ class TmGlue:
         tm.register_callback(TmCb.REQUEST_IN, self.on_request_in, "INVITE")
         tm.register_callback(TmCb.REQUEST_FWDED, self.on_request_fwded, "INVITE")
         tm.register_callback(TmCb.RESPONSE_OUT, self.on_response_out, "INVITE")
+        # and the BYE that ended it: it leaves dlg.list when that transaction is freed
+        tm.register_callback(TmCb.REQUEST_IN, self.on_bye_in, "BYE")
+        tm.register_callback(TmCb.DESTROYED, self.on_bye_freed, "BYE")
         self.mgr.send_bye = self.send_bye
         self.mgr.on_created = self.on_created
         self.server.routed_hooks.append(self.on_routed)
@@ -98,6 +102,16 @@ class TmGlue:
             return
         dlg.iflags |= 1  # bound to its INVITE transaction
         tx.extra["dlg"] = dlg
+
+    def on_bye_in(self, tx: Any, ev: Any) -> None:
+        dlg = ev.ctx.extra.get(UNLIST) if ev.ctx is not None else None
+        if dlg is not None:
+            tx.extra[UNLIST] = dlg
+
+    def on_bye_freed(self, tx: Any, ev: Any) -> None:
+        dlg = tx.extra.get(UNLIST)
+        if dlg is not None:
+            dlg.iflags |= UNLISTED
 
     def on_request_fwded(self, tx: Any, ev: Any) -> None:
         dlg = tx.extra.get("dlg") if tx is not None else None

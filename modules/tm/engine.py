@@ -72,7 +72,7 @@ class TmEngine:
         # The lifetime guard of each server transaction, without a timer per transaction (two
         # more objects each, kept for minutes): per delay class, transactions in creation order
         # (so in deadline order) with their deadline, swept once a second.
-        self._lives: dict[float, dict[int, tuple[float, Transaction]]] = {}
+        self._lives: dict[float, dict[int, Transaction]] = {}  # their deadline: tx.expires
         self._sweeper: Any = None
         st = server.stats
         self.c_uas = st.counter("tmx", "UAS_transactions", doc="server transactions created")
@@ -203,15 +203,16 @@ class TmEngine:
             lives = self._lives[delay] = {}
         if self._sweeper is None:
             self._sweeper = self.server.timers.every(1.0, self._sweep_lives, name="tm lifetimes")
-        lives[tx.id] = (self.server.timers.now() + delay, tx)
+        tx.expires = self.server.timers.now() + delay
+        lives[tx.id] = tx
 
     def _sweep_lives(self) -> None:
         """Transactions past their lifetime (at most a second late: it is a leak guard)."""
         now = self.server.timers.now()
         for lives in self._lives.values():
             due = []
-            for deadline, tx in lives.values():
-                if deadline > now:
+            for tx in lives.values():
+                if tx.expires > now:
                     break
                 due.append(tx)
             for tx in due:

@@ -130,6 +130,7 @@ class Transaction:
         "reply_sent",
         "engine",
         "arrived",
+        "expires",
     )
 
     def __init__(self, txid: int, key: Any, request: Request) -> None:
@@ -178,6 +179,7 @@ class Transaction:
         self.timer_config: Any = None
         self.reply_sent: Response | None = None  # the last reply sent upstream
         self.arrived = 0.0  # time.time() the request arrived (latency statistics), 0: local
+        self.expires = 0.0  # the lifetime guard's deadline (timers' clock; engine._guard)
 
     def pending_branches(self) -> list[UacBranch]:
         return [b for b in self.branches if b.status < 200]

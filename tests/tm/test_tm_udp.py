@@ -33,6 +33,9 @@ function ksr_request_route()
     KSR.tm.t_newtran()
     KSR.sl.send_reply(404, "Nobody")
     return 1
+  elseif user == "keep" then
+    KSR.tm.t_newtran()
+    return 1
   else
     KSR.setdsturi("sip:127.0.0.1:%(a)d")
   end
@@ -339,3 +342,28 @@ async def test_callbacks_of_one_method_see_only_its_transactions(tmp_path: Path)
                 rpl = await caller.recv_reply()
         assert every == [("MESSAGE", 404), ("INVITE", 100), ("INVITE", 404)]
         assert invites == [("INVITE", 100), ("INVITE", 404)]
+
+
+async def test_transaction_without_final_reply_is_freed_after_its_lifetime(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b, caller, script = await _setup(tmp_path)
+    cfg = make_config(MODS, modparam={"tm": {"max_noninv_lifetime": 4000, "fr_timer": 2000}})
+    async with running_server(cfg, script) as server:
+        engine = server.module("tm").engine
+        for i in range(3):
+            req = sip_request(
+                "MESSAGE",
+                ruri="sip:keep@127.0.0.1",
+                port=caller.port,
+                call_id=f"keep-{i}",
+                branch=f"z9hG4bK-keep-{i}",
+            )
+            await caller.send(req, udp_addr(server))
+            await trio.sleep(1.0)
+        assert len(engine.by_key) == 3  # never answered: only the lifetime guard ends them
+        await trio.sleep(2.5)  # the first is past its 4 s + 1 s (swept once a second)
+        assert len(engine.by_key) == 2
+        await trio.sleep(3.0)
+        assert not engine.by_key
+        assert server.stats.value("tmx", "inuse_transactions") == 0
