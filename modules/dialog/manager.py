@@ -335,7 +335,11 @@ class DialogManager:
             dlg.timeout_ts = now + dlg.lifetime
             self._arm(dlg, min(dlg.lifetime, self.params.noack_timeout))
         elif step.state is DlgState.CONFIRMED:
-            self._arm(dlg, self.clock.delay_until(dlg.timeout_ts))
+            # the timer armed when the 2xx came (no-ACK, never later than timeout_ts) stays:
+            # at its time _on_timer finds the call confirmed and waits the rest; a timer
+            # started and cancelled less per call
+            if dlg.key not in self._timers:
+                self._arm(dlg, self.clock.delay_until(dlg.timeout_ts))
         elif step.state is DlgState.DELETED:
             dlg.end_ts = now
             dlg.end_reason = reason or dlg.end_reason

@@ -186,6 +186,22 @@ async def test_timeout_sends_bye_to_both(tmp_path: Path) -> None:
         assert server.stats.value("dialog", "expired_dialogs") == 1
 
 
+async def test_timeout_after_the_ack_counts_from_the_answer(tmp_path: Path) -> None:
+    """The no-ACK timer is still pending when the ACK comes (it is not re-armed): at its
+    time it finds the call confirmed and waits for the rest of the lifetime."""
+    params = {"default_timeout": 2, "noack_timeout": 1, "send_bye": 1}
+    async with call_setup(tmp_path, dialog=params) as (server, a, b, proxy):
+        await establish(a, b, proxy, cid())
+        assert await a.peer.nothing(1.5)  # past the no-ACK timer: no BYE yet
+        bye_a = await a.expect_request("BYE", timeout=5)
+        await a.answer(bye_a, 200, proxy)
+        await b.answer(await b.expect_request("BYE", timeout=5), 200, proxy)
+        await trio.sleep(0.1)
+        (r,) = await cdrs(server, tmp_path)
+        assert r["end_reason"] == "timeout"
+        assert 1.9 <= r["duration"] < 3
+
+
 async def test_end_by_rpc(tmp_path: Path) -> None:
     async with call_setup(tmp_path) as (server, a, b, proxy):
         await establish(a, b, proxy, cid())
