@@ -15,13 +15,19 @@ busy processes on two shared cores.
 ``--steer``: every message arrives at the worker owning its call instead, as the kernel's
 steering program delivers them (ksr/transport/steer.py): nothing crosses a socket.
 
+``--what reg``: the anchor's REGISTERs instead (sipp's reg.xml: a new Call-ID and user each),
+each at the worker the kernel steers its Call-ID to, one per batch (what a worker sees at
+1,000/s): each worker saves its own and applies its sibling's writes (the cost of sharing).
+
     python -m bench.profile_workers [--calls 3000] [--script anchor|calls] [--steer] [--profile]
+    python -m bench.profile_workers --what reg [--calls 3000] [--workers 1|2]
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -32,14 +38,15 @@ import trio.testing
 from ksr.core.gcpolicy import tune_for_serving
 from ksr.core.handoff import Handoff
 from ksr.core.server import Server
-from ksr.sip.owner import message_owner
+from ksr.sip.owner import call_id_owner, message_owner
 
 from .anchor_inproc import anchor_setup, register_user
 from .calls import CONFIG, SCRIPT
-from .inproc import GcMeter, Wire, cpu_now, make_server, profiled, reply_to, report
+from .inproc import PROXY, GcMeter, Wire, cpu_now, make_server, profiled, reply_to, report
 from .profile_calls import CALLEE, CALLER, SDP, in_dialog, invite
 
 CALLS_PER_SECOND = 1000
+REG_UA = ("127.0.0.1", 5088)
 
 
 class Pair:
@@ -113,6 +120,33 @@ async def play_call(pair: Pair, n: int) -> None:
         raise RuntimeError("BYE not answered")
 
 
+def reg_message(n: int) -> bytes:
+    """Registration ``n`` as sipp's reg.xml sends it (a new Call-ID, one of 10,000 users)."""
+    user = f"user{n % 10_000:05d}"
+    return (
+        f"REGISTER sip:{PROXY[0]}:{PROXY[1]} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {REG_UA[0]}:{REG_UA[1]};branch=z9hG4bK-{n}-1\r\n"
+        f"From: <sip:{user}@{PROXY[0]}>;tag=4242SIPpRegTag{n}\r\nTo: <sip:{user}@{PROXY[0]}>\r\n"
+        f"Call-ID: {n}-4242@127.0.0.1\r\nCSeq: 1 REGISTER\r\n"
+        f"Contact: <sip:{user}@127.0.0.1:{20000 + n % 10_000}>\r\nExpires: 3600\r\n"
+        "Max-Forwards: 70\r\nUser-Agent: sipp-anchor\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+async def play_register(pair: Pair, n: int) -> None:
+    """One REGISTER at its owner, as one UDP batch (the shared-table check first), then a
+    turn of the event loop (a wake-up of the real process)."""
+    msg = reg_message(n)
+    server, wire, sock = pair.servers[call_id_owner(f"{n}-4242@127.0.0.1", len(pair.servers))]
+    if server.sync_shared is not None:
+        server.sync_shared()
+    server.receive(msg, REG_UA[0], REG_UA[1], sock)
+    got = wire.take(REG_UA[1])
+    if len(got) != 1 or got[0][8:11] != b"200":
+        raise RuntimeError(f"REGISTER {n}: {[g[:40] for g in got]}")
+    await trio.sleep(0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -122,12 +156,20 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="1: the same calls without a hand-off")
     ap.add_argument("--script", choices=("calls", "anchor"), default="anchor")
     ap.add_argument("--steer", action="store_true", help="messages arrive at their owner")
+    ap.add_argument("--what", choices=("calls", "reg"), default="calls")
+    ap.add_argument(
+        "--no-replication",
+        action="store_true",
+        help="workers send each other no shared-table writes (what two workers cost without sharing)",
+    )
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--sort", default="tottime")
     ap.add_argument("--top", type=int, default=40)
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="ksr-profw-"))
+    if args.what == "reg":
+        args.steer, args.script = True, "anchor"  # REGISTERs stay where the kernel put them
     if args.script == "calls":
         script = tmp / "calls.lua"
         script.write_text(SCRIPT % CALLEE[1])
@@ -143,6 +185,8 @@ def main() -> None:
         if args.workers > 1:
             server.worker_id = i
             server.handoff = Handoff(server, i, args.workers, str(rundir))
+            if args.no_replication:
+                server.shared.active = False  # writes stay in the worker that made them
         servers.append((server, wire, sock))
     tune_for_serving(servers[0][0].config.core.gc_threshold)
     pair = Pair(servers, args.steer)
@@ -168,17 +212,26 @@ def main() -> None:
                     clock.jump(0.1)
                     await trio.sleep(0)
             step = 1.0 / CALLS_PER_SECOND
+            play, what = (
+                (play_register, "registrations") if args.what == "reg" else (play_call, "calls")
+            )
             for i in range(args.warmup):
-                await play_call(pair, i)
+                await play(pair, i)
                 clock.jump(step)
             t0 = cpu_now()
+            t0_os = os.times()
             with profiled(args.profile, args.top, args.sort), GcMeter() as meter:
                 for i in range(args.warmup, args.warmup + args.calls):
-                    await play_call(pair, i)
+                    await play(pair, i)
                     clock.jump(step)
-            report("calls", args.calls, cpu_now() - t0)
+            report(what, args.calls, cpu_now() - t0)
+            t1_os = os.times()
+            user, system = t1_os.user - t0_os.user, t1_os.system - t0_os.system
             print(
-                f"of which garbage collection: {meter.seconds / args.calls * 1e6:.1f} us per call ({meter.runs} collections, {gc.get_threshold()})"
+                f"of which user {user / args.calls * 1e6:.1f} us, system {system / args.calls * 1e6:.1f} us"
+            )
+            print(
+                f"of which garbage collection: {meter.seconds / args.calls * 1e6:.1f} us per {what[:-1]} ({meter.runs} collections, {gc.get_threshold()})"
             )
             for server, _, _ in servers:
                 h = server.handoff
