@@ -8,8 +8,9 @@ datagrams), which a burst of registrations would fill at once.
 
 A write is sent before the method that made it returns, and then counted in a shared-memory
 slot of the writer (``<rundir>/writes``, one 64-bit counter per worker): a worker about to
-handle a batch compares the siblings' counts with those it last saw, and asks the kernel
-(``poll``) only when they moved. The count moves before the write's reply leaves, so a message
+handle a batch compares the siblings' counts with those it last saw, and reads their sockets
+only when they moved (with one sibling at once, with more after a ``poll`` for the ones that
+have something). The count moves before the write's reply leaves, so a message
 sent after that reply finds it moved (read-your-writes); a batch with nothing new costs no
 system call.
 
@@ -139,10 +140,15 @@ class ReplicaLink:
         n = self.writes.others(self.index)
         if n == self.seen:
             return
-        if len(self.conns) == len(self.out):  # a sibling not yet accepted: look again next time
+        conns = self.conns
+        if len(conns) == len(self.out):  # a sibling not yet accepted: look again next time
             self.seen = n
+        if len(conns) == 1:  # -n 2: read the one sibling at once (a poll() costs ~2 us)
+            for only in conns.values():
+                self._read_all(only)
+            return
         for fd, _ in self.poller.poll(0):
-            conn = self.conns.get(fd)
+            conn = conns.get(fd)
             if conn is not None:
                 self._read_all(conn)
 

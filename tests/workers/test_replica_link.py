@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import trio
 import trio.testing
 
@@ -16,35 +17,35 @@ from ksr.core.stats import Stats
 from tests.workers.test_replication import Counter
 
 
+@pytest.mark.parametrize("workers", [2, 3])  # 2: one sibling, read without a poll()
 async def test_drain_applies_every_write_made_before_it(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, workers: int
 ) -> None:
     links: list[ReplicaLink] = []
     tables: list[Counter] = []
     async with trio.open_nursery() as nursery:
-        for i in range(3):
+        for i in range(workers):
             r, t = Replicator(), Counter()
             r.register("counter", t)
-            link = ReplicaLink(r, i, 3, str(tmp_path), Stats())
+            link = ReplicaLink(r, i, workers, str(tmp_path), Stats())
             await nursery.start(link.serve)
             links.append(link)
             tables.append(t)
         for link in links:
             await link.restore()  # nobody has a state yet: all start empty
-        tables[0].add("k", 0)  # each worker connects to its siblings on its first write
-        tables[1].add("k", 0)
-        tables[2].add("k", 0)
-        while any(len(link.conns) < 2 for link in links):
+        for t in tables:
+            t.add("k", 0)  # each worker connects to its siblings on its first write
+        while any(len(link.conns) < workers - 1 for link in links):
             await trio.sleep(0.001)
         for link in links:
             link.drain()
         for n in range(1, 7):
-            tables[n % 3].add("k", n)
+            tables[n % workers].add("k", n)
             for link in links:
                 link.drain()
-            assert [t.values["k"] for t in tables] == [sum(range(n + 1))] * 3
+            assert [t.values["k"] for t in tables] == [sum(range(n + 1))] * workers
         tables[0].put("p", 7)
-        links[2].drain()
-        links[2].drain()  # nothing new since
-        assert tables[2].values["p"] == 7
+        links[-1].drain()
+        links[-1].drain()  # nothing new since
+        assert tables[-1].values["p"] == 7
         nursery.cancel_scope.cancel()
