@@ -27,7 +27,7 @@ MAX_ROUTES = 200  # route names kept apart; more count as "other"
 
 
 class Latency:
-    __slots__ = ("request", "route", "db", "_methods", "_routes")
+    __slots__ = ("request", "route", "db", "_methods", "routes")
 
     def __init__(self, stats: Stats) -> None:
         self.request = stats.histogram(
@@ -49,7 +49,7 @@ class Latency:
             DB_BOUNDS,
         )
         self._methods: dict[str, HistogramSeries] = {}
-        self._routes: dict[str, HistogramSeries] = {}
+        self.routes: dict[str, HistogramSeries] = {}  # by route name (Scripts reads it)
 
     def request_done(self, method: str, arrived: float) -> None:
         """A final reply left for a request that arrived at ``arrived`` (time.time())."""
@@ -62,8 +62,12 @@ class Latency:
         series.observe(time.time() - arrived)
 
     def route_done(self, name: str, seconds: float) -> None:
-        series = self._routes.get(name)
+        self.route_series(name).observe(seconds)
+
+    def route_series(self, name: str) -> HistogramSeries:
+        """The series of route ``name`` (Scripts keeps them: a route run is timed inline)."""
+        series = self.routes.get(name)
         if series is None:
-            label = name if len(self._routes) < MAX_ROUTES else "other"
-            series = self._routes[name] = self.route.child(label)
-        series.observe(seconds)
+            label = name if len(self.routes) < MAX_ROUTES else "other"
+            series = self.routes[name] = self.route.child(label)
+        return series
