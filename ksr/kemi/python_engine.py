@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ksr.suspend import Finished, Suspension, no_suspend, restore_suspend
 
-from .engine import Engine, KsrExit, ScriptError, make_binding
+from .engine import Engine, KsrExit, ScriptError, make_binding, may_wait
 from .registry import ExportRegistry
 
 if TYPE_CHECKING:
@@ -102,6 +102,9 @@ class PythonEngine(Engine):
         self.handler: Any = None
         self.helper_modules: list[str] = []
         self._guard: AlarmGuard | None = None  # the runaway guard, once looked up
+        # whether a route may wait on I/O (a KSR function that may wait is loaded): else
+        # request routes run as plain calls, without a greenlet
+        self.routes_wait = True
 
     def _build_ksr(self) -> types.ModuleType:
         ksr = types.ModuleType("KSR", "KSR functions of ksr (Kamailio KEMI compatible)")
@@ -147,6 +150,7 @@ class PythonEngine(Engine):
             raise
         if self.server.config.core.script_max_seconds > 0:
             AlarmGuard.install()
+        self.routes_wait = any(may_wait(f) for f in self.registry if "python" in f.engines)
 
     def _load(self, folder: str, before: set[str]) -> None:
         modname = f"ksr_script_{next(_GENERATIONS)}"
@@ -271,8 +275,13 @@ class PythonEngine(Engine):
         fn = getattr(self.handler, name, None)
         if fn is None or not callable(fn):
             return 2
-        runner = self.server.runner
         token = self._enter(ctx)
+        if not self.routes_wait:  # nothing can wait: no greenlet (two switches a route)
+            try:
+                return self._invoke(fn, ctx, name, args)
+            finally:
+                self._leave(token)
+        runner = self.server.runner
         try:
             r = runner.call(self._invoke, (fn, ctx, name, args))
         finally:

@@ -73,6 +73,12 @@ class DialogWorkers:
         return "OK"
 
     # -- in the worker running the script ------------------------------------------------------
+    def may_wait(self, name: str) -> bool:
+        """The KSR calls wait only to ask another worker: never without worker processes
+        (a script engine then runs routes as plain calls, docs/suspend.md)."""
+        h = self.server.handoff
+        return h is not None and h.count >= 2
+
     def _others(self, first: int | None) -> list[int]:
         """The other workers, ``first`` first; [] without worker processes."""
         h = self.server.handoff
