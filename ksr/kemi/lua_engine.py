@@ -39,7 +39,7 @@ RUNTIMES = {"lua51": "lupa.lua51", "luajit": "lupa.luajit21", "lua54": "lupa.lua
 
 _BOOTSTRAP = r"""
 local budget_steps, step = ...
-local xpcall = xpcall
+local pcall = pcall
 local hits = 0
 local exit_mark = "~~ksr~exit~~"
 KSRVERSION = "2.0"
@@ -58,11 +58,6 @@ local function on_budget()
     error("script exceeded its instruction budget (runaway loop?)", 2)
   end
 end
-local function tb(err)
-  if err == exit_mark then return err end
-  if type(err) ~= "string" then err = tostring(err) end
-  return err
-end
 -- A route may run another one (an event callback fired by a KSR call): the budget covers
 -- the outermost run, so only a run that finds no hook armed arms and disarms it (hooks are
 -- per coroutine in PUC Lua, global in LuaJIT).
@@ -75,9 +70,12 @@ function __ksr_run(name, ...)
     hits = 0
     sethook(on_budget, "", step)
   end
-  local ok, err = xpcall(f, tb, ...)
+  -- pcall, not xpcall: Lua 5.1's xpcall passes no arguments (a closure and a table per
+  -- event callback run), and the error needs no handler (no traceback is kept)
+  local ok, err = pcall(f, ...)
   if arm then sethook() end
   if ok or err == exit_mark then return 1 end
+  if type(err) ~= "string" then err = tostring(err) end
   return 0, err
 end
 -- Request routes run as coroutines, so a KSR call that waits on I/O suspends only its route
@@ -183,18 +181,6 @@ if not jit and _VERSION == "Lua 5.1" then
 end
 """
 
-# Lua 5.1's xpcall passes no arguments: wrap them in a closure, but only when there are
-# some (a request route has none, and the table and closure cost every message).
-_BOOTSTRAP_51 = _BOOTSTRAP.replace(
-    "local ok, err = xpcall(f, tb, ...)",
-    "local ok, err\n"
-    "  local n = select('#', ...)\n"
-    "  if n == 0 then ok, err = xpcall(f, tb) else\n"
-    "    local args = {...}\n"
-    "    ok, err = xpcall(function() return f(unpack(args, 1, n)) end, tb)\n"
-    "  end",
-)
-
 
 class LuaEngine(Engine):
     language = "lua"
@@ -235,8 +221,7 @@ class LuaEngine(Engine):
         g.KSR = self._build_ksr(lua)
         steps = 1000
         budget = max(0, core.script_max_instructions // steps)
-        boot = _BOOTSTRAP_51 if lua.lua_version == (5, 1) else _BOOTSTRAP
-        lua.execute(boot, budget, steps)
+        lua.execute(_BOOTSTRAP, budget, steps)
         if budget > 0 and core.lua_runtime == "luajit":
             # Count hooks never fire inside LuaJIT's compiled traces, so a runaway loop would
             # escape the budget: with the guard on, LuaJIT runs its (still fast) interpreter.
