@@ -117,6 +117,10 @@ class Auth(Module):
 
         return AuthApi(self)
 
+    def may_wait(self, name: str) -> bool:
+        """The pv_* checks wait only for nonce-counts on the cluster's Redis (cluster_nc.py)."""
+        return self.cluster_nc is not None
+
     def __init__(self, server: Any, params: AuthParams) -> None:
         super().__init__(server, params)
         self.params: AuthParams = params
@@ -460,7 +464,7 @@ class Auth(Module):
                 return 1
         return -1
 
-    @kemi()
+    @kemi(suspends=True)
     def pv_auth_check(
         self, ctx: MsgContext, realm: str, passwd: str, flags: int, checks: int
     ) -> int:
@@ -469,19 +473,19 @@ class Auth(Module):
         kind = WWW if ctx.method == "REGISTER" else PROXY
         return self._pv_authenticate(ctx, realm, passwd, flags, checks, kind)
 
-    @kemi()
+    @kemi(suspends=True)
     def pv_www_authenticate(self, ctx: MsgContext, realm: str, passwd: str, flags: int) -> int:
         """pv_www_authenticate(realm, password, flags): check Authorization."""
         return self._pv_authenticate(ctx, realm, passwd, flags, 0, WWW)
 
-    @kemi()
+    @kemi(suspends=True)
     def pv_www_authenticate_method(
         self, ctx: MsgContext, realm: str, passwd: str, flags: int, method: str
     ) -> int:
         """pv_www_authenticate_method(realm, password, flags, method)."""
         return self._pv_authenticate(ctx, realm, passwd, flags, 0, WWW, method)
 
-    @kemi()
+    @kemi(suspends=True)
     def pv_proxy_authenticate(self, ctx: MsgContext, realm: str, passwd: str, flags: int) -> int:
         """pv_proxy_authenticate(realm, password, flags): check Proxy-Authorization."""
         return self._pv_authenticate(ctx, realm, passwd, flags, 0, PROXY)
