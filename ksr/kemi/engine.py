@@ -202,12 +202,11 @@ def make_binding(f: KemiFunction, engine: Engine, lua: bool) -> Callable[..., An
     ret = f.returns
     plain = ret == "int"  # returned as it is
     as_bool = ret == "bool"
+    void = ret == "none"
     none_value: Any = False if lua else 0
 
     def finish(r: Any) -> Any:
-        """The result of a function returning "none" or an xval (bool and int are inline)."""
-        if ret == "none":
-            return none_value
+        """The result of a function returning an xval (bool, int and none are inline)."""
         if lua and isinstance(r, (list, dict)):
             return engine.to_script(r)  # XVAL arrays/dicts become Lua tables
         return r
@@ -229,6 +228,8 @@ def make_binding(f: KemiFunction, engine: Engine, lua: bool) -> Callable[..., An
                     return r
                 if as_bool:
                     return True if r else False
+                if void:
+                    return none_value
                 return finish(r)
             except KsrExit:
                 raise
@@ -277,6 +278,8 @@ def make_binding(f: KemiFunction, engine: Engine, lua: bool) -> Callable[..., An
                     return r
                 if as_bool:
                     return True if r else False
+                if void:
+                    return none_value
                 return finish(r)
             except KsrExit:
                 raise
@@ -297,6 +300,8 @@ def make_binding(f: KemiFunction, engine: Engine, lua: bool) -> Callable[..., An
                 return r
             if as_bool:
                 return True if r else False
+            if void:
+                return none_value
             return finish(r)
         except KsrExit:
             raise
