@@ -102,6 +102,7 @@ class PythonEngine(Engine):
         self.handler: Any = None
         self.helper_modules: list[str] = []
         self._guard: AlarmGuard | None = None  # the runaway guard, once looked up
+        self.limit = server.config.core.script_max_seconds  # of the guard; 0 = none
         # whether a route may wait on I/O (a KSR function that may wait is loaded): else
         # request routes run as plain calls, without a greenlet
         self.routes_wait = True
@@ -148,7 +149,7 @@ class PythonEngine(Engine):
             if saved_ksr is not None:
                 sys.modules["KSR"] = saved_ksr
             raise
-        if self.server.config.core.script_max_seconds > 0:
+        if self.limit > 0:
             AlarmGuard.install()
         self.routes_wait = any(may_wait(f) for f in self.registry if "python" in f.engines)
 
@@ -302,14 +303,14 @@ class PythonEngine(Engine):
         """Make ``ctx`` the current message (and arm the runaway guard for an outermost run)."""
         prev = self.ctx
         self.ctx = ctx
-        limit = self.server.config.core.script_max_seconds
-        guard = None
-        if limit > 0 and prev is None:
-            guard = self._guard
+        if prev is not None or self.limit <= 0:
+            return prev, None  # a nested run: the outermost run's guard covers it
+        guard = self._guard
+        if guard is None:
+            guard = self._guard = AlarmGuard.current()
             if guard is None:
-                guard = self._guard = AlarmGuard.current()
-        if guard is not None:
-            guard.arm(limit)
+                return prev, None
+        guard.arm(self.limit)
         return prev, guard
 
     def _leave(self, token: tuple[MsgContext | None, AlarmGuard | None]) -> None:
@@ -323,13 +324,14 @@ class PythonEngine(Engine):
             if self.flat:
                 fn(*args)
             else:
-                fn(SipMsg(ctx), *args)
+                msg = SipMsg.__new__(SipMsg)  # without a Python __init__: a frame less per run
+                msg._ctx = ctx
+                fn(msg, *args)
             return 1
         except (KsrExit, SystemExit):
             return 1
         except ScriptTimeout:
-            limit = self.server.config.core.script_max_seconds
-            log.error("%s: %s() exceeded %.1fs (runaway loop?)", self.path, name, limit)
+            log.error("%s: %s() exceeded %.1fs (runaway loop?)", self.path, name, self.limit)
             return 0
         except Exception as err:
             file, line = _last_frame(err, str(self.path))
@@ -359,6 +361,7 @@ class AlarmGuard:
         self.deadline = 0.0
         self.last = 0.0  # when a run was last armed
         self.tick = 0.0  # the interval timer's period, 0 while stopped
+        self.limit = 0.0  # the limit the period was worked out for
 
     @classmethod
     def current(cls) -> AlarmGuard | None:
@@ -383,9 +386,9 @@ class AlarmGuard:
         self.deadline = now + seconds
         self.last = now
         self.armed = True
-        tick = min(seconds / 8, 0.25)
-        if self.tick != tick:
-            self.tick = tick
+        if seconds != self.limit or not self.tick:  # a new limit, or stopped while idle
+            self.limit = seconds
+            self.tick = tick = min(seconds / 8, 0.25)
             signal.setitimer(signal.ITIMER_REAL, tick, tick)
 
     def disarm(self) -> None:
