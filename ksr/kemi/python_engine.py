@@ -324,9 +324,7 @@ class PythonEngine(Engine):
             if self.flat:
                 fn(*args)
             else:
-                msg = SipMsg.__new__(SipMsg)  # without a Python __init__: a frame less per run
-                msg._ctx = ctx
-                fn(msg, *args)
+                fn(SipMsg(ctx), *args)
             return 1
         except (KsrExit, SystemExit):
             return 1
