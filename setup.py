@@ -85,8 +85,11 @@ class BuildNative(build_ext):
         started = time.monotonic()
         inplace = bool(self.inplace)  # (setuptools clears it while it builds, and on a failure)
         if inplace:  # an editable install: no extension module of an earlier build stays
-            for old in (ROOT / "ksr").rglob("*.so"):
-                old.unlink()
+            # modules/ too: rglob does not follow the ksr/modules symlink, and a module taken
+            # out of COMPILED would otherwise keep importing its old extension
+            for top in ("ksr", "modules"):
+                for old in (ROOT / top).rglob("*.so"):
+                    old.unlink()
         if self.extensions:
             try:
                 super().run()
