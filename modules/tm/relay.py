@@ -89,8 +89,9 @@ class Relayer:
         return 1 if self.lookup(ctx.request) is not None else -1
 
     # -- creating ---------------------------------------------------------------------------
-    def newtran(self, ctx: MsgContext) -> int:
-        """1 created, 0 retransmission (absorbed), -1 error."""
+    def newtran(self, ctx: MsgContext, trying: bool = True) -> int:
+        """1 created, 0 retransmission (absorbed), -1 error. ``trying=False``: the caller
+        sends the automatic 100 Trying itself (``trying_due``, ``send_trying``)."""
         if ctx.tx is not None:
             return 1
         if not ctx.is_request or ctx.route not in (RouteType.REQUEST,):
@@ -107,14 +108,22 @@ class Relayer:
             self.retransmission(old)
             return 0
         tx = self.eng.create_server_tx(ctx, key)
-        if (
-            req.method == "INVITE"
-            and self.eng.params.auto_inv_100
-            and not ctx.extra.get("tm_no_100")
-        ):
-            self.eng.local_reply(tx, 100, "Trying")
-            ctx.replied = 0
+        if trying and self.trying_due(ctx):
+            self.send_trying(tx, ctx)
         return 1
+
+    def trying_due(self, ctx: MsgContext) -> bool:
+        """Whether a new transaction for ``ctx`` answers 100 Trying at once (tm's auto_inv_100,
+        not turned off for this request)."""
+        return (
+            ctx.request.method == "INVITE"
+            and bool(self.eng.params.auto_inv_100)
+            and not ctx.extra.get("tm_no_100")
+        )
+
+    def send_trying(self, tx: Transaction, ctx: MsgContext) -> None:
+        self.eng.local_reply(tx, 100, "Trying")
+        ctx.replied = 0
 
     def is_loop(self, req: Request, ruri: str) -> bool:
         """RFC 3261 §16.3 step 4: the request carries our Via with the branch we would compute
@@ -147,7 +156,7 @@ class Relayer:
             self.take_failover_flag(ctx, tx, flags)
             n = self.add_branches(tx, ctx, uri, proto)
             return 1 if n else -1
-        created = False
+        created = trying = False
         if tx is None:
             if self.is_loop(ctx.request, ctx.request.uri):
                 ctx.extra["tm_no_100"] = True
@@ -156,11 +165,12 @@ class Relayer:
                 return 0
             if flags & 1:
                 ctx.extra["tm_no_100"] = True
-            rc = self.newtran(ctx)
+            rc = self.newtran(ctx, trying=False)
             if rc <= 0:
                 return rc if rc == 0 else -1
             tx = ctx.tx
             created = True
+            trying = self.trying_due(ctx)
         assert tx is not None
         if tx.relayed or tx.status >= 200:
             return -1
@@ -170,7 +180,17 @@ class Relayer:
         tx.lumps = tuple(ctx.lumps)
         tx.flags = ctx.flags
         tx.extra["req_extra"] = ctx.extra  # failure routes share it
-        n = self.add_branches(tx, ctx, uri, proto)
+        if trying and tx.on_branch:  # a branch route sees the transaction as it always did
+            self.send_trying(tx, ctx)
+            trying = False
+        try:
+            n = self.add_branches(tx, ctx, uri, proto)
+        finally:
+            # The automatic 100 Trying of a transaction made here leaves right after the
+            # INVITE: the same two messages, but the callee gets the INVITE one reply's
+            # making and sending earlier (at a low rate, ~100 us of INVITE->200)
+            if trying:
+                self.send_trying(tx, ctx)
         if n == 0:
             if created:
                 ctx.tx = None
