@@ -109,7 +109,8 @@ def echo(port: int, mode: str) -> None:
 
 def serve_split(port: int, out: Path) -> None:
     """The anchor's ksr worker (``-n 1``) taking time stamps: one record per message,
-    [first bytes, arrival, io, read, in, [sends], done] in perf_counter ns."""
+    [first bytes, source port, arrival, io, read, in, [(port, sent)...], done], times in
+    perf_counter ns."""
     import trio
 
     import ksr.transport.udp as udp
@@ -149,16 +150,15 @@ def serve_split(port: int, out: Path) -> None:
         real_receive(data, src_ip, src_port, sock, conn_id)
         read = cur["read"]
         arrival = read - int(cur["age"] * 1e9)
-        records.append(
-            [data[:12].decode(errors="replace"), arrival, cur["io"], read, start, sends, now()]
-        )
+        head = data[:12].decode(errors="replace")
+        records.append([head, src_port, arrival, cur["io"], read, start, sends, now()])
 
     server.receive = receive
     real_send = udp.UdpTransport.send
 
     def send(self: Any, data: bytes, host: str, p: int, sock: Any = None, conn_id: int = 0) -> bool:
         ok = real_send(self, data, host, p, sock, conn_id)
-        cur["sends"].append(now())
+        cur["sends"].append((p, now()))
         return ok
 
     udp.UdpTransport.send = send  # type: ignore[method-assign,assignment]
@@ -178,12 +178,11 @@ def serve_split(port: int, out: Path) -> None:
 
 
 def register_parts(records: list[list[Any]]) -> list[float]:
-    recs = [r for r in records if r[0].startswith("REGISTER") and r[5] and r[2] > r[1]]
+    recs = [r for r in records if r[0].startswith("REGISTER") and r[6] and r[3] > r[2]]
     cols: list[list[float]] = [[] for _ in REG_PARTS]
-    for _, arrival, io, read, start, sends, done in recs:
-        for i, v in enumerate(
-            (io - arrival, read - io, start - read, sends[0] - start, done - sends[0])
-        ):
+    for _, _, arrival, io, read, start, sends, done in recs:
+        sent = sends[0][1]
+        for i, v in enumerate((io - arrival, read - io, start - read, sent - start, done - sent)):
             cols[i].append(v / 1e3)
     return [statistics.median(c) if c else 0.0 for c in cols]
 
@@ -191,17 +190,21 @@ def register_parts(records: list[list[Any]]) -> list[float]:
 def invite_parts(records: list[list[Any]]) -> list[float]:
     cols: list[list[float]] = [[] for _ in INV_PARTS]
     for a, b in zip(records, records[1:], strict=False):
-        if not (a[0].startswith("INVITE") and b[0].startswith("SIP/2.0 200") and len(a[5]) >= 2):
+        if not (a[0].startswith("INVITE") and b[0].startswith("SIP/2.0 200")):
             continue
-        relay = a[5][-1]  # the 100 Trying first, then the INVITE to the callee
+        up = [t for port, t in a[6] if port == a[1]]  # the 100 Trying, to the caller
+        down = [t for port, t in a[6] if port != a[1]]  # the INVITE, to the callee
+        if not (up and down and b[6]):
+            continue
+        _, _, arrival, _, read, _, _, done = a
         vals = (
-            a[3] - a[1],
-            a[5][0] - a[3],
-            relay - a[3],
-            a[6] - relay,
-            max(0, a[6] - b[1]),
-            b[3] - b[1],
-            (b[5][0] if b[5] else b[6]) - b[3],
+            read - arrival,
+            up[0] - read,
+            down[0] - read,
+            done - down[0],
+            max(0, done - b[2]),
+            b[4] - b[2],
+            b[6][0][1] - b[4],
         )
         for i, v in enumerate(vals):
             cols[i].append(v / 1e3)
