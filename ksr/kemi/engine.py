@@ -260,6 +260,8 @@ def make_binding(f: KemiFunction, engine: Engine, lua: bool) -> Callable[..., An
         k0 = kinds[0]
         k1 = kinds[-1]
 
+        # body() written out inline: a second frame per KSR call costs about as much as
+        # lupa's own crossing (keep the two in step)
         def call_fast(*args: Any) -> Any:
             if len(args) == n and type(args[0]) is k0 and type(args[-1]) is k1:
                 conv: Any = args
