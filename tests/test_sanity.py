@@ -300,3 +300,38 @@ def test_uri_verdicts_are_remembered_per_text_and_bounded() -> None:
     for i in range(checks._FACTS_MAX + 10):
         checks.uri_facts(f"sip:u{i}@127.0.0.1")
     assert len(checks._FACTS) <= checks._FACTS_MAX
+
+
+def test_a_to_equal_to_the_from_shares_its_parsed_uri() -> None:
+    """The URI checks parse a REGISTER's From URI once for both From and To when the two
+    are the same text (registrar then reads the AOR from the To without parsing again);
+    a different To keeps its own parse, and a bad To is still refused."""
+    from ksr.modules.sanity import checks
+
+    def job_for(to: str) -> checks.Job:
+        port = 5099
+        msg = parse_message_untrusted(
+            request(
+                port,
+                0,
+                change={"From": "<sip:carol@127.0.0.1>;tag=f1", "To": to},
+                start="REGISTER sip:127.0.0.1 SIP/2.0",
+            )
+        )
+        return checks.Job(msg, None, "udp", checks.URI_FROM | checks.URI_TO, frozenset())
+
+    checks._FACTS.clear()
+    same = job_for("<sip:carol@127.0.0.1>")
+    assert checks.parse_uris(same) is None
+    assert same.msg.to._uri is same.msg.from_._uri is not None
+    assert same.msg.to.uri.user == "carol"
+
+    other = job_for("<sip:dave@127.0.0.1>")
+    assert checks.parse_uris(other) is None
+    assert other.msg.to.uri.user == "dave"
+    assert other.msg.to.uri is not other.msg.from_.uri
+
+    bad = job_for("<sip:carol@>")
+    failure = checks.parse_uris(bad)
+    assert failure is not None
+    assert (failure.code, failure.reason) == (400, "Invalid To Header")

@@ -12,7 +12,7 @@ from urllib.parse import unquote
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.headers import NameAddr, parse_name_addr, split_commas
 from ksr.sip.message import Request
-from ksr.sip.uri import parse_uri
+from ksr.sip.uri import Uri, parse_uri
 
 from . import errors
 
@@ -39,6 +39,13 @@ def aor_of(
         u = parse_uri(uri_text.strip().strip("<>"))
     except RemoteProtocolError:
         raise errors.err(errors.AOR_PARSE) from None
+    return aor_of_uri(u, use_domain, realm_prefix, case_sensitive)
+
+
+def aor_of_uri(
+    u: Uri, use_domain: bool, realm_prefix: str = "", case_sensitive: bool = True
+) -> str:
+    """aor_of() of a parsed URI (a REGISTER's To: sanity has usually parsed it already)."""
     user = u.user if u.user is not None else ""
     if not user:
         raise errors.err(errors.TO_USER)

@@ -23,6 +23,7 @@ from .parse import (
     MAX_CALLID,
     ContactReq,
     aor_of,
+    aor_of_uri,
     contacts_of,
     expires_header,
     path_of,
@@ -109,14 +110,21 @@ def save(reg: Registrar, ctx: MsgContext, table: str, flags: int, uri: str | Non
     ul = reg.usrloc
     hv = save_headers(req)
     try:
-        to_uri = uri or req.to.uri_text
+        to = None if uri else req.to
         callid = hv["call-id"][0]
         cseq = req.cseq.number
     except (KeyError, RemoteProtocolError):
         raise errors.parse_error() from None
     if len(callid) > MAX_CALLID:
         raise errors.err(errors.CALLID_LEN)
-    aor = aor_of(to_uri, ul.use_domain, p.realm_prefix, bool(p.case_sensitive))
+    if to is None:
+        aor = aor_of(uri or "", ul.use_domain, p.realm_prefix, bool(p.case_sensitive))
+    else:
+        try:  # the To's own parsed URI: sanity's URI checks have usually parsed it
+            to_uri = to.uri
+        except RemoteProtocolError:
+            raise errors.err(errors.AOR_PARSE) from None
+        aor = aor_of_uri(to_uri, ul.use_domain, p.realm_prefix, bool(p.case_sensitive))
     hdr_exp = expires_header(hv.get("expires"))
     star, creqs = contacts_of(hv.get("contact", ()))
     path = ""

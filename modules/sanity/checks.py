@@ -304,15 +304,17 @@ _FACTS: dict[str, tuple[str, bool] | None] = {}
 _FACTS_MAX = 4096
 
 
-def uri_facts(text: str) -> tuple[str, bool] | None:
-    """(scheme, passes parse-URIs) of a URI text, or None if it does not parse."""
+def uri_facts(text: str, na: NameAddr | None = None) -> tuple[str, bool] | None:
+    """(scheme, passes parse-URIs) of a URI text, or None if it does not parse. ``na``: the
+    name-addr ``text`` comes from; a text seen for the first time is parsed through it, so
+    its URI stays parsed for whoever reads it next (registrar's AOR, dialog, tm)."""
     try:
         return _FACTS[text]
     except KeyError:
         pass
     facts: tuple[str, bool] | None
     try:
-        uri = parse_uri(text)
+        uri = parse_uri(text) if na is None else na.uri
     except RemoteProtocolError:
         facts = None
     else:
@@ -333,6 +335,7 @@ def parse_uris(job: Job) -> Failure | None:
     req = _req(job)
     if job.uri_checks & URI_RURI and req is not None and not _uri_ok(job, job.ruri or req.uri):
         return Failure(400, "Bad Request URI")
+    na_from: NameAddr | None = None
     for bit, key, name in ((URI_FROM, "from", "From"), (URI_TO, "to", "To")):
         if not job.uri_checks & bit:
             continue
@@ -343,8 +346,16 @@ def parse_uris(job: Job) -> Failure | None:
             na = m.from_ if bit == URI_FROM else m.to
         except RemoteProtocolError:
             return Failure(400, f"Invalid {name} Header")
-        if not _uri_ok(job, na.uri_text):
+        facts = uri_facts(na.uri_text, na)
+        if facts is None or not facts[1]:
             return Failure(400, f"Invalid {name} Header")
+        if bit == URI_FROM:
+            na_from = na
+        elif na_from is not None and na.uri_text == na_from.uri_text:
+            # a REGISTER's To is usually its From: one parse serves both (registrar reads
+            # the To's URI for the AOR); parsed URIs are never changed in place
+            if na._uri is None:
+                na._uri = na_from._uri
     if job.uri_checks & URI_CONTACT:
         values = m.get_values("contact")
         if values and values != ["*"]:
