@@ -150,6 +150,28 @@ class Server:
     log: Path
 
 
+# CPU sets for ``--pin SERVER:LOAD`` (taskset): the servers under test on one set of cores,
+# sipp on another, so that the load generator does not share a server's cores and caches.
+PIN: dict[str, str] = {}
+
+
+def pinned(cmd: list[str], role: str) -> list[str]:
+    """``cmd`` under ``taskset -c`` when --pin gave ``role`` ("server" or "load") a CPU set
+    (a server's worker processes inherit its set)."""
+    cpus = PIN.get(role)
+    return ["taskset", "-c", cpus, *cmd] if cpus else cmd
+
+
+def set_pin(spec: str) -> None:
+    """``--pin SERVER:LOAD``, e.g. ``0:1``: servers on CPU 0, sipp on CPU 1."""
+    if not spec:
+        return
+    server, sep, load = spec.partition(":")
+    if not sep or not server or not load:
+        raise SystemExit(f"--pin wants SERVER_CPUS:LOAD_CPUS (e.g. 0:1), not {spec!r}")
+    PIN.update(server=server, load=load)
+
+
 @contextmanager
 def kamailio(rundir: Path, engine: str) -> Iterator[Server]:
     port = free_port()
@@ -175,7 +197,9 @@ def kamailio(rundir: Path, engine: str) -> Iterator[Server]:
         str(krun / cfg_name),
     ]
     with open(log, "wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=krun)
+        proc = subprocess.Popen(
+            pinned(args, "server"), stdout=out, stderr=subprocess.STDOUT, cwd=krun
+        )
     yield from _serve("kamailio", proc, port, log)
 
 
@@ -202,7 +226,7 @@ def ksr(
     args = [sys.executable, "-m", "ksr", "run", "--config", str(cfg), "--script", str(script)]
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            args,
+            pinned(args, "server"),
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=krun,
@@ -269,7 +293,9 @@ class Point:
 
 def sipp_run(rundir: Path, args: list[str], timeout: float) -> tuple[int, int, str]:
     """sipp in rundir (where it writes its rtt trace); returns (successful, failed, output)."""
-    cmd = ["sipp", *args, "-i", "127.0.0.1", "-nostdin", "-timeout", f"{int(timeout)}s"]
+    cmd = pinned(
+        ["sipp", *args, "-i", "127.0.0.1", "-nostdin", "-timeout", f"{int(timeout)}s"], "load"
+    )
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 20, cwd=rundir)
         out = r.stdout + r.stderr
@@ -362,20 +388,23 @@ class Bench:
         text = (self.rundir / "callees.csv").read_text()
         callees.write_text(text.replace(CALLEE_CONTACT, f"127.0.0.1:{uas_port}"))
         uas = subprocess.Popen(
-            [
-                "sipp",
-                "-sf",
-                scenario,
-                "-i",
-                "127.0.0.1",
-                "-p",
-                str(uas_port),
-                "-nostdin",
-                "-l",
-                "1000000",
-                "-timeout",
-                f"{int(seconds * 3 + 60)}s",
-            ],
+            pinned(
+                [
+                    "sipp",
+                    "-sf",
+                    scenario,
+                    "-i",
+                    "127.0.0.1",
+                    "-p",
+                    str(uas_port),
+                    "-nostdin",
+                    "-l",
+                    "1000000",
+                    "-timeout",
+                    f"{int(seconds * 3 + 60)}s",
+                ],
+                "load",
+            ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             cwd=self.rundir,
@@ -552,8 +581,14 @@ def main() -> None:
         "interleaved: before/after in one run",
     )
     ap.add_argument("--engine", choices=["lua", "python"], default="lua")
+    ap.add_argument(
+        "--pin",
+        default="",
+        help="SERVER:LOAD CPU sets for taskset, e.g. 0:1 (sipp off the servers' cores)",
+    )
     ap.add_argument("--only", default="reg,calls,cpu,latency", help="which parts to run")
     args = ap.parse_args()
+    set_pin(args.pin)
     args.ksr_children = [int(x) for x in str(args.ksr_children).split(",")]
     parts = set(args.only.split(","))
     ensure_kamailio()

@@ -23,7 +23,7 @@ import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from .anchor import Bench, Server, ksr, sipp_run, tree
+from .anchor import Bench, Server, ksr, set_pin, sipp_run, tree
 from .common import cpu_seconds, free_port
 
 
@@ -119,7 +119,9 @@ def main() -> None:
     ap.add_argument(
         "--ksr-base", default="", help="another checkout, run interleaved (before/after)"
     )
+    ap.add_argument("--pin", default="", help="SERVER:LOAD CPU sets for taskset, e.g. 0:1")
     args = ap.parse_args()
+    set_pin(args.pin)
     args.ksr_children = [int(x) for x in args.children.split(",")]
     bench = WorkersBench(args)
     print(f"load average {os.getloadavg()}", flush=True)
