@@ -44,6 +44,12 @@ async def test_drain_applies_every_write_made_before_it(
             for link in links:
                 link.drain()
             assert [t.values["k"] for t in tables] == [sum(range(n + 1))] * workers
+        for _ in range(3):  # several writes between two looks: each one is applied
+            tables[0].add("k", 10)
+            tables[-1].add("k", 100)
+        for link in links:
+            link.drain()
+        assert [t.values["k"] for t in tables] == [sum(range(7)) + 330] * workers
         tables[0].put("p", 7)
         links[-1].drain()
         links[-1].drain()  # nothing new since
