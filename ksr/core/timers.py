@@ -73,7 +73,11 @@ class TimerService:
     def __init__(self) -> None:
         self._heap: list[TimerHandle] = []
         self._seq = itertools.count()
-        self._wakeup = trio.Event()
+        # While the timer task sleeps: its cancel scope and the deadline that scope has. A new
+        # timer due earlier moves that deadline (trio's deadline heap, no wake-up of the task);
+        # -inf while the task runs (it reads the heap before it sleeps again) or is not started
+        self._sleep: trio.CancelScope | None = None
+        self._armed = -math.inf
         self._nursery: trio.Nursery | None = None
         self.cancelled_on_heap = 0  # cancelled handles still on the heap (counted by them)
         self.failures = 0  # callbacks that raised (logged, the service carries on)
@@ -101,8 +105,16 @@ class TimerService:
             heap = self._heap
         handle[_SERVICE] = self
         heapq.heappush(heap, handle)
-        if heap[0] is handle:
-            self._wakeup.set()
+        deadline = handle[_DEADLINE]
+        if deadline < self._armed:
+            self._rearm(deadline)
+
+    def _rearm(self, deadline: float) -> None:
+        """The sleeping timer task is to wake at ``deadline`` (earlier than now planned)."""
+        self._armed = deadline
+        sleep = self._sleep
+        if sleep is not None:
+            sleep.deadline = deadline
 
     def _compact(self) -> None:
         self._heap = [h for h in self._heap if h[_CALLBACK] is not None]
@@ -147,8 +159,8 @@ class TimerService:
             )
         )
         heapq.heappush(heap, h)
-        if heap[0] is h:
-            self._wakeup.set()
+        if deadline < self._armed:
+            self._rearm(deadline)
         return h
 
     def every(
@@ -235,14 +247,17 @@ class TimerService:
             try:
                 while True:
                     self.wakeups += 1
-                    self._wakeup = trio.Event()
                     self.run_due(self._clock())
                     self._drop_cancelled_heads()
-                    if self._heap:
-                        with trio.move_on_at(self._heap[0][_DEADLINE]):
-                            await self._wakeup.wait()
-                    else:
-                        await self._wakeup.wait()
+                    # sleep until the earliest live deadline; a timer started meanwhile that is
+                    # due earlier moves the scope's deadline (once/_push): no wake-up for it
+                    armed = self._heap[0][_DEADLINE] if self._heap else math.inf
+                    with trio.CancelScope(deadline=armed) as sleep:
+                        self._sleep, self._armed = sleep, armed
+                        try:
+                            await trio.sleep_forever()
+                        finally:
+                            self._sleep, self._armed = None, -math.inf
             finally:
                 self._nursery = None
                 self._clock = None

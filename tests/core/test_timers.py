@@ -184,8 +184,6 @@ async def test_coarse_timers_share_a_wakeup_and_are_never_early(
         svc.once(5.0, at, "c2", coarse=True)
         svc.once(5.0, at, "exact")
         svc.once(0.5, at, "short", coarse=True)
-        # the task wakes to sleep toward the new earliest deadline (trio runs ready tasks in a
-        # random order: wait until it has)
         await trio.testing.wait_all_tasks_blocked()
         before = svc.wakeups
         await trio.sleep(10)
@@ -198,3 +196,88 @@ async def test_coarse_timers_share_a_wakeup_and_are_never_early(
     assert times["exact"] == pytest.approx(5.003)
     assert times["c1"] == times["c2"]
     assert 5.003 <= times["c2"] <= 5.0 + 1 / 16 + 1e-9
+
+
+async def test_new_earliest_timer_moves_the_sleep_without_a_wakeup(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A timer due before the one the task sleeps toward, started from another task: it
+    runs on time, and the task wakes only when something is due (not to re-read the heap)."""
+    seen: list[tuple[str, float]] = []
+
+    async def body(svc: TimerService) -> None:
+        t0 = trio.current_time()
+
+        def at(name: str) -> None:
+            seen.append((name, trio.current_time() - t0))
+
+        svc.once(10.0, at, "late")
+        await trio.sleep(1)  # the task sleeps toward 10 s
+        before = svc.wakeups
+        svc.once(2.0, at, "new head")  # due at 3 s
+        svc.once(0.5, at, "newer head")  # due at 1.5 s
+        svc.once(4.0, at, "not a head")  # due at 5 s: leaves the sleep as it is
+        await trio.sleep(20)
+        # woken at 1.5, 3, 5 and 10 s: once per due timer, none for the starts
+        assert svc.wakeups - before == 4
+
+    await _with_service(body)
+    assert seen == [("newer head", 1.5), ("new head", 3.0), ("not a head", 5.0), ("late", 10.0)]
+
+
+def test_new_earliest_timer_on_a_clock_that_only_moves_when_told() -> None:
+    """The same without autojump: a jump short of the new deadline runs nothing, the jump
+    onto it runs the timer (trio's deadline heap holds the moved deadline)."""
+    clock = trio.testing.MockClock()
+    seen: list[float] = []
+
+    async def main() -> None:
+        async def body(svc: TimerService) -> None:
+            t0 = trio.current_time()
+            svc.once(60.0, lambda: seen.append(-1.0))
+            await trio.testing.wait_all_tasks_blocked()
+            svc.once(2.0, lambda: seen.append(trio.current_time() - t0))
+            clock.jump(1.999)
+            await trio.testing.wait_all_tasks_blocked()
+            assert seen == []
+            clock.jump(0.001)
+            await trio.testing.wait_all_tasks_blocked()
+            assert seen == [2.0]
+
+        await _with_service(body)
+
+    trio.run(main, clock=clock)
+    assert seen == [2.0]
+
+
+async def test_timers_started_before_the_task_runs(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Timers started before the timer task (no sleep to move yet) run once it is up."""
+    svc = TimerService()
+    seen: list[tuple[str, float]] = []
+    t0 = trio.current_time()
+    svc.once(3.0, lambda: seen.append(("b", trio.current_time() - t0)))
+    svc.once(1.0, lambda: seen.append(("a", trio.current_time() - t0)))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(svc.run)
+        await trio.sleep(5)
+        nursery.cancel_scope.cancel()
+    assert seen == [("a", 1.0), ("b", 3.0)]
+
+
+async def test_an_earlier_periodic_timer_moves_the_sleep(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    seen: list[float] = []
+
+    async def body(svc: TimerService) -> None:
+        t0 = trio.current_time()
+        svc.once(30.0, lambda: None)
+        await trio.sleep(0.5)
+        h = svc.every(1.0, lambda: seen.append(trio.current_time() - t0))
+        await trio.sleep(3.2)
+        h.cancel()
+
+    await _with_service(body)
+    assert seen == [1.5, 2.5, 3.5]
