@@ -11,32 +11,89 @@ from typing import TYPE_CHECKING
 from ksr.sip.uri import parse_uri
 
 if TYPE_CHECKING:
+    from .context import SocketInfo
     from .server import Server
+
+ANY_PORT: frozenset[int] = frozenset()  # the ports of an alias without one: any (by identity)
 
 
 class Myself:
-    """The "myself" checks; reads the server's listeners (they change once, when it starts)."""
+    """The "myself" checks, through tables made from the server's listeners and aliases the
+    first time they are asked after these change. ``serve()`` replaces the listeners once
+    (the sockets it opened, a port 0 then the one the kernel chose); the listener list and
+    the alias set are replaced, never changed in place. tm, rr and the pipeline ask ~6 times
+    per call."""
 
     def __init__(self, server: Server) -> None:
         self.server = server
+        # what the tables were made of (None: not made yet)
+        self._listeners: list[SocketInfo] | None = None
+        self._aliases: set[tuple[str, int | None]] | None = None
+        self._ips: frozenset[str] = frozenset()  # the listeners' own addresses
+        # host (a listener's, its advertised one, an alias) -> its ports; ANY_PORT for an
+        # alias without a port
+        self._ports: dict[str, frozenset[int]] = {}
+        self._host_protos: frozenset[tuple[str, str]] = frozenset()  # listeners'
+        self._host_port_protos: frozenset[tuple[str, int, str]] = frozenset()  # listeners'
+        self._alias_ports: dict[str, frozenset[int]] = {}  # the aliases alone
+
+    def _make_tables(self) -> None:
+        server = self.server
+        listeners, aliases = server.listeners, server.aliases
+        ports: dict[str, set[int]] = {}
+        host_protos: set[tuple[str, str]] = set()
+        host_port_protos: set[tuple[str, int, str]] = set()
+        for s in listeners:
+            for h in (s.ip, s.adv_ip):
+                host_protos.add((h, s.proto))
+                for p in (s.port, s.adv_port):
+                    ports.setdefault(h, set()).add(p)
+                    host_port_protos.add((h, p, s.proto))
+        alias_ports: dict[str, set[int]] = {}
+        any_port: set[str] = set()
+        for ah, ap in aliases:
+            if ap is None:
+                any_port.add(ah)
+            else:
+                alias_ports.setdefault(ah, set()).add(ap)
+                ports.setdefault(ah, set()).add(ap)
+        self._ports = {h: frozenset(p) for h, p in ports.items()}
+        self._alias_ports = {h: frozenset(p) for h, p in alias_ports.items()}
+        for ah in any_port:
+            self._ports[ah] = self._alias_ports[ah] = ANY_PORT
+        self._ips = frozenset(s.ip for s in listeners)
+        self._host_protos = frozenset(host_protos)
+        self._host_port_protos = frozenset(host_port_protos)
+        self._listeners, self._aliases = listeners, aliases
 
     def is_local_ip(self, ip: str) -> bool:
         server = self.server
-        return ip in server.local_ips or any(s.ip == ip for s in server.listeners)
+        if server.listeners is not self._listeners or server.aliases is not self._aliases:
+            self._make_tables()
+        return ip in server.local_ips or ip in self._ips
 
     def is_myself_addr(self, host: str, port: int | None, proto: str | None = None) -> bool:
+        """``host`` (any case, an IPv6 address in [] or not) is a listener's address or its
+        advertised one and ``port`` (None: any) one of its ports, on ``proto`` (None: any);
+        or an alias, with its port if it has one (on any transport)."""
+        server = self.server
+        if server.listeners is not self._listeners or server.aliases is not self._aliases:
+            self._make_tables()
         h = host.lower().strip("[]")
-        for s in self.server.listeners:
-            if (h == s.ip or h == s.adv_ip) and (port is None or port in (s.port, s.adv_port)):
-                if proto is None or proto == s.proto:
-                    return True
-        for ah, ap in self.server.aliases:
-            if h == ah and (ap is None or port is None or port == ap):
-                return True
-        return False
+        if proto is None:
+            ports = self._ports.get(h)
+            return ports is not None and (port is None or ports is ANY_PORT or port in ports)
+        ports = self._alias_ports.get(h)
+        if ports is not None and (port is None or ports is ANY_PORT or port in ports):
+            return True
+        if port is None:
+            return (h, proto) in self._host_protos
+        return (h, port, proto) in self._host_port_protos
 
     def is_myself_via(self, host: str, port: int | None) -> bool:
-        return self.is_myself_addr(host, port or 5060) or self.is_myself_addr(host, port)
+        if port:
+            return self.is_myself_addr(host, port)
+        return self.is_myself_addr(host, 5060) or self.is_myself_addr(host, port)
 
     def is_myself_text(self, text: str) -> bool:
         """A URI (``sip:``/``sips:``, in <> or not) or a bare host naming this server."""
@@ -50,8 +107,8 @@ class Myself:
                 return False
             port = u.port if u.port is not None else (5061 if u.scheme == "sips" else None)
             if port is None:
-                return self.is_myself_addr(u.host, 5060) or any(
-                    h == u.host and p is None for h, p in self.server.aliases
+                return (
+                    self.is_myself_addr(u.host, 5060) or self._alias_ports.get(u.host) is ANY_PORT
                 )
             return self.is_myself_addr(u.host, port)
         return self.is_myself_addr(t, None)
