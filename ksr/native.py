@@ -56,6 +56,12 @@ COMPILED: tuple[str, ...] = (
     "ksr.modules.registrar.parse",
     "ksr.modules.registrar.save",
     "ksr.modules.usrloc.contact",
+    # tm's stateful proxy but its Module: transactions and branches (txn), the shell that runs
+    # the machines' actions (engine), t_relay (relay) and the reply path (replies)
+    "ksr.modules.tm.txn",
+    "ksr.modules.tm.engine",
+    "ksr.modules.tm.relay",
+    "ksr.modules.tm.replies",
 )
 # Written by setup.py next to this file: COMPILED (bool), DETAIL (the compiler, or why the
 # build is pure Python) and DIGEST (source_digest of the sources the build compiled).
