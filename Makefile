@@ -12,6 +12,8 @@ PY := $(VENV)/bin/python
 NATIVE_SOURCES := $(wildcard ksr/sip/*.py) ksr/core/hashes.py modules/sanity/checks.py \
 	modules/registrar/parse.py modules/registrar/save.py modules/usrloc/contact.py \
 	modules/tm/txn.py modules/tm/engine.py modules/tm/relay.py modules/tm/replies.py \
+	modules/dialog/clock.py modules/dialog/model.py modules/dialog/table.py \
+	modules/dialog/requests.py modules/dialog/manager.py modules/dialog/tmglue.py \
 	ksr/native.py setup.py
 
 $(VENV)/.installed: pyproject.toml $(NATIVE_SOURCES)
@@ -68,7 +70,7 @@ run: $(VENV)/.installed
 	$(PY) -m ksr run $(ARGS)
 
 # The compiled modules' tests once more on their pure-Python sources (the fallback).
-PURE_TESTS := tests/sip tests/tm tests/test_rfc4475.py \
+PURE_TESTS := tests/sip tests/tm tests/dialog tests/test_rfc4475.py \
 	tests/core/test_received_via.py tests/core/test_max_message_size.py \
 	tests/core/test_hashes.py tests/test_sanity.py tests/registrar/test_rfc3261_register.py \
 	tests/registrar/test_usrloc.py

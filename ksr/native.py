@@ -62,6 +62,14 @@ COMPILED: tuple[str, ...] = (
     "ksr.modules.tm.engine",
     "ksr.modules.tm.relay",
     "ksr.modules.tm.replies",
+    # dialog but its Module: the dialogs (model), their table, the engine that feeds them a
+    # call's messages and timers (manager), how it follows tm (tmglue), the legs (requests)
+    "ksr.modules.dialog.clock",
+    "ksr.modules.dialog.model",
+    "ksr.modules.dialog.table",
+    "ksr.modules.dialog.requests",
+    "ksr.modules.dialog.manager",
+    "ksr.modules.dialog.tmglue",
 )
 # Written by setup.py next to this file: COMPILED (bool), DETAIL (the compiler, or why the
 # build is pure Python) and DIGEST (source_digest of the sources the build compiled).

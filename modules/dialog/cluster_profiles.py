@@ -26,7 +26,7 @@ import trio
 
 from ksr.core.ratelog import RateLimitedLog
 
-from .table import Profiles
+from .profiles import Profiles
 
 if TYPE_CHECKING:
     from ksr.core.core_api import Core

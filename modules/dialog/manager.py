@@ -21,8 +21,9 @@ from ksr.sip.message import Request, Response
 from .clock import WallClock
 from .cluster import DROPPED
 from .model import Dialog, Leg
+from .profiles import Profiles
 from .requests import first_contact, record_routes, split_route_set
-from .table import DialogTable, Profiles, split_names
+from .table import DialogTable, split_names
 
 if TYPE_CHECKING:
     from ksr.core.core_api import Core
