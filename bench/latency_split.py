@@ -24,7 +24,9 @@ UDP task's read), ``read`` (to ``Server.receive``), ``route`` (to the reply's se
 callee), ``inv_after`` (that sendto to the end of
 ``receive``), ``ok_wait`` (the callee's 200 arrived while ksr was still busy: how long it
 waited), ``ok_wake`` (its arrival to its read), ``ok_relay`` (read to the relayed 200's
-sendto). Timings only; nothing here is asserted.
+sendto). Only the first datagram of a wake-up has the kernel's arrival stamp: a 200 that came
+while the INVITE's route ran is read right after it, without one, and counts in ``ok_relay``
+only (from the start of its ``Server.receive``). Timings only; nothing here is asserted.
 """
 
 from __future__ import annotations
@@ -138,6 +140,7 @@ def serve_split(port: int, out: Path) -> None:
 
     def queue_age(ancdata: Any, now_: Any = time.time) -> float:
         cur["read"] = now()
+        cur["stamped"] = True
         age = cur["age"] = real_age(ancdata, now_)
         return age
 
@@ -146,12 +149,15 @@ def serve_split(port: int, out: Path) -> None:
 
     def receive(data: bytes, src_ip: str, src_port: int, sock: Any, conn_id: int = 0) -> None:
         start = now()
+        # read with the kernel's stamp (the first datagram of a wake-up), or in the drain
+        # after it: then its arrival is not known, and its read is taken as its start
+        stamped = cur.pop("stamped", False)
         sends = cur["sends"] = []
         real_receive(data, src_ip, src_port, sock, conn_id)
-        read = cur["read"]
-        arrival = read - int(cur["age"] * 1e9)
+        read = cur["read"] if stamped else start
+        arrival = read - int(cur["age"] * 1e9) if stamped else 0
         head = data[:12].decode(errors="replace")
-        records.append([head, src_port, arrival, cur["io"], read, start, sends, now()])
+        records.append([head, src_port, arrival, cur["io"], read, start, sends, now(), stamped])
 
     server.receive = receive
     real_send = udp.UdpTransport.send
@@ -178,9 +184,9 @@ def serve_split(port: int, out: Path) -> None:
 
 
 def register_parts(records: list[list[Any]]) -> list[float]:
-    recs = [r for r in records if r[0].startswith("REGISTER") and r[6] and r[3] > r[2]]
+    recs = [r for r in records if r[0].startswith("REGISTER") and r[6] and r[8] and r[3] > r[2]]
     cols: list[list[float]] = [[] for _ in REG_PARTS]
-    for _, _, arrival, io, read, start, sends, done in recs:
+    for _, _, arrival, io, read, start, sends, done, _ in recs:
         sent = sends[0][1]
         for i, v in enumerate((io - arrival, read - io, start - read, sent - start, done - sent)):
             cols[i].append(v / 1e3)
@@ -196,18 +202,23 @@ def invite_parts(records: list[list[Any]]) -> list[float]:
         down = [t for port, t in a[6] if port != a[1]]  # the INVITE, to the callee
         if not (up and down and b[6]):
             continue
-        _, _, arrival, _, read, _, _, done = a
-        vals = (
+        if not a[8]:
+            continue
+        _, _, arrival, _, read, _, _, done, _ = a
+        vals: tuple[int | None, ...] = (
             read - arrival,
             up[0] - read,
             down[0] - read,
             done - down[0],
-            max(0, done - b[2]),
-            b[4] - b[2],
+            # the 200 read in the drain after the INVITE's route: it came during the route,
+            # its arrival is not known
+            max(0, done - b[2]) if b[8] else None,
+            b[4] - b[2] if b[8] else None,
             b[6][0][1] - b[4],
         )
         for i, v in enumerate(vals):
-            cols[i].append(v / 1e3)
+            if v is not None:
+                cols[i].append(v / 1e3)
     return [statistics.median(c) if c else 0.0 for c in cols]
 
 
