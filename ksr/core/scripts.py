@@ -76,7 +76,7 @@ class Scripts:
             return 2
         self.runs.value += 1
         t0 = perf_counter()
-        rc = eng.run(ctx, name, *args)
+        rc = eng.run(ctx, name, *args) if args else eng.run(ctx, name)  # no *args: ~2x cheaper
         t = perf_counter() - t0
         series = self.route_series.get(name) or self.latency.route_series(name)
         series.counts[bisect_left(series.bounds, t)] += 1

@@ -11,6 +11,7 @@ from ksr.core.context import MsgContext
 from ksr.core.loglevels import NOTICE
 from ksr.core.module import Module
 from ksr.kemi.registry import kemi
+from ksr.sip.message import Request
 from ksr.sip.uri import parse_uri
 
 log = logging.getLogger("ksr.script")
@@ -430,6 +431,9 @@ class CoreExports(Module):
 
 def _make_method_test(method: str) -> Callable[..., Any]:
     def test(self: CoreExports, ctx: MsgContext) -> bool:
+        m = ctx.msg
+        if type(m) is Request:  # ctx.method without its property call (a request's own)
+            return m.method == method
         return ctx.method == method
 
     test.__doc__ = f"True for {method} (CSeq method for replies)."

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from ksr.core.context import MsgContext
+from ksr.sip.message import parse_message_untrusted
 from tests.kemi.scriptkit import context, run_exprs, server_with
 from tests.support import UdpPeer, make_config, running_server, sip_request, udp_addr, write_script
 
@@ -220,3 +222,45 @@ def test_calls_that_cannot_wait_are_plain_calls_in_lua(
         s, "lua", ["type(KSR.registrar.save)", "KSR.registrar.lookup('location')"], tmp_path
     )
     assert got == [wrapped, -1]  # nobody registered: lookup finds no contact
+
+
+@pytest.mark.parametrize("lang", ["lua", "python"])
+def test_method_tests_read_a_reply_by_its_cseq(lang: str, tmp_path: Path) -> None:
+    s = server_with([])
+    exprs = ["KSR.is_INVITE()", "KSR.is_BYE()", "KSR.is_method_in('I')"]
+    assert run_exprs(s, lang, exprs, tmp_path) == [True, False, True]
+    reply = (
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bK-r1\r\n"
+        b"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:b@127.0.0.1>;tag=2\r\nCall-ID: r1\r\n"
+        b"CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+    )
+    ctx = MsgContext(s, parse_message_untrusted(reply), "127.0.0.1", 5090, s.listeners[0])
+    got = run_exprs(s, lang, exprs, tmp_path, ctx=ctx)
+    assert got == [False, True, False]
+
+
+PY_FOREIGN = """
+import KSR
+
+class H:
+    def ksr_request_route(self, msg):
+        raise KeyboardInterrupt()
+
+    def ev(self, msg, evname):
+        KSR.pv.sets("$var(ev)", evname)
+
+def mod_init():
+    return H()
+"""
+
+
+def test_python_route_lets_exceptions_not_its_own_through(tmp_path: Path) -> None:
+    s = server_with([])
+    s.load_script(write_script(tmp_path, PY_FOREIGN, ".py"))
+    ctx = context(s)
+    with pytest.raises(KeyboardInterrupt):
+        s.run_route(ctx, "ksr_request_route")
+    assert s.engine is not None
+    assert s.engine.ctx is None  # no current message left behind
+    assert s.run_route(ctx, "ev", "dialog:start") == 1  # an event callback's one argument
+    assert s.script_vars["ev"] == "dialog:start"
