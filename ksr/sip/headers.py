@@ -232,6 +232,13 @@ class NameAddr:
             self._uri = parse_uri(self.uri_text)
         return self._uri
 
+    def share_uri(self, other: NameAddr) -> None:
+        """Take ``other``'s parsed URI if this one is not parsed yet and both carry the same
+        URI text (a REGISTER's To and From): one parse serves both. Parsed URIs are never
+        changed in place, so sharing one is safe."""
+        if self._uri is None and other.uri_text == self.uri_text:
+            self._uri = other.uri
+
     @property
     def tag(self) -> str | None:
         return self.params.get("tag")

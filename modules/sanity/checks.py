@@ -351,11 +351,10 @@ def parse_uris(job: Job) -> Failure | None:
             return Failure(400, f"Invalid {name} Header")
         if bit == URI_FROM:
             na_from = na
-        elif na_from is not None and na.uri_text == na_from.uri_text:
+        elif na_from is not None:
             # a REGISTER's To is usually its From: one parse serves both (registrar reads
-            # the To's URI for the AOR); parsed URIs are never changed in place
-            if na._uri is None:
-                na._uri = na_from._uri
+            # the To's URI for the AOR)
+            na.share_uri(na_from)
     if job.uri_checks & URI_CONTACT:
         values = m.get_values("contact")
         if values and values != ["*"]:
