@@ -146,6 +146,9 @@ def test_status_page_renders_in_chromium(tmp_path: Path) -> None:
                     f["registered_users"] == USERS
                     and len(data["cdrs"]) == CALLS
                     and any(r["version"] == 2 for r in data["reloads"])
+                    # the worker serving the page knows its sibling's script version from
+                    # the sibling's last report (within a second)
+                    and [s["version"] for s in data["script"]][:1] == [2]
                 ):
                     break
                 assert time.monotonic() < deadline, data
