@@ -23,7 +23,7 @@ import trio
 from ksr.core.context import SocketInfo
 from ksr.core.server import Server
 from ksr.transport.udp_group import bind_udp
-from tests.support import make_config, write_script
+from tests.support import make_config, sip_request, write_script
 
 LUA = """
 function ksr_request_route()
@@ -33,12 +33,7 @@ end
 
 
 def options(n: int, port: int) -> bytes:
-    return (
-        f"OPTIONS sip:ksr@127.0.0.1 SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-order{n}\r\n"
-        f"Max-Forwards: 70\r\nFrom: <sip:a@127.0.0.1>;tag=o{n}\r\nTo: <sip:ksr@127.0.0.1>\r\n"
-        f"Call-ID: order-{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
-    ).encode()
+    return sip_request(port=port, branch=f"z9hG4bK-order{n}", call_id=f"order-{n}").encode()
 
 
 async def events_of_one_wakeup(tmp_path: Path, hold: float, **core: Any) -> list[tuple[str, bool]]:
