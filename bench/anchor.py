@@ -43,8 +43,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,6 +123,19 @@ def tree_cpu(pid: int) -> float:
         except OSError:
             pass  # exited meanwhile
     return total
+
+
+def tree_system_cpu(pid: int) -> float:
+    """System (kernel) CPU seconds of the tree: the part of tree_cpu spent in system calls,
+    the loopback delivery of what the server sends, and the wake-ups (the rest is user CPU)."""
+    total = 0.0
+    for p in tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        total += int(fields[12]) + int(fields[14])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def tree_memory_kib(pid: int) -> tuple[int, int]:
@@ -265,6 +278,7 @@ class Point:
     failed: int = 0
     wanted: int = 0
     cpu_us: float = 0.0
+    sys_us: float = 0.0  # of cpu_us, in the kernel
     p50_us: float = 0.0
     p99_us: float = 0.0
     pss_mib: float = 0.0
@@ -285,7 +299,7 @@ class Point:
         state = "ok  " if self.passed else "FAIL"
         return (
             f"  {state} {self.server:<16} {self.what:<9} {self.rate:>6}/s: {self.ok}/{self.wanted} ok, "
-            f"{self.failed} failed, CPU {self.cpu_us:,.0f} us/op, {lat}, "
+            f"{self.failed} failed, CPU {self.cpu_us:,.0f} us/op (sys {self.sys_us:,.0f}), {lat}, "
             f"PSS {self.pss_mib:.0f} MiB (RSS {self.rss_mib:.0f}), {self.elapsed:.1f} s "
             f"{' '.join(self.notes)}"
         )
@@ -332,6 +346,11 @@ class Bench:
         for f in (ANCHOR / "sipp").iterdir():
             shutil.copy(f, self.rundir / f.name)  # sipp writes its traces next to its cwd
         self.points: list[Point] = []
+        # entered around each point's load (sipp's run), given the server: bench.live_profile
+        # samples the server's stacks there
+        self.during_load: Callable[[Server], AbstractContextManager[object]] = lambda _: (
+            nullcontext()
+        )
 
     def server(self, which: str, calls: bool) -> AbstractContextManager[Server]:
         if which == "kamailio":
@@ -350,32 +369,37 @@ class Bench:
         with self.server(which, calls=False) as srv:
             point = Point(srv.name, "REGISTER", rate, wanted=n, planned=n / rate)
             before = tree_cpu(srv.proc.pid)
+            sys_before = tree_system_cpu(srv.proc.pid)
             t0 = time.monotonic()
-            ok, failed, _ = sipp_run(
-                self.rundir,
-                [
-                    "-sf",
-                    "reg.xml",
-                    f"127.0.0.1:{srv.port}",
-                    "-inf",
-                    "users.csv",
-                    "-p",
-                    str(free_port()),
-                    "-m",
-                    str(n),
-                    "-r",
-                    str(rate),
-                    "-l",
-                    str(rate * 2),
-                    "-trace_rtt",
-                    "-rtt_freq",
-                    "1",
-                ],
-                timeout=seconds * 3 + 15,
-            )
+            with self.during_load(srv):
+                ok, failed, _ = self.register_load(srv, rate, n, seconds)
             point.elapsed = time.monotonic() - t0
-            self.finish(point, srv, before, ok, failed, "reg")
+            self.finish(point, srv, before, ok, failed, "reg", sys_before)
         return point
+
+    def register_load(self, srv: Server, rate: int, n: int, seconds: float) -> tuple[int, int, str]:
+        return sipp_run(
+            self.rundir,
+            [
+                "-sf",
+                "reg.xml",
+                f"127.0.0.1:{srv.port}",
+                "-inf",
+                "users.csv",
+                "-p",
+                str(free_port()),
+                "-m",
+                str(n),
+                "-r",
+                str(rate),
+                "-l",
+                str(rate * 2),
+                "-trace_rtt",
+                "-rtt_freq",
+                "1",
+            ],
+            timeout=seconds * 3 + 15,
+        )
 
     @contextmanager
     def callee_side(
@@ -443,34 +467,39 @@ class Bench:
         with self.callee_side(which, "uas.xml", seconds) as (srv, notes):
             point = Point(srv.name, "calls", rate, wanted=n, planned=n / rate + 1.1, notes=notes)
             before = tree_cpu(srv.proc.pid)
+            sys_before = tree_system_cpu(srv.proc.pid)
             t0 = time.monotonic()
-            ok, failed, _ = sipp_run(
-                self.rundir,
-                [
-                    "-sf",
-                    "uac.xml",
-                    f"127.0.0.1:{srv.port}",
-                    "-inf",
-                    "callees-uac.csv",
-                    "-p",
-                    str(free_port()),
-                    "-m",
-                    str(n),
-                    "-r",
-                    str(rate),
-                    "-d",
-                    "1000",
-                    "-l",
-                    str(rate * 6 + 100),
-                    "-trace_rtt",
-                    "-rtt_freq",
-                    "1",
-                ],
-                timeout=seconds * 3 + 20,
-            )
+            with self.during_load(srv):
+                ok, failed, _ = self.call_load(srv, rate, n, seconds)
             point.elapsed = time.monotonic() - t0
-            self.finish(point, srv, before, ok, failed, "uac")
+            self.finish(point, srv, before, ok, failed, "uac", sys_before)
         return point
+
+    def call_load(self, srv: Server, rate: int, n: int, seconds: float) -> tuple[int, int, str]:
+        return sipp_run(
+            self.rundir,
+            [
+                "-sf",
+                "uac.xml",
+                f"127.0.0.1:{srv.port}",
+                "-inf",
+                "callees-uac.csv",
+                "-p",
+                str(free_port()),
+                "-m",
+                str(n),
+                "-r",
+                str(rate),
+                "-d",
+                "1000",
+                "-l",
+                str(rate * 6 + 100),
+                "-trace_rtt",
+                "-rtt_freq",
+                "1",
+            ],
+            timeout=seconds * 3 + 20,
+        )
 
     def latency_point(self, which: str, what: str, rate: int, count: int) -> Point:
         """Response times in µs, one request at a time (bench/latency_probe.py)."""
@@ -489,10 +518,18 @@ class Bench:
         return point
 
     def finish(
-        self, point: Point, srv: Server, cpu_before: float, ok: int, failed: int, scenario: str
+        self,
+        point: Point,
+        srv: Server,
+        cpu_before: float,
+        ok: int,
+        failed: int,
+        scenario: str,
+        sys_before: float = 0.0,
     ) -> None:
         point.ok, point.failed = ok, failed
         point.cpu_us = (tree_cpu(srv.proc.pid) - cpu_before) / ok * 1e6 if ok else 0.0
+        point.sys_us = (tree_system_cpu(srv.proc.pid) - sys_before) / ok * 1e6 if ok else 0.0
         pss, rss = tree_memory_kib(srv.proc.pid)
         point.pss_mib, point.rss_mib = pss / 1024, rss / 1024
         samples = rtt_samples(self.rundir, scenario)
@@ -623,6 +660,14 @@ def main() -> None:
         }
         results[f"CPU us per call at {args.call_cpu_rate}/s"] = {
             s: mean(call_cpu[s], "cpu_us") for s in servers
+        }
+        # the user/kernel split: a server's own code is the user part; the kernel part is
+        # mostly sendto (loopback delivery to sipp) and the wake-ups, alike for both servers
+        results[f"  of which sys, per REGISTER at {args.reg_cpu_rate}/s"] = {
+            s: mean(reg_cpu[s], "sys_us") for s in servers
+        }
+        results[f"  of which sys, per call at {args.call_cpu_rate}/s"] = {
+            s: mean(call_cpu[s], "sys_us") for s in servers
         }
         results[f"PSS MiB after {args.call_cpu_rate} calls/s"] = {
             s: mean(call_cpu[s], "pss_mib") for s in servers
