@@ -89,10 +89,15 @@ class Scripts:
         self, ctx: MsgContext, name: str, done: Callable[[MsgContext, int], None]
     ) -> int | None:
         """Run a route that may wait on I/O: its result as ``run_route``, or None when it
-        was suspended; ``done(ctx, rc)`` is called when it finishes. (Only routes that may
-        wait come here, once per request: run_route's inlining is not needed.)"""
-        eng = self.engine_for(ctx)
-        if eng is None or not name or name == "none":
+        was suspended; ``done(ctx, rc)`` is called when it finishes. (Every request comes
+        here: engine_for and the timing inline, as in run_route.)"""
+        tx = ctx.tx
+        eng = getattr(tx, "engine", None) if tx is not None else None
+        if eng is None:
+            eng = self.server.engine
+            if eng is None:
+                return 2
+        if not name or name == "none":
             return 2
         self.runs.value += 1
         t0 = perf_counter()
@@ -100,7 +105,10 @@ class Scripts:
         if rc is None:  # waiting on I/O: the route's time is taken when it finishes
             ctx.extra["_route_run"] = (name, t0, done)
             return None
-        self.latency.route_done(name, perf_counter() - t0)
+        t = perf_counter() - t0
+        series = self.route_series.get(name) or self.latency.route_series(name)
+        series.counts[bisect_left(series.bounds, t)] += 1
+        series.sum += t
         return rc
 
     @staticmethod

@@ -13,7 +13,7 @@ from ksr.sip.builders import without_first_values
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.headers import parse_name_addr, split_commas
 from ksr.sip.hostport import format_hostport
-from ksr.sip.message import Header, Message
+from ksr.sip.message import Header, Message, Request
 from ksr.sip.uri import Uri, parse_uri
 
 from .api import RrApi
@@ -253,20 +253,19 @@ class Rr(Module):
     def _mine(self, u: Uri) -> bool:
         return self.server.is_myself_addr(u.host, u.port or (5061 if u.scheme == "sips" else 5060))
 
-    def _routes(self, ctx: MsgContext) -> list[tuple[str, Uri]]:
+    def _routes(self, req: Request) -> list[tuple[str, Uri]]:
         """(URI text, URI) of every Route value; the URIs are shared: read them, never change."""
-        values = ctx.request.get_values("route")
+        values = req.get_values("route")
         if not values:
             return []
         seen = self._routes_seen
         return [_remembered(seen, v, _route_uri) for v in values]
 
-    def _ruri(self, ctx: MsgContext) -> Uri:
+    def _ruri(self, ctx: MsgContext, req: Request) -> Uri:
         """The R-URI parsed (shared, as ``_routes``): the request's own parse while the script
         has not changed it."""
-        req = ctx.request
-        text = ctx.ruri or req.uri
-        if text == req.uri:
+        text = ctx.ruri
+        if not text or text == req.uri:
             return req.parsed_uri
         return _remembered(self._uris_seen, text, parse_uri)
 
@@ -282,12 +281,13 @@ class Rr(Module):
         return self._loose_route(ctx, mode)
 
     def _loose_route(self, ctx: MsgContext, mode: int) -> int:
-        if not ctx.is_request:
+        req = ctx.msg  # read once (ctx.is_request and ctx.request are properties)
+        if not isinstance(req, Request):
             return -1
         try:
-            routes = self._routes(ctx)
-            to_tag = ctx.request.to.tag
-            ruri = self._ruri(ctx)
+            routes = self._routes(req)
+            to_tag = req.to.tag
+            ruri = self._ruri(ctx, req)
         except RemoteProtocolError:
             return -1
         extra = ctx.extra
@@ -336,7 +336,7 @@ class Rr(Module):
             return 1
         # The next hop is a strict router (RFC 3261 §16.6 step 7): it goes in the R-URI and the
         # R-URI goes to the end of the Route set.
-        old = ctx.ruri or ctx.request.uri
+        old = ctx.ruri or req.uri
         ctx.ruri = nxt_text
         ctx.extra["rr_next_hop"] = True
         ctx.add_lump(_remove_routes(removed + 1, append=old))
@@ -346,7 +346,8 @@ class Rr(Module):
     def loose_route_preloaded(self, ctx: MsgContext) -> int:
         """1 only for an initial request whose first Route is not ours."""
         try:
-            routes = self._routes(ctx) if ctx.is_request else []
+            req = ctx.msg
+            routes = self._routes(req) if isinstance(req, Request) else []
             if not routes or ctx.request.to.tag:
                 return -1
         except RemoteProtocolError:
