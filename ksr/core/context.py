@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
 from ksr.sip.message import Header, Message, Request, Response
 from ksr.sip.received import sent_headers
@@ -83,14 +83,14 @@ VIA_USE_XAVP_FIELDS = 4
 
 
 class RouteType:
-    REQUEST = "request"
-    REPLY = "reply"  # core reply route
-    ONREPLY = "onreply"  # tm reply route
-    FAILURE = "failure"
-    BRANCH = "branch"
-    BRANCH_FAILURE = "branch_failure"
-    EVENT = "event"
-    ONSEND = "onsend"
+    REQUEST: Final = "request"
+    REPLY: Final = "reply"  # core reply route
+    ONREPLY: Final = "onreply"  # tm reply route
+    FAILURE: Final = "failure"
+    BRANCH: Final = "branch"
+    BRANCH_FAILURE: Final = "branch_failure"
+    EVENT: Final = "event"
+    ONSEND: Final = "onsend"
 
 
 class MsgContext:

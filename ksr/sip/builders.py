@@ -6,13 +6,14 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable
+from typing import Final
 
 from .headers import Via, format_params, split_commas
 from .hostport import bracket_host
 from .message import Header, Request, Response
 from .owner import VIA_MARK
 
-BRANCH_COOKIE = "z9hG4bK"
+BRANCH_COOKIE: Final = "z9hG4bK"
 
 REASONS: dict[int, str] = {
     100: "Trying",

@@ -20,29 +20,30 @@ request), ``ack``, ``send_1xx``, ``send_2xx``, ``send_final``, ``timer_<X>``,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 # Machines.
-ICT = "ict"  # INVITE client transaction (§17.1.1)
-NICT = "nict"  # non-INVITE client transaction (§17.1.2)
-IST = "ist"  # INVITE server transaction (§17.2.1)
-NIST = "nist"  # non-INVITE server transaction (§17.2.2)
+ICT: Final = "ict"  # INVITE client transaction (§17.1.1)
+NICT: Final = "nict"  # non-INVITE client transaction (§17.1.2)
+IST: Final = "ist"  # INVITE server transaction (§17.2.1)
+NIST: Final = "nist"  # non-INVITE server transaction (§17.2.2)
 
 # Action opcodes (first item of an action tuple).
-SEND = "send"  # client: (re)send the request; server: (re)send the last reply
-SEND_ACK = "send_ack"  # ICT: send (or resend) the ACK for a non-2xx final reply
-START = "start"  # ("start", timer): start the timer with its next interval
-STOP = "stop"  # ("stop", timer)
-DELIVER = (
+SEND: Final = "send"  # client: (re)send the request; server: (re)send the last reply
+SEND_ACK: Final = "send_ack"  # ICT: send (or resend) the ACK for a non-2xx final reply
+START: Final = "start"  # ("start", timer): start the timer with its next interval
+STOP: Final = "stop"  # ("stop", timer)
+DELIVER: Final = (
     "deliver"  # ("deliver", what): pass the event to the TU ("reply", "timeout", "ack", "request")
 )
-TERMINATED = "terminated"  # the machine is done: the shell frees it
+TERMINATED: Final = "terminated"  # the machine is done: the shell frees it
 
 Action = tuple[str, str]
 
 # Timers that back off: the first interval is T1, then doubled (capped at T2 for E and G).
 _BACKOFF = {"A": None, "E": "t2", "G": "t2"}
 # Retransmission timers: never started on reliable transports (§17.1.1.2, §17.1.2.2, §17.2.1).
-RETRANSMIT_TIMERS = frozenset({"A", "E", "G"})
+RETRANSMIT_TIMERS: Final = frozenset({"A", "E", "G"})
 
 
 @dataclass(slots=True)

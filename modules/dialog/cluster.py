@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ksr.core.ratelog import RateLimitedLog
 from ksr.core.replication import replicated
@@ -37,8 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ksr.dialog")
 
-CLAIMED = 1 << 29  # Dialog.iflags: this node removed its row (it ends the dialog)
-DROPPED = 1 << 30  # Dialog.iflags: another node holds (or ended) it; this copy is inert
+CLAIMED: Final = 1 << 29  # Dialog.iflags: this node removed its row (it ends the dialog)
+DROPPED: Final = 1 << 30  # Dialog.iflags: another node holds (or ended) it; this copy is inert
 MISS_TTL = 1.0  # seconds a Call-ID found in no stored dialog is not looked up again
 MISS_MAX = 10_000
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ksr.core.context import MsgContext
 from ksr.core.timers import TimerHandle
@@ -32,20 +32,24 @@ if TYPE_CHECKING:
     from .cluster import SharedDialogs
     from .store import DialogStore
 
-log = logging.getLogger("ksr.dialog")
+log: Final = logging.getLogger("ksr.dialog")
 
 Listener = Callable[[Dialog, str, MsgContext], None]
-LINGER = 32.0  # seconds an ended dialog is kept to match (absorbs retransmitted BYEs quietly)
-UNLISTED = 4  # Dialog.iflags bit: ended and its ending transaction is over: not in dlg.list
-UNLIST = "dlg_unlist"  # ctx.extra / tx.extra key: the dialog a BYE ended (unlisted with its tx)
+LINGER: Final = (
+    32.0  # seconds an ended dialog is kept to match (absorbs retransmitted BYEs quietly)
+)
+UNLISTED: Final = 4  # Dialog.iflags bit: ended and its ending transaction is over: not in dlg.list
+UNLIST: Final = (
+    "dlg_unlist"  # ctx.extra / tx.extra key: the dialog a BYE ended (unlisted with its tx)
+)
 
 # end reasons (CDR end_reason)
-CALLER_BYE = "caller-bye"
-CALLEE_BYE = "callee-bye"
-TIMEOUT = "timeout"
-RPC = "rpc"
-FAILED = "failed"
-CANCELLED = "cancelled"
+CALLER_BYE: Final = "caller-bye"
+CALLEE_BYE: Final = "callee-bye"
+TIMEOUT: Final = "timeout"
+RPC: Final = "rpc"
+FAILED: Final = "failed"
+CANCELLED: Final = "cancelled"
 
 
 class DialogManager:

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from typing import Final
 
 from ksr.core.hashes import core_hash
 from ksr.sip.dialog_state import DlgState
 
 from .model import Dialog
 
-NODE_SHIFT = 24  # a dialog id's top byte is the server_id of the node that made it
-LOCAL_MASK = (1 << NODE_SHIFT) - 1
+NODE_SHIFT: Final = 24  # a dialog id's top byte is the server_id of the node that made it
+LOCAL_MASK: Final = (1 << NODE_SHIFT) - 1
 
 
 def node_of(h_id: int) -> int:

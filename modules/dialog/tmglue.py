@@ -15,7 +15,7 @@ request route, at the next timer tick): it never reached a callee, so it never w
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ksr.core.context import MsgContext, RouteType
 from ksr.modules.tm.api import TmApi, TmCb
@@ -30,9 +30,9 @@ if TYPE_CHECKING:
 
     from .manager import DialogManager
 
-log = logging.getLogger("ksr.dialog")
+log: Final = logging.getLogger("ksr.dialog")
 
-ROUTE_WAIT_CHECK = 0.05  # seconds between looks at a suspended route that created a dialog
+ROUTE_WAIT_CHECK: Final = 0.05  # seconds between looks at a suspended route that created a dialog
 
 
 class TmGlue:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -37,22 +37,26 @@ log = logging.getLogger("ksr.tm")
 class TmCb:
     """Callback kinds (Kamailio's TMCB_* in spirit)."""
 
-    REQUEST_IN = "request-in"  # a transaction was created for a request; ev.ctx = the request
-    REQUEST_FWDED = "request-fwded"  # a branch was sent; ev.branch, ev.ctx = the branch request
-    REPLY_IN = (
+    REQUEST_IN: Final = (
+        "request-in"  # a transaction was created for a request; ev.ctx = the request
+    )
+    REQUEST_FWDED: Final = (
+        "request-fwded"  # a branch was sent; ev.branch, ev.ctx = the branch request
+    )
+    REPLY_IN: Final = (
         "reply-in"  # a reply arrived on a branch (before relaying); ev.branch, ev.ctx, ev.code
     )
     # a reply was sent upstream; ev.code, ev.reply (as sent), ev.local; ev.ctx: the reply as
     # received when it is relayed (None for a reply made here, or the best one chosen later)
-    RESPONSE_OUT = "response-out"
-    FAILURE = (
+    RESPONSE_OUT: Final = "response-out"
+    FAILURE: Final = (
         "failure"  # the transaction failed (negative final reply chosen); before the failure route
     )
-    E2E_ACK = "e2e-ack"  # an ACK for a 2xx of this INVITE transaction was received; ev.ctx
-    E2E_CANCEL = "e2e-cancel"  # a CANCEL for this INVITE transaction was received; ev.ctx
-    DESTROYED = "destroyed"  # the transaction is freed (after its wait timers)
+    E2E_ACK: Final = "e2e-ack"  # an ACK for a 2xx of this INVITE transaction was received; ev.ctx
+    E2E_CANCEL: Final = "e2e-cancel"  # a CANCEL for this INVITE transaction was received; ev.ctx
+    DESTROYED: Final = "destroyed"  # the transaction is freed (after its wait timers)
 
-    ALL = (
+    ALL: Final = (
         REQUEST_IN,
         REQUEST_FWDED,
         REPLY_IN,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ksr.core.context import Destination, MsgContext
 from ksr.sip.builders import make_reply, make_to_tag
@@ -39,11 +39,11 @@ from .txn import Transaction, UacBranch, build_ack, build_cancel, loop_hash
 if TYPE_CHECKING:
     from ksr.core.core_api import Core
 
-log = logging.getLogger("ksr.tm")
+log: Final = logging.getLogger("ksr.tm")
 
 # client machine states after the final reply arrived (a branch that timed out is still
 # waiting for one: after its CANCEL, the callee's 487 is ACKed from its request)
-_ANSWERED = frozenset({"completed", "accepted", "terminated"})
+_ANSWERED: Final = frozenset({"completed", "accepted", "terminated"})
 
 
 class TmEngine:

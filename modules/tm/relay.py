@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ksr.core.context import Destination, MsgContext, RouteType
 from ksr.core.resolver import ASK, default_proto, parse_query
@@ -18,10 +18,10 @@ if TYPE_CHECKING:
     from .engine import TmEngine
     from .replies import ReplyProcessor
 
-log = logging.getLogger("ksr.tm")
+log: Final = logging.getLogger("ksr.tm")
 
-T_ON = "tm_on"  # ctx.extra key: callback names set before the transaction exists
-NO_FAILOVER = "tm_no_failover"  # ctx.extra key: t_set_disable_failover(1) before t_relay
+T_ON: Final = "tm_on"  # ctx.extra key: callback names set before the transaction exists
+NO_FAILOVER: Final = "tm_no_failover"  # ctx.extra key: t_set_disable_failover(1) before t_relay
 
 
 class Relayer:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ksr.core.context import MsgContext, RouteType
 from ksr.sip.builders import without_top_via
@@ -19,10 +19,10 @@ from .txn import Transaction, UacBranch
 if TYPE_CHECKING:
     from .engine import TmEngine
 
-log = logging.getLogger("ksr.tm")
+log: Final = logging.getLogger("ksr.tm")
 
-_DELIVER_REPLY = (DELIVER, "reply")  # the machine passes a reply to the TU
-_START_C = (START, "C")
+_DELIVER_REPLY: Final = (DELIVER, "reply")  # the machine passes a reply to the TU
+_START_C: Final = (START, "C")
 
 
 class ReplyProcessor:

@@ -7,7 +7,7 @@ events and runs their actions is ``engine.py``.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ksr.sip.builders import BRANCH_COOKIE
 from ksr.sip.message import Header, Request, Response
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ksr.core.timers import TimerHandle
     from ksr.sip.transaction import Machine
 
-LOOP_HASH_LEN = 8
+LOOP_HASH_LEN: Final = 8
 
 
 class UacBranch:
