@@ -11,8 +11,8 @@ PY := $(VENV)/bin/python
 # change to one of their sources makes the next make target compile them again.
 NATIVE_SOURCES := $(wildcard ksr/sip/*.py) ksr/core/hashes.py modules/sanity/checks.py \
 	modules/registrar/parse.py modules/registrar/save.py modules/usrloc/contact.py \
-	modules/tm/txn.py modules/tm/engine.py modules/tm/relay.py modules/tm/replies.py \
-	modules/dialog/clock.py modules/dialog/model.py modules/dialog/table.py \
+	modules/tm/api.py modules/tm/txn.py modules/tm/engine.py modules/tm/relay.py \
+	modules/tm/replies.py modules/dialog/clock.py modules/dialog/model.py modules/dialog/table.py \
 	modules/dialog/requests.py modules/dialog/manager.py modules/dialog/tmglue.py \
 	ksr/native.py setup.py
 

@@ -57,7 +57,9 @@ COMPILED: tuple[str, ...] = (
     "ksr.modules.registrar.save",
     "ksr.modules.usrloc.contact",
     # tm's stateful proxy but its Module: transactions and branches (txn), the shell that runs
-    # the machines' actions (engine), t_relay (relay) and the reply path (replies)
+    # the machines' actions (engine), t_relay (relay), the reply path (replies) and the
+    # callbacks and their events (api: made and read for every transaction by dialog)
+    "ksr.modules.tm.api",
     "ksr.modules.tm.txn",
     "ksr.modules.tm.engine",
     "ksr.modules.tm.relay",
