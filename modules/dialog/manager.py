@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ksr.core.context import MsgContext
 from ksr.core.timers import TimerHandle
-from ksr.modules.tm.api import TmApi
+from ksr.modules.tm.api import TmApi, request_of
 from ksr.sip.dialog_state import DlgEvent, DlgInput, DlgState, next_step, reply_input
 from ksr.sip.headers import split_commas
 from ksr.sip.message import Request, Response
@@ -98,7 +98,7 @@ class DialogManager:
     # -- creation ---------------------------------------------------------------------------
     def create(self, ctx: MsgContext) -> Dialog:
         """A dialog for the initial INVITE being routed."""
-        req = ctx.request
+        req = request_of(ctx)
         callid = req.call_id
         h_entry, h_id = self.table.new_key(callid)
         now = self.clock.now()
@@ -153,7 +153,7 @@ class DialogManager:
     def find_spiral(self, ctx: MsgContext) -> Dialog | None:
         """An INVITE we already routed once coming back to us (a spiral): same Call-ID and From
         tag as a dialog still being set up, with one of our own Vias below the top."""
-        req = ctx.request
+        req = request_of(ctx)
         try:
             cands = self.table.by_callid.get(req.call_id)
             if not cands:  # a new call (nearly always): no Via to read

@@ -18,7 +18,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Final
 
 from ksr.core.context import MsgContext, RouteType
-from ksr.modules.tm.api import TmApi, TmCb
+from ksr.modules.tm.api import TmApi, TmCb, TmEvent, request_of
 from ksr.sip.dialog_state import DlgState
 
 from .manager import UNLIST, UNLISTED
@@ -83,7 +83,7 @@ class TmGlue:
         if dlg.iflags & 1 == 0 and dlg.state is DlgState.UNCONFIRMED:
             self.mgr.discard(dlg)
 
-    def on_request_in(self, tx: Any, ev: Any) -> None:
+    def on_request_in(self, tx: Any, ev: TmEvent) -> None:
         ctx: MsgContext | None = ev.ctx
         if ctx is None or getattr(tx, "method", "") != "INVITE":
             return
@@ -93,7 +93,7 @@ class TmGlue:
             if flag < 0 or not (ctx.flags >> flag) & 1:
                 return
             try:
-                if ctx.request.to_tag:
+                if request_of(ctx).to_tag:
                     return
             except Exception:
                 return
@@ -103,34 +103,36 @@ class TmGlue:
         dlg.iflags |= 1  # bound to its INVITE transaction
         tx.extra["dlg"] = dlg
 
-    def on_bye_in(self, tx: Any, ev: Any) -> None:
+    def on_bye_in(self, tx: Any, ev: TmEvent) -> None:
         dlg = ev.ctx.extra.get(UNLIST) if ev.ctx is not None else None
         if dlg is not None:
             tx.extra[UNLIST] = dlg
 
-    def on_bye_freed(self, tx: Any, ev: Any) -> None:
+    def on_bye_freed(self, tx: Any, ev: TmEvent) -> None:
         dlg = tx.extra.get(UNLIST)
         if dlg is not None:
             dlg.iflags |= UNLISTED
 
-    def on_request_fwded(self, tx: Any, ev: Any) -> None:
-        dlg = tx.extra.get("dlg") if tx is not None else None
+    def on_request_fwded(self, tx: Any, ev: TmEvent) -> None:
+        dlg = tx.extra.get("dlg")
         if isinstance(dlg, Dialog) and ev.ctx is not None and dlg.state is DlgState.UNCONFIRMED:
             try:
-                dlg.req_uri = ev.ctx.request.uri
+                dlg.req_uri = request_of(ev.ctx).uri
             except Exception:
                 pass
 
-    def on_response_out(self, tx: Any, ev: Any) -> None:
-        dlg = tx.extra.get("dlg") if tx is not None else None
+    def on_response_out(self, tx: Any, ev: TmEvent) -> None:
+        dlg = tx.extra.get("dlg")
         if not isinstance(dlg, Dialog) or ev.code <= 100:
             return  # 100 Trying moves no dialog (reply_input)
-        rctx = ev.ctx if ev.ctx is not None and not ev.ctx.is_request else None
+        rctx = ev.ctx
+        if rctx is not None and rctx.msg.is_request:
+            rctx = None
         if rctx is None and ev.reply is not None:
             rctx = MsgContext(self.server, ev.reply)
             if ev.local:
                 rctx.faked = True
-        self.mgr.on_reply(dlg, int(ev.code), rctx)
+        self.mgr.on_reply(dlg, ev.code, rctx)
 
     # -- BYE ---------------------------------------------------------------------------------
     def send_bye(self, dlg: Dialog, to_callee: bool) -> bool:

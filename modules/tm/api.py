@@ -22,11 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from ksr.sip.message import Request, Response
+
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
     from ksr.core.context import MsgContext, SocketInfo
-    from ksr.sip.message import Response
 
     from . import Tm
     from .txn import Transaction, UacBranch
@@ -107,6 +108,21 @@ class CallbackList:
                 fn(tx, ev)
             except Exception:
                 log.exception("tm callback %r (%s) failed", fn, kind)
+
+
+def request_of(ctx: MsgContext) -> Request:
+    """``ctx.request`` read here: the property is a call into the interpreter for compiled
+    code, the message's slot is not (tm reads it a dozen times per call, dialog a few)."""
+    msg = ctx.msg
+    assert isinstance(msg, Request)
+    return msg
+
+
+def reply_of(ctx: MsgContext) -> Response:
+    """``ctx.reply`` read here (as ``request_of``)."""
+    msg = ctx.msg
+    assert isinstance(msg, Response)
+    return msg
 
 
 class TmApi:

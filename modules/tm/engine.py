@@ -33,7 +33,7 @@ from ksr.sip.transaction import (
     send_event,
 )
 
-from .api import CallbackList, TmCb, TmEvent
+from .api import CallbackList, TmCb, TmEvent, request_of
 from .txn import Transaction, UacBranch, build_ack, build_cancel, loop_hash
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ class TmEngine:
         return self._next_id
 
     def create_server_tx(self, ctx: MsgContext, key: Any) -> Transaction:
-        req = ctx.request
+        req = request_of(ctx)
         tx = Transaction(self.new_id(), key, req)
         tx.ruri = ctx.ruri or req.uri
         tx.engine = self.server.engine_for(ctx)

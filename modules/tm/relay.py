@@ -11,8 +11,15 @@ from ksr.core.resolver import ASK, default_proto, parse_query
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.message import Header, Request, ensure_content_length
 
-from .api import TmCb, TmEvent
-from .txn import LOOP_HASH_LEN, Transaction, UacBranch, e2e_key, loop_hash, server_key
+from .api import TmCb, TmEvent, request_of
+from .txn import (
+    LOOP_HASH_LEN,
+    Transaction,
+    UacBranch,
+    e2e_key,
+    loop_hash,
+    server_key,
+)
 
 if TYPE_CHECKING:
     from .engine import TmEngine
@@ -41,11 +48,11 @@ class Relayer:
         return self.eng.by_key.get(key)
 
     def check_trans(self, ctx: MsgContext) -> int:
-        if not ctx.is_request:
+        if not ctx.msg.is_request:
             return 1 if ctx.tx is not None else -1
         if ctx.route in (RouteType.FAILURE, RouteType.BRANCH, RouteType.BRANCH_FAILURE):
             return 1
-        req = ctx.request
+        req = request_of(ctx)
         if req.method == "CANCEL":
             inv = self.lookup(req, "INVITE")
             if inv is None:
@@ -66,7 +73,7 @@ class Relayer:
 
     def _match_ack(self, ctx: MsgContext) -> int:
         """0: ACK of a negative reply, absorbed; 1: ACK of a 2xx of a known INVITE; -1: unknown."""
-        req = ctx.request
+        req = request_of(ctx)
         tx = self.lookup(req)
         if tx is not None and tx.status >= 300 and tx.machine is not None:
             self.eng.uas_actions(tx, tx.machine.handle("ack"))
@@ -84,9 +91,12 @@ class Relayer:
         return 1
 
     def precheck(self, ctx: MsgContext) -> int:
-        if not ctx.is_request or ctx.request.method in ("ACK", "CANCEL"):
+        if not ctx.msg.is_request:
             return -1
-        return 1 if self.lookup(ctx.request) is not None else -1
+        req = request_of(ctx)
+        if req.method in ("ACK", "CANCEL"):
+            return -1
+        return 1 if self.lookup(req) is not None else -1
 
     # -- creating ---------------------------------------------------------------------------
     def newtran(self, ctx: MsgContext, trying: bool = True) -> int:
@@ -94,9 +104,9 @@ class Relayer:
         sends the automatic 100 Trying itself (``trying_due``, ``send_trying``)."""
         if ctx.tx is not None:
             return 1
-        if not ctx.is_request or ctx.route not in (RouteType.REQUEST,):
+        if not ctx.msg.is_request or ctx.route not in (RouteType.REQUEST,):
             return -1
-        req = ctx.request
+        req = request_of(ctx)
         if req.method == "ACK":
             return -1
         try:
@@ -116,7 +126,7 @@ class Relayer:
         """Whether a new transaction for ``ctx`` answers 100 Trying at once (tm's auto_inv_100,
         not turned off for this request)."""
         return (
-            ctx.request.method == "INVITE"
+            request_of(ctx).method == "INVITE"
             and bool(self.eng.params.auto_inv_100)
             and not ctx.extra.get("tm_no_100")
         )
@@ -144,9 +154,10 @@ class Relayer:
     def relay(
         self, ctx: MsgContext, uri: str | None = None, proto: str | None = None, flags: int = 0
     ) -> int:
-        if not ctx.is_request:
+        if not ctx.msg.is_request:
             return -1
-        method = ctx.request.method
+        req = request_of(ctx)
+        method = req.method
         if method == "ACK":
             return self.relay_ack(ctx, uri)
         if method == "CANCEL":
@@ -158,7 +169,7 @@ class Relayer:
             return 1 if n else -1
         created = trying = False
         if tx is None:
-            if self.is_loop(ctx.request, ctx.request.uri):
+            if self.is_loop(req, req.uri):
                 ctx.extra["tm_no_100"] = True
                 if self.newtran(ctx) == 1 and ctx.tx is not None:
                     self.eng.local_reply(ctx.tx, 482, "Loop Detected", ctx)
@@ -214,7 +225,7 @@ class Relayer:
         self, tx: Transaction, ctx: MsgContext, uri: str | None, proto: str | None
     ) -> int:
         targets: list[tuple[str, str | None, int, Any]] = [
-            (ctx.ruri or ctx.request.uri, ctx.dst_uri, ctx.bflags, ctx.send_socket)
+            (ctx.ruri or request_of(ctx).uri, ctx.dst_uri, ctx.bflags, ctx.send_socket)
         ]
         targets.extend((b.uri, b.dst_uri, b.flags, b.socket) for b in ctx.branches)
         ctx.branches = []
@@ -379,7 +390,7 @@ class Relayer:
 
     # -- CANCEL and ACK ---------------------------------------------------------------------
     def relay_cancel(self, ctx: MsgContext) -> int:
-        inv = ctx.extra.get("t_cancel_target") or self.lookup(ctx.request, "INVITE")
+        inv = ctx.extra.get("t_cancel_target") or self.lookup(request_of(ctx), "INVITE")
         if inv is None or inv.ended:
             return 1 if self.server.forward_stateless(ctx, None) else -1
         self.server.send_reply_stateless(ctx, 200, "canceling")
@@ -391,7 +402,7 @@ class Relayer:
         if not inv.branches:
             self.eng.local_reply(inv, 487, "Request Terminated")
             return 1
-        self.eng.cancel_branches(inv, None, ctx.request.get("reason"))
+        self.eng.cancel_branches(inv, None, request_of(ctx).get("reason"))
         for b in list(inv.branches):
             if b.pending and b.machine is None and not inv.ended:
                 self._end_unsent(b, 487, "")  # still resolving: never sent, nothing to CANCEL

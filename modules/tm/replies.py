@@ -13,7 +13,7 @@ from ksr.sip.message import Response
 from ksr.sip.received import sent_headers
 from ksr.sip.transaction import DELIVER, START, reply_event
 
-from .api import TmCb, TmEvent
+from .api import TmCb, TmEvent, reply_of
 from .txn import Transaction, UacBranch
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ class ReplyProcessor:
     def handle_reply(self, ctx: MsgContext) -> bool:
         """True if the reply belonged to a transaction (handled here), False to let the core
         forward it statelessly."""
-        rpl = ctx.reply
+        rpl = reply_of(ctx)
         try:
             via = rpl.top_via
             method = rpl.cseq.method
@@ -120,7 +120,7 @@ class ReplyProcessor:
         """A branch ended: with a final reply (ctx) or a timeout (ctx None, status 408)."""
         tx = b.tx
         if ctx is not None:
-            rpl = ctx.reply
+            rpl = reply_of(ctx)
             was_pending = b.pending
             b.status, b.reply = rpl.status, rpl
             if rpl.status < 300:
