@@ -36,6 +36,10 @@ class DlgInput(Enum):
     TIMEOUT = "timeout"
     TERMINATE = "ended locally"  # RPC dlg.end_dlg / KSR.dialog.dlg_bye / shutdown policy
 
+    # Members are singletons that compare by identity: hashed by identity too. Enum's own
+    # __hash__ (of the name) is interpreted code, run for each TRANSITIONS lookup.
+    __hash__ = object.__hash__
+
 
 class DlgEvent(StrEnum):
     START = "dialog:start"
@@ -75,7 +79,8 @@ TRANSITIONS: dict[tuple[DlgState, DlgInput], Step] = {
 
 def next_step(state: DlgState, inp: DlgInput) -> Step:
     """Where ``inp`` takes a dialog in ``state``; unlisted pairs keep the state, emit nothing."""
-    return TRANSITIONS.get((state, inp), Step(state))
+    step = TRANSITIONS.get((state, inp))
+    return step if step is not None else Step(state)
 
 
 def is_active(state: DlgState) -> bool:

@@ -71,12 +71,34 @@ class TimerConfig:
             return self.t1
         if reliable and name in ("D", "I", "J", "K"):
             return 0.0
-        v = getattr(self, name.lower())
+        v = self._configured(name)
         if v is not None:
             return float(v)
         if name in ("I", "K"):
             return self.t4
         return 64 * self.t1
+
+    def _configured(self, name: str) -> float | None:
+        """The field of timer ``name`` ("B" -> ``b``): read directly for the timers a call
+        starts (compiled, a ``getattr`` by a lower-cased name was most of ``value``)."""
+        if name == "B":
+            return self.b
+        if name == "C":
+            return self.c
+        if name == "D":
+            return self.d
+        if name == "F":
+            return self.f
+        if name == "J":
+            return self.j
+        if name == "K":
+            return self.k
+        if name == "L":
+            return self.l
+        if name == "M":
+            return self.m
+        v: float | None = getattr(self, name.lower())
+        return v
 
 
 # (machine, state, event) -> (next state, actions). States: the RFC's names in lower case.
