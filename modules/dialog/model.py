@@ -11,7 +11,9 @@ from typing import Any
 from ksr.sip.dialog_state import DlgState
 
 
-@dataclass(slots=True)
+# init=False and the __init__ written out (here and in Dialog): mypyc compiles it, where the
+# one @dataclass generates runs as Python code (a call builds one Dialog and two Legs)
+@dataclass(slots=True, init=False)
 class Leg:
     """What ksr knows of one side (caller = the INVITE's sender, callee = the answerer)."""
 
@@ -21,6 +23,22 @@ class Leg:
     route_set: str = ""
     socket: str = ""
     addr: str = ""  # where that side's requests came from: "udp:ip:port"
+
+    def __init__(
+        self,
+        tag: str = "",
+        contact: str = "",
+        cseq: str = "0",
+        route_set: str = "",
+        socket: str = "",
+        addr: str = "",
+    ) -> None:
+        self.tag = tag
+        self.contact = contact
+        self.cseq = cseq
+        self.route_set = route_set
+        self.socket = socket
+        self.addr = addr
 
     def as_rpc(self) -> dict[str, str]:
         return {
@@ -32,7 +50,7 @@ class Leg:
         }
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Dialog:
     h_entry: int
     h_id: int
@@ -63,6 +81,68 @@ class Dialog:
     timeout_route: str = ""
     ref: int = 1
     owner: int = -1  # server_id of the node holding it (shared dialogs); -1: its creator
+
+    def __init__(
+        self,
+        h_entry: int,
+        h_id: int,
+        callid: str,
+        from_uri: str,
+        to_uri: str,
+        req_uri: str,
+        src_ip: str,
+        src_port: int,
+        init_ts: float,
+        state: DlgState = DlgState.UNCONFIRMED,
+        start_ts: float = 0.0,
+        end_ts: float = 0.0,
+        lifetime: int = 43200,
+        timeout_ts: float = 0.0,
+        timeout_bye: bool = False,
+        timeout_noreset: bool = False,
+        status: int = 0,
+        end_reason: str = "",
+        dflags: int = 0,
+        sflags: int = 0,
+        iflags: int = 0,
+        caller: Leg | None = None,
+        callee: Leg | None = None,
+        variables: dict[str, str] | None = None,
+        profiles: list[tuple[str, str]] | None = None,
+        cancelled: bool = False,
+        timeout_route: str = "",
+        ref: int = 1,
+        owner: int = -1,
+    ) -> None:
+        self.h_entry = h_entry
+        self.h_id = h_id
+        self.callid = callid
+        self.from_uri = from_uri
+        self.to_uri = to_uri
+        self.req_uri = req_uri
+        self.src_ip = src_ip
+        self.src_port = src_port
+        self.init_ts = init_ts
+        self.state = state
+        self.start_ts = start_ts
+        self.end_ts = end_ts
+        self.lifetime = lifetime
+        self.timeout_ts = timeout_ts
+        self.timeout_bye = timeout_bye
+        self.timeout_noreset = timeout_noreset
+        self.status = status
+        self.end_reason = end_reason
+        self.dflags = dflags
+        self.sflags = sflags
+        self.iflags = iflags
+        self.caller = Leg() if caller is None else caller
+        self.callee = Leg() if callee is None else callee
+        self.variables = {} if variables is None else variables
+        self.profiles = [] if profiles is None else profiles
+        self.cancelled = cancelled
+        self.timeout_route = timeout_route
+        self.ref = ref
+        self.owner = owner
 
     @property
     def holder(self) -> int:
