@@ -50,6 +50,11 @@ COMPILED: tuple[str, ...] = (
     "ksr.sip.transaction",
     "ksr.sip.uri",
     "ksr.core.hashes",  # Kamailio's core_hash: a loop over the bytes of each new Call-ID
+    # every message: its context (MsgContext: compiled tm and dialog then read its fields and
+    # properties directly), the receive pipeline and the core statistics it counts
+    "ksr.core.context",
+    "ksr.core.core_stats",
+    "ksr.core.pipeline",
     "ksr.modules.sanity.checks",  # the sanity checks: sanity_check runs on every request
     # registrar's save() but its Module (reading a REGISTER, the bindings to write) and the
     # bindings themselves (usrloc's Contact): a REGISTER's own Python code

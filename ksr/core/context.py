@@ -49,12 +49,17 @@ class SocketInfo:
 class SocketLump:
     """A lump whose change depends on the socket the copy leaves through (rr's Record-Route
     with two entries): ``apply_lumps(out_socket=...)`` hands it over (tm does, per branch);
-    applied without one, it gets None."""
+    applied without one, it gets None. ``kind`` names what it adds (rr finds its own by it)."""
 
-    __slots__ = ("change",)
+    __slots__ = ("change", "kind")
 
-    def __init__(self, change: Callable[[Message, frozenset[int], SocketInfo | None], None]):
+    def __init__(
+        self,
+        change: Callable[[Message, frozenset[int], SocketInfo | None], None],
+        kind: str = "",
+    ) -> None:
         self.change = change
+        self.kind = kind
 
     def __call__(self, m: Message, original: frozenset[int]) -> None:
         self.change(m, original, None)

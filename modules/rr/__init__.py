@@ -56,10 +56,12 @@ def _remove_routes(count: int, append: str | None = None) -> Lump:
     return lump
 
 
-class RecordRouteLump(SocketLump):
-    """Our Record-Route header(s), built for the socket the request leaves through."""
+# the kind of our Record-Route lump: the header(s) built for the socket the request leaves through
+RR_LUMP = "record-route"
 
-    __slots__ = ()
+
+def _is_record_route(lump: Lump) -> bool:
+    return isinstance(lump, SocketLump) and lump.kind == RR_LUMP
 
 
 def _param_lump(param: str) -> Lump:
@@ -79,7 +81,7 @@ def _param_lump(param: str) -> Lump:
 
 
 def _is_rr_lump(lump: Lump) -> bool:
-    return isinstance(lump, RecordRouteLump) or getattr(lump, "rr_lump", False)
+    return _is_record_route(lump) or getattr(lump, "rr_lump", False)
 
 
 # parses remembered per text (a bounded table, as the resolver's): every in-dialog request of
@@ -151,7 +153,7 @@ class Rr(Module):
                 m.headers.insert(i, Header("Record-Route", v))
             m.forget_parsed("record-route")
 
-        ctx.add_lump(RecordRouteLump(change))
+        ctx.add_lump(SocketLump(change, RR_LUMP))
         return 1
 
     def _rr_addr(self, sock: SocketInfo) -> str:
@@ -242,7 +244,7 @@ class Rr(Module):
         if not param:
             return -1
         p = param if param.startswith(";") else ";" + param
-        if any(isinstance(lump, RecordRouteLump) for lump in ctx.lumps):
+        if any(_is_record_route(lump) for lump in ctx.lumps):
             # a lump: it goes with this branch (tm drops a branch route's lumps after it)
             ctx.add_lump(_param_lump(p))
         else:
