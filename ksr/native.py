@@ -51,10 +51,13 @@ COMPILED: tuple[str, ...] = (
     "ksr.sip.uri",
     "ksr.core.hashes",  # Kamailio's core_hash: a loop over the bytes of each new Call-ID
     # every message: its context (MsgContext: compiled tm and dialog then read its fields and
-    # properties directly), the receive pipeline and the core statistics it counts
+    # properties directly), the receive pipeline, the core statistics it counts, the route
+    # runs' bookkeeping (scripts) and the counters and histograms themselves (stats)
     "ksr.core.context",
     "ksr.core.core_stats",
     "ksr.core.pipeline",
+    "ksr.core.scripts",
+    "ksr.core.stats",
     "ksr.modules.sanity.checks",  # the sanity checks: sanity_check runs on every request
     # registrar's save() but its Module (reading a REGISTER, the bindings to write) and the
     # bindings themselves (usrloc's Contact): a REGISTER's own Python code
