@@ -102,6 +102,13 @@ class ReplicaLink:
     # -- sending ---------------------------------------------------------------------------
     def broadcast(self, data: bytes) -> None:
         for out in self.out.values():
+            sock = out.sock
+            if sock is not None and not out.queue:  # the usual case, without two calls more
+                try:
+                    sock.send(data)
+                    continue
+                except OSError:
+                    pass  # full, or the sibling went away: _send handles both
             self._send(out, data)
         self.writes.bump(self.index)
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 import dataclasses
 import operator
 import os
+import struct
 import time
 from dataclasses import dataclass
+from typing import Final
 
 from ksr.db import Row, TableSpec
 from ksr.db.kamailio import LOCATION, LOCATION_ATTRS
 
-ALL_METHODS = 0xFFFFFFFF  # no Allow header: every method (shown as 4294967295)
-NOT_SET = "[not set]"
+ALL_METHODS: Final = 0xFFFFFFFF  # no Allow header: every method (shown as 4294967295)
+NOT_SET: Final = "[not set]"
 
 # One location table layout, created under each table name the script uses ("location"...).
 LOCATION_SPEC = TableSpec(
@@ -52,7 +54,9 @@ KAM_LOCATION_SPEC = LOCATION.spec(key="ruid")
 KAM_LOCATION_ATTRS_SPEC = LOCATION_ATTRS.spec()
 
 
-@dataclass(slots=True)
+# init=False and __init__ written out: mypyc compiles it, where the generated one runs as
+# Python code (~6,000 instructions per Contact built, against a few hundred)
+@dataclass(slots=True, init=False)
 class Contact:
     aor: str
     contact: str
@@ -74,6 +78,50 @@ class Contact:
     conn_id: int = -1
     keepalive: int = 0
     last_modified: float = 0.0
+
+    def __init__(
+        self,
+        aor: str,
+        contact: str,
+        expires: float,
+        q: int = -1,
+        callid: str = "",
+        cseq: int = 0,
+        flags: int = 0,
+        cflags: int = 0,
+        user_agent: str = "",
+        received: str = "",
+        socket: str = "",
+        path: str = "",
+        ruid: str = "",
+        instance: str = "",
+        reg_id: int = 0,
+        methods: int = ALL_METHODS,
+        server_id: int = 0,
+        conn_id: int = -1,
+        keepalive: int = 0,
+        last_modified: float = 0.0,
+    ) -> None:
+        self.aor = aor
+        self.contact = contact
+        self.expires = expires
+        self.q = q
+        self.callid = callid
+        self.cseq = cseq
+        self.flags = flags
+        self.cflags = cflags
+        self.user_agent = user_agent
+        self.received = received
+        self.socket = socket
+        self.path = path
+        self.ruid = ruid
+        self.instance = instance
+        self.reg_id = reg_id
+        self.methods = methods
+        self.server_id = server_id
+        self.conn_id = conn_id
+        self.keepalive = keepalive
+        self.last_modified = last_modified
 
     def expired(self, now: float) -> bool:
         return self.expires != 0 and self.expires <= now
@@ -184,3 +232,62 @@ class RuidMaker:
     def next(self) -> str:
         self.n += 1
         return f"{self.prefix}-{self.n:x}"
+
+
+# A binding as a replication frame (the shared location table's writes, modules/usrloc/
+# domain.py): its numbers packed, then its texts in UTF-8 joined by NUL bytes. Packing and
+# unpacking build no object but the Contact, which the receiving side constructs itself.
+_NUMBERS: Final = struct.Struct("<2d9q")  # expires, last_modified; q ... keepalive
+_NUMBERS_SIZE: Final = 88
+_TEXTS: Final = 9
+
+
+def pack_values(v: tuple[object, ...]) -> bytes | None:
+    """``Contact.values()`` packed, or None when a field does not fit (a text holding a NUL
+    or a lone surrogate, a number out of 64 bits, a value of another type)."""
+    if len(v) != 20:
+        return None
+    try:
+        texts = "\0".join((v[0], v[1], v[4], v[8], v[9], v[10], v[11], v[12], v[13]))  # type: ignore[arg-type]
+        if texts.count("\0") != _TEXTS - 1:
+            return None
+        numbers = _NUMBERS.pack(
+            v[2], v[19], v[3], v[5], v[6], v[7], v[14], v[15], v[16], v[17], v[18]
+        )
+        return numbers + texts.encode()
+    except (TypeError, struct.error, UnicodeEncodeError):
+        return None
+
+
+def unpack_contact(data: bytes, offset: int) -> Contact:
+    """The Contact ``pack_values`` packed at ``data[offset:]`` (ValueError, struct.error,
+    UnicodeDecodeError when malformed)."""
+    expires, modified, q, cseq, flags, cflags, reg_id, methods, server_id, conn_id, alive = (
+        _NUMBERS.unpack_from(data, offset)
+    )
+    texts = data[offset + _NUMBERS_SIZE :].decode().split("\0")
+    if len(texts) != _TEXTS:
+        raise ValueError(f"a packed binding has {len(texts)} texts")
+    aor, contact, callid, user_agent, received, socket, path, ruid, instance = texts
+    return Contact(
+        aor,
+        contact,
+        expires,
+        q,
+        callid,
+        cseq,
+        flags,
+        cflags,
+        user_agent,
+        received,
+        socket,
+        path,
+        ruid,
+        instance,
+        reg_id,
+        methods,
+        server_id,
+        conn_id,
+        alive,
+        modified,
+    )

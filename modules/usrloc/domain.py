@@ -13,10 +13,17 @@ import logging
 from collections.abc import Callable
 from typing import cast
 
-from ksr.core.replication import replicated
+from ksr.core.replication import replicated, replicated_with
 from ksr.db import DbError, KamTable, Row, Store, Table
 
-from .contact import KAM_LOCATION_ATTRS_SPEC, KAM_LOCATION_SPEC, LOCATION_SPEC, Contact
+from .contact import (
+    KAM_LOCATION_ATTRS_SPEC,
+    KAM_LOCATION_SPEC,
+    LOCATION_SPEC,
+    Contact,
+    pack_values,
+    unpack_contact,
+)
 
 log = logging.getLogger("ksr.usrloc")
 
@@ -32,6 +39,20 @@ class UsrlocError(Exception):
 
 def _db_failed(err: DbError) -> UsrlocError:
     return UsrlocError(str(err), getattr(err, "retry_after", None))
+
+
+class BindingWrite:
+    """How ``Domain._mem_put`` travels to the sibling workers: the binding's fields packed
+    (contact.pack_values), the Contact built from them on arrival, no pickle."""
+
+    tag = 1
+
+    def encode(self, args: tuple[object, ...]) -> bytes | None:
+        values = args[0]
+        return pack_values(values) if len(args) == 1 and type(values) is tuple else None
+
+    def apply(self, table: Domain, body: bytes, offset: int) -> None:
+        table.store(unpack_contact(body, offset))
 
 
 class Domain:
@@ -55,9 +76,12 @@ class Domain:
         self.load_only: int | None = None  # server_id_filter: load this node's rows only
 
     # -- memory, the same in every worker process (a shared table) ---------------------------
-    @replicated
+    @replicated_with(BindingWrite())
     def _mem_put(self, values: tuple[object, ...]) -> None:
-        c = Contact(*values)  # type: ignore[arg-type]
+        self.store(Contact(*values))  # type: ignore[arg-type]
+
+    def store(self, c: Contact) -> None:
+        """Keep ``c`` in memory (no replication: ``_mem_put`` shares it)."""
         self.mem.setdefault(c.aor, {})[c.ruid] = c
 
     @replicated

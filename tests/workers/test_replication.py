@@ -161,3 +161,92 @@ def test_without_worker_processes_nothing_is_sent() -> None:
     t.add("a", 1)
     assert sent == []
     assert t.values == {"a": 1}
+
+
+def _domains() -> tuple[Replicator, Replicator, Any, Any, list[bytes]]:
+    from ksr.modules.usrloc.domain import Domain
+
+    a, b = Replicator(), Replicator()
+    frames: list[bytes] = []
+    a.broadcast = frames.append
+    a.activate(0, 1)
+    b.activate(1, 2)
+    b.finish_restore()
+    da, db = Domain("location", 0, None), Domain("location", 0, None)
+    a.register("location", da)
+    b.register("location", db)
+    return a, b, da, db, frames
+
+
+def test_a_binding_travels_packed_and_arrives_equal() -> None:
+    from ksr.core.replication import CODED
+    from ksr.modules.usrloc.contact import Contact
+
+    _, b, da, db, frames = _domains()
+    c = Contact(
+        "alice@ex",
+        "sip:alice@192.0.2.1:5062",
+        1e9 + 0.5,
+        q=500,
+        callid="c-1",
+        cseq=7,
+        flags=1,
+        cflags=2,
+        user_agent="Zoë's phone ☎",
+        received="sip:x",
+        socket="udp:10.0.0.1:5060",
+        path="<sip:p;lr>",
+        ruid="uloc-1",
+        instance="<urn:x>",
+        reg_id=3,
+        methods=0xFFFFFFFF,
+        server_id=9,
+        conn_id=-1,
+        keepalive=1,
+        last_modified=1e9,
+    )
+    da.put(c)
+    assert [f[0] for f in frames] == [CODED]
+    b.receive(frames[0])
+    assert db.read("alice@ex") == [c]
+    assert b.errors == 0
+
+
+def test_a_binding_that_does_not_fit_the_codec_goes_pickled() -> None:
+    from ksr.core.replication import WRITE
+    from ksr.modules.usrloc.contact import Contact
+
+    _, b, da, db, frames = _domains()
+    nul = Contact("bob", "sip:b\x00", 0.0, ruid="r1")  # a NUL would split the texts
+    big = Contact("bob", "sip:b", 0.0, ruid="r2", cseq=1 << 70)  # beyond 64 bits
+    da.put(nul)
+    da.put(big)
+    assert [f[0] for f in frames] == [WRITE, WRITE]
+    for f in frames:
+        b.receive(f)
+    assert sorted(db.read("bob"), key=lambda c: c.ruid) == [nul, big]
+
+
+def test_a_malformed_packed_binding_is_counted_not_raised() -> None:
+    from ksr.modules.usrloc.contact import Contact
+
+    _, b, da, db, frames = _domains()
+    for n in range(3):
+        da.put(Contact("carol", "sip:c", 0.0, ruid=f"r{n}"))
+    b.receive(frames[0][:-3] + b"\xff")  # not UTF-8
+    b.receive(frames[1][:40])  # numbers cut short
+    b.receive(frames[2].replace(b"carol\x00", b"carol"))  # a text missing
+    assert b.errors == 3
+    assert db.read("carol") == []
+
+
+def test_packed_writes_before_the_snapshot_are_held_then_applied() -> None:
+    from ksr.modules.usrloc.contact import Contact
+
+    a, b, da, db, frames = _domains()
+    b.restored = False
+    da.put(Contact("dave", "sip:d", 0.0, ruid="r"))
+    b.receive(frames[0])
+    assert db.read("dave") == []
+    b.finish_restore()
+    assert [c.contact for c in db.read("dave")] == ["sip:d"]
