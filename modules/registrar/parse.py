@@ -21,7 +21,7 @@ MAX_CONTACT = 255
 MAX_CALLID = 255
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class ContactReq:
     uri: str
     expires: int | None  # the contact's expires parameter, if any
@@ -29,6 +29,23 @@ class ContactReq:
     instance: str
     reg_id: int
     params: dict[str, str | None]
+
+    # init=False and __init__ written out: mypyc compiles it (the generated one runs as Python)
+    def __init__(
+        self,
+        uri: str,
+        expires: int | None,
+        q: int,
+        instance: str,
+        reg_id: int,
+        params: dict[str, str | None],
+    ) -> None:
+        self.uri = uri
+        self.expires = expires
+        self.q = q
+        self.instance = instance
+        self.reg_id = reg_id
+        self.params = params
 
 
 def aor_of(
