@@ -410,10 +410,16 @@ def split_hostport(hp: str) -> tuple[str, int | None]:
     return host, None
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, init=False)
 class CSeq:
     number: int
     method: str
+
+    # written out so mypyc compiles it (the generated one runs as Python code); frozen:
+    # object.__setattr__, as the generated one does
+    def __init__(self, number: int, method: str) -> None:
+        object.__setattr__(self, "number", number)
+        object.__setattr__(self, "method", method)
 
 
 def parse_cseq(value: str) -> CSeq:

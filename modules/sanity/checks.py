@@ -308,10 +308,9 @@ def uri_facts(text: str, na: NameAddr | None = None) -> tuple[str, bool] | None:
     """(scheme, passes parse-URIs) of a URI text, or None if it does not parse. ``na``: the
     name-addr ``text`` comes from; a text seen for the first time is parsed through it, so
     its URI stays parsed for whoever reads it next (registrar's AOR, dialog, tm)."""
-    try:
+    # not try/except KeyError: compiled, a miss that raises costs ~4,000 instructions
+    if text in _FACTS:
         return _FACTS[text]
-    except KeyError:
-        pass
     facts: tuple[str, bool] | None
     try:
         uri = parse_uri(text) if na is None else na.uri
