@@ -372,34 +372,21 @@ class Bench:
             sys_before = tree_system_cpu(srv.proc.pid)
             t0 = time.monotonic()
             with self.during_load(srv):
-                ok, failed, _ = self.register_load(srv, rate, n, seconds)
+                ok, failed, _ = self.sipp_load(
+                    srv, "reg.xml", "users.csv", rate, n, "-l", str(rate * 2)
+                )
             point.elapsed = time.monotonic() - t0
             self.finish(point, srv, before, ok, failed, "reg", sys_before)
         return point
 
-    def register_load(self, srv: Server, rate: int, n: int, seconds: float) -> tuple[int, int, str]:
-        return sipp_run(
-            self.rundir,
-            [
-                "-sf",
-                "reg.xml",
-                f"127.0.0.1:{srv.port}",
-                "-inf",
-                "users.csv",
-                "-p",
-                str(free_port()),
-                "-m",
-                str(n),
-                "-r",
-                str(rate),
-                "-l",
-                str(rate * 2),
-                "-trace_rtt",
-                "-rtt_freq",
-                "1",
-            ],
-            timeout=seconds * 3 + 15,
-        )
+    def sipp_load(
+        self, srv: Server, scenario: str, users: str, rate: int, n: int, *extra: str
+    ) -> tuple[int, int, str]:
+        """sipp's client side of a point: ``n`` operations of ``scenario`` at ``rate``, the
+        users from ``users``, response times traced; ``extra`` arguments last."""
+        args = ["-sf", scenario, f"127.0.0.1:{srv.port}", "-inf", users, "-p", str(free_port())]
+        args += ["-m", str(n), "-r", str(rate), *extra, "-trace_rtt", "-rtt_freq", "1"]
+        return sipp_run(self.rundir, args, timeout=n / rate * 3 + 20)
 
     @contextmanager
     def callee_side(
@@ -470,36 +457,20 @@ class Bench:
             sys_before = tree_system_cpu(srv.proc.pid)
             t0 = time.monotonic()
             with self.during_load(srv):
-                ok, failed, _ = self.call_load(srv, rate, n, seconds)
+                ok, failed, _ = self.sipp_load(
+                    srv,
+                    "uac.xml",
+                    "callees-uac.csv",
+                    rate,
+                    n,
+                    "-d",
+                    "1000",
+                    "-l",
+                    str(rate * 6 + 100),
+                )
             point.elapsed = time.monotonic() - t0
             self.finish(point, srv, before, ok, failed, "uac", sys_before)
         return point
-
-    def call_load(self, srv: Server, rate: int, n: int, seconds: float) -> tuple[int, int, str]:
-        return sipp_run(
-            self.rundir,
-            [
-                "-sf",
-                "uac.xml",
-                f"127.0.0.1:{srv.port}",
-                "-inf",
-                "callees-uac.csv",
-                "-p",
-                str(free_port()),
-                "-m",
-                str(n),
-                "-r",
-                str(rate),
-                "-d",
-                "1000",
-                "-l",
-                str(rate * 6 + 100),
-                "-trace_rtt",
-                "-rtt_freq",
-                "1",
-            ],
-            timeout=seconds * 3 + 20,
-        )
 
     def latency_point(self, which: str, what: str, rate: int, count: int) -> Point:
         """Response times in µs, one request at a time (bench/latency_probe.py)."""
