@@ -46,6 +46,11 @@ def replicated(fn: F) -> F:
     """Mark a table method as a replicated write. Its positional arguments must be plain
     values; it runs here, then (with worker processes) in every sibling, in the same order
     as this worker's other writes."""
+    return _replicating(fn, None)
+
+
+def _replicating(fn: F, codec: OpCodec | None) -> F:
+    """The write wrapper of ``@replicated`` (pickled) and ``@replicated_with`` (``codec``)."""
     op = fn.__name__
 
     @functools.wraps(fn)
@@ -53,10 +58,15 @@ def replicated(fn: F) -> F:
         result = fn(self, *args)
         link = self.__dict__.get("_replica")
         if link is not None:
-            link[0].emit(link[1], op, args)
+            if codec is None:
+                link[0].emit(link[1], op, args)
+            else:
+                link[0].emit_coded(link[1], op, args, codec)
         return result
 
     write.__replica_op__ = fn  # type: ignore[attr-defined]
+    if codec is not None:
+        write.__replica_codec__ = codec  # type: ignore[attr-defined]
     return write  # type: ignore[return-value]
 
 
@@ -78,23 +88,7 @@ class OpCodec(Protocol):
 
 def replicated_with(codec: OpCodec) -> Callable[[F], F]:
     """``@replicated`` whose writes travel packed by ``codec`` instead of pickled."""
-
-    def mark(fn: F) -> F:
-        op = fn.__name__
-
-        @functools.wraps(fn)
-        def write(self: Any, *args: Any) -> Any:
-            result = fn(self, *args)
-            link = self.__dict__.get("_replica")
-            if link is not None:
-                link[0].emit_coded(link[1], op, args, codec)
-            return result
-
-        write.__replica_op__ = fn  # type: ignore[attr-defined]
-        write.__replica_codec__ = codec  # type: ignore[attr-defined]
-        return write  # type: ignore[return-value]
-
-    return mark
+    return lambda fn: _replicating(fn, codec)
 
 
 class SharedTable(Protocol):
