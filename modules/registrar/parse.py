@@ -66,10 +66,11 @@ def aor_of_uri(
     user = u.user if u.user is not None else ""
     if not user:
         raise errors.err(errors.TO_USER)
-    try:
-        user = unquote(user, errors="strict")
-    except UnicodeDecodeError:
-        raise errors.RegError(400, "Error while unescaping username") from None
+    if "%" in user:  # unquote's keyword argument costs a dict per call: most users need none
+        try:
+            user = unquote(user, errors="strict")
+        except UnicodeDecodeError:
+            raise errors.RegError(400, "Error while unescaping username") from None
     if not case_sensitive:
         user = user.lower()
     if not use_domain:

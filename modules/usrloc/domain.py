@@ -55,6 +55,9 @@ class BindingWrite:
         table.store(unpack_contact(body, offset))
 
 
+_BINDING_WRITE = BindingWrite()
+
+
 class Domain:
     def __init__(
         self,
@@ -76,7 +79,7 @@ class Domain:
         self.load_only: int | None = None  # server_id_filter: load this node's rows only
 
     # -- memory, the same in every worker process (a shared table) ---------------------------
-    @replicated_with(BindingWrite())
+    @replicated_with(_BINDING_WRITE)
     def _mem_put(self, values: tuple[object, ...]) -> None:
         self.store(Contact(*values))  # type: ignore[arg-type]
 
@@ -203,7 +206,8 @@ class Domain:
     # -- writes -------------------------------------------------------------------------------
     def put(self, c: Contact, mem_only: bool = False) -> None:
         """Insert or update (by ruid). ``mem_only`` (save flag 0x01) skips the database in
-        modes 1 and 2."""
+        modes 1 and 2. Memory keeps ``c`` itself: the caller must not change it afterwards
+        (``Contact.copy`` first, as for what ``read`` returns)."""
         db_mode = self.db_mode
         if db_mode == 3 or (db_mode == 1 and not mem_only):
             try:
@@ -215,7 +219,12 @@ class Domain:
             return
         if not self.loaded:
             self._mem_ready()
-        self._mem_put(c.values())
+        # ``_mem_put`` without its copy: ``c`` itself is stored (the caller hands it over),
+        # and only a shared table turns it into the values its siblings build theirs from
+        self.store(c)
+        link = self.__dict__.get("_replica")
+        if link is not None:
+            link[0].emit_coded(link[1], "_mem_put", (c.values(),), _BINDING_WRITE)
         if db_mode == 2 and not mem_only:
             self.dirty.add(c.ruid)
             self.gone.discard(c.ruid)
