@@ -52,29 +52,33 @@ function __ksr_ending(pyfn)
   end
 end
 if os then os.exit = nil end
+-- The budget's count hook stays armed (arming and disarming it per run cost more than a
+-- whole empty route): on the main thread from the end of this chunk, on each route coroutine
+-- from its creation. A run only resets the count, and only the outermost one: a route run by
+-- an event callback fired by a KSR call goes on counting. Code run outside any route (a
+-- has_function) is never stopped. Hooks are per coroutine in PUC Lua (their table keeps an
+-- entry per coroutine: one that is dropped is disarmed), one for all in LuaJIT.
+local active = 0
 local function on_budget()
   hits = hits + 1
   if hits > budget_steps then
     hits = 0
-    error("script exceeded its instruction budget (runaway loop?)", 2)
+    if active > 0 then
+      error("script exceeded its instruction budget (runaway loop?)", 2)
+    end
   end
 end
--- A route may run another one (an event callback fired by a KSR call): the budget covers
--- the outermost run, so only a run that finds no hook armed arms and disarms it (hooks are
--- per coroutine in PUC Lua, global in LuaJIT).
-local sethook, gethook = debug.sethook, debug.gethook
+local sethook = debug.sethook
+local per_thread = not jit
 function __ksr_run(name, ...)
   local f = _G[name]
   if type(f) ~= "function" then return 2 end
-  local arm = budget_steps > 0 and gethook() == nil
-  if arm then
-    hits = 0
-    sethook(on_budget, "", step)
-  end
+  if active == 0 then hits = 0 end
+  active = active + 1
   -- pcall, not xpcall: Lua 5.1's xpcall passes no arguments (a closure and a table per
   -- event callback run), and the error needs no handler (no traceback is kept)
   local ok, err = pcall(f, ...)
-  if arm then sethook() end
+  active = active - 1
   if ok or err == exit_mark then return 1 end
   if type(err) ~= "string" then err = tostring(err) end
   return 0, err
@@ -93,9 +97,13 @@ local function co_body(f, a1, a2)
     f, a1, a2 = co_yield(done_mark)
   end
 end
+local function disarm(co)
+  if budget_steps > 0 and per_thread then sethook(co) end
+end
 local function segment_end(co, ok, r)
-  if budget_steps > 0 then sethook(co) end
+  active = active - 1
   if not ok then
+    disarm(co)
     if r == exit_mark then return 1 end
     if type(r) ~= "string" then r = tostring(r) end
     return 0, r
@@ -119,24 +127,25 @@ function __ksr_start(name, a1, a2)
     n_idle = n_idle - 1
   else
     co = co_create(co_body)
+    if budget_steps > 0 and per_thread then sethook(co, on_budget, "", step) end
   end
-  if budget_steps > 0 then
-    hits = 0
-    sethook(co, on_budget, "", step)
-  end
+  hits = 0
+  active = active + 1
   return segment_end(co, co_resume(co, f, a1, a2))
 end
 function __ksr_resume(id, value)
   local co = waiting[id]
   waiting[id] = nil
   if co == nil then return 0, "resumed a route that is not waiting" end
-  if budget_steps > 0 then
-    hits = 0
-    sethook(co, on_budget, "", step)
-  end
+  hits = 0
+  active = active + 1
   return segment_end(co, co_resume(co, value))
 end
-function __ksr_drop(id) waiting[id] = nil end
+function __ksr_drop(id)
+  local co = waiting[id]
+  waiting[id] = nil
+  if co ~= nil then disarm(co) end
+end
 function __ksr_suspending(pyfn)
   return function(...)
     local r = pyfn(...)
@@ -149,9 +158,9 @@ function __ksr_has(name) return type(_G[name]) == "function" end
 local plain_pcall = pcall
 function __ksr_load(chunk)
   hits = 0
-  if budget_steps > 0 then sethook(on_budget, "", step) end
+  active = active + 1
   local ok, err = plain_pcall(chunk)
-  if budget_steps > 0 then sethook() end
+  active = active - 1
   if ok then return true end
   return false, tostring(err)
 end
@@ -180,6 +189,7 @@ if not jit and _VERSION == "Lua 5.1" then
     return handled(handler, relay(co, co_resume(co)))
   end
 end
+if budget_steps > 0 then sethook(on_budget, "", step) end
 """
 
 
