@@ -23,7 +23,7 @@ from ksr.suspend.locks import KeyedLock
 from . import errors
 from .lookup import ERROR, FOUND, NOT_FOUND, lookup, valid_contacts
 from .parse import aor_of, parse_q, supports
-from .save import FLAG_NO_REPLY, SaveResult, contact_line, save
+from .save import FLAG_NO_REPLY, SaveResult, contact_header, save
 from .ulc import Fetched, UlcProfiles, contact_attr, record_attr
 
 
@@ -122,12 +122,9 @@ class Registrar(Module):
 
     def _ok_headers(self, ctx: MsgContext, res: SaveResult) -> list[Header]:
         now = res.now or self.usrloc.now()
-        hdrs: list[Header] = []
-        if res.bindings:
-            rp = self.params.received_param
-            lines = [contact_line(c, now, rp) for c in res.bindings]
-            hdrs.append(Header("Contact", ", ".join(lines), None, "contact"))
         p = self.params
+        contact = contact_header(res.bindings, now, p.received_param)
+        hdrs: list[Header] = [] if contact is None else [contact]
         if (
             res.path
             and p.use_path

@@ -15,6 +15,7 @@ from ksr.core.context import MsgContext
 from ksr.modules.usrloc.api import Contact, Domain, UsrlocError
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.headers import parse_name_addr, split_commas
+from ksr.sip.message import Header
 from ksr.sip.uri import parse_uri
 
 from . import errors
@@ -326,6 +327,14 @@ def _store_failed(pair: tuple[int, str], e: UsrlocError, aor: str) -> errors.Reg
     log.error("registrar: %s for AOR %s: %s", pair[1], aor, e)
     hdrs = (f"Retry-After: {e.retry_after}",) if e.retry_after else ()
     return errors.RegError(500, pair[1], hdrs)
+
+
+def contact_header(bindings: list[Contact], now: float, received_param: str) -> Header | None:
+    """The 200 OK's Contact header listing ``bindings`` (None for none)."""
+    if not bindings:
+        return None
+    value = ", ".join([contact_line(c, now, received_param) for c in bindings])
+    return Header("Contact", value, None, "contact")
 
 
 def contact_line(c: Contact, now: float, received_param: str) -> str:

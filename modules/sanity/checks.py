@@ -78,7 +78,9 @@ class Failure:
     headers: list[str] = field(default_factory=list)
 
 
-@dataclass(slots=True)
+# init=False and __init__ written out: mypyc compiles it, where the generated one runs as
+# Python code (a Job per sanity_check call)
+@dataclass(slots=True, init=False)
 class Job:
     """One sanity_check run: the message, the R-URI as the script sees it, the settings."""
 
@@ -95,6 +97,27 @@ class Job:
     _first: dict[str, str] | None = None
     _dups: set[str] = field(default_factory=set)
     cseq_parts: list[str] | Failure | None = None  # _cseq_parts, shared by both CSeq checks
+
+    def __init__(
+        self,
+        msg: Message,
+        ruri: str | None,
+        proto: str,
+        uri_checks: int,
+        proxy_require: frozenset[str],
+        uris: dict[str, Uri | RemoteProtocolError] | None = None,
+        addrs: dict[tuple[str, bool], NameAddr | RemoteProtocolError] | None = None,
+    ) -> None:
+        self.msg = msg
+        self.ruri = ruri
+        self.proto = proto
+        self.uri_checks = uri_checks
+        self.proxy_require = proxy_require
+        self.uris = {} if uris is None else uris
+        self.addrs = {} if addrs is None else addrs
+        self._first = None
+        self._dups = set()
+        self.cseq_parts = None
 
     def first(self) -> dict[str, str]:
         """The first value of each header key (one pass over the headers, for every check:

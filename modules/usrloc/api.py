@@ -40,9 +40,12 @@ class UsrlocApi:
     def __init__(self, ul: Usrloc) -> None:
         self._ul = ul
 
+    # the properties and methods registrar's save() reads per REGISTER go to usrloc's fields
+    # directly: one Python frame per read instead of two
+
     @property
     def use_domain(self) -> bool:
-        return self._ul.use_domain
+        return bool(self._ul.params.use_domain)
 
     @property
     def stores(self) -> bool:
@@ -51,8 +54,9 @@ class UsrlocApi:
 
     @property
     def server_id(self) -> int:
-        """This node's id for the rows it writes."""
-        return self._ul.server_id
+        """This node's id for the rows it writes (``Usrloc.server_id``)."""
+        ul = self._ul
+        return ul.params.server_id or ul.server.config.core.server_id
 
     @property
     def nat_flag(self) -> int:
@@ -65,10 +69,11 @@ class UsrlocApi:
 
     def domain(self, name: str) -> Domain:
         """The location table ``name`` (Kamailio's ``get_udomain``/``register_udomain``)."""
-        return self._ul.domain(name)
+        d = self._ul.domains.get(name)
+        return d if d is not None else self._ul.domain(name)
 
     def new_ruid(self) -> str:
-        return self._ul.new_ruid()
+        return self._ul.ruids.next()
 
     def on_expired(self, fn: ExpiredCallback) -> None:
         """Call ``fn(table, contact)`` for every contact the expiry timer removes."""
