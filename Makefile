@@ -11,6 +11,7 @@ PY := $(VENV)/bin/python
 # change to one of their sources makes the next make target compile them again.
 NATIVE_SOURCES := $(wildcard ksr/sip/*.py) ksr/core/hashes.py ksr/core/context.py \
 	ksr/core/core_stats.py ksr/core/pipeline.py ksr/core/scripts.py ksr/core/stats.py \
+	ksr/core/stateless.py \
 	modules/sanity/checks.py \
 	modules/registrar/parse.py modules/registrar/save.py modules/usrloc/contact.py \
 	modules/tm/api.py modules/tm/txn.py modules/tm/engine.py modules/tm/relay.py \
@@ -77,7 +78,7 @@ PURE_TESTS := tests/sip tests/tm tests/dialog tests/test_rfc4475.py \
 	tests/core/test_hashes.py tests/test_sanity.py tests/registrar/test_rfc3261_register.py \
 	tests/registrar/test_usrloc.py tests/core/test_overload_shed.py tests/transport/test_prom.py \
 	tests/test_maxfwd.py tests/kemi/test_bindings.py tests/kemi/test_reload.py \
-	tests/metrics/test_stats_merge.py
+	tests/metrics/test_stats_merge.py tests/core/test_dns_resolution.py tests/modules/test_corex.py
 
 test: $(VENV)/.installed testdeps
 	$(PY) -m pytest -q $(ARGS)

@@ -58,6 +58,7 @@ COMPILED: tuple[str, ...] = (
     "ksr.core.pipeline",
     "ksr.core.scripts",
     "ksr.core.stats",
+    "ksr.core.stateless",  # local replies without a transaction (sl, registrar, sanity)
     "ksr.modules.sanity.checks",  # the sanity checks: sanity_check runs on every request
     # registrar's save() but its Module (reading a REGISTER, the bindings to write) and the
     # bindings themselves (usrloc's Contact): a REGISTER's own Python code

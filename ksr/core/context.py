@@ -256,7 +256,7 @@ class MsgContext:
         return out
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Destination:
     """Where to send: transport, address, port (resolved from a URI)."""
 
@@ -264,3 +264,11 @@ class Destination:
     host: str
     port: int
     uri: str = ""
+
+    # written out: mypyc compiles it, where the generated one runs as Python code (one
+    # Destination per reply and per forwarded message)
+    def __init__(self, proto: str, host: str, port: int, uri: str = "") -> None:
+        self.proto = proto
+        self.host = host
+        self.port = port
+        self.uri = uri

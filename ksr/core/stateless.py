@@ -87,14 +87,17 @@ class Stateless:
             log.debug("cannot reply: %s", err.reason)
             return False
         ctx.replied = code
-        self.stats.sl_replies.inc()
-        if code >= 200:
-            server.latency.request_done(req.method, ctx.timestamp)
         dest.proto = ctx.proto  # RFC 3261 §18.2.2: answer on the transport the request came on
         if delay > 0:
             server.timers.once(delay, server.send, dest, rpl.to_bytes(), ctx.socket, ctx.conn_id)
-            return True
-        return server.send(dest, rpl.to_bytes(), ctx.socket, ctx.conn_id)
+            sent = True
+        else:
+            sent = server.send(dest, rpl.to_bytes(), ctx.socket, ctx.conn_id)
+        # counted once the reply has left: the statistics do not delay it
+        self.stats.sl_replies.inc()
+        if code >= 200:
+            server.latency.request_done(req.method, ctx.timestamp)
+        return sent
 
     def send_reply_any(self, ctx: MsgContext, code: int, reason: str) -> bool:
         """Stateful if tm has a transaction for this request, else stateless."""
