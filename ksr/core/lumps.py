@@ -3,7 +3,7 @@ nathelper, siputils). A lump runs on the outgoing copy of the message (see conte
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import TYPE_CHECKING
 
 from ksr.sip.headers import NameAddr, parse_name_addr, split_commas
@@ -17,7 +17,7 @@ def rewrite_headers(key: str, change: Callable[[str], str | None], *, first_only
     """A lump giving each header named ``key`` (only the first one with ``first_only``) the value
     ``change`` returns for it; None leaves that header as it is."""
 
-    def lump(m: Message, original: frozenset[int]) -> None:
+    def lump(m: Message, original: Container[int]) -> None:
         for i, h in enumerate(m.headers):
             if h.key != key:
                 continue

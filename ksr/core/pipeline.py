@@ -34,6 +34,10 @@ class Pipeline:
     def __init__(self, server: Server) -> None:
         self.server = server
         self.stats = server.core_stats
+        # the script's route names, read for every message (not through four attributes)
+        kemi = server.config.core.kemi
+        self.request_route: str = kemi.request_route_callback
+        self.reply_route: str = kemi.reply_route_callback
         # requests whose route waits on I/O, by what makes a retransmission the same request
         self.waiting: dict[RetransmissionKey, int] = {}
 
@@ -130,7 +134,7 @@ class Pipeline:
                 # its route waits on I/O: the first copy will be answered (RFC 3261 §17.2)
                 self.stats.suspended_retransmissions.inc()
                 return
-        rc = server.start_route(ctx, server.config.core.kemi.request_route_callback, self.routed)
+        rc = server.start_route(ctx, self.request_route, self.routed)
         if rc is None:
             key = _retransmission_key(req)
             if key is not None:
@@ -157,7 +161,7 @@ class Pipeline:
             log.error(
                 "%s: no %s() to route requests",
                 self.server.script_path,
-                self.server.config.core.kemi.request_route_callback,
+                self.request_route,
             )
         for hook in self.server.routed_hooks:
             hook(ctx)
@@ -194,7 +198,7 @@ class Pipeline:
         if not server.is_myself_via(top.host, top.port):
             self.stats.drop_replies.inc()  # RFC 3261 §18.1.2: a stray response is discarded
             return
-        server.run_route(ctx, server.config.core.kemi.reply_route_callback)
+        server.run_route(ctx, self.reply_route)
         if ctx.drop:
             self.stats.drop_replies.inc()
             return

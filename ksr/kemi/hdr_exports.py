@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
+
 from ksr.core.context import MsgContext
 from ksr.core.module import Module
 from ksr.kemi.registry import XVal, kemi
@@ -53,7 +55,7 @@ class HdrExports(Module):
         if not hdrs or not ctx.msg.has(key):
             return -1
 
-        def lump(m: Message, orig: frozenset[int]) -> None:
+        def lump(m: Message, orig: Container[int]) -> None:
             for i, h in enumerate(m.headers):
                 if h.key == key:
                     _insert_at(m, hdrs, i + offset)
@@ -67,7 +69,7 @@ class HdrExports(Module):
         """Remove all headers with this name (compact forms too). 1 even if none."""
         key = header_key(name)
 
-        def lump(m: Message, orig: frozenset[int]) -> None:
+        def lump(m: Message, orig: Container[int]) -> None:
             m.headers = [h for h in m.headers if h.key != key or id(h) not in orig]
 
         ctx.add_lump(lump)

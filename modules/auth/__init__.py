@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -446,7 +446,7 @@ class Auth(Module):
             return -1
         key, value = used
 
-        def lump(m: Message, original: frozenset[int]) -> None:
+        def lump(m: Message, original: Container[int]) -> None:
             for i, h in enumerate(m.headers):
                 if h.key == key and h.value == value:
                     del m.headers[i]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Container
 from pathlib import Path
 
 from ksr.core.context import (
@@ -301,7 +302,7 @@ def _next_via_params(params: str) -> Lump:
     """A lump appending ``params`` to the second Via value of a reply (the one it is relayed
     to once ksr's own is removed)."""
 
-    def lump(m: Message, original: frozenset[int]) -> None:
+    def lump(m: Message, original: Container[int]) -> None:
         seen = 0
         for i, h in enumerate(m.headers):
             if h.key != "via":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Container
 
 from ksr.core.context import Lump, MsgContext
 from ksr.core.module import ModParams, Module
@@ -81,7 +82,7 @@ class Maxfwd(Module):
 
 
 def _replace_lump(hdr: Header, value: str) -> Lump:
-    def lump(m: Message, orig: frozenset[int]) -> None:
+    def lump(m: Message, orig: Container[int]) -> None:
         headers = m.headers
         if hdr in headers:  # the same object (Header has no __eq__): a C scan, not a loop
             headers[headers.index(hdr)] = Header(hdr.name, value)

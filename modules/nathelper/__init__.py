@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Container
 
 import trio
 
@@ -362,7 +362,7 @@ class Nathelper(Module):
         if new == body:
             return rc
 
-        def lump(m: Message, original: frozenset[int]) -> None:
+        def lump(m: Message, original: Container[int]) -> None:
             m.set_body(new)
 
         ctx.add_lump(lump)

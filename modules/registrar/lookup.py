@@ -4,6 +4,7 @@ become branches (Kamailio's lookup.c semantics)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Container
 from typing import TYPE_CHECKING
 
 from ksr.core.context import Branch, MsgContext, SocketInfo
@@ -60,7 +61,7 @@ def _add_route_lump(ctx: MsgContext, path: str) -> None:
     """The stored Path becomes the Route set of the request to the contact (RFC 3327 §5.3)."""
     routes = split_commas(path)
 
-    def lump(m: Message, original: frozenset[int]) -> None:
+    def lump(m: Message, original: Container[int]) -> None:
         at = next((i for i, h in enumerate(m.headers) if h.key not in ("via",)), len(m.headers))
         for r in reversed(routes):
             m.insert_header("Route", r, at)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import TypeVar
 
 from ksr.core.context import Lump, MsgContext, SocketInfo, SocketLump
@@ -45,7 +45,7 @@ def _transport(sock: SocketInfo) -> str:
 def _remove_routes(count: int, append: str | None = None) -> Lump:
     """A lump removing the first ``count`` Route values (and appending a Route, strict routing)."""
 
-    def lump(m: Message, original: frozenset[int]) -> None:
+    def lump(m: Message, original: Container[int]) -> None:
         out = without_first_values(m.headers, "route", count)
         if append is not None:
             idx = max((i for i, h in enumerate(out) if h.key == "route"), default=len(out) - 1)
@@ -68,7 +68,7 @@ def _param_lump(param: str) -> Lump:
     """add_rr_param after record_route: ``param`` at the end of the URI of each Record-Route
     this server added (those not in the received message)."""
 
-    def lump(m: Message, original: frozenset[int]) -> None:
+    def lump(m: Message, original: Container[int]) -> None:
         for i, h in enumerate(m.headers):
             if h.key == "record-route" and id(h) not in original:
                 end = h.value.rfind(">")
@@ -148,7 +148,7 @@ class Rr(Module):
         params = "".join(ctx.extra.get("rr_params") or ())
         inbound = ctx.socket  # not ctx itself: ctx keeps its lumps, a cycle only a full GC frees
 
-        def change(m: Message, original: frozenset[int], out: SocketInfo | None) -> None:
+        def change(m: Message, original: Container[int], out: SocketInfo | None) -> None:
             for i, v in enumerate(build(out or inbound, params)):
                 m.headers.insert(i, Header("Record-Route", v))
             m.forget_parsed("record-route")
@@ -395,7 +395,7 @@ class Rr(Module):
 
 
 def _remove_last_route() -> Lump:
-    def lump(m: Message, original: frozenset[int]) -> None:
+    def lump(m: Message, original: Container[int]) -> None:
         for i in range(len(m.headers) - 1, -1, -1):
             h = m.headers[i]
             if h.key == "route":

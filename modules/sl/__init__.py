@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import TYPE_CHECKING
 
 from ksr.core.context import MsgContext
@@ -117,7 +118,7 @@ class Sl(Module):
                 return -1
             new_code = int(code)
 
-            def lump(m: Message, orig: frozenset[int]) -> None:
+            def lump(m: Message, orig: Container[int]) -> None:
                 if isinstance(m, Response):  # always: the lump is on a reply
                     m.status = new_code
                     if reason:

@@ -8,7 +8,7 @@ case-insensitively with ``^``/``$`` at line boundaries (Kamailio's REG_ICASE|REG
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Container
 
 from ksr.core.context import MsgContext
 from ksr.core.lumps import rewrite_headers
@@ -22,10 +22,10 @@ from .msgtext import body_text, head_of, set_body, set_text, text_of
 from .strings import StringOps
 from .subst import Subst, compile_re, parse_subst
 
-Lump = Callable[[Message, frozenset[int]], None]
+Lump = Callable[[Message, Container[int]], None]
 
 
-def _originals(m: Message, orig: frozenset[int]) -> list[int]:
+def _originals(m: Message, orig: Container[int]) -> list[int]:
     return [i for i, h in enumerate(m.headers) if id(h) in orig]
 
 
@@ -64,7 +64,7 @@ class Textops(StringOps, BodyOps, Module):
         if rx is None or not rx.search(src):
             return -1
 
-        def lump(m: Message, orig: frozenset[int]) -> None:
+        def lump(m: Message, orig: Container[int]) -> None:
             t = body_text(m) if body else text_of(m)
             mt = rx.search(t)
             if mt is None:
@@ -108,7 +108,7 @@ class Textops(StringOps, BodyOps, Module):
         if not sub.regex.search(probe):
             return -1
 
-        def lump(m: Message, orig: frozenset[int]) -> None:
+        def lump(m: Message, orig: Container[int]) -> None:
             if part == "msg":
                 set_text(m, sub.apply(text_of(m))[0])
             elif part == "body":
@@ -183,7 +183,7 @@ class Textops(StringOps, BodyOps, Module):
     def _remove_where(self, ctx: MsgContext, pred: Callable[[int, str, str], bool]) -> int:
         """Remove received headers for which pred(index among same name, name, value)."""
 
-        def lump(m: Message, orig: frozenset[int]) -> None:
+        def lump(m: Message, orig: Container[int]) -> None:
             seen: dict[str, int] = {}
             keep = []
             for h in m.headers:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any
 
 from ksr.core.context import MsgContext
@@ -144,7 +145,7 @@ class BodyOps:
     def _multipart(self, ctx: MsgContext, boundary: str, add: Part | None) -> int:
         b = boundary or DEFAULT_BOUNDARY
 
-        def lump(m: Message, orig: frozenset[int]) -> None:
+        def lump(m: Message, orig: Container[int]) -> None:
             got = _parts_of(m)
             bnd = got[0] if got else b
             parts = _as_multipart(m, bnd)
@@ -210,7 +211,7 @@ class BodyOps:
         if not got or find_part(got[1], ctype) is None:
             return -1
 
-        def lump(m: Message, orig: frozenset[int]) -> None:
+        def lump(m: Message, orig: Container[int]) -> None:
             now = _parts_of(m)
             if now is None:
                 return
