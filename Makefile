@@ -12,6 +12,7 @@ PY := $(VENV)/bin/python
 NATIVE_SOURCES := $(wildcard ksr/sip/*.py) ksr/core/hashes.py ksr/core/context.py \
 	ksr/core/core_stats.py ksr/core/pipeline.py ksr/core/scripts.py ksr/core/stats.py \
 	ksr/core/stateless.py \
+	ksr/kemi/bindings.py \
 	modules/sanity/checks.py \
 	modules/registrar/parse.py modules/registrar/save.py modules/usrloc/contact.py \
 	modules/tm/api.py modules/tm/txn.py modules/tm/engine.py modules/tm/relay.py \

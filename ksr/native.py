@@ -59,6 +59,9 @@ COMPILED: tuple[str, ...] = (
     "ksr.core.scripts",
     "ksr.core.stats",
     "ksr.core.stateless",  # local replies without a transaction (sl, registrar, sanity)
+    # the callables a script calls for its KSR functions (~26 per call): one frame each, around
+    # every module method a route calls
+    "ksr.kemi.bindings",
     "ksr.modules.sanity.checks",  # the sanity checks: sanity_check runs on every request
     # registrar's save() but its Module (reading a REGISTER, the bindings to write) and the
     # bindings themselves (usrloc's Contact): a REGISTER's own Python code
