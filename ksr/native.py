@@ -62,6 +62,9 @@ COMPILED: tuple[str, ...] = (
     # the callables a script calls for its KSR functions (~26 per call): one frame each, around
     # every module method a route calls
     "ksr.kemi.bindings",
+    # the timer heap: tm and dialog start and cancel a dozen timers each per call (its task,
+    # a coroutine trio runs, stays Python: ksr/core/timer_task.py)
+    "ksr.core.timers",
     "ksr.modules.sanity.checks",  # the sanity checks: sanity_check runs on every request
     # registrar's save() but its Module (reading a REGISTER, the bindings to write) and the
     # bindings themselves (usrloc's Contact): a REGISTER's own Python code

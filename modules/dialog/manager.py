@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from ksr.core.context import MsgContext
-from ksr.core.timers import TimerHandle
+from ksr.core.timers import TimerHandle, TimerService
 from ksr.modules.tm.api import TmApi, request_of
 from ksr.sip.dialog_state import DlgEvent, DlgInput, DlgState, next_step, reply_input
 from ksr.sip.headers import split_commas
@@ -56,6 +56,7 @@ class DialogManager:
     def __init__(self, server: Core, params: DialogParams) -> None:
         self.server = server
         self.params = params
+        self.timers: TimerService = server.timers  # read per timer started: no lookup chain
         self.clock = WallClock(server.timers.now)
         self.table = DialogTable(params.hash_size, server.config.core.server_id)
         self.profiles = Profiles(
@@ -395,9 +396,7 @@ class DialogManager:
         try:
             # callback and argument, not a closure: two objects fewer per live dialog
             # coarse: a dialog's timeouts share the timer task's wake-ups (at most 1/16 s late)
-            self._timers[dlg.key] = self.server.timers.once(
-                max(0.0, delay), self._fire, dlg, coarse=True
-            )
+            self._timers[dlg.key] = self.timers.start(max(0.0, delay), True, self._fire, (dlg,))
         except RuntimeError:  # no trio run (offline tools): nothing can expire anyway
             pass
 

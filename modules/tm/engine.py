@@ -1,7 +1,7 @@
 """The I/O shell around the transaction machines: tables, timers, sending, local replies.
 
 Machines (``ksr.sip.transaction``) decide; this file carries out their actions on the server:
-``server.send`` for bytes, ``server.timers.once`` for timers, and the TU side (reply
+``server.send`` for bytes, ``server.timers`` for timers, and the TU side (reply
 selection, failure routes) in ``replies.py``.
 """
 
@@ -38,6 +38,7 @@ from .txn import Transaction, UacBranch, build_ack, build_cancel, loop_hash
 
 if TYPE_CHECKING:
     from ksr.core.core_api import Core
+    from ksr.core.timers import TimerHandle, TimerService
 
 log: Final = logging.getLogger("ksr.tm")
 
@@ -51,6 +52,7 @@ class TmEngine:
 
     def __init__(self, server: Core, params: Any) -> None:
         self.server = server
+        self.timers: TimerService = server.timers  # read per timer started: no lookup chain
         self.params = params
         self.by_key: dict[Any, Transaction] = {}  # server transactions
         self.by_branch: dict[tuple[str, str], UacBranch] = {}  # client transactions (bid, method)
@@ -131,11 +133,11 @@ class TmEngine:
 
     def start_timer(
         self,
-        handles: dict[str, Any],
+        handles: dict[str, TimerHandle],
         name: str,
         delay: float,
         fire: Callable[..., object],
-        *args: Any,
+        args: tuple[Any, ...],
     ) -> None:
         old = handles.get(name)
         if old is not None:
@@ -143,9 +145,7 @@ class TmEngine:
         # fire(*args), not a closure: a closure costs several more objects per timer, and the
         # collector walks every one of them while the transaction waits (seconds). Only the
         # retransmission timers need to be exact: the others share the timer task's wake-ups
-        handles[name] = self.server.timers.once(
-            delay, fire, *args, coarse=name not in RETRANSMIT_TIMERS
-        )
+        handles[name] = self.timers.start(delay, name not in RETRANSMIT_TIMERS, fire, args)
 
     # -- transactions ------------------------------------------------------------------------
     def new_id(self) -> int:
@@ -198,17 +198,17 @@ class TmEngine:
         lives = self._lives.get(delay)
         if lives is None:
             if len(self._lives) >= 16:  # many t_set_fr values: a timer each, as before
-                self.start_timer(tx.handles, "life", delay, self.fire_life, tx)
+                self.start_timer(tx.handles, "life", delay, self.fire_life, (tx,))
                 return
             lives = self._lives[delay] = {}
         if self._sweeper is None:
-            self._sweeper = self.server.timers.every(1.0, self._sweep_lives, name="tm lifetimes")
-        tx.expires = self.server.timers.now() + delay
+            self._sweeper = self.timers.every(1.0, self._sweep_lives, name="tm lifetimes")
+        tx.expires = self.timers.now() + delay
         lives[tx.id] = tx
 
     def _sweep_lives(self) -> None:
         """Transactions past their lifetime (at most a second late: it is a leak guard)."""
-        now = self.server.timers.now()
+        now = self.timers.now()
         for lives in self._lives.values():
             due = []
             for tx in lives.values():
@@ -309,7 +309,7 @@ class TmEngine:
                 if tx.last_reply and tx.reply_dest is not None:
                     self.server.send(tx.reply_dest, tx.last_reply, tx.socket, tx.conn_id)
             elif op == START:
-                self.start_timer(tx.handles, arg, m.interval(arg), self.fire_uas, tx, arg)
+                self.start_timer(tx.handles, arg, m.interval(arg), self.fire_uas, (tx, arg))
             elif op == STOP:
                 h = tx.handles.pop(arg, None)
                 if h is not None:
@@ -478,7 +478,7 @@ class TmEngine:
                 if b.ack_data and b.dest is not None:
                     self.server.send(b.dest, b.ack_data, b.sock)
             elif op == START:
-                self.start_timer(b.handles, arg, m.interval(arg), self.fire_uac, b, arg)
+                self.start_timer(b.handles, arg, m.interval(arg), self.fire_uac, (b, arg))
             elif op == STOP:
                 h = b.handles.pop(arg, None)
                 if h is not None:

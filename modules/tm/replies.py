@@ -96,7 +96,7 @@ class ReplyProcessor:
                 # Timer C restarts on every provisional (RFC 3261 §16.7 step 2); the first one
                 # started it just now
                 self.eng.start_timer(
-                    b.handles, "C", b.machine.interval("C"), self.eng.fire_uac, b, "C"
+                    b.handles, "C", b.machine.interval("C"), self.eng.fire_uac, (b, "C")
                 )
             if rpl.status > 100 and tx.status < 200:
                 self.relay(tx, ctx, rpl)
