@@ -14,16 +14,14 @@ from ksr.core.pv import pv
 from ksr.core.stats import ONE
 from ksr.kemi.registry import Route, XVal, kemi
 from ksr.modules.usrloc.api import Contact, UsrlocApi, UsrlocError
-from ksr.sip.builders import default_reason
 from ksr.sip.errors import RemoteProtocolError
-from ksr.sip.message import Header, parse_header_text
 from ksr.sip.uri import parse_uri
 from ksr.suspend.locks import KeyedLock
 
 from . import errors
 from .lookup import ERROR, FOUND, NOT_FOUND, lookup, valid_contacts
-from .parse import aor_of, parse_q, supports
-from .save import FLAG_NO_REPLY, SaveResult, contact_header, save
+from .parse import aor_of, parse_q
+from .save import reply, save_and_reply
 from .ulc import Fetched, UlcProfiles, contact_attr, record_attr
 
 
@@ -73,6 +71,7 @@ class Registrar(Module):
         self.params: RegistrarParams = params
         self.ulc = UlcProfiles()
         self.aor_locks = KeyedLock()  # save(): one REGISTER per AOR at a time
+        self.waits = True  # whether save() may wait (on usrloc's database): set in init
 
     def may_wait(self, name: str) -> bool:
         """The KSR calls wait only on usrloc's database: with db_mode 0 never."""
@@ -81,6 +80,7 @@ class Registrar(Module):
     def init(self) -> None:
         self.usrloc = self.require("usrloc", UsrlocApi)
         self.usrloc.on_expired(self._on_expired)
+        self.waits = self.usrloc.stores
         st = self.server.stats
         self.c_accepted = st.counter("registrar", "accepted_regs", doc="REGISTER requests saved")
         self.c_rejected = st.counter("registrar", "rejected_regs", doc="REGISTER requests refused")
@@ -110,54 +110,6 @@ class Registrar(Module):
         self.ulc.profiles["exp"] = Fetched(c.aor, table, [c])
         self.server.run_event(cb, "usrloc:contact-expired")
 
-    # -- replies -----------------------------------------------------------------------------
-    def _reply(self, ctx: MsgContext, code: int, headers: list[Header]) -> bool:
-        lumps = list(headers)
-        ctx.reply_lumps.extend(lumps)
-        try:
-            return bool(self.server.send_reply_any(ctx, code, default_reason(code)))
-        finally:
-            for x in lumps:
-                ctx.reply_lumps.remove(x)
-
-    def _ok_headers(self, ctx: MsgContext, res: SaveResult) -> list[Header]:
-        now = res.now or self.usrloc.now()
-        p = self.params
-        contact = contact_header(res.bindings, now, p.received_param)
-        hdrs: list[Header] = [] if contact is None else [contact]
-        if (
-            res.path
-            and p.use_path
-            and p.path_mode
-            and (p.path_mode == 2 or supports(ctx.request.get_all("supported"), "path"))
-        ):
-            hdrs.append(Header("Path", res.path))
-        return hdrs
-
-    def _save(self, ctx: MsgContext, table: str, flags: int, uri: str | None) -> int:
-        if not ctx.is_request:
-            return -1
-        try:
-            res = save(self, ctx, table, flags, uri)
-        except errors.RegError as err:
-            self.c_rejected.inc()
-            hdrs = [
-                Header("P-Registrar-Error", err.info),
-                *parse_header_text("\r\n".join(err.headers)),
-            ]
-            if flags & FLAG_NO_REPLY:
-                ctx.extra["reg_reply"] = (err.code, hdrs)
-            else:
-                self._reply(ctx, err.code, hdrs)
-            return -2 if err.code == 503 else -1
-        self.c_accepted.inc()
-        hdrs = self._ok_headers(ctx, res)
-        if flags & FLAG_NO_REPLY:
-            ctx.extra["reg_reply"] = (200, hdrs)
-        else:
-            self._reply(ctx, 200, hdrs)
-        return res.rc
-
     # -- KSR.registrar -----------------------------------------------------------------------
     @kemi(suspends=True, routes=Route.REQUEST | Route.ONREPLY)
     def save(self, ctx: MsgContext, table: str, flags: int) -> int:
@@ -165,12 +117,12 @@ class Registrar(Module):
         2 updated, 3 deleted, 4 listed, -1 error, -2 too many contacts. Flags: 0x01 memory
         only, 0x02 no reply (see reg_send_reply), 0x04 one contact per AOR, 0x08 no expires
         randomisation."""
-        return self._save(ctx, table, flags, None)
+        return save_and_reply(self, ctx, table, flags, None)
 
     @kemi(suspends=True)
     def save_uri(self, ctx: MsgContext, table: str, flags: int, uri: str) -> int:
         """save_uri(table, flags, uri): like save() with the AOR taken from uri instead of To."""
-        return self._save(ctx, table, flags, uri)
+        return save_and_reply(self, ctx, table, flags, uri)
 
     @kemi()
     def reg_send_reply(self, ctx: MsgContext) -> int:
@@ -179,7 +131,7 @@ class Registrar(Module):
         if pending is None:
             return -1
         code, hdrs = pending
-        return 1 if self._reply(ctx, code, hdrs) else -1
+        return 1 if reply(self, ctx, code, hdrs) else -1
 
     @kemi(suspends=True, routes=Route.REQUEST | Route.FAILURE)
     def lookup(self, ctx: MsgContext, table: str) -> int:

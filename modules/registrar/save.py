@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 
 from ksr.core.context import MsgContext
 from ksr.modules.usrloc.api import Contact, Domain, UsrlocError
+from ksr.sip.builders import default_reason
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.headers import parse_name_addr, split_commas
-from ksr.sip.message import Header
+from ksr.sip.message import Header, parse_header_text
 from ksr.sip.uri import parse_uri
 
 from . import errors
@@ -154,10 +155,12 @@ def save(reg: Registrar, ctx: MsgContext, table: str, flags: int, uri: str | Non
         if path and p.path_mode == 2 and not supports(hv.get("supported", ()), "path"):
             raise errors.err(errors.PATH_UNSUP)
     d: Domain = ul.domain(table)
+    r = _Register(callid, cseq, hdr_exp, star, creqs, path, hv)
+    if not reg.waits:  # nothing in it waits: no other REGISTER can run meanwhile
+        return _update(reg, ctx, d, aor, flags, r)
     key = f"{table}\0{aor}"
     locked = reg.aor_locks.acquire(key)  # one REGISTER per AOR at a time (they may wait)
     try:
-        r = _Register(callid, cseq, hdr_exp, star, creqs, path, hv)
         return _update(reg, ctx, d, aor, flags, r)
     finally:
         if locked:
@@ -327,6 +330,60 @@ def _store_failed(pair: tuple[int, str], e: UsrlocError, aor: str) -> errors.Reg
     log.error("registrar: %s for AOR %s: %s", pair[1], aor, e)
     hdrs = (f"Retry-After: {e.retry_after}",) if e.retry_after else ()
     return errors.RegError(500, pair[1], hdrs)
+
+
+def save_and_reply(reg: Registrar, ctx: MsgContext, table: str, flags: int, uri: str | None) -> int:
+    """KSR.registrar.save / save_uri: ``save`` and its answer (kept for reg_send_reply with
+    FLAG_NO_REPLY): the REGISTER's result code, or -1 (-2 for a 503) when refused."""
+    if not ctx.is_request:
+        return -1
+    try:
+        res = save(reg, ctx, table, flags, uri)
+    except errors.RegError as err:
+        reg.c_rejected.inc()
+        hdrs = [
+            Header("P-Registrar-Error", err.info),
+            *parse_header_text("\r\n".join(err.headers)),
+        ]
+        if flags & FLAG_NO_REPLY:
+            ctx.extra["reg_reply"] = (err.code, hdrs)
+        else:
+            reply(reg, ctx, err.code, hdrs)
+        return -2 if err.code == 503 else -1
+    reg.c_accepted.inc()
+    hdrs = ok_headers(reg, ctx, res)
+    if flags & FLAG_NO_REPLY:
+        ctx.extra["reg_reply"] = (200, hdrs)
+    else:
+        reply(reg, ctx, 200, hdrs)
+    return res.rc
+
+
+def reply(reg: Registrar, ctx: MsgContext, code: int, headers: list[Header]) -> bool:
+    """Answer the REGISTER with ``headers`` added (reply lumps for this reply only)."""
+    lumps = list(headers)
+    ctx.reply_lumps.extend(lumps)
+    try:
+        return bool(reg.server.send_reply_any(ctx, code, default_reason(code)))
+    finally:
+        for x in lumps:
+            ctx.reply_lumps.remove(x)
+
+
+def ok_headers(reg: Registrar, ctx: MsgContext, res: SaveResult) -> list[Header]:
+    """The 200 OK's Contact (every binding) and Path headers."""
+    now = res.now or reg.usrloc.now()
+    p = reg.params
+    contact = contact_header(res.bindings, now, p.received_param)
+    hdrs: list[Header] = [] if contact is None else [contact]
+    if (
+        res.path
+        and p.use_path
+        and p.path_mode
+        and (p.path_mode == 2 or supports(ctx.request.get_all("supported"), "path"))
+    ):
+        hdrs.append(Header("Path", res.path))
+    return hdrs
 
 
 def contact_header(bindings: list[Contact], now: float, received_param: str) -> Header | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 from ksr.sip.abnf import is_token, uint
 from ksr.sip.auth_header import parse_credentials
@@ -199,15 +200,21 @@ def ruri_scheme(job: Job) -> Failure | None:
 NO_REPLY = Failure(0, "")  # Kamailio fails these silently (the message is marked no-reply)
 
 
-_REQUIRED = frozenset({"via", "from", "to", "call-id", "cseq"})
-_ONCE = frozenset({"from", "to", "call-id", "cseq"})
+# tuples looked up key by key: a set comparison with the keys' view is a generic call
+_REQUIRED: Final = ("via", "from", "to", "call-id", "cseq")
+_ONCE: Final = ("from", "to", "call-id", "cseq")
 
 
 def required_headers(job: Job) -> Failure | None:
-    if not job.first().keys() >= _REQUIRED:
-        return NO_REPLY  # no transaction quadruple (or no Via): nothing to answer with
-    if not _ONCE.isdisjoint(job.dups()):
-        return NO_REPLY  # Kamailio: "duplicated ... header", failed without a reply
+    first = job.first()
+    for key in _REQUIRED:
+        if key not in first:
+            return NO_REPLY  # no transaction quadruple (or no Via): nothing to answer with
+    dups = job.dups()
+    if dups:
+        for key in _ONCE:
+            if key in dups:
+                return NO_REPLY  # Kamailio: "duplicated ... header", failed without a reply
     return None
 
 

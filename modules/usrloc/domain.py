@@ -185,7 +185,8 @@ class Domain:
         would change the table behind its replication: copy it first (``Contact.copy``)."""
         if self.db_mode == 3:
             return self.get(aor)
-        self._mem_ready()
+        if not self.loaded:
+            self._mem_ready()
         cs = self.mem.get(aor)
         return list(cs.values()) if cs else []
 
