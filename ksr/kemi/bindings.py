@@ -181,6 +181,7 @@ def make_binding(f: KemiFunction, engine: Any, lua: bool) -> Callable[..., Any]:
     if n <= 2 and not suspending:
         k0 = kinds[0]
         k1 = kinds[-1]
+        one = n == 1
 
         # body() written out inline: a second frame per KSR call costs about as much as
         # lupa's own crossing (keep the two in step)
@@ -197,7 +198,9 @@ def make_binding(f: KemiFunction, engine: Any, lua: bool) -> Callable[..., Any]:
                 if route in off:
                     _warn_route(f, off, route)
             try:
-                r = fn(ctx, *conv)
+                # the arguments spelled out, not splatted: compiled, a splat builds a list
+                # and a tuple per call
+                r = fn(ctx, conv[0]) if one else fn(ctx, conv[0], conv[1])
                 if plain:
                     return r
                 if as_bool:
