@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from ksr.core.context import Destination, MsgContext
-from ksr.sip.builders import make_reply, make_to_tag
+from ksr.sip.builders import BRANCH_COOKIE, make_reply, make_to_tag
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.message import Header, Request, Response
 from ksr.sip.transaction import (
@@ -425,8 +425,10 @@ class TmEngine:
         return True
 
     def branch_id(self, tx: Transaction, idx: int) -> str:
-        """Our Via branch for branch ``idx`` of ``tx`` (the loop hash, RFC 3261 §16.6 step 8)."""
-        return f"z9hG4bK{loop_hash(tx.request, tx.request.uri)}.{self.salt}{tx.id:x}.{idx}"
+        """Our Via branch for branch ``idx`` of ``tx`` (the loop hash, RFC 3261 §16.6 step 8).
+        Concatenated: compiled, an f-string with numbers in it is a str.format call per field."""
+        h = loop_hash(tx.request, tx.request.uri)
+        return BRANCH_COOKIE + h + "." + self.salt + format(tx.id, "x") + "." + str(idx)
 
     def failover(self, b: UacBranch) -> UacBranch | None:
         """DNS failover (core ``use_dns_failover``): ``b`` failed at the transport level; send
