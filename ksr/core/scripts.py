@@ -76,7 +76,14 @@ class Scripts:
             return 2
         self.runs.value += 1
         t0 = perf_counter()
-        rc = eng.run(ctx, name, *args) if args else eng.run(ctx, name)  # no *args: ~2x cheaper
+        # no splat for none (routes) or one (event callbacks): compiled, it builds a list and a
+        # tuple per run
+        if not args:
+            rc = eng.run(ctx, name)
+        elif len(args) == 1:
+            rc = eng.run(ctx, name, args[0])
+        else:
+            rc = eng.run(ctx, name, *args)
         t = perf_counter() - t0
         series = self.route_series.get(name) or self.latency.route_series(name)
         series.counts[bisect_left(series.bounds, t)] += 1
