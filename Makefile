@@ -14,6 +14,7 @@ NATIVE_SOURCES := $(wildcard ksr/sip/*.py) ksr/core/hashes.py ksr/core/context.p
 	ksr/core/stateless.py \
 	ksr/kemi/bindings.py \
 	ksr/core/timers.py ksr/core/sending.py ksr/core/hosts.py ksr/core/latency.py \
+	ksr/core/myself.py \
 	modules/sanity/checks.py \
 	modules/registrar/parse.py modules/registrar/save.py modules/usrloc/contact.py \
 	modules/tm/api.py modules/tm/txn.py modules/tm/engine.py modules/tm/relay.py \
@@ -81,7 +82,7 @@ PURE_TESTS := tests/sip tests/tm tests/dialog tests/test_rfc4475.py \
 	tests/registrar/test_usrloc.py tests/core/test_overload_shed.py tests/transport/test_prom.py \
 	tests/test_maxfwd.py tests/kemi/test_bindings.py tests/kemi/test_reload.py \
 	tests/metrics/test_stats_merge.py tests/core/test_dns_resolution.py tests/modules/test_corex.py \
-	tests/core/test_timers.py tests/security/test_malformed_input.py
+	tests/core/test_timers.py tests/security/test_malformed_input.py tests/core/test_myself.py
 
 test: $(VENV)/.installed testdeps
 	$(PY) -m pytest -q $(ARGS)

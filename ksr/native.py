@@ -70,6 +70,8 @@ COMPILED: tuple[str, ...] = (
     "ksr.core.sending",
     "ksr.core.hosts",
     "ksr.core.latency",
+    # "is this me?": tm, rr and the pipeline ask ~6 times per call
+    "ksr.core.myself",
     "ksr.modules.sanity.checks",  # the sanity checks: sanity_check runs on every request
     # registrar's save() but its Module (reading a REGISTER, the bindings to write) and the
     # bindings themselves (usrloc's Contact): a REGISTER's own Python code
