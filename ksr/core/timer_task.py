@@ -18,9 +18,8 @@ log = logging.getLogger("ksr.timers")
 
 async def run(svc: TimerService, task_status: Any) -> None:
     async with trio.open_nursery() as nursery:
-        svc._nursery = nursery
         clock = trio.lowlevel.current_clock().current_time
-        svc._clock = clock
+        svc.attach(nursery, clock)
         task_status.started()
         try:
             while True:
@@ -28,14 +27,13 @@ async def run(svc: TimerService, task_status: Any) -> None:
                 # due earlier moves the scope's deadline (once/_push): no wake-up for it
                 armed = svc.tick(clock())
                 with trio.CancelScope(deadline=armed) as sleep:
-                    svc._sleep, svc._armed = sleep, armed
+                    svc.sleeping(sleep, armed)
                     try:
                         await trio.sleep_forever()
                     finally:
-                        svc._sleep, svc._armed = None, -math.inf
+                        svc.sleeping(None, -math.inf)
         finally:
-            svc._nursery = None
-            svc._clock = None
+            svc.detach()
 
 
 async def await_result(svc: TimerService, name: str, aw: Awaitable[object]) -> None:

@@ -259,6 +259,21 @@ class TimerService:
                 return
             self._nursery.start_soon(timer_task.await_result, self, h.label or _name(cb), result)
 
+    # -- what the timer task (ksr/core/timer_task.py) tells the service -------------------
+    def attach(self, nursery: Any, clock: Callable[[], float]) -> None:
+        """The task runs: awaitables of callbacks go to ``nursery``, time is read from
+        ``clock``."""
+        self._nursery, self._clock = nursery, clock
+
+    def detach(self) -> None:
+        """The task ended."""
+        self._nursery, self._clock = None, None
+
+    def sleeping(self, scope: Any, armed: float) -> None:
+        """The task sleeps in ``scope`` (a trio.CancelScope) until ``armed``; None and -inf:
+        it is awake (it reads the heap before it sleeps again)."""
+        self._sleep, self._armed = scope, armed
+
     def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> Coroutine[Any, Any, None]:
         """The timer task (``nursery.start(timers.run)``)."""
         return timer_task.run(self, task_status)
