@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -87,9 +88,10 @@ def inproc(which: str, args: list[str]) -> None:
         print(f"{which}: {n} {m.group(2)}, {ir:,} instructions, {ir / n:,.0f} per operation")
 
 
-def anchor(rate: int, calls: int, tree: str, what: str = "calls") -> None:
+def anchor(rate: int, calls: int, tree: str, what: str = "calls", keep: str = "") -> None:
     """A ksr -n 1 of ``tree`` under callgrind, counted while sipp runs bench.anchor's calls
-    (uac.xml) or REGISTERs (reg.xml, ``what="reg"``)."""
+    (uac.xml) or REGISTERs (reg.xml, ``what="reg"``); ``keep``: where to copy callgrind's
+    output for callgrind_annotate."""
     from . import anchor as ab
 
     with tempfile.TemporaryDirectory(prefix="ksr-cg-") as tmp:
@@ -129,6 +131,9 @@ def anchor(rate: int, calls: int, tree: str, what: str = "calls") -> None:
         point_of = bench.register_point if what == "reg" else bench.call_point
         point = point_of("ksr-n1@" + tree if tree else "ksr-n1", rate, calls / rate)
         time.sleep(1.0)  # the server has stopped and written its file
+        if keep:  # before _totals, which removes them
+            for part in Path(tmp).glob("cg.out*"):
+                shutil.copy(part, keep + part.name[len("cg.out") :])
         ir = _totals(out)
     op = "REGISTER" if what == "reg" else "call"
     note = "" if point.failed == 0 else f" (failed {op}s: not a figure, lower the rate)"
@@ -153,8 +158,9 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=60, help="calls (REGISTERs) in all")
     ap.add_argument("--what", choices=["calls", "reg"], default="calls")
     ap.add_argument("--tree", default="", help="another ksr checkout to measure instead")
+    ap.add_argument("--keep", default="", help="copy callgrind's output file(s) to this path")
     args = ap.parse_args()
-    anchor(args.rate, args.calls, args.tree, args.what)
+    anchor(args.rate, args.calls, args.tree, args.what, args.keep)
 
 
 if __name__ == "__main__":
