@@ -2,13 +2,18 @@
 non-blocking calls (measured here: ~2.6x the packet rate of one await per packet). The first
 datagram of a wake-up is routed before the rest is read, unless it is old enough to be shed:
 at a low rate its reply leaves before the read that finds the queue empty (a raised
-BlockingIOError, ~13 us at 100 requests/s: bench/README.md)."""
+BlockingIOError, ~13 us at 100 requests/s: bench/README.md). Whether more is queued is then
+asked with FIONREAD: when nothing is, as at a low rate, the read that would raise
+BlockingIOError (~7,000 instructions with the exception) is not made (~1,600)."""
 
 from __future__ import annotations
 
+import array
+import fcntl
 import logging
 import socket
 import struct
+import termios
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -89,6 +94,10 @@ class UdpTransport:
         sync = self.server.sync_shared  # worker processes: the others' shared-table writes
         handoff = self.server.handoff  # worker processes: messages of other workers' calls
         full = False  # the batch before was full: datagrams keep waiting for this process
+        fd = sock.fileno()
+        queued = array.array("i", [0])  # FIONREAD's answer: the next datagram's size, or 0
+        ioctl = fcntl.ioctl
+        fionread = termios.FIONREAD
         while True:
             await trio.lowlevel.wait_readable(sock)
             batch = []
@@ -119,6 +128,11 @@ class UdpTransport:
                         receive(data, addr[0], addr[1], info)
                     except Exception:  # a bug in handling one packet must not stop the listener
                         log.exception("error handling a datagram from %s:%d", addr[0], addr[1])
+                    ioctl(fd, fionread, queued, True)
+                    if not queued[0]:
+                        # nothing more (or an empty datagram, which the next wake-up reads)
+                        full = False
+                        continue
             n = 1
             for n in range(2, BATCH + 1):  # noqa: B007 - n counts the datagrams read
                 try:

@@ -99,3 +99,31 @@ async def test_an_old_first_datagram_waits_for_the_batch(tmp_path: Path) -> None
     # older than shed_queue_age: sheddable if the batch shows a backlog, so it is read first
     events = await events_of_one_wakeup(tmp_path, 0.1, shed_queue_age=0.05)
     assert events == [("sync", False), ("order-1", False), ("order-2", False)]
+
+
+async def test_lone_datagrams_and_an_empty_one_are_all_answered(tmp_path: Path) -> None:
+    """One datagram per wake-up (the low-rate case, where FIONREAD says nothing more is
+    queued), and an empty datagram (FIONREAD says 0 for it too): nothing stalls."""
+    sock = bind_udp("127.0.0.1", 0, False)
+    port = sock.getsockname()[1]
+    fd = sock.detach()
+    cfg = make_config(["sl"], listen=[f"udp:127.0.0.1:{port}"])
+    server = Server(cfg, write_script(tmp_path, LUA))
+    server.load_script()
+    server.udp_fds[("127.0.0.1", port)] = fd
+    ua = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    await ua.bind(("127.0.0.1", 0))
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve)
+            for n in range(3):
+                if n == 1:
+                    await ua.sendto(b"", ("127.0.0.1", port))
+                await ua.sendto(options(n, ua.getsockname()[1]), ("127.0.0.1", port))
+                with trio.fail_after(3):
+                    reply = await ua.recv(65535)
+                assert reply.startswith(b"SIP/2.0 200")
+                assert f"order-{n}".encode() in reply
+            nursery.cancel_scope.cancel()
+    finally:
+        ua.close()
