@@ -7,6 +7,7 @@ proxy forwards what it does not understand byte for byte.
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 
 from .abnf import TOKEN_RE, is_token, uint
@@ -38,8 +39,10 @@ COMPACT_FORMS: dict[str, str] = {
 }
 
 # Header names as usually written -> key, so the parser skips validating and lower-casing them.
+# The keys are interned: the same objects as the literals compiled code compares them with
+# (``h.key == "via"`` is then a pointer test, a dict lookup by a key needs no string compare).
 KNOWN_KEYS: dict[str, str] = {
-    n: n.lower()
+    n: sys.intern(n.lower())
     for n in (
         "Via",
         "From",

@@ -75,6 +75,15 @@ class Message:
                 return h.value
         return None
 
+    def first(self, key: str) -> Header | None:
+        """The first header whose ``key`` is ``key`` (the canonical name: lower case, full
+        form, e.g. ``"max-forwards"``), or None. Compiled: a module's own loop over
+        ``headers`` runs as interpreted code."""
+        for h in self.headers:
+            if h.key == key:
+                return h
+        return None
+
     def get_all(self, name: str) -> list[str]:
         key = header_key(name)
         return [h.value for h in self.headers if h.key == key]

@@ -8,7 +8,7 @@ import pytest
 
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.headers import parse_cseq, parse_name_addr, parse_via, split_commas
-from ksr.sip.message import Request, Response, parse_message_untrusted
+from ksr.sip.message import Header, Request, Response, parse_message_untrusted
 from ksr.sip.uri import parse_uri
 
 
@@ -109,6 +109,26 @@ def test_header_forms() -> None:
     assert m.get("x-empty") == ""
     assert m.count("route") == 2
     assert m.has("ROUTE")
+
+
+def test_first_header_of_a_key() -> None:
+    m = parse_message_untrusted(
+        msg(*BASE, "Max-Forwards: 70", "max-forwards: 69", "v: SIP/2.0/TCP h2", "l: 0")
+    )
+    h = m.first("max-forwards")
+    assert h is not None
+    assert (h.name, h.value) == ("Max-Forwards", "70")
+    assert h is next(x for x in m.headers if x.key == "max-forwards")  # the object itself
+    assert m.first("via") is m.headers[0]  # compact and full forms share one key
+    cl = m.first("content-length")
+    assert cl is not None
+    assert (cl.name, cl.value) == ("l", "0")
+    assert m.first("route") is None
+    assert m.first("Max-Forwards") is None  # a key, not a name as written
+    m.headers.insert(0, Header("Max-Forwards", "5"))
+    h = m.first("max-forwards")
+    assert h is not None
+    assert h.value == "5"
 
 
 def test_lf_only_and_leading_crlf() -> None:
