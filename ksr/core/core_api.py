@@ -8,7 +8,7 @@ Protocol, so mypy rejects a module reaching for anything else. The members, by j
 - state shared between workers and nodes: ``shared`` (``Module.share``), ``shared_vars``,
   ``script_vars``/``script_vars_null`` ($var), ``cluster``; the database stores
   (``db_stores``, through ``ksr.db.store_for``);
-- the script: ``run_route``, ``start_route``, ``route_waiting``, ``run_event``, ``faked_context``, ``engine_for``,
+- the script: ``run_route``, ``start_route``, ``route_waiting``, ``run_event``, ``has_callback``, ``faked_context``, ``engine_for``,
   ``runner`` (routes that wait on I/O); for the engine modules' reload and api_list RPCs:
   ``registry``, ``script_path``, ``make_engine``;
 - tasks: ``nursery`` (the server's, once it serves: work started while handling a message);
@@ -90,6 +90,8 @@ class Core(Protocol):
     ) -> int | None: ...
 
     def run_event(self, name: str, evname: str, ctx: MsgContext | None = None) -> int: ...
+
+    def has_callback(self, name: str, ctx: MsgContext | None = None) -> bool: ...
 
     def route_waiting(self, ctx: MsgContext) -> bool: ...
 

@@ -129,9 +129,25 @@ class Scripts:
         self.latency.route_done(name, perf_counter() - t0)
         done(ctx, rc)
 
+    def has_callback(self, name: str, ctx: MsgContext | None = None) -> bool:
+        """Whether the script version a route of ``ctx`` runs in (the newest without one)
+        defines the callback ``name``: a module asks before it builds an event's context."""
+        if not name or name == "none":
+            return False
+        tx = ctx.tx if ctx is not None else None
+        eng = getattr(tx, "engine", None) if tx is not None else None
+        if eng is None:
+            eng = self.server.engine
+            if eng is None:
+                return False
+        return eng.has_callback(name)
+
     def run_event(self, name: str, evname: str, ctx: MsgContext | None = None) -> int:
-        """Run an event callback ``name(evname)`` (Python: ``(self, msg, evname)``)."""
+        """Run an event callback ``name(evname)`` (Python: ``(self, msg, evname)``); 2 when
+        the script has no such function."""
         if ctx is None:
+            if not self.has_callback(name):  # no made-up message for nothing
+                return 2
             ctx = self.faked_context()
         ctx.route = RouteType.EVENT
         return self.server.run_route(ctx, name, evname)

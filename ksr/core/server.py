@@ -139,6 +139,7 @@ class Server:
         self.start_route = scripts.start_route
         self.route_waiting = scripts.route_waiting
         self.run_event = scripts.run_event
+        self.has_callback = scripts.has_callback
         self.faked_context = scripts.faked_context
         self.pipeline = pipeline = Pipeline(self)
         self.receive = pipeline.receive

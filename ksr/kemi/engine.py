@@ -65,6 +65,7 @@ class Engine:
         self.version = 0
         self.loaded_at = 0.0
         self.mtime: float | None = None  # of the script file when a reload loaded it
+        self.callbacks: dict[str, bool] = {}  # has_callback's answers, by function name
 
     # subclasses implement these
     def load(self) -> None:
@@ -72,6 +73,16 @@ class Engine:
 
     def has_function(self, name: str) -> bool:
         raise NotImplementedError
+
+    def has_callback(self, name: str) -> bool:
+        """Whether the script defines the event callback ``name``, asked once per name: an
+        engine is one loaded version of the script (a reload makes a new engine). Modules
+        ask before they build an event's context, so a script without the callback costs
+        them nothing per event."""
+        known = self.callbacks.get(name)
+        if known is None:
+            known = self.callbacks[name] = self.has_function(name)
+        return known
 
     def to_script(self, value: Any) -> Any:
         """A list/dict result in the script's own types (Lua tables); as is by default."""

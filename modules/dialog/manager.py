@@ -357,10 +357,12 @@ class DialogManager:
             self._arm(dlg, LINGER)
         self.persist(dlg)
         if step.event is not None:
-            self._run_event(dlg, step.event.value, ctx)
+            # the plain name: an Enum's ``value`` is an interpreted property (~1.8k instructions)
+            evname = str(step.event)
+            self._run_event(dlg, evname, ctx)
             for fn in self.listeners:
                 try:
-                    fn(dlg, step.event.value, self._event_ctx(dlg, ctx))
+                    fn(dlg, evname, self._event_ctx(dlg, ctx))
                 except Exception:
                     log.exception(
                         "dialog listener failed on %s of %s", step.event.value, dlg.callid
@@ -383,8 +385,9 @@ class DialogManager:
         cb = self.params.event_callback
         if not cb:
             return
-        ev = self._event_ctx(dlg, ctx)
-        self.server.run_event(cb, evname, ev)
+        # ksr's default callback may be undefined: then no event context is made for nothing
+        if self.server.has_callback(cb, ctx):
+            self.server.run_event(cb, evname, self._event_ctx(dlg, ctx))
         if ctx is not None:
             ctx.extra.setdefault("dlg", dlg)
 
