@@ -45,46 +45,48 @@ class ScriptTimeout(BaseException):
 
 
 class SipMsg:
-    """The ``msg`` argument of Python routes (app_python3's message object)."""
+    """The ``msg`` argument of Python routes (app_python3's message object). ``ctx`` is the
+    message it stands for: a synchronous run sets it on its engine's one SipMsg and gives the
+    previous back at its end (as app_python3's, the object is valid during its run only)."""
 
-    __slots__ = ("_ctx",)
+    __slots__ = ("ctx",)
 
     def __init__(self, ctx: MsgContext) -> None:
-        self._ctx = ctx
+        self.ctx = ctx
 
     @property
     def Type(self) -> str:  # noqa: N802 - app_python3's name
-        return "SIP_REQUEST" if self._ctx.is_request else "SIP_REPLY"
+        return "SIP_REQUEST" if self.ctx.is_request else "SIP_REPLY"
 
     @property
     def Method(self) -> str:  # noqa: N802
-        return self._ctx.method
+        return self.ctx.method
 
     @property
     def Status(self) -> str:  # noqa: N802
-        m = self._ctx.msg
+        m = self.ctx.msg
         return str(getattr(m, "status", ""))
 
     @property
     def RURI(self) -> str | None:  # noqa: N802
-        return self._ctx.ruri
+        return self.ctx.ruri
 
     @property
     def src_address(self) -> tuple[str, int]:
-        return (self._ctx.src_ip, self._ctx.src_port)
+        return (self.ctx.src_ip, self.ctx.src_port)
 
     @property
     def dst_address(self) -> tuple[str, int]:
-        return (self._ctx.socket.ip, self._ctx.socket.port)
+        return (self.ctx.socket.ip, self.ctx.socket.port)
 
     def getHeader(self, name: str) -> str | None:  # noqa: N802
-        return self._ctx.msg.get(name)
+        return self.ctx.msg.get(name)
 
     def rewrite_ruri(self, uri: str) -> None:
-        self._ctx.ruri = uri
+        self.ctx.ruri = uri
 
     def set_dst_uri(self, uri: str) -> None:
-        self._ctx.dst_uri = uri
+        self.ctx.dst_uri = uri
 
 
 # each load of a script is a module of its own name (the old one may still be running)
@@ -108,6 +110,8 @@ class PythonEngine(Engine):
         # whether a route may wait on I/O (a KSR function that may wait is loaded): else
         # request routes run as plain calls, without a greenlet
         self.routes_wait = True
+        # the msg of synchronous runs, one for all: making one per run cost ~1.5k instructions
+        self.msg = SipMsg(None)  # type: ignore[arg-type]
 
     def _build_ksr(self) -> types.ModuleType:
         ksr = types.ModuleType("KSR", "KSR functions of ksr (Kamailio KEMI compatible)")
@@ -262,30 +266,38 @@ class PythonEngine(Engine):
         prev = self.ctx
         self.ctx = ctx
         guard = None
-        if prev is None and self.limit > 0:  # an outermost run: arm the runaway guard
+        limit = self.limit
+        if prev is None and limit > 0:  # an outermost run: arm the runaway guard
             guard = self._guard or self._find_guard()
-            if guard is not None:
-                guard.arm(self.limit)
+            if guard is not None:  # guard.arm(limit), written out
+                guard.seen = guard.idle = 0.0
+                guard.armed = True
+                if not guard.tick or limit != guard.limit:
+                    guard.start(limit)
         # a nested run finishes before its caller goes on (no_suspend, written out)
         g = getcurrent()
         held = type(g) is Worker and g.allow
         if held:
             g.allow = False
+        msg = self.msg
+        prev_msg = msg.ctx  # a nested run (an event callback) gives the outer run's back
+        msg.ctx = ctx
         try:
             # a call with ``*args`` costs ~2x a plain one: routes take no argument, event
             # callbacks one
             if self.flat:
                 fn(*args)
             elif not args:
-                fn(SipMsg(ctx))
+                fn(msg)
             elif len(args) == 1:
-                fn(SipMsg(ctx), args[0])
+                fn(msg, args[0])
             else:
-                fn(SipMsg(ctx), *args)
+                fn(msg, *args)
             return 1
         except BaseException as err:
             return self._failed(err, name)
         finally:
+            msg.ctx = prev_msg
             if held:
                 g.allow = True
             if guard is not None:
@@ -374,23 +386,24 @@ class PythonEngine(Engine):
 class AlarmGuard:
     """The SIGALRM handler behind ``core.script_max_seconds``, installed once per process.
 
-    Starting and ending a route run only set a deadline and a flag (no system call: setting
+    Starting and ending a route run only set fields (no system call, no clock read: setting
     the interval timer twice per run cost ~20 µs on a virtual machine, as much as the rest of
-    a KEMI call path). While routes run, an interval timer ticks every ``limit / 8`` seconds
-    (at most 0.25 s) and the handler raises once a run is past its deadline, so a runaway route
-    stops between ``limit`` and ``limit`` + one tick. A tick that finds no route run for a
-    whole second stops the timer (an idle worker gets no signals); the next run starts it.
-    The handler raises only while a run is armed, so a late signal never hits the event loop.
-    The instance lives in the signal table itself (its bound method is the handler), not in
-    a module global.
+    a KEMI call path; reading the clock ~1k instructions). While routes run, an interval
+    timer ticks every ``limit / 16`` seconds (at most 0.125 s): the first tick that sees a run
+    notes the time, and a later one raises once the run has gone on ``limit`` since, so a
+    runaway route stops between ``limit`` and ``limit`` + two ticks. A tick that finds no
+    route run for a whole second stops the timer (an idle worker gets no signals); the next
+    run starts it. The handler raises only while a run is armed, so a late signal never hits
+    the event loop. The instance lives in the signal table itself (its bound method is the
+    handler), not in a module global.
     """
 
     IDLE_STOP = 1.0  # seconds without a route run before the interval timer stops
 
     def __init__(self) -> None:
         self.armed = False
-        self.deadline = 0.0
-        self.last = 0.0  # when a run was last armed
+        self.seen = 0.0  # when a tick first saw the armed run (0: none has yet)
+        self.idle = 0.0  # when a tick first found no run since the last one armed (0: none)
         self.tick = 0.0  # the interval timer's period, 0 while stopped
         self.limit = 0.0  # the limit the period was worked out for
 
@@ -413,14 +426,17 @@ class AlarmGuard:
         return guard
 
     def arm(self, seconds: float) -> None:
-        now = time.monotonic()
-        self.deadline = now + seconds
-        self.last = now
+        """A run starts (PythonEngine.run writes this out)."""
+        self.seen = self.idle = 0.0
         self.armed = True
-        if seconds != self.limit or not self.tick:  # a new limit, or stopped while idle
-            self.limit = seconds
-            self.tick = tick = min(seconds / 8, 0.25)
-            signal.setitimer(signal.ITIMER_REAL, tick, tick)
+        if not self.tick or seconds != self.limit:  # stopped while idle, or a new limit
+            self.start(seconds)
+
+    def start(self, seconds: float) -> None:
+        """Start the interval timer for runs of ``seconds`` at most."""
+        self.limit = seconds
+        self.tick = tick = min(seconds / 16, 0.125)
+        signal.setitimer(signal.ITIMER_REAL, tick, tick)
 
     def disarm(self) -> None:
         self.armed = False
@@ -428,10 +444,14 @@ class AlarmGuard:
     def on_alarm(self, signum: int, frame: Any) -> None:
         now = time.monotonic()
         if self.armed:
-            if now >= self.deadline:
+            if not self.seen:
+                self.seen = now
+            elif now - self.seen >= self.limit:
                 self.armed = False
                 raise ScriptTimeout()
-        elif now - self.last > self.IDLE_STOP and self.tick:
+        elif not self.idle:
+            self.idle = now
+        elif now - self.idle > self.IDLE_STOP and self.tick:
             self.tick = 0.0
             signal.setitimer(signal.ITIMER_REAL, 0)
 

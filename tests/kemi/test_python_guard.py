@@ -46,14 +46,14 @@ def test_runs_within_their_time_are_left_alone_and_the_timer_stops_when_idle(
     for _ in range(50):  # short runs: nothing raised, the interval timer keeps its setting
         guard.arm(0.2)
         guard.disarm()
-    assert signal.getitimer(signal.ITIMER_REAL)[1] == pytest.approx(0.025)
+    assert signal.getitimer(signal.ITIMER_REAL)[1] == pytest.approx(0.0125)
     deadline = time.monotonic() + 10
     while guard.tick and time.monotonic() < deadline:
         time.sleep(0.05)  # ticks pass while no route runs
     assert guard.tick == 0.0
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
     guard.arm(0.2)  # the next run starts it again
-    assert signal.getitimer(signal.ITIMER_REAL)[1] == pytest.approx(0.025)
+    assert signal.getitimer(signal.ITIMER_REAL)[1] == pytest.approx(0.0125)
     guard.disarm()
 
 
