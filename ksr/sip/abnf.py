@@ -30,9 +30,17 @@ IPV4_RE = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
 HOSTNAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9.])?|[A-Za-z0-9]")
 
 
+# The methods every message names (start line, CSeq): tokens known without reading them
+# (a set lookup; strip with the 72 token characters costs ~1,400 instructions compiled)
+KNOWN_TOKENS = frozenset(
+    ("INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "PRACK", "UPDATE", "INFO")
+    + ("SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH")
+)
+
+
 def is_token(text: str) -> bool:
     """True if ``text`` is a non-empty RFC 3261 token (no regex: strip is a C loop)."""
-    return bool(text) and not text.strip(TOKEN_CHARS)
+    return text in KNOWN_TOKENS or (bool(text) and not text.strip(TOKEN_CHARS))
 
 
 def uint(text: str, limit: int) -> int | None:

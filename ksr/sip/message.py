@@ -374,24 +374,40 @@ def parse_message_untrusted(
     too_large = len(data) > max_size
     if len(data) > max(max_size, MAX_MESSAGE_SIZE):
         raise RemoteProtocolError("Message too large", 513)
-    # RFC 3261 §7.5: ignore empty lines before the start line.
+    # RFC 3261 §7.5: ignore empty lines before the start line (bytes compared as numbers:
+    # compiled, data.startswith with an offset is a generic method call)
     offset = 0
-    while data.startswith(b"\r\n", offset):
+    n = len(data)
+    while offset + 1 < n and data[offset] == 13 and data[offset + 1] == 10:
         offset += 2
-    end, sep = find_head_end(data, offset)
-    if end < 0:
-        if not datagram:
-            raise RemoteProtocolError("Incomplete message header")
-        # A datagram is the whole message: a missing blank line just means no body.
-        end = len(data.rstrip(b"\r\n"))
-        sep = len(data) - end
-    if end <= offset:
-        raise RemoteProtocolError("Empty message")
-    head = data[offset:end].decode("utf-8", "surrogateescape")
-    lines = _split_lines(head)
+    lines: list[str] | None = None
+    end = data.find(b"\r\n\r\n", offset)
+    if end > offset:
+        sep = 4
+        head = data[offset:end].decode("utf-8", "surrogateescape")
+        lines = head.split("\r\n")
+        if head.count("\n") == len(lines) - 1:
+            # CRLF only (the usual case): no LF LF ends the head earlier (find_head_end's
+            # second search), and a line that starts with SP or HT is a continuation
+            folded = _continued(lines)
+        else:
+            lines = None
+    if lines is None:
+        end, sep = find_head_end(data, offset)
+        if end < 0:
+            if not datagram:
+                raise RemoteProtocolError("Incomplete message header")
+            # A datagram is the whole message: a missing blank line just means no body.
+            end = len(data.rstrip(b"\r\n"))
+            sep = len(data) - end
+        if end <= offset:
+            raise RemoteProtocolError("Empty message")
+        head = data[offset:end].decode("utf-8", "surrogateescape")
+        lines = _split_lines(head)
+        folded = "\n " in head or "\n\t" in head
     msg, bad_start = _parse_start_line(lines[0])
     try:
-        headers, clens = parse_header_lines(lines, "\n " in head or "\n\t" in head)
+        headers, clens = parse_header_lines(lines, folded)
         msg.headers = headers
         if bad_start:
             raise RemoteProtocolError(bad_start)
@@ -429,6 +445,19 @@ def parse_message_untrusted(
     return msg
 
 
+def _continued(lines: list[str]) -> bool:
+    """True if a header line (not the start line) of a CRLF-split head starts with SP or HT:
+    the head holds folded lines (RFC 3261 §7.3.1), the same answer as searching it for
+    CRLF SP and CRLF HT."""
+    for i in range(1, len(lines)):
+        line = lines[i]
+        if line:
+            c = line[0]
+            if c == " " or c == "\t":
+                return True
+    return False
+
+
 def _split_lines(head: str) -> list[str]:
     crlf = head.count("\r\n")
     if crlf == head.count("\n"):
@@ -440,21 +469,22 @@ def _split_lines(head: str) -> list[str]:
 def _parse_start_line(first: str) -> tuple[Request | Response, str]:
     """The message the start line announces, and an error text if the line is malformed
     but still clearly a request (so the caller can answer it with 400)."""
+    if first.startswith("SIP/"):
+        # never a request: its first word holds a "/", which no method (a token) has
+        version, _, rest = first.partition(" ")
+        code, _, reason = rest.partition(" ")
+        if (version == "SIP/2.0" or SIP_VERSION_RE.fullmatch(version)) and len(code) == 3:
+            status = uint(code, 699)
+            if status is None or status < 100:
+                raise RemoteProtocolError("Bad status code")
+            return Response(status, reason, version=version), ""
+        raise RemoteProtocolError("Malformed status line")
     parts = first.split(" ")
     if len(parts) == 3:
         method, uri, version = parts
         if is_token(method) and uri and version.startswith("SIP/"):
             if (version == "SIP/2.0" or SIP_VERSION_RE.fullmatch(version)) and _uri_ok(uri):
                 return Request(method, uri, version=version), ""
-    if first.startswith("SIP/"):
-        version, _, rest = first.partition(" ")
-        code, _, reason = rest.partition(" ")
-        if SIP_VERSION_RE.fullmatch(version) and len(code) == 3:
-            status = uint(code, 699)
-            if status is None or status < 100:
-                raise RemoteProtocolError("Bad status code")
-            return Response(status, reason, version=version), ""
-        raise RemoteProtocolError("Malformed status line")
     # Extra or missing SP, whitespace inside the R-URI, trailing blanks (RFC 4475 §3.1.2.7-10):
     # still a request we can answer 400 to if its headers are readable.
     words = first.split()
@@ -464,8 +494,8 @@ def _parse_start_line(first: str) -> tuple[Request | Response, str]:
 
 
 def _uri_ok(uri: str) -> bool:
-    # the R-URI may not contain whitespace or control characters
-    return uri.isprintable() and "\t" not in uri
+    # the R-URI may not contain whitespace or control characters (HT is not printable)
+    return uri.isprintable()
 
 
 def parse_header_lines(
@@ -485,7 +515,6 @@ def parse_header_lines(
     line(s) as ``raw`` and is written back as it came; else it is written as ``Name: value``."""
     headers: list[Header] = []
     clens: list[str] = []
-    append = headers.append
     known = KNOWN_KEYS
     n = len(lines)
     i = start
@@ -499,13 +528,16 @@ def parse_header_lines(
                 j += 1
             raw = "\r\n".join(lines[i - 1 : j])
             i = j
-        name, colon, value = raw.partition(":")
-        if not colon:
+        # find and two slices, not partition: no tuple and no separator string per line
+        colon = raw.find(":")
+        if colon < 0:
             if not strict:
                 continue
             if raw[:1] in (" ", "\t"):
                 raise RemoteProtocolError("Continuation line without a header")
             raise RemoteProtocolError(f"Malformed header line {raw[:40]!r}")
+        name = raw[:colon]
+        value = raw[colon + 1 :]
         key = known.get(name)
         if key is None:
             if strict:
@@ -522,7 +554,7 @@ def parse_header_lines(
             value = " ".join(part.strip(" \t") for part in value.split("\r\n"))
         else:
             value = value.strip(" \t")
-        append(Header(name, value, raw, key))
+        headers.append(Header(name, value, raw, key))
         if key == "content-length":
             clens.append(value)
     if not keep_raw:

@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from ksr.sip.abnf import is_token
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.headers import parse_cseq, parse_name_addr, parse_via, split_commas
 from ksr.sip.message import Header, Request, Response, parse_message_untrusted
@@ -111,6 +112,15 @@ def test_header_forms() -> None:
     assert m.has("ROUTE")
 
 
+@pytest.mark.parametrize(
+    ("text", "token"),
+    [("INVITE", True), ("REGISTER", True), ("invite", True), ("X-Ext.1!%*_+`'~", True)]
+    + [("", False), ("IN VITE", False), ("SIP/2.0", False), ("A:B", False), ("\u00e9", False)],
+)
+def test_is_token(text: str, token: bool) -> None:
+    assert is_token(text) is token
+
+
 def test_first_header_of_a_key() -> None:
     m = parse_message_untrusted(
         msg(*BASE, "Max-Forwards: 70", "max-forwards: 69", "v: SIP/2.0/TCP h2", "l: 0")
@@ -129,6 +139,22 @@ def test_first_header_of_a_key() -> None:
     h = m.first("max-forwards")
     assert h is not None
     assert h.value == "5"
+
+
+def test_folding_and_line_ends_found_in_every_head() -> None:
+    # a tab-started continuation, then a head of CRLF lines with one bare LF (two line ends)
+    m = parse_message_untrusted(msg(*BASE, "Subject: a", "\tb", "Content-Length: 0"))
+    assert m.get("subject") == "a b"
+    assert m.raw is not None
+    mixed = msg(*BASE, "Content-Length: 0").replace(b"Call-ID: c1\r\n", b"Call-ID: c1\n")
+    m = parse_message_untrusted(mixed)
+    assert m.call_id == "c1"
+    assert m.get("cseq") == "1 INVITE"
+    # LF LF before the CRLF CRLF ends the head there: the rest is the body
+    early = msg(*BASE, "Content-Length: 0").replace(b"Call-ID: c1\r\n", b"Call-ID: c1\n\n")
+    m = parse_message_untrusted(early)
+    assert m.get("cseq") is None
+    assert m.body.startswith(b"CSeq: 1 INVITE")
 
 
 def test_lf_only_and_leading_crlf() -> None:
