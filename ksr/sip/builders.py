@@ -15,7 +15,7 @@ from .owner import VIA_MARK
 
 BRANCH_COOKIE: Final = "z9hG4bK"
 
-REASONS: dict[int, str] = {
+REASONS: Final[dict[int, str]] = {
     100: "Trying",
     180: "Ringing",
     181: "Call Is Being Forwarded",
@@ -68,7 +68,7 @@ REASONS: dict[int, str] = {
 }
 
 # Headers a reply copies from its request (RFC 3261 §8.2.6.2).
-_COPIED = frozenset({"via", "from", "to", "call-id", "cseq"})
+_COPIED: Final = frozenset({"via", "from", "to", "call-id", "cseq"})
 
 
 def default_reason(status: int) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 from urllib.parse import unquote
 
 from ksr.sip.errors import RemoteProtocolError
@@ -16,9 +17,9 @@ from ksr.sip.uri import Uri, parse_uri
 
 from . import errors
 
-_Q_RE = re.compile(r"(0(\.\d{0,3})?|1(\.0{0,3})?)")
-MAX_CONTACT = 255
-MAX_CALLID = 255
+_Q_RE: Final = re.compile(r"(0(\.\d{0,3})?|1(\.0{0,3})?)")
+MAX_CONTACT: Final = 255
+MAX_CALLID: Final = 255
 
 
 @dataclass(slots=True, init=False)
@@ -82,7 +83,7 @@ def aor_of_uri(
 
 
 # the headers save() reads, gathered in one pass over the request (a scan per name cost more)
-_SAVE_KEYS = frozenset(
+_SAVE_KEYS: Final = frozenset(
     {"call-id", "expires", "contact", "user-agent", "allow", "path", "supported"}
 )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ksr.core.context import MsgContext
 from ksr.modules.usrloc.api import Contact, Domain, UsrlocError
@@ -38,10 +38,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ksr.registrar")
 
-FLAG_MEM_ONLY = 0x01
-FLAG_NO_REPLY = 0x02
-FLAG_SINGLE = 0x04
-FLAG_NO_RANDOM = 0x08
+FLAG_MEM_ONLY: Final = 0x01
+FLAG_NO_REPLY: Final = 0x02
+FLAG_SINGLE: Final = 0x04
+FLAG_NO_RANDOM: Final = 0x08
 
 
 # The classes here are dataclasses with init=False and their __init__ written out: mypyc

@@ -22,37 +22,39 @@ from ksr.sip.headers import NameAddr, parse_name_addr, parse_params, parse_via, 
 from ksr.sip.message import Message, Request
 from ksr.sip.uri import Uri, parse_uri
 
-RURI_SIP_VERSION = 1
-RURI_SCHEME = 2
-REQUIRED_HEADERS = 4
-VIA_SIP_VERSION = 8
-VIA_PROTOCOL = 16
-CSEQ_METHOD = 32
-CSEQ_VALUE = 64
-CL = 128
-EXPIRES_VALUE = 256
-PROXY_REQUIRE = 512
-PARSE_URIS = 1024
-CHECK_DIGEST = 2048
-CHECK_DUPTAGS = 4096
-CHECK_AUTHORIZATION = 8192
-VIA1_HEADER = 16384
-RFC3261_COMPLIANCE = 32768  # newer Kamailio releases: magic-cookie branch, lr in (Record-)Route
-STRICT = 1 << 20  # ksr only
-ALL_CHECKS = (1 << 16) - 1 | STRICT
+RURI_SIP_VERSION: Final = 1
+RURI_SCHEME: Final = 2
+REQUIRED_HEADERS: Final = 4
+VIA_SIP_VERSION: Final = 8
+VIA_PROTOCOL: Final = 16
+CSEQ_METHOD: Final = 32
+CSEQ_VALUE: Final = 64
+CL: Final = 128
+EXPIRES_VALUE: Final = 256
+PROXY_REQUIRE: Final = 512
+PARSE_URIS: Final = 1024
+CHECK_DIGEST: Final = 2048
+CHECK_DUPTAGS: Final = 4096
+CHECK_AUTHORIZATION: Final = 8192
+VIA1_HEADER: Final = 16384
+RFC3261_COMPLIANCE: Final = (
+    32768  # newer Kamailio releases: magic-cookie branch, lr in (Record-)Route
+)
+STRICT: Final = 1 << 20  # ksr only
+ALL_CHECKS: Final = (1 << 16) - 1 | STRICT
 
-DEFAULT_CHECKS = 3047
-DEFAULT_URI_CHECKS = 7
+DEFAULT_CHECKS: Final = 3047
+DEFAULT_URI_CHECKS: Final = 7
 
-URI_RURI = 1
-URI_FROM = 2
-URI_TO = 4
-URI_CONTACT = 8
+URI_RURI: Final = 1
+URI_FROM: Final = 2
+URI_TO: Final = 4
+URI_CONTACT: Final = 8
 
 # URI schemes the parse-URIs check accepts (Kamailio's URI parser knows these).
-KNOWN_SCHEMES = frozenset({"sip", "sips", "tel", "tels", "urn"})
+KNOWN_SCHEMES: Final = frozenset({"sip", "sips", "tel", "tels", "urn"})
 # RFC 3261 §7.3.1 / §20: headers a request carries at most once
-SINGLE_VALUE = (
+SINGLE_VALUE: Final = (
     ("call-id", "Call-ID"),
     ("cseq", "CSeq"),
     ("from", "From"),
@@ -63,7 +65,7 @@ SINGLE_VALUE = (
     ("expires", "Expires"),
 )
 # rfc1123-date = wkday "," SP date1 SP time SP "GMT"  (RFC 3261 §20.17)
-DATE_RE = re.compile(
+DATE_RE: Final = re.compile(
     r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} "
     r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "
     r"[0-9]{2}:[0-9]{2}:[0-9]{2} GMT"
@@ -197,7 +199,7 @@ def ruri_scheme(job: Job) -> Failure | None:
     return None
 
 
-NO_REPLY = Failure(0, "")  # Kamailio fails these silently (the message is marked no-reply)
+NO_REPLY: Final = Failure(0, "")  # Kamailio fails these silently (the message is marked no-reply)
 
 
 # tuples looked up key by key: a set comparison with the keys' view is a generic call
@@ -330,8 +332,8 @@ def proxy_require(job: Job) -> Failure | None:
 # What the URI checks need from a URI text (its scheme, and whether it passes the parse-URIs
 # check), remembered per text: the same From, To and R-URI texts come back in every request of
 # a call and in every call of a user; parsing them again each time was most of sanity's cost.
-_FACTS: dict[str, tuple[str, bool] | None] = {}
-_FACTS_MAX = 4096
+_FACTS: Final[dict[str, tuple[str, bool] | None]] = {}
+_FACTS_MAX: Final = 4096
 
 
 def uri_facts(text: str, na: NameAddr | None = None) -> tuple[str, bool] | None:
@@ -512,7 +514,7 @@ def strict(job: Job) -> Failure | None:
 
 
 # Kamailio's order of evaluation (sanity_mod.c), then the ksr extra.
-CHECKS: tuple[tuple[int, Check, bool], ...] = (
+CHECKS: Final[tuple[tuple[int, Check, bool], ...]] = (
     # (bit, check, applies to replies too)
     (RURI_SIP_VERSION, ruri_sip_version, False),
     (RURI_SCHEME, ruri_scheme, False),
@@ -535,7 +537,7 @@ CHECKS: tuple[tuple[int, Check, bool], ...] = (
 
 
 # the checks a mask selects, in order, by (mask, request or reply): scripts use a few masks
-_PLANS: dict[tuple[int, bool], tuple[Check, ...]] = {}
+_PLANS: Final[dict[tuple[int, bool], tuple[Check, ...]]] = {}
 
 
 def run_checks(job: Job, msg_checks: int) -> Failure | None:
