@@ -353,8 +353,19 @@ class Via:
         return f"{self.protocol}/{self.transport} {hp}{format_params(self.params)}"
 
 
+# The transports a Via names as usually written (upper case): the fast path of parse_via
+_TRANSPORTS = frozenset(("UDP", "TCP", "TLS", "SCTP", "WS", "WSS"))
+
+
 def parse_via(value: str, strict: bool = False) -> Via:
     """Parse a single Via value (RFC 3261 §20.42); LWS is allowed around '/'."""
+    if value.startswith("SIP/2.0/"):
+        # the usual "SIP/2.0/UDP sent-by;params": the sent-protocol read by its one SP
+        sp = value.find(" ", 8)
+        if sp > 8:
+            transport = value[8:sp]
+            if transport in _TRANSPORTS:
+                return _via_rest("SIP/2.0", transport, value[sp + 1 :].strip(), strict)
     sent, _, rest = _split_via(value)
     parts = [p.strip() for p in sent.split("/")]
     if len(parts) != 3 or not all(parts):
@@ -362,11 +373,15 @@ def parse_via(value: str, strict: bool = False) -> Via:
     name, version, transport = parts
     if name.upper() != "SIP":
         raise RemoteProtocolError("Via protocol is not SIP")
-    rest = rest.strip()
+    return _via_rest("SIP/" + version, transport.upper(), rest.strip(), strict)
+
+
+def _via_rest(protocol: str, transport: str, rest: str, strict: bool) -> Via:
+    # sent-by *( SEMI via-params ), stripped
     hostport, semi, ptext = rest.partition(";")
     host, port = split_hostport(hostport.strip())
     params = parse_params(ptext, strict) if semi else {}
-    return Via(f"SIP/{version}", transport.upper(), host, port, params)
+    return Via(protocol, transport, host, port, params)
 
 
 def _split_via(value: str) -> tuple[str, str, str]:

@@ -168,10 +168,10 @@ class Message:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        value = self.get(key)
-        if value is None:
+        h = self.first(key)  # key is canonical: no header_key lookup
+        if h is None:
             raise RemoteProtocolError(f"Missing {key} header")
-        result = parse(value)
+        result = parse(h.value)
         self._cache[key] = result
         return result
 
@@ -197,19 +197,21 @@ class Message:
         cached = self._cache.get("via")
         if cached is not None:
             return cached
-        raw = self.get("via")
-        if raw is None:
+        h = self.first("via")
+        if h is None:
             raise RemoteProtocolError("Missing Via header")
-        via = parse_via(split_commas(raw)[0])
+        raw = h.value
+        # one value (the usual Via line): split_commas would strip it into a list of one
+        via = parse_via(split_commas(raw)[0] if "," in raw else raw.strip())
         self._cache["via"] = via
         return via
 
     @property
     def call_id(self) -> str:
-        v = self.get("call-id")
-        if v is None:
+        h = self.first("call-id")
+        if h is None:
             raise RemoteProtocolError("Missing Call-ID header")
-        return v
+        return h.value
 
     @property
     def cseq(self) -> CSeq:

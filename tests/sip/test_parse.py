@@ -395,6 +395,30 @@ def test_bad_via(text: str) -> None:
         parse_via(text)
 
 
+@pytest.mark.parametrize(
+    ("usual", "spaced"),
+    [
+        ("SIP/2.0/UDP h", "SIP / 2.0 / udp  h"),
+        (
+            "SIP/2.0/WSS h:443 ;rport; branch=z9hG4bK3 ",
+            "SIP/2.0/\twss\t h:443;rport;branch=z9hG4bK3",
+        ),
+        ("SIP/2.0/SCTP [::1]:5;received=::2", "  SIP/2.0/SCTP [::1]:5;received=::2"),
+    ],
+)
+def test_via_usual_form_parses_as_any_spacing(usual: str, spaced: str) -> None:
+    a, b = parse_via(usual), parse_via(spaced)
+    assert a == b
+    assert a.protocol == "SIP/2.0"
+    assert parse_via("SIP/2.0/XYZ h").transport == "XYZ"  # other transports: the long way
+
+
+@pytest.mark.parametrize("text", ["SIP/2.0/UDP ", "SIP/2.0/UDP h:x", "SIP/2.0/UDP h;;x"])
+def test_bad_via_usual_form(text: str) -> None:
+    with pytest.raises(RemoteProtocolError):
+        parse_via(text, strict=True)
+
+
 def test_vias_across_headers() -> None:
     m = parse_message_untrusted(
         msg(
