@@ -102,11 +102,12 @@ class Stateless:
     def send_reply_any(self, ctx: MsgContext, code: int, reason: str) -> bool:
         """Stateful if tm has a transaction for this request, else stateless."""
         stateful = self.server.stateful
-        if stateful is not None:
+        # without a transaction on the context tm has nothing to answer with: no call into it
+        if stateful is not None and ctx.tx is not None:
             done = stateful.reply_if_transaction(ctx, code, reason)
             if done is not None:
                 return bool(done)
-        return self.server.send_reply_stateless(ctx, code, reason)
+        return self.send_reply_stateless(ctx, code, reason)
 
     def make_via(self, ctx: MsgContext, sock: SocketInfo, branch: str) -> str:
         """Our Via for a request sent from ``sock``: the script's advertised address first,

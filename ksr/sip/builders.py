@@ -14,6 +14,7 @@ from .message import Header, Request, Response
 from .owner import VIA_MARK
 
 BRANCH_COOKIE: Final = "z9hG4bK"
+_blake2b: Final = hashlib.blake2b  # compiled: a static, not the module's attribute per call
 
 REASONS: Final[dict[int, str]] = {
     100: "Trying",
@@ -84,7 +85,7 @@ def make_to_tag(req: Request, secret: str = "") -> str:
 def to_tag_of(secret: str, call_id: str | None, from_: str | None, cseq: str | None) -> str:
     """``make_to_tag`` from the request's first Call-ID, From and CSeq values."""
     seed = f"{secret}|{call_id}|{from_}|{cseq}"
-    return hashlib.blake2b(seed.encode("utf-8", "surrogateescape"), digest_size=8).hexdigest()
+    return _blake2b(seed.encode("utf-8", "surrogateescape"), digest_size=8).hexdigest()
 
 
 def make_reply(
@@ -106,39 +107,50 @@ def make_reply(
     Content-Type, ``Contact: <uri>`` for each of ``contacts`` (a 3xx's destination set) and
     Content-Length."""
     headers: list[Header] = []
-    append = headers.append
     fix = req.via_fix
     original = fix.original if fix is not None else None
-    first: dict[str, str] = {}  # the first value of each copied header (the To-tag's seed)
+    # the first Call-ID, From and CSeq values: the To-tag's seed
+    call_id: str | None = None
+    from_: str | None = None
+    cseq: str | None = None
     untagged: list[int] = []  # where To headers without a tag go
     for h in req.headers:
         key = h.key
         if key not in _COPIED:
             continue
-        if key not in first:
-            first[key] = h.value
-        if h is original and fix is not None:
+        if key == "to":
+            if status > 100 and ";tag=" not in h.value.replace(" ", "").lower():
+                untagged.append(len(headers))
+        elif key == "call-id":
+            if call_id is None:
+                call_id = h.value
+        elif key == "from":
+            if from_ is None:
+                from_ = h.value
+        elif key == "cseq":
+            if cseq is None:
+                cseq = h.value
+        elif h is original and fix is not None:
             h = fix.sent  # received=/rport= (RFC 3261 §18.2.1): the Via the reply carries
-        if key == "to" and status > 100 and ";tag=" not in h.value.replace(" ", "").lower():
-            untagged.append(len(headers))
         # shared with the request, as the copies a proxy forwards share their headers: a
-        # Header is never changed in place
-        append(h)
+        # Header is never changed in place (headers.append, not a bound append: compiled,
+        # a bound method is called as a generic object)
+        headers.append(h)
     if untagged:
-        tag = to_tag or to_tag_of("", first.get("call-id"), first.get("from"), first.get("cseq"))
+        tag = to_tag or to_tag_of("", call_id, from_, cseq)
         for i in untagged:
             h = headers[i]
             headers[i] = Header(h.name, f"{h.value};tag={tag}")
     if server_header:
-        append(Header("Server", server_header))
+        headers.append(Header("Server", server_header))
     if extra_headers:
         for x in extra_headers:
-            append(x if isinstance(x, Header) else Header(x[0], x[1]))
+            headers.append(x if isinstance(x, Header) else Header(x[0], x[1]))
     if body and content_type:
-        append(Header("Content-Type", content_type))
+        headers.append(Header("Content-Type", content_type))
     if contacts:
         headers.extend(Header("Contact", f"<{uri}>") for uri in contacts)
-    append(Header("Content-Length", str(len(body))))
+    headers.append(Header("Content-Length", str(len(body))))
     return Response(status, reason if reason is not None else default_reason(status), headers, body)
 
 
