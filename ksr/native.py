@@ -86,6 +86,8 @@ COMPILED: tuple[str, ...] = (
     "ksr.modules.tm.engine",
     "ksr.modules.tm.relay",
     "ksr.modules.tm.replies",
+    # rr but its Module: loose_route of every in-dialog request, record_route's lump
+    "ksr.modules.rr.route",
     # dialog but its Module: the dialogs (model), their table, the engine that feeds them a
     # call's messages and timers (manager), how it follows tm (tmglue), the legs (requests)
     "ksr.modules.dialog.clock",
