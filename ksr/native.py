@@ -72,6 +72,9 @@ COMPILED: tuple[str, ...] = (
     "ksr.core.latency",
     # "is this me?": tm, rr and the pipeline ask ~6 times per call
     "ksr.core.myself",
+    # where a URI sends to when no name server need be asked: every relayed request and the
+    # 2xx's ACK (the DNS lookups, trio tasks, stay in ksr/core/resolver.py)
+    "ksr.core.resolve_now",
     "ksr.modules.sanity.checks",  # the sanity checks: sanity_check runs on every request
     # registrar's save() but its Module (reading a REGISTER, the bindings to write) and the
     # bindings themselves (usrloc's Contact): a REGISTER's own Python code

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import logging
 import random
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import dns.asyncresolver
 import dns.exception
@@ -24,55 +22,37 @@ import dns.rdatatype
 import dns.resolver
 import trio
 
-from ksr.sip.uri import parse_uri
-
 from .context import Destination
+from .resolve_now import (
+    ASK,
+    MAX_ENTRIES,
+    KnownAnswers,
+    Query,
+    default_port,
+    default_proto,
+    parse_query,
+    with_uri,
+)
 
 if TYPE_CHECKING:
     from .config import CoreParams
     from .hosts import HostTable
 
-log = logging.getLogger("ksr.dns")
+__all__ = [
+    "ASK",
+    "MAX_ENTRIES",
+    "Query",
+    "Resolver",
+    "default_port",
+    "default_proto",
+    "parse_query",
+]
 
-MAX_ENTRIES = 4096  # a full cache starts over (hostile input cannot grow it)
-ASK: Final = "ask"  # Resolver.now(): the answer needs the name servers
+log = logging.getLogger("ksr.dns")
 
 # RFC 3263 §4.1 NAPTR services and the transport each stands for; SRV prefixes by transport
 NAPTR_SERVICES = {"sip+d2u": "udp", "sip+d2t": "tcp", "sips+d2t": "tls"}
 SRV_PREFIX = {"udp": "_sip._udp.", "tcp": "_sip._tcp.", "tls": "_sips._tcp."}
-
-
-@dataclass(frozen=True, slots=True)
-class Query:
-    """What RFC 3263 needs from a URI: the host to resolve and what the URI fixes."""
-
-    host: str  # maddr or host, brackets stripped, lower case
-    port: int | None  # explicit port (then no SRV, RFC 3263 §4.2)
-    proto: str | None  # explicit transport (transport= param), None = DNS may choose
-    secure: bool  # sips: scheme
-
-
-def parse_query(uri: str) -> Query | None:
-    try:
-        u = parse_uri(uri)
-    except Exception:
-        return None
-    if not u.is_sip:
-        return None
-    host = (u.params.get("maddr") or u.host).strip("[]").lower().rstrip(".")
-    if not host:
-        return None
-    proto = u.transport.lower() if u.transport else None
-    secure = u.scheme == "sips"
-    return Query(host, u.port, proto, secure)
-
-
-def default_proto(q: Query) -> str:
-    return q.proto or ("tls" if q.secure else "udp")
-
-
-def default_port(proto: str) -> int:
-    return 5061 if proto in ("tls", "wss") else 5060
 
 
 def srv_order(records: list[Any], balance: bool, rng: random.Random) -> list[Any]:
@@ -119,10 +99,6 @@ def read_hosts_file(path: str) -> dict[str, str]:
     return names
 
 
-def _with_uri(answers: tuple[Destination, ...], uri: str) -> list[Destination]:
-    return [Destination(d.proto, d.host, d.port, uri) for d in answers]
-
-
 def _first(found: list[Destination]) -> Destination | None:
     return found[0] if found else None
 
@@ -143,27 +119,17 @@ class Resolver:
         self.neg_ttl = core.dns_neg_cache_ttl
         self.servers = list(core.dns_servers)
         self.rng = random.Random()
-        self._cache: dict[Query, tuple[float, tuple[Destination, ...]]] = {}
-        # parse_query answers by URI text: a proxy resolves the same few next hops for every
-        # message, and parsing the URI each time was ~3% of a relayed call's CPU
-        self._queries: dict[str, Query | None] = {}
         # resolutions under way: the event is set once the answers (the list) are in
         self._inflight: dict[Query, tuple[trio.Event, list[Destination]]] = {}
         self._dns: dns.asyncresolver.Resolver | None = None
-        # names of the hosts file answer before DNS, as the system resolver would
-        self.static = read_hosts_file(core.dns_hosts_file) if core.dns_hosts_file else {}
+        # names of the hosts file answer before DNS, as the system resolver would; the cache
+        # and the hosts file are read by the compiled synchronous half (resolve_now.py)
+        static = read_hosts_file(core.dns_hosts_file) if core.dns_hosts_file else {}
+        self.known = KnownAnswers(hosts, static)
 
     def query(self, uri: str) -> Query | None:
         """``parse_query(uri)``, remembered (a Query is immutable; the table is bounded)."""
-        try:
-            return self._queries[uri]
-        except KeyError:
-            pass
-        q = parse_query(uri)
-        if len(self._queries) >= MAX_ENTRIES:
-            self._queries.clear()
-        self._queries[uri] = q
-        return q
+        return self.known.query(uri)
 
     # -- at once ---------------------------------------------------------------------------
     def now(self, uri: str) -> Destination | None | str:
@@ -175,23 +141,7 @@ class Resolver:
     def now_all(self, uri: str) -> list[Destination] | str:
         """Every destination of ``uri`` in RFC 3263 order (the first one is ``now``'s), if known
         without asking; an empty list if the URI cannot be resolved; ``ASK`` otherwise."""
-        q = self.query(uri)
-        if q is None:
-            return []
-        proto = default_proto(q)
-        if self.hosts.is_ip(q.host):
-            return [Destination(proto, q.host, q.port or default_port(proto), uri)]
-        if q.host == "localhost" or q.host.endswith(".localhost"):  # RFC 6761 §6.3
-            return [Destination(proto, "127.0.0.1", q.port or default_port(proto), uri)]
-        if q.host == "invalid" or q.host.endswith(".invalid"):  # RFC 6761 §6.4
-            return []
-        static = self.static.get(q.host)
-        if static is not None:
-            return [Destination(proto, static, q.port or default_port(proto), uri)]
-        hit = self._cache.get(q)
-        if hit is not None and hit[0] > time.monotonic():
-            return _with_uri(hit[1], uri)
-        return ASK
+        return self.known.now_all(uri)
 
     # -- asking ------------------------------------------------------------------------------
     async def lookup(self, uri: str) -> Destination | None:
@@ -209,7 +159,7 @@ class Resolver:
         waiting = self._inflight.get(q)
         if waiting is not None:  # someone is already asking: share the answer
             await waiting[0].wait()
-            return _with_uri(tuple(waiting[1]), uri)
+            return with_uri(tuple(waiting[1]), uri)
         done, shared = self._inflight[q] = (trio.Event(), [])
         answers: tuple[Destination, ...] = ()
         ttl = float(self.neg_ttl)
@@ -227,12 +177,10 @@ class Resolver:
         finally:
             del self._inflight[q]
             done.set()
-        return _with_uri(answers, uri)
+        return with_uri(answers, uri)
 
     def _remember(self, q: Query, answers: tuple[Destination, ...], ttl: float) -> None:
-        if len(self._cache) >= MAX_ENTRIES:
-            self._cache.clear()
-        self._cache[q] = (time.monotonic() + ttl, answers)
+        self.known.remember(q, answers, ttl)
 
     def _resolver(self) -> dns.asyncresolver.Resolver:
         if self._dns is None:
