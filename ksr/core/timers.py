@@ -112,12 +112,11 @@ class TimerService:
         return self._heap[0].deadline if self._heap else None
 
     def _push(self, handle: TimerHandle) -> None:
-        heap = self._heap
-        if self.cancelled_on_heap > 1024 and self.cancelled_on_heap * 2 > len(heap):
+        """``handle`` (its ``service`` set) onto the heap; the sleeping task woken earlier if
+        it is due first."""
+        if self.cancelled_on_heap > 1024 and self.cancelled_on_heap * 2 > len(self._heap):
             self._compact()
-            heap = self._heap
-        handle.service = self
-        heapq.heappush(heap, handle)
+        heapq.heappush(self._heap, handle)
         deadline = handle.deadline
         if deadline < self._armed:
             self._rearm(deadline)
@@ -161,22 +160,28 @@ class TimerService:
         name: str = "",
     ) -> TimerHandle:
         """``once`` with its arguments as they are kept (the arguments a tuple): for callers
-        that start timers per message (tm, dialog). _push is inlined."""
-        heap = self._heap
-        if self.cancelled_on_heap > 1024 and self.cancelled_on_heap * 2 > len(heap):
-            self._compact()
-            heap = self._heap
+        that start timers per message (tm, dialog)."""
         clock = self._clock
-        deadline = (clock() if clock is not None else trio.current_time()) + (
-            delay if delay > 0.0 else 0.0
-        )
+        now = clock() if clock is not None else trio.current_time()
+        return self.start_from(now, delay, coarse, callback, args, name)
+
+    def start_from(
+        self,
+        now: float,
+        delay: float,
+        coarse: bool,
+        callback: Callable[..., object],
+        args: tuple[Any, ...],
+        name: str = "",
+    ) -> TimerHandle:
+        """``start`` with the current time (``now()``) read by the caller: one clock read for
+        the timers one message starts together (a read is a call into trio's clock)."""
+        deadline = now + (delay if delay > 0.0 else 0.0)
         if coarse and delay >= 1.0:
             deadline = math.ceil(deadline * COARSE_HZ) / COARSE_HZ
         self._seq += 1
         h = TimerHandle(deadline, self._seq, callback, args, None, name, self)
-        heapq.heappush(heap, h)
-        if deadline < self._armed:
-            self._rearm(deadline)
+        self._push(h)
         return h
 
     def every(
@@ -192,7 +197,7 @@ class TimerService:
             raise ValueError("timer interval must be a positive number of seconds")
         deadline = self.now() + (interval if first is None else max(first, 0.0))
         self._seq += 1
-        h = TimerHandle(deadline, self._seq, callback, (), interval, name, None)
+        h = TimerHandle(deadline, self._seq, callback, (), interval, name, self)
         self._push(h)
         return h
 
@@ -230,7 +235,7 @@ class TimerService:
                         if nxt <= now:
                             nxt += interval
                     self._seq += 1
-                    h.deadline, h.seq = nxt, self._seq
+                    h.deadline, h.seq, h.service = nxt, self._seq, self
                     self._push(h)
             heap = self._heap  # a callback may have compacted it
 

@@ -22,6 +22,10 @@ class WallClock:
             t = self._trio_now()
         except RuntimeError:  # outside trio (synchronous tools)
             return time.time()
+        return self.at(t)
+
+    def at(self, t: float) -> float:
+        """The wall-clock time of trio time ``t``."""
         if self._base is None:
             self._base = (time.time(), t)
         return self._base[0] + (t - self._base[1])

@@ -8,6 +8,7 @@ only when that machine emits an event does ``apply`` run the script callback and
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -102,7 +103,8 @@ class DialogManager:
         req = request_of(ctx)
         callid = req.call_id
         h_entry, h_id = self.table.new_key(callid)
-        now = self.clock.now()
+        t = self._trio_time()
+        now = self.clock.at(t) if t is not None else time.time()
         dctx: dict[str, Any] = ctx.extra.get("dlg_ctx", {})
         lifetime = int(dctx.get("timeout") or self.params.default_timeout)
         sock = f"{ctx.socket.proto}:{ctx.socket.ip}:{ctx.socket.port}"
@@ -136,7 +138,7 @@ class DialogManager:
         self.table.add(dlg)
         self.c_processed.inc()
         ctx.extra["dlg"] = dlg
-        self._arm(dlg, self.params.early_timeout)
+        self._arm(dlg, self.params.early_timeout, t)
         self.persist(dlg)
         self.on_created(dlg, ctx)
         return dlg
@@ -335,11 +337,13 @@ class DialogManager:
             self.drop(dlg)  # another node ended it (and wrote its CDR)
             return None
         dlg.state = step.state
-        now = self.clock.now()
         if step.state is DlgState.CONFIRMED_NA:
+            # the clock read once, for the time kept and the timer (a read calls trio's clock)
+            t = self._trio_time()
+            now = self.clock.at(t) if t is not None else time.time()
             dlg.start_ts = now
             dlg.timeout_ts = now + dlg.lifetime
-            self._arm(dlg, min(dlg.lifetime, self.params.noack_timeout))
+            self._arm(dlg, min(dlg.lifetime, self.params.noack_timeout), t)
         elif step.state is DlgState.CONFIRMED:
             # the timer armed when the 2xx came (no-ACK, never later than timeout_ts) stays:
             # at its time _on_timer finds the call confirmed and waits the rest; a timer
@@ -347,14 +351,15 @@ class DialogManager:
             if dlg.key not in self._timers:
                 self._arm(dlg, self.clock.delay_until(dlg.timeout_ts))
         elif step.state is DlgState.DELETED:
-            dlg.end_ts = now
+            t = self._trio_time()
+            dlg.end_ts = self.clock.at(t) if t is not None else time.time()
             dlg.end_reason = reason or dlg.end_reason
             if step.event is DlgEvent.FAILED:
                 self.c_failed.inc()
                 if not dlg.status:
                     dlg.status = 487 if dlg.cancelled else 408 if reason == TIMEOUT else 500
             self.profiles.release(dlg)
-            self._arm(dlg, LINGER)
+            self._arm(dlg, LINGER, t)
         self.persist(dlg)
         if step.event is not None:
             # the plain name: an Enum's ``value`` is an interpreted property (~1.8k instructions)
@@ -392,14 +397,27 @@ class DialogManager:
             ctx.extra.setdefault("dlg", dlg)
 
     # -- timers and storage ------------------------------------------------------------------
-    def _arm(self, dlg: Dialog, delay: float) -> None:
+    def _trio_time(self) -> float | None:
+        """trio's current time; None outside a trio run (offline tools)."""
+        try:
+            return self.timers.now()
+        except RuntimeError:
+            return None
+
+    def _arm(self, dlg: Dialog, delay: float, t: float | None = None) -> None:
+        """(Re)start the dialog's timer, ``delay`` seconds from trio time ``t`` (None: from
+        now, read here)."""
         old = self._timers.pop(dlg.key, None)
         if old is not None:
             old.cancel()
         try:
+            if t is None:
+                t = self.timers.now()
             # callback and argument, not a closure: two objects fewer per live dialog
             # coarse: a dialog's timeouts share the timer task's wake-ups (at most 1/16 s late)
-            self._timers[dlg.key] = self.timers.start(max(0.0, delay), True, self._fire, (dlg,))
+            self._timers[dlg.key] = self.timers.start_from(
+                t, max(0.0, delay), True, self._fire, (dlg,)
+            )
         except RuntimeError:  # no trio run (offline tools): nothing can expire anyway
             pass
 

@@ -139,13 +139,27 @@ class TmEngine:
         fire: Callable[..., object],
         args: tuple[Any, ...],
     ) -> None:
+        self.start_timer_from(self.timers.now(), handles, name, delay, fire, args)
+
+    def start_timer_from(
+        self,
+        now: float,
+        handles: dict[str, TimerHandle],
+        name: str,
+        delay: float,
+        fire: Callable[..., object],
+        args: tuple[Any, ...],
+    ) -> None:
+        """``start_timer`` with the time read once for the timers of one batch of actions."""
         old = handles.get(name)
         if old is not None:
             old.cancel()
         # fire(*args), not a closure: a closure costs several more objects per timer, and the
         # collector walks every one of them while the transaction waits (seconds). Only the
         # retransmission timers need to be exact: the others share the timer task's wake-ups
-        handles[name] = self.timers.start(delay, name not in RETRANSMIT_TIMERS, fire, args)
+        handles[name] = self.timers.start_from(
+            now, delay, name not in RETRANSMIT_TIMERS, fire, args
+        )
 
     # -- transactions ------------------------------------------------------------------------
     def new_id(self) -> int:
@@ -304,12 +318,18 @@ class TmEngine:
     def uas_actions(self, tx: Transaction, actions: tuple[tuple[str, str], ...]) -> None:
         m = tx.machine
         assert m is not None
+        now = 0.0
+        timed = False  # the clock is read once for the timers started together (G and H)
         for op, arg in actions:
             if op == SEND:
                 if tx.last_reply and tx.reply_dest is not None:
                     self.server.send(tx.reply_dest, tx.last_reply, tx.socket, tx.conn_id)
             elif op == START:
-                self.start_timer(tx.handles, arg, m.interval(arg), self.fire_uas, (tx, arg))
+                if not timed:
+                    now, timed = self.timers.now(), True
+                self.start_timer_from(
+                    now, tx.handles, arg, m.interval(arg), self.fire_uas, (tx, arg)
+                )
             elif op == STOP:
                 h = tx.handles.pop(arg, None)
                 if h is not None:
@@ -472,6 +492,8 @@ class TmEngine:
         m = b.machine
         assert m is not None
         ok = True
+        now = 0.0
+        timed = False  # the clock is read once for the timers started together (A and B...)
         for op, arg in actions:
             if op == SEND:
                 if b.dest is None or not self.server.send(b.dest, b.data, b.sock):
@@ -480,7 +502,9 @@ class TmEngine:
                 if b.ack_data and b.dest is not None:
                     self.server.send(b.dest, b.ack_data, b.sock)
             elif op == START:
-                self.start_timer(b.handles, arg, m.interval(arg), self.fire_uac, (b, arg))
+                if not timed:
+                    now, timed = self.timers.now(), True
+                self.start_timer_from(now, b.handles, arg, m.interval(arg), self.fire_uac, (b, arg))
             elif op == STOP:
                 h = b.handles.pop(arg, None)
                 if h is not None:
