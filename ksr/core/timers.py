@@ -116,7 +116,9 @@ class TimerService:
         it is due first."""
         if self.cancelled_on_heap > 1024 and self.cancelled_on_heap * 2 > len(self._heap):
             self._compact()
-        heapq.heappush(self._heap, handle)
+        heap = self._heap
+        heap.append(handle)
+        sift_up(heap, len(heap) - 1)
         deadline = handle.deadline
         if deadline < self._armed:
             self._rearm(deadline)
@@ -282,6 +284,24 @@ class TimerService:
     def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> Coroutine[Any, Any, None]:
         """The timer task (``nursery.start(timers.run)``)."""
         return timer_task.run(self, task_status)
+
+
+def sift_up(heap: list[TimerHandle], pos: int) -> None:
+    """heapq.heappush's sift after the append (the same heap as heapq's: heappop takes from
+    it), comparing (deadline, seq) here: compiled, a comparison through heapq is a call of
+    TimerHandle.__lt__ by its Python slot."""
+    item = heap[pos]
+    d, s = item.deadline, item.seq
+    while pos > 0:
+        ppos = (pos - 1) >> 1
+        parent = heap[ppos]
+        pd = parent.deadline
+        if d < pd or (d == pd and s < parent.seq):
+            heap[pos] = parent
+            pos = ppos
+        else:
+            break
+    heap[pos] = item
 
 
 def _name(cb: Callable[..., object]) -> str:

@@ -6,7 +6,7 @@ import pytest
 import trio
 import trio.testing
 
-from ksr.core.timers import TimerService
+from ksr.core.timers import TimerHandle, TimerService, sift_up
 
 
 @pytest.fixture
@@ -281,3 +281,20 @@ async def test_an_earlier_periodic_timer_moves_the_sleep(
 
     await _with_service(body)
     assert seen == [1.5, 2.5, 3.5]
+
+
+def test_sift_up_builds_heapqs_heap() -> None:
+    import heapq
+    import random
+
+    rng = random.Random(3)
+    ours: list[TimerHandle] = []
+    theirs: list[TimerHandle] = []
+    for seq in range(3000):
+        h = TimerHandle(float(rng.randrange(200)) / 4, seq, None, (), None, "", None)
+        ours.append(h)
+        sift_up(ours, len(ours) - 1)
+        heapq.heappush(theirs, h)
+    assert ours == theirs  # the same layout: heappop then takes the same order
+    order = [heapq.heappop(ours) for _ in range(len(ours))]
+    assert [(h.deadline, h.seq) for h in order] == sorted((h.deadline, h.seq) for h in order)
