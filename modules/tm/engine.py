@@ -170,7 +170,8 @@ class TmEngine:
         req = request_of(ctx)
         tx = Transaction(self.new_id(), key, req)
         tx.ruri = ctx.ruri or req.uri
-        tx.engine = self.server.engine_for(ctx)
+        # without a transaction yet (newtran), engine_for answers the newest script version
+        tx.engine = self.server.engine if ctx.tx is None else self.server.engine_for(ctx)
         tx.src_ip, tx.src_port, tx.proto = ctx.src_ip, ctx.src_port, ctx.proto
         tx.arrived = ctx.timestamp
         tx.socket, tx.conn_id = ctx.socket, ctx.conn_id
