@@ -447,9 +447,10 @@ class TmEngine:
 
     def branch_id(self, tx: Transaction, idx: int) -> str:
         """Our Via branch for branch ``idx`` of ``tx`` (the loop hash, RFC 3261 §16.6 step 8).
-        Concatenated: compiled, an f-string with numbers in it is a str.format call per field."""
+        Joined: compiled, an f-string with numbers in it is a str.format call per field, and
+        each ``+`` a new string."""
         h = loop_hash(tx.request, tx.request.uri)
-        return BRANCH_COOKIE + h + "." + self.salt + format(tx.id, "x") + "." + str(idx)
+        return "".join((BRANCH_COOKIE, h, ".", self.salt, hex(tx.id)[2:], ".", str(idx)))
 
     def failover(self, b: UacBranch) -> UacBranch | None:
         """DNS failover (core ``use_dns_failover``): ``b`` failed at the transport level; send
