@@ -449,7 +449,9 @@ class TmEngine:
         """Our Via branch for branch ``idx`` of ``tx`` (the loop hash, RFC 3261 §16.6 step 8).
         Joined: compiled, an f-string with numbers in it is a str.format call per field, and
         each ``+`` a new string."""
-        h = loop_hash(tx.request, tx.request.uri)
+        h = tx.loop_hash
+        if not h:  # the first branch: every branch of the transaction shares it
+            h = tx.loop_hash = loop_hash(tx.request, tx.request.uri)
         return "".join((BRANCH_COOKIE, h, ".", self.salt, hex(tx.id)[2:], ".", str(idx)))
 
     def failover(self, b: UacBranch) -> UacBranch | None:

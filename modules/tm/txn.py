@@ -131,6 +131,7 @@ class Transaction:
         "engine",
         "arrived",
         "expires",
+        "loop_hash",
     )
 
     def __init__(self, txid: int, key: Any, request: Request) -> None:
@@ -180,6 +181,7 @@ class Transaction:
         self.reply_sent: Response | None = None  # the last reply sent upstream
         self.arrived = 0.0  # time.time() the request arrived (latency statistics), 0: local
         self.expires = 0.0  # the lifetime guard's deadline (timers' clock; engine._guard)
+        self.loop_hash = ""  # of our Via branches, made by the first one (engine.branch_id)
 
     def pending_branches(self) -> list[UacBranch]:
         return [b for b in self.branches if b.status < 200]
@@ -226,10 +228,8 @@ def e2e_key(req: Request) -> tuple[str, str, int]:
 def loop_hash(req: Request, ruri: str) -> str:
     """RFC 3261 §16.6 step 8: the part of our branch that identifies the request as we got it
     (not its Via), so the same request coming back through us is recognised (§16.3 step 4).
-    Made once per request and R-URI: the loop check and the first branch's id both ask."""
-    hit = req.memo("loop_hash")
-    if hit is not None and hit[0] == ruri:
-        return str(hit[1])
+    Kept by the transaction for its branches (``Transaction.loop_hash``); the loop check,
+    which only a request with our Via below the top one needs, makes its own."""
     parts = [
         ruri,
         req.get("call-id") or "",
@@ -244,9 +244,7 @@ def loop_hash(req: Request, ruri: str) -> str:
     seed = "|".join(parts).encode("utf-8", "surrogateescape")
     # eight hex digits, zero-padded: hex() of the CRC with a 9th digit set, then cut (compiled,
     # format() with a spec is a call through the builtins, hex() is not)
-    h = hex(zlib.crc32(seed) | 0x100000000)[3:]
-    req.set_memo("loop_hash", (ruri, h))
-    return h
+    return hex(zlib.crc32(seed) | 0x100000000)[3:]
 
 
 # -- requests a client transaction makes up ---------------------------------------------------
