@@ -204,6 +204,9 @@ class LuaEngine(Engine):
         self._start: Any = None
         self._resume: Any = None
         self._drop: Any = None
+        # whether a route may wait on I/O (a KSR function that may wait is loaded): else
+        # request routes run as plain calls (__ksr_run), not as coroutines
+        self.routes_wait = True
 
     def load(self) -> None:
         core = self.server.config.core
@@ -238,8 +241,10 @@ class LuaEngine(Engine):
             # escape the budget: with the guard on, LuaJIT runs its (still fast) interpreter.
             lua.execute("jit.off()")
         wrap, ending = g["__ksr_suspending"], g["__ksr_ending"]
+        waits = False
         for f in self.registry:
             suspends = may_wait(f)
+            waits = waits or (suspends and "lua" in f.engines)
             if suspends or f.ends_route:
                 t = g.KSR[f.submodule] if f.submodule else g.KSR
                 t[f.name] = (wrap if suspends else ending)(t[f.name])
@@ -257,6 +262,7 @@ class LuaEngine(Engine):
             file, line, msg = split_lua_position(str(ran[1]))
             raise ScriptError(f"error running the script: {msg}", str(self.path), line)
         self.lua = lua
+        self.routes_wait = waits
         self._run = g["__ksr_run"]
         self._has = g["__ksr_has"]
         self._start = g["__ksr_start"]
@@ -329,6 +335,8 @@ class LuaEngine(Engine):
     ) -> int | None:
         """Run a route as a coroutine: its result, or None when it waits on I/O (then
         ``done(ctx, rc)`` is called when it finishes)."""
+        if not self.routes_wait:  # nothing can wait: a plain run (a coroutine costs ~1.5k)
+            return self.run(ctx, name, *args) if args else self.run(ctx, name)
         prev_ctx, prev_suspendable = self.ctx, self.suspendable  # _swap, inline: every run
         self.ctx = ctx
         self.suspendable = True
