@@ -69,6 +69,9 @@ def child(which: str, args: list[str]) -> None:
     mod.profiled = _instrumented  # type: ignore[attr-defined]
     sys.argv = [f"bench.profile_{which}", *args]
     mod.main()
+    import ksr.native
+
+    print(f"build: {ksr.native.BUILD}")
 
 
 def valgrind(out: str) -> list[str]:
@@ -85,7 +88,10 @@ def inproc(which: str, args: list[str]) -> None:
         if r.returncode != 0 or m is None:
             sys.exit(f"the run failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
         n, ir = int(m.group(1)), _totals(out)
+        build = re.search(r"^build: (.*)$", r.stdout, re.M)
         print(f"{which}: {n} {m.group(2)}, {ir:,} instructions, {ir / n:,.0f} per operation")
+        # a compiled build whose sources changed since runs pure Python: a figure to redo
+        print(f"  ({build.group(1) if build else 'build unknown'})")
 
 
 def anchor(rate: int, calls: int, tree: str, what: str = "calls", keep: str = "") -> None:
