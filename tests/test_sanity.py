@@ -335,3 +335,47 @@ def test_a_to_equal_to_the_from_shares_its_parsed_uri() -> None:
     failure = checks.parse_uris(bad)
     assert failure is not None
     assert (failure.code, failure.reason) == (400, "Invalid To Header")
+
+
+def test_run_checks_follows_the_table_order() -> None:
+    """run_checks calls the checks one by one in code; what it answers is what going down
+    ``CHECKS`` in order answers (the first failure among the selected checks, the request-only
+    ones skipped for replies), for every case's message, as a request and as a reply."""
+    from ksr.modules.sanity import checks
+
+    def by_table(job: checks.Job, mask: int) -> checks.Failure | None:
+        for bit, check, on_replies in checks.CHECKS:
+            if mask & bit and (job.msg.is_request or on_replies):
+                failure = check(job)
+                if failure is not None:
+                    return failure
+        return None
+
+    def verdict(failure: checks.Failure | None) -> tuple[int, str, list[str]] | None:
+        return None if failure is None else (failure.code, failure.reason, failure.headers)
+
+    masks = [1 << n for n in range(16)] + [STRICT, ALL, 17895, checks.DEFAULT_CHECKS]
+    compared = failed = 0
+    for _id, _flags, uri_checks, change, extra, start, _status, _reason in CASES:
+        kw = {"start": start} if start else {}
+        data = request(5099, 0, uri_checks, change, extra=extra, **kw)
+        as_reply = b"SIP/2.0 200 OK" + data[data.index(b"\r\n") :]
+        for raw in (data, as_reply):
+            for mask in masks:
+                want = by_table(
+                    checks.Job(
+                        parse_message_untrusted(raw), None, "udp", uri_checks, frozenset({"foo"})
+                    ),
+                    mask,
+                )
+                got = checks.run_checks(
+                    checks.Job(
+                        parse_message_untrusted(raw), None, "udp", uri_checks, frozenset({"foo"})
+                    ),
+                    mask,
+                )
+                assert verdict(got) == verdict(want), (_id, raw[:12], mask)
+                compared += 1
+                failed += want is not None
+    assert failed > 50  # both verdicts well represented
+    assert compared - failed > 50

@@ -202,21 +202,30 @@ def ruri_scheme(job: Job) -> Failure | None:
 NO_REPLY: Final = Failure(0, "")  # Kamailio fails these silently (the message is marked no-reply)
 
 
-# tuples looked up key by key: a set comparison with the keys' view is a generic call
-_REQUIRED: Final = ("via", "from", "to", "call-id", "cseq")
-_ONCE: Final = ("from", "to", "call-id", "cseq")
-
-
 def required_headers(job: Job) -> Failure | None:
-    first = job.first()
-    for key in _REQUIRED:
-        if key not in first:
-            return NO_REPLY  # no transaction quadruple (or no Via): nothing to answer with
-    dups = job.dups()
-    if dups:
-        for key in _ONCE:
-            if key in dups:
-                return NO_REPLY  # Kamailio: "duplicated ... header", failed without a reply
+    # one pass with a bit per key: compiled, comparing interned keys costs less than the
+    # dict of every header's first value (Job.first)
+    seen = 0
+    for h in job.msg.headers:
+        key = h.key
+        if key == "via":
+            seen |= 1
+            continue
+        if key == "from":
+            bit = 2
+        elif key == "to":
+            bit = 4
+        elif key == "call-id":
+            bit = 8
+        elif key == "cseq":
+            bit = 16
+        else:
+            continue
+        if seen & bit:
+            return NO_REPLY  # Kamailio: "duplicated ... header", failed without a reply
+        seen |= bit
+    if seen != 31:
+        return NO_REPLY  # no transaction quadruple (or no Via): nothing to answer with
     return None
 
 
@@ -261,11 +270,11 @@ def _cseq_parts(job: Job) -> list[str] | Failure:
     parts = job.cseq_parts
     if parts is not None:
         return parts
-    value = job.first().get("cseq")
-    if value is None:
+    h = job.msg.first("cseq")
+    if h is None:
         parts = NO_REPLY
     else:
-        parts = value.split()
+        parts = h.value.split()
         if len(parts) > 2 or (len(parts) == 2 and not is_token(parts[1])):
             parts = NO_REPLY  # Kamailio's CSeq parser refuses it: no reply
     job.cseq_parts = parts
@@ -296,9 +305,10 @@ def cseq_value(job: Job) -> Failure | None:
 
 
 def content_length(job: Job) -> Failure | None:
-    value = job.first().get("content-length")
-    if value is None:
+    h = job.msg.first("content-length")
+    if h is None:
         return None
+    value = h.value
     n = uint(value, 2**32)
     if n is None:
         return Failure(400, "Content-Length Failure")
@@ -308,9 +318,10 @@ def content_length(job: Job) -> Failure | None:
 
 
 def expires_value(job: Job) -> Failure | None:
-    value = job.first().get("expires")
-    if value is None:
+    h = job.msg.first("expires")
+    if h is None:
         return None
+    value = h.value
     if not value:
         return Failure(400, "Missing number in Expires header")
     if not value.isdigit():
@@ -370,8 +381,8 @@ def parse_uris(job: Job) -> Failure | None:
     for bit, key, name in ((URI_FROM, "from", "From"), (URI_TO, "to", "To")):
         if not job.uri_checks & bit:
             continue
-        value = job.first().get(key)
-        if not value:
+        h = m.first(key)
+        if h is None or not h.value:
             return NO_REPLY  # nothing to answer with
         try:  # the message's own parse of its first From/To (tm, dialog... read it too)
             na = m.from_ if bit == URI_FROM else m.to
@@ -513,7 +524,8 @@ def strict(job: Job) -> Failure | None:
     return None
 
 
-# Kamailio's order of evaluation (sanity_mod.c), then the ksr extra.
+# Kamailio's order of evaluation (sanity_mod.c), then the ksr extra; run_checks calls them
+# in this order (tests/test_sanity.py compares the two).
 CHECKS: Final[tuple[tuple[int, Check, bool], ...]] = (
     # (bit, check, applies to replies too)
     (RURI_SIP_VERSION, ruri_sip_version, False),
@@ -536,24 +548,41 @@ CHECKS: Final[tuple[tuple[int, Check, bool], ...]] = (
 )
 
 
-# the checks a mask selects, in order, by (mask, request or reply): scripts use a few masks
-_PLANS: Final[dict[tuple[int, bool], tuple[Check, ...]]] = {}
-
-
 def run_checks(job: Job, msg_checks: int) -> Failure | None:
-    """The first failing check among ``msg_checks``, in Kamailio's order."""
-    is_request = job.msg.is_request
-    plan = _PLANS.get((msg_checks, is_request))
-    if plan is None:
-        if len(_PLANS) >= 64:
-            _PLANS.clear()  # bounded: a script computing its masks must not grow it
-        plan = _PLANS[(msg_checks, is_request)] = tuple(
-            check
-            for bit, check, on_replies in CHECKS
-            if msg_checks & bit and (is_request or on_replies)
-        )
-    for check in plan:
-        failure = check(job)
-        if failure is not None:
-            return failure
+    """The first failing check among ``msg_checks``, in Kamailio's order (``CHECKS``). Each
+    check is called by name: compiled, that is a C call, where one taken from a table is a
+    generic call of a Python object."""
+    req = job.msg.is_request
+    f: Failure | None
+    if req and msg_checks & RURI_SIP_VERSION and (f := ruri_sip_version(job)) is not None:
+        return f
+    if req and msg_checks & RURI_SCHEME and (f := ruri_scheme(job)) is not None:
+        return f
+    if msg_checks & REQUIRED_HEADERS and (f := required_headers(job)) is not None:
+        return f
+    if msg_checks & VIA1_HEADER and (f := via1_header(job)) is not None:
+        return f
+    if msg_checks & RFC3261_COMPLIANCE and (f := rfc3261_compliance(job)) is not None:
+        return f
+    # VIA_SIP_VERSION and VIA_PROTOCOL always pass
+    if req and msg_checks & CSEQ_METHOD and (f := cseq_method(job)) is not None:
+        return f
+    if msg_checks & CSEQ_VALUE and (f := cseq_value(job)) is not None:
+        return f
+    if msg_checks & CL and (f := content_length(job)) is not None:
+        return f
+    if msg_checks & EXPIRES_VALUE and (f := expires_value(job)) is not None:
+        return f
+    if req and msg_checks & PROXY_REQUIRE and (f := proxy_require(job)) is not None:
+        return f
+    if msg_checks & PARSE_URIS and (f := parse_uris(job)) is not None:
+        return f
+    if req and msg_checks & CHECK_DIGEST and (f := check_digest(job)) is not None:
+        return f
+    if req and msg_checks & CHECK_AUTHORIZATION and (f := check_authorization(job)) is not None:
+        return f
+    if msg_checks & CHECK_DUPTAGS and (f := duptags(job)) is not None:
+        return f
+    if msg_checks & STRICT and (f := strict(job)) is not None:
+        return f
     return None
