@@ -7,7 +7,7 @@ A header nobody touched is written back exactly as it arrived.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from .abnf import SIP_VERSION_RE, is_token, uint
 from .errors import LocalProtocolError, RemoteProtocolError
@@ -500,6 +500,13 @@ def _uri_ok(uri: str) -> bool:
     return uri.isprintable()
 
 
+# KNOWN_KEYS by the first character of the name: ("Name:", name, key), in the table's order
+# (the most frequent headers first)
+_KNOWN_BY_FIRST: Final[dict[str, tuple[tuple[str, str, str], ...]]] = {}
+for _name, _key in KNOWN_KEYS.items():
+    _KNOWN_BY_FIRST[_name[0]] = (*_KNOWN_BY_FIRST.get(_name[0], ()), (_name + ":", _name, _key))
+
+
 def parse_header_lines(
     lines: list[str],
     folded: bool,
@@ -517,7 +524,7 @@ def parse_header_lines(
     line(s) as ``raw`` and is written back as it came; else it is written as ``Name: value``."""
     headers: list[Header] = []
     clens: list[str] = []
-    known = KNOWN_KEYS
+    by_first = _KNOWN_BY_FIRST
     n = len(lines)
     i = start
     while i < n:
@@ -530,18 +537,28 @@ def parse_header_lines(
                 j += 1
             raw = "\r\n".join(lines[i - 1 : j])
             i = j
-        # find and two slices, not partition: no tuple and no separator string per line
-        colon = raw.find(":")
-        if colon < 0:
-            if not strict:
-                continue
-            if raw[:1] in (" ", "\t"):
-                raise RemoteProtocolError("Continuation line without a header")
-            raise RemoteProtocolError(f"Malformed header line {raw[:40]!r}")
-        name = raw[:colon]
-        value = raw[colon + 1 :]
-        key = known.get(name)
+        # A usual name (KNOWN_KEYS) is recognised by "Name:" at the start of the line: the
+        # table's name and key objects serve, no name string is cut out and hashed
+        key: str | None = None
+        if raw:
+            for prefix, known_name, known_key in by_first.get(raw[0], ()):
+                if raw.startswith(prefix):
+                    name = known_name
+                    key = known_key
+                    value = raw[len(prefix) :]
+                    break
         if key is None:
+            # find and two slices, not partition: no tuple and no separator string
+            colon = raw.find(":")
+            if colon < 0:
+                if not strict:
+                    continue
+                if raw[:1] in (" ", "\t"):
+                    raise RemoteProtocolError("Continuation line without a header")
+                raise RemoteProtocolError(f"Malformed header line {raw[:40]!r}")
+            name = raw[:colon]
+            value = raw[colon + 1 :]
+            # not a name of the table (it would have matched above)
             if strict:
                 name = name.rstrip(" \t")
                 if not is_token(name):

@@ -141,6 +141,22 @@ def test_first_header_of_a_key() -> None:
     assert h.value == "5"
 
 
+def test_header_names_known_and_not() -> None:
+    m = parse_message_untrusted(
+        msg(*BASE, "Via-X: 1", "Tox: 2", "VIA : SIP/2.0/UDP h2", "T: <sip:t@h>", "C: a/b", "l: 0")
+    )
+    got = [(h.name, h.key, h.value) for h in m.headers[5:]]
+    assert got == [
+        ("Via-X", "via-x", "1"),
+        ("Tox", "tox", "2"),
+        ("VIA", "via", "SIP/2.0/UDP h2"),
+        ("T", "to", "<sip:t@h>"),
+        ("C", "content-type", "a/b"),
+        ("l", "content-length", "0"),
+    ]
+    assert [v.host for v in m.vias] == ["192.0.2.1", "h2"]
+
+
 def test_folding_and_line_ends_found_in_every_head() -> None:
     # a tab-started continuation, then a head of CRLF lines with one bare LF (two line ends)
     m = parse_message_untrusted(msg(*BASE, "Subject: a", "\tb", "Content-Length: 0"))
