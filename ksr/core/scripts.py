@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from ksr.core.stats import HistogramSeries
 from ksr.kemi.engine import Engine, ScriptError
 from ksr.sip.message import Header, Request
 
@@ -23,18 +22,6 @@ if TYPE_CHECKING:
 # a C static when compiled (an imported name is a module-dict lookup per use): each route run
 # reads the clock twice
 perf_counter: Final = time.perf_counter
-
-
-def observe(series: HistogramSeries, t: float) -> None:
-    """File a route run's time ``t``: bisect_left written out (a route takes well under a
-    millisecond, so the first buckets match: a compiled loop costs less than the call)."""
-    bounds = series.bounds
-    i = 0
-    n = len(bounds)
-    while i < n and bounds[i] < t:
-        i += 1
-    series.counts[i] += 1
-    series.sum += t
 
 
 class Scripts:
@@ -103,7 +90,7 @@ class Scripts:
         else:
             rc = eng.run(ctx, name, *args)
         t = perf_counter() - t0
-        observe(self.route_series.get(name) or self.latency.route_series(name), t)
+        (self.route_series.get(name) or self.latency.route_series(name)).observe(t)
         if rc == 0:
             self.stats.script_errors.inc()
         return rc
@@ -129,7 +116,7 @@ class Scripts:
             ctx.extra["_route_run"] = (name, t0, done)
             return None
         t = perf_counter() - t0
-        observe(self.route_series.get(name) or self.latency.route_series(name), t)
+        (self.route_series.get(name) or self.latency.route_series(name)).observe(t)
         return rc
 
     @staticmethod

@@ -7,7 +7,6 @@ paid when the statistics are read."""
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
 
@@ -49,7 +48,14 @@ class HistogramSeries:
         self.sum = 0.0
 
     def observe(self, v: float) -> None:
-        self.counts[bisect_left(self.bounds, v)] += 1
+        # bisect_left written out: most observations (route runs, request times) fall in the
+        # first buckets, and compiled, a loop costs less than the call into bisect
+        bounds = self.bounds
+        i = 0
+        n = len(bounds)
+        while i < n and bounds[i] < v:
+            i += 1
+        self.counts[i] += 1
         self.sum += v
 
 

@@ -1,11 +1,10 @@
-"""A route run's time lands in the bucket bisect_left gives (Scripts files it inline)."""
+"""A route run's time lands in the bucket bisect_left gives (HistogramSeries.observe, which Scripts calls per run)."""
 
 from __future__ import annotations
 
 from bisect import bisect_left
 
 from ksr.core.latency import ROUTE_BOUNDS
-from ksr.core.scripts import observe
 from ksr.core.stats import HistogramSeries
 
 
@@ -14,7 +13,7 @@ def test_observe_files_as_bisect_left() -> None:
     series = HistogramSeries(ROUTE_BOUNDS)
     want = [0] * (len(ROUTE_BOUNDS) + 1)
     for t in times:
-        observe(series, t)
+        series.observe(t)
         want[bisect_left(ROUTE_BOUNDS, t)] += 1
     assert series.counts == want
     assert series.sum == sum(times)
