@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from ksr.core.config import DEFAULT_MODULES, Config
@@ -23,7 +24,18 @@ from ksr.sip.message import Response, parse_message_untrusted
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = REPO / "scripts"
-RFC4475 = REPO.parent / "shared" / "rfc4475"
+# The workplace's shared folder (RFC 4475 messages, Kamailio's JSON-RPC captures) lies beside
+# the clone; KSR_SHARED_DIR names it where it lies elsewhere. Tests that read it are skipped,
+# with this reason, where it is missing.
+SHARED = Path(os.environ.get("KSR_SHARED_DIR") or REPO.parent / "shared")
+RFC4475 = SHARED / "rfc4475"
+CAPTURES = SHARED / "jsonrpc-captures"
+needs_rfc4475 = pytest.mark.skipif(
+    not RFC4475.is_dir(), reason=f"{RFC4475} is missing: clone beside it or set KSR_SHARED_DIR"
+)
+needs_captures = pytest.mark.skipif(
+    not CAPTURES.is_dir(), reason=f"{CAPTURES} is missing: clone beside it or set KSR_SHARED_DIR"
+)
 
 
 def make_config(

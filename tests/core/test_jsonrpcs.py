@@ -14,16 +14,16 @@ from ksr.core.rpc import rpc
 from ksr.modules.jsonrpcs.dgram import CHUNK
 from tests.core.rpc_helpers import DgramClient
 from tests.support import (
-    REPO,
+    CAPTURES,
     UdpPeer,
     make_config,
+    needs_captures,
     running_server,
     sip_request,
     udp_addr,
     write_script,
 )
 
-CAPTURES = REPO.parent / "shared" / "jsonrpc-captures"
 REPLY_200 = "function ksr_request_route() KSR.sl.sl_send_reply(200, 'OK') end\n"
 
 
@@ -37,6 +37,7 @@ def _config(path: str, **params: object):  # type: ignore[no-untyped-def]
     )
 
 
+@needs_captures
 async def test_reply_bytes_match_kamailio_capture(tmp_path: Path) -> None:
     """kamcli's exact request for an unknown method gets Kamailio's exact bytes back."""
     cap = json.loads((CAPTURES / "kamcli-16-error-method-not-found.json").read_text())

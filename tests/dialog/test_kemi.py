@@ -6,12 +6,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.support import make_config, running_server, udp_addr, write_script
+from tests.support import (
+    CAPTURES,
+    make_config,
+    needs_captures,
+    running_server,
+    udp_addr,
+    write_script,
+)
 
 from .test_calls import cid, establish
 from .ua import Ua
-
-CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "jsonrpc-captures"
 
 PY = """
 import KSR
@@ -98,6 +103,7 @@ async def test_kemi_and_pvs_from_python(tmp_path: Path) -> None:
                 u.close()
 
 
+@needs_captures
 async def test_rpc_shapes_match_kamailio(tmp_path: Path) -> None:
     from .conftest import proxy_config
 

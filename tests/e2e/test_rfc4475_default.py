@@ -22,11 +22,21 @@ import pytest
 from ksr.core.context import Destination
 from ksr.core.resolver import Resolver
 from ksr.sip.message import Response, parse_message_untrusted
-from tests.support import RFC4475, UdpPeer, make_config, running_server, sip_request, udp_addr
+from tests.support import (
+    RFC4475,
+    UdpPeer,
+    make_config,
+    needs_rfc4475,
+    running_server,
+    sip_request,
+    udp_addr,
+)
 from tests.test_rfc4475 import EXPECTED as SMALL_SCRIPT
 from tests.test_rfc4475 import PARSER_REJECTS, REASONS
 
 from .helpers import LANGS, script
+
+pytestmark = needs_rfc4475
 
 RELAY = "valid, for a domain that is not ours: relayed, the host does not resolve -> 478"
 

@@ -12,9 +12,15 @@ import trio
 from ksr.core.rpc import RpcError
 from tests.registrar.helpers import exchange, invite, register
 from tests.registrar.scripts import script
-from tests.support import UdpPeer, make_config, running_server, udp_addr, write_script
-
-CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "jsonrpc-captures"
+from tests.support import (
+    CAPTURES,
+    UdpPeer,
+    make_config,
+    needs_captures,
+    running_server,
+    udp_addr,
+    write_script,
+)
 
 
 def cfg(url: str, mode: int, **reg: object):  # type: ignore[no-untyped-def]
@@ -69,6 +75,7 @@ def _shape(v: object) -> object:
     return type(v).__name__
 
 
+@needs_captures
 async def test_rpc_shapes_match_kamailio(tmp_path: Path) -> None:
     suffix, text = script("lua")
     async with running_server(

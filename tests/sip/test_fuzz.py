@@ -18,7 +18,7 @@ from ksr.modules.sanity.checks import ALL_CHECKS, Job, run_checks
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.framing import StreamFramer
 from ksr.sip.message import Request, parse_message_untrusted
-from tests.support import RFC4475
+from tests.support import RFC4475, needs_rfc4475
 
 SEEDS = [p.read_bytes() for p in sorted(RFC4475.glob("*.dat"))]
 SPECIAL = [
@@ -115,12 +115,14 @@ def test_random_bytes(data: bytes) -> None:
 
 
 @FUZZ
+@needs_rfc4475
 @given(mutated())
 def test_mutated_messages(data: bytes) -> None:
     exercise(data)
 
 
 @FUZZ
+@needs_rfc4475
 @given(mutated(), st.lists(st.integers(1, 64), min_size=1, max_size=20))
 def test_stream_framer(data: bytes, cuts: list[int]) -> None:
     f = StreamFramer(max_size=4000)
