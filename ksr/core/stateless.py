@@ -11,8 +11,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from ksr.sip.builders import (
-    make_reply,
     make_via,
+    reply_bytes,
     stateless_branch,
     via_destination,
     without_top_via,
@@ -67,20 +67,14 @@ class Stateless:
         server = self.server
         req = ctx.request
         body, ctype = ctx.reply_body or (b"", None)
-        contacts: list[str] = []
+        contacts: list[str] | None = None
         if 300 <= code < 400 and (ctx.branches or (ctx.ruri and ctx.ruri != req.uri)):
             # the destination set: a rewritten R-URI (e.g. by lookup) and the branches
             contacts = [ctx.ruri or ""] + [x.uri for x in ctx.branches]
         try:
-            rpl = make_reply(
-                req,
-                code,
-                reason,
-                extra_headers=ctx.reply_lumps,
-                body=body,
-                content_type=ctype,
-                server_header=self.server_header(),
-                contacts=contacts,
+            # bytes straight away: a stateless reply is only sent, never looked at again
+            data = reply_bytes(
+                req, code, reason, None, ctx.reply_lumps, body, ctype, self._server_header, contacts
             )
             dest = self.reply_destination(req, ctx.proto)
         except RemoteProtocolError as err:
@@ -89,10 +83,10 @@ class Stateless:
         ctx.replied = code
         dest.proto = ctx.proto  # RFC 3261 §18.2.2: answer on the transport the request came on
         if delay > 0:
-            server.timers.once(delay, server.send, dest, rpl.to_bytes(), ctx.socket, ctx.conn_id)
+            server.timers.once(delay, server.send, dest, data, ctx.socket, ctx.conn_id)
             sent = True
         else:
-            sent = server.send(dest, rpl.to_bytes(), ctx.socket, ctx.conn_id)
+            sent = server.send(dest, data, ctx.socket, ctx.conn_id)
         # counted once the reply has left: the statistics do not delay it
         self.stats.sl_replies.inc()
         if code >= 200:

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from ksr.sip.builders import BRANCH_COOKIE, make_reply, new_branch, stateless_branch
-from ksr.sip.message import Request, parse_message_untrusted
+from ksr.sip.builders import (
+    BRANCH_COOKIE,
+    make_reply,
+    new_branch,
+    reply_bytes,
+    stateless_branch,
+)
+from ksr.sip.message import Header, Request, parse_message_untrusted
+from ksr.sip.received import received_fix
 
 REQ = (
     b"INVITE sip:bob@example.com SIP/2.0\r\n"
@@ -63,6 +70,42 @@ def test_reply_extras() -> None:
     assert out.get("unsupported") == "foo"
     assert out.get("server") == "ksr"
     assert (out.body, out.get("content-type")) == (b"hi", "text/plain")
+
+
+def test_reply_bytes_are_make_reply_serialized() -> None:
+    """The one-pass writer sends the bytes the Response would have been written as."""
+    tagged = REQ.replace(b"To: <sip:bob@example.com>", b"t: <sip:bob@example.com> ; tag=q")
+    compact = REQ.replace(b"Call-ID: c1", b"i: c1").replace(b"Via: SIP/2.0/TCP", b"v: SIP/2.0/TCP")
+    two_to = REQ.replace(b"CSeq: 7", b"To: <sip:x@example.com>\r\nCSeq: 7")
+    lumps = [Header("Unsupported", "foo"), Header("X-A", "1", "X-A:   1")]
+    cases = [
+        (100, "Trying", None, [], b"", None, None, None),
+        (200, "OK", None, lumps, b"", None, "ksr 1.0", None),
+        (486, "Busy Here", "fixed", [], b"hi", "text/plain", None, None),
+        (302, "Moved", None, lumps, b"", None, "ksr", ["sip:a@b", "sip:c@d;x=1"]),
+        (404, "Not Found", None, [], b"x", None, None, []),
+    ]
+    for data in (REQ, tagged, compact, two_to):
+        for fix in (False, True):
+            for status, reason, tag, extra, body, ctype, server, contacts in cases:
+                req = parse_message_untrusted(data)
+                assert isinstance(req, Request)
+                if fix:
+                    req.via_fix = received_fix(req, "198.51.100.7", 5070, True)
+                    assert req.via_fix is not None
+                want = make_reply(
+                    req,
+                    status,
+                    reason,
+                    to_tag=tag,
+                    extra_headers=extra,
+                    body=body,
+                    content_type=ctype,
+                    server_header=server,
+                    contacts=contacts or (),
+                ).to_bytes()
+                got = reply_bytes(req, status, reason, tag, extra, body, ctype, server, contacts)
+                assert got == want
 
 
 def test_branches() -> None:
