@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,17 @@ def test_sample_config_serves_the_default_script(tmp_path: Path) -> None:
                 f"packaging/ksr.toml:{i + 1}: {line} has no comment"
             )
     with ksr_process(DEFAULT_SCRIPT, localized(text, tmp_path), ready=wait_answering) as k:
-        assert "listening on" in k["log"].read_text()
+        # UDP answers while the modules still start; the line comes once all have started
+        assert _log_says(k["log"], "listening on")
+
+
+def _log_says(log: Path, text: str, seconds: float = 30.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while text not in log.read_text():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 @pytest.mark.postgres
