@@ -21,7 +21,7 @@ from ksr.suspend.locks import KeyedLock
 from . import errors
 from .lookup import ERROR, FOUND, NOT_FOUND, lookup, valid_contacts
 from .parse import aor_of, parse_q
-from .save import reply, save_and_reply
+from .save import SaveParams, reply, save_and_reply
 from .ulc import Fetched, UlcProfiles, contact_attr, record_attr
 
 
@@ -81,6 +81,8 @@ class Registrar(Module):
         self.usrloc = self.require("usrloc", UsrlocApi)
         self.usrloc.on_expired(self._on_expired)
         self.waits = self.usrloc.stores
+        # what save() reads of the settings, read once (they do not change at run time)
+        self.save_params = SaveParams(self.params, self.usrloc.use_domain, self.usrloc.server_id)
         st = self.server.stats
         self.c_accepted = st.counter("registrar", "accepted_regs", doc="REGISTER requests saved")
         self.c_rejected = st.counter("registrar", "rejected_regs", doc="REGISTER requests refused")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from ksr.core.context import MsgContext
-from ksr.modules.usrloc.api import Contact, Domain, UsrlocError
+from ksr.modules.usrloc.api import Contact, Domain, UsrlocApi, UsrlocError
 from ksr.sip.builders import default_reason
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.headers import parse_name_addr, split_commas
@@ -34,7 +34,7 @@ from .parse import (
 )
 
 if TYPE_CHECKING:
-    from . import Registrar
+    from . import Registrar, RegistrarParams
 
 log = logging.getLogger("ksr.registrar")
 
@@ -79,8 +79,34 @@ class _Op:
         self.contact = contact
 
 
-def _expires_for(reg: Registrar, c: ContactReq, hdr: int | None, flags: int) -> int:
-    p = reg.params
+class SaveParams:
+    """The registrar and usrloc settings save() reads, read once (Registrar.init): compiled,
+    each is a field of this object, where a module parameter read per REGISTER is a Python
+    attribute lookup (and usrloc's a Python property)."""
+
+    def __init__(self, p: RegistrarParams, use_domain: bool, server_id: int) -> None:
+        self.default_expires: int = p.default_expires
+        self.default_expires_range: int = p.default_expires_range
+        self.expires_range: int = p.expires_range
+        self.min_expires: int = p.min_expires
+        self.min_expires_mode: int = p.min_expires_mode
+        self.max_expires: int = p.max_expires
+        self.default_q: int = p.default_q
+        self.max_contacts: int = p.max_contacts
+        self.retry_after: int = p.retry_after
+        self.use_path: int = p.use_path
+        self.path_mode: int = p.path_mode
+        self.path_use_received: int = p.path_use_received
+        self.received_avp: str = p.received_avp
+        self.received_param: str = p.received_param
+        self.case_sensitive: bool = bool(p.case_sensitive)
+        self.realm_prefix: str = p.realm_prefix
+        self.cseq_delay: int = p.cseq_delay
+        self.use_domain = use_domain  # usrloc's
+        self.server_id = server_id  # usrloc's (the rows it writes)
+
+
+def _expires_for(p: SaveParams, c: ContactReq, hdr: int | None, flags: int) -> int:
     e = c.expires if c.expires is not None else (hdr if hdr is not None else p.default_expires)
     if e == 0:
         return 0
@@ -106,8 +132,7 @@ def _matches(old: Contact, new: ContactReq) -> bool:
     return old.contact == new.uri
 
 
-def _received(reg: Registrar, ctx: MsgContext, path: str) -> str:
-    p = reg.params
+def _received(p: SaveParams, ctx: MsgContext, path: str) -> str:
     if p.path_use_received and path:
         try:
             first = parse_name_addr(split_commas(path)[0])
@@ -128,7 +153,7 @@ def _received(reg: Registrar, ctx: MsgContext, path: str) -> str:
 
 def save(reg: Registrar, ctx: MsgContext, table: str, flags: int, uri: str | None) -> SaveResult:
     req = ctx.request
-    p = reg.params
+    p: SaveParams = reg.save_params
     ul = reg.usrloc
     hv = save_headers(req)
     try:
@@ -140,13 +165,13 @@ def save(reg: Registrar, ctx: MsgContext, table: str, flags: int, uri: str | Non
     if len(callid) > MAX_CALLID:
         raise errors.err(errors.CALLID_LEN)
     if to is None:
-        aor = aor_of(uri or "", ul.use_domain, p.realm_prefix, bool(p.case_sensitive))
+        aor = aor_of(uri or "", p.use_domain, p.realm_prefix, p.case_sensitive)
     else:
         try:  # the To's own parsed URI: sanity's URI checks have usually parsed it
             to_uri = to.uri
         except RemoteProtocolError:
             raise errors.err(errors.AOR_PARSE) from None
-        aor = aor_of_uri(to_uri, ul.use_domain, p.realm_prefix, bool(p.case_sensitive))
+        aor = aor_of_uri(to_uri, p.use_domain, p.realm_prefix, p.case_sensitive)
     hdr_exp = expires_header(hv.get("expires"))
     star, creqs = contacts_of(hv.get("contact", ()))
     path = ""
@@ -157,11 +182,11 @@ def save(reg: Registrar, ctx: MsgContext, table: str, flags: int, uri: str | Non
     d: Domain = ul.domain(table)
     r = _Register(callid, cseq, hdr_exp, star, creqs, path, hv)
     if not reg.waits:  # nothing in it waits: no other REGISTER can run meanwhile
-        return _update(reg, ctx, d, aor, flags, r)
+        return _update(p, ul, ctx, d, aor, flags, r)
     key = f"{table}\0{aor}"
     locked = reg.aor_locks.acquire(key)  # one REGISTER per AOR at a time (they may wait)
     try:
-        return _update(reg, ctx, d, aor, flags, r)
+        return _update(p, ul, ctx, d, aor, flags, r)
     finally:
         if locked:
             reg.aor_locks.release(key)
@@ -199,10 +224,8 @@ class _Register:
 
 
 def _update(
-    reg: Registrar, ctx: MsgContext, d: Domain, aor: str, flags: int, r: _Register
+    p: SaveParams, ul: UsrlocApi, ctx: MsgContext, d: Domain, aor: str, flags: int, r: _Register
 ) -> SaveResult:
-    p = reg.params
-    ul = reg.usrloc
     callid, cseq, hdr_exp, path = r.callid, r.cseq, r.hdr_exp, r.path
     try:
         existing = d.read(aor)  # read only: an update changes a copy
@@ -220,7 +243,7 @@ def _update(
     if not r.creqs:
         return SaveResult(4, aor, live, path, now)
 
-    received = _received(reg, ctx, path)
+    received = _received(p, ctx, path)
     if len(received) > 255:
         raise errors.err(errors.CONTACT_LEN)
     hv = r.headers
@@ -230,11 +253,11 @@ def _update(
     sock = str(ctx.socket)
     cflags = ctx.bflags
     conn_id = ctx.conn_id if ctx.proto != "udp" else -1
-    server_id = ul.server_id
+    server_id = p.server_id
     ops: list[_Op] = []
     remaining = list(live)
     for cr in r.creqs:
-        exp = _expires_for(reg, cr, hdr_exp, flags)
+        exp = _expires_for(p, cr, hdr_exp, flags)
         old = next((c for c in existing if _matches(c, cr)), None) if existing else None
         if old is not None and old.callid == callid and not old.expired(now):
             if cseq < old.cseq:
@@ -373,7 +396,7 @@ def reply(reg: Registrar, ctx: MsgContext, code: int, headers: list[Header]) -> 
 def ok_headers(reg: Registrar, ctx: MsgContext, res: SaveResult) -> list[Header]:
     """The 200 OK's Contact (every binding) and Path headers."""
     now = res.now or reg.usrloc.now()
-    p = reg.params
+    p: SaveParams = reg.save_params
     contact = contact_header(res.bindings, now, p.received_param)
     hdrs: list[Header] = [] if contact is None else [contact]
     if (
