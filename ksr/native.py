@@ -81,6 +81,7 @@ COMPILED: tuple[str, ...] = (
     "ksr.modules.registrar.parse",
     "ksr.modules.registrar.save",
     "ksr.modules.usrloc.contact",
+    "ksr.modules.usrloc.api",
     # tm's stateful proxy but its Module: transactions and branches (txn), the shell that runs
     # the machines' actions (engine), t_relay (relay), the reply path (replies) and the
     # callbacks and their events (api: made and read for every transaction by dialog)

@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from ksr.core.context import MsgContext
+from ksr.core.context import MsgContext, SocketInfo
 from ksr.modules.usrloc.api import Contact, Domain, UsrlocApi, UsrlocError
 from ksr.sip.builders import default_reason
 from ksr.sip.errors import RemoteProtocolError
@@ -151,6 +151,22 @@ def _received(p: SaveParams, ctx: MsgContext, path: str) -> str:
     return ""
 
 
+# str() of the sockets REGISTERs arrive on, by id (a socket lives as long as its server; the
+# object kept beside its text tells a reused id): the f-string per REGISTER cost ~1,000
+_SOCKET_TEXT: Final[dict[int, tuple[object, str]]] = {}
+
+
+def _socket_text(sock: SocketInfo | None) -> str:
+    hit = _SOCKET_TEXT.get(id(sock))
+    if hit is not None and hit[0] is sock:
+        return hit[1]
+    text = str(sock)
+    if len(_SOCKET_TEXT) >= 64:
+        _SOCKET_TEXT.clear()
+    _SOCKET_TEXT[id(sock)] = (sock, text)
+    return text
+
+
 def save(reg: Registrar, ctx: MsgContext, table: str, flags: int, uri: str | None) -> SaveResult:
     req = ctx.request
     p: SaveParams = reg.save_params
@@ -228,7 +244,7 @@ def _update(
 ) -> SaveResult:
     callid, cseq, hdr_exp, path = r.callid, r.cseq, r.hdr_exp, r.path
     try:
-        existing = d.read(aor)  # read only: an update changes a copy
+        existing = ul.read_bindings(d, aor)  # read only: an update changes a copy
     except UsrlocError as e:
         raise _store_failed(errors.UL_GET, e, aor) from e
     now = ul.now()
@@ -238,7 +254,7 @@ def _update(
         if hdr_exp != 0:
             raise errors.err(errors.STAR_EXP)
         for c in existing:
-            _apply(d, _Op("delete", c), flags, aor)
+            _apply(ul, d, _Op("delete", c), flags, aor)
         return SaveResult(3, aor, [], path, now)
     if not r.creqs:
         return SaveResult(4, aor, live, path, now)
@@ -250,7 +266,7 @@ def _update(
     ua = hv["user-agent"][0][:255] if "user-agent" in hv else ""
     methods = methods_from_allow(hv.get("allow", ()))
     q_override = ctx.extra.get("reg_q_override")
-    sock = str(ctx.socket)
+    sock = _socket_text(ctx.socket)
     cflags = ctx.bflags
     conn_id = ctx.conn_id if ctx.proto != "udp" else -1
     server_id = p.server_id
@@ -316,7 +332,7 @@ def _update(
         hdrs = (f"Retry-After: {p.retry_after}",) if p.retry_after > 0 else ()
         raise errors.err(errors.TOO_MANY, *hdrs)
     for op in ops:
-        _apply(d, op, flags, aor)
+        _apply(ul, d, op, flags, aor)
     kinds = {o.kind for o in ops}
     rc = 1 if "insert" in kinds else 2 if kinds & {"update", "skip"} else 3
     if d.db_mode in (0, 3):
@@ -337,11 +353,11 @@ def _update(
     return SaveResult(rc, aor, bindings, path, now)
 
 
-def _apply(d: Domain, op: _Op, flags: int, aor: str) -> None:
+def _apply(ul: UsrlocApi, d: Domain, op: _Op, flags: int, aor: str) -> None:
     mem_only = bool(flags & FLAG_MEM_ONLY)
     try:
         if op.kind in ("insert", "update"):
-            d.put(op.contact, mem_only=mem_only)
+            ul.put_binding(d, op.contact, mem_only)
         elif op.kind == "delete":
             d.remove(op.contact, mem_only=mem_only)
     except UsrlocError as e:

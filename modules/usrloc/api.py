@@ -33,15 +33,13 @@ ExpiredCallback = Callable[[str, Contact], None]
 
 
 class UsrlocApi:
-    """What other modules use of usrloc."""
-
-    __slots__ = ("_ul",)
+    """What other modules use of usrloc. Compiled (ksr/native.py): registrar's save() calls
+    it several times per REGISTER, each a C call where a Python method was a frame."""
 
     def __init__(self, ul: Usrloc) -> None:
         self._ul = ul
 
-    # the properties and methods registrar's save() reads per REGISTER go to usrloc's fields
-    # directly: one Python frame per read instead of two
+    # the properties and methods go to usrloc's fields directly: one read instead of a call
 
     @property
     def use_domain(self) -> bool:
@@ -71,6 +69,28 @@ class UsrlocApi:
         """The location table ``name`` (Kamailio's ``get_udomain``/``register_udomain``)."""
         d = self._ul.domains.get(name)
         return d if d is not None else self._ul.domain(name)
+
+    def read_bindings(self, d: Domain, aor: str) -> list[Contact]:
+        """``d.read(aor)``; a memory-only table (db_mode 0) is read here, compiled: no
+        Python frame per REGISTER."""
+        if d.db_mode != 0:
+            return d.read(aor)
+        cs = d.mem.get(aor)  # db_mode 0 is loaded from the start
+        return list(cs.values()) if cs else []
+
+    def put_binding(self, d: Domain, c: Contact, mem_only: bool = False) -> None:
+        """``d.put(c, mem_only)``; a memory-only table (db_mode 0) is written here, as
+        ``Domain.put`` writes it (``Domain.store``, then ``share_put`` in a shared table)."""
+        if d.db_mode != 0:
+            d.put(c, mem_only=mem_only)
+            return
+        mem = d.mem
+        cs = mem.get(c.aor)
+        if cs is None:
+            cs = mem[c.aor] = {}
+        cs[c.ruid] = c
+        if "_replica" in d.__dict__:
+            d.share_put(c)
 
     def new_ruid(self) -> str:
         return self._ul.ruids.next()

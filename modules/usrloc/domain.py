@@ -223,12 +223,17 @@ class Domain:
         # ``_mem_put`` without its copy: ``c`` itself is stored (the caller hands it over),
         # and only a shared table turns it into the values its siblings build theirs from
         self.store(c)
-        link = self.__dict__.get("_replica")
-        if link is not None:
-            link[0].emit_coded(link[1], "_mem_put", (c.values(),), _BINDING_WRITE)
+        if "_replica" in self.__dict__:
+            self.share_put(c)
         if db_mode == 2 and not mem_only:
             self.dirty.add(c.ruid)
             self.gone.discard(c.ruid)
+
+    def share_put(self, c: Contact) -> None:
+        """Hand ``c``, just stored, to the sibling workers of a shared table (``_mem_put``)."""
+        link = self.__dict__.get("_replica")
+        if link is not None:
+            link[0].emit_coded(link[1], "_mem_put", (c.values(),), _BINDING_WRITE)
 
     def remove(self, c: Contact, mem_only: bool = False, expired: bool = False) -> bool:
         """``expired``: the expiry removes it (not if another worker refreshed it meanwhile)."""
