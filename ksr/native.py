@@ -80,6 +80,7 @@ COMPILED: tuple[str, ...] = (
     # bindings themselves (usrloc's Contact): a REGISTER's own Python code
     "ksr.modules.registrar.parse",
     "ksr.modules.registrar.save",
+    "ksr.modules.registrar.methods",  # a REGISTER's Allow as the contact's method mask
     "ksr.modules.usrloc.contact",
     "ksr.modules.usrloc.api",
     # tm's stateful proxy but its Module: transactions and branches (txn), the shell that runs

@@ -82,7 +82,7 @@ class Registrar(Module):
         self.usrloc.on_expired(self._on_expired)
         self.waits = self.usrloc.stores
         # what save() reads of the settings, read once (they do not change at run time)
-        self.save_params = SaveParams(self.params, self.usrloc.use_domain, self.usrloc.server_id)
+        self.save_params = SaveParams(self.params, self.usrloc)
         st = self.server.stats
         self.c_accepted = st.counter("registrar", "accepted_regs", doc="REGISTER requests saved")
         self.c_rejected = st.counter("registrar", "rejected_regs", doc="REGISTER requests refused")

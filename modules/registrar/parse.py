@@ -82,31 +82,54 @@ def aor_of_uri(
     return f"{user}@{host}"
 
 
-# the headers save() reads, gathered in one pass over the request (a scan per name cost more)
-_SAVE_KEYS: Final = frozenset(
-    {"call-id", "expires", "contact", "user-agent", "allow", "path", "supported"}
-)
+class SaveHeaders:
+    """The headers save() reads, gathered in one pass over the request (a scan per name cost
+    more): the first value of those it reads once, every value in order of the others."""
+
+    def __init__(self) -> None:
+        self.callid: str | None = None
+        self.expires: str | None = None
+        self.user_agent: str | None = None
+        self.contact: list[str] = []
+        self.allow: list[str] | None = None  # None: no Allow header (every method)
+        self.path: list[str] = []
+        self.supported: list[str] = []
 
 
-def save_headers(req: Request) -> dict[str, list[str]]:
-    """The values of the headers save() reads, by key, in order (absent keys left out)."""
-    out: dict[str, list[str]] = {}
+def save_headers(req: Request) -> SaveHeaders:
+    """The values of the headers save() reads (compiled: each key compared with literals,
+    the usual REGISTER's header keys being interned, no set or dict per request)."""
+    out = SaveHeaders()
     for h in req.headers:
         key = h.key
-        if key in _SAVE_KEYS:
-            values = out.get(key)
-            if values is None:
-                out[key] = [h.value]
+        if key == "contact":
+            out.contact.append(h.value)
+        elif key == "call-id":
+            if out.callid is None:
+                out.callid = h.value
+        elif key == "expires":
+            if out.expires is None:
+                out.expires = h.value
+        elif key == "user-agent":
+            if out.user_agent is None:
+                out.user_agent = h.value
+        elif key == "allow":
+            if out.allow is None:
+                out.allow = [h.value]
             else:
-                values.append(h.value)
+                out.allow.append(h.value)
+        elif key == "path":
+            out.path.append(h.value)
+        elif key == "supported":
+            out.supported.append(h.value)
     return out
 
 
-def expires_header(values: list[str] | None) -> int | None:
-    """The first Expires header's value (``values``: every Expires header's)."""
-    if not values:
+def expires_header(value: str | None) -> int | None:
+    """The first Expires header's value (None: no Expires header)."""
+    if value is None:
         return None
-    v = values[0].strip()
+    v = value.strip()
     if not v.isdigit():
         raise errors.err(errors.PARSE_EXP)
     return min(int(v), 2**32 - 1)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from ksr.core.context import MsgContext, SocketInfo
-from ksr.modules.usrloc.api import Contact, Domain, UsrlocApi, UsrlocError
+from ksr.modules.usrloc.api import ALL_METHODS, Contact, Domain, UsrlocApi, UsrlocError
 from ksr.sip.builders import default_reason
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.headers import parse_name_addr, split_commas
@@ -24,6 +24,7 @@ from .methods import methods_from_allow
 from .parse import (
     MAX_CALLID,
     ContactReq,
+    SaveHeaders,
     aor_of,
     aor_of_uri,
     contacts_of,
@@ -84,7 +85,9 @@ class SaveParams:
     each is a field of this object, where a module parameter read per REGISTER is a Python
     attribute lookup (and usrloc's a Python property)."""
 
-    def __init__(self, p: RegistrarParams, use_domain: bool, server_id: int) -> None:
+    def __init__(self, p: RegistrarParams, usrloc: UsrlocApi) -> None:
+        self.usrloc = usrloc
+        self.waits = usrloc.stores  # whether save() may wait (on usrloc's database)
         self.default_expires: int = p.default_expires
         self.default_expires_range: int = p.default_expires_range
         self.expires_range: int = p.expires_range
@@ -102,8 +105,8 @@ class SaveParams:
         self.case_sensitive: bool = bool(p.case_sensitive)
         self.realm_prefix: str = p.realm_prefix
         self.cseq_delay: int = p.cseq_delay
-        self.use_domain = use_domain  # usrloc's
-        self.server_id = server_id  # usrloc's (the rows it writes)
+        self.use_domain = usrloc.use_domain
+        self.server_id = usrloc.server_id  # for the rows it writes
 
 
 def _expires_for(p: SaveParams, c: ContactReq, hdr: int | None, flags: int) -> int:
@@ -170,14 +173,16 @@ def _socket_text(sock: SocketInfo | None) -> str:
 def save(reg: Registrar, ctx: MsgContext, table: str, flags: int, uri: str | None) -> SaveResult:
     req = ctx.request
     p: SaveParams = reg.save_params
-    ul = reg.usrloc
+    ul = p.usrloc
     hv = save_headers(req)
+    callid = hv.callid
     try:
         to = None if uri else req.to
-        callid = hv["call-id"][0]
         cseq = req.cseq.number
-    except (KeyError, RemoteProtocolError):
+    except RemoteProtocolError:
         raise errors.parse_error() from None
+    if callid is None:
+        raise errors.parse_error()
     if len(callid) > MAX_CALLID:
         raise errors.err(errors.CALLID_LEN)
     if to is None:
@@ -188,16 +193,16 @@ def save(reg: Registrar, ctx: MsgContext, table: str, flags: int, uri: str | Non
         except RemoteProtocolError:
             raise errors.err(errors.AOR_PARSE) from None
         aor = aor_of_uri(to_uri, p.use_domain, p.realm_prefix, p.case_sensitive)
-    hdr_exp = expires_header(hv.get("expires"))
-    star, creqs = contacts_of(hv.get("contact", ()))
+    hdr_exp = expires_header(hv.expires)
+    star, creqs = contacts_of(hv.contact)
     path = ""
     if p.use_path:
-        path = path_of(hv.get("path", ()))
-        if path and p.path_mode == 2 and not supports(hv.get("supported", ()), "path"):
+        path = path_of(hv.path)
+        if path and p.path_mode == 2 and not supports(hv.supported, "path"):
             raise errors.err(errors.PATH_UNSUP)
     d: Domain = ul.domain(table)
     r = _Register(callid, cseq, hdr_exp, star, creqs, path, hv)
-    if not reg.waits:  # nothing in it waits: no other REGISTER can run meanwhile
+    if not p.waits:  # nothing in it waits: no other REGISTER can run meanwhile
         return _update(p, ul, ctx, d, aor, flags, r)
     key = f"{table}\0{aor}"
     locked = reg.aor_locks.acquire(key)  # one REGISTER per AOR at a time (they may wait)
@@ -218,7 +223,7 @@ class _Register:
     star: bool  # Contact: *
     creqs: list[ContactReq]
     path: str
-    headers: dict[str, list[str]]  # save_headers()
+    headers: SaveHeaders
 
     def __init__(
         self,
@@ -228,7 +233,7 @@ class _Register:
         star: bool,
         creqs: list[ContactReq],
         path: str,
-        headers: dict[str, list[str]],
+        headers: SaveHeaders,
     ) -> None:
         self.callid = callid
         self.cseq = cseq
@@ -263,8 +268,8 @@ def _update(
     if len(received) > 255:
         raise errors.err(errors.CONTACT_LEN)
     hv = r.headers
-    ua = hv["user-agent"][0][:255] if "user-agent" in hv else ""
-    methods = methods_from_allow(hv.get("allow", ()))
+    ua = hv.user_agent[:255] if hv.user_agent is not None else ""
+    methods = ALL_METHODS if hv.allow is None else methods_from_allow(hv.allow)
     q_override = ctx.extra.get("reg_q_override")
     sock = _socket_text(ctx.socket)
     cflags = ctx.bflags
@@ -333,8 +338,13 @@ def _update(
         raise errors.err(errors.TOO_MANY, *hdrs)
     for op in ops:
         _apply(ul, d, op, flags, aor)
-    kinds = {o.kind for o in ops}
-    rc = 1 if "insert" in kinds else 2 if kinds & {"update", "skip"} else 3
+    rc = 3
+    for o in ops:  # 1 if any inserted, else 2 if any updated (or a retransmission), else 3
+        if o.kind == "insert":
+            rc = 1
+            break
+        if o.kind != "delete":
+            rc = 2
     if d.db_mode in (0, 3):
         # what was read plus what was written, as Kamailio answers: no second query (memory
         # only: nothing else ran in between, the writes do not wait)
