@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zlib
 from collections.abc import Iterable
 from typing import Final
 
@@ -14,7 +15,7 @@ from .message import Header, Request, Response
 from .owner import VIA_MARK
 
 BRANCH_COOKIE: Final = "z9hG4bK"
-_blake2b: Final = hashlib.blake2b  # compiled: a static, not the module's attribute per call
+_crc32: Final = zlib.crc32  # compiled: a static, not the module's attribute per call
 
 REASONS: Final[dict[int, str]] = {
     100: "Trying",
@@ -83,9 +84,14 @@ def make_to_tag(req: Request, secret: str = "") -> str:
 
 
 def to_tag_of(secret: str, call_id: str | None, from_: str | None, cseq: str | None) -> str:
-    """``make_to_tag`` from the request's first Call-ID, From and CSeq values."""
-    seed = f"{secret}|{call_id}|{from_}|{cseq}"
-    return _blake2b(seed.encode("utf-8", "surrogateescape"), digest_size=8).hexdigest()
+    """``make_to_tag`` from the request's first Call-ID, From and CSeq values: ``secret``
+    then the eight hex digits of their CRC-32, as Kamailio's sl tags are a fixed prefix and
+    a CRC of the request's identity. The same for a retransmission (in any worker and after
+    a restart when ``secret`` is); a tag needs no secrecy, and the Call-ID and From-tag the
+    CRC covers already make each dialog's identity unique."""
+    seed = "|".join((call_id or "", from_ or "", cseq or ""))
+    crc = _crc32(seed.encode("utf-8", "surrogateescape"))
+    return secret + hex(crc | 0x100000000)[3:]  # the bit above keeps the leading zeros
 
 
 def make_reply(

@@ -8,6 +8,7 @@ from ksr.sip.builders import (
     new_branch,
     reply_bytes,
     stateless_branch,
+    to_tag_of,
 )
 from ksr.sip.message import Header, Request, parse_message_untrusted
 from ksr.sip.received import received_fix
@@ -55,6 +56,25 @@ def test_no_tag_on_100_and_existing_tag_kept() -> None:
     req = parse_message_untrusted(data)
     assert isinstance(req, Request)
     assert parse_message_untrusted(make_reply(req, 200).to_bytes()).to.tag == "xyz"
+
+
+def test_to_tag_properties() -> None:
+    """Stable for a retransmission, different for another request, prefixed by the secret,
+    leading zeros kept (a fixed width)."""
+    tag = to_tag_of("", "c1", "<sip:a@x>;tag=1", "7 INVITE")
+    assert tag == to_tag_of("", "c1", "<sip:a@x>;tag=1", "7 INVITE")
+    assert len(tag) == 8
+    assert int(tag, 16) >= 0
+    others = {
+        to_tag_of("", "c2", "<sip:a@x>;tag=1", "7 INVITE"),
+        to_tag_of("", "c1", "<sip:a@x>;tag=2", "7 INVITE"),
+        to_tag_of("", "c1", "<sip:a@x>;tag=1", "8 INVITE"),
+        to_tag_of("", None, None, None),
+    }
+    assert tag not in others
+    assert len(others) == 4
+    assert to_tag_of("ab12", "c1", "<sip:a@x>;tag=1", "7 INVITE") == "ab12" + tag
+    assert all(len(to_tag_of("", str(i), "f", "1 X")) == 8 for i in range(300))
 
 
 def test_reply_extras() -> None:
