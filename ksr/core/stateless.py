@@ -53,7 +53,8 @@ class Stateless:
     def reply_destination(self, req: Message, proto: str) -> Destination:
         """Where replies to ``req`` go: its top Via's received/rport (RFC 3261 §18.2.2)."""
         fix = req.via_fix if isinstance(req, Request) else None
-        return Destination(*via_destination(fix.via if fix is not None else req.top_via, proto))
+        transport, host, port = via_destination(fix.via if fix is not None else req.top_via, proto)
+        return Destination(transport, host, port)  # compiled: a direct call, not one with *args
 
     def server_header(self) -> str | None:
         """The Server header value local replies carry (core.server_signature), or None."""

@@ -85,13 +85,13 @@ def make_to_tag(req: Request, secret: str = "") -> str:
 
 def to_tag_of(secret: str, call_id: str | None, from_: str | None, cseq: str | None) -> str:
     """``make_to_tag`` from the request's first Call-ID, From and CSeq values: ``secret``
-    then the eight hex digits of their CRC-32, as Kamailio's sl tags are a fixed prefix and
-    a CRC of the request's identity. The same for a retransmission (in any worker and after
-    a restart when ``secret`` is); a tag needs no secrecy, and the Call-ID and From-tag the
-    CRC covers already make each dialog's identity unique."""
+    then their CRC-32 in decimal, as Kamailio's sl tags are a fixed prefix and a CRC of the
+    request's identity. The same for a retransmission (in any worker and after a restart
+    when ``secret`` is); a tag needs no secrecy, and the Call-ID and From-tag the CRC covers
+    already make each dialog's identity unique. (Decimal: compiled, str() of an int is
+    native, hex() a call into the interpreter.)"""
     seed = "|".join((call_id or "", from_ or "", cseq or ""))
-    crc = _crc32(seed.encode("utf-8", "surrogateescape"))
-    return secret + hex(crc | 0x100000000)[3:]  # the bit above keeps the leading zeros
+    return secret + str(_crc32(seed.encode("utf-8", "surrogateescape")))
 
 
 def make_reply(
@@ -187,7 +187,14 @@ def reply_bytes(
         if key not in _COPIED:
             continue
         if key == "to":
-            if status > 100 and ";tag=" not in h.value.replace(" ", "").lower():
+            # as make_reply's test, with the usual answers first: no parameter at all, or
+            # ";tag=" written plainly
+            v = h.value
+            if (
+                status > 100
+                and ";tag=" not in v
+                and (";" not in v or ";tag=" not in v.replace(" ", "").lower())
+            ):
                 untagged.append(len(lines))
                 to_headers.append(h)
         elif key == "call-id":
@@ -218,7 +225,7 @@ def reply_bytes(
     if contacts:
         for uri in contacts:
             lines.append("".join(("Contact: <", uri, ">")))
-    lines.append("Content-Length: " + str(len(body)))
+    lines.append("Content-Length: " + str(len(body)) if body else "Content-Length: 0")
     lines.append("\r\n")  # the blank line that ends the head
     head = "\r\n".join(lines).encode("utf-8", "surrogateescape")
     return head + body if body else head

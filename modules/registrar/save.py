@@ -410,13 +410,13 @@ def save_and_reply(reg: Registrar, ctx: MsgContext, table: str, flags: int, uri:
 
 def reply(reg: Registrar, ctx: MsgContext, code: int, headers: list[Header]) -> bool:
     """Answer the REGISTER with ``headers`` added (reply lumps for this reply only)."""
-    lumps = list(headers)
-    ctx.reply_lumps.extend(lumps)
+    lumps = ctx.reply_lumps
+    lumps.extend(headers)
     try:
         return bool(reg.server.send_reply_any(ctx, code, default_reason(code)))
     finally:
-        for x in lumps:
-            ctx.reply_lumps.remove(x)
+        for x in headers:
+            lumps.remove(x)
 
 
 def ok_headers(reg: Registrar, ctx: MsgContext, res: SaveResult) -> list[Header]:
@@ -439,7 +439,10 @@ def contact_header(bindings: list[Contact], now: float, received_param: str) -> 
     """The 200 OK's Contact header listing ``bindings`` (None for none)."""
     if not bindings:
         return None
-    value = ", ".join([contact_line(c, now, received_param) for c in bindings])
+    if len(bindings) == 1:  # the usual REGISTER: no list to join
+        value = contact_line(bindings[0], now, received_param)
+    else:
+        value = ", ".join([contact_line(c, now, received_param) for c in bindings])
     return Header("Contact", value, None, "contact")
 
 
