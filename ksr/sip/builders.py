@@ -231,6 +231,87 @@ def reply_bytes(
     return head + body if body else head
 
 
+def reply_message(
+    req: Request,
+    status: int,
+    reason: str,
+    to_tag: str | None,
+    lumps: list[Header],
+    body: bytes = b"",
+    content_type: str | None = None,
+    server_header: str | None = None,
+    contacts: list[str] | None = None,
+) -> Response:
+    """``make_reply`` for a reply that is sent at once (tm's local replies, its 100 Trying):
+    the same Response, with ``raw`` its bytes (``reply_bytes``) made in the same pass over
+    the request's headers, so sending it serialises nothing. Header changes made through
+    the Message methods afterwards drop ``raw``, as for a parsed message."""
+    fix = req.via_fix
+    original = fix.original if fix is not None else None
+    headers: list[Header] = []
+    lines: list[str] = ["".join(("SIP/2.0 ", str(status), " ", reason))]
+    call_id: str | None = None
+    from_: str | None = None
+    cseq: str | None = None
+    untagged: list[int] = []  # where To headers without a tag are (in headers; +1 in lines)
+    for h in req.headers:
+        key = h.key
+        if key not in _COPIED:
+            continue
+        if key == "to":
+            v = h.value
+            if (
+                status > 100
+                and ";tag=" not in v
+                and (";" not in v or ";tag=" not in v.replace(" ", "").lower())
+            ):
+                untagged.append(len(headers))
+        elif key == "call-id":
+            if call_id is None:
+                call_id = h.value
+        elif key == "from":
+            if from_ is None:
+                from_ = h.value
+        elif key == "cseq":
+            if cseq is None:
+                cseq = h.value
+        elif h is original and fix is not None:
+            h = fix.sent  # received=/rport= (RFC 3261 §18.2.1)
+        headers.append(h)
+        raw = h.raw
+        lines.append(raw if raw is not None else "".join((h.name, ": ", h.value)))
+    if untagged:
+        tag = to_tag or to_tag_of("", call_id, from_, cseq)
+        for i in untagged:
+            h = headers[i]
+            t = Header(h.name, "".join((h.value, ";tag=", tag)), None, "to")
+            headers[i] = t
+            lines[i + 1] = "".join((t.name, ": ", t.value))
+    if server_header:
+        headers.append(Header("Server", server_header, None, "server"))
+        lines.append("Server: " + server_header)
+    for h in lumps:
+        headers.append(h)
+        raw = h.raw
+        lines.append(raw if raw is not None else "".join((h.name, ": ", h.value)))
+    if body and content_type:
+        headers.append(Header("Content-Type", content_type, None, "content-type"))
+        lines.append("Content-Type: " + content_type)
+    if contacts:
+        for uri in contacts:
+            value = "".join(("<", uri, ">"))
+            headers.append(Header("Contact", value, None, "contact"))
+            lines.append("Contact: " + value)
+    length = str(len(body)) if body else "0"
+    headers.append(Header("Content-Length", length, None, "content-length"))
+    lines.append("Content-Length: " + length)
+    lines.append("\r\n")  # the blank line that ends the head
+    head = "\r\n".join(lines).encode("utf-8", "surrogateescape")
+    rpl = Response(status, reason, headers, body)
+    rpl.raw = head + body if body else head
+    return rpl
+
+
 def new_branch(seed: str | None = None) -> str:
     """An RFC 3261 branch: the magic cookie and a value unique in space and time (or a
     stable hash of ``seed``, so a stateless proxy gives retransmissions the same branch)."""

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from ksr.core.context import Destination, MsgContext
-from ksr.sip.builders import BRANCH_COOKIE, make_reply, make_to_tag
+from ksr.sip.builders import BRANCH_COOKIE, make_to_tag, reply_message
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.message import Header, Request, Response
 from ksr.sip.transaction import (
@@ -404,20 +404,22 @@ class TmEngine:
         if not tx.to_tag and code > 100:  # a 100 carries no To-tag (RFC 3261 §8.2.6.2)
             tx.to_tag = make_to_tag(tx.request, self.salt)
         body, ctype = (ctx.reply_body or (b"", None)) if ctx is not None else (b"", None)
-        contacts: list[str] = []
+        contacts: list[str] | None = None
         if 300 <= code < 400 and ctx is not None and ctx.branches:
             contacts = [ctx.ruri or ""] + [b.uri for b in ctx.branches]
         try:
-            rpl = make_reply(
+            # the Response (events and reply_sent carry it) with its bytes made in the same
+            # pass: send_upstream serialises nothing
+            rpl = reply_message(
                 tx.request,
                 code,
                 reason,
-                to_tag=tx.to_tag,
-                extra_headers=ctx.reply_lumps if ctx is not None else (),
-                body=body,
-                content_type=ctype,
-                server_header=self.server.server_header(),
-                contacts=contacts,
+                tx.to_tag,
+                ctx.reply_lumps if ctx is not None else [],
+                body,
+                ctype,
+                self.server.server_header(),
+                contacts,
             )
         except RemoteProtocolError:
             return False

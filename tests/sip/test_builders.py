@@ -7,6 +7,7 @@ from ksr.sip.builders import (
     make_reply,
     new_branch,
     reply_bytes,
+    reply_message,
     stateless_branch,
     to_tag_of,
 )
@@ -125,6 +126,26 @@ def test_reply_bytes_are_make_reply_serialized() -> None:
                 ).to_bytes()
                 got = reply_bytes(req, status, reason, tag, extra, body, ctype, server, contacts)
                 assert got == want
+                # tm's: the same Response, its bytes made beside it
+                rpl = reply_message(req, status, reason, tag, extra, body, ctype, server, contacts)
+                assert rpl.raw == want
+                ref = make_reply(
+                    req,
+                    status,
+                    reason,
+                    to_tag=tag,
+                    extra_headers=extra,
+                    body=body,
+                    content_type=ctype,
+                    server_header=server,
+                    contacts=contacts or (),
+                )
+                assert [(h.name, h.key, h.value, h.raw) for h in rpl.headers] == [
+                    (h.name, h.key, h.value, h.raw) for h in ref.headers
+                ]
+                assert (rpl.status, rpl.reason, rpl.body) == (status, reason, body)
+                rpl.raw = None
+                assert rpl.to_bytes() == want
 
 
 def test_branches() -> None:
