@@ -72,6 +72,30 @@ REASONS: Final[dict[int, str]] = {
 # Headers a reply copies from its request (RFC 3261 §8.2.6.2).
 _COPIED: Final = frozenset({"via", "from", "to", "call-id", "cseq"})
 
+# The lines a local reply repeats, made once: a join costs ~600 instructions compiled.
+_STATUS_LINES: Final[dict[int, str]] = {
+    code: f"SIP/2.0 {code} {reason}" for code, reason in REASONS.items()
+}
+_EMPTY_LENGTH: Final = Header("Content-Length", "0", None, "content-length")  # never changed
+# a Server value (the configuration's) -> its Header and its line
+_SERVER: Final[dict[str, tuple[Header, str]]] = {}
+
+
+def _status_line(status: int, reason: str) -> str:
+    line = _STATUS_LINES.get(status)
+    if line is not None and len(line) == len(reason) + 12 and line.endswith(reason):
+        return line  # "SIP/2.0 NNN " and the usual reason
+    return "".join(("SIP/2.0 ", str(status), " ", reason))
+
+
+def _server_header(value: str) -> tuple[Header, str]:
+    made = _SERVER.get(value)
+    if made is None:
+        made = (Header("Server", value, None, "server"), "Server: " + value)
+        if len(_SERVER) < 8:  # one value in practice: bounded all the same
+            _SERVER[value] = made
+    return made
+
 
 def default_reason(status: int) -> str:
     return REASONS.get(status) or REASONS.get(status // 100 * 100, "Unknown")
@@ -176,7 +200,7 @@ def reply_bytes(
     request's, no Header or Response is made. ``lumps``: the reply lumps (``extra_headers``)."""
     fix = req.via_fix
     original = fix.original if fix is not None else None
-    lines: list[str] = ["".join(("SIP/2.0 ", str(status), " ", reason))]
+    lines: list[str] = [_status_line(status, reason)]
     call_id: str | None = None
     from_: str | None = None
     cseq: str | None = None
@@ -216,7 +240,7 @@ def reply_bytes(
             h = to_headers[k]
             lines[untagged[k]] = "".join((h.name, ": ", h.value, ";tag=", tag))
     if server_header:
-        lines.append("Server: " + server_header)
+        lines.append(_server_header(server_header)[1])
     for h in lumps:
         raw = h.raw
         lines.append(raw if raw is not None else "".join((h.name, ": ", h.value)))
@@ -249,7 +273,7 @@ def reply_message(
     fix = req.via_fix
     original = fix.original if fix is not None else None
     headers: list[Header] = []
-    lines: list[str] = ["".join(("SIP/2.0 ", str(status), " ", reason))]
+    lines: list[str] = [_status_line(status, reason)]
     call_id: str | None = None
     from_: str | None = None
     cseq: str | None = None
@@ -288,8 +312,9 @@ def reply_message(
             headers[i] = t
             lines[i + 1] = "".join((t.name, ": ", t.value))
     if server_header:
-        headers.append(Header("Server", server_header, None, "server"))
-        lines.append("Server: " + server_header)
+        h, line = _server_header(server_header)
+        headers.append(h)
+        lines.append(line)
     for h in lumps:
         headers.append(h)
         raw = h.raw
@@ -302,9 +327,13 @@ def reply_message(
             value = "".join(("<", uri, ">"))
             headers.append(Header("Contact", value, None, "contact"))
             lines.append("Contact: " + value)
-    length = str(len(body)) if body else "0"
-    headers.append(Header("Content-Length", length, None, "content-length"))
-    lines.append("Content-Length: " + length)
+    if body:
+        length = str(len(body))
+        headers.append(Header("Content-Length", length, None, "content-length"))
+        lines.append("Content-Length: " + length)
+    else:
+        headers.append(_EMPTY_LENGTH)
+        lines.append("Content-Length: 0")
     lines.append("\r\n")  # the blank line that ends the head
     head = "\r\n".join(lines).encode("utf-8", "surrogateescape")
     rpl = Response(status, reason, headers, body)

@@ -104,6 +104,8 @@ def test_reply_bytes_are_make_reply_serialized() -> None:
         (486, "Busy Here", "fixed", [], b"hi", "text/plain", None, None),
         (302, "Moved", None, lumps, b"", None, "ksr", ["sip:a@b", "sip:c@d;x=1"]),
         (404, "Not Found", None, [], b"x", None, None, []),
+        (200, "Very OK", None, [], b"", None, "ksr 1.0", None),  # not the usual reason
+        (699, "Custom", None, [], b"", None, None, None),  # a code without a usual reason
     ]
     for data in (REQ, tagged, compact, two_to):
         for fix in (False, True):
