@@ -208,9 +208,11 @@ def reply_bytes(
     to_headers: list[Header] = []  # and those headers
     for h in req.headers:
         key = h.key
-        if key not in _COPIED:
-            continue
-        if key == "to":
+        # _COPIED's keys compared as literals: compiled, cheaper than the set's lookup
+        if key == "via":
+            if h is original and fix is not None:
+                h = fix.sent  # received=/rport= (RFC 3261 §18.2.1)
+        elif key == "to":
             # as make_reply's test, with the usual answers first: no parameter at all, or
             # ";tag=" written plainly
             v = h.value
@@ -230,8 +232,8 @@ def reply_bytes(
         elif key == "cseq":
             if cseq is None:
                 cseq = h.value
-        elif h is original and fix is not None:
-            h = fix.sent  # received=/rport= (RFC 3261 §18.2.1)
+        else:
+            continue
         raw = h.raw
         lines.append(raw if raw is not None else "".join((h.name, ": ", h.value)))
     if untagged:
@@ -280,9 +282,10 @@ def reply_message(
     untagged: list[int] = []  # where To headers without a tag are (in headers; +1 in lines)
     for h in req.headers:
         key = h.key
-        if key not in _COPIED:
-            continue
-        if key == "to":
+        if key == "via":  # _COPIED's keys as literals, as in reply_bytes
+            if h is original and fix is not None:
+                h = fix.sent  # received=/rport= (RFC 3261 §18.2.1)
+        elif key == "to":
             v = h.value
             if (
                 status > 100
@@ -299,8 +302,8 @@ def reply_message(
         elif key == "cseq":
             if cseq is None:
                 cseq = h.value
-        elif h is original and fix is not None:
-            h = fix.sent  # received=/rport= (RFC 3261 §18.2.1)
+        else:
+            continue
         headers.append(h)
         raw = h.raw
         lines.append(raw if raw is not None else "".join((h.name, ": ", h.value)))
