@@ -52,6 +52,9 @@ class BuildNative(build_ext):
 
     extensions: list[Extension]
     pure_reason: str | None = None
+    # the digest of the sources as mypyc read them: a source edited while the C compiles
+    # must not count as built (the stamp would claim the edit)
+    digest: str | None = None
 
     def finalize_options(self) -> None:
         if self.distribution.ext_modules == [PLACEHOLDER]:
@@ -67,6 +70,7 @@ class BuildNative(build_ext):
             self.pure_reason = f"{native.ENV}=1 at install"
             return []
         started = time.monotonic()
+        self.digest = native.source_digest(ROOT)
         try:
             from mypyc.build import mypycify
 
@@ -120,7 +124,7 @@ class BuildNative(build_ext):
             '"""What the build of ksr did (written by setup.py; docs/build.md)."""\n\n'
             f"COMPILED = {compiled!r}\n"
             f"DETAIL = {detail!r}\n"
-            f"DIGEST = {native.source_digest(ROOT)!r}\n"
+            f"DIGEST = {self.digest or native.source_digest(ROOT)!r}\n"
         )
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "_native_build.py").write_text(text)
