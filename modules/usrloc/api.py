@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .contact import ALL_METHODS, Contact
+from .contact import ALL_METHODS, Contact, RuidMaker
 from .domain import Domain, UsrlocError
 from .rpc_shapes import aor_hash, order_key
 
@@ -38,6 +38,9 @@ class UsrlocApi:
 
     def __init__(self, ul: Usrloc) -> None:
         self._ul = ul
+        # made once with usrloc, never replaced: read here without a lookup on usrloc
+        self._ruids: RuidMaker = ul.ruids
+        self._domains: dict[str, Domain] = ul.domains
 
     # the properties and methods go to usrloc's fields directly: one read instead of a call
 
@@ -67,7 +70,7 @@ class UsrlocApi:
 
     def domain(self, name: str) -> Domain:
         """The location table ``name`` (Kamailio's ``get_udomain``/``register_udomain``)."""
-        d = self._ul.domains.get(name)
+        d = self._domains.get(name)
         return d if d is not None else self._ul.domain(name)
 
     def read_bindings(self, d: Domain, aor: str) -> list[Contact]:
@@ -93,7 +96,7 @@ class UsrlocApi:
             d.share_put(c)
 
     def new_ruid(self) -> str:
-        return self._ul.ruids.next()
+        return self._ruids.next()
 
     def on_expired(self, fn: ExpiredCallback) -> None:
         """Call ``fn(table, contact)`` for every contact the expiry timer removes."""

@@ -227,13 +227,14 @@ class RuidMaker:
     def __init__(self, server_id: int = 0) -> None:
         node = f"{server_id:x}-" if server_id else ""
         self.prefix = f"uloc-{node}{int(time.time()):x}-{os.getpid():x}"
+        self._head = self.prefix + "-"  # what every id starts with: one concatenation per id
         self.n = 0
 
     def next(self) -> str:
         self.n += 1
         # not f"{n:x}": compiled, a format spec is a str.format method call (~2,000
         # instructions more per id)
-        return self.prefix + "-" + hex(self.n)[2:]
+        return self._head + hex(self.n)[2:]
 
 
 # A binding as a replication frame (the shared location table's writes, modules/usrloc/
