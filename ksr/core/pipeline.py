@@ -54,7 +54,19 @@ class Pipeline:
     def receive_here(
         self, data: bytes, src_ip: str, src_port: int, sock: SocketInfo, conn_id: int = 0
     ) -> None:
-        """Handle a message in this worker (received here or handed over by another worker)."""
+        """Handle a message in this worker (received here or handed over by another worker).
+        The timers read the clock once for it (``TimerService.hold``)."""
+        timers = self.server.timers
+        held = timers.hold()
+        try:
+            self._receive_here(data, src_ip, src_port, sock, conn_id)
+        finally:
+            if held:
+                timers.release()
+
+    def _receive_here(
+        self, data: bytes, src_ip: str, src_port: int, sock: SocketInfo, conn_id: int
+    ) -> None:
         server = self.server
         try:
             # a WebSocket message carries exactly one SIP message, like a datagram (RFC 7118)

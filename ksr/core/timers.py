@@ -98,11 +98,38 @@ class TimerService:
         # the run's clock, read directly while the timer task runs: trio.current_time() goes
         # through two more calls, and a call asks for the time ~25 times
         self._clock: Callable[[], float] | None = None
+        # While a received message is handled (``hold``): 1, the clock not read yet; 2, read
+        # once into ``_held_at``, the time every timer the message starts counts from
+        self._held = 0
+        self._held_at = 0.0
 
     def now(self) -> float:
-        """trio's current time (the clock the deadlines are on)."""
+        """trio's current time (the clock the deadlines are on); while a message is handled
+        (``hold``), the time it was first asked for during that message."""
+        held = self._held
+        if held == 2:
+            return self._held_at
         clock = self._clock
-        return clock() if clock is not None else trio.current_time()
+        t = clock() if clock is not None else trio.current_time()
+        if held == 1:
+            self._held_at, self._held = t, 2
+        return t
+
+    def hold(self) -> bool:
+        """One received message is handled now (synchronously, ``release`` when done): the
+        clock is read once for all of it, not per timer started (a dozen per call, each a call
+        into trio's interpreted clock). Its timers then count from when the message was first
+        asked the time, a few hundred microseconds before each would have read it itself: far
+        inside any SIP timer's precision (Kamailio counts from its 1/16 s tick). False when a
+        hold is already on (a message handled within another's): that one releases it."""
+        if self._held:
+            return False
+        self._held = 1
+        return True
+
+    def release(self) -> None:
+        """The held message is done: the clock is read afresh again."""
+        self._held = 0
 
     def __len__(self) -> int:
         return sum(1 for h in self._heap if h.callback is not None)
@@ -163,9 +190,7 @@ class TimerService:
     ) -> TimerHandle:
         """``once`` with its arguments as they are kept (the arguments a tuple): for callers
         that start timers per message (tm, dialog)."""
-        clock = self._clock
-        now = clock() if clock is not None else trio.current_time()
-        return self.start_from(now, delay, coarse, callback, args, name)
+        return self.start_from(self.now(), delay, coarse, callback, args, name)
 
     def start_from(
         self,
