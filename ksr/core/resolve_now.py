@@ -103,6 +103,13 @@ class KnownAnswers:
             return with_uri(hit[1], uri)
         return ASK
 
+    def now(self, uri: str) -> Destination | None | str:
+        """``now_all``'s first destination (None: cannot be resolved), or ``ASK``."""
+        found = self.now_all(uri)
+        if isinstance(found, str):
+            return found
+        return found[0] if found else None
+
     def remember(self, q: Query, answers: tuple[Destination, ...], ttl: float) -> None:
         cache = self.cache
         if len(cache) >= MAX_ENTRIES:

@@ -155,8 +155,11 @@ class Server:
         self.is_myself_text = myself.is_myself_text
         self.lookups = lookups = Lookups(self)
         self.resolve = lookups.resolve
-        self.resolve_now = lookups.resolve_now
-        self.resolve_now_all = lookups.resolve_now_all
+        # what is known at once, answered by the compiled half itself (tm asks per branch, the
+        # stateless forward per ACK): Lookups' and Resolver's own methods are two interpreted
+        # frames more each time
+        self.resolve_now = self.resolver.known.now
+        self.resolve_now_all = self.resolver.known.now_all
         self.resolve_later = lookups.resolve_later
         self.resolve_later_all = lookups.resolve_later_all
         self.sender = sender = Sender(self)

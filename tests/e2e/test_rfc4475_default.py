@@ -98,6 +98,10 @@ async def _corpus(tmp: Path, lang: str, monkeypatch: pytest.MonkeyPatch) -> dict
     )
     out: dict[str, Any] = {}
     async with running_server(cfg, script(lang)) as server:
+        # the server asks the resolver's compiled half directly: it answers from the patch too
+        resolver = server.resolver
+        monkeypatch.setattr(server, "resolve_now_all", lambda uri: _only_ip_literals(resolver, uri))
+        monkeypatch.setattr(server, "resolve_now", lambda uri: resolver.now(uri))
         sent: list[tuple[str, int, bytes]] = []
         real_send = server.send
 
