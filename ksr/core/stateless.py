@@ -28,7 +28,6 @@ from .context import (
     MsgContext,
     SocketInfo,
 )
-from .resolver import ASK
 from .xavp import newest_fields
 
 if TYPE_CHECKING:
@@ -149,7 +148,7 @@ class Stateless:
         if found is None:
             log.warning("forward: cannot resolve %s", target)
             return False
-        if found == ASK:
+        if isinstance(found, str):  # ASK (``==`` would run Destination's generated __eq__)
             # sent when the name resolves; the script goes on now (the message is prepared
             # with what the script set, as it would be sent at once)
             data = self._out(ctx)
