@@ -12,12 +12,10 @@ import trio
 
 from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
-from ksr.core.ratelog import RateLimitedLog
 from ksr.db import DEFAULT_DB_URL, DbError, SchemaMismatch, store_for
 from ksr.kemi.registry import XVal, kemi
 from ksr.modules.tm.api import TmApi
 from ksr.sip.dialog_state import DlgState
-from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.message import Request
 from ksr.sip.owner import call_id_owner
 
@@ -69,11 +67,10 @@ class DialogModule(DialogRpc, DialogWorkers, Module):
     events = ("dialog:start", "dialog:end", "dialog:failed", "dialog:timeout")
 
     def init(self) -> None:
-        self.bad_input = RateLimitedLog(log)
         p: DialogParams = self.params
         self.mgr = DialogManager(self.server, p)
         register_pvs(self.server.pv, self.mgr)
-        self.server.request_hooks.append(self._on_request)
+        self.server.request_hooks.append(self.mgr.request_hook)
         self.glue = TmGlue(self.server, self.mgr)
         self.share("dialog:profiles", self.mgr.profiles)
         self.store: DialogStore | None = None
@@ -146,24 +143,6 @@ class DialogModule(DialogRpc, DialogWorkers, Module):
             waiting = self.store.flush()
             if waiting:
                 log.error("dialog: %d dialogs could not be stored at shutdown", waiting)
-
-    # -- the request hook: in-dialog requests and CANCELs ----------------------------------
-    def _on_request(self, ctx: MsgContext) -> bool:
-        try:
-            self.mgr.on_request(ctx)
-        except RemoteProtocolError as err:
-            # a request too broken to match a dialog (no Call-ID, a bad From): sanity in the
-            # script answers it; one line here, rate-limited, no traceback
-            self.bad_input.info(
-                "dialog: cannot match a %s from %s:%d to a dialog: %s",
-                ctx.method,
-                ctx.src_ip,
-                ctx.src_port,
-                err.reason,
-            )
-        except Exception:
-            log.exception("dialog: in-dialog request handling failed")
-        return False
 
     def _cur(self, ctx: MsgContext) -> Dialog | None:
         return self.mgr.current(ctx)
