@@ -67,6 +67,26 @@ class SocketLump:
         self.change(m, original, None)
 
 
+class ReplaceHeader:
+    """A lump putting a new value in place of one received header (``hdr``, that very object:
+    Header has no __eq__), e.g. maxfwd's decremented Max-Forwards. A class here, compiled: a
+    closure in the module ran as an interpreted frame per copy sent."""
+
+    __slots__ = ("hdr", "value")
+
+    def __init__(self, hdr: Header, value: str) -> None:
+        self.hdr = hdr
+        self.value = value
+
+    def __call__(self, m: Message, original: Container[int]) -> None:
+        hdr = self.hdr
+        headers = m.headers
+        for i in range(len(headers)):
+            if headers[i] is hdr:
+                headers[i] = Header(hdr.name, self.value)
+                return
+
+
 class OriginalHeaders:
     """A lump's ``original``: ``id(h) in original`` when ``h`` is one of the headers the
     message was received with. The set of ids is made on the first question: most copies

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Container
 
-from ksr.core.context import Lump, MsgContext
+from ksr.core.context import MsgContext, ReplaceHeader
 from ksr.core.module import ModParams, Module
 from ksr.kemi.registry import Route, kemi
 from ksr.sip.abnf import uint
@@ -68,7 +67,7 @@ class Maxfwd(Module):
         top = self.params.max_limit
         if new > top:  # not min(): a builtin call per request
             new = top
-        ctx.lumps.append(_replace_lump(hdr, str(new)))
+        ctx.lumps.append(ReplaceHeader(hdr, str(new)))
         ctx.extra[_DONE_KEY] = 1
         return 1
 
@@ -83,15 +82,6 @@ class Maxfwd(Module):
         if val == -2:
             return -3
         return 1 if val < limit else -1
-
-
-def _replace_lump(hdr: Header, value: str) -> Lump:
-    def lump(m: Message, orig: Container[int]) -> None:
-        headers = m.headers
-        if hdr in headers:  # the same object (Header has no __eq__): a C scan, not a loop
-            headers[headers.index(hdr)] = Header(hdr.name, value)
-
-    return lump
 
 
 MODULE = Maxfwd
