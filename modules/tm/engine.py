@@ -64,6 +64,12 @@ class TmEngine:
         self.salt = os.urandom(3).hex()
         self._next_id = 0
         self._timer_configs: dict[tuple[float, float], TimerConfig] = {}
+        # the module parameters every transaction reads, in seconds, read once here (params is
+        # an interpreted object: each read was a generic attribute lookup and a division)
+        self.fr_default: float = params.fr_timer / 1000.0
+        self.fr_inv_default: float = params.fr_inv_timer / 1000.0
+        self.life_inv: float = params.max_inv_lifetime / 1000.0
+        self.life_noninv: float = params.max_noninv_lifetime / 1000.0
         self.on_branch_final: Callable[[UacBranch, MsgContext | None], None] | None = (
             None  # replies.py
         )
@@ -181,8 +187,11 @@ class TmEngine:
             tx.reply_dest = Destination(ctx.proto, ctx.src_ip, ctx.src_port)
         tx.reply_dest.proto = ctx.proto  # the transport it came on, whatever its Via claims
         p = ctx.extra.get("tm_fr")
-        tx.fr = (p[0] if p and p[0] else self.params.fr_timer) / 1000.0
-        tx.fr_inv = (p[1] if p and p[1] else self.params.fr_inv_timer) / 1000.0
+        if p:  # t_set_fr: its values in milliseconds, 0 keeps the module's
+            tx.fr = p[0] / 1000.0 if p[0] else self.fr_default
+            tx.fr_inv = p[1] / 1000.0 if p[1] else self.fr_inv_default
+        else:
+            tx.fr, tx.fr_inv = self.fr_default, self.fr_inv_default
         tx.timer_config = self.timer_config(tx.fr, tx.fr_inv)
         tx.machine = Machine(IST if tx.is_invite else NIST, ctx.proto != "udp", tx.timer_config)
         tx.flags = ctx.flags
@@ -203,10 +212,11 @@ class TmEngine:
         if self.wants(tx, TmCb.REQUEST_IN):
             self.run_callbacks(tx, TmEvent(TmCb.REQUEST_IN, ctx=ctx))
         # Without a final reply within its lifetime the transaction is dropped (never leaks).
-        life = (
-            self.params.max_inv_lifetime if tx.is_invite else self.params.max_noninv_lifetime
-        ) / 1000.0
-        self._guard(tx, max(life, tx.fr_inv if tx.is_invite else tx.fr) + 1.0)
+        if tx.is_invite:
+            life = self.life_inv if self.life_inv > tx.fr_inv else tx.fr_inv
+        else:
+            life = self.life_noninv if self.life_noninv > tx.fr else tx.fr
+        self._guard(tx, life + 1.0)
         return tx
 
     def _guard(self, tx: Transaction, delay: float) -> None:
