@@ -162,7 +162,7 @@ class Relayer:
             return self.relay_ack(ctx, uri)
         if method == "CANCEL":
             return self.relay_cancel(ctx)
-        tx = ctx.tx
+        tx: Transaction | None = ctx.tx  # typed: native attribute access from here on
         if tx is not None and tx.in_failure:
             self.take_failover_flag(ctx, tx, flags)
             n = self.add_branches(tx, ctx, uri, proto)
