@@ -24,6 +24,11 @@ class Sender:
     def __init__(self, server: Server) -> None:
         self.server = server
         self.hosts = server.hosts
+        # the server's own list and table, never replaced (siptrace appends to the list, the
+        # transports are added as they start): read here without an attribute lookup on the
+        # interpreted Server per message sent
+        self.send_taps = server.send_taps
+        self.transports = server.transports
 
     def send(
         self, dest: Destination, data: bytes, sock: SocketInfo | None = None, conn_id: int = 0
@@ -41,13 +46,14 @@ class Sender:
                 dest.port,
             )
             return False
-        if server.send_taps:
-            for tap in server.send_taps:
+        taps = self.send_taps
+        if taps:
+            for tap in taps:
                 tap(dest, data, sock)
         handoff = server.handoff
         if handoff is not None and dest.proto != "udp" and handoff.send_remote(dest, data, conn_id):
             return True  # over a stream connection another worker holds
-        t = server.transports.get(dest.proto)
+        t = self.transports.get(dest.proto)
         if t is None:
             log.error("no %s listener to send to %s:%d", dest.proto, dest.host, dest.port)
             return False
