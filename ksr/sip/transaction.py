@@ -40,8 +40,6 @@ TERMINATED: Final = "terminated"  # the machine is done: the shell frees it
 
 Action = tuple[str, str]
 
-# Timers that back off: the first interval is T1, then doubled (capped at T2 for E and G).
-_BACKOFF = {"A": None, "E": "t2", "G": "t2"}
 # Retransmission timers: never started on reliable transports (§17.1.1.2, §17.1.2.2, §17.2.1).
 RETRANSMIT_TIMERS: Final = frozenset({"A", "E", "G"})
 
@@ -257,13 +255,17 @@ class Machine:
         return a[1] == "C" and self.timers.c is None
 
     def interval(self, timer: str) -> float:
-        """The interval for a START of ``timer`` (advancing the back-off of A/E/G)."""
-        if timer not in _BACKOFF:
+        """The interval for a START of ``timer`` (advancing the back-off of A/E/G: the first
+        interval is T1, then doubled, capped at T2 for E and G). The three by name: compiled,
+        a module-level table was a globals lookup per timer started."""
+        if timer != "A" and timer != "E" and timer != "G":
             return self.timers.value(timer, self.reliable)
+        timers = self.timers
         if timer == "E" and self.state == "proceeding":
-            return self.timers.t2  # §17.1.2.2: in Proceeding, Timer E is reset to T2
-        cur = self._next.get(timer, self.timers.t1)
-        cap = self.timers.t2 if _BACKOFF[timer] else None
-        nxt = cur * 2 if cap is None else min(cur * 2, cap)
+            return timers.t2  # §17.1.2.2: in Proceeding, Timer E is reset to T2
+        cur = self._next.get(timer, timers.t1)
+        nxt = cur * 2
+        if timer != "A" and nxt > timers.t2:
+            nxt = timers.t2
         self._next[timer] = nxt
         return cur
