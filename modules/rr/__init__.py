@@ -61,6 +61,10 @@ class Rr(Module):
     def init(self) -> None:
         # the parses and addresses kept between requests, and the work on them (compiled)
         self.router = Router(self.server.is_myself_addr)
+        p = self.params
+        self.router.full_lr = bool(p.enable_full_lr)
+        self.router.fromtag = bool(p.append_fromtag)
+        self.router.double = bool(p.enable_double_rr)
 
     def api(self) -> RrApi:
         return RrApi(self)
@@ -72,25 +76,15 @@ class Rr(Module):
     def _ftag(self, ctx: MsgContext) -> str:
         return ftag_param(ctx) if self.params.append_fromtag else ""
 
-    def _auto(self, ctx: MsgContext, user_params: str) -> int:
-        p = self.params
-        return self.router.record_route(
-            ctx,
-            user_params,
-            bool(p.enable_full_lr),
-            bool(p.append_fromtag),
-            bool(p.enable_double_rr),
-        )
-
     @kemi(routes=Route.REQUEST | Route.BRANCH | Route.FAILURE)
     def record_route(self, ctx: MsgContext) -> int:
         """Add Record-Route (two when the request leaves on another transport or address)."""
-        return self._auto(ctx, "")
+        return self.router.auto_record_route(ctx, "")
 
     @kemi(routes=Route.REQUEST | Route.BRANCH | Route.FAILURE)
     def record_route_params(self, ctx: MsgContext, params: str) -> int:
         """record_route_params(";p=v"): Record-Route with extra URI parameters."""
-        return self._auto(ctx, params)
+        return self.router.auto_record_route(ctx, params)
 
     def _preset(self, ctx: MsgContext, addrs: list[str], auto_params: bool) -> int:
         addrs = [a.strip() for a in addrs if a.strip()]

@@ -97,6 +97,11 @@ class Router:
         # per socket (by identity; the entry keeps the socket, so its id is not reused):
         # host:port;transport of our Record-Route URI, the same for every request
         self.rr_addrs: dict[int, tuple[SocketInfo, str]] = {}
+        # the module's enable_full_lr, append_fromtag, enable_double_rr (set once it loads):
+        # record_route reads them here, not through the interpreted module per request
+        self.full_lr = False
+        self.fromtag = True
+        self.double = True
 
     # -- Route -------------------------------------------------------------------------------
     def mine(self, u: Uri) -> bool:
@@ -187,6 +192,10 @@ class Router:
         tail = (";lr=on" if full_lr else ";lr") + (ftag_param(ctx) if fromtag else "")
         build = AutoRecordRoute(self, ctx.socket, tail + user_params, double)
         return add_record_route(ctx, build)
+
+    def auto_record_route(self, ctx: MsgContext, user_params: str) -> int:
+        """record_route / record_route_params with the module's parameters."""
+        return self.record_route(ctx, user_params, self.full_lr, self.fromtag, self.double)
 
     def rr_addr(self, sock: SocketInfo) -> str:
         """``host:port;transport=...`` of our Record-Route URI for a socket."""
