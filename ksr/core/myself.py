@@ -36,6 +36,9 @@ class Myself:
         self._host_protos: frozenset[tuple[str, str]] = frozenset()  # listeners'
         self._host_port_protos: frozenset[tuple[str, int, str]] = frozenset()  # listeners'
         self._alias_ports: dict[str, frozenset[int]] = {}  # the aliases alone
+        # is_myself_text's answers by "scheme:hostport" (URIs with parameters; made anew with
+        # the tables, bounded: the texts come from peers)
+        self._uri_answers: dict[str, bool] = {}
 
     def _make_tables(self) -> None:
         server = self.server
@@ -65,6 +68,7 @@ class Myself:
         self._host_protos = frozenset(host_protos)
         self._host_port_protos = frozenset(host_port_protos)
         self._listeners, self._aliases = listeners, aliases
+        self._uri_answers = {}
 
     def is_local_ip(self, ip: str) -> bool:
         server = self.server
@@ -101,6 +105,23 @@ class Myself:
         if t.startswith("<") and t.endswith(">"):
             t = t[1:-1]
         if ":" in t and t.split(":", 1)[0].lower() in ("sip", "sips"):
+            semi = t.find(";")
+            if semi > 0 and _plain_uri(t):
+                # A Record-Route or Route URI of ours differs per call only in its parameters
+                # (;ftag=...), which cannot change the answer: it is kept by scheme:hostport
+                # (dialog asks for the 2xx's Record-Route, a full parse each time otherwise)
+                server = self.server
+                if server.listeners is not self._listeners or server.aliases is not self._aliases:
+                    self._make_tables()
+                key = t[:semi]
+                answers = self._uri_answers
+                hit = answers.get(key)
+                if hit is None:
+                    hit = self.is_myself_text(key)
+                    if len(answers) >= 256:
+                        answers.clear()
+                    answers[key] = hit
+                return hit
             try:
                 u = parse_uri(t)
             except Exception:
@@ -112,3 +133,17 @@ class Myself:
                 )
             return self.is_myself_addr(u.host, port)
         return self.is_myself_addr(t, None)
+
+
+def _plain_uri(t: str) -> bool:
+    """A SIP URI whose host and port are all before its first ``;`` and whose parameters
+    cannot make ``parse_uri`` fail: no userinfo (a ``;`` may be in it), no headers, none of the
+    characters parse_uri refuses."""
+    return (
+        "@" not in t
+        and "?" not in t
+        and " " not in t
+        and "<" not in t
+        and ">" not in t
+        and t.isprintable()
+    )
