@@ -122,9 +122,11 @@ class TmGlue:
                 pass
 
     def on_response_out(self, tx: Any, ev: TmEvent) -> None:
+        if ev.code <= 100:
+            return  # 100 Trying moves no dialog (reply_input): no look at the transaction
         dlg = tx.extra.get("dlg")
-        if not isinstance(dlg, Dialog) or ev.code <= 100:
-            return  # 100 Trying moves no dialog (reply_input)
+        if not isinstance(dlg, Dialog):
+            return
         rctx = ev.ctx
         if rctx is not None and rctx.msg.is_request:
             rctx = None
