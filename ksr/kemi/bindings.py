@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from ksr.sip.message import Request
 from ksr.suspend import Finished, Suspension
 
 from .registry import KemiFunction, Route
@@ -107,6 +108,51 @@ def may_wait(f: KemiFunction) -> bool:
     return bool(ask(f.name)) if ask is not None else True
 
 
+def method_binding(f: KemiFunction, engine: Any, lua: bool, method: str) -> Callable[..., Any]:
+    """``KSR.is_INVITE`` and friends (``inline=("method", ...)``), answered here: the method
+    tests are the commonest KSR calls, and the module's function is an interpreted frame."""
+
+    def is_method(*args: Any) -> Any:
+        if args and lua:
+            log.error("%s: takes no parameters", f.qualname)
+            return False
+        try:
+            ctx: MsgContext = engine.ctx
+            m = ctx.msg
+            if type(m) is Request:  # a request's own method, without ctx.method's property
+                return m.method == method
+            return ctx.method == method
+        except Exception:
+            log.exception("%s failed", f.qualname)
+            return False
+
+    return is_method
+
+
+def log_binding(f: KemiFunction, lua: bool, level: int) -> Callable[..., Any]:
+    """``KSR.dbg`` and friends (``inline=("log", level)``), answered here: most log nothing
+    at the running level, and the module's function is two interpreted frames."""
+    done: Any = False if lua else 0
+
+    def log_text(*args: Any) -> Any:
+        if len(args) == 1 and type(args[0]) is str:
+            text: str = args[0]
+        else:
+            conv = coerce_args(f, args, lua)
+            if conv is None:
+                return False
+            text = conv[0]
+        try:
+            if log.isEnabledFor(level):
+                log.log(level, "%s", text.rstrip("\n"))
+        except Exception:
+            log.exception("%s failed", f.qualname)
+            return False
+        return done
+
+    return log_text
+
+
 def make_binding(f: KemiFunction, engine: Any, lua: bool) -> Callable[..., Any]:
     """The callable a script sees for one KSR function.
 
@@ -126,6 +172,13 @@ def make_binding(f: KemiFunction, engine: Any, lua: bool) -> Callable[..., Any]:
     as_bool = ret == "bool"
     void = ret == "none"
     none_value: Any = False if lua else 0
+    inline = f.inline
+    if inline is not None and not off and not f.ends_route and not f.suspends:
+        kind, value = inline
+        if kind == "method" and n == 0 and ret == "bool":
+            return method_binding(f, engine, lua, str(value))
+        if kind == "log" and f.params == ("str",) and void:
+            return log_binding(f, lua, int(value))
 
     def finish(r: Any) -> Any:
         """The result of a function returning an xval (bool, int and none are inline)."""

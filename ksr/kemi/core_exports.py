@@ -63,32 +63,32 @@ class CoreExports(Module):
         if log.isEnabledFor(level):
             log.log(level, "%s", text.rstrip("\n"))
 
-    @kemi()
+    @kemi(inline=("log", logging.DEBUG))
     def dbg(self, ctx: MsgContext, text: str) -> None:
         """Log text at DEBUG level."""
         self._log(logging.DEBUG, text)
 
-    @kemi()
+    @kemi(inline=("log", logging.INFO))
     def info(self, ctx: MsgContext, text: str) -> None:
         """Log text at INFO level."""
         self._log(logging.INFO, text)
 
-    @kemi()
+    @kemi(inline=("log", NOTICE))
     def notice(self, ctx: MsgContext, text: str) -> None:
         """Log text at NOTICE level."""
         self._log(NOTICE, text)
 
-    @kemi()
+    @kemi(inline=("log", logging.WARNING))
     def warn(self, ctx: MsgContext, text: str) -> None:
         """Log text at WARNING level."""
         self._log(logging.WARNING, text)
 
-    @kemi()
+    @kemi(inline=("log", logging.ERROR))
     def err(self, ctx: MsgContext, text: str) -> None:
         """Log text at ERROR level."""
         self._log(logging.ERROR, text)
 
-    @kemi()
+    @kemi(inline=("log", logging.CRITICAL))
     def crit(self, ctx: MsgContext, text: str) -> None:
         """Log text at CRITICAL level."""
         self._log(logging.CRITICAL, text)
@@ -438,7 +438,7 @@ def _make_method_test(method: str) -> Callable[..., Any]:
 
     test.__doc__ = f"True for {method} (CSeq method for replies)."
     test.__annotations__ = {"ctx": MsgContext, "return": bool}
-    return kemi(name=f"is_{method}")(test)
+    return kemi(name=f"is_{method}", inline=("method", method))(test)
 
 
 def _make_proto_test(name: str, protos: tuple[str, ...], to: bool) -> Callable[..., Any]:

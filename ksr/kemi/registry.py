@@ -18,6 +18,11 @@ ReturnType = Literal["int", "bool", "xval", "none"]
 # Type of functions returning Kamailio's "xval": an int, a string or null.
 XVal = int | str | None
 
+# What a binding may answer itself, compiled, instead of calling the function (which gives the
+# same answer): ("method", "INVITE") is ``ctx.method == "INVITE"``; ("log", level) logs the text
+# at that level of the "ksr.script" logger.
+Inline = tuple[Literal["method", "log"], str | int]
+
 _MARK = "__ksr_kemi__"
 
 
@@ -82,6 +87,7 @@ class KemiSpec:
     ends_route: bool = False
     varargs: bool = False
     engines: tuple[str, ...] = ("lua", "python")
+    inline: Inline | None = None
 
 
 def kemi(
@@ -93,6 +99,7 @@ def kemi(
     ends_route: bool = False,
     varargs: bool = False,
     engines: tuple[str, ...] = ("lua", "python"),
+    inline: Inline | None = None,
 ) -> Callable[[F], F]:
     """Mark a module method ``(self, ctx, *params)`` as a KSR function.
 
@@ -103,11 +110,12 @@ def kemi(
     ``routes``: the Route flags it is meant for (Kamailio's exports table); a call in another
     route runs all the same, with a warning. ``ends_route``: the route ends after the call
     (``KSR.x.exit``); ``varargs``: further arguments are accepted and ignored; ``engines``: the
-    script languages that have it.
+    script languages that have it. ``inline``: the binding answers the call itself (see
+    ``Inline``); the function stays the reference and must give the same answer.
     """
 
     def mark(fn: F) -> F:
-        spec = KemiSpec(name, submodule, suspends, routes, ends_route, varargs, engines)
+        spec = KemiSpec(name, submodule, suspends, routes, ends_route, varargs, engines, inline)
         setattr(fn, _MARK, spec)
         return fn
 
@@ -128,6 +136,7 @@ class KemiFunction:
     ends_route: bool = False  # the route ends after the call (see kemi())
     varargs: bool = False
     engines: tuple[str, ...] = ("lua", "python")
+    inline: Inline | None = None  # answered by the binding itself (see kemi())
 
     @property
     def qualname(self) -> str:
@@ -179,6 +188,7 @@ def describe(
         spec.ends_route if spec is not None else False,
         spec.varargs if spec is not None else False,
         spec.engines if spec is not None else ("lua", "python"),
+        spec.inline if spec is not None else None,
     )
 
 

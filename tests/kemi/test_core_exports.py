@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from ksr.core.context import MsgContext
+from ksr.sip.message import parse_message_untrusted
 from tests.kemi.scriptkit import LANGS, context, run_exprs, server_with
 from tests.support import UdpPeer, make_config, running_server, sip_request, udp_addr, write_script
 
@@ -124,3 +126,34 @@ async def test_stateless_forward_carries_lumps(tmp_path: Path) -> None:
         assert data.count(b"Via: SIP/2.0/UDP") == 2
         uac.close()
         uas.close()
+
+
+REPLY = (
+    "SIP/2.0 200 OK\n"
+    "Via: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bK-1\n"
+    "From: <sip:a@example.com>;tag=1\n"
+    "To: <sip:b@example.com>;tag=2\n"
+    "Call-ID: methods-1\n"
+    "CSeq: 2 BYE\n"
+    "Content-Length: 0\n\n"
+)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_method_tests(lang: str, tmp_path: Path) -> None:
+    """KSR.is_<METHOD>: a request's method, a reply's CSeq method (the Lua engine answers a
+    request's tests itself, a reply's through Python); a boolean in both languages."""
+    s = server_with([])
+    exprs = ["KSR.is_INVITE()", "KSR.is_ACK()", "KSR.is_BYE()", "KSR.is_KDMQ()"]
+    assert run_exprs(s, lang, exprs, tmp_path, context(s, MSG)) == [True, False, False, False]
+    raw = REPLY.replace("\n", "\r\n").encode()
+    reply = MsgContext(s, parse_message_untrusted(raw), "127.0.0.1", 5090, s.listeners[0])
+    assert run_exprs(s, lang, exprs, tmp_path, reply) == [False, False, True, False]
+    bye = sip_request("BYE", ruri="sip:bob@example.com")
+    assert run_exprs(s, lang, exprs, tmp_path, context(s, bye)) == [False, False, True, False]
+
+
+def test_method_tests_take_no_parameters_in_lua(tmp_path: Path) -> None:
+    s = server_with([])
+    got = run_exprs(s, "lua", ["KSR.is_INVITE(1)", "KSR.is_INVITE()"], tmp_path, context(s, MSG))
+    assert got == [False, True]
