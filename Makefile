@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 NATIVE_SOURCES := $(wildcard ksr/sip/*.py) ksr/core/hashes.py ksr/core/context.py \
 	ksr/core/core_stats.py ksr/core/pipeline.py ksr/core/scripts.py ksr/core/stats.py \
 	ksr/core/stateless.py \
-	ksr/kemi/bindings.py \
+	ksr/kemi/bindings.py ksr/kemi/runs.py \
 	ksr/core/timers.py ksr/core/sending.py ksr/core/hosts.py ksr/core/latency.py \
 	ksr/core/myself.py ksr/core/resolve_now.py \
 	modules/sanity/checks.py \

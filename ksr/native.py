@@ -62,6 +62,8 @@ COMPILED: tuple[str, ...] = (
     # the callables a script calls for its KSR functions (~26 per call): one frame each, around
     # every module method a route calls
     "ksr.kemi.bindings",
+    # the engines' synchronous route runs (~8 per call), from Scripts into the script
+    "ksr.kemi.runs",
     # the timer heap: tm and dialog start and cancel a dozen timers each per call (its task,
     # a coroutine trio runs, stays Python: ksr/core/timer_task.py)
     "ksr.core.timers",

@@ -133,6 +133,8 @@ def log_binding(f: KemiFunction, lua: bool, level: int) -> Callable[..., Any]:
     """``KSR.dbg`` and friends (``inline=("log", level)``), answered here: most log nothing
     at the running level, and the module's function is two interpreted frames."""
     done: Any = False if lua else 0
+    found = getattr(log, "_cache", None)  # CPython's: kept by the logger, cleared in place
+    cache: dict[int, bool] = found if isinstance(found, dict) else {}
 
     def log_text(*args: Any) -> Any:
         if len(args) == 1 and type(args[0]) is str:
@@ -143,7 +145,12 @@ def log_binding(f: KemiFunction, lua: bool, level: int) -> Callable[..., Any]:
                 return False
             text = conv[0]
         try:
-            if log.isEnabledFor(level):
+            # Logger.isEnabledFor with its cached answer read here (a call of it costs ~1k):
+            # the logging module clears that cache at every level change (setLevel, disable)
+            on = False if log.disabled else cache.get(level)
+            if on is None:
+                on = log.isEnabledFor(level)
+            if on:
                 log.log(level, "%s", text.rstrip("\n"))
         except Exception:
             log.exception("%s failed", f.qualname)

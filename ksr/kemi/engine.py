@@ -66,6 +66,8 @@ class Engine:
         self.loaded_at = 0.0
         self.mtime: float | None = None  # of the script file when a reload loaded it
         self.callbacks: dict[str, bool] = {}  # has_callback's answers, by function name
+        # whether a route may wait on I/O: else ``start`` is ``run`` (Scripts calls run)
+        self.routes_wait = False
 
     # subclasses implement these
     def load(self) -> None:

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from greenlet import getcurrent
 from outcome import Value
 
-from ksr.suspend import Suspension, Worker
+from ksr.sip.message import Request
+from ksr.suspend import Suspension
 
 from .engine import (
     EXIT_MARK,
@@ -29,6 +29,7 @@ from .engine import (
     split_lua_position,
 )
 from .registry import ExportRegistry
+from .runs import lua_runner
 
 if TYPE_CHECKING:
     from ksr.core.context import MsgContext
@@ -70,14 +71,31 @@ local function on_budget()
 end
 local sethook = debug.sethook
 local per_thread = not jit
-function __ksr_run(name, ...)
+-- The method of the request the running route is for, as the number LuaEngine.methods gives it
+-- (nil for a reply, whose CSeq's is asked of Python, and for a method without a test):
+-- KSR.is_INVITE and friends answer from it without crossing into Python. Every entry (run,
+-- start, resume) sets it and gives the outer one back at its end.
+local cur_method = nil
+-- One parameter, not ``...``: a vararg function costs twice as much, and a test takes none (a
+-- call with some still gets the binding's error).
+function __ksr_method_test(pyfn, m)
+  return function(a)
+    if a ~= nil then return pyfn(a) end
+    if cur_method ~= nil then return cur_method == m end
+    return pyfn()
+  end
+end
+function __ksr_run(name, method, ...)
   local f = _G[name]
   if type(f) ~= "function" then return 2 end
   if active == 0 then hits = 0 end
   active = active + 1
+  local outer = cur_method
+  cur_method = method
   -- pcall, not xpcall: Lua 5.1's xpcall passes no arguments (a closure and a table per
   -- event callback run), and the error needs no handler (no traceback is kept)
   local ok, err = pcall(f, ...)
+  cur_method = outer
   active = active - 1
   if ok or err == exit_mark then return 1 end
   if type(err) ~= "string" then err = tostring(err) end
@@ -100,7 +118,8 @@ end
 local function disarm(co)
   if budget_steps > 0 and per_thread then sethook(co) end
 end
-local function segment_end(co, ok, r)
+local function segment_end(co, outer, ok, r)
+  cur_method = outer
   active = active - 1
   if not ok then
     disarm(co)
@@ -117,7 +136,7 @@ local function segment_end(co, ok, r)
   waiting[last_id] = co
   return 3, last_id
 end
-function __ksr_start(name, a1, a2)
+function __ksr_start(name, method, a1, a2)
   local f = _G[name]
   if type(f) ~= "function" then return 2 end
   local co
@@ -131,15 +150,19 @@ function __ksr_start(name, a1, a2)
   end
   hits = 0
   active = active + 1
-  return segment_end(co, co_resume(co, f, a1, a2))
+  local outer = cur_method
+  cur_method = method
+  return segment_end(co, outer, co_resume(co, f, a1, a2))
 end
-function __ksr_resume(id, value)
+function __ksr_resume(id, value, method)
   local co = waiting[id]
   waiting[id] = nil
   if co == nil then return 0, "resumed a route that is not waiting" end
   hits = 0
   active = active + 1
-  return segment_end(co, co_resume(co, value))
+  local outer = cur_method
+  cur_method = method
+  return segment_end(co, outer, co_resume(co, value))
 end
 function __ksr_drop(id)
   local co = waiting[id]
@@ -207,6 +230,8 @@ class LuaEngine(Engine):
         # whether a route may wait on I/O (a KSR function that may wait is loaded): else
         # request routes run as plain calls (__ksr_run), not as coroutines
         self.routes_wait = True
+        # the methods KSR.is_<METHOD> tests, numbered for the Lua side (load)
+        self.methods: dict[str, int] = {}
 
     def load(self) -> None:
         core = self.server.config.core
@@ -241,6 +266,7 @@ class LuaEngine(Engine):
             # escape the budget: with the guard on, LuaJIT runs its (still fast) interpreter.
             lua.execute("jit.off()")
         wrap, ending = g["__ksr_suspending"], g["__ksr_ending"]
+        method_test = g["__ksr_method_test"]
         waits = False
         for f in self.registry:
             suspends = may_wait(f)
@@ -248,6 +274,10 @@ class LuaEngine(Engine):
             if suspends or f.ends_route:
                 t = g.KSR[f.submodule] if f.submodule else g.KSR
                 t[f.name] = (wrap if suspends else ending)(t[f.name])
+            elif f.inline is not None and f.inline[0] == "method" and "lua" in f.engines:
+                t = g.KSR[f.submodule] if f.submodule else g.KSR
+                code = self.methods.setdefault(str(f.inline[1]), len(self.methods) + 1)
+                t[f.name] = method_test(t[f.name], code)
         loader = lua.eval("loadstring or load")
         chunk = loader(source, "@" + str(self.path))
         if not callable(chunk) or isinstance(chunk, tuple):
@@ -268,6 +298,7 @@ class LuaEngine(Engine):
         self._start = g["__ksr_start"]
         self._resume = g["__ksr_resume"]
         self._drop = g["__ksr_drop"]
+        self.run = lua_runner(self, self._run, self.methods)  # type: ignore[method-assign]
         self.loaded_at = time.time()
         rr = self.server.config.core.kemi.request_route_callback
         if not self.has_function(rr):
@@ -299,32 +330,11 @@ class LuaEngine(Engine):
         return value
 
     def run(self, ctx: MsgContext, name: str, *args: Any) -> int:
-        """A synchronous run (nested routes, events, reply routes): never suspends."""
-        prev_ctx, prev_suspendable = self.ctx, self.suspendable  # _swap, inline: every run
-        self.ctx = ctx
-        self.suspendable = False
-        # a nested run finishes before its caller goes on (no_suspend/restore_suspend, inline)
-        g = getcurrent()
-        held = type(g) is Worker and g.allow
-        if held:
-            g.allow = False
-        try:
-            # no ``*args`` splat when there is none (routes) or one (event callbacks): a
-            # splat call costs ~2x a plain one
-            if not args:
-                result = self._run(name)
-            elif len(args) == 1:
-                result = self._run(name, args[0])
-            else:
-                result = self._run(name, *args)
-        except Exception as err:
-            log.error("%s: %s failed: %s", self.path, name, err)
-            return 0
-        finally:
-            if held:
-                g.allow = True
-            self.ctx, self.suspendable = prev_ctx, prev_suspendable
-        return 1 if result == 1 else self._report(name, result)
+        """A synchronous run (nested routes, events, reply routes): never suspends. load()
+        puts the compiled ``runs.lua_runner`` in this method's place on the instance (a
+        frame less per run); this one answers for an engine that is not loaded."""
+        log.error("%s: %s failed: the script is not loaded", self.path, name)
+        return 0
 
     def start(
         self,
@@ -340,8 +350,12 @@ class LuaEngine(Engine):
         prev_ctx, prev_suspendable = self.ctx, self.suspendable  # _swap, inline: every run
         self.ctx = ctx
         self.suspendable = True
+        m = ctx.msg
+        # for KSR.is_INVITE and friends: a number (a Lua string is hashed as it is made)
+        method = self.methods.get(m.method) if type(m) is Request else None
         try:
-            result = self._start(name, *args) if args else self._start(name)  # no splat
+            # no splat
+            result = self._start(name, method, *args) if args else self._start(name, method)
         except Exception as err:
             log.error("%s: %s failed: %s", self.path, name, err)
             return 0
@@ -357,7 +371,7 @@ class LuaEngine(Engine):
                 return 0
             self.server.runner.spawn(self._complete, ctx, name, result[1], s, done)
             return None
-        return self._report(name, result)
+        return self.report(name, result)
 
     async def _complete(
         self,
@@ -376,8 +390,10 @@ class LuaEngine(Engine):
                 raise
             value = fin.result.value if isinstance(fin.result, Value) else False
             token = self._swap(ctx, True)
+            m = ctx.msg
             try:
-                result = self._resume(co_id, value)
+                method = self.methods.get(m.method) if type(m) is Request else None
+                result = self._resume(co_id, value, method)
             except Exception as err:
                 log.error("%s: %s failed: %s", self.path, name, err)
                 result = 0
@@ -391,7 +407,7 @@ class LuaEngine(Engine):
                     done(ctx, 0)
                     return
                 continue
-            done(ctx, self._report(name, result))
+            done(ctx, self.report(name, result))
             return
 
     def _swap(self, ctx: MsgContext, suspendable: bool) -> tuple[MsgContext | None, bool]:
@@ -403,7 +419,7 @@ class LuaEngine(Engine):
     def _unswap(self, token: tuple[MsgContext | None, bool]) -> None:
         self.ctx, self.suspendable = token
 
-    def _report(self, name: str, result: Any) -> int:
+    def report(self, name: str, result: Any) -> int:
         if isinstance(result, tuple):
             code, message = result[0], result[1]
         else:
