@@ -15,6 +15,7 @@ from ksr.sip.message import Request
 from ksr.suspend import Finished, Suspension
 
 from .registry import KemiFunction, Route
+from .runs import RunState
 
 if TYPE_CHECKING:
     from ksr.core.context import MsgContext
@@ -112,12 +113,16 @@ def method_binding(f: KemiFunction, engine: Any, lua: bool, method: str) -> Call
     """``KSR.is_INVITE`` and friends (``inline=("method", ...)``), answered here: the method
     tests are the commonest KSR calls, and the module's function is an interpreted frame."""
 
+    state: RunState = engine.state
+
     def is_method(*args: Any) -> Any:
         if args and lua:
             log.error("%s: takes no parameters", f.qualname)
             return False
         try:
-            ctx: MsgContext = engine.ctx
+            ctx = state.ctx
+            if ctx is None:
+                raise RuntimeError("no current message")
             m = ctx.msg
             if type(m) is Request:  # a request's own method, without ctx.method's property
                 return m.method == method
@@ -179,6 +184,7 @@ def make_binding(f: KemiFunction, engine: Any, lua: bool) -> Callable[..., Any]:
     as_bool = ret == "bool"
     void = ret == "none"
     none_value: Any = False if lua else 0
+    state: RunState = engine.state  # its fields are read directly (compiled)
     inline = f.inline
     if inline is not None and not off and not f.ends_route and not f.suspends:
         kind, value = inline
@@ -199,7 +205,7 @@ def make_binding(f: KemiFunction, engine: Any, lua: bool) -> Callable[..., Any]:
             if args and lua:
                 log.error("%s: takes no parameters", f.qualname)
                 return False
-            ctx = engine.ctx
+            ctx = state.ctx
             if off:
                 route = ctx.route if ctx is not None else "request"
                 if route in off:
@@ -252,7 +258,7 @@ def make_binding(f: KemiFunction, engine: Any, lua: bool) -> Callable[..., Any]:
                 conv = convert(args)
                 if conv is None:
                     return False
-            ctx = engine.ctx
+            ctx = state.ctx
             if off:
                 route = ctx.route if ctx is not None else "request"
                 if route in off:
@@ -300,7 +306,7 @@ def make_binding(f: KemiFunction, engine: Any, lua: bool) -> Callable[..., Any]:
         conv = convert(args)
         if conv is None:
             return False
-        return body(engine.ctx, conv)
+        return body(state.ctx, conv)
 
     if not suspending:
         return call
@@ -317,10 +323,10 @@ def make_binding(f: KemiFunction, engine: Any, lua: bool) -> Callable[..., Any]:
             conv = convert(args)
             if conv is None:
                 return False
-        if not engine.suspendable:
-            return body(engine.ctx, conv)
+        if not state.suspendable:
+            return body(state.ctx, conv)
         # the call runs in a greenlet: if it waits, Lua gets the pending mark and yields
-        r = engine.server.runner.call(body, (engine.ctx, conv))
+        r = engine.server.runner.call(body, (state.ctx, conv))
         if type(r) is Finished:
             return r.result.unwrap()
         assert isinstance(r, Suspension)

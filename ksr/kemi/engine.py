@@ -19,6 +19,7 @@ from .bindings import (
     may_wait,
 )
 from .registry import ExportRegistry
+from .runs import RunState
 
 if TYPE_CHECKING:
     from ksr.core.context import MsgContext
@@ -59,8 +60,7 @@ class Engine:
         self.server = server
         self.path = path
         self.registry = registry
-        self.ctx: MsgContext | None = None
-        self.suspendable = False  # a Lua route coroutine is running: its calls may suspend
+        self.state = RunState()  # the current message and whether calls may suspend
         self.pending: Suspension | None = None  # the call a Lua route just suspended on
         self.version = 0
         self.loaded_at = 0.0
@@ -68,6 +68,24 @@ class Engine:
         self.callbacks: dict[str, bool] = {}  # has_callback's answers, by function name
         # whether a route may wait on I/O: else ``start`` is ``run`` (Scripts calls run)
         self.routes_wait = False
+
+    @property
+    def ctx(self) -> MsgContext | None:
+        """The message the running route is for (None between runs)."""
+        return self.state.ctx
+
+    @ctx.setter
+    def ctx(self, ctx: MsgContext | None) -> None:
+        self.state.ctx = ctx
+
+    @property
+    def suspendable(self) -> bool:
+        """A Lua route coroutine is running: its calls may suspend."""
+        return self.state.suspendable
+
+    @suspendable.setter
+    def suspendable(self, on: bool) -> None:
+        self.state.suspendable = on
 
     # subclasses implement these
     def load(self) -> None:

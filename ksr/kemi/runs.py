@@ -9,17 +9,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
-from greenlet import getcurrent
+import greenlet
 
+from ksr import suspend
 from ksr.sip.message import Request
-from ksr.suspend import Worker
 
 if TYPE_CHECKING:
     from ksr.core.context import MsgContext
 
 log = logging.getLogger("ksr.script")
+# C statics when compiled (an imported name is a module-dict lookup per use)
+getcurrent: Final = greenlet.getcurrent
+Worker: Final = suspend.Worker
+
+
+class RunState:
+    """What a script engine's runs set and its KSR bindings read: the message the calls are
+    for (None between runs) and whether they may suspend (a Lua route coroutine runs). An
+    object of its own, compiled, so they read and set these as fields (on the interpreted
+    engine each was a dictionary lookup; ``Engine.ctx`` and ``suspendable`` stand for them)."""
+
+    def __init__(self) -> None:
+        self.ctx: MsgContext | None = None
+        self.suspendable = False
 
 
 def lua_runner(engine: Any, run: Any, methods: dict[str, int]) -> Callable[..., int]:
@@ -27,11 +41,13 @@ def lua_runner(engine: Any, run: Any, methods: dict[str, int]) -> Callable[..., 
     (the script's ``__ksr_run``); never suspends. ``methods``: the numbers the Lua side's
     ``KSR.is_<METHOD>`` tests know the request methods by (LuaEngine.load)."""
 
+    state: RunState = engine.state
+
     def run_route(ctx: MsgContext, name: str, *args: Any) -> int:
-        prev_ctx = engine.ctx
-        prev_suspendable = engine.suspendable
-        engine.ctx = ctx
-        engine.suspendable = False
+        prev_ctx = state.ctx
+        prev_suspendable = state.suspendable
+        state.ctx = ctx
+        state.suspendable = False
         # a nested run finishes before its caller goes on (no_suspend/restore_suspend, inline)
         g = getcurrent()
         held = type(g) is Worker and g.allow
@@ -55,8 +71,8 @@ def lua_runner(engine: Any, run: Any, methods: dict[str, int]) -> Callable[..., 
         finally:
             if held:
                 g.allow = True
-            engine.ctx = prev_ctx
-            engine.suspendable = prev_suspendable
+            state.ctx = prev_ctx
+            state.suspendable = prev_suspendable
         return 1 if result == 1 else int(engine.report(name, result))
 
     return run_route
@@ -66,12 +82,14 @@ def python_runner(engine: Any, msg: Any, flat: bool) -> Callable[..., int]:
     """PythonEngine.run: a synchronous run of the handler's ``name`` with ``msg`` (the
     engine's one SipMsg) standing for ``ctx``; ``flat``: app_python3s (no msg argument)."""
 
+    state: RunState = engine.state
+
     def run_route(ctx: MsgContext, name: str, *args: Any) -> int:
         fn = getattr(engine.handler, name, None)
         if fn is None or not callable(fn):
             return 2
-        prev = engine.ctx
-        engine.ctx = ctx
+        prev = state.ctx
+        state.ctx = ctx
         guard: Any = None
         limit: float = engine.limit
         if prev is None and limit > 0:  # an outermost run: arm the runaway guard
@@ -108,6 +126,6 @@ def python_runner(engine: Any, msg: Any, flat: bool) -> Callable[..., int]:
                 g.allow = True
             if guard is not None:
                 guard.armed = False
-            engine.ctx = prev
+            state.ctx = prev
 
     return run_route
