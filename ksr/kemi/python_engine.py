@@ -10,14 +10,11 @@ with it.
 
 from __future__ import annotations
 
-import atexit
 import importlib.util
 import itertools
 import logging
 import os
-import signal
 import sys
-import threading
 import time
 import traceback
 import types
@@ -29,18 +26,13 @@ from ksr.suspend import Finished, Suspension
 
 from .engine import Engine, KsrExit, ScriptError, make_binding, may_wait
 from .registry import ExportRegistry
-from .runs import python_runner
+from .runs import AlarmGuard, ScriptTimeout, python_runner
 
 if TYPE_CHECKING:
     from ksr.core.context import MsgContext
     from ksr.core.server import Server
 
 log = logging.getLogger("ksr.script")
-
-
-class ScriptTimeout(BaseException):
-    """A route ran past core.script_max_seconds. BaseException, so neither a KSR binding
-    nor a script's ``except Exception`` can swallow it."""
 
 
 class SipMsg:
@@ -341,88 +333,6 @@ class PythonEngine(Engine):
             log.debug("%s", "".join(traceback.format_exception(err)))
             return 0
         raise err
-
-
-class AlarmGuard:
-    """The SIGALRM handler behind ``core.script_max_seconds``, installed once per process.
-
-    Starting and ending a route run only set fields (no system call, no clock read: setting
-    the interval timer twice per run cost ~20 µs on a virtual machine, as much as the rest of
-    a KEMI call path; reading the clock ~1k instructions). While routes run, an interval
-    timer ticks every ``limit / 16`` seconds (at most 0.125 s): the first tick that sees a run
-    notes the time, and a later one raises once the run has gone on ``limit`` since, so a
-    runaway route stops between ``limit`` and ``limit`` + two ticks. A tick that finds no
-    route run for a whole second stops the timer (an idle worker gets no signals); the next
-    run starts it. The handler raises only while a run is armed, so a late signal never hits
-    the event loop. The instance lives in the signal table itself (its bound method is the
-    handler), not in a module global.
-    """
-
-    IDLE_STOP = 1.0  # seconds without a route run before the interval timer stops
-
-    def __init__(self) -> None:
-        self.armed = False
-        self.seen = 0.0  # when a tick first saw the armed run (0: none has yet)
-        self.idle = 0.0  # when a tick first found no run since the last one armed (0: none)
-        self.tick = 0.0  # the interval timer's period, 0 while stopped
-        self.limit = 0.0  # the limit the period was worked out for
-
-    @classmethod
-    def current(cls) -> AlarmGuard | None:
-        handler = signal.getsignal(signal.SIGALRM)
-        guard = getattr(handler, "__self__", None)
-        return guard if isinstance(guard, AlarmGuard) else None
-
-    @classmethod
-    def install(cls) -> AlarmGuard | None:
-        """Install the handler (only possible from the main thread)."""
-        guard = cls.current()
-        if guard is None and threading.current_thread() is threading.main_thread():
-            guard = cls()
-            signal.signal(signal.SIGALRM, guard.on_alarm)
-            # Python restores SIGALRM's default action (end the process) as it shuts down; a
-            # tick still pending then would kill an exiting process with "Alarm clock".
-            atexit.register(_stop_alarms)
-        return guard
-
-    def arm(self, seconds: float) -> None:
-        """A run starts (PythonEngine.run writes this out)."""
-        self.seen = self.idle = 0.0
-        self.armed = True
-        if not self.tick or seconds != self.limit:  # stopped while idle, or a new limit
-            self.start(seconds)
-
-    def start(self, seconds: float) -> None:
-        """Start the interval timer for runs of ``seconds`` at most."""
-        self.limit = seconds
-        self.tick = tick = min(seconds / 16, 0.125)
-        signal.setitimer(signal.ITIMER_REAL, tick, tick)
-
-    def disarm(self) -> None:
-        self.armed = False
-
-    def on_alarm(self, signum: int, frame: Any) -> None:
-        now = time.monotonic()
-        if self.armed:
-            if not self.seen:
-                self.seen = now
-            elif now - self.seen >= self.limit:
-                self.armed = False
-                raise ScriptTimeout()
-        elif not self.idle:
-            self.idle = now
-        elif now - self.idle > self.IDLE_STOP and self.tick:
-            self.tick = 0.0
-            signal.setitimer(signal.ITIMER_REAL, 0)
-
-
-def _stop_alarms() -> None:
-    """At exit: stop the interval timer and ignore SIGALRM from then on. Stopping the timer
-    alone leaves a tick already sent but not yet delivered (seen under valgrind, which
-    queues signals) to meet the default action Python restores as it shuts down; an ignored
-    signal stays ignored through the shutdown."""
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    signal.signal(signal.SIGALRM, signal.SIG_IGN)
 
 
 def _in_folder(mod: Any, folder: str) -> bool:
