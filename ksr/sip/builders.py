@@ -69,8 +69,6 @@ REASONS: Final[dict[int, str]] = {
     606: "Not Acceptable",
 }
 
-# Headers a reply copies from its request (RFC 3261 §8.2.6.2).
-_COPIED: Final = frozenset({"via", "from", "to", "call-id", "cseq"})
 
 # The lines a local reply repeats, made once: a join costs ~600 instructions compiled.
 _STATUS_LINES: Final[dict[int, str]] = {
@@ -136,52 +134,26 @@ def make_reply(
     none; then Server, ``extra_headers`` (the reply lumps: Headers or (name, value) pairs),
     Content-Type, ``Contact: <uri>`` for each of ``contacts`` (a 3xx's destination set) and
     Content-Length."""
-    headers: list[Header] = []
-    fix = req.via_fix
-    original = fix.original if fix is not None else None
-    # the first Call-ID, From and CSeq values: the To-tag's seed
-    call_id: str | None = None
-    from_: str | None = None
-    cseq: str | None = None
-    untagged: list[int] = []  # where To headers without a tag go
-    for h in req.headers:
-        key = h.key
-        if key not in _COPIED:
-            continue
-        if key == "to":
-            if status > 100 and ";tag=" not in h.value.replace(" ", "").lower():
-                untagged.append(len(headers))
-        elif key == "call-id":
-            if call_id is None:
-                call_id = h.value
-        elif key == "from":
-            if from_ is None:
-                from_ = h.value
-        elif key == "cseq":
-            if cseq is None:
-                cseq = h.value
-        elif h is original and fix is not None:
-            h = fix.sent  # received=/rport= (RFC 3261 §18.2.1): the Via the reply carries
-        # shared with the request, as the copies a proxy forwards share their headers: a
-        # Header is never changed in place (headers.append, not a bound append: compiled,
-        # a bound method is called as a generic object)
-        headers.append(h)
-    if untagged:
-        tag = to_tag or to_tag_of("", call_id, from_, cseq)
-        for i in untagged:
-            h = headers[i]
-            headers[i] = Header(h.name, f"{h.value};tag={tag}")
-    if server_header:
-        headers.append(Header("Server", server_header))
-    if extra_headers:
-        for x in extra_headers:
-            headers.append(x if isinstance(x, Header) else Header(x[0], x[1]))
-    if body and content_type:
-        headers.append(Header("Content-Type", content_type))
-    if contacts:
-        headers.extend(Header("Contact", f"<{uri}>") for uri in contacts)
-    headers.append(Header("Content-Length", str(len(body))))
-    return Response(status, reason if reason is not None else default_reason(status), headers, body)
+    # reply_message's one pass over the request, its bytes dropped: this Response is for
+    # callers that may still change it (the tests' user agents)
+    lumps = (
+        [x if isinstance(x, Header) else Header(x[0], x[1]) for x in extra_headers]
+        if extra_headers
+        else []
+    )
+    rpl = reply_message(
+        req,
+        status,
+        reason if reason is not None else default_reason(status),
+        to_tag,
+        lumps,
+        body,
+        content_type,
+        server_header,
+        list(contacts) if contacts else None,
+    )
+    rpl.raw = None
+    return rpl
 
 
 def reply_bytes(
@@ -208,7 +180,8 @@ def reply_bytes(
     to_headers: list[Header] = []  # and those headers
     for h in req.headers:
         key = h.key
-        # _COPIED's keys compared as literals: compiled, cheaper than the set's lookup
+        # the headers a reply copies (RFC 3261 §8.2.6.2), compared as literals: compiled,
+        # cheaper than a set's lookup
         if key == "via":
             if h is original and fix is not None:
                 h = fix.sent  # received=/rport= (RFC 3261 §18.2.1)
@@ -282,7 +255,7 @@ def reply_message(
     untagged: list[int] = []  # where To headers without a tag are (in headers; +1 in lines)
     for h in req.headers:
         key = h.key
-        if key == "via":  # _COPIED's keys as literals, as in reply_bytes
+        if key == "via":  # the copied headers as literals, as in reply_bytes
             if h is original and fix is not None:
                 h = fix.sent  # received=/rport= (RFC 3261 §18.2.1)
         elif key == "to":
