@@ -179,7 +179,9 @@ class Stateless:
         sock = server.socket_for(dest.proto, ctx)
         if sock is None:
             return False
-        out.headers.insert(0, Header("Via", server.make_via(ctx, sock, branch)))
+        # this object's own make_via (server.make_via is it): a native call, not a look-up on
+        # the interpreted Server and a bound method
+        out.headers.insert(0, Header("Via", self.make_via(ctx, sock, branch)))
         ok = server.send(dest, out.to_bytes(), sock)
         if ok:
             self.stats.fwd_requests.inc()

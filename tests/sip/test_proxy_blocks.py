@@ -66,6 +66,24 @@ def test_make_via() -> None:
     assert via.params["rport"] is None
 
 
+def test_make_via_without_params_as_with_them() -> None:
+    # the Via without extra parameters is written in one piece: the same text as the general
+    # way (parameters in a dict), which puts extra ones after ;rport and before ;ksrw
+    for rport in (False, True):
+        for worker in (None, 0, 2):
+            plain = make_via("udp", "::1", 5060, "z9hG4bKa", rport=rport, worker=worker)
+            extra = make_via(
+                "udp", "::1", 5060, "z9hG4bKa", rport=rport, worker=worker, params={"srvid": "7"}
+            )
+            if worker is None:
+                assert extra == plain + ";srvid=7"
+            else:
+                assert extra == plain.replace(";ksrw=", ";srvid=7;ksrw=")
+                assert plain.endswith(f";ksrw={worker}")
+            assert plain.startswith("SIP/2.0/UDP [::1]:5060;branch=z9hG4bKa")
+            assert (";rport" in plain) is rport
+
+
 # -- the Via we take off a reply --------------------------------------------------------------
 def test_without_top_via_removes_our_value_only() -> None:
     ours, theirs = "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKa", "SIP/2.0/UDP 10.0.0.2;branch=z9hG4bKb"
