@@ -4,7 +4,10 @@ a read raising BlockingIOError, and trio with FIONREAD deciding (as ksr's UDP lo
 the ninth session). Each server answers one datagram at a time, as at a low rate: the figure
 is what each wake-up costs beside the routing. valgrind callgrind, server process only.
 
-    python -m bench.wakeup_cost [--count 300] [--modes block,trio-eagain,trio-fionread]
+    python -m bench.wakeup_cost [--count 300] [--modes block,trio-eagain,trio-fionread,trio-idle]
+
+``trio-idle``: trio run with ksr's serving clock (ksr/core/idle_wait.py), which reads the
+socket itself while trio sleeps, as ``ksr run`` does since the eleventh session.
 """
 
 from __future__ import annotations
@@ -77,7 +80,32 @@ def serve(mode: str, count: int) -> None:
                         if not queued[0]:
                             break
 
-        trio.run(loop)
+        if mode == "trio-idle":
+            from ksr.core.idle_wait import IdleWaitClock, read_when_idle
+
+            scope = trio.CancelScope()
+            first = [True]
+
+            def read() -> None:  # what ksr's UdpReader does for a lone datagram
+                data, addr = s.recvfrom(65535)
+                if data == b"q":
+                    scope.cancel()
+                    return
+                s.sendto(data, addr)
+                if first[0]:
+                    first[0] = False
+                    _control("-i", "on", pid)
+                fcntl.ioctl(s.fileno(), termios.FIONREAD, queued, True)
+
+            async def idle() -> None:
+                with scope, read_when_idle(s.fileno(), read):
+                    while True:
+                        await trio.lowlevel.wait_readable(s)
+                        read()
+
+            trio.run(idle, clock=IdleWaitClock())
+        else:
+            trio.run(loop)
     _control("-i", "off", pid)
     client.wait()
 
@@ -90,7 +118,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--count", type=int, default=300)
-    ap.add_argument("--modes", default="block,trio-eagain,trio-fionread")
+    ap.add_argument("--modes", default="block,trio-eagain,trio-fionread,trio-idle")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="ksr-wake-") as tmp:
         for mode in args.modes.split(","):

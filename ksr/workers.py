@@ -289,6 +289,7 @@ def run_server(server: Any, label: str = "ksr") -> int:
 
     from ksr.core import sdnotify
     from ksr.core.gcpolicy import tune_for_serving
+    from ksr.core.idle_wait import make_clock
     from ksr.kemi.engine import ScriptError
     from ksr.kemi.reload import reload_script
 
@@ -311,7 +312,7 @@ def run_server(server: Any, label: str = "ksr") -> int:
                     return
 
     try:
-        trio.run(serve)
+        trio.run(serve, clock=make_clock(server.config.core.idle_wait))
     except KeyboardInterrupt:
         return 0
     except OSError as err:

@@ -119,6 +119,9 @@ class CoreParams(BaseModel):
     # overload: a new INVITE read when the UDP receive queue is older than this (seconds) is
     # answered 503 instead of routed; 0 = never
     shed_queue_age: float = 0.3
+    # while nothing else is to do, trio's clock reads the UDP sockets itself instead of waking
+    # their tasks (ksr/core/idle_wait.py); false: every datagram wakes its task
+    idle_wait: bool = True
     lua_runtime: str = "lua51"  # lua51 (Kamailio's), luajit, lua54
     script_max_instructions: int = 10_000_000  # runaway-loop guard per route call (Lua)
     script_max_seconds: float = 2.0  # runaway guard per route call (Python)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ksr.core.context import SocketInfo
+from ksr.core.idle_wait import read_when_idle
 
 from .exact_recv import ExactReceiver
 from .udp_group import SO_TIMESTAMPNS, bind_udp
@@ -45,6 +46,98 @@ def queue_age(ancdata: list[tuple[int, int, bytes]], now: Callable[[], float] = 
             sec, nsec = _TIMESPEC.unpack_from(data)
             return max(0.0, now() - (sec + nsec * 1e-9))
     return 0.0
+
+
+class UdpReader:
+    """What one wake-up of a UDP socket reads and routes, whoever woke: the socket's task or
+    the serving clock."""
+
+    def __init__(self, server: Server, sock: socket.socket, info: SocketInfo) -> None:
+        self.server = server
+        self.sock = sock
+        self.info = info
+        self.receive = server.receive
+        # datagrams copied out of one buffer at their size (exact_recv.py: a 64 KiB read
+        # buffer per datagram fragments the heap)
+        self.rx = ExactReceiver(MAX_DATAGRAM)
+        self.fd = sock.fileno()
+        self.queued = array.array("i", [0])  # FIONREAD's answer: the next datagram's size, or 0
+        self.full = False  # the batch before was full: datagrams keep waiting for this process
+
+    def wake(self) -> None:
+        server = self.server
+        sock = self.sock
+        info = self.info
+        receive = self.receive
+        sync = server.sync_shared  # worker processes: the others' shared-table writes
+        batch = []
+        age = 0.0
+        try:
+            data, anc, addr = self.rx.recvmsg(sock, _ANC_SIZE)
+        except (BlockingIOError, InterruptedError):
+            self.full = False
+            return
+        except OSError as err:  # e.g. ICMP port unreachable reported on the socket
+            log.debug("udp recv error: %s", err)
+        else:
+            age = queue_age(anc)
+            if len(data) < 4:  # shorter: keepalive pings (CRLF) and noise
+                pass
+            elif age > server.shed_age > 0:
+                # old enough to be shed if this is a backlog, which only the rest of the
+                # batch tells: handled with it
+                batch.append((data, addr))
+            else:
+                # nothing read in this wake-up can be shed (the batch's age is this
+                # datagram's), so it is routed before the queue is read on: at a low rate
+                # the reply leaves without waiting for the read that finds the queue empty
+                server.rx_age = age if self.full else 0.0
+                if sync is not None:
+                    sync()  # after the read: writes that came before it are applied
+                try:
+                    receive(data, addr[0], addr[1], info)
+                except Exception:  # a bug in handling one packet must not stop the listener
+                    log.exception("error handling a datagram from %s:%d", addr[0], addr[1])
+                queued = self.queued
+                fcntl.ioctl(self.fd, termios.FIONREAD, queued, True)
+                if not queued[0]:
+                    # nothing more (or an empty datagram, which the next wake-up reads)
+                    self.full = False
+                    return
+        recvfrom_into = sock.recvfrom_into
+        buf = self.rx.buf
+        view = self.rx.view
+        n = 1
+        for n in range(2, BATCH + 1):  # noqa: B007 - n counts the datagrams read
+            try:
+                size, addr = recvfrom_into(buf)
+            except (BlockingIOError, InterruptedError):
+                n -= 1
+                break
+            except OSError as err:
+                log.debug("udp recv error: %s", err)
+                continue
+            if size >= 4:
+                batch.append((view[:size].tobytes(), addr))
+        # A few old datagrams after the process was not scheduled for a while are no
+        # overload: the age counts in a backlog only (this batch or the one before full).
+        was_full = self.full
+        self.full = full = n == BATCH
+        if not batch:
+            return
+        server.rx_age = age if (full or was_full) else 0.0
+        if sync is not None:
+            sync()  # after reading the batch: writes that came before it are applied
+        handoff = server.handoff  # worker processes: messages of other workers' calls
+        if handoff is not None and len(batch) > 1:
+            handoff.holding = True  # what goes to other workers leaves in one datagram each
+        for data, addr in batch:
+            try:
+                receive(data, addr[0], addr[1], info)
+            except Exception:  # a bug in handling one packet must not stop the listener
+                log.exception("error handling a datagram from %s:%d", addr[0], addr[1])
+        if handoff is not None and handoff.holding:
+            handoff.flush()
 
 
 class UdpTransport:
@@ -83,87 +176,15 @@ class UdpTransport:
                 s.close()
 
     async def _recv_loop(self, sock: socket.socket, info: SocketInfo) -> None:
-        server = self.server
-        receive = server.receive
-        # datagrams copied out of one buffer at their size (exact_recv.py: a 64 KiB read
-        # buffer per datagram fragments the heap); the hot read is inlined here
-        rx = ExactReceiver(MAX_DATAGRAM)
-        recvfrom_into = sock.recvfrom_into
-        buf = rx.buf
-        view = rx.view
-        sync = self.server.sync_shared  # worker processes: the others' shared-table writes
-        handoff = self.server.handoff  # worker processes: messages of other workers' calls
-        full = False  # the batch before was full: datagrams keep waiting for this process
-        fd = sock.fileno()
-        queued = array.array("i", [0])  # FIONREAD's answer: the next datagram's size, or 0
-        ioctl = fcntl.ioctl
-        fionread = termios.FIONREAD
-        while True:
-            await trio.lowlevel.wait_readable(sock)
-            batch = []
-            age = 0.0
-            try:
-                data, anc, addr = rx.recvmsg(sock, _ANC_SIZE)
-            except (BlockingIOError, InterruptedError):
-                full = False
-                continue
-            except OSError as err:  # e.g. ICMP port unreachable reported on the socket
-                log.debug("udp recv error: %s", err)
-            else:
-                age = queue_age(anc)
-                if len(data) < 4:  # shorter: keepalive pings (CRLF) and noise
-                    pass
-                elif age > server.shed_age > 0:
-                    # old enough to be shed if this is a backlog, which only the rest of the
-                    # batch tells: handled with it
-                    batch.append((data, addr))
-                else:
-                    # nothing read in this wake-up can be shed (the batch's age is this
-                    # datagram's), so it is routed before the queue is read on: at a low rate
-                    # the reply leaves without waiting for the read that finds the queue empty
-                    server.rx_age = age if full else 0.0
-                    if sync is not None:
-                        sync()  # after the read: writes that came before it are applied
-                    try:
-                        receive(data, addr[0], addr[1], info)
-                    except Exception:  # a bug in handling one packet must not stop the listener
-                        log.exception("error handling a datagram from %s:%d", addr[0], addr[1])
-                    ioctl(fd, fionread, queued, True)
-                    if not queued[0]:
-                        # nothing more (or an empty datagram, which the next wake-up reads)
-                        full = False
-                        continue
-            n = 1
-            for n in range(2, BATCH + 1):  # noqa: B007 - n counts the datagrams read
-                try:
-                    size, addr = recvfrom_into(buf)
-                except (BlockingIOError, InterruptedError):
-                    n -= 1
-                    break
-                except OSError as err:
-                    log.debug("udp recv error: %s", err)
-                    continue
-                if size >= 4:
-                    batch.append((view[:size].tobytes(), addr))
-            # A few old datagrams after the process was not scheduled for a while are no
-            # overload: the age counts in a backlog only (this batch or the one before full).
-            was_full, full = full, n == BATCH
-            if not batch:
-                continue
-            server.rx_age = age if (full or was_full) else 0.0
-            if sync is not None:
-                sync()  # after reading the batch: writes that came before it are applied
-            if handoff is not None and len(batch) > 1:
-                handoff.holding = True  # what goes to other workers leaves in one datagram each
-            for data, addr in batch:
-                try:
-                    receive(data, addr[0], addr[1], info)
-                except Exception:  # a bug in handling one packet must not stop the listener
-                    log.exception("error handling a datagram from %s:%d", addr[0], addr[1])
-            if handoff is not None and handoff.holding:
-                handoff.flush()
-            # no checkpoint here: wait_readable always parks this task (trio does not look at
-            # the socket first), so timers and other tasks run between batches anyway
+        reader = UdpReader(self.server, sock, info)
+        # while trio sleeps, the serving clock reads the socket itself (ksr/core/idle_wait.py);
+        # this task reads it when trio is busy, or always under another clock
+        with read_when_idle(sock.fileno(), reader.wake):
+            while True:
+                await trio.lowlevel.wait_readable(sock)
+                reader.wake()
+                # no checkpoint here: wait_readable always parks this task (trio does not
+                # look at the socket first), so timers and other tasks run between batches
 
     def _pick(self, sock: SocketInfo | None, host: str) -> socket.socket | None:
         v6 = ":" in host
