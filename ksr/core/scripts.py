@@ -144,7 +144,10 @@ class Scripts:
             eng = self.server.engine
             if eng is None:
                 return False
-        return eng.has_callback(name)
+        # the engine's answers read here (a dict of the interpreted engine): its method, a
+        # Python frame, only for the first ask of each name
+        known = eng.callbacks.get(name)
+        return eng.has_callback(name) if known is None else known
 
     def run_event(self, name: str, evname: str, ctx: MsgContext | None = None) -> int:
         """Run an event callback ``name(evname)`` (Python: ``(self, msg, evname)``); 2 when

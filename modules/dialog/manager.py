@@ -59,9 +59,16 @@ class DialogManager:
     def __init__(self, server: Core, params: DialogParams) -> None:
         self.server = server
         self.params = params
-        # read per event: a native field (the parameters are an interpreted model, ~600
-        # instructions a read from here; nothing changes them after start-up)
+        # the parameters read per call or event as native fields (the parameters are an
+        # interpreted model, ~600 instructions a read from here; nothing changes them after
+        # start-up)
         self.event_callback: str = params.event_callback
+        self.default_timeout: int = params.default_timeout
+        self.early_timeout: int = params.early_timeout
+        self.noack_timeout: int = params.noack_timeout
+        self.bye_on_timeout: int = params.send_bye
+        self.timeout_noreset: bool = bool(params.timeout_noreset)
+        self.dlg_flag: int = params.dlg_flag
         self.timers: TimerService = server.timers  # read per timer started: no lookup chain
         self.clock = WallClock(server.timers.now)
         self.table = DialogTable(params.hash_size, server.config.core.server_id)
@@ -112,7 +119,7 @@ class DialogManager:
         t = self._trio_time()
         now = self.clock.at(t) if t is not None else time.time()
         dctx: dict[str, Any] = ctx.extra.get("dlg_ctx", {})
-        lifetime = int(dctx.get("timeout") or self.params.default_timeout)
+        lifetime = int(dctx.get("timeout") or self.default_timeout)
         sock = f"{ctx.socket.proto}:{ctx.socket.ip}:{ctx.socket.port}"
         dlg = Dialog(
             h_entry=h_entry,
@@ -125,8 +132,8 @@ class DialogManager:
             src_port=ctx.src_port,
             init_ts=now,
             lifetime=lifetime,
-            timeout_bye=bool(dctx.get("timeout_bye", self.params.send_bye)),
-            timeout_noreset=bool(self.params.timeout_noreset),
+            timeout_bye=bool(dctx.get("timeout_bye", self.bye_on_timeout)),
+            timeout_noreset=self.timeout_noreset,
             timeout_route=str(dctx.get("timeout_route") or ""),
             sflags=int(dctx.get("flags") or 0),
             caller=Leg(
@@ -144,7 +151,7 @@ class DialogManager:
         self.table.add(dlg)
         self.c_processed.inc()
         ctx.extra["dlg"] = dlg
-        self._arm(dlg, self.params.early_timeout, t)
+        self._arm(dlg, self.early_timeout, t)
         self.persist(dlg)
         self.on_created(dlg, ctx)
         return dlg
@@ -370,7 +377,7 @@ class DialogManager:
             now = self.clock.at(t) if t is not None else time.time()
             dlg.start_ts = now
             dlg.timeout_ts = now + dlg.lifetime
-            self._arm(dlg, min(dlg.lifetime, self.params.noack_timeout), t)
+            self._arm(dlg, min(dlg.lifetime, self.noack_timeout), t)
         elif step.state is DlgState.CONFIRMED:
             # the timer armed when the 2xx came (no-ACK, never later than timeout_ts) stays:
             # at its time _on_timer finds the call confirmed and waits the rest; a timer
@@ -485,6 +492,6 @@ class DialogManager:
             if dlg.state in (DlgState.CONFIRMED, DlgState.CONFIRMED_NA):
                 self._arm(dlg, self.clock.delay_until(dlg.timeout_ts))
             else:
-                self._arm(dlg, self.clock.delay_until(dlg.init_ts + self.params.early_timeout))
+                self._arm(dlg, self.clock.delay_until(dlg.init_ts + self.early_timeout))
             n += 1
         return n

@@ -89,7 +89,7 @@ class TmGlue:
             return
         dlg = ctx.extra.get("dlg")
         if dlg is None:
-            flag = self.mgr.params.dlg_flag
+            flag = self.mgr.dlg_flag
             if flag < 0 or not (ctx.flags >> flag) & 1:
                 return
             try:
