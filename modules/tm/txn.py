@@ -6,8 +6,8 @@ events and runs their actions is ``engine.py``.
 
 from __future__ import annotations
 
-import zlib
 from typing import TYPE_CHECKING, Any, Final
+from zlib import crc32
 
 from ksr.sip.builders import BRANCH_COOKIE
 from ksr.sip.message import Header, Request, Response
@@ -229,22 +229,42 @@ def loop_hash(req: Request, ruri: str) -> str:
     """RFC 3261 §16.6 step 8: the part of our branch that identifies the request as we got it
     (not its Via), so the same request coming back through us is recognised (§16.3 step 4).
     Kept by the transaction for its branches (``Transaction.loop_hash``); the loop check,
-    which only a request with our Via below the top one needs, makes its own."""
-    parts = [
-        ruri,
-        req.get("call-id") or "",
-        req.get("cseq") or "",
-        req.get("from") or "",
-        req.to.tag or "",
-    ]
-    parts.extend(req.get_all("route"))
-    parts.extend(req.get_all("proxy-require"))
+    which only a request with our Via below the top one needs, makes its own.
+
+    The R-URI, the first Call-ID, CSeq and From values, the To tag, then every Route and
+    every Proxy-Require value, joined by "|": gathered in one pass over the headers (keys
+    compared with literals; a ``get`` per name was a scan and a name lookup each)."""
+    call_id: str | None = None
+    cseq: str | None = None
+    from_: str | None = None
+    routes: list[str] = []
+    requires: list[str] = []
+    for h in req.headers:
+        key = h.key
+        if key == "route":
+            routes.append(h.value)
+        elif key == "call-id":
+            if call_id is None:
+                call_id = h.value
+        elif key == "cseq":
+            if cseq is None:
+                cseq = h.value
+        elif key == "from":
+            if from_ is None:
+                from_ = h.value
+        elif key == "proxy-require":
+            requires.append(h.value)
+    parts = [ruri, call_id or "", cseq or "", from_ or "", req.to.tag or ""]
+    if routes:
+        parts += routes
+    if requires:
+        parts += requires
     # CRC-32: as many bits as the 4-byte BLAKE2b it replaces, a third of its instructions
     # (a collision only matters between requests that both carry our Via)
     seed = "|".join(parts).encode("utf-8", "surrogateescape")
     # eight hex digits, zero-padded: hex() of the CRC with a 9th digit set, then cut (compiled,
     # format() with a spec is a call through the builtins, hex() is not)
-    return hex(zlib.crc32(seed) | 0x100000000)[3:]
+    return hex(crc32(seed) | 0x100000000)[3:]
 
 
 # -- requests a client transaction makes up ---------------------------------------------------
