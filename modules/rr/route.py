@@ -119,12 +119,10 @@ class Router:
         return [remembered(seen, v, route_uri) for v in values]
 
     def ruri(self, ctx: MsgContext, req: Request) -> Uri:
-        """The R-URI parsed (shared, as ``routes``): the request's own parse while the script
-        has not changed it."""
-        text = ctx.ruri
-        if not text or text == req.uri:
-            return req.parsed_uri
-        return remembered(self.uris_seen, text, parse_uri)
+        """The R-URI parsed (shared, as ``routes``), kept by its text: an in-dialog request's
+        R-URI is the peer's Contact, the same text for the ACK and the BYE of a call (and for
+        every call to that peer), parsed once."""
+        return remembered(self.uris_seen, ctx.ruri or req.uri, parse_uri)
 
     def loose_route(self, ctx: MsgContext, mode: int) -> int:
         """loose_route's return code (see the KSR function); $du, the R-URI and the lumps
