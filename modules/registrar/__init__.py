@@ -72,6 +72,7 @@ class Registrar(Module):
         self.ulc = UlcProfiles()
         self.aor_locks = KeyedLock()  # save(): one REGISTER per AOR at a time
         self.waits = True  # whether save() may wait (on usrloc's database): set in init
+        self.aors_seen: dict[tuple[str, bool, str, bool], str] = {}  # lookup's, by R-URI
 
     def may_wait(self, name: str) -> bool:
         """The KSR calls wait only on usrloc's database: with db_mode 0 never."""

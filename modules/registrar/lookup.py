@@ -25,14 +25,27 @@ log = logging.getLogger("ksr.registrar")
 FOUND, NOT_FOUND, METHOD_FILTERED, ERROR = 1, -1, -2, -3
 
 
+AORS_MAX = 2048  # AORs kept by R-URI text; past that the table starts again
+
+
 def valid_contacts(reg: Registrar, table: str, uri: str) -> list[Contact] | int:
     """The live contacts of the AOR of ``uri`` in lookup order, or a negative return code."""
-    try:
-        aor = aor_of(
-            uri, reg.usrloc.use_domain, reg.params.realm_prefix, bool(reg.params.case_sensitive)
-        )
-    except errors.RegError:
-        return NOT_FOUND
+    use_domain = reg.usrloc.use_domain
+    realm_prefix = reg.params.realm_prefix
+    case_sensitive = bool(reg.params.case_sensitive)
+    # a new call's R-URI is the callee's address, the same text for each call to it: its
+    # AOR is worked out (a URI parse) once per text and these settings
+    seen = reg.aors_seen
+    key = (uri, use_domain, realm_prefix, case_sensitive)
+    aor = seen.get(key)
+    if aor is None:
+        try:
+            aor = aor_of(uri, use_domain, realm_prefix, case_sensitive)
+        except errors.RegError:
+            return NOT_FOUND
+        if len(seen) >= AORS_MAX:
+            seen.clear()
+        seen[key] = aor
     try:
         contacts = reg.usrloc.domain(table).get(aor)
     except UsrlocError as err:
