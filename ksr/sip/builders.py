@@ -380,6 +380,38 @@ def without_top_via(headers: list[Header]) -> list[Header]:
     return without_first_values(headers, "via")
 
 
+def reply_upstream(rpl: Response) -> Response:
+    """``rpl`` as it goes upstream: without our (top) Via value (RFC 3261 §16.7 step 3).
+    When ``rpl`` still has the bytes it was parsed from and our Via is its first header
+    line, alone on it (the usual case), those bytes with that line cut out are the new
+    reply's ``raw``: nothing is serialised again (``to_bytes`` returns them)."""
+    hdrs = rpl.headers
+    out = Response(rpl.status, rpl.reason, without_top_via(hdrs), rpl.body, rpl.version)
+    raw = rpl.raw
+    if raw is not None and len(out.headers) < len(hdrs):  # a whole Via line went
+        first = hdrs[0]
+        line = first.raw
+        if first.key == "via" and line is not None:
+            # the status line as to_bytes writes it, in as many bytes as characters
+            start = len(rpl.version) + len(rpl.reason) + 5
+            out.raw = _cut_line(raw, start, line.encode("utf-8", "surrogateescape"))
+    return out
+
+
+def _cut_line(raw: bytes, start: int, line: bytes) -> bytes | None:
+    """``raw`` without ``line`` when the first line of ``raw`` is ``start`` bytes long and
+    ``line`` comes right after it, both ended by CRLF; else None. The bytes are checked, not
+    assumed from the parse: a status line without a reason or with non-ASCII characters, or
+    bare LF line ends there, leave ``raw`` alone. (No search for the first CRLF: the parse
+    split the first line at its first line end, which holds the only LF up to there, so a
+    CRLF at ``start`` is that end. ``bytes.find`` is a generic method call compiled.)"""
+    a = start + 2
+    b = a + len(line)
+    if raw[start:a] != b"\r\n" or raw[a:b] != line or raw[b : b + 2] != b"\r\n":
+        return None
+    return raw[:a] + raw[b + 2 :]
+
+
 def without_first_values(headers: list[Header], key: str, count: int = 1) -> list[Header]:
     """A copy of ``headers`` without the first ``count`` values of the comma-separated
     header ``key`` (a header line left without values is dropped): our Via off a reply, the

@@ -7,7 +7,7 @@ import logging
 from typing import TYPE_CHECKING, Final
 
 from ksr.core.context import MsgContext, RouteType
-from ksr.sip.builders import without_top_via
+from ksr.sip.builders import reply_upstream
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.message import Response
 from ksr.sip.received import sent_headers
@@ -113,7 +113,7 @@ class ReplyProcessor:
     # -- relaying -------------------------------------------------------------------------
     def relay(self, tx: Transaction, ctx: MsgContext | None, rpl: Response) -> bool:
         got = ctx.apply_lumps(rpl) if ctx is not None and ctx.lumps else rpl
-        out = Response(got.status, got.reason, without_top_via(got.headers), got.body, got.version)
+        out = reply_upstream(got)
         if not any(h.key == "via" for h in out.headers):
             # the next hop answered with our Via only (e.g. a 487 copying its CANCEL's Via):
             # never send a reply without Via; it gets the Vias of the request (RFC 3261 §8.2.6.2)

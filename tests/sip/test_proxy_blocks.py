@@ -9,6 +9,7 @@ import pytest
 from ksr.sip.builders import (
     make_reply,
     make_via,
+    reply_upstream,
     via_destination,
     without_first_values,
     without_top_via,
@@ -18,6 +19,7 @@ from ksr.sip.headers import parse_via
 from ksr.sip.message import (
     Header,
     Request,
+    Response,
     parse_header_lines,
     parse_header_text,
     parse_message_untrusted,
@@ -101,6 +103,73 @@ def test_without_top_via_removes_our_value_only() -> None:
     quoted = [Header("Via", 'SIP/2.0/UDP h;x="a,b"'), Header("To", "<sip:b@x>")]
     assert [h.key for h in without_top_via(quoted)] == ["to"]
     assert without_top_via([Header("To", "<sip:b@x>")])[0].value == "<sip:b@x>"
+
+
+_OURS = b"Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa1.x.0"
+_REST = (
+    b"Via: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK1;rport=5070\r\n"
+    b"From: <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("data", "cut"),
+    [
+        # the usual reply: our Via alone on the first line; with and without a body
+        (b"SIP/2.0 180 Ringing\r\n" + _OURS + b"\r\n" + _REST + b"Content-Length: 0\r\n\r\n", True),
+        (
+            b"SIP/2.0 200 OK\r\n"
+            + _OURS
+            + b"\r\n"
+            + _REST
+            + b"Content-Type: application/sdp\r\nContent-Length: 5\r\n\r\nv=0\r\n",
+            True,
+        ),
+        (b"SIP/2.0 200 OK\r\nv: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKc\r\n" + _REST + b"\r\n", True),
+        # folded: the line's text holds its CRLF SP, cut as a whole
+        (
+            b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1\r\n ;branch=z9hG4bKf\r\n"
+            + _REST
+            + b"\r\n",
+            True,
+        ),
+        (b"SIP/2.0 200  Two  Spaces\r\n" + _OURS + b"\r\n" + _REST + b"\r\n", True),
+        # two values on our line: that line is rewritten, the message serialised
+        (b"SIP/2.0 200 OK\r\n" + _OURS + b", SIP/2.0/UDP 192.0.2.9\r\n" + _REST + b"\r\n", False),
+        # our Via not first, no reason, a non-ASCII reason, bare LF: serialised as before
+        (b"SIP/2.0 200 OK\r\nCSeq: 1 INVITE\r\n" + _OURS + b"\r\n" + _REST + b"\r\n", False),
+        (b"SIP/2.0 200\r\n" + _OURS + b"\r\n" + _REST + b"\r\n", False),
+        (b"SIP/2.0 200 \r\n" + _OURS + b"\r\n" + _REST + b"\r\n", True),
+        ("SIP/2.0 200 Gr\u00fc\u00df Gott\r\n".encode() + _OURS + b"\r\n" + _REST + b"\r\n", False),
+        (
+            (b"SIP/2.0 200 OK\r\n" + _OURS + b"\r\n" + _REST + b"\r\n").replace(b"\r\n", b"\n"),
+            False,
+        ),
+        (b"SIP/2.0 200 OK\n" + _OURS + b"\r\n" + _REST + b"\r\n", False),
+    ],
+)
+def test_reply_upstream_cuts_our_via_out_of_the_bytes(data: bytes, cut: bool) -> None:
+    """The reply passed upstream is its bytes as received without our Via's line when that
+    can be checked in them, the same bytes as serialising its headers without it."""
+    rpl = parse_message_untrusted(data)
+    assert isinstance(rpl, Response)
+    assert rpl.raw == data
+    out = reply_upstream(rpl)
+    assert [h.value for h in out.headers] == [h.value for h in without_top_via(rpl.headers)]
+    assert (out.status, out.reason, out.body) == (rpl.status, rpl.reason, rpl.body)
+    assert (out.raw is not None) is cut
+    serialised = Response(out.status, out.reason, out.headers, out.body, out.version).to_bytes()
+    assert out.to_bytes() == serialised
+    assert rpl.raw == data  # the reply as received is left as it was
+
+
+def test_reply_upstream_keeps_later_line_ends() -> None:
+    """Bare LF ends after our Via's line (RFC 3261 §7.5 allows them from senders) stay as they
+    came, as Kamailio relays them: the reply's other bytes are never rewritten."""
+    head = b"SIP/2.0 200 OK\r\n" + _OURS + b"\r\n"
+    rest = _REST.replace(b"\r\n", b"\n") + b"\n"
+    out = reply_upstream(parse_message_untrusted(head + rest))
+    assert out.to_bytes() == b"SIP/2.0 200 OK\r\n" + rest
 
 
 def test_without_first_values_across_lines() -> None:
