@@ -14,7 +14,7 @@ NATIVE_SOURCES := $(wildcard ksr/sip/*.py) ksr/core/hashes.py ksr/core/context.p
 	ksr/core/stateless.py \
 	ksr/kemi/bindings.py ksr/kemi/runs.py \
 	ksr/core/timers.py ksr/core/sending.py ksr/core/hosts.py ksr/core/latency.py \
-	ksr/core/myself.py ksr/core/resolve_now.py \
+	ksr/core/myself.py ksr/core/resolve_now.py ksr/core/idle_loop.py ksr/transport/udp_read.py \
 	modules/sanity/checks.py \
 	modules/registrar/parse.py modules/registrar/save.py modules/registrar/methods.py modules/usrloc/contact.py modules/usrloc/api.py \
 	modules/tm/api.py modules/tm/txn.py modules/tm/engine.py modules/tm/relay.py \
@@ -80,6 +80,7 @@ PURE_TESTS := tests/sip tests/tm tests/dialog tests/test_rfc4475.py \
 	tests/core/test_received_via.py tests/core/test_max_message_size.py \
 	tests/core/test_hashes.py tests/test_sanity.py tests/registrar/test_rfc3261_register.py \
 	tests/registrar/test_usrloc.py tests/core/test_overload_shed.py tests/transport/test_prom.py \
+	tests/core/test_idle_wait.py tests/transport/test_udp_order.py \
 	tests/test_maxfwd.py tests/kemi/test_bindings.py tests/kemi/test_reload.py \
 	tests/kemi/test_event_callbacks.py tests/core/test_route_observe.py \
 	tests/metrics/test_stats_merge.py tests/core/test_dns_resolution.py tests/modules/test_corex.py \

@@ -77,6 +77,10 @@ COMPILED: tuple[str, ...] = (
     # where a URI sends to when no name server need be asked: every relayed request and the
     # 2xx's ACK (the DNS lookups, trio tasks, stay in ksr/core/resolver.py)
     "ksr.core.resolve_now",
+    # a datagram's wake-up: the reader of a UDP socket, and the serving clock's wait that
+    # calls it while trio sleeps (ksr/core/idle_wait.py stays Python: trio's Clock base)
+    "ksr.transport.udp_read",
+    "ksr.core.idle_loop",
     "ksr.modules.sanity.checks",  # the sanity checks: sanity_check runs on every request
     # registrar's save() but its Module (reading a REGISTER, the bindings to write) and the
     # bindings themselves (usrloc's Contact): a REGISTER's own Python code

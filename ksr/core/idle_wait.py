@@ -29,10 +29,9 @@ from typing import Any
 
 import trio
 
-log = logging.getLogger("ksr.idle_wait")
+from .idle_loop import IdleReaders
 
-# trio's own limit on one wait (a day); epoll takes no more either
-_MAX_WAIT = 86400.0
+log = logging.getLogger("ksr.idle_wait")
 
 
 def _trio_runner() -> Any:
@@ -47,16 +46,23 @@ def _trio_runner() -> Any:
 
 class IdleWaitClock(trio.abc.Clock):
     """trio's system clock (``perf_counter`` plus an offset), whose sleep serves the
-    descriptors given to ``watch``."""
+    descriptors given to ``watch`` (the waiting itself: idle_loop.py, compiled)."""
 
     def __init__(self) -> None:
         # an offset as trio's own clock has, so nothing takes the clock for wall time
         self._offset = random.uniform(10000.0, 200000.0)
-        self._readers: dict[int, Callable[[], None]] = {}
-        self._epoll: select.epoll | None = None
-        self._runner: Any = None
-        self.active = False  # True once trio's inner parts were found and a reader watched
-        self.wakeups = 0  # wake-ups served here, without a task step (a statistic)
+        self._idle: IdleReaders | None = None
+        self._found = True  # trio's inner parts: False once looked for and missing
+
+    @property
+    def active(self) -> bool:
+        """Whether a descriptor is read while trio sleeps."""
+        return self._idle is not None and bool(self._idle.readers)
+
+    @property
+    def wakeups(self) -> int:
+        """Wake-ups served while trio slept, without a task step (a statistic)."""
+        return 0 if self._idle is None else self._idle.wakeups
 
     def start_clock(self) -> None:
         pass
@@ -66,68 +72,27 @@ class IdleWaitClock(trio.abc.Clock):
 
     def watch(self, fd: int, read: Callable[[], None]) -> None:
         """Call ``read`` (which must not block) when ``fd`` is readable while trio sleeps."""
-        if self._epoll is None:
+        if self._idle is None and self._found:
             runner = _trio_runner()
             trio_epoll = getattr(getattr(runner, "io_manager", None), "_epoll", None)
-            if not isinstance(trio_epoll, select.epoll):
+            if not isinstance(trio_epoll, select.epoll) or not hasattr(runner, "runq"):
                 log.debug("trio's epoll not found: datagrams wake their tasks")
+                self._found = False
                 return
-            self._runner = runner
-            self._epoll = select.epoll()
-            self._trio_fd = trio_epoll.fileno()
-            self._epoll.register(self._trio_fd, select.EPOLLIN)
-        self._epoll.register(fd, select.EPOLLIN)
-        self._readers[fd] = read
-        self.active = True
+            self._idle = IdleReaders(runner, trio_epoll.fileno(), self._offset)
+        if self._idle is not None:
+            self._idle.watch(fd, read)
 
     def unwatch(self, fd: int) -> None:
-        if self._readers.pop(fd, None) is not None and self._epoll is not None:
-            self._epoll.unregister(fd)
-        self.active = bool(self._readers)
+        if self._idle is not None:
+            self._idle.unwatch(fd)
 
     def deadline_to_sleep_time(self, deadline: float) -> float:
-        timeout = deadline - self.current_time()
-        if timeout <= 0 or not self._readers:
+        timeout = deadline - (self._offset + perf_counter())
+        idle = self._idle
+        if timeout <= 0 or idle is None or not idle.readers:
             return timeout
-        runner = self._runner
-        if runner.waiting_for_idle:  # wait_all_tasks_blocked: trio times that sleep itself
-            return timeout
-        epoll = self._epoll
-        assert epoll is not None
-        readers = self._readers
-        trio_fd = self._trio_fd
-        wait = timeout
-        again = False  # this poll is the look again, without waiting, after a read
-        while True:
-            events = epoll.poll(wait if wait < _MAX_WAIT else _MAX_WAIT)
-            if not events and not again:
-                return 0.0  # the deadline is due: trio expires it
-            read_here = trio_ready = False
-            for fd, _ in events:
-                if fd == trio_fd:
-                    trio_ready = True
-                    continue
-                read = readers.get(fd)
-                if read is not None:
-                    read_here = True
-                    self.wakeups += 1
-                    try:
-                        read()
-                    except Exception:  # the reader logs its datagrams' errors itself
-                        log.exception("reading descriptor %d", fd)
-            if trio_ready and (again or not read_here):
-                return 0.0  # trio's own descriptors are ready
-            if read_here and (runner.runq or runner.deadlines.next_deadline() != deadline):
-                return 0.0  # a task to run, or a deadline that came or moved
-            # trio's epoll holds the UDP sockets too (their tasks wait there), so it was ready
-            # with the datagram just read: look again without waiting before sleeping on
-            again = trio_ready
-            if again:
-                wait = 0.0
-            else:
-                wait = deadline - self.current_time()
-                if wait <= 0:
-                    return 0.0
+        return idle.sleep(deadline, timeout)
 
 
 def make_clock(enabled: bool) -> trio.abc.Clock | None:
