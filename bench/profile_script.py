@@ -15,7 +15,9 @@ Operations (``--op``), each on a parsed INVITE's context:
   calls below);
 - ``pycall``: one route calling a plain module-level Python function ``--count`` times;
 - ``ksr0`` ``KSR.is_CANCEL()``, ``ksr2`` ``KSR.sanity.sanity_check(17895, 7)``, ``ksrstr``
-  ``KSR.pv.get("$si")``, ``ksrvoid`` ``KSR.setflag(1)``: one route making ``--count`` calls.
+  ``KSR.pv.get("$si")``, ``ksrvoid`` ``KSR.setflag(1)``, ``ksrdbg`` ``KSR.dbg("x")`` (debug
+  off), ``totag`` ``KSR.siputils.has_totag()``, ``pvru`` ``KSR.pv.get("$ru")``, ``checktr``
+  ``KSR.tm.t_check_trans()``: one route making ``--count`` calls.
 
 Per operation: the total / count, minus ``loop`` (route ops) or ``scriptloop`` (KSR calls).
 """
@@ -42,6 +44,10 @@ KSR_CALLS = {
     "ksr2": "KSR.sanity.sanity_check(17895, 7)",
     "ksrstr": 'KSR.pv.get("$si")',
     "ksrvoid": "KSR.setflag(1)",
+    "ksrdbg": 'KSR.dbg("x")',
+    "totag": "KSR.siputils.has_totag()",
+    "pvru": 'KSR.pv.get("$ru")',
+    "checktr": "KSR.tm.t_check_trans()",
 }
 
 PYTHON = """

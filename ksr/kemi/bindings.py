@@ -134,10 +134,13 @@ def method_binding(f: KemiFunction, engine: Any, lua: bool, method: str) -> Call
     return is_method
 
 
-def log_binding(f: KemiFunction, lua: bool, level: int) -> Callable[..., Any]:
+def log_binding(f: KemiFunction, engine: Any, lua: bool, level: int) -> Callable[..., Any]:
     """``KSR.dbg`` and friends (``inline=("log", level)``), answered here: most log nothing
-    at the running level, and the module's function is two interpreted frames."""
+    at the running level, and the module's function is two interpreted frames. A level found
+    off is noted in the Lua state when the engine can (``RunState.log_off``): Lua then answers
+    until a level changes (ksr/kemi/log_levels.py)."""
     done: Any = False if lua else 0
+    state: RunState = engine.state
     found = getattr(log, "_cache", None)  # CPython's: kept by the logger, cleared in place
     cache: dict[int, bool] = found if isinstance(found, dict) else {}
 
@@ -152,17 +155,36 @@ def log_binding(f: KemiFunction, lua: bool, level: int) -> Callable[..., Any]:
         try:
             # Logger.isEnabledFor with its cached answer read here (a call of it costs ~1k):
             # the logging module clears that cache at every level change (setLevel, disable)
-            on = False if log.disabled else cache.get(level)
+            disabled = log.disabled
+            on = False if disabled else cache.get(level)
             if on is None:
                 on = log.isEnabledFor(level)
             if on:
                 log.log(level, "%s", text.rstrip("\n"))
+            elif not disabled:  # off by level (a disabled logger is no level to keep)
+                note = state.log_off
+                if note is not None:
+                    note(level)
         except Exception:
             log.exception("%s failed", f.qualname)
             return False
         return done
 
     return log_text
+
+
+def inline_kind(f: KemiFunction) -> str | None:
+    """ "method" or "log" when the binding answers ``f`` itself (``method_binding``,
+    ``log_binding``: the Lua engine answers these in Lua where it can), else None."""
+    inline = f.inline
+    if inline is None or f.ends_route or f.suspends or _off_routes(f):
+        return None
+    kind = inline[0]
+    if kind == "method" and not f.params and f.returns == "bool":
+        return kind
+    if kind == "log" and f.params == ("str",) and f.returns == "none":
+        return kind
+    return None
 
 
 def make_binding(f: KemiFunction, engine: Any, lua: bool) -> Callable[..., Any]:
@@ -185,13 +207,12 @@ def make_binding(f: KemiFunction, engine: Any, lua: bool) -> Callable[..., Any]:
     void = ret == "none"
     none_value: Any = False if lua else 0
     state: RunState = engine.state  # its fields are read directly (compiled)
-    inline = f.inline
-    if inline is not None and not off and not f.ends_route and not f.suspends:
-        kind, value = inline
-        if kind == "method" and n == 0 and ret == "bool":
+    kind = inline_kind(f)
+    if kind is not None and f.inline is not None:
+        value = f.inline[1]
+        if kind == "method":
             return method_binding(f, engine, lua, str(value))
-        if kind == "log" and f.params == ("str",) and void:
-            return log_binding(f, lua, int(value))
+        return log_binding(f, engine, lua, int(value))
 
     def finish(r: Any) -> Any:
         """The result of a function returning an xval (bool, int and none are inline)."""

@@ -20,6 +20,8 @@ from outcome import Value
 from ksr.sip.message import Request
 from ksr.suspend import Suspension
 
+from . import log_levels
+from .bindings import inline_kind
 from .engine import (
     EXIT_MARK,
     Engine,
@@ -85,6 +87,24 @@ function __ksr_method_test(pyfn, m)
     return pyfn()
   end
 end
+-- KSR.dbg and friends: the levels their binding found off and noted here (__ksr_log_off),
+-- answered without crossing into Python until a log level changes (__ksr_log_reset, from
+-- LuaEngine.levels_changed). Only a string is answered here: anything else gets the
+-- binding's conversion or its error. ``...``, not a parameter: KSR.dbg() and KSR.dbg(nil)
+-- reach the binding as they were written.
+local type = type
+local log_off = {}
+function __ksr_log_gate(pyfn, level)
+  return function(...)
+    if log_off[level] then
+      local s = ...
+      if type(s) == "string" then return false end
+    end
+    return pyfn(...)
+  end
+end
+function __ksr_log_off(level) log_off[level] = true end
+function __ksr_log_reset() log_off = {} end
 function __ksr_run(name, method, ...)
   local f = _G[name]
   if type(f) ~= "function" then return 2 end
@@ -227,6 +247,7 @@ class LuaEngine(Engine):
         self._start: Any = None
         self._resume: Any = None
         self._drop: Any = None
+        self._log_reset: Any = None
         # whether a route may wait on I/O (a KSR function that may wait is loaded): else
         # request routes run as plain calls (__ksr_run), not as coroutines
         self.routes_wait = True
@@ -266,18 +287,22 @@ class LuaEngine(Engine):
             # escape the budget: with the guard on, LuaJIT runs its (still fast) interpreter.
             lua.execute("jit.off()")
         wrap, ending = g["__ksr_suspending"], g["__ksr_ending"]
-        method_test = g["__ksr_method_test"]
+        method_test, log_gate = g["__ksr_method_test"], g["__ksr_log_gate"]
         waits = False
         for f in self.registry:
             suspends = may_wait(f)
             waits = waits or (suspends and "lua" in f.engines)
+            kind = inline_kind(f) if "lua" in f.engines else None
             if suspends or f.ends_route:
                 t = g.KSR[f.submodule] if f.submodule else g.KSR
                 t[f.name] = (wrap if suspends else ending)(t[f.name])
-            elif f.inline is not None and f.inline[0] == "method" and "lua" in f.engines:
+            elif kind is not None and f.inline is not None:
                 t = g.KSR[f.submodule] if f.submodule else g.KSR
-                code = self.methods.setdefault(str(f.inline[1]), len(self.methods) + 1)
-                t[f.name] = method_test(t[f.name], code)
+                if kind == "method":
+                    code = self.methods.setdefault(str(f.inline[1]), len(self.methods) + 1)
+                    t[f.name] = method_test(t[f.name], code)
+                else:
+                    t[f.name] = log_gate(t[f.name], int(f.inline[1]))
         loader = lua.eval("loadstring or load")
         chunk = loader(source, "@" + str(self.path))
         if not callable(chunk) or isinstance(chunk, tuple):
@@ -298,6 +323,9 @@ class LuaEngine(Engine):
         self._start = g["__ksr_start"]
         self._resume = g["__ksr_resume"]
         self._drop = g["__ksr_drop"]
+        self._log_reset = g["__ksr_log_reset"]
+        if log_levels.watch(log, self):  # else KSR.dbg and friends always ask Python
+            self.state.log_off = g["__ksr_log_off"]
         self.run = lua_runner(self, self._run, self.methods)  # type: ignore[method-assign]
         self.loaded_at = time.time()
         rr = self.server.config.core.kemi.request_route_callback
@@ -320,6 +348,11 @@ class LuaEngine(Engine):
 
     def has_function(self, name: str) -> bool:
         return bool(self._has(name)) if self._has is not None else False
+
+    def levels_changed(self) -> None:
+        """A log level changed (log_levels.watch): the Lua side forgets the levels it knew
+        to be off."""
+        self._log_reset()
 
     def to_script(self, value: Any) -> Any:
         """Lists and dicts (nested) as Lua tables: never hand Lua a wrapped Python object."""

@@ -38,6 +38,9 @@ class RunState:
     def __init__(self) -> None:
         self.ctx: MsgContext | None = None
         self.suspendable = False
+        # Lua: notes a log level its ``KSR.dbg`` and friends found off in the Lua state, which
+        # then answers them without crossing (LuaEngine.load; None: no such note)
+        self.log_off: Callable[[int], object] | None = None
 
 
 def lua_runner(engine: Any, run: Any, methods: dict[str, int]) -> Callable[..., int]:
