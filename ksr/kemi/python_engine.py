@@ -26,58 +26,13 @@ from ksr.suspend import Finished, Suspension
 
 from .engine import Engine, KsrExit, ScriptError, make_binding, may_wait
 from .registry import ExportRegistry
-from .runs import AlarmGuard, ScriptTimeout, python_runner
+from .runs import AlarmGuard, ScriptTimeout, SipMsg, python_runner
 
 if TYPE_CHECKING:
     from ksr.core.context import MsgContext
     from ksr.core.server import Server
 
 log = logging.getLogger("ksr.script")
-
-
-class SipMsg:
-    """The ``msg`` argument of Python routes (app_python3's message object). ``ctx`` is the
-    message it stands for: a synchronous run sets it on its engine's one SipMsg and gives the
-    previous back at its end (as app_python3's, the object is valid during its run only)."""
-
-    __slots__ = ("ctx",)
-
-    def __init__(self, ctx: MsgContext) -> None:
-        self.ctx = ctx
-
-    @property
-    def Type(self) -> str:  # noqa: N802 - app_python3's name
-        return "SIP_REQUEST" if self.ctx.is_request else "SIP_REPLY"
-
-    @property
-    def Method(self) -> str:  # noqa: N802
-        return self.ctx.method
-
-    @property
-    def Status(self) -> str:  # noqa: N802
-        m = self.ctx.msg
-        return str(getattr(m, "status", ""))
-
-    @property
-    def RURI(self) -> str | None:  # noqa: N802
-        return self.ctx.ruri
-
-    @property
-    def src_address(self) -> tuple[str, int]:
-        return (self.ctx.src_ip, self.ctx.src_port)
-
-    @property
-    def dst_address(self) -> tuple[str, int]:
-        return (self.ctx.socket.ip, self.ctx.socket.port)
-
-    def getHeader(self, name: str) -> str | None:  # noqa: N802
-        return self.ctx.msg.get(name)
-
-    def rewrite_ruri(self, uri: str) -> None:
-        self.ctx.ruri = uri
-
-    def set_dst_uri(self, uri: str) -> None:
-        self.ctx.dst_uri = uri
 
 
 # each load of a script is a module of its own name (the old one may still be running)
@@ -102,7 +57,7 @@ class PythonEngine(Engine):
         # request routes run as plain calls, without a greenlet
         self.routes_wait = True
         # the msg of synchronous runs, one for all: making one per run cost ~1.5k instructions
-        self.msg = SipMsg(None)  # type: ignore[arg-type]
+        self.msg = SipMsg(None)
 
     def _build_ksr(self) -> types.ModuleType:
         ksr = types.ModuleType("KSR", "KSR functions of ksr (Kamailio KEMI compatible)")
