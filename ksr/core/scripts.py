@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from ksr.kemi.engine import Engine, ScriptError
+from ksr.kemi.runs import ABSENT
 from ksr.sip.message import Header, Request
 
 from .context import MsgContext, RouteType
@@ -67,9 +68,9 @@ class Scripts:
         pinned = getattr(ctx.tx, "engine", None)
         return pinned if pinned is not None else self.server.engine
 
-    def run_route(self, ctx: MsgContext, name: str, *args: Any) -> int:
-        """Run a route or callback: 1 done (also ``KSR.x.exit()``), 0 the script failed,
-        2 no such function."""
+    def run_route(self, ctx: MsgContext, name: str, arg: Any = ABSENT) -> int:
+        """Run a route, or an event callback with its argument: 1 done (also
+        ``KSR.x.exit()``), 0 the script failed, 2 no such function."""
         # engine_for and the bookkeeping inline: a call runs ~8 routes and event callbacks
         tx = ctx.tx
         eng = getattr(tx, "engine", None) if tx is not None else None
@@ -81,14 +82,7 @@ class Scripts:
             return 2
         self.runs.value += 1
         t0 = perf_counter()
-        # no splat for none (routes) or one (event callbacks): compiled, it builds a list and a
-        # tuple per run
-        if not args:
-            rc = eng.run(ctx, name)
-        elif len(args) == 1:
-            rc = eng.run(ctx, name, args[0])
-        else:
-            rc = eng.run(ctx, name, *args)
+        rc = eng.run(ctx, name) if arg is ABSENT else eng.run(ctx, name, arg)
         t = perf_counter() - t0
         (self.route_series.get(name) or self.latency.route_series(name)).observe(t)
         if rc == 0:

@@ -19,7 +19,7 @@ from .bindings import (
     may_wait,
 )
 from .registry import ExportRegistry
-from .runs import RunState
+from .runs import ABSENT, RunState
 
 if TYPE_CHECKING:
     from ksr.core.context import MsgContext
@@ -108,8 +108,9 @@ class Engine:
         """A list/dict result in the script's own types (Lua tables); as is by default."""
         return value
 
-    def run(self, ctx: MsgContext, name: str, *args: Any) -> int:
-        """Run a route/callback. Returns 1 done, 0 failed (error logged), 2 missing."""
+    def run(self, ctx: MsgContext, name: str, arg: Any = ABSENT) -> int:
+        """Run a route, or an event callback with its argument. Returns 1 done, 0 failed
+        (error logged), 2 missing."""
         raise NotImplementedError
 
     def start(

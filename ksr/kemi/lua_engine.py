@@ -31,7 +31,7 @@ from .engine import (
     split_lua_position,
 )
 from .registry import ExportRegistry
-from .runs import lua_runner
+from .runs import ABSENT, lua_runner
 
 if TYPE_CHECKING:
     from ksr.core.context import MsgContext
@@ -105,22 +105,29 @@ function __ksr_log_gate(pyfn, level)
 end
 function __ksr_log_off(level) log_off[level] = true end
 function __ksr_log_reset() log_off = {} end
-function __ksr_run(name, method, ...)
-  local f = _G[name]
-  if type(f) ~= "function" then return 2 end
-  if active == 0 then hits = 0 end
-  active = active + 1
-  local outer = cur_method
-  cur_method = method
-  -- pcall, not xpcall: Lua 5.1's xpcall passes no arguments (a closure and a table per
-  -- event callback run), and the error needs no handler (no traceback is kept)
-  local ok, err = pcall(f, ...)
-  cur_method = outer
-  active = active - 1
-  if ok or err == exit_mark then return 1 end
-  if type(err) ~= "string" then err = tostring(err) end
-  return 0, err
+-- A synchronous run of the route ``name``, as a function of its own per name (LuaEngine asks
+-- once per name): the name is a Lua string already, where passing it with every run cost a
+-- string made and hashed (~450 instructions).
+local function runner(name)
+  return function(method, ...)
+    local f = _G[name]
+    if type(f) ~= "function" then return 2 end
+    if active == 0 then hits = 0 end
+    active = active + 1
+    local outer = cur_method
+    cur_method = method
+    -- pcall, not xpcall: Lua 5.1's xpcall passes no arguments (a closure and a table per
+    -- event callback run), and the error needs no handler (no traceback is kept)
+    local ok, err = pcall(f, ...)
+    cur_method = outer
+    active = active - 1
+    if ok or err == exit_mark then return 1 end
+    if type(err) ~= "string" then err = tostring(err) end
+    return 0, err
+  end
 end
+__ksr_runner = runner
+function __ksr_run(name, method, ...) return runner(name)(method, ...) end
 -- Request routes run as coroutines, so a KSR call that waits on I/O suspends only its route
 -- (docs/suspend.md): the call returns the pending mark, its Lua wrapper yields, Python
 -- resumes the coroutine with the answer. Finished coroutines are reused.
@@ -249,7 +256,7 @@ class LuaEngine(Engine):
         self._drop: Any = None
         self._log_reset: Any = None
         # whether a route may wait on I/O (a KSR function that may wait is loaded): else
-        # request routes run as plain calls (__ksr_run), not as coroutines
+        # request routes run as plain calls (runs.lua_runner), not as coroutines
         self.routes_wait = True
         # the methods KSR.is_<METHOD> tests, numbered for the Lua side (load)
         self.methods: dict[str, int] = {}
@@ -326,7 +333,9 @@ class LuaEngine(Engine):
         self._log_reset = g["__ksr_log_reset"]
         if log_levels.watch(log, self):  # else KSR.dbg and friends always ask Python
             self.state.log_off = g["__ksr_log_off"]
-        self.run = lua_runner(self, self._run, self.methods)  # type: ignore[method-assign]
+        self.run = lua_runner(  # type: ignore[method-assign]
+            self, g["__ksr_runner"], self.methods
+        )
         self.loaded_at = time.time()
         rr = self.server.config.core.kemi.request_route_callback
         if not self.has_function(rr):
@@ -362,7 +371,7 @@ class LuaEngine(Engine):
             return self.lua.table_from([self.to_script(v) for v in value])
         return value
 
-    def run(self, ctx: MsgContext, name: str, *args: Any) -> int:
+    def run(self, ctx: MsgContext, name: str, arg: Any = ABSENT) -> int:
         """A synchronous run (nested routes, events, reply routes): never suspends. load()
         puts the compiled ``runs.lua_runner`` in this method's place on the instance (a
         frame less per run); this one answers for an engine that is not loaded."""
@@ -380,9 +389,12 @@ class LuaEngine(Engine):
         ``done(ctx, rc)`` is called when it finishes)."""
         if not self.routes_wait:  # nothing can wait: a plain run (a coroutine costs ~1.5k)
             return self.run(ctx, name, *args) if args else self.run(ctx, name)
-        prev_ctx, prev_suspendable = self.ctx, self.suspendable  # _swap, inline: every run
-        self.ctx = ctx
-        self.suspendable = True
+        # _swap, inline: every run; the fields themselves, not the Engine.ctx/suspendable
+        # properties (an interpreted frame each)
+        state = self.state
+        prev_ctx, prev_suspendable = state.ctx, state.suspendable
+        state.ctx = ctx
+        state.suspendable = True
         m = ctx.msg
         # for KSR.is_INVITE and friends: a number (a Lua string is hashed as it is made)
         method = self.methods.get(m.method) if type(m) is Request else None
@@ -393,7 +405,7 @@ class LuaEngine(Engine):
             log.error("%s: %s failed: %s", self.path, name, err)
             return 0
         finally:
-            self.ctx, self.suspendable = prev_ctx, prev_suspendable
+            state.ctx, state.suspendable = prev_ctx, prev_suspendable
         if result == 1:  # done (the usual answer: no tuple, nothing to report)
             return 1
         if type(result) is tuple and result[0] == 3:
@@ -444,13 +456,14 @@ class LuaEngine(Engine):
             return
 
     def _swap(self, ctx: MsgContext, suspendable: bool) -> tuple[MsgContext | None, bool]:
-        token = (self.ctx, self.suspendable)
-        self.ctx = ctx
-        self.suspendable = suspendable
+        state = self.state
+        token = (state.ctx, state.suspendable)
+        state.ctx = ctx
+        state.suspendable = suspendable
         return token
 
     def _unswap(self, token: tuple[MsgContext | None, bool]) -> None:
-        self.ctx, self.suspendable = token
+        self.state.ctx, self.state.suspendable = token
 
     def report(self, name: str, result: Any) -> int:
         if isinstance(result, tuple):

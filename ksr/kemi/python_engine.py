@@ -26,7 +26,7 @@ from ksr.suspend import Finished, Suspension
 
 from .engine import Engine, KsrExit, ScriptError, make_binding, may_wait
 from .registry import ExportRegistry
-from .runs import AlarmGuard, ScriptTimeout, SipMsg, python_runner
+from .runs import ABSENT, AlarmGuard, ScriptTimeout, SipMsg, python_runner
 
 if TYPE_CHECKING:
     from ksr.core.context import MsgContext
@@ -205,7 +205,7 @@ class PythonEngine(Engine):
     def has_function(self, name: str) -> bool:
         return callable(getattr(self.handler, name, None))
 
-    def run(self, ctx: MsgContext, name: str, *args: Any) -> int:
+    def run(self, ctx: MsgContext, name: str, arg: Any = ABSENT) -> int:
         """A synchronous run. load() puts the compiled ``runs.python_runner`` in this
         method's place on the instance (a frame less per run, ~8 runs a call); this one
         answers for an engine that is not loaded."""
@@ -249,8 +249,9 @@ class PythonEngine(Engine):
 
     def _enter(self, ctx: MsgContext) -> tuple[MsgContext | None, AlarmGuard | None]:
         """Make ``ctx`` the current message (and arm the runaway guard for an outermost run)."""
-        prev = self.ctx
-        self.ctx = ctx
+        state = self.state  # its fields, not the Engine.ctx property (an interpreted frame)
+        prev = state.ctx
+        state.ctx = ctx
         if prev is not None or self.limit <= 0:
             return prev, None  # a nested run: the outermost run's guard covers it
         guard = self.guard or self.find_guard()
@@ -262,7 +263,7 @@ class PythonEngine(Engine):
         prev, guard = token
         if guard is not None:
             guard.disarm()
-        self.ctx = prev
+        self.state.ctx = prev
 
     def _invoke(self, fn: Any, ctx: MsgContext, name: str, args: tuple[Any, ...]) -> int:
         try:

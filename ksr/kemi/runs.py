@@ -29,6 +29,16 @@ getcurrent: Final = greenlet.getcurrent
 Worker: Final = suspend.Worker
 
 
+class Absent:
+    """The place of an event callback's argument in a route run that has none. Runs take one
+    optional argument, not ``*args``: compiled, a ``*args`` signature goes through the generic
+    argument parser (~160 instructions a call; Scripts.run_route and the engine's run, twice
+    per run)."""
+
+
+ABSENT: Final = Absent()
+
+
 class RunState:
     """What a script engine's runs set and its KSR bindings read: the message the calls are
     for (None between runs) and whether they may suspend (a Lua route coroutine runs). An
@@ -96,14 +106,16 @@ class SipMsg:
         self._msg().dst_uri = uri
 
 
-def lua_runner(engine: Any, run: Any, methods: dict[str, int]) -> Callable[..., int]:
-    """LuaEngine.run: a synchronous run (nested routes, events, reply routes) through ``run``
-    (the script's ``__ksr_run``); never suspends. ``methods``: the numbers the Lua side's
-    ``KSR.is_<METHOD>`` tests know the request methods by (LuaEngine.load)."""
+def lua_runner(engine: Any, runner: Any, methods: dict[str, int]) -> Callable[..., int]:
+    """LuaEngine.run: a synchronous run (nested routes, events, reply routes) through the Lua
+    function ``runner(name)`` makes for each route name (the script's ``__ksr_runner``), kept
+    here; never suspends. ``methods``: the numbers the Lua side's ``KSR.is_<METHOD>`` tests
+    know the request methods by (LuaEngine.load)."""
 
     state: RunState = engine.state
+    runs: dict[str, Any] = {}  # by route name (a script has a few)
 
-    def run_route(ctx: MsgContext, name: str, *args: Any) -> int:
+    def run_route(ctx: MsgContext, name: str, arg: Any = ABSENT) -> int:
         prev_ctx = state.ctx
         prev_suspendable = state.suspendable
         state.ctx = ctx
@@ -118,13 +130,12 @@ def lua_runner(engine: Any, run: Any, methods: dict[str, int]) -> Callable[..., 
         # Python by the tests themselves
         method = methods.get(m.method) if type(m) is Request else None
         try:
-            # no ``*args`` splat when there is none (routes) or one (event callbacks)
-            if not args:
-                result = run(name, method)
-            elif len(args) == 1:
-                result = run(name, method, args[0])
-            else:
-                result = run(name, method, *args)
+            run = runs.get(name)
+            if run is None:
+                run = runner(name)
+                if len(runs) < 256:  # names come from the configuration and the script
+                    runs[name] = run
+            result = run(method) if arg is ABSENT else run(method, arg)
         except Exception as err:
             log.error("%s: %s failed: %s", engine.path, name, err)
             return 0
@@ -149,7 +160,7 @@ def python_runner(engine: Any, msg: SipMsg, flat: bool) -> Callable[..., int]:
     limit: float = engine.limit
     found: list[AlarmGuard] = []  # the runaway guard, once looked up
 
-    def run_route(ctx: MsgContext, name: str, *args: Any) -> int:
+    def run_route(ctx: MsgContext, name: str, arg: Any = ABSENT) -> int:
         fn = getattr(handler, name, None)
         if fn is None or not callable(fn):
             return 2
@@ -177,15 +188,11 @@ def python_runner(engine: Any, msg: SipMsg, flat: bool) -> Callable[..., int]:
         prev_msg = msg.ctx  # a nested run (an event callback) gives the outer run's back
         msg.ctx = ctx
         try:
-            # no ``*args`` splat: routes take no argument, event callbacks one
-            if flat:
-                fn(*args)
-            elif not args:
-                fn(msg)
-            elif len(args) == 1:
-                fn(msg, args[0])
+            # routes take no argument, event callbacks one
+            if arg is ABSENT:
+                fn() if flat else fn(msg)
             else:
-                fn(msg, *args)
+                fn(arg) if flat else fn(msg, arg)
             return 1
         except BaseException as err:
             return int(engine.failed(err, name))

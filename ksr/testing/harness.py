@@ -23,6 +23,7 @@ from ksr.core.config import Config
 from ksr.core.context import MsgContext, RouteType
 from ksr.core.server import Server
 from ksr.kemi.reload import reload_script
+from ksr.kemi.runs import ABSENT
 from ksr.sip.message import Header, Message, Request, parse_message_untrusted
 
 from .capture import CaptureTransport, Sent
@@ -159,9 +160,10 @@ class ScriptHarness:
         server = self.server
         real = server.run_route
 
-        def run_route(ctx: MsgContext, name: str, *args: Any) -> int:
-            rc = real(ctx, name, *args)
-            self.runs.append(RouteRun(name, tuple(args), str(ctx.route), rc))
+        def run_route(ctx: MsgContext, name: str, arg: Any = ABSENT) -> int:
+            rc = real(ctx, name, arg)
+            args = () if arg is ABSENT else (arg,)
+            self.runs.append(RouteRun(name, args, str(ctx.route), rc))
             return rc
 
         server.run_route = run_route
