@@ -15,7 +15,7 @@ from ksr.sip.message import Request
 from ksr.suspend import Finished, Suspension
 
 from .registry import KemiFunction, Route
-from .runs import RunState
+from .runs import ABSENT, RunState
 
 if TYPE_CHECKING:
     from ksr.core.context import MsgContext
@@ -24,6 +24,23 @@ log = logging.getLogger("ksr.script")
 PENDING_MARK: Final = (
     "~~ksr~pending~~"  # a suspending call's answer to Lua: "yield, then ask again"
 )
+
+
+# The bindings of functions of up to two parameters take eight optional ones, not ``*args``:
+# compiled, a ``*args`` signature goes through the generic argument parser (~100-300
+# instructions a call, by the number of arguments), a fixed one through mypyc's short one. A
+# script's call with more arguments than eight is a TypeError (no KEMI function takes more
+# than six).
+A = Any
+
+
+def given(a0: A, a1: A, a2: A, a3: A, a4: A, a5: A, a6: A, a7: A) -> tuple[Any, ...]:
+    """The arguments a binding was called with: the places before the first ABSENT one."""
+    t = (a0, a1, a2, a3, a4, a5, a6, a7)
+    for i in range(8):
+        if t[i] is ABSENT:
+            return t[:i]
+    return t
 
 
 class KsrExit(BaseException):
@@ -115,8 +132,17 @@ def method_binding(f: KemiFunction, engine: Any, lua: bool, method: str) -> Call
 
     state: RunState = engine.state
 
-    def is_method(*args: Any) -> Any:
-        if args and lua:
+    def is_method(
+        a0: A = ABSENT,
+        a1: A = ABSENT,
+        a2: A = ABSENT,
+        a3: A = ABSENT,
+        a4: A = ABSENT,
+        a5: A = ABSENT,
+        a6: A = ABSENT,
+        a7: A = ABSENT,
+    ) -> Any:
+        if a0 is not ABSENT and lua:
             log.error("%s: takes no parameters", f.qualname)
             return False
         try:
@@ -144,11 +170,20 @@ def log_binding(f: KemiFunction, engine: Any, lua: bool, level: int) -> Callable
     found = getattr(log, "_cache", None)  # CPython's: kept by the logger, cleared in place
     cache: dict[int, bool] = found if isinstance(found, dict) else {}
 
-    def log_text(*args: Any) -> Any:
-        if len(args) == 1 and type(args[0]) is str:
-            text: str = args[0]
+    def log_text(
+        a0: A = ABSENT,
+        a1: A = ABSENT,
+        a2: A = ABSENT,
+        a3: A = ABSENT,
+        a4: A = ABSENT,
+        a5: A = ABSENT,
+        a6: A = ABSENT,
+        a7: A = ABSENT,
+    ) -> Any:
+        if type(a0) is str and a1 is ABSENT:
+            text: str = a0
         else:
-            conv = coerce_args(f, args, lua)
+            conv = coerce_args(f, given(a0, a1, a2, a3, a4, a5, a6, a7), lua)
             if conv is None:
                 return False
             text = conv[0]
@@ -222,8 +257,17 @@ def make_binding(f: KemiFunction, engine: Any, lua: bool) -> Callable[..., Any]:
 
     if n == 0:
 
-        def call0(*args: Any) -> Any:
-            if args and lua:
+        def call0(
+            a0: A = ABSENT,
+            a1: A = ABSENT,
+            a2: A = ABSENT,
+            a3: A = ABSENT,
+            a4: A = ABSENT,
+            a5: A = ABSENT,
+            a6: A = ABSENT,
+            a7: A = ABSENT,
+        ) -> Any:
+            if a0 is not ABSENT and lua:
                 log.error("%s: takes no parameters", f.qualname)
                 return False
             ctx = state.ctx
@@ -272,11 +316,20 @@ def make_binding(f: KemiFunction, engine: Any, lua: bool) -> Callable[..., Any]:
 
         # body() written out inline: a second frame per KSR call costs about as much as
         # lupa's own crossing (keep the two in step)
-        def call_fast(*args: Any) -> Any:
-            if len(args) == n and type(args[0]) is k0 and type(args[-1]) is k1:
-                conv: Any = args
+        def call_fast(
+            a0: A = ABSENT,
+            a1: A = ABSENT,
+            a2: A = ABSENT,
+            a3: A = ABSENT,
+            a4: A = ABSENT,
+            a5: A = ABSENT,
+            a6: A = ABSENT,
+            a7: A = ABSENT,
+        ) -> Any:
+            if type(a0) is k0 and (a1 is ABSENT if one else (type(a1) is k1 and a2 is ABSENT)):
+                conv: Any = None
             else:
-                conv = convert(args)
+                conv = convert(given(a0, a1, a2, a3, a4, a5, a6, a7))
                 if conv is None:
                     return False
             ctx = state.ctx
@@ -287,7 +340,10 @@ def make_binding(f: KemiFunction, engine: Any, lua: bool) -> Callable[..., Any]:
             try:
                 # the arguments spelled out, not splatted: compiled, a splat builds a list
                 # and a tuple per call
-                r = fn(ctx, conv[0]) if one else fn(ctx, conv[0], conv[1])
+                if conv is None:  # as called
+                    r = fn(ctx, a0) if one else fn(ctx, a0, a1)
+                else:
+                    r = fn(ctx, conv[0]) if one else fn(ctx, conv[0], conv[1])
                 if plain:
                     return r
                 if as_bool:

@@ -264,3 +264,22 @@ def test_python_route_lets_exceptions_not_its_own_through(tmp_path: Path) -> Non
     assert s.engine.ctx is None  # no current message left behind
     assert s.run_route(ctx, "ev", "dialog:start") == 1  # an event callback's one argument
     assert s.script_vars["ev"] == "dialog:start"
+
+
+@pytest.mark.parametrize("lang", ["lua", "python"])
+def test_arguments_past_the_parameters_are_ignored(tmp_path: Path, lang: str) -> None:
+    """A binding takes up to eight arguments whatever its function's parameters (compiled
+    with a fixed signature): those past the parameters are ignored, as before."""
+    s = server_with(["textops"])
+    got = run_exprs(
+        s,
+        lang,
+        [
+            "KSR.setflag(5, 0, 0, 0, 0, 0, 0, 0)",
+            "KSR.isflagset(5, 1)",
+            "KSR.textops.cmp_str('a', 'a', 'b', 'c', 'd', 'e', 'f', 'g')",
+            "KSR.is_INVITE()",
+        ],
+        tmp_path,
+    )
+    assert got == [True, True, 1, True]
