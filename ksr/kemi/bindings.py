@@ -160,6 +160,37 @@ def method_binding(f: KemiFunction, engine: Any, lua: bool, method: str) -> Call
     return is_method
 
 
+def totag_binding(f: KemiFunction, engine: Any, lua: bool) -> Callable[..., Any]:
+    """``KSR.siputils.has_totag`` (``inline=("totag", 0)``), answered here: asked by most
+    request routes (three times per anchor call), and the module's function is an
+    interpreted frame."""
+
+    state: RunState = engine.state
+
+    def has_totag(
+        a0: A = ABSENT,
+        a1: A = ABSENT,
+        a2: A = ABSENT,
+        a3: A = ABSENT,
+        a4: A = ABSENT,
+        a5: A = ABSENT,
+        a6: A = ABSENT,
+        a7: A = ABSENT,
+    ) -> Any:
+        if a0 is not ABSENT and lua:
+            log.error("%s: takes no parameters", f.qualname)
+            return False
+        ctx = state.ctx
+        try:
+            if ctx is None:
+                raise RuntimeError("no current message")
+            return 1 if ctx.msg.to.tag else -1
+        except Exception:
+            return -1
+
+    return has_totag
+
+
 def log_binding(f: KemiFunction, engine: Any, lua: bool, level: int) -> Callable[..., Any]:
     """``KSR.dbg`` and friends (``inline=("log", level)``), answered here: most log nothing
     at the running level, and the module's function is two interpreted frames. A level found
@@ -219,6 +250,8 @@ def inline_kind(f: KemiFunction) -> str | None:
         return kind
     if kind == "log" and f.params == ("str",) and f.returns == "none":
         return kind
+    if kind == "totag" and not f.params and f.returns == "int":
+        return kind
     return None
 
 
@@ -247,6 +280,8 @@ def make_binding(f: KemiFunction, engine: Any, lua: bool) -> Callable[..., Any]:
         value = f.inline[1]
         if kind == "method":
             return method_binding(f, engine, lua, str(value))
+        if kind == "totag":
+            return totag_binding(f, engine, lua)
         return log_binding(f, engine, lua, int(value))
 
     def finish(r: Any) -> Any:

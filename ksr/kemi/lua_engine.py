@@ -303,7 +303,7 @@ class LuaEngine(Engine):
             if suspends or f.ends_route:
                 t = g.KSR[f.submodule] if f.submodule else g.KSR
                 t[f.name] = (wrap if suspends else ending)(t[f.name])
-            elif kind is not None and f.inline is not None:
+            elif kind in ("method", "log") and f.inline is not None:
                 t = g.KSR[f.submodule] if f.submodule else g.KSR
                 if kind == "method":
                     code = self.methods.setdefault(str(f.inline[1]), len(self.methods) + 1)

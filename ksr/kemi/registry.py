@@ -20,8 +20,9 @@ XVal = int | str | None
 
 # What a binding may answer itself, compiled, instead of calling the function (which gives the
 # same answer): ("method", "INVITE") is ``ctx.method == "INVITE"``; ("log", level) logs the text
-# at that level of the "ksr.script" logger.
-Inline = tuple[Literal["method", "log"], str | int]
+# at that level of the "ksr.script" logger; ("totag", 0) is 1 when the To header has a tag, else
+# -1.
+Inline = tuple[Literal["method", "log", "totag"], str | int]
 
 _MARK = "__ksr_kemi__"
 

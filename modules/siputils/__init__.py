@@ -54,7 +54,7 @@ class Siputils(Module):
     Params = SiputilsParams
 
     # -- message type ------------------------------------------------------------------------
-    @kemi()
+    @kemi(inline=("totag", 0))  # answered by its compiled binding (the same answer)
     def has_totag(self, ctx: MsgContext) -> int:
         """1 if the To header has a tag, -1 otherwise."""
         try:

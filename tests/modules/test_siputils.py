@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from ksr.core.context import MsgContext
+from ksr.sip.message import parse_message_untrusted
 from tests.kemi.scriptkit import LANGS, context, run_exprs, server_with
 from tests.support import UdpPeer, make_config, running_server, sip_request, udp_addr, write_script
 
@@ -49,6 +51,27 @@ def test_checks(lang: str, tmp_path: Path) -> None:
         context(s, MSG),
     )
     assert got == [-1, 1, -1, 1, 1, -1, 1, -1, 1, 1, -1, 1, -2, -2, 1, -3, -2, 1, -3, 1, 1]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_has_totag_answers_as_the_module_function(lang: str, tmp_path: Path) -> None:
+    """The binding answers has_totag itself (inline): the module's function is the reference,
+    for a request with a To tag, one without, and a reply."""
+    s = server_with(["siputils"])
+    module = s.modules["siputils"]
+    reply = (
+        "SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bK-1\r\n"
+        "From: <sip:a@b>;tag=f\r\nTo: <sip:c@d>;tag=t9\r\nCall-ID: c1\r\n"
+        "CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    )
+    answer = MsgContext(s, parse_message_untrusted(reply.encode()), "127.0.0.1", 5090, None)
+    for ctx, want in (
+        (context(s, sip_request("BYE", to_tag="abc")), 1),
+        (context(s, sip_request("INVITE")), -1),
+        (answer, 1),
+    ):
+        assert module.has_totag(ctx) == want
+        assert run_exprs(s, lang, ["KSR.siputils.has_totag()"], tmp_path, ctx) == [want]
 
 
 @pytest.mark.parametrize("lang", LANGS)
