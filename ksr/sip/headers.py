@@ -269,6 +269,10 @@ class NameAddr:
 
 def parse_name_addr(value: str, strict: bool = False) -> NameAddr:
     """Parse a name-addr or addr-spec with header parameters (RFC 3261 §20.10, §25.1)."""
+    if not strict:
+        usual = _usual_name_addr(value)
+        if usual is not None:
+            return usual
     v = value.strip()
     if not v:
         raise RemoteProtocolError("Empty address")
@@ -317,6 +321,52 @@ def parse_name_addr(value: str, strict: bool = False) -> NameAddr:
     if strict and (" " in uri_text or not uri_text):
         raise RemoteProtocolError("Bad addr-spec")
     return NameAddr(None, uri_text, parse_params(rest, strict) if semi else {}, False)
+
+
+def _usual_name_addr(value: str) -> NameAddr | None:
+    """``parse_name_addr(value)`` (not strict) for the From/To as user agents write them,
+    ``[display] <uri>`` then nothing or one ``;tag=``, without its string walk, splits and
+    parameter dict loop; None for any other form, which the full parse reads. Same result by
+    construction: the display is the full parse's (a quoted one without backslashes, or the
+    text before the first '<', which cannot start with '"' or whitespace here), the URI lies
+    between that '<' and the next '>', and a parameter text without a second ';' is one part
+    whose name is exactly ``tag``. Compiled, only primitives: no str method with an end
+    index (a generic call, ~1,000 instructions), no str ordering (a rich compare)."""
+    n = len(value)
+    if n == 0:
+        return None
+    c = ord(value[0])
+    if c == 34:
+        # "display" <uri>: the closing quote with no backslash before it, one SP or none
+        end = value.find('"', 1)
+        if end < 0:
+            return None
+        backslash = value.find("\\", 1)
+        if 0 <= backslash < end:
+            return None
+        lt = end + 1
+        if lt < n and value[lt] == " ":
+            lt += 1
+        if lt >= n or value[lt] != "<":
+            return None
+        display: str | None = value[: end + 1]
+    elif 32 < c < 127:  # not whitespace: the full parse's strip() leaves it first
+        lt = value.find("<")
+        if lt < 0:
+            return None  # addr-spec form
+        display = value[:lt].strip() or None
+    else:
+        return None
+    gt = value.find(">", lt)
+    if gt < 0:
+        return None
+    params: dict[str, str | None] = {}
+    if gt + 1 < n:
+        rest = value[gt + 1 :]
+        if not rest.startswith(";tag=") or rest.find(";", 1) >= 0:
+            return None
+        params["tag"] = rest[5:].strip()
+    return NameAddr(display, value[lt + 1 : gt], params, True)
 
 
 @dataclass(slots=True, init=False)
@@ -380,7 +430,14 @@ def _via_rest(protocol: str, transport: str, rest: str, strict: bool) -> Via:
     # sent-by *( SEMI via-params ), stripped
     hostport, semi, ptext = rest.partition(";")
     host, port = split_hostport(hostport.strip())
-    params = parse_params(ptext, strict) if semi else {}
+    if not semi:
+        params: dict[str, str | None] = {}
+    elif ptext.startswith("branch=") and ptext.find(";", 7) < 0 and (branch := ptext[7:].strip()):
+        # a lone branch (a UA's Via, ours on replies): parse_params' one part, without its
+        # split, partition and lower (ptext's right end is stripped, it has no second ';')
+        params = {"branch": branch}
+    else:
+        params = parse_params(ptext, strict)
     return Via(protocol, transport, host, port, params)
 
 

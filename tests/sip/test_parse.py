@@ -8,7 +8,13 @@ import pytest
 
 from ksr.sip.abnf import is_token
 from ksr.sip.errors import RemoteProtocolError
-from ksr.sip.headers import parse_cseq, parse_name_addr, parse_via, split_commas
+from ksr.sip.headers import (
+    _usual_name_addr,
+    parse_cseq,
+    parse_name_addr,
+    parse_via,
+    split_commas,
+)
 from ksr.sip.message import Header, Request, Response, parse_message_untrusted
 from ksr.sip.uri import parse_uri
 
@@ -345,6 +351,33 @@ def test_name_addr(
 
 
 @pytest.mark.parametrize(
+    ("usual", "spelled"),
+    [
+        ('"sipp" <sip:c@h:5060>;tag=1-2', '"sipp"<sip:c@h:5060> ;tag=1-2'),
+        ('"a" <sip:a@h>;tag=x', '"a"  <sip:a@h>;tag=x'),
+        ("sut <sip:s@h>", " sut  <sip:s@h>\x0c"),
+        ("<sip:a@h>;tag=x", "<sip:a@h>;TAG=x"),
+        ("<sip:a@h>;tag= x ", "<sip:a@h>; tag=x"),
+        ("<sip:a@h>;tag=", "<sip:a@h>;tag = "),
+        ("A B <sip:a@h;lr>;tag=a=b", "A B <sip:a@h;lr>;x;tag=a=b"),
+        ('x"y <sip:a@h>;tag=1', 'x"y <sip:a@h>;tag=0;tag=1'),
+    ],
+)
+def test_name_addr_usual_form_parses_as_any_spelling(usual: str, spelled: str) -> None:
+    """From/To as user agents write them take a short path (_usual_name_addr), any other
+    spelling the full parse: both must read the same name-addr."""
+    assert _usual_name_addr(usual) is not None
+    assert _usual_name_addr(spelled) is None
+    a, b = parse_name_addr(usual), parse_name_addr(spelled)
+    assert (a.display, a.uri_text, a.params, a.bracketed) == (
+        b.display,
+        b.uri_text,
+        {k: v for k, v in b.params.items() if k == "tag"},
+        b.bracketed,
+    )
+
+
+@pytest.mark.parametrize(
     "text",
     [
         '"unterminated <sip:a@h>',
@@ -420,6 +453,8 @@ def test_bad_via(text: str) -> None:
             "SIP/2.0/\twss\t h:443;rport;branch=z9hG4bK3",
         ),
         ("SIP/2.0/SCTP [::1]:5;received=::2", "  SIP/2.0/SCTP [::1]:5;received=::2"),
+        ("SIP/2.0/UDP h:5;branch=z9hG4bK4 ", "SIP/2.0/UDP h:5; BRANCH = z9hG4bK4"),
+        ("SIP/2.0/UDP h;branch=\ta=b", "SIP/2.0/UDP h;branch=a=b;"),
     ],
 )
 def test_via_usual_form_parses_as_any_spacing(usual: str, spaced: str) -> None:
@@ -429,10 +464,14 @@ def test_via_usual_form_parses_as_any_spacing(usual: str, spaced: str) -> None:
     assert parse_via("SIP/2.0/XYZ h").transport == "XYZ"  # other transports: the long way
 
 
-@pytest.mark.parametrize("text", ["SIP/2.0/UDP ", "SIP/2.0/UDP h:x", "SIP/2.0/UDP h;;x"])
+@pytest.mark.parametrize(
+    "text", ["SIP/2.0/UDP ", "SIP/2.0/UDP h:x", "SIP/2.0/UDP h;;x", "SIP/2.0/UDP h;branch= "]
+)
 def test_bad_via_usual_form(text: str) -> None:
     with pytest.raises(RemoteProtocolError):
         parse_via(text, strict=True)
+    if text.endswith("= "):
+        assert parse_via(text).params == {"branch": ""}  # not strict: an empty value is kept
 
 
 def test_vias_across_headers() -> None:
