@@ -382,34 +382,48 @@ def without_top_via(headers: list[Header]) -> list[Header]:
 
 def reply_upstream(rpl: Response) -> Response:
     """``rpl`` as it goes upstream: without our (top) Via value (RFC 3261 §16.7 step 3).
-    When ``rpl`` still has the bytes it was parsed from and our Via is its first header
-    line, alone on it (the usual case), those bytes with that line cut out are the new
-    reply's ``raw``: nothing is serialised again (``to_bytes`` returns them)."""
+    When ``rpl`` still has the bytes it was parsed from and our Via is on its first header
+    line (the usual case), those bytes with that line cut out, or replaced by the values
+    left on it (a peer that wrote every Via on one line), are the new reply's ``raw``:
+    nothing else is serialised again (``to_bytes`` returns them)."""
     hdrs = rpl.headers
-    out = Response(rpl.status, rpl.reason, without_top_via(hdrs), rpl.body, rpl.version)
+    kept = without_top_via(hdrs)
+    out = Response(rpl.status, rpl.reason, kept, rpl.body, rpl.version)
     raw = rpl.raw
-    if raw is not None and len(out.headers) < len(hdrs):  # a whole Via line went
-        first = hdrs[0]
-        line = first.raw
-        if first.key == "via" and line is not None:
-            # the status line as to_bytes writes it, in as many bytes as characters
-            start = len(rpl.version) + len(rpl.reason) + 5
-            out.raw = _cut_line(raw, start, line.encode("utf-8", "surrogateescape"))
+    if raw is None or not hdrs:
+        return out
+    first = hdrs[0]
+    line = first.raw
+    if first.key != "via" or line is None:
+        return out
+    if len(kept) < len(hdrs):
+        left = b""  # the line held our Via only
+    elif kept and kept[0] is not first:
+        h = kept[0]  # the line's other values, written as to_bytes writes a new Header
+        left = f"{h.name}: {h.value}\r\n".encode("utf-8", "surrogateescape")
+    else:
+        return out
+    # the status line as to_bytes writes it, in as many bytes as characters
+    start = len(rpl.version) + len(rpl.reason) + 5
+    out.raw = _replace_line(raw, start, line.encode("utf-8", "surrogateescape"), left)
     return out
 
 
-def _cut_line(raw: bytes, start: int, line: bytes) -> bytes | None:
-    """``raw`` without ``line`` when the first line of ``raw`` is ``start`` bytes long and
-    ``line`` comes right after it, both ended by CRLF; else None. The bytes are checked, not
-    assumed from the parse: a status line without a reason or with non-ASCII characters, or
-    bare LF line ends there, leave ``raw`` alone. (No search for the first CRLF: the parse
-    split the first line at its first line end, which holds the only LF up to there, so a
-    CRLF at ``start`` is that end. ``bytes.find`` is a generic method call compiled.)"""
+def _replace_line(raw: bytes, start: int, line: bytes, new: bytes) -> bytes | None:
+    """``raw`` with ``line`` replaced by ``new`` (a whole line with its CRLF, or nothing)
+    when the first line of ``raw`` is ``start`` bytes long and ``line`` comes right after
+    it, both ended by CRLF; else None. The bytes are checked, not assumed from the parse: a
+    status line without a reason or with non-ASCII characters, or bare LF line ends there,
+    leave ``raw`` alone. (No search for the first CRLF: the parse split the first line at
+    its first line end, which holds the only LF up to there, so a CRLF at ``start`` is that
+    end. ``bytes.find`` is a generic method call compiled.)"""
     a = start + 2
     b = a + len(line)
     if raw[start:a] != b"\r\n" or raw[a:b] != line or raw[b : b + 2] != b"\r\n":
         return None
-    return raw[:a] + raw[b + 2 :]
+    if not new:
+        return raw[:a] + raw[b + 2 :]
+    return b"".join((raw[:a], new, raw[b + 2 :]))
 
 
 def without_first_values(headers: list[Header], key: str, count: int = 1) -> list[Header]:

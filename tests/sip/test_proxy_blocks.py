@@ -134,8 +134,17 @@ _REST = (
             True,
         ),
         (b"SIP/2.0 200  Two  Spaces\r\n" + _OURS + b"\r\n" + _REST + b"\r\n", True),
-        # two values on our line: that line is rewritten, the message serialised
-        (b"SIP/2.0 200 OK\r\n" + _OURS + b", SIP/2.0/UDP 192.0.2.9\r\n" + _REST + b"\r\n", False),
+        # every Via on one line (as sipp's [last_Via:] writes them): that line keeps the
+        # values after ours, written as a new header is; with odd spacing and three values
+        (b"SIP/2.0 200 OK\r\n" + _OURS + b", SIP/2.0/UDP 192.0.2.9\r\n" + _REST + b"\r\n", True),
+        (
+            b"SIP/2.0 200 OK\r\n"
+            + _OURS
+            + b' ,SIP/2.0/UDP a;x="p,q" ,  SIP/2.0/TCP b\r\n'
+            + _REST
+            + b"\r\n",
+            True,
+        ),
         # our Via not first, no reason, a non-ASCII reason, bare LF: serialised as before
         (b"SIP/2.0 200 OK\r\nCSeq: 1 INVITE\r\n" + _OURS + b"\r\n" + _REST + b"\r\n", False),
         (b"SIP/2.0 200\r\n" + _OURS + b"\r\n" + _REST + b"\r\n", False),
