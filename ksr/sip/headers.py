@@ -362,10 +362,10 @@ def _usual_name_addr(value: str) -> NameAddr | None:
         return None
     params: dict[str, str | None] = {}
     if gt + 1 < n:
-        rest = value[gt + 1 :]
-        if not rest.startswith(";tag=") or rest.find(";", 1) >= 0:
+        # ";tag=" right after '>' and no other ';' (finds: no slice for the rest)
+        if value.find(";tag=", gt) != gt + 1 or value.find(";", gt + 2) >= 0:
             return None
-        params["tag"] = rest[5:].strip()
+        params["tag"] = value[gt + 6 :].strip()
     return NameAddr(display, value[lt + 1 : gt], params, True)
 
 
