@@ -7,6 +7,13 @@ In one process (bench.profile_calls / bench.profile_register, their arguments af
     python -m bench.callgrind inproc calls --script anchor --calls 400 --warmup 50
     python -m bench.callgrind inproc register --script anchor --db-mode 0 --count 1000
 
+``inproc ... --cache-sim`` simulates this machine's private caches too (L1 32 KiB code and 48
+KiB data, L2 2 MiB as callgrind's last level) and prints per library the instructions and the
+lines of code and data that missed; with ``--evict 4194304`` (bench.profile_calls) the caches
+are cold before every message, as between the datagrams of a low rate:
+
+    python -m bench.callgrind inproc calls --script anchor --calls 150 --warmup 50 --cache-sim --evict 4194304
+
 A real ``ksr run -n 1`` over UDP serving bench.anchor's calls from sipp (the server process
 only; low rate, as valgrind makes ksr ~50x slower: a point with failed calls is not a figure):
 
@@ -78,20 +85,74 @@ def valgrind(out: str) -> list[str]:
     return ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
 
 
+# callgrind's simulated caches: this machine's L1 code and data caches, and its 2 MiB L2 per
+# core as the last level (the L3 is large and shared: a line missing here comes from there)
+CACHES = ["--cache-sim=yes", "--I1=32768,8,64", "--D1=49152,12,64", "--LL=2097152,16,64"]
+
+
+def per_library(path: str, n: int) -> list[str]:
+    """Exclusive cost per shared object from a callgrind file with cache events: instructions,
+    L1 code misses, and the lines of code and data read from beyond L2, per operation."""
+    names: dict[tuple[str, str], str] = {}
+    events: list[str] = []
+    totals: dict[str, list[int]] = {}
+    ob, skip = "?", False
+
+    def name(kind: str, text: str) -> str:  # callgrind's "(id) name" compression
+        m = re.match(r"\((\d+)\)(?: (.*))?", text)
+        if m is None:
+            return text
+        if m.group(2):
+            names[kind, m.group(1)] = m.group(2)
+        return names.get((kind, m.group(1)), text)
+
+    for line in Path(path).read_text(errors="replace").splitlines():
+        key, _, rest = line.partition("=")
+        if line.startswith("events:"):
+            events = line.split()[1:]
+        elif key == "ob":
+            ob = name("ob", rest)
+        elif key == "cob":
+            name("ob", rest)
+        elif key == "calls":
+            skip = True  # the next cost line is the call's inclusive cost
+        elif line[:1] and line[0] in "0123456789+-*":
+            if skip:
+                skip = False
+                continue
+            values = [int(v) for v in line.split()[1:]]
+            row = totals.setdefault(ob, [0] * len(events))
+            for i, v in enumerate(values):
+                row[i] += v
+    shown = ["Ir", "I1mr", "ILmr", "D1mr", "DLmr"]
+    at = [events.index(e) for e in shown]
+    out = [f"  {'per operation':44} " + " ".join(f"{e:>10}" for e in shown)]
+    for ob, row in sorted(totals.items(), key=lambda kv: -kv[1][at[2]])[:6]:
+        out.append(f"  {Path(ob).name[:44]:44} " + " ".join(f"{row[i] / n:10,.0f}" for i in at))
+    return out
+
+
 def inproc(which: str, args: list[str]) -> None:
+    caches = "--cache-sim" in args
+    args = [a for a in args if a != "--cache-sim"]
     with tempfile.TemporaryDirectory(prefix="ksr-cg-") as tmp:
         out = f"{tmp}/cg.out"
-        cmd = [*valgrind(out), sys.executable, "-m", "bench.callgrind", "_child", which, *args]
+        cmd = [*valgrind(out), *(CACHES if caches else [])]
+        cmd += [sys.executable, "-m", "bench.callgrind", "_child", which, *args]
         env = {**os.environ, "PYTHONHASHSEED": "0"}  # dict layouts as in every other run
         r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
         m = re.search(r"^(\d+) (calls|registrations) in", r.stdout, re.M)
         if r.returncode != 0 or m is None:
             sys.exit(f"the run failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
-        n, ir = int(m.group(1)), _totals(out)
+        n = int(m.group(1))
+        rows = per_library(out, n) if caches else []
+        ir = _totals(out)
         build = re.search(r"^build: (.*)$", r.stdout, re.M)
         print(f"{which}: {n} {m.group(2)}, {ir:,} instructions, {ir / n:,.0f} per operation")
         # a compiled build whose sources changed since runs pure Python: a figure to redo
         print(f"  ({build.group(1) if build else 'build unknown'})")
+        if rows:  # the eviction's writes count under libc/libffi
+            print("\n".join(rows))
 
 
 def anchor(rate: int, calls: int, tree: str, what: str = "calls", keep: str = "") -> None:

@@ -8,6 +8,7 @@ of a run shows ksr's work, not the load generator's.
 from __future__ import annotations
 
 import cProfile
+import ctypes
 import gc
 import io
 import pstats
@@ -170,3 +171,32 @@ class GcMeter:
 
 def cpu_now() -> float:
     return time.process_time()
+
+
+class ColdCaches:
+    """Evicts the CPU's private caches before every message a run feeds the server, as the
+    idle time between datagrams of a server at a low rate does, and times the messages alone.
+
+    A served ``ksr run`` at 200 calls/s spends ~2.4x the CPU per call of the same code in a
+    hot loop: between two datagrams the core sleeps and its caches go cold. Writing ``size``
+    bytes (more than L1 and L2) before each message puts the in-process loop in that state.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._buf = ctypes.create_string_buffer(size)
+        self._addr = ctypes.addressof(self._buf)
+        self.seconds = 0.0
+        self.messages = 0
+
+    def wrap(self, receive: Callable[..., Any]) -> Callable[..., Any]:
+        def cold_receive(*args: Any) -> Any:
+            ctypes.memset(self._addr, self.messages & 0xFF, self.size)
+            t0 = cpu_now()
+            try:
+                return receive(*args)
+            finally:
+                self.seconds += cpu_now() - t0
+                self.messages += 1
+
+        return cold_receive

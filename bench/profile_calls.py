@@ -11,6 +11,9 @@ location lookup; the callee registers first, as bench.anchor's callees do).
     python -m bench.profile_calls [--script calls|anchor|anchor-py] [--calls 5000] [--profile]
                                   [--sort tottime] [--top 40] [--rate 1000]
 
+``--evict BYTES`` writes a buffer of that size before every message (inproc.ColdCaches: the
+caches as cold as between the datagrams of a low rate) and reports the messages' own CPU.
+
 ``--rate``: the calls per second the mock clock advances by (default 1000: a second of calls
 in a second of virtual time). A low rate (``--rate 4`` with a few hundred warm-up calls) puts
 the timers in their steady state: Timer B/F, the dialog's timeouts... come due while calls run.
@@ -33,6 +36,7 @@ from .calls import CONFIG, SCRIPT
 from .inproc import (
     PROXY,
     SDP,
+    ColdCaches,
     GcMeter,
     Wire,
     cpu_now,
@@ -139,6 +143,9 @@ def main() -> None:
         default=None,
         help="young GC threshold (default: core.gc_threshold, as `ksr run`; 0 = Python's)",
     )
+    ap.add_argument(
+        "--evict", type=int, default=0, help="bytes written before every message (cold caches)"
+    )
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="ksr-prof-"))
@@ -152,6 +159,9 @@ def main() -> None:
     if args.lua_runtime:
         config.setdefault("core", {})["lua_runtime"] = args.lua_runtime
     server, wire, sock = make_server(script, config)
+    cold = ColdCaches(args.evict) if args.evict else None
+    if cold is not None:
+        server.receive = cold.wrap(server.receive)  # type: ignore[method-assign]
     tune_for_serving(
         server.config.core.gc_threshold if args.gc_threshold is None else args.gc_threshold
     )
@@ -165,6 +175,8 @@ def main() -> None:
             clock.jump(step)
             await trio.sleep(0)
         t0 = cpu_now()
+        if cold is not None:
+            cold.seconds, cold.messages = 0.0, 0
         wakeups0 = server.timers.wakeups
         with profiled(args.profile, args.top, args.sort), GcMeter() as meter:
             for i in range(args.warmup, args.warmup + args.calls):
@@ -172,6 +184,12 @@ def main() -> None:
                 clock.jump(step)
                 await trio.sleep(0)  # let due timers run, as the real server would between packets
         report("calls", args.calls, cpu_now() - t0)
+        if cold is not None:
+            print(
+                f"caches evicted ({args.evict:,} bytes) before each of {cold.messages} messages: "
+                f"the messages alone {cold.seconds / args.calls * 1e6:.1f} us per call "
+                "(the CPU above includes the writes)"
+            )
         print(
             f"of which garbage collection: {meter.seconds / args.calls * 1e6:.1f} us per call "
             f"({meter.runs} collections, gc thresholds {gc.get_threshold()})"
