@@ -74,14 +74,20 @@ class Relayer:
     def _match_ack(self, ctx: MsgContext) -> int:
         """0: ACK of a negative reply, absorbed; 1: ACK of a 2xx of a known INVITE; -1: unknown."""
         req = request_of(ctx)
-        tx = self.lookup(req)
-        if tx is not None and tx.status >= 300 and tx.machine is not None:
-            self.eng.uas_actions(tx, tx.machine.handle("ack"))
-            return 0
         try:
-            inv = tx or self.eng.by_e2e.get(e2e_key(req))
+            inv = self.eng.by_e2e.get(e2e_key(req))
         except RemoteProtocolError:
-            return -1
+            inv = None
+        if inv is None or not 200 <= inv.status < 300:
+            # not the ACK of a 2xx we relayed (that one is a transaction of its own, RFC 3261
+            # §17.1.1.3): the ACK of a negative reply matches its INVITE by the transaction key
+            # (made only here: the 2xx ACK of each call needs no key)
+            tx = self.lookup(req)
+            if tx is not None and tx.status >= 300 and tx.machine is not None:
+                self.eng.uas_actions(tx, tx.machine.handle("ack"))
+                return 0
+            if tx is not None:
+                inv = tx
         if inv is None:
             return -1
         if not ctx.extra.get("tm_e2e_seen"):
