@@ -64,6 +64,7 @@ class TmEngine:
         self.salt = os.urandom(3).hex()
         self._next_id = 0
         self._timer_configs: dict[tuple[float, float], TimerConfig] = {}
+        self._default_tc: TimerConfig | None = None
         # the module parameters every transaction reads, in seconds, read once here (params is
         # an interpreted object: each read was a generic attribute lookup and a division)
         self.fr_default: float = params.fr_timer / 1000.0
@@ -190,9 +191,13 @@ class TmEngine:
         if p:  # t_set_fr: its values in milliseconds, 0 keeps the module's
             tx.fr = p[0] / 1000.0 if p[0] else self.fr_default
             tx.fr_inv = p[1] / 1000.0 if p[1] else self.fr_inv_default
+            tx.timer_config = self.timer_config(tx.fr, tx.fr_inv)
         else:
             tx.fr, tx.fr_inv = self.fr_default, self.fr_inv_default
-        tx.timer_config = self.timer_config(tx.fr, tx.fr_inv)
+            tc = self._default_tc  # the module's: no lookup by a tuple of two floats
+            if tc is None:
+                tc = self._default_tc = self.timer_config(tx.fr, tx.fr_inv)
+            tx.timer_config = tc
         tx.machine = Machine(IST if tx.is_invite else NIST, ctx.proto != "udp", tx.timer_config)
         tx.flags = ctx.flags
         self.by_key[key] = tx
@@ -342,8 +347,10 @@ class TmEngine:
                     now, tx.handles, arg, m.interval(arg), self.fire_uas, (tx, arg)
                 )
             elif op == STOP:
-                h = tx.handles.pop(arg, None)
+                handles = tx.handles
+                h = handles.get(arg)  # get and del: compiled, pop with a default is a method call
                 if h is not None:
+                    del handles[arg]
                     h.cancel()
             elif op == TERMINATED:
                 self._maybe_done(tx)
@@ -522,8 +529,10 @@ class TmEngine:
                     now, timed = self.timers.now(), True
                 self.start_timer_from(now, b.handles, arg, m.interval(arg), self.fire_uac, (b, arg))
             elif op == STOP:
-                h = b.handles.pop(arg, None)
+                handles = b.handles
+                h = handles.get(arg)
                 if h is not None:
+                    del handles[arg]
                     h.cancel()
             elif op == DELIVER and arg == "timeout":
                 self.branch_timeout(b)

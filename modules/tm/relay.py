@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ksr.core.context import Destination, MsgContext, RouteType
 from ksr.core.resolver import ASK, default_proto, parse_query
+from ksr.core.sending import Sender
+from ksr.core.stateless import Stateless
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.message import Header, Request, ensure_content_length
 
@@ -36,6 +38,13 @@ class Relayer:
         self.eng = eng
         self.replies = replies
         self.server = eng.server
+        # the server's own sender and stateless half, called directly per branch (compiled:
+        # a method of the interpreted Server is an attribute lookup and a generic call each);
+        # None with a server that has none (a test's stand-in): then through the server
+        sender = getattr(self.server, "sender", None)
+        self.sender: Sender | None = sender if isinstance(sender, Sender) else None
+        sl = getattr(self.server, "stateless", None)
+        self.sl: Stateless | None = sl if isinstance(sl, Stateless) else None
 
     # -- matching ---------------------------------------------------------------------------
     def lookup(self, req: Request, method: str | None = None) -> Transaction | None:
@@ -307,14 +316,23 @@ class Relayer:
             dest = Destination(default_proto(q), "", 0, target)
         if proto:
             dest = Destination(proto, dest.host, dest.port, dest.uri)
-        sock = self.server.socket_for(dest.proto, ctx)
+        sender = self.sender
+        if sender is not None:
+            sock = sender.socket_for(dest.proto, ctx)
+        else:
+            sock = self.server.socket_for(dest.proto, ctx)
         if sock is None:
             log.warning("t_relay: no %s socket to reach %s", dest.proto, target)
             return False
         out = ctx.apply_lumps(out_socket=sock)
         assert isinstance(out, Request)
         bid = self.eng.branch_id(tx, idx)
-        out.headers.insert(0, Header("Via", self.server.make_via(ctx, sock, bid)))
+        sl = self.sl
+        if sl is not None:
+            via = sl.make_via(ctx, sock, bid)
+        else:
+            via = self.server.make_via(ctx, sock, bid)
+        out.headers.insert(0, Header("Via", via))
         if dest.proto != "udp":
             ensure_content_length(out)
         b = UacBranch(tx, idx, ruri, ctx.dst_uri)
