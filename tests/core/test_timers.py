@@ -298,3 +298,35 @@ def test_sift_up_builds_heapqs_heap() -> None:
     assert ours == theirs  # the same layout: heappop then takes the same order
     order = [heapq.heappop(ours) for _ in range(len(ours))]
     assert [(h.deadline, h.seq) for h in order] == sorted((h.deadline, h.seq) for h in order)
+
+
+@pytest.mark.parametrize("serving", [False, True])
+def test_now_reads_perf_counter_plus_the_clocks_offset(serving: bool) -> None:
+    """On trio's system clock and on the serving clock (both ``perf_counter()`` plus an
+    offset) the service reads the time itself: the clock's time, between two reads of it."""
+    from ksr.core.idle_wait import IdleWaitClock
+
+    async def main() -> tuple[float, float, float, bool]:
+        svc = TimerService()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(svc.run)
+            before = trio.current_time()
+            now = svc.now()
+            after = trio.current_time()
+            perf = svc._perf
+            nursery.cancel_scope.cancel()
+        assert not svc._perf  # the task ended: the clock is no longer known
+        return before, now, after, perf
+
+    before, now, after, perf = trio.run(main, clock=IdleWaitClock() if serving else None)
+    assert perf
+    assert before <= now <= after
+
+
+async def test_now_on_any_other_clock_asks_it(autojump_clock: trio.testing.MockClock) -> None:
+    async def body(svc: TimerService) -> None:
+        assert not svc._perf
+        await trio.sleep(2.5)
+        assert svc.now() == trio.current_time()
+
+    await _with_service(body)
