@@ -388,6 +388,10 @@ def parse_message_untrusted(
     n = len(data)
     while offset + 1 < n and data[offset] == 13 and data[offset + 1] == 10:
         offset += 2
+    if not too_large:
+        usual = _parse_usual(data, offset, datagram, max_size)
+        if usual is not None:
+            return usual
     lines: list[str] | None = None
     end = data.find(b"\r\n\r\n", offset)
     if end > offset:
@@ -424,29 +428,7 @@ def parse_message_untrusted(
             raise RemoteProtocolError(bad_start)
         if too_large:
             raise RemoteProtocolError("Message too large", 513)
-        body_start = end + sep
-        if clens:
-            text = clens[0]
-            if any(c != text for c in clens):
-                raise RemoteProtocolError("Conflicting Content-Length headers")
-            clen = uint(text, max_size)
-            if datagram and (clen is None or body_start + clen > len(data)):
-                # A datagram is the whole message: as Kamailio, keep what arrived and let
-                # the script judge (sanity_check's Content-Length check answers it).
-                parsed.body = data[body_start:]
-                exact = True
-            elif clen is None:
-                raise RemoteProtocolError("Bad Content-Length")
-            elif body_start + clen > len(data):
-                raise RemoteProtocolError("Content-Length larger than the body")
-            else:
-                parsed.body = data[body_start : body_start + clen]
-                exact = body_start + clen == len(data)
-        else:
-            if not datagram:
-                raise RemoteProtocolError("Content-Length required on stream transports")
-            parsed.body = data[body_start:]
-            exact = True
+        exact = _set_body(parsed, data, end + sep, clens, datagram, max_size)
     except RemoteProtocolError as err:
         if isinstance(msg, Request):
             err.partial = msg
@@ -454,6 +436,86 @@ def parse_message_untrusted(
     if exact and offset == 0 and type(data) is bytes:
         parsed.raw = data
     return msg
+
+
+def _parse_usual(
+    data: bytes, offset: int, datagram: bool, max_size: int
+) -> Request | Response | None:
+    """The usual message (CRLF line ends, no folded line, a well-formed start line and
+    header lines, a Content-Length that fits) parsed as parse_message_untrusted's full path
+    parses it; None for anything else, which the full path then parses (or refuses) itself.
+
+    What it leaves out: the search for the blank line when the message ends with it (a
+    message without a body), and the pass over the lines for continuations (``_continued``).
+    Parsed with ``folded`` False and strict, a line that starts with SP or HT raises (its
+    name would start with whitespace, no token, or it has no colon), as does an empty line:
+    the full path then reads the head again, joining continuation lines or ending the head
+    at the earlier blank line."""
+    n = len(data)
+    if (
+        n - 4 > offset
+        and data[n - 1] == 10
+        and data[n - 2] == 13
+        and data[n - 3] == 10
+        and data[n - 4] == 13
+    ):
+        # ends with CRLF CRLF: the head's end unless an earlier blank line splits the head
+        # below into an empty line (an earlier CRLF CRLF within data[offset:n-4], or one
+        # overlapping the last: data ends CRLF CRLF CRLF, the head then ends with CRLF)
+        end = n - 4
+    else:
+        end = data.find(b"\r\n\r\n", offset)
+        if end <= offset:
+            return None
+    head = data[offset:end].decode("utf-8", "surrogateescape")
+    lines = head.split("\r\n")
+    if head.count("\n") != len(lines) - 1:
+        return None  # bare LF line ends
+    try:
+        msg, bad_start = _parse_start_line(lines[0])
+        if bad_start:
+            return None
+        headers, clens = parse_header_lines(lines, False)
+        parsed: Message = msg
+        parsed.headers = headers
+        exact = _set_body(parsed, data, end + 4, clens, datagram, max_size)
+    except RemoteProtocolError:
+        return None
+    if exact and offset == 0 and type(data) is bytes:
+        parsed.raw = data
+    return msg
+
+
+def _set_body(
+    parsed: Message,
+    data: bytes,
+    body_start: int,
+    clens: list[str],
+    datagram: bool,
+    max_size: int,
+) -> bool:
+    """Set the body by the Content-Length values (``clens``); True if the message ends
+    where the body does (its bytes can serve as ``raw``)."""
+    if clens:
+        text = clens[0]
+        if any(c != text for c in clens):
+            raise RemoteProtocolError("Conflicting Content-Length headers")
+        clen = uint(text, max_size)
+        if datagram and (clen is None or body_start + clen > len(data)):
+            # A datagram is the whole message: as Kamailio, keep what arrived and let
+            # the script judge (sanity_check's Content-Length check answers it).
+            parsed.body = data[body_start:]
+            return True
+        if clen is None:
+            raise RemoteProtocolError("Bad Content-Length")
+        if body_start + clen > len(data):
+            raise RemoteProtocolError("Content-Length larger than the body")
+        parsed.body = data[body_start : body_start + clen]
+        return body_start + clen == len(data)
+    if not datagram:
+        raise RemoteProtocolError("Content-Length required on stream transports")
+    parsed.body = data[body_start:]
+    return True
 
 
 def _continued(lines: list[str]) -> bool:

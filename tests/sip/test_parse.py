@@ -179,6 +179,28 @@ def test_folding_and_line_ends_found_in_every_head() -> None:
     assert m.body.startswith(b"CSeq: 1 INVITE")
 
 
+def test_head_end_of_a_message_ending_with_its_blank_line() -> None:
+    # no body: the blank line at the end is the head's end (no search) ...
+    data = msg(*BASE, "Content-Length: 0")
+    m = parse_message_untrusted(data)
+    assert (m.get("content-length"), m.body, m.raw) == ("0", b"", data)
+    # ... unless an earlier one ends it: the rest, ending with CRLF CRLF too, is the body
+    early = msg(*BASE[:3], "", "Call-ID: c1", "CSeq: 1 INVITE")
+    m = parse_message_untrusted(early)
+    assert (m.get("call-id"), m.body) == (None, b"Call-ID: c1\r\nCSeq: 1 INVITE\r\n\r\n")
+    # CRLF CRLF CRLF at the end: the head ends at the first of them, the body is one CRLF
+    m = parse_message_untrusted(msg(*BASE) + b"\r\n")
+    assert (m.get("cseq"), m.body) == ("1 INVITE", b"\r\n")
+    # a body that itself ends with CRLF CRLF: the head still ends at the first blank line
+    m = parse_message_untrusted(msg(*BASE, "Content-Length: 6", body="ab\r\n\r\n"))
+    assert (m.get("cseq"), m.body) == ("1 INVITE", b"ab\r\n\r\n")
+    # folded lines join the header before them, even one that reads as a header
+    m = parse_message_untrusted(msg(*BASE, "Subject: a", " b", "Content-Length: 0"))
+    assert m.get("subject") == "a b"
+    m = parse_message_untrusted(msg(*BASE, " x: y", "Content-Length: 0"))
+    assert m.get("cseq") == "1 INVITE x: y"
+
+
 def test_lf_only_and_leading_crlf() -> None:
     data = b"\r\n\r\nOPTIONS sip:a@b SIP/2.0\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\nCall-ID: 1\nContent-Length: 2\n\nhi"
     m = parse_message_untrusted(data)
