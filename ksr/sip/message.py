@@ -571,11 +571,13 @@ def _uri_ok(uri: str) -> bool:
     return uri.isprintable()
 
 
-# KNOWN_KEYS by the first character of the name: ("Name:", name, key), in the table's order
-# (the most frequent headers first)
+# KNOWN_KEYS by the first character of the name: ("Name: ", name, key), in the table's order
+# (the most frequent headers first). With its SP the prefix leaves a value that strip returns
+# as it is (no second string); a line written otherwise ("Name:value", "Name :") is read by
+# the general path, to the same name, key and value.
 _KNOWN_BY_FIRST: Final[dict[str, tuple[tuple[str, str, str], ...]]] = {}
 for _name, _key in KNOWN_KEYS.items():
-    _KNOWN_BY_FIRST[_name[0]] = (*_KNOWN_BY_FIRST.get(_name[0], ()), (_name + ":", _name, _key))
+    _KNOWN_BY_FIRST[_name[0]] = (*_KNOWN_BY_FIRST.get(_name[0], ()), (_name + ": ", _name, _key))
 
 
 def parse_header_lines(
@@ -608,7 +610,7 @@ def parse_header_lines(
                 j += 1
             raw = "\r\n".join(lines[i - 1 : j])
             i = j
-        # A usual name (KNOWN_KEYS) is recognised by "Name:" at the start of the line: the
+        # A usual name (KNOWN_KEYS) is recognised by "Name: " at the start of the line: the
         # table's name and key objects serve, no name string is cut out and hashed
         key: str | None = None
         if raw:
