@@ -81,7 +81,7 @@ PURE_TESTS := tests/sip tests/tm tests/dialog tests/test_rfc4475.py \
 	tests/core/test_hashes.py tests/test_sanity.py tests/registrar/test_rfc3261_register.py \
 	tests/registrar/test_usrloc.py tests/core/test_overload_shed.py tests/transport/test_prom.py \
 	tests/core/test_idle_wait.py tests/transport/test_udp_order.py \
-	tests/test_maxfwd.py tests/kemi/test_bindings.py tests/kemi/test_reload.py \
+	tests/test_maxfwd.py tests/kemi/test_bindings.py tests/kemi/test_via.py tests/kemi/test_reload.py \
 	tests/kemi/test_event_callbacks.py tests/core/test_route_observe.py \
 	tests/metrics/test_stats_merge.py tests/core/test_dns_resolution.py tests/modules/test_corex.py \
 	tests/core/test_timers.py tests/security/test_malformed_input.py tests/core/test_myself.py

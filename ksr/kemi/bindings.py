@@ -264,7 +264,7 @@ def make_binding(f: KemiFunction, engine: Any, lua: bool) -> Callable[..., Any]:
     functions (measured: a wrapper frame costs about as much as lupa's own crossing).
     ``engine``: the Engine whose ``ctx`` the call gets (typed Any: engine.py imports this
     module)."""
-    fn = f.fn
+    fn = f.target()  # the module's compiled part when it has one (``via``), else the method
     if f.ends_route and not lua:  # Lua: its wrapper raises the exit mark (lua_engine.py)
         fn = ending(fn)
     off = _off_routes(f)

@@ -13,7 +13,7 @@ class PvExports(Module):
     name = "core.pv"
     kemi_name = "pv"
 
-    @kemi()
+    @kemi(via=lambda pv: pv.server.pv.get)
     def get(self, ctx: MsgContext, spec: str) -> XVal:
         """Value of a PV: int for integer PVs, else string; None/nil for $null."""
         return self.server.pv.get(ctx, spec)

@@ -24,6 +24,11 @@ XVal = int | str | None
 # -1.
 Inline = tuple[Literal["method", "log", "totag"], str | int]
 
+# The callable a binding calls instead of the method, given the module instance: one of its
+# compiled parts taking the method's arguments, ``(ctx, *params)``, and giving its answer (the
+# method is then only its reference: an interpreted frame less per KSR call).
+Via = Callable[[Any], Callable[..., Any]]
+
 _MARK = "__ksr_kemi__"
 
 
@@ -89,6 +94,7 @@ class KemiSpec:
     varargs: bool = False
     engines: tuple[str, ...] = ("lua", "python")
     inline: Inline | None = None
+    via: Via | None = None
 
 
 def kemi(
@@ -101,6 +107,7 @@ def kemi(
     varargs: bool = False,
     engines: tuple[str, ...] = ("lua", "python"),
     inline: Inline | None = None,
+    via: Via | None = None,
 ) -> Callable[[F], F]:
     """Mark a module method ``(self, ctx, *params)`` as a KSR function.
 
@@ -112,11 +119,15 @@ def kemi(
     route runs all the same, with a warning. ``ends_route``: the route ends after the call
     (``KSR.x.exit``); ``varargs``: further arguments are accepted and ignored; ``engines``: the
     script languages that have it. ``inline``: the binding answers the call itself (see
-    ``Inline``); the function stays the reference and must give the same answer.
+    ``Inline``); ``via``: the binding calls the module's compiled part this gives instead of
+    the method (see ``Via``). Either way the function stays the reference and must give the
+    same answer.
     """
 
     def mark(fn: F) -> F:
-        spec = KemiSpec(name, submodule, suspends, routes, ends_route, varargs, engines, inline)
+        spec = KemiSpec(
+            name, submodule, suspends, routes, ends_route, varargs, engines, inline, via
+        )
         setattr(fn, _MARK, spec)
         return fn
 
@@ -138,6 +149,19 @@ class KemiFunction:
     varargs: bool = False
     engines: tuple[str, ...] = ("lua", "python")
     inline: Inline | None = None  # answered by the binding itself (see kemi())
+    via: Via | None = None  # what the binding calls instead of fn (see kemi())
+
+    def target(self) -> Callable[..., Any]:
+        """What a binding calls: ``via``'s callable for the module ``fn`` is bound to, else
+        ``fn`` (also when the module is not set up for ``via`` yet: no ``init()`` ran)."""
+        if self.via is not None:
+            owner = getattr(self.fn, "__self__", None)
+            if owner is not None:
+                try:
+                    return self.via(owner)
+                except AttributeError:
+                    pass
+        return self.fn
 
     @property
     def qualname(self) -> str:
@@ -190,6 +214,7 @@ def describe(
         spec.varargs if spec is not None else False,
         spec.engines if spec is not None else ("lua", "python"),
         spec.inline if spec is not None else None,
+        spec.via if spec is not None else None,
     )
 
 

@@ -76,7 +76,11 @@ class Rr(Module):
     def _ftag(self, ctx: MsgContext) -> str:
         return ftag_param(ctx) if self.params.append_fromtag else ""
 
-    @kemi(routes=Route.REQUEST | Route.BRANCH | Route.FAILURE)
+    # via: no user parameters by default
+    @kemi(
+        routes=Route.REQUEST | Route.BRANCH | Route.FAILURE,
+        via=lambda rr: rr.router.auto_record_route,
+    )
     def record_route(self, ctx: MsgContext) -> int:
         """Add Record-Route (two when the request leaves on another transport or address)."""
         return self.router.auto_record_route(ctx, "")
@@ -137,7 +141,7 @@ class Rr(Module):
         return 1
 
     # -- Route -----------------------------------------------------------------------------------
-    @kemi(routes=Route.REQUEST)
+    @kemi(routes=Route.REQUEST, via=lambda rr: rr.router.loose_route)  # mode 0 by default
     def loose_route(self, ctx: MsgContext) -> int:
         """Route by the Route headers: 1 routed (our Route removed, $du = next loose hop),
         -1 no Route (or only ours, initial request), -3 preloaded next hop of an initial request."""

@@ -124,7 +124,7 @@ class Router:
         every call to that peer), parsed once."""
         return remembered(self.uris_seen, ctx.ruri or req.uri, parse_uri)
 
-    def loose_route(self, ctx: MsgContext, mode: int) -> int:
+    def loose_route(self, ctx: MsgContext, mode: int = 0) -> int:
         """loose_route's return code (see the KSR function); $du, the R-URI and the lumps
         removing Routes set on ``ctx``."""
         req = ctx.msg
@@ -191,7 +191,7 @@ class Router:
         build = AutoRecordRoute(self, ctx.socket, tail + user_params, double)
         return add_record_route(ctx, build)
 
-    def auto_record_route(self, ctx: MsgContext, user_params: str) -> int:
+    def auto_record_route(self, ctx: MsgContext, user_params: str = "") -> int:
         """record_route / record_route_params with the module's parameters."""
         return self.record_route(ctx, user_params, self.full_lr, self.fromtag, self.double)
 

@@ -162,7 +162,7 @@ class Tm(Module):
         return self.relayer.lookup(req) is not None
 
     # -- KSR.tm: relaying ---------------------------------------------------------------------
-    @kemi(routes=Route.REQUEST | Route.FAILURE)
+    @kemi(routes=Route.REQUEST | Route.FAILURE, via=lambda tm: tm.relayer.relay)
     def t_relay(self, ctx: MsgContext) -> int:
         """Create the transaction (if needed) and forward statefully to $du/R-URI and the
         branches; negative on failure."""
@@ -202,12 +202,12 @@ class Tm(Module):
         return self.relayer.relay(ctx, uri)
 
     # -- KSR.tm: transactions -----------------------------------------------------------------
-    @kemi(routes=Route.REQUEST)
+    @kemi(routes=Route.REQUEST, via=lambda tm: tm.relayer.newtran)
     def t_newtran(self, ctx: MsgContext) -> int:
         """Create the transaction: 1 created, 0 retransmission (absorbed), negative on error."""
         return self.relayer.newtran(ctx)
 
-    @kemi()
+    @kemi(via=lambda tm: tm.relayer.check_trans)
     def t_check_trans(self, ctx: MsgContext) -> int:
         """0 retransmission absorbed / ACK of a negative reply, 1 found (CANCEL for a known
         INVITE, ACK of a 2xx, failure/branch route), -1 not found."""

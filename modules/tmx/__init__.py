@@ -17,7 +17,7 @@ class Tmx(Module):
     def init(self) -> None:
         self.tm = self.require("tm", TmApi)
 
-    @kemi()
+    @kemi(via=lambda tmx: tmx.tm.precheck)
     def t_precheck_trans(self, ctx: MsgContext) -> int:
         """1 if this request (a retransmission) is already being processed; not for ACK/CANCEL."""
         return self.tm.precheck(ctx)
