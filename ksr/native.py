@@ -82,6 +82,7 @@ COMPILED: tuple[str, ...] = (
     "ksr.transport.udp_read",
     "ksr.core.idle_loop",
     "ksr.modules.sanity.checks",  # the sanity checks: sanity_check runs on every request
+    "ksr.modules.maxfwd.process",  # process_maxfwd: every request
     # registrar's save() but its Module (reading a REGISTER, the bindings to write) and the
     # bindings themselves (usrloc's Contact): a REGISTER's own Python code
     "ksr.modules.registrar.parse",

@@ -10,12 +10,12 @@ from ksr.kemi.registry import Route, kemi
 from ksr.sip.abnf import uint
 from ksr.sip.message import Header, Message
 
+from .process import DONE_KEY, PLAIN, Processor
+
 log = logging.getLogger("ksr.maxfwd")
 
-_DONE_KEY = "maxfwd_value"
-# the values 0-255 as written without leading zeros (what senders write: "70"): a dict lookup
-# instead of reading the digits; other texts go through uint
-_PLAIN = {str(n): n for n in range(256)}
+_DONE_KEY = DONE_KEY
+_PLAIN = PLAIN
 
 
 class MaxfwdParams(ModParams):
@@ -25,6 +25,10 @@ class MaxfwdParams(ModParams):
 class Maxfwd(Module):
     name = "maxfwd"
     Params = MaxfwdParams
+
+    def init(self) -> None:
+        # what KSR.maxfwd.process_maxfwd's binding calls (compiled; the method the reference)
+        self.processor = Processor(self.params.max_limit)
 
     def _value(self, msg: Message) -> tuple[Header | None, int]:
         """The first Max-Forwards header and its value; value -1 when absent, -2 when
@@ -37,7 +41,7 @@ class Maxfwd(Module):
             v = uint(h.value, 255)
         return h, (-2 if v is None else v)
 
-    @kemi(routes=Route.REQUEST)
+    @kemi(routes=Route.REQUEST, via=lambda maxfwd: maxfwd.processor)
     def process_maxfwd(self, ctx: MsgContext, limit: int) -> int:
         """process_maxfwd(limit): 2 if Max-Forwards was missing (added with ``limit``), 1 if
         decremented, -1 if it is already 0 (answer 483), -2 on a malformed value (or one
@@ -48,7 +52,6 @@ class Maxfwd(Module):
         done = ctx.extra.get(_DONE_KEY)
         if done is not None:
             return done  # one change per message
-        # _value written out: a Python frame and a tuple less per request
         hdr = msg.first("max-forwards")
         if hdr is None:
             text = str(limit)

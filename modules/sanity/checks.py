@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from ksr.sip.abnf import is_token, uint
 from ksr.sip.auth_header import parse_credentials
@@ -28,6 +28,9 @@ from ksr.sip.headers import (
 )
 from ksr.sip.message import Message, Request
 from ksr.sip.uri import Uri, parse_uri
+
+if TYPE_CHECKING:
+    from ksr.core.context import MsgContext
 
 RURI_SIP_VERSION: Final = 1
 RURI_SCHEME: Final = 2
@@ -622,3 +625,26 @@ def run_checks(job: Job, msg_checks: int) -> Failure | None:
     if msg_checks & STRICT and (f := strict(job)) is not None:
         return f
     return None
+
+
+FAILURE_KEY: Final = "sanity_failure"  # ctx.extra: the last failed check of the message
+
+
+class Checker:
+    """``KSR.sanity.sanity_check(msg_checks, uri_checks)`` compiled: its binding calls this
+    (``@kemi(via=...)``), the module's method stays the reference. A failure goes to the
+    module's ``failed`` (counted, logged, answered) and its answer is the call's."""
+
+    def __init__(
+        self, supported: frozenset[str], failed: Callable[[MsgContext, Failure], int]
+    ) -> None:
+        self.supported = supported
+        self.failed = failed
+
+    def __call__(self, ctx: MsgContext, msg_checks: int, uri_checks: int) -> int:
+        ctx.extra.pop(FAILURE_KEY, None)
+        job = Job(ctx.msg, ctx.ruri, ctx.proto, uri_checks, self.supported)
+        failure = run_checks(job, msg_checks & ALL_CHECKS)
+        if failure is None:
+            return 1
+        return self.failed(ctx, failure)

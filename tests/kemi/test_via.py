@@ -11,8 +11,9 @@ from ksr.kemi.registry import KemiFunction
 from tests.kemi.scriptkit import LANGS, context, run_exprs, server_with
 from tests.support import sip_request
 
-MODULES = ["tm", "tmx", "rr"]
+MODULES = ["tm", "tmx", "rr", "sanity", "maxfwd"]
 VIA = {
+    "maxfwd.process_maxfwd",
     "pv.get",
     "tm.t_relay",
     "tm.t_newtran",
@@ -20,6 +21,7 @@ VIA = {
     "tmx.t_precheck_trans",
     "rr.loose_route",
     "rr.record_route",
+    "sanity.sanity_check",
 }
 
 
@@ -51,6 +53,28 @@ ROUTED = "Route: <sip:10.9.9.9;lr>"  # not ours: loose_route routes to it
 
 CASES = [
     # (expression, the module method's call, message)
+    ("KSR.sanity.sanity_check(17895, 7)", ("sanity", "sanity_check", 17895, 7), None),
+    (
+        "KSR.sanity.sanity_check(17895, 7)",
+        ("sanity", "sanity_check", 17895, 7),
+        sip_request("INVITE").replace("CSeq: 1 INVITE", "CSeq: 1 BYE"),
+    ),
+    ("KSR.maxfwd.process_maxfwd(10)", ("maxfwd", "process_maxfwd", 10), None),
+    (
+        "KSR.maxfwd.process_maxfwd(10)",
+        ("maxfwd", "process_maxfwd", 10),
+        sip_request("INVITE").replace("Max-Forwards: 70", "Max-Forwards: 0"),
+    ),
+    (
+        "KSR.maxfwd.process_maxfwd(10)",
+        ("maxfwd", "process_maxfwd", 10),
+        sip_request("INVITE").replace("Max-Forwards: 70", "Max-Forwards: x"),
+    ),
+    (
+        "KSR.maxfwd.process_maxfwd(10)",
+        ("maxfwd", "process_maxfwd", 10),
+        sip_request("INVITE").replace("Max-Forwards: 70\r\n", ""),
+    ),
     ("KSR.pv.get('$ru')", ("pv", "get", "$ru"), None),
     ("KSR.tm.t_check_trans()", ("tm", "t_check_trans"), None),
     ("KSR.tmx.t_precheck_trans()", ("tmx", "t_precheck_trans"), None),
@@ -65,7 +89,7 @@ CASES = [
 def test_the_script_gets_the_methods_answer(
     lang: str, expr: str, call: tuple[object, ...], text: str | None, tmp_path: Path
 ) -> None:
-    s = server_with(MODULES)
+    s = server_with(MODULES, {"sanity": {"noreply": 1}})
     sub, name, *params = call
     f = s.registry.get(str(sub), str(name))
     assert f is not None
