@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ksr.core.context import MsgContext
 from ksr.core.ratelog import RateLimitedLog
-from ksr.core.timers import TimerHandle, TimerService
+from ksr.core.timers import TimerService
 from ksr.modules.tm.api import TmApi, request_of
 from ksr.sip.dialog_state import DlgEvent, DlgInput, DlgState, next_step, reply_input
 from ksr.sip.errors import RemoteProtocolError
@@ -83,7 +83,6 @@ class DialogManager:
         self.send_bye: Callable[[Dialog, bool], bool] = lambda dlg, to_callee: False
         self.on_created: Callable[[Dialog, MsgContext], None] = lambda dlg, ctx: None
         self.tm: TmApi | None = None  # set when tm is loaded (tmglue.py)
-        self._timers: dict[tuple[int, int], TimerHandle] = {}
         # bound once: a bound method made per timer is one more object each (a dialog's last
         # timer is kept LINGER seconds after it ends)
         self._fire: Callable[[Dialog], None] = self._on_timer
@@ -158,8 +157,9 @@ class DialogManager:
 
     def discard(self, dlg: Dialog) -> None:
         """Forget a dialog that never became a call (no transaction): no event."""
-        t = self._timers.pop(dlg.key, None)
+        t = dlg.timer
         if t is not None:
+            dlg.timer = None
             t.cancel()
         if dlg.profiles:  # the profiles' module is interpreted: no frame when there are none
             self.profiles.release(dlg)
@@ -336,7 +336,7 @@ class DialogManager:
         return True
 
     def _on_timer(self, dlg: Dialog) -> None:
-        self._timers.pop(dlg.key, None)
+        dlg.timer = None
         if dlg.iflags & DROPPED:
             return
         if dlg.state is DlgState.DELETED:
@@ -382,7 +382,7 @@ class DialogManager:
             # the timer armed when the 2xx came (no-ACK, never later than timeout_ts) stays:
             # at its time _on_timer finds the call confirmed and waits the rest; a timer
             # started and cancelled less per call
-            if dlg.key not in self._timers:
+            if dlg.timer is None:
                 self._arm(dlg, self.clock.delay_until(dlg.timeout_ts))
         elif step.state is DlgState.DELETED:
             t = self._trio_time()
@@ -442,17 +442,16 @@ class DialogManager:
     def _arm(self, dlg: Dialog, delay: float, t: float | None = None) -> None:
         """(Re)start the dialog's timer, ``delay`` seconds from trio time ``t`` (None: from
         now, read here)."""
-        old = self._timers.pop(dlg.key, None)
+        old = dlg.timer
         if old is not None:
+            dlg.timer = None
             old.cancel()
         try:
             if t is None:
                 t = self.timers.now()
             # callback and argument, not a closure: two objects fewer per live dialog
             # coarse: a dialog's timeouts share the timer task's wake-ups (at most 1/16 s late)
-            self._timers[dlg.key] = self.timers.start_from(
-                t, max(0.0, delay), True, self._fire, (dlg,)
-            )
+            dlg.timer = self.timers.start_from(t, max(0.0, delay), True, self._fire, (dlg,))
         except RuntimeError:  # no trio run (offline tools): nothing can expire anyway
             pass
 
@@ -466,8 +465,9 @@ class DialogManager:
     def drop(self, dlg: Dialog) -> None:
         """Let go of a dialog another node holds or ended: no event, nothing stored."""
         dlg.iflags |= DROPPED
-        t = self._timers.pop(dlg.key, None)
+        t = dlg.timer
         if t is not None:
+            dlg.timer = None
             t.cancel()
         if self.table.by_key.get(dlg.key) is dlg:
             if dlg.state is not DlgState.DELETED:

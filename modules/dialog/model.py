@@ -6,9 +6,13 @@ Plain data, serialisable to a dict (the persisted form) and back, so a dialog su
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Final
 
+from ksr.core.timers import TimerHandle
 from ksr.sip.dialog_state import DlgState
+
+# Dialog's fields that are this process's alone: never persisted, never read from a stored form
+LOCAL_FIELDS: Final = frozenset({"timer"})
 
 
 # init=False and the __init__ written out (here and in Dialog): mypyc compiles it, where the
@@ -81,6 +85,10 @@ class Dialog:
     timeout_route: str = ""
     ref: int = 1
     owner: int = -1  # server_id of the node holding it (shared dialogs); -1: its creator
+    # its running timer (manager.py's _arm), kept here rather than in a dict by ``key``: a
+    # timer is started three times per call and cancelled twice (a key tuple and dict
+    # operations each); local to this process: not persisted, not compared
+    timer: TimerHandle | None = field(default=None, repr=False, compare=False)
 
     def __init__(
         self,
@@ -143,6 +151,7 @@ class Dialog:
         self.timeout_route = timeout_route
         self.ref = ref
         self.owner = owner
+        self.timer = None
 
     @property
     def holder(self) -> int:
@@ -163,7 +172,13 @@ class Dialog:
         return self.callee.tag
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        timer, self.timer = self.timer, None  # asdict copies every field: not the handle
+        try:
+            d = asdict(self)
+        finally:
+            self.timer = timer
+        for name in LOCAL_FIELDS:
+            del d[name]
         d["state"] = int(self.state)
         d["profiles"] = [list(p) for p in self.profiles]
         return d
@@ -175,5 +190,5 @@ class Dialog:
         data["caller"] = Leg(**data.get("caller", {}))
         data["callee"] = Leg(**data.get("callee", {}))
         data["profiles"] = [(str(p[0]), str(p[1])) for p in data.get("profiles", [])]
-        known = set(cls.__dataclass_fields__)
+        known = set(cls.__dataclass_fields__) - LOCAL_FIELDS
         return cls(**{k: v for k, v in data.items() if k in known})
