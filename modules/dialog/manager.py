@@ -70,6 +70,8 @@ class DialogManager:
         self.timeout_noreset: bool = bool(params.timeout_noreset)
         self.dlg_flag: int = params.dlg_flag
         self.timers: TimerService = server.timers  # read per timer started: no lookup chain
+        # bound once: read from the interpreted server per 2xx otherwise
+        self.is_myself_text: Callable[[str], bool] = server.is_myself_text
         self.clock = WallClock(server.timers.now)
         self.table = DialogTable(params.hash_size, server.config.core.server_id)
         self.profiles = Profiles(
@@ -314,11 +316,14 @@ class DialogManager:
         self.apply(dlg, inp, ctx, reason)
 
     def _learn_routes(self, dlg: Dialog, rpl: Response) -> None:
-        to_caller, to_callee = split_route_set(record_routes(rpl), self.server.is_myself_text)
-        flat_caller = [x for v in to_caller for x in split_commas(v)]
-        flat_callee = [x for v in to_callee for x in split_commas(v)]
-        dlg.caller.route_set = ",".join(flat_caller)
-        dlg.callee.route_set = ",".join(flat_callee)
+        to_caller, to_callee = split_route_set(record_routes(rpl), self.is_myself_text)
+        # most calls have none beyond ksr's own entry: no list made for nothing
+        dlg.caller.route_set = (
+            ",".join([x for v in to_caller for x in split_commas(v)]) if to_caller else ""
+        )
+        dlg.callee.route_set = (
+            ",".join([x for v in to_callee for x in split_commas(v)]) if to_callee else ""
+        )
 
     # -- ending ------------------------------------------------------------------------------
     def terminate(self, dlg: Dialog, reason: str, bye: bool, ctx: MsgContext | None = None) -> bool:

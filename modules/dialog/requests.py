@@ -8,8 +8,9 @@ a request ksr sends itself starts at ksr.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
-from ksr.sip.headers import parse_name_addr, split_commas
+from ksr.sip.headers import header_key, parse_name_addr, split_commas
 from ksr.sip.message import Header, Message, Request
 
 from .model import Dialog, Leg
@@ -39,8 +40,23 @@ def first_contact(msg: Message) -> str:
         return ""
 
 
+RECORD_ROUTE: Final = header_key("Record-Route")
+
+
 def record_routes(msg: Message) -> list[str]:
-    return [v.strip() for v in msg.get_values("record-route")]
+    """The Record-Route entries, in order (``get_values``, each stripped): one pass over the
+    headers, a value without a comma taken as it is."""
+    out: list[str] = []
+    for h in msg.headers:
+        if h.key == RECORD_ROUTE:
+            v = h.value
+            if "," in v:
+                out.extend([x.strip() for x in split_commas(v) if x])
+            else:
+                v = v.strip()
+                if v:
+                    out.append(v)
+    return out
 
 
 def split_route_set(rr: list[str], is_myself: Callable[[str], bool]) -> tuple[list[str], list[str]]:
@@ -48,10 +64,14 @@ def split_route_set(rr: list[str], is_myself: Callable[[str], bool]) -> tuple[li
     the order a request heading that way lists them in Route."""
     mine = -1
     for i, v in enumerate(rr):
-        try:
-            uri = parse_name_addr(v).uri_text
-        except Exception:
-            continue
+        if v.startswith("<") and v.find(">") == len(v) - 1:
+            # <uri> alone (as proxies write it): the URI parse_name_addr finds, read off
+            uri = v[1:-1]
+        else:
+            try:
+                uri = parse_name_addr(v).uri_text
+            except Exception:
+                continue
         if is_myself(uri):
             mine = i
             break
@@ -59,7 +79,7 @@ def split_route_set(rr: list[str], is_myself: Callable[[str], bool]) -> tuple[li
         return [], []
     toward_callee = rr[:mine]  # added by proxies downstream of us, nearest first when reversed
     toward_caller = rr[mine + 1 :]
-    return toward_caller, list(reversed(toward_callee))
+    return toward_caller, toward_callee[::-1]
 
 
 def build_bye(dlg: Dialog, to_callee: bool, user_agent: str = "") -> tuple[Request, str] | None:
