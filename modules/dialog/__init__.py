@@ -152,32 +152,7 @@ class DialogModule(DialogRpc, DialogWorkers, Module):
     def dlg_manage(self, ctx: MsgContext) -> int:
         """Track the call of this initial INVITE (call before t_relay), or bind an in-dialog
         request to its dialog. 1 on success, -1 otherwise."""
-        if not ctx.is_request:
-            return -1
-        req = ctx.request
-        if isinstance(ctx.extra.get("dlg"), Dialog):
-            return 1
-        try:
-            ttag = req.to_tag
-        except Exception:
-            return -1
-        if ttag:
-            self.mgr.on_request(ctx)
-            return 1 if self._cur(ctx) is not None else -1
-        if req.method != "INVITE":
-            return -1
-        if self.params.detect_spirals:
-            spiral = self.mgr.find_spiral(ctx)
-            if spiral is not None:
-                ctx.extra["dlg"] = spiral
-                ctx.extra["dlg_spiral"] = True
-                return 1
-        try:
-            self.mgr.create(ctx)
-        except Exception as err:
-            log.warning("dialog: cannot track this INVITE: %s", err)
-            return -1
-        return 1
+        return self.mgr.manage(ctx)  # compiled (manager.py)
 
     @kemi()
     def is_known_dlg(self, ctx: MsgContext) -> int:

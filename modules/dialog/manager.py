@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from ksr.core.context import MsgContext
+from ksr.core.context import MsgContext, SocketInfo
 from ksr.core.ratelog import RateLimitedLog
 from ksr.core.timers import TimerService
 from ksr.modules.tm.api import TmApi, request_of
@@ -69,9 +69,14 @@ class DialogManager:
         self.bye_on_timeout: int = params.send_bye
         self.timeout_noreset: bool = bool(params.timeout_noreset)
         self.dlg_flag: int = params.dlg_flag
+        self.detect_spirals: bool = bool(params.detect_spirals)
         self.timers: TimerService = server.timers  # read per timer started: no lookup chain
         # bound once: read from the interpreted server per 2xx otherwise
         self.is_myself_text: Callable[[str], bool] = server.is_myself_text
+        self.has_callback: Callable[[str, MsgContext | None], bool] = server.has_callback
+        # the text of the socket the last dialog came in on (create)
+        self._sock_of: SocketInfo | None = None
+        self._sock_text = ""
         self.clock = WallClock(server.timers.now)
         self.table = DialogTable(params.hash_size, server.config.core.server_id)
         self.profiles = Profiles(
@@ -119,9 +124,24 @@ class DialogManager:
         h_entry, h_id = self.table.new_key(callid)
         t = self._trio_time()
         now = self.clock.at(t) if t is not None else time.time()
-        dctx: dict[str, Any] = ctx.extra.get("dlg_ctx", {})
-        lifetime = int(dctx.get("timeout") or self.default_timeout)
-        sock = f"{ctx.socket.proto}:{ctx.socket.ip}:{ctx.socket.port}"
+        extra = ctx.extra
+        dctx: dict[str, Any] | None = extra.get("dlg_ctx")
+        if dctx is None:  # nothing set before dlg_manage (the usual): no int()/bool()/str()
+            lifetime = self.default_timeout
+            timeout_bye = bool(self.bye_on_timeout)
+            timeout_route = ""
+            sflags = 0
+        else:
+            lifetime = int(dctx.get("timeout") or self.default_timeout)
+            timeout_bye = bool(dctx.get("timeout_bye", self.bye_on_timeout))
+            timeout_route = str(dctx.get("timeout_route") or "")
+            sflags = int(dctx.get("flags") or 0)
+        s = ctx.socket
+        if s is not self._sock_of or not self._sock_text:
+            # the text of the last socket kept (a SocketInfo is frozen; calls come in on few)
+            self._sock_text = f"{s.proto}:{s.ip}:{s.port}"
+            self._sock_of = s
+        sock = self._sock_text
         dlg = Dialog(
             h_entry=h_entry,
             h_id=h_id,
@@ -133,10 +153,10 @@ class DialogManager:
             src_port=ctx.src_port,
             init_ts=now,
             lifetime=lifetime,
-            timeout_bye=bool(dctx.get("timeout_bye", self.bye_on_timeout)),
+            timeout_bye=timeout_bye,
             timeout_noreset=self.timeout_noreset,
-            timeout_route=str(dctx.get("timeout_route") or ""),
-            sflags=int(dctx.get("flags") or 0),
+            timeout_route=timeout_route,
+            sflags=sflags,
             caller=Leg(
                 tag=req.from_tag or "",
                 contact=first_contact(req),
@@ -146,16 +166,51 @@ class DialogManager:
             ),
             callee=Leg(socket=sock),
         )
-        dlg.variables.update(ctx.extra.pop("dlg_vars_pending", {}))
-        for name, value in ctx.extra.pop("dlg_profiles_pending", []):
-            self.profiles.add(dlg, name, value)
+        # set before dlg_manage (rare): a look first, no pop with a default (a method call)
+        if "dlg_vars_pending" in extra:
+            dlg.variables.update(extra.pop("dlg_vars_pending"))
+        if "dlg_profiles_pending" in extra:
+            for name, value in extra.pop("dlg_profiles_pending"):
+                self.profiles.add(dlg, name, value)
         self.table.add(dlg)
         self.c_processed.inc()
-        ctx.extra["dlg"] = dlg
+        extra["dlg"] = dlg
         self._arm(dlg, self.early_timeout, t)
         self.persist(dlg)
         self.on_created(dlg, ctx)
         return dlg
+
+    def manage(self, ctx: MsgContext) -> int:
+        """KSR.dialog.dlg_manage: track the call of this initial INVITE, or bind an in-dialog
+        request to its dialog; 1 on success, -1 otherwise. Here, compiled, rather than in the
+        module's interpreted class (one INVITE per call)."""
+        req = ctx.msg
+        if not isinstance(req, Request):
+            return -1
+        extra = ctx.extra
+        if isinstance(extra.get("dlg"), Dialog):
+            return 1
+        try:
+            ttag = req.to_tag
+        except Exception:
+            return -1
+        if ttag:
+            self.on_request(ctx)
+            return 1 if self.current(ctx) is not None else -1
+        if req.method != "INVITE":
+            return -1
+        if self.detect_spirals:
+            spiral = self.find_spiral(ctx)
+            if spiral is not None:
+                extra["dlg"] = spiral
+                extra["dlg_spiral"] = True
+                return 1
+        try:
+            self.create(ctx)
+        except Exception as err:
+            log.warning("dialog: cannot track this INVITE: %s", err)
+            return -1
+        return 1
 
     def discard(self, dlg: Dialog) -> None:
         """Forget a dialog that never became a call (no transaction): no event."""
@@ -431,7 +486,7 @@ class DialogManager:
         if not cb:
             return
         # ksr's default callback may be undefined: then no event context is made for nothing
-        if self.server.has_callback(cb, ctx):
+        if self.has_callback(cb, ctx):
             self.server.run_event(cb, evname, self._event_ctx(dlg, ctx))
         if ctx is not None:
             ctx.extra.setdefault("dlg", dlg)

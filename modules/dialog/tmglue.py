@@ -124,7 +124,8 @@ class TmGlue:
     def on_response_out(self, tx: Any, ev: TmEvent) -> None:
         if ev.code <= 100:
             return  # 100 Trying moves no dialog (reply_input): no look at the transaction
-        dlg = tx.extra.get("dlg")
+        extra: dict[str, Any] = tx.extra  # typed: a native get, not a method call on Any
+        dlg = extra.get("dlg")
         if not isinstance(dlg, Dialog):
             return
         rctx = ev.ctx
