@@ -17,17 +17,34 @@ _M: Final = 0xFFFFFFFF
 def core_hash(text: str, size: int = 0) -> int:
     """The hash of ``text``; with ``size`` (a power of two) the slot index in a table of that
     many slots."""
-    b = [x - 256 if x >= 128 else x for x in text.encode("utf-8", "surrogateescape")]
+    # the bytes read in place (compiled: a native int per index), each as C's signed char:
+    # no list of boxed ints made per Call-ID
+    data = text.encode("utf-8", "surrogateescape")
     h = 0
-    n = len(b)
+    n = len(data)
     i = 0
     while i + 4 <= n:
-        v = ((b[i] << 24) + (b[i + 1] << 16) + (b[i + 2] << 8) + b[i + 3]) & _M
+        b0 = data[i]
+        b1 = data[i + 1]
+        b2 = data[i + 2]
+        b3 = data[i + 3]
+        if b0 >= 128:
+            b0 -= 256
+        if b1 >= 128:
+            b1 -= 256
+        if b2 >= 128:
+            b2 -= 256
+        if b3 >= 128:
+            b3 -= 256
+        v = ((b0 << 24) + (b1 << 16) + (b2 << 8) + b3) & _M
         h = (h + (v ^ (v >> 3))) & _M
         i += 4
     v = 0
     while i < n:
-        v = ((v << 8) + b[i]) & _M
+        b = data[i]
+        if b >= 128:
+            b -= 256
+        v = ((v << 8) + b) & _M
         i += 1
     h = (h + (v ^ (v >> 3))) & _M
     h = ((h + (h >> 11)) + ((h >> 13) + (h >> 23))) & _M
