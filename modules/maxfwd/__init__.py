@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import logging
 
-from ksr.core.context import MsgContext, ReplaceHeader
+from ksr.core.context import MsgContext
 from ksr.core.module import ModParams, Module
 from ksr.kemi.registry import Route, kemi
 from ksr.sip.abnf import uint
 from ksr.sip.message import Header, Message
 
-from .process import DONE_KEY, PLAIN, Processor
+from .process import PLAIN, Processor
 
 log = logging.getLogger("ksr.maxfwd")
 
-_DONE_KEY = DONE_KEY
 _PLAIN = PLAIN
 
 
@@ -46,33 +45,7 @@ class Maxfwd(Module):
         """process_maxfwd(limit): 2 if Max-Forwards was missing (added with ``limit``), 1 if
         decremented, -1 if it is already 0 (answer 483), -2 on a malformed value (or one
         above 255). The change is applied when the request is forwarded."""
-        msg = ctx.msg
-        if not msg.is_request or limit < 0 or limit > 255:
-            return -2
-        done = ctx.extra.get(_DONE_KEY)
-        if done is not None:
-            return done  # one change per message
-        hdr = msg.first("max-forwards")
-        if hdr is None:
-            text = str(limit)
-            ctx.add_lump(lambda m, orig: m.headers.insert(0, Header("Max-Forwards", text)))
-            ctx.extra[_DONE_KEY] = 2
-            return 2
-        val = _PLAIN.get(hdr.value)
-        if val is None:
-            val = uint(hdr.value, 255)
-            if val is None:
-                log.debug("malformed Max-Forwards from %s:%d", ctx.src_ip, ctx.src_port)
-                return -2
-        if val == 0:
-            return -1
-        new = val - 1
-        top = self.params.max_limit
-        if new > top:  # not min(): a builtin call per request
-            new = top
-        ctx.lumps.append(ReplaceHeader(hdr, str(new)))
-        ctx.extra[_DONE_KEY] = 1
-        return 1
+        return self.processor(ctx, limit)  # the compiled work (process.py)
 
     @kemi()
     def is_maxfwd_lt(self, ctx: MsgContext, limit: int) -> int:

@@ -11,14 +11,11 @@ from ksr.modules.sl.api import SlApi
 from ksr.sip.message import parse_header_text
 
 from .checks import (
-    ALL_CHECKS,
     DEFAULT_CHECKS,
     DEFAULT_URI_CHECKS,
     FAILURE_KEY,
     Checker,
     Failure,
-    Job,
-    run_checks,
 )
 
 log = logging.getLogger("ksr.sanity")
@@ -64,12 +61,7 @@ class Sanity(Module):
         """sanity_check(msg_checks, uri_checks): -1 if a check failed (Kamailio's error reply is
         already sent unless noreply=1 or the check fails silently), 1 if all passed. Bits as
         Kamailio's; 1048576 = ksr strict."""
-        ctx.extra.pop(_FAILURE_KEY, None)
-        job = Job(ctx.msg, ctx.ruri, ctx.proto, uri_checks, self.supported)
-        failure = run_checks(job, msg_checks & ALL_CHECKS)
-        if failure is None:
-            return 1
-        return self._failed(ctx, failure)
+        return self.checker(ctx, msg_checks, uri_checks)  # the compiled checks (checks.py)
 
     def _failed(self, ctx: MsgContext, failure: Failure) -> int:
         """A failed check of sanity_check (and of its compiled Checker): counted, logged,
