@@ -21,6 +21,9 @@ there: it implies --no-auth; usrloc db_mode 0 unless --db-mode says otherwise).
 
     python -m bench.profile_register [--no-auth] [--db-mode 0|1] [--script minimal|default|anchor|anchor-py]
                                      [--db-url URL] [--count 5000] [--profile]
+                                     [--evict BYTES]
+
+--evict BYTES writes that many bytes before every message (cold caches, as bench.profile_calls).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from ksr.sip.digest import compute_ha1, compute_response
 from .anchor_inproc import anchor_setup
 from .inproc import (
     PROXY,
+    ColdCaches,
     GcMeter,
     Wire,
     cpu_now,
@@ -149,6 +153,9 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=40)
     ap.add_argument("--gc-threshold", type=int, default=None)
     ap.add_argument("--db-url", default=None, help="default: an SQLite file in a temp directory")
+    ap.add_argument(
+        "--evict", type=int, default=0, help="bytes written before every message (cold caches)"
+    )
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="ksr-prof-"))
@@ -185,6 +192,8 @@ def main() -> None:
         add_users(url, args.warmup + args.count if own_account else 1)
         modparam["auth_db"] = {"db_url": url}
     server, wire, sock = make_server(script, config)
+    if args.evict:
+        server.receive = ColdCaches(args.evict).wrap(server.receive)  # type: ignore[method-assign]
     tune_for_serving(
         server.config.core.gc_threshold if args.gc_threshold is None else args.gc_threshold
     )
