@@ -16,7 +16,7 @@ NATIVE_SOURCES := $(wildcard ksr/sip/*.py) ksr/core/hashes.py ksr/core/context.p
 	ksr/core/timers.py ksr/core/sending.py ksr/core/hosts.py ksr/core/latency.py \
 	ksr/core/myself.py ksr/core/resolve_now.py ksr/core/idle_loop.py ksr/transport/udp_read.py \
 	modules/sanity/checks.py modules/maxfwd/process.py \
-	modules/registrar/parse.py modules/registrar/save.py modules/registrar/methods.py modules/usrloc/contact.py modules/usrloc/api.py \
+	modules/registrar/parse.py modules/registrar/save.py modules/registrar/lookup.py modules/registrar/methods.py modules/usrloc/contact.py modules/usrloc/api.py \
 	modules/tm/api.py modules/tm/txn.py modules/tm/engine.py modules/tm/relay.py \
 	modules/tm/replies.py modules/rr/route.py modules/dialog/clock.py modules/dialog/model.py modules/dialog/table.py \
 	modules/dialog/requests.py modules/dialog/manager.py modules/dialog/tmglue.py \

@@ -87,6 +87,8 @@ COMPILED: tuple[str, ...] = (
     # bindings themselves (usrloc's Contact): a REGISTER's own Python code
     "ksr.modules.registrar.parse",
     "ksr.modules.registrar.save",
+    # lookup() of every new call's INVITE (its binding calls Lookup)
+    "ksr.modules.registrar.lookup",
     "ksr.modules.registrar.methods",  # a REGISTER's Allow as the contact's method mask
     "ksr.modules.usrloc.contact",
     "ksr.modules.usrloc.api",

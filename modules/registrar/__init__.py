@@ -19,9 +19,9 @@ from ksr.sip.uri import parse_uri
 from ksr.suspend.locks import KeyedLock
 
 from . import errors
-from .lookup import ERROR, FOUND, NOT_FOUND, lookup, valid_contacts
+from .lookup import ERROR, FOUND, NOT_FOUND, Lookup, lookup, valid_contacts
 from .parse import aor_of, parse_q
-from .save import SaveParams, reply, save_and_reply
+from .save import SaveParams, Saver, reply, save_and_reply
 from .ulc import Fetched, UlcProfiles, contact_attr, record_attr
 
 
@@ -84,6 +84,9 @@ class Registrar(Module):
         self.waits = self.usrloc.stores
         # what save() reads of the settings, read once (they do not change at run time)
         self.save_params = SaveParams(self.params, self.usrloc)
+        # what the bindings of save() and lookup() call (compiled, ``via``)
+        self.saver = Saver(self)
+        self.lookuper = Lookup(self)
         st = self.server.stats
         self.c_accepted = st.counter("registrar", "accepted_regs", doc="REGISTER requests saved")
         self.c_rejected = st.counter("registrar", "rejected_regs", doc="REGISTER requests refused")
@@ -114,7 +117,7 @@ class Registrar(Module):
         self.server.run_event(cb, "usrloc:contact-expired")
 
     # -- KSR.registrar -----------------------------------------------------------------------
-    @kemi(suspends=True, routes=Route.REQUEST | Route.ONREPLY)
+    @kemi(suspends=True, routes=Route.REQUEST | Route.ONREPLY, via=lambda reg: reg.saver)
     def save(self, ctx: MsgContext, table: str, flags: int) -> int:
         """save(table, flags): store the REGISTER's bindings and answer it. 1 inserted,
         2 updated, 3 deleted, 4 listed, -1 error, -2 too many contacts. Flags: 0x01 memory
@@ -136,7 +139,7 @@ class Registrar(Module):
         code, hdrs = pending
         return 1 if reply(self, ctx, code, hdrs) else -1
 
-    @kemi(suspends=True, routes=Route.REQUEST | Route.FAILURE)
+    @kemi(suspends=True, routes=Route.REQUEST | Route.FAILURE, via=lambda reg: reg.lookuper)
     def lookup(self, ctx: MsgContext, table: str) -> int:
         """lookup(table): R-URI -> registered contacts (best into R-URI, others as branches).
         1 found, -1 not found, -2 method not allowed, -3 error."""

@@ -1,11 +1,16 @@
 """lookup(): turn an AOR into its registered contacts — the R-URI gets the best one, the rest
-become branches (Kamailio's lookup.c semantics)."""
+become branches (Kamailio's lookup.c semantics).
+
+Compiled (ksr/native.py): an INVITE's ``KSR.registrar.lookup`` calls ``Lookup`` (``via``), a
+C call where the module's method, this module's functions and usrloc's ``get`` were about ten
+interpreted frames in four modules, each with its code and module dict to bring in from memory
+when a message arrives to cold caches (bench/README.md)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Container
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ksr.core.context import Branch, MsgContext, SocketInfo
 from ksr.modules.usrloc.api import Contact, UsrlocError, order_key
@@ -22,10 +27,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ksr.registrar")
 
-FOUND, NOT_FOUND, METHOD_FILTERED, ERROR = 1, -1, -2, -3
+FOUND: Final = 1
+NOT_FOUND: Final = -1
+METHOD_FILTERED: Final = -2
+ERROR: Final = -3
 
 
-AORS_MAX = 2048  # AORs kept by R-URI text; past that the table starts again
+AORS_MAX: Final = 2048  # AORs kept by R-URI text; past that the table starts again
 
 
 def valid_contacts(reg: Registrar, table: str, uri: str) -> list[Contact] | int:
@@ -46,14 +54,18 @@ def valid_contacts(reg: Registrar, table: str, uri: str) -> list[Contact] | int:
         if len(seen) >= AORS_MAX:
             seen.clear()
         seen[key] = aor
+    ul = reg.usrloc
     try:
-        contacts = reg.usrloc.domain(table).get(aor)
+        # the stored bindings themselves, read only (usrloc never changes one in place): no
+        # copy per contact, and a memory-only table is read by usrloc's compiled API
+        contacts = ul.read_bindings(ul.domain(table), aor)
     except UsrlocError as err:
         log.error("registrar: lookup of %s in %s failed: %s", aor, table, err)
         return ERROR
-    now = reg.usrloc.now()
+    now = ul.now()
     live = [c for c in contacts if not c.expired(now)]
-    live.sort(key=order_key)
+    if len(live) > 1:
+        live.sort(key=order_key)
     return live
 
 
@@ -70,16 +82,26 @@ def _dst_of(c: Contact) -> str | None:
     return c.received or None
 
 
-def _add_route_lump(ctx: MsgContext, path: str) -> None:
-    """The stored Path becomes the Route set of the request to the contact (RFC 3327 §5.3)."""
-    routes = split_commas(path)
+class PathRoutes:
+    """The lump putting a stored Path's entries as Route headers after the request's Vias."""
 
-    def lump(m: Message, original: Container[int]) -> None:
-        at = next((i for i, h in enumerate(m.headers) if h.key not in ("via",)), len(m.headers))
-        for r in reversed(routes):
+    def __init__(self, routes: list[str]) -> None:
+        self.routes = routes
+
+    def __call__(self, m: Message, original: Container[int]) -> None:
+        headers = m.headers
+        at = len(headers)
+        for i in range(len(headers)):
+            if headers[i].key != "via":
+                at = i
+                break
+        for r in reversed(self.routes):
             m.insert_header("Route", r, at)
 
-    ctx.add_lump(lump)
+
+def _add_route_lump(ctx: MsgContext, path: str) -> None:
+    """The stored Path becomes the Route set of the request to the contact (RFC 3327 §5.3)."""
+    ctx.add_lump(PathRoutes(split_commas(path)))
 
 
 def lookup(
@@ -125,6 +147,17 @@ def lookup(
             )
         )
     return FOUND
+
+
+class Lookup:
+    """``KSR.registrar.lookup(table)`` as its binding calls it (``via``); the module's method
+    stays the reference and gives the same answers."""
+
+    def __init__(self, reg: Registrar) -> None:
+        self.reg = reg
+
+    def __call__(self, ctx: MsgContext, table: str) -> int:
+        return lookup(self.reg, ctx, table, None)
 
 
 def _socket(ctx: MsgContext, text: str) -> SocketInfo | None:

@@ -381,6 +381,17 @@ def _store_failed(pair: tuple[int, str], e: UsrlocError, aor: str) -> errors.Reg
     return errors.RegError(500, pair[1], hdrs)
 
 
+class Saver:
+    """``KSR.registrar.save(table, flags)`` as its binding calls it (``via``): no interpreted
+    frame of the module's method per REGISTER; the method stays the reference."""
+
+    def __init__(self, reg: Registrar) -> None:
+        self.reg = reg
+
+    def __call__(self, ctx: MsgContext, table: str, flags: int) -> int:
+        return save_and_reply(self.reg, ctx, table, flags, None)
+
+
 def save_and_reply(reg: Registrar, ctx: MsgContext, table: str, flags: int, uri: str | None) -> int:
     """KSR.registrar.save / save_uri: ``save`` and its answer (kept for reg_send_reply with
     FLAG_NO_REPLY): the REGISTER's result code, or -1 (-2 for a 503) when refused."""

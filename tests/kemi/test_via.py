@@ -96,3 +96,80 @@ def test_the_script_gets_the_methods_answer(
     want = f.fn(context(s, text), *params)  # the method, the reference
     ctx = context(s, text)
     assert run_exprs(s, lang, [expr], tmp_path, ctx) == [want]
+
+
+REGISTRAR = ["usrloc", "registrar"]
+REGISTER = sip_request("REGISTER", ruri="sip:127.0.0.1", extra="Expires: 60")
+
+
+def test_registrar_save_and_lookup_call_the_compiled_part() -> None:
+    s = server_with(REGISTRAR)
+    for name in ("save", "lookup"):
+        f = s.registry.get("registrar", name)
+        assert f is not None
+        assert f.via is not None
+        assert f.target() != f.fn
+        assert callable(f.target())
+
+
+def _bindings(s: object) -> list[tuple[str, str]]:
+    ul = s.registry.get("registrar", "save").fn.__self__.usrloc  # type: ignore[attr-defined]
+    return [(c.aor, c.contact) for c in ul.domain("location").read("ksr")]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_save_gives_the_methods_answer(lang: str, tmp_path: Path) -> None:
+    ref = server_with(REGISTRAR)
+    f = ref.registry.get("registrar", "save")
+    assert f is not None
+    want = f.fn(context(ref, REGISTER), "location", 0)
+    s = server_with(REGISTRAR)
+    got = run_exprs(s, lang, ['KSR.registrar.save("location", 0)'], tmp_path, context(s, REGISTER))
+    assert got == [want]
+    assert want == 1
+    assert _bindings(s) == _bindings(ref) == [("ksr", "sip:alice@127.0.0.1:5090")]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("ruri", ["sip:ksr@127.0.0.1", "sip:nobody@127.0.0.1"])
+def test_lookup_gives_the_methods_answer(lang: str, ruri: str, tmp_path: Path) -> None:
+    s = server_with(REGISTRAR)
+    save = s.registry.get("registrar", "save")
+    lookup = s.registry.get("registrar", "lookup")
+    assert save is not None
+    assert lookup is not None
+    assert save.fn(context(s, REGISTER), "location", 0) == 1
+    invite = sip_request("INVITE", ruri=ruri)
+    ref = context(s, invite)
+    want = lookup.fn(ref, "location")
+    ctx = context(s, invite)
+    assert run_exprs(s, lang, ['KSR.registrar.lookup("location")'], tmp_path, ctx) == [want]
+    assert want == (1 if "ksr@" in ruri else -1)
+    assert (ctx.ruri, ctx.dst_uri, ctx.branches) == (ref.ruri, ref.dst_uri, ref.branches)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_lookup_of_a_binding_with_path_routes_through_it(lang: str, tmp_path: Path) -> None:
+    """The stored Path becomes the Route set after the Vias of what is sent (RFC 3327 §5.3),
+    the same through the method and the script."""
+    s = server_with(REGISTRAR, {"registrar": {"use_path": 1}})
+    save = s.registry.get("registrar", "save")
+    lookup = s.registry.get("registrar", "lookup")
+    assert save is not None
+    assert lookup is not None
+    path = "Path: <sip:edge1.example.com;lr>, <sip:edge2.example.com;lr>\nSupported: path"
+    register = sip_request("REGISTER", ruri="sip:127.0.0.1", extra=f"Expires: 60\n{path}")
+    assert save.fn(context(s, register), "location", 0) == 1
+    invite = sip_request("INVITE", ruri="sip:ksr@127.0.0.1")
+    ref = context(s, invite)
+    assert lookup.fn(ref, "location") == 1
+    ctx = context(s, invite)
+    assert run_exprs(s, lang, ['KSR.registrar.lookup("location")'], tmp_path, ctx) == [1]
+    sent = [(h.key, h.value) for h in ctx.apply_lumps().headers]
+    assert sent == [(h.key, h.value) for h in ref.apply_lumps().headers]
+    assert sent[:3] == [
+        ("via", "SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bK-test-1;rport=5090;received=127.0.0.1"),
+        ("route", "<sip:edge1.example.com;lr>"),
+        ("route", "<sip:edge2.example.com;lr>"),
+    ]
+    assert ctx.dst_uri == "sip:edge1.example.com;lr"
