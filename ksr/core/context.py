@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 # (``id(h) in original``: textops, remove_hf; see OriginalHeaders)
 Lump = Callable[[Message, Container[int]], None]
 AnyMessage = TypeVar("AnyMessage", Request, Response)
+# the wall clock as a Final: compiled, a C static, where ``time.time`` read the time module's
+# dict for every message's context
+_wall_time: Final = time.time
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +125,9 @@ class Branch:
 
 # What the Via ksr adds to a request carries (corex's via_* functions; Kamailio's FL_ADD_SRVID,
 # FL_ADD_XAVP_VIA_PARAMS, FL_USE_XAVP_VIA_FIELDS)
-VIA_ADD_SRVID = 1
-VIA_ADD_XAVP_PARAMS = 2
-VIA_USE_XAVP_FIELDS = 4
+VIA_ADD_SRVID: Final = 1
+VIA_ADD_XAVP_PARAMS: Final = 2
+VIA_USE_XAVP_FIELDS: Final = 4
 
 
 class RouteType:
@@ -222,7 +225,7 @@ class MsgContext:
         self.replied = 0  # status of the last reply we sent for this request
         self.tx: Any = None  # the tm transaction, when there is one
         self.branch_idx = 0
-        self.timestamp = time.time()
+        self.timestamp = _wall_time()
         self.faked = False
         self.extra: dict[str, Any] = {}  # per-message scratch space for modules
         self.advertised_address: str | None = None

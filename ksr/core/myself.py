@@ -6,7 +6,7 @@ with a matching port, or one of ``core.alias``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ksr.sip.uri import parse_uri
 
@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from .context import SocketInfo
     from .server import Server
 
-ANY_PORT: frozenset[int] = frozenset()  # the ports of an alias without one: any (by identity)
+# the ports of an alias without one: any (by identity)
+ANY_PORT: Final[frozenset[int]] = frozenset()
 
 
 class Myself:

@@ -4,15 +4,16 @@ rule name), plus the one number reader every header parser shares."""
 from __future__ import annotations
 
 import re
+from typing import Final
 
 # token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
-TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.!%*_+`'~"
+TOKEN_CHARS: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.!%*_+`'~"
 TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
 TOKEN_RE = re.compile(TOKEN)
 # Method = INVITEm / ... / extension-method (a token)
 METHOD_RE = re.compile(TOKEN)
 # SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT  (DIGIT is ASCII only: no \d)
-SIP_VERSION_RE = re.compile(r"SIP/([0-9]+)\.([0-9]+)")
+SIP_VERSION_RE: Final = re.compile(r"SIP/([0-9]+)\.([0-9]+)")
 # Request-Line = Method SP Request-URI SP SIP-Version CRLF  (exactly one SP between parts)
 REQUEST_LINE_RE = re.compile(rf"({TOKEN}) ([^\s]+) (SIP/[0-9]+\.[0-9]+)")
 # Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF
@@ -20,7 +21,7 @@ STATUS_LINE_RE = re.compile(r"(SIP/[0-9]+\.[0-9]+) ([0-9]{3}) (.*)")
 # header-name = token ; HCOLON = *( SP / HTAB ) ":" SWS
 HEADER_NAME_RE = re.compile(TOKEN)
 # scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
-SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
+SCHEME_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 # LWS folded into the value: CRLF followed by SP/HTAB
 FOLD_RE = re.compile(r"\r?\n[ \t]+")
 # digits for CSeq, Max-Forwards, Expires, Content-Length (1*DIGIT)
@@ -32,7 +33,7 @@ HOSTNAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9.])?|[A-Za-z0-
 
 # The methods every message names (start line, CSeq): tokens known without reading them
 # (a set lookup; strip with the 72 token characters costs ~1,400 instructions compiled)
-KNOWN_TOKENS = frozenset(
+KNOWN_TOKENS: Final = frozenset(
     ("INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "PRACK", "UPDATE", "INFO")
     + ("SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH")
 )

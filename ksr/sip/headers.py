@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass, field
+from typing import Final
 
 from .abnf import TOKEN_RE, is_token, uint
 from .errors import RemoteProtocolError
@@ -16,7 +17,7 @@ from .hostport import format_hostport
 from .uri import Uri, parse_uri
 
 # RFC 3261 §7.3.3 and later RFCs: compact form -> full name (lower case keys).
-COMPACT_FORMS: dict[str, str] = {
+COMPACT_FORMS: Final[dict[str, str]] = {
     "i": "call-id",
     "m": "contact",
     "e": "content-encoding",
@@ -41,7 +42,7 @@ COMPACT_FORMS: dict[str, str] = {
 # Header names as usually written -> key, so the parser skips validating and lower-casing them.
 # The keys are interned: the same objects as the literals compiled code compares them with
 # (``h.key == "via"`` is then a pointer test, a dict lookup by a key needs no string compare).
-KNOWN_KEYS: dict[str, str] = {
+KNOWN_KEYS: Final[dict[str, str]] = {
     n: sys.intern(n.lower())
     for n in (
         "Via",
@@ -102,7 +103,7 @@ KNOWN_KEYS.update(
 KNOWN_KEYS.update({k: v for k, v in COMPACT_FORMS.items()})
 KNOWN_KEYS.update({k.upper(): v for k, v in COMPACT_FORMS.items()})
 
-_BAD_HOST_CHARS = re.compile(r'[ \t<>"]')
+_BAD_HOST_CHARS: Final = re.compile(r'[ \t<>"]')
 
 # Headers that may appear once only (RFC 3261 §7.3.1: everything else may be a list).
 SINGLE_HEADERS = frozenset(
@@ -111,7 +112,11 @@ SINGLE_HEADERS = frozenset(
 
 
 # Every spelling above, and every key itself, -> key: header_key's lookup without lower().
-_KEY_OF: dict[str, str] = {**KNOWN_KEYS, **{k: k for k in KNOWN_KEYS.values()}, **COMPACT_FORMS}
+_KEY_OF: Final[dict[str, str]] = {
+    **KNOWN_KEYS,
+    **{k: k for k in KNOWN_KEYS.values()},
+    **COMPACT_FORMS,
+}
 
 
 def header_key(name: str) -> str:
@@ -404,7 +409,7 @@ class Via:
 
 
 # The transports a Via names as usually written (upper case): the fast path of parse_via
-_TRANSPORTS = frozenset(("UDP", "TCP", "TLS", "SCTP", "WS", "WSS"))
+_TRANSPORTS: Final = frozenset(("UDP", "TCP", "TLS", "SCTP", "WS", "WSS"))
 
 
 def parse_via(value: str, strict: bool = False) -> Via:

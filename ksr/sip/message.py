@@ -28,8 +28,8 @@ from .uri import Uri, parse_uri
 if TYPE_CHECKING:
     from .received import ViaFix
 
-CRLF = "\r\n"
-MAX_MESSAGE_SIZE = 65535
+CRLF: Final = "\r\n"
+MAX_MESSAGE_SIZE: Final = 65535
 
 
 class Header:

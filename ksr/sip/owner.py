@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import re
 import zlib
+from typing import Final
 
-VIA_MARK = "ksrw"  # the Via parameter naming the worker that sent a request
+VIA_MARK: Final = "ksrw"  # the Via parameter naming the worker that sent a request
 HASH_BYTES = 22  # bytes of the Call-ID the owner depends on (the kernel's program reads as many)
 ADLER_MOD = 65521  # Adler-32's modulus
 MIX = 0x9E3779B1  # 2**32 / the golden ratio: the product's high bits depend on every input bit

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Final
 
 from .headers import Via, split_commas
 from .message import Header, Request
 
-_BARE_RPORT = re.compile(r";\s*rport\s*(?=;|$)", re.IGNORECASE)
+_BARE_RPORT: Final = re.compile(r";\s*rport\s*(?=;|$)", re.IGNORECASE)
 
 
 @dataclass(slots=True, frozen=True)

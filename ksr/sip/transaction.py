@@ -206,12 +206,12 @@ TABLE: dict[tuple[str, str, str], tuple[str, tuple[Action, ...]]] = {
     (NIST, "completed", "timer_J"): ("terminated", ((TERMINATED, ""),)),
 }
 
-INITIAL = {ICT: "init", NICT: "init", IST: "proceeding", NIST: "trying"}
+INITIAL: Final[dict[str, str]] = {ICT: "init", NICT: "init", IST: "proceeding", NIST: "trying"}
 
 # TABLE by machine, then state, then event: a machine reads its own table (``Machine._rows``)
 # by its state and the event, two lookups by str (hashes cached), where TABLE's key was a
 # tuple made and hashed per event (compiled: ~770 instructions per event, ~9 events per call)
-_BY_KIND: dict[str, dict[str, dict[str, tuple[str, tuple[Action, ...]]]]] = {}
+_BY_KIND: Final[dict[str, dict[str, dict[str, tuple[str, tuple[Action, ...]]]]]] = {}
 for (_kind, _state, _event), _row in TABLE.items():
     _BY_KIND.setdefault(_kind, {}).setdefault(_state, {})[_event] = _row
 

@@ -28,13 +28,13 @@ if TYPE_CHECKING:
     from ksr.core.server import Server
 
 log = logging.getLogger("ksr.udp")
-MAX_DATAGRAM = 65535
-BATCH = 64  # datagrams handled before yielding to other tasks
+MAX_DATAGRAM: Final = 65535
+BATCH: Final = 64  # datagrams handled before yielding to other tasks
 # The first datagram of each batch is read with its arrival time (SO_TIMESTAMPNS, set by
 # bind_udp): how long it waited in the queue tells how far behind this process is
 # (Server.rx_age, overload shedding).
-_ANC_SIZE = socket.CMSG_SPACE(16)
-_TIMESPEC = struct.Struct("@qq")
+_ANC_SIZE: Final = socket.CMSG_SPACE(16)
+_TIMESPEC: Final = struct.Struct("@qq")
 
 
 _SOL_SOCKET: Final = socket.SOL_SOCKET

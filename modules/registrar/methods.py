@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from ksr.modules.usrloc.api import ALL_METHODS
 from ksr.sip.headers import split_commas
 
-METHOD_BITS: dict[str, int] = {
+METHOD_BITS: Final[dict[str, int]] = {
     "INVITE": 1,
     "CANCEL": 2,
     "ACK": 4,
@@ -24,7 +25,7 @@ METHOD_BITS: dict[str, int] = {
     "PUBLISH": 8192,
     "KDMQ": 16384,
 }
-METHOD_OTHER = 32768
+METHOD_OTHER: Final = 32768
 
 
 def method_bit(method: str) -> int:

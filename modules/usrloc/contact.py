@@ -213,9 +213,9 @@ class Contact:
         return type(self)(*_fields_of(self))
 
 
-_FIELDS = tuple(f.name for f in dataclasses.fields(Contact))  # Contact's fields, in order
+_FIELDS: Final = tuple(f.name for f in dataclasses.fields(Contact))  # Contact's fields, in order
 # every field in one C call (a tuple), not one getattr per field from Python
-_fields_of = operator.attrgetter(*_FIELDS)
+_fields_of: Final = operator.attrgetter(*_FIELDS)
 
 
 class RuidMaker:
