@@ -14,11 +14,14 @@ are cold before every message, as between the datagrams of a low rate:
 
     python -m bench.callgrind inproc calls --script anchor --calls 150 --warmup 50 --cache-sim --evict 4194304
 
-A real ``ksr run -n 1`` over UDP serving bench.anchor's calls from sipp (the server process
+A real ``ksr run -n 1`` (or ``-n N``) over UDP serving bench.anchor's calls from sipp (the server process
 only; low rate, as valgrind makes ksr ~50x slower: a point with failed calls is not a figure):
 
     python -m bench.callgrind anchor [--rate 4] [--calls 60] [--tree /other/checkout]
     python -m bench.callgrind anchor --what reg [--rate 20] [--calls 300]
+
+``--children N`` runs ``ksr run -n N``: valgrind follows the worker processes, and the count is
+printed per process (each worker, the supervisor) and summed.
 
 Instructions leave out cache misses and the collector's memory-bound cost: compare them
 before/after a change of code, not across machines, and not as times.
@@ -155,18 +158,48 @@ def inproc(which: str, args: list[str]) -> None:
             print("\n".join(rows))
 
 
-def anchor(rate: int, calls: int, tree: str, what: str = "calls", keep: str = "") -> None:
-    """A ksr -n 1 of ``tree`` under callgrind, counted while sipp runs bench.anchor's calls
-    (uac.xml) or REGISTERs (reg.xml, ``what="reg"``); ``keep``: where to copy callgrind's
-    output for callgrind_annotate."""
+def _per_process(tmp: str) -> dict[int, int]:
+    """The instructions of each process, by pid, from the files of ``--trace-children``
+    (``cg.<pid>``, and ``cg.<pid>.<n>`` for a dump made while running): the largest totals."""
+    out: dict[int, int] = {}
+    for f in Path(tmp).glob("cg.*"):
+        m = re.match(r"cg\.(\d+)", f.name)
+        if m is None:
+            continue
+        for line in f.read_text(errors="replace").splitlines():
+            if line.startswith("totals:"):
+                pid = int(m.group(1))
+                out[pid] = max(out.get(pid, 0), int(line.split()[1]))
+    return out
+
+
+def _label(pid: int, children: int) -> str:
+    """``worker N`` for a worker process (its command line has ``--worker N``), else the
+    supervisor (or the only process of ``-n 1``)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    if b"--worker" in argv:
+        return f"worker {argv[argv.index(b'--worker') + 1].decode()}"
+    return "supervisor" if children > 1 else "server"
+
+
+def anchor(
+    rate: int, calls: int, tree: str, what: str = "calls", keep: str = "", children: int = 1
+) -> None:
+    """A ksr -n ``children`` of ``tree`` under callgrind, counted while sipp runs
+    bench.anchor's calls (uac.xml) or REGISTERs (reg.xml, ``what="reg"``); ``keep``: where to
+    copy callgrind's output for callgrind_annotate. valgrind follows the worker processes the
+    supervisor starts (``--trace-children``, one file per process), instrumentation is
+    switched on and off in every process of the tree, and the count is printed per process."""
     from . import anchor as ab
 
     with tempfile.TemporaryDirectory(prefix="ksr-cg-") as tmp:
-        out = f"{tmp}/cg.out"
+        out = f"{tmp}/cg.%p"
         wrapper = Path(tmp) / "python"
-        wrapper.write_text(
-            "#!/bin/sh\nexec " + " ".join(valgrind(out)) + f' {sys.executable} "$@"\n'
-        )
+        cmd = [*valgrind(out), "--trace-children=yes"]
+        wrapper.write_text("#!/bin/sh\nexec " + " ".join(cmd) + f' {sys.executable} "$@"\n')
         wrapper.chmod(0o755)
         ab.sys.executable = str(wrapper)  # type: ignore[attr-defined]
         answering = ab.wait_answering
@@ -175,39 +208,65 @@ def anchor(rate: int, calls: int, tree: str, what: str = "calls", keep: str = ""
             deadline = time.monotonic() + 300  # start-up under valgrind takes a minute or two
             while True:
                 try:
-                    return answering(port, proc, log)
+                    answering(port, proc, log)
+                    break
                 except RuntimeError:
                     if time.monotonic() > deadline or proc.poll() is not None:
                         raise
+            # the first worker answers while the others may still be starting (under
+            # valgrind for a minute of CPU): wait until every process is idle for 3 s
+            before = -1.0
+            while children > 1:
+                time.sleep(3.0)
+                cpu = sum(ab.cpu_seconds(p) for p in ab.tree(proc.pid))
+                if len(ab.tree(proc.pid)) > children and cpu - before < 0.3:
+                    break
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"workers not ready:\n{log.read_text()[-2000:]}")
+                before = cpu
 
         seen = [0]
+        labels: dict[int, str] = {}
 
         def toggle(pid: int) -> float:  # called before and after the sipp run (tree_cpu)
             seen[0] += 1
-            if seen[0] == 1:
-                _control("-i", "on", str(pid))
-            else:
-                _control("-d", str(pid))
-                _control("-i", "off", str(pid))
+            for p in ab.tree(pid):
+                if seen[0] == 1:
+                    labels[p] = _label(p, children)
+                    _control("-i", "on", str(p))
+                elif seen[0] == 2 and p in labels:
+                    _control("-d", str(p))
+                    _control("-i", "off", str(p))
             return 0.0
 
         ab.wait_answering = wait  # type: ignore[assignment]
         ab.tree_cpu = toggle  # type: ignore[assignment]
         ab.tree_memory_kib = lambda pid: (0, 0)  # type: ignore[assignment]
         bench = ab.Bench(argparse.Namespace(engine="lua", ksr_base=tree, seconds=calls / rate))
+        if tree:  # usrloc in memory, shared by the workers (bench.anchor takes db_mode 3 for
+            # a checkout from before 6ed710f): the same setting as this checkout's
+            bench.server = lambda which, calls: ab.ksr(  # type: ignore[method-assign]
+                bench.rundir, "lua", children, 0, Path(tree)
+            )
         point_of = bench.register_point if what == "reg" else bench.call_point
-        point = point_of("ksr-n1@" + tree if tree else "ksr-n1", rate, calls / rate)
-        time.sleep(1.0)  # the server has stopped and written its file
-        if keep:  # before _totals, which removes them
-            for part in Path(tmp).glob("cg.out*"):
-                shutil.copy(part, keep + part.name[len("cg.out") :])
-        ir = _totals(out)
+        name = f"ksr-n{children}"
+        point = point_of(name + "@" + tree if tree else name, rate, calls / rate)
+        time.sleep(1.0)  # the server has stopped and written its files
+        if keep:
+            for part in Path(tmp).glob("cg.*"):
+                shutil.copy(part, keep + part.name[len("cg") :])
+        counts = _per_process(tmp)
     op = "REGISTER" if what == "reg" else "call"
+    ok = max(1, point.ok)
+    ir = sum(counts.get(p, 0) for p in labels)
     note = "" if point.failed == 0 else f" (failed {op}s: not a figure, lower the rate)"
     print(
-        f"ksr -n 1 {tree or REPO}: {point.ok} {op}s ok, {point.failed} failed, "
-        f"{ir:,} instructions, {ir / max(1, point.ok):,.0f} per {op}{note}"
+        f"ksr -n {children} {tree or REPO}: {point.ok} {op}s ok, {point.failed} failed, "
+        f"{ir:,} instructions, {ir / ok:,.0f} per {op}{note}"
     )
+    for p in sorted(labels, key=lambda p: labels[p]):
+        n = counts.get(p, 0)
+        print(f"  {labels[p]:12} (pid {p}): {n:,} instructions, {n / ok:,.0f} per {op}")
 
 
 def main() -> None:
@@ -225,9 +284,10 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=60, help="calls (REGISTERs) in all")
     ap.add_argument("--what", choices=["calls", "reg"], default="calls")
     ap.add_argument("--tree", default="", help="another ksr checkout to measure instead")
-    ap.add_argument("--keep", default="", help="copy callgrind's output file(s) to this path")
+    ap.add_argument("--keep", default="", help="copy callgrind's output files to PATH.<pid>[.n]")
+    ap.add_argument("--children", type=int, default=1, help="ksr run -n N (workers)")
     args = ap.parse_args()
-    anchor(args.rate, args.calls, args.tree, args.what, args.keep)
+    anchor(args.rate, args.calls, args.tree, args.what, args.keep, args.children)
 
 
 if __name__ == "__main__":

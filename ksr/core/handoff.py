@@ -216,6 +216,13 @@ class Handoff:
         owner = message_owner(data, self.count)
         if owner is None or owner == self.index:
             return False
+        return self.relay_to(owner, data, src_ip, src_port, sock, conn_id)
+
+    def relay_to(
+        self, owner: int, data: bytes, src_ip: str, src_port: int, sock: SocketInfo, conn_id: int
+    ) -> bool:
+        """Pass a message to ``owner``, another worker (``Pipeline.receive`` read it). False:
+        handle it here (the owner is down)."""
         meta = codec.msg_meta(sock.proto, sock.ip, sock.port, src_ip, self.server.rx_age)
         if self.holding and self.sock is not None:
             frame = codec.encode(codec.OP_MSG, self.index, src_port, conn_id, meta, data)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from ksr.sip.builders import default_reason
 from ksr.sip.errors import RemoteProtocolError
 from ksr.sip.message import Header, Request, Response, parse_message_untrusted
+from ksr.sip.owner import message_owner
 from ksr.sip.received import received_fix
 
 from .context import MsgContext, RouteType, SocketInfo
@@ -47,8 +48,17 @@ class Pipeline:
         """One message from the network (a datagram or a framed stream message). With worker
         processes, a message owned by another worker goes there (docs/workers.md)."""
         handoff = self.server.handoff
-        if handoff is not None and handoff.relay(data, src_ip, src_port, sock, conn_id):
-            return
+        if handoff is not None:
+            # the owner read here (compiled, as message_owner is): a message that is this
+            # worker's own, as the kernel steers nearly all of them, costs no call of the
+            # hand-off's Python code
+            owner = message_owner(data, handoff.count)
+            if (
+                owner is not None
+                and owner != handoff.index
+                and handoff.relay_to(owner, data, src_ip, src_port, sock, conn_id)
+            ):
+                return
         self.receive_here(data, src_ip, src_port, sock, conn_id)
 
     def receive_here(

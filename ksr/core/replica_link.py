@@ -94,6 +94,9 @@ class ReplicaLink:
         replicator.sync = self.drain
         replicator.activate(index, int.from_bytes(os.urandom(4), "big"))
         self.writes = WriteCounts(os.path.join(rundir, "writes"), count)
+        self.slots = self.writes.slots  # read and written here without a method call
+        # -n 2: the one sibling, whose slot alone holds the count drain compares
+        self.sibling = 1 - index if count == 2 else -1
         self.seen = -1  # the siblings' write count at the last poll
 
     def path(self, index: int) -> str:
@@ -110,7 +113,7 @@ class ReplicaLink:
                 except OSError:
                     pass  # full, or the sibling went away: _send handles both
             self._send(out, data)
-        self.writes.bump(self.index)
+        self.slots[self.index] += 1  # WriteCounts.bump, inline: once per write
 
     def send_to(self, worker: int, data: bytes) -> None:
         out = self.out.get(worker)
@@ -144,7 +147,8 @@ class ReplicaLink:
     def drain(self) -> None:
         """Apply every frame the siblings have sent so far (called before each batch of SIP
         messages: nothing but a look at the write counts when they did not move)."""
-        n = self.writes.others(self.index)
+        sibling = self.sibling  # inline _others: once per batch
+        n = self.slots[sibling] if sibling >= 0 else self.writes.others(self.index)
         seen = self.seen
         if n == seen:
             return
@@ -181,6 +185,23 @@ class ReplicaLink:
                 return False
             receive(data)
         return True
+
+    def _others(self) -> int:
+        sibling = self.sibling
+        return self.slots[sibling] if sibling >= 0 else self.writes.others(self.index)
+
+    def _catch_up(self, conn: socket.socket, n: int) -> bool:
+        """The reader's read, the siblings' write count being ``n``: with one sibling as
+        many frames as were counted since drain's last look, as drain reads them (no read
+        that finds the socket empty, and drain's count kept in step); else until empty.
+        False once the sibling closed the connection."""
+        seen = self.seen
+        if self.sibling >= 0 and seen >= 0 and len(self.conns) == 1:
+            if n == seen:
+                return True
+            self.seen = n
+            return self._read_all(conn, n - seen)
+        return self._read_all(conn)
 
     async def serve(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         path = self.path(self.index)
@@ -221,7 +242,11 @@ class ReplicaLink:
                 # an idle worker applies writes a moment later, many per wake-up; one that
                 # handles messages applies them before each batch anyway (drain)
                 await trio.sleep(COALESCE)
-                if not self._read_all(conn):
+                # what was counted, as drain reads it (with one sibling without the read
+                # that finds the socket empty); else (nothing counted: a batch's drain took
+                # it, or the sibling closed) read until the socket is empty or closed
+                n = self._others()
+                if not (self._catch_up(conn, n) if n != self.seen else self._read_all(conn)):
                     return
         finally:
             self.poller.unregister(fd)

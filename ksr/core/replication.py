@@ -37,6 +37,7 @@ log = logging.getLogger("ksr.replication")
 
 WRITE, SNAP_REQ, SNAP_PART, SNAP_END, SNAP_NONE, CODED = 1, 2, 3, 4, 5, 6
 HEAD = struct.Struct(">BBIQ")  # kind, origin worker, incarnation, sequence (or chunk number)
+_AT_NAME = HEAD.size + 2  # a CODED frame's table name starts here (after tag and length)
 CHUNK = 48_000  # snapshot bytes per frame (well under a unix socket's send buffer)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -255,14 +256,36 @@ class Replicator:
         if self.outward is not None and table in self.outward_tables:
             self.outward(table, op, args)
 
+    def emit_packed(self, table: str, tag: int, body: bytes) -> bool:
+        """Send a write its table packed itself with the codec of tag ``tag`` (usrloc packs
+        a binding from the Contact, not from its values); False when inactive or the table
+        has other receivers (``outward``): the caller uses ``emit_coded``."""
+        if not self.active or self.outward is not None:
+            return False
+        prefix = self._coded_names.get((table, tag))
+        if prefix is None:
+            name = table.encode()
+            prefix = self._coded_names[(table, tag)] = bytes((tag, len(name))) + name
+        self.seq += 1
+        self.broadcast(HEAD.pack(CODED, self.index, self.incarnation, self.seq) + prefix + body)
+        return True
+
     # -- frames from siblings --------------------------------------------------------------
     def receive(self, data: bytes) -> None:
         """Handle one frame from a sibling (never raises: a bad frame is logged and counted)."""
         try:
-            if data[0] == CODED and self.restored:  # the frequent case first
+            if data[0] == CODED and self.restored:  # the frequent case first, inline
                 _, origin, inc, seq = HEAD.unpack_from(data)
-                if self._fresh(origin, inc, seq):
+                last = self.applied.get(origin)  # _fresh
+                if last is not None and last[0] == inc and seq <= last[1]:
+                    return
+                self.applied[origin] = (inc, seq)
+                end = _AT_NAME + data[_AT_NAME - 1]
+                known = self._coded_in.get(data[HEAD.size : end])
+                if known is None:
                     self._apply_coded(data, HEAD.size)
+                else:
+                    known[1].apply(known[0], data, end)
                 return
             kind, origin, inc, seq, body = parse_frame(data)
             if kind == CODED or kind == WRITE:

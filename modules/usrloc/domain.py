@@ -20,9 +20,9 @@ from .contact import (
     KAM_LOCATION_ATTRS_SPEC,
     KAM_LOCATION_SPEC,
     LOCATION_SPEC,
+    BindingWrite,
     Contact,
-    pack_values,
-    unpack_contact,
+    pack_contact,
 )
 
 log = logging.getLogger("ksr.usrloc")
@@ -39,20 +39,6 @@ class UsrlocError(Exception):
 
 def _db_failed(err: DbError) -> UsrlocError:
     return UsrlocError(str(err), getattr(err, "retry_after", None))
-
-
-class BindingWrite:
-    """How ``Domain._mem_put`` travels to the sibling workers: the binding's fields packed
-    (contact.pack_values), the Contact built from them on arrival, no pickle."""
-
-    tag = 1
-
-    def encode(self, args: tuple[object, ...]) -> bytes | None:
-        values = args[0]
-        return pack_values(values) if len(args) == 1 and type(values) is tuple else None
-
-    def apply(self, table: Domain, body: bytes, offset: int) -> None:
-        table.store(unpack_contact(body, offset))
 
 
 _BINDING_WRITE = BindingWrite()
@@ -84,7 +70,8 @@ class Domain:
         self.store(Contact(*values))  # type: ignore[arg-type]
 
     def store(self, c: Contact) -> None:
-        """Keep ``c`` in memory (no replication: ``_mem_put`` shares it)."""
+        """Keep ``c`` in memory (no replication: ``_mem_put`` shares it; a sibling's write
+        arrives through ``BindingWrite.apply``, which stores as this does)."""
         self.mem.setdefault(c.aor, {})[c.ruid] = c
 
     @replicated
@@ -233,7 +220,11 @@ class Domain:
         """Hand ``c``, just stored, to the sibling workers of a shared table (``_mem_put``)."""
         link = self.__dict__.get("_replica")
         if link is not None:
-            link[0].emit_coded(link[1], "_mem_put", (c.values(),), _BINDING_WRITE)
+            # packed from the Contact itself (no tuple of its fields) when only siblings
+            # receive it; a node cluster's outward copy takes the values
+            body = pack_contact(c) if link[0].outward is None else None
+            if body is None or not link[0].emit_packed(link[1], _BINDING_WRITE.tag, body):
+                link[0].emit_coded(link[1], "_mem_put", (c.values(),), _BINDING_WRITE)
 
     def remove(self, c: Contact, mem_only: bool = False, expired: bool = False) -> bool:
         """``expired``: the expiry removes it (not if another worker refreshed it meanwhile)."""

@@ -11,7 +11,7 @@ import pytest
 import trio
 import trio.testing
 
-from ksr.core.replica_link import ReplicaLink
+from ksr.core.replica_link import COALESCE, ReplicaLink
 from ksr.core.replication import Replicator
 from ksr.core.stats import Stats
 from tests.workers.test_replication import Counter
@@ -54,4 +54,52 @@ async def test_drain_applies_every_write_made_before_it(
         links[-1].drain()
         links[-1].drain()  # nothing new since
         assert tables[-1].values["p"] == 7
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+async def test_an_idle_worker_applies_writes_once_each_without_a_batch(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, workers: int
+) -> None:
+    """A worker that handles no messages (no drain) applies its siblings' writes itself, a
+    moment later: while writes keep coming (its timer), after a quiet spell (the first write
+    wakes it again), and mixed with drains, every write exactly once (increments tell); a
+    sibling that goes away closes its connection here."""
+    links: list[ReplicaLink] = []
+    tables: list[Counter] = []
+    async with trio.open_nursery() as nursery:
+        for i in range(workers):
+            r, t = Replicator(), Counter()
+            r.register("counter", t)
+            link = ReplicaLink(r, i, workers, str(tmp_path), Stats())
+            await nursery.start(link.serve)
+            links.append(link)
+            tables.append(t)
+        for link in links:
+            await link.restore()
+        for t in tables:
+            t.add("k", 0)
+        while any(len(link.conns) < workers - 1 for link in links):
+            await trio.sleep(0.001)
+        total = 0
+        for n in range(12):  # a write every third of a period: the readers' timers
+            tables[n % workers].add("k", 1)
+            total += 1
+            await trio.sleep(COALESCE / 3)
+        await trio.sleep(COALESCE * 3)
+        assert [t.values["k"] for t in tables] == [total] * workers
+        await trio.sleep(COALESCE * 5)  # quiet: the readers wait for the next write
+        for n in range(10):  # drains in between take some of them first
+            tables[-1].add("k", 2)
+            total += 2
+            if n % 3 == 0:
+                links[0].drain()
+                assert tables[0].values["k"] == total
+            await trio.sleep(COALESCE / 4)
+        await trio.sleep(COALESCE * 3)
+        assert [t.values["k"] for t in tables] == [total] * workers
+        assert all(link.r.errors == 0 for link in links)
+        links[-1].out[0].close()  # worker 0 loses its connection from the last worker
+        await trio.sleep(COALESCE * 3)
+        assert len(links[0].conns) == workers - 2
         nursery.cancel_scope.cancel()

@@ -212,6 +212,23 @@ def test_a_binding_travels_packed_and_arrives_equal() -> None:
     assert b.errors == 0
 
 
+def test_a_binding_packs_the_same_from_the_contact_as_from_its_values() -> None:
+    """usrloc packs a binding it saves from the Contact itself (pack_contact), the codec's
+    fallback from its values (pack_values): one format, one answer for what does not fit."""
+    from ksr.modules.usrloc.contact import Contact, pack_contact, pack_values
+
+    cases = [
+        Contact("a@x", "sip:a", 1e9 + 0.25, q=100, callid="c", cseq=3, user_agent="Zoë ☎"),
+        Contact("b@x", "sip:b", 0.0, ruid="r", reg_id=2, conn_id=-1, keepalive=1),
+        Contact("c@x", "sip:c\x00", 0.0),  # a NUL: does not fit
+        Contact("d@x", "sip:d", 0.0, cseq=1 << 70),  # beyond 64 bits: does not fit
+        Contact("e@x", "sip:\udcff", 0.0),  # a lone surrogate: does not fit
+    ]
+    for c in cases:
+        assert pack_contact(c) == pack_values(c.values())
+    assert [pack_contact(c) is None for c in cases] == [False, False, True, True, True]
+
+
 def test_a_binding_that_does_not_fit_the_codec_goes_pickled() -> None:
     from ksr.core.replication import WRITE
     from ksr.modules.usrloc.contact import Contact
