@@ -267,7 +267,17 @@ def pack_contact(c: Contact) -> bytes | None:
     (~4,000 instructions) on the way to the frame."""
     try:
         texts = "\0".join(
-            (c.aor, c.contact, c.callid, c.user_agent, c.received, c.socket, c.path, c.ruid, c.instance)
+            (
+                c.aor,
+                c.contact,
+                c.callid,
+                c.user_agent,
+                c.received,
+                c.socket,
+                c.path,
+                c.ruid,
+                c.instance,
+            )
         )
         if texts.count("\0") != _TEXTS - 1:
             return None
