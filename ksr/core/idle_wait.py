@@ -13,6 +13,12 @@ datagram made a task runnable or moved a deadline, or the earliest deadline is d
 tasks still wait in trio as well, so datagrams are read when trio never sleeps (always busy)
 just as before; both ways call the same reader.
 
+``read_later_when_idle`` watches a descriptor read a moment *after* it becomes readable (the
+replication connections between worker processes, ksr/core/replica_link.py: an idle worker
+applies its siblings' writes 0.1 s after the first, all at once): the clock takes it out of
+its epoll when it fires and calls its reader when that moment comes, again without a task
+step (a task that woke, slept and read cost ~125k instructions per wake-up).
+
 It needs two of trio's inner parts, the runner and its epoll (Linux); where they are missing
 the clock is an ordinary one (``active`` False). ``core.idle_wait = false`` turns it off.
 """
@@ -57,7 +63,7 @@ class IdleWaitClock(trio.abc.Clock):
     @property
     def active(self) -> bool:
         """Whether a descriptor is read while trio sleeps."""
-        return self._idle is not None and bool(self._idle.readers)
+        return self._idle is not None and self._idle.watching()
 
     @property
     def wakeups(self) -> int:
@@ -72,16 +78,27 @@ class IdleWaitClock(trio.abc.Clock):
 
     def watch(self, fd: int, read: Callable[[], None]) -> None:
         """Call ``read`` (which must not block) when ``fd`` is readable while trio sleeps."""
+        if self._ready():
+            assert self._idle is not None
+            self._idle.watch(fd, read)
+
+    def watch_later(self, fd: int, read: Callable[[], bool], delay: float) -> None:
+        """Call ``read`` ``delay`` seconds after ``fd`` became readable while trio sleeps
+        (IdleReaders.watch_later)."""
+        if self._ready():
+            assert self._idle is not None
+            self._idle.watch_later(fd, read, delay)
+
+    def _ready(self) -> bool:
         if self._idle is None and self._found:
             runner = _trio_runner()
             trio_epoll = getattr(getattr(runner, "io_manager", None), "_epoll", None)
             if not isinstance(trio_epoll, select.epoll) or not hasattr(runner, "runq"):
                 log.debug("trio's epoll not found: datagrams wake their tasks")
                 self._found = False
-                return
+                return False
             self._idle = IdleReaders(runner, trio_epoll.fileno(), self._offset)
-        if self._idle is not None:
-            self._idle.watch(fd, read)
+        return self._idle is not None
 
     def unwatch(self, fd: int) -> None:
         if self._idle is not None:
@@ -90,7 +107,7 @@ class IdleWaitClock(trio.abc.Clock):
     def deadline_to_sleep_time(self, deadline: float) -> float:
         timeout = deadline - (self._offset + perf_counter())
         idle = self._idle
-        if timeout <= 0 or idle is None or not idle.readers:
+        if timeout <= 0 or idle is None or not idle.watching():
             return timeout
         return idle.sleep(deadline, timeout)
 
@@ -109,6 +126,22 @@ def read_when_idle(fd: int, read: Callable[[], None]) -> Iterator[bool]:
         yield False
         return
     clock.watch(fd, read)
+    try:
+        yield clock.active
+    finally:
+        clock.unwatch(fd)
+
+
+@contextmanager
+def read_later_when_idle(fd: int, read: Callable[[], bool], delay: float) -> Iterator[bool]:
+    """While the block runs, the serving clock (when it is an IdleWaitClock) calls ``read``
+    ``delay`` seconds after ``fd`` became readable as trio sleeps, until ``read`` returns
+    False. Yields whether it does (else the caller waits for ``fd`` itself)."""
+    clock = trio.lowlevel.current_clock()
+    if not isinstance(clock, IdleWaitClock):
+        yield False
+        return
+    clock.watch_later(fd, read, delay)
     try:
         yield clock.active
     finally:

@@ -33,6 +33,7 @@ import socket
 
 import trio
 
+from .idle_wait import read_later_when_idle
 from .replication import Replicator
 from .stats import Stats
 from .unix_peer import UnixPeer, flush
@@ -236,18 +237,32 @@ class ReplicaLink:
         fd = conn.fileno()
         self.conns[fd] = conn
         self.poller.register(fd, select.POLLIN)
+        closed = trio.Event()
+
+        def late() -> bool:
+            # what was counted, as drain reads it (with one sibling without the read that
+            # finds the socket empty); else (nothing counted: a batch's drain took it, or
+            # the sibling closed) read until the socket is empty or closed
+            n = self._others()
+            if self._catch_up(conn, n) if n != self.seen else self._read_all(conn):
+                return True
+            closed.set()
+            return False
+
         try:
-            while True:
-                await trio.lowlevel.wait_readable(conn)
-                # an idle worker applies writes a moment later, many per wake-up; one that
-                # handles messages applies them before each batch anyway (drain)
-                await trio.sleep(COALESCE)
-                # what was counted, as drain reads it (with one sibling without the read
-                # that finds the socket empty); else (nothing counted: a batch's drain took
-                # it, or the sibling closed) read until the socket is empty or closed
-                n = self._others()
-                if not (self._catch_up(conn, n) if n != self.seen else self._read_all(conn)):
+            # an idle worker applies writes a moment later, many per wake-up; one that
+            # handles messages applies them before each batch anyway (drain). The serving
+            # clock does it where it waits (ksr/core/idle_wait.py), with no task step: this
+            # task only waits for the connection's end
+            with read_later_when_idle(fd, late, COALESCE) as idle:
+                if idle:
+                    await closed.wait()
                     return
+                while True:  # another clock: this task waits, sleeps, reads
+                    await trio.lowlevel.wait_readable(conn)
+                    await trio.sleep(COALESCE)
+                    if not late():
+                        return
         finally:
             self.poller.unregister(fd)
             del self.conns[fd]

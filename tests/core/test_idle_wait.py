@@ -180,3 +180,53 @@ def test_ksr_run_answers_with_and_without_the_idle_wait(tmp_path: Path, idle_wai
         ua.close()
         assert isinstance(srv["proc"], subprocess.Popen)
         assert srv["proc"].poll() is None
+
+
+def test_a_descriptor_watched_later_is_read_a_moment_after_once_for_a_burst() -> None:
+    """``read_later_when_idle``: the clock reads the descriptor ``delay`` after it became
+    readable, once for all that arrived meanwhile, with no task waiting for it; again for the
+    next burst; not after ``read`` says it is done (False)."""
+    watched, peer = udp_pair()
+    dest = watched.getsockname()
+    calls: list[tuple[float, int]] = []
+
+    def read() -> bool:
+        got = 0
+        while True:
+            try:
+                data = watched.recv(100)
+            except BlockingIOError:
+                break
+            if data == b"end":
+                calls.append((trio.current_time(), -1))
+                return False
+            got += 1
+        calls.append((trio.current_time(), got))
+        return True
+
+    async def main(clock: IdleWaitClock) -> None:
+        from ksr.core.idle_wait import read_later_when_idle
+
+        with trio.fail_after(10), read_later_when_idle(watched.fileno(), read, 0.2) as idle:
+            assert idle
+            assert clock.active
+            t0 = trio.current_time()
+            for _ in range(3):
+                peer.sendto(b"x", dest)
+                await trio.sleep(0.03)
+            await trio.sleep(0.4)  # every task sleeps: the clock waits, reads once
+            assert [n for _, n in calls] == [3]
+            assert 0.18 <= calls[0][0] - t0 <= 0.35
+            peer.sendto(b"y", dest)
+            await trio.sleep(0.4)
+            assert [n for _, n in calls] == [3, 1]
+            peer.sendto(b"end", dest)
+            await trio.sleep(0.4)
+            peer.sendto(b"z", dest)  # no longer watched: not read
+            await trio.sleep(0.4)
+            assert [n for _, n in calls] == [3, 1, -1]
+        assert not clock.active
+
+    run_with_clock(main)
+    watched.close()
+    peer.close()
