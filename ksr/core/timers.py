@@ -32,7 +32,7 @@ class TimerHandle:
     object per timer: tm starts a dozen timers per call, and the garbage collector walks each
     of them for as long as it lives. Compiled, a comparison is a C call (heapq's)."""
 
-    __slots__ = ("deadline", "seq", "callback", "args", "interval", "label", "service")
+    __slots__ = ("deadline", "seq", "callback", "args", "interval", "label", "service", "fifo")
 
     def __init__(
         self,
@@ -51,6 +51,8 @@ class TimerHandle:
         self.interval = interval  # None: a one-shot
         self.label = label
         self.service = service  # set while the handle waits on the heap
+        # the queue of timers of its delay it waits in (TimerService.start_queued), else None
+        self.fifo: TimerFifo | None = None
 
     def __lt__(self, other: TimerHandle) -> bool:
         d, o = self.deadline, other.deadline
@@ -77,6 +79,20 @@ class TimerHandle:
             self.service = None
 
 
+class TimerFifo:
+    """Timers of one delay, started one after the other: their deadlines come in the order
+    they were started, so they wait in a list and only the first (``items[head]``) is on the
+    heap. Starting one is an append, not a sift up the heap among the cold handles of every
+    other timer (tm starts a handful per call with the same few delays: fr_timer,
+    fr_inv_timer, wt_timer)."""
+
+    __slots__ = ("items", "head")
+
+    def __init__(self) -> None:
+        self.items: list[TimerHandle] = []
+        self.head = 0  # items before it have left the heap
+
+
 class TimerService:
     """Timers on a heap of TimerHandles. A cancelled timer stays on the heap until its
     deadline, unless cancelled ones come to outnumber the live ones: then the heap is rebuilt
@@ -93,7 +109,14 @@ class TimerService:
         self._sleep: Any = None  # a trio.CancelScope
         self._armed = -math.inf
         self._nursery: Any = None  # the timer task's trio.Nursery
-        self.cancelled_on_heap = 0  # cancelled handles still on the heap (counted by them)
+        self.cancelled_on_heap = (
+            0  # cancelled handles still on the heap or queued (counted by them)
+        )
+        # queues of timers by delay (start_queued), on the 1/16 s grid and on whole seconds;
+        # each has its first timer on the heap, and ``_queued`` timers wait behind those
+        self._fifos: dict[float, TimerFifo] = {}
+        self._lax_fifos: dict[float, TimerFifo] = {}
+        self._queued = 0
         self.failures = 0  # callbacks that raised (logged, the service carries on)
         self.wakeups = 0  # times the timer task woke up (each is a pass of trio's scheduler)
         # the run's clock, read directly while the timer task runs: trio.current_time() goes
@@ -141,7 +164,11 @@ class TimerService:
         self._held = 0
 
     def __len__(self) -> int:
-        return sum(1 for h in self._heap if h.callback is not None)
+        n = sum(1 for h in self._heap if h.callback is not None)
+        for fifos in (self._fifos, self._lax_fifos):
+            for q in fifos.values():
+                n += sum(1 for h in q.items[q.head + 1 :] if h.callback is not None)
+        return n
 
     def next_deadline(self) -> float | None:
         """When the earliest timer (live or cancelled) is due, or None."""
@@ -150,8 +177,15 @@ class TimerService:
     def _push(self, handle: TimerHandle) -> None:
         """``handle`` (its ``service`` set) onto the heap; the sleeping task woken earlier if
         it is due first."""
-        if self.cancelled_on_heap > 1024 and self.cancelled_on_heap * 2 > len(self._heap):
+        self._maybe_compact()
+        self._place(handle)
+
+    def _maybe_compact(self) -> None:
+        cancelled = self.cancelled_on_heap
+        if cancelled > 1024 and cancelled * 2 > len(self._heap) + self._queued:
             self._compact()
+
+    def _place(self, handle: TimerHandle) -> None:
         heap = self._heap
         heap.append(handle)
         sift_up(heap, len(heap) - 1)
@@ -167,9 +201,40 @@ class TimerService:
             sleep.deadline = deadline
 
     def _compact(self) -> None:
-        self._heap = [h for h in self._heap if h.callback is not None]
-        heapq.heapify(self._heap)
+        heap = [h for h in self._heap if h.callback is not None and h.fifo is None]
+        queued = 0
+        for fifos in (self._fifos, self._lax_fifos):
+            for q in fifos.values():
+                live = [h for h in q.items[q.head :] if h.callback is not None]
+                q.items, q.head = live, 0
+                if live:
+                    heap.append(live[0])
+                    queued += len(live) - 1
+        heapq.heapify(heap)
+        self._heap = heap
+        self._queued = queued
         self.cancelled_on_heap = 0
+
+    def _next_of(self, q: TimerFifo) -> None:
+        """The first timer of ``q`` left the heap: the next live one takes its place (the
+        cancelled ones before it are dropped without ever reaching the heap)."""
+        items = q.items
+        n = len(items)
+        head = q.head + 1
+        while head < n and items[head].callback is None:
+            head += 1
+            self.cancelled_on_heap -= 1
+        if head >= n:
+            self._queued -= n - q.head - 1
+            items.clear()
+            q.head = 0
+            return
+        self._queued -= head - q.head  # the cancelled ones, and the new first for the heap
+        if head > 32 and head * 2 > n:
+            del items[:head]
+            head = 0
+        q.head = head
+        self._place(items[head])
 
     def once(
         self,
@@ -220,18 +285,66 @@ class TimerService:
         self._push(h)
         return h
 
+    def start_queued(
+        self,
+        now: float,
+        delay: float,
+        lax: bool,
+        callback: Callable[..., object],
+        args: tuple[Any, ...],
+    ) -> TimerHandle:
+        """``start_from`` for a coarse timer (``delay`` of a second or more) whose delay many
+        timers share (tm's fr_timer, fr_inv_timer, wt_timer): it waits behind the earlier ones
+        of the same delay (``TimerFifo``), not on the heap. It runs when it would have on the
+        heap: the same deadline, the same order among timers due together.
+
+        ``lax``: a timer that only lets go of memory (tm's wait timers): its deadline rounded
+        up to a whole second, so it may run up to a second late and shares its wake-up of the
+        timer task with the others (and with periodic timers ``aligned`` on whole seconds)."""
+        if delay < 1.0:
+            return self.start_from(now, delay, True, callback, args)
+        self._maybe_compact()
+        fifos = self._lax_fifos if lax else self._fifos
+        q = fifos.get(delay)
+        if q is None:
+            if len(fifos) >= 16:  # many delays (t_set_fr...): the heap, as any other timer
+                return self.start_from(now, delay, True, callback, args)
+            q = fifos[delay] = TimerFifo()
+        if lax:
+            deadline = float(math.ceil(now + delay))
+        else:
+            deadline = math.ceil((now + delay) * COARSE_HZ) / COARSE_HZ
+        items = q.items
+        if items and items[len(items) - 1].deadline > deadline:
+            # due before the last one queued (a clock that went back): the heap
+            return self.start_from(now, delay, True, callback, args)
+        self._seq += 1
+        h = TimerHandle(deadline, self._seq, callback, args, None, "", self)
+        h.fifo = q
+        items.append(h)
+        if len(items) - q.head == 1:
+            self._place(h)  # the first of its queue: on the heap
+        else:
+            self._queued += 1
+        return h
+
     def every(
         self,
         interval: float,
         callback: Callable[[], object],
         name: str = "",
         first: float | None = None,
+        aligned: bool = False,
     ) -> TimerHandle:
         """Run ``callback`` every ``interval`` seconds; the first run after ``first`` seconds
-        (default: one interval)."""
+        (default: one interval). ``aligned``: the first run rounded up to a whole second (with
+        a whole interval, every run then falls on whole seconds, with the ``lax`` timers of
+        ``start_queued``)."""
         if not interval > 0 or math.isinf(interval):
             raise ValueError("timer interval must be a positive number of seconds")
         deadline = self.now() + (interval if first is None else max(first, 0.0))
+        if aligned:
+            deadline = float(math.ceil(deadline))
         self._seq += 1
         h = TimerHandle(deadline, self._seq, callback, (), interval, name, self)
         self._push(h)
@@ -244,17 +357,25 @@ class TimerService:
         wake the task once for nothing."""
         heap = self._heap
         while heap and heap[0].callback is None:
-            heapq.heappop(heap)
+            h = heapq.heappop(heap)
             self.cancelled_on_heap -= 1
+            if h.fifo is not None:
+                self._next_of(h.fifo)
+                heap = self._heap
 
     def run_due(self, now: float) -> None:
         """Run every callback whose deadline has come, in deadline order (FIFO on ties)."""
         heap = self._heap
         while heap and heap[0].deadline <= now:
             h = heapq.heappop(heap)
+            q = h.fifo
+            if q is not None:  # its queue's next one takes its place on the heap
+                h.fifo = None
+                self._next_of(q)
             cb = h.callback
             if cb is None:
                 self.cancelled_on_heap -= 1
+                heap = self._heap
                 continue
             h.service = None  # off the heap while it runs
             interval = h.interval

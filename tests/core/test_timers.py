@@ -330,3 +330,91 @@ async def test_now_on_any_other_clock_asks_it(autojump_clock: trio.testing.MockC
         assert svc.now() == trio.current_time()
 
     await _with_service(body)
+
+
+async def test_queued_timers_run_as_on_the_heap(autojump_clock: trio.testing.MockClock) -> None:
+    """Timers queued by delay (start_queued) run when they would have on the heap: at their
+    1/16 s grid step, in (deadline, start) order among the heap's timers; a cancelled one,
+    queued or first of its queue, never runs."""
+    seen: list[tuple[str, float]] = []
+
+    async def body(svc: TimerService) -> None:
+        t0 = trio.current_time()
+
+        def at(name: str) -> None:
+            seen.append((name, trio.current_time() - t0))
+
+        handles = {}
+        for i in range(6):
+            now = svc.now()
+            handles[f"q{i}"] = svc.start_queued(now, 2.0, False, at, (f"q{i}",))
+            handles[f"r{i}"] = svc.start_queued(now, 3.0, False, at, (f"r{i}",))
+            handles[f"h{i}"] = svc.start_from(now, 2.0, True, at, (f"h{i}",))
+            await trio.sleep(0.25)
+        for name in ("q0", "q2", "q3", "r5", "h1"):
+            handles[name].cancel()
+        assert len(svc) == 18 - 5
+        await trio.sleep(10)
+        assert len(svc) == 0
+        assert svc.cancelled_on_heap == 0
+
+    await _with_service(body)
+    expect = sorted(
+        (2.0 + 0.25 * i if k != "r" else 3.0 + 0.25 * i, i, "qrh".index(k), f"{k}{i}")
+        for k in "qrh"
+        for i in range(6)
+        if f"{k}{i}" not in ("q0", "q2", "q3", "r5", "h1")
+    )
+    assert seen == [(name, t) for t, _, _, name in expect]
+
+
+async def test_lax_timers_run_on_whole_seconds_with_an_aligned_periodic(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A lax queued timer (tm's wait timers) runs on the whole second after its delay, never
+    before it, at most a second late, in the same wake-up as a periodic timer aligned on
+    whole seconds."""
+    seen: list[tuple[str, float]] = []
+
+    async def body(svc: TimerService) -> None:
+        autojump_clock.jump(0.3)
+        t0 = trio.current_time()
+
+        def at(name: str) -> None:
+            seen.append((name, trio.current_time()))
+
+        svc.every(1.0, lambda: None, aligned=True)
+        svc.start_queued(svc.now(), 5.0, True, at, ("w1",))
+        autojump_clock.jump(0.4)
+        svc.start_queued(svc.now(), 5.0, True, at, ("w2",))
+        await trio.testing.wait_all_tasks_blocked()
+        before = svc.wakeups
+        await trio.sleep(7)  # to 7.7 s
+        # one wake-up per whole second (2 s to 7 s): the two wait timers add none
+        assert svc.wakeups - before == 6
+        times = dict(seen)
+        assert times["w1"] == times["w2"] == float(int(t0 + 0.4 + 5.0) + 1)
+        assert t0 + 0.4 + 5.0 <= times["w2"] <= t0 + 0.4 + 6.0
+
+    await _with_service(body)
+    assert [n for n, _ in seen] == ["w1", "w2"]
+
+
+def test_queued_timers_survive_compaction() -> None:
+    """Cancelled timers outnumbering the live ones are dropped from the heap and the queues
+    alike; what is left runs in order."""
+    svc = TimerService()
+    ran: list[int] = []
+    live = []
+    for i in range(5000):
+        h = svc.start_queued(float(i) / 100, 30.0, False, ran.append, (i,))
+        if i % 7:
+            h.cancel()
+        else:
+            live.append(i)
+        svc.start_from(float(i) / 100, 0.5, False, ran.append, (-1,)).cancel()
+    assert svc.cancelled_on_heap < 2048
+    assert len(svc) == len(live)
+    svc.tick(1e9)
+    assert ran == live
+    assert len(svc) == 0
