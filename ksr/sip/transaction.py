@@ -42,6 +42,9 @@ Action = tuple[str, str]
 
 # Retransmission timers: never started on reliable transports (§17.1.1.2, §17.1.2.2, §17.2.1).
 RETRANSMIT_TIMERS: Final = frozenset({"A", "E", "G"})
+# Wait timers: their expiry only terminates the machine (it absorbed retransmissions long
+# enough); running one late keeps the machine a little longer and changes nothing else.
+WAIT_TIMERS: Final = frozenset({"D", "I", "J", "K", "L", "M"})
 
 
 @dataclass(slots=True)

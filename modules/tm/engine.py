@@ -28,6 +28,7 @@ from ksr.sip.transaction import (
     START,
     STOP,
     TERMINATED,
+    WAIT_TIMERS,
     Machine,
     TimerConfig,
     send_event,
@@ -163,10 +164,14 @@ class TmEngine:
             old.cancel()
         # fire(*args), not a closure: a closure costs several more objects per timer, and the
         # collector walks every one of them while the transaction waits (seconds). Only the
-        # retransmission timers need to be exact: the others share the timer task's wake-ups
-        handles[name] = self.timers.start_from(
-            now, delay, name not in RETRANSMIT_TIMERS, fire, args
-        )
+        # retransmission timers need to be exact: the others share the timer task's wake-ups,
+        # queued behind the earlier ones of their delay (the same few delays for every call:
+        # no sift up the heap), and the wait timers, which only free the transaction, on whole
+        # seconds with the lifetime sweeper's wake-up (up to a second late)
+        if name in RETRANSMIT_TIMERS:
+            handles[name] = self.timers.start_from(now, delay, False, fire, args)
+        else:
+            handles[name] = self.timers.start_queued(now, delay, name in WAIT_TIMERS, fire, args)
 
     # -- transactions ------------------------------------------------------------------------
     def new_id(self) -> int:
@@ -232,7 +237,9 @@ class TmEngine:
                 return
             lives = self._lives[delay] = {}
         if self._sweeper is None:
-            self._sweeper = self.timers.every(1.0, self._sweep_lives, name="tm lifetimes")
+            self._sweeper = self.timers.every(
+                1.0, self._sweep_lives, name="tm lifetimes", aligned=True
+            )
         tx.expires = self.timers.now() + delay
         lives[tx.id] = tx
 
@@ -309,6 +316,7 @@ class TmEngine:
         tx.extra.pop("req_extra", None)
 
     def drop_branch(self, b: UacBranch) -> None:
+        b.deferred = ""
         for h in b.handles.values():
             h.cancel()
         b.handles.clear()
@@ -517,6 +525,7 @@ class TmEngine:
         ok = True
         now = 0.0
         timed = False  # the clock is read once for the timers started together (A and B...)
+        resend = 0.0  # the delay of the retransmission timer (A, E) started with them
         for op, arg in actions:
             if op == SEND:
                 if b.dest is None or not self.server.send(b.dest, b.data, b.sock):
@@ -527,8 +536,20 @@ class TmEngine:
             elif op == START:
                 if not timed:
                     now, timed = self.timers.now(), True
-                self.start_timer_from(now, b.handles, arg, m.interval(arg), self.fire_uac, (b, arg))
+                delay = m.interval(arg)
+                if arg == "A" or arg == "E":
+                    resend = delay
+                elif (arg == "B" or arg == "F") and 0.0 < resend < delay:
+                    # Timer B (F) started with Timer A (E), due later: started only if A (E)
+                    # fires, with the deadline it has now (deferred_at + its delay). A reply
+                    # stops both first in nearly every transaction: no timer is made for it
+                    b.deferred, b.deferred_at = arg, now
+                    continue
+                self.start_timer_from(now, b.handles, arg, delay, self.fire_uac, (b, arg))
             elif op == STOP:
+                if b.deferred == arg:
+                    b.deferred = ""
+                    continue
                 handles = b.handles
                 h = handles.get(arg)
                 if h is not None:
@@ -543,9 +564,16 @@ class TmEngine:
 
     def uac_timer(self, b: UacBranch, name: str) -> None:
         b.handles.pop(name, None)
-        if b.machine is None or b.tx.ended:
+        m = b.machine
+        if m is None or b.tx.ended:
             return
-        self.uac_actions(b, b.machine.handle("timer_" + name))
+        later = b.deferred
+        if later:  # Timer A (E) fired: the Timer B (F) deferred with it starts now
+            b.deferred = ""
+            self.start_timer_from(
+                b.deferred_at, b.handles, later, m.interval(later), self.fire_uac, (b, later)
+            )
+        self.uac_actions(b, m.handle("timer_" + name))
 
     def branch_timeout(self, b: UacBranch) -> None:
         """No (final) reply in time: the branch ends with a 408 made up here."""

@@ -38,6 +38,8 @@ class UacBranch:
         "data",
         "machine",
         "handles",
+        "deferred",
+        "deferred_at",
         "status",
         "reply",
         "timed_out",
@@ -65,6 +67,11 @@ class UacBranch:
         self.data = b""  # its bytes (for retransmissions)
         self.machine: Machine | None = None
         self.handles: dict[str, TimerHandle] = {}
+        # a timer the machine started that no TimerHandle holds yet (engine.uac_actions: Timer
+        # B or F, started with A or E and made only if that one fires), and the time it
+        # counts from
+        self.deferred = ""
+        self.deferred_at = 0.0
         self.status = 0  # last status received (or 408 on timeout)
         self.reply: Response | None = None  # the final reply of this branch
         self.timed_out = False

@@ -367,3 +367,39 @@ async def test_transaction_without_final_reply_is_freed_after_its_lifetime(
         await trio.sleep(3.0)
         assert not engine.by_key
         assert server.stats.value("tmx", "inuse_transactions") == 0
+
+
+async def test_timer_b_made_only_when_timer_a_fires(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Timer B starts with Timer A (RFC 3261 §17.1.1.2) but is made only if A fires: a callee
+    that answers within T1 leaves no Timer B behind; one that never answers still gets the
+    408 at fr_timer after the INVITE left (Timer B's deadline, within the 1/16 s grid)."""
+    a, b, caller, script = await _setup(tmp_path)
+    cfg = make_config(MODS, modparam={"tm": {"fr_timer": 2000}})
+    async with running_server(cfg, script) as server:
+        tm = server.module("tm")
+        inv = sip_request("INVITE", ruri="sip:bob@127.0.0.1", port=caller.port, call_id="b-1")
+        await caller.send(inv, udp_addr(server))
+        assert (await caller.recv_reply()).status == 100
+        fwd = _req(await a.recv())
+        (tx,) = tm.engine.by_key.values()
+        (br,) = tx.branches
+        assert set(br.handles) == {"A"}
+        assert br.deferred == "B"
+        await _answer(a, fwd, 180)
+        assert (await caller.recv_reply()).status == 180
+        assert set(br.handles) == {"C"}
+        assert br.deferred == ""
+
+        inv = sip_request(
+            "INVITE", ruri="sip:bob@127.0.0.1", port=caller.port, call_id="b-2", branch="z9hG4bK-2"
+        )
+        t0 = trio.current_time()
+        await caller.send(inv, udp_addr(server))
+        assert (await caller.recv_reply()).status == 100
+        sent = [_req(await a.recv()) for _ in range(3)]  # at 0, 0.5 and 1.5 s (Timer A)
+        assert {r.method for r in sent} == {"INVITE"}
+        rpl = await caller.recv_reply(timeout=10)
+        assert rpl.status == 408
+        assert 2.0 <= trio.current_time() - t0 <= 2.0 + 1 / 16 + 0.01
