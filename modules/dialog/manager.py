@@ -454,7 +454,9 @@ class DialogManager:
                     dlg.status = 487 if dlg.cancelled else 408 if reason == TIMEOUT else 500
             if dlg.profiles:
                 self.profiles.release(dlg)
-            self._arm(dlg, LINGER, t)
+            # it only lets go of the ended dialog: on whole seconds with tm's wait timers,
+            # queued behind the others (TimerService.start_queued, up to a second late)
+            self._arm(dlg, LINGER, t, True)
         self.persist(dlg)
         if step.event is not None:
             # the plain name: an Enum's ``value`` is an interpreted property (~1.8k instructions)
@@ -499,9 +501,9 @@ class DialogManager:
         except RuntimeError:
             return None
 
-    def _arm(self, dlg: Dialog, delay: float, t: float | None = None) -> None:
+    def _arm(self, dlg: Dialog, delay: float, t: float | None = None, lax: bool = False) -> None:
         """(Re)start the dialog's timer, ``delay`` seconds from trio time ``t`` (None: from
-        now, read here)."""
+        now, read here); ``lax``: a timer that only frees memory (``start_queued``)."""
         old = dlg.timer
         if old is not None:
             dlg.timer = None
@@ -511,7 +513,10 @@ class DialogManager:
                 t = self.timers.now()
             # callback and argument, not a closure: two objects fewer per live dialog
             # coarse: a dialog's timeouts share the timer task's wake-ups (at most 1/16 s late)
-            dlg.timer = self.timers.start_from(t, max(0.0, delay), True, self._fire, (dlg,))
+            if lax:
+                dlg.timer = self.timers.start_queued(t, delay, True, self._fire, (dlg,))
+            else:
+                dlg.timer = self.timers.start_from(t, max(0.0, delay), True, self._fire, (dlg,))
         except RuntimeError:  # no trio run (offline tools): nothing can expire anyway
             pass
 

@@ -418,3 +418,38 @@ def test_queued_timers_survive_compaction() -> None:
     svc.tick(1e9)
     assert ran == live
     assert len(svc) == 0
+
+
+async def test_cancelling_the_timer_the_task_sleeps_for_moves_its_sleep(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """tm's Timer A of a fresh INVITE is the earliest timer, and the reply stops it a few
+    milliseconds later: the task, already asleep toward it, then sleeps toward the next live
+    timer instead of waking for nothing; not more than once per UNARM_SPACING (a high rate
+    of such timers would pay a move of the sleep per timer, and its wake-ups are shared)."""
+    seen: list[float] = []
+
+    async def body(svc: TimerService) -> None:
+        t0 = trio.current_time()
+        svc.once(5.0, lambda: seen.append(trio.current_time() - t0))
+        await trio.testing.wait_all_tasks_blocked()
+        before = svc.wakeups
+        a = svc.once(0.5, lambda: seen.append(-1.0))
+        a2 = svc.once(0.5, lambda: seen.append(-2.0))
+        await trio.testing.wait_all_tasks_blocked()
+        a2.cancel()  # another one due as early comes first: the sleep stays
+        await trio.testing.wait_all_tasks_blocked()
+        a.cancel()
+        await trio.sleep(1)
+        assert svc.wakeups == before  # not at 0.5 s
+        b = svc.once(0.2, lambda: seen.append(-3.0))  # due at 1.2 s
+        b2 = svc.once(0.1, lambda: seen.append(-4.0))  # due at 1.1 s
+        await trio.testing.wait_all_tasks_blocked()
+        b2.cancel()  # the sleep moves to 1.2 s
+        b.cancel()  # less than 0.25 s after the last move: the task wakes at 1.2 s for nothing
+        await trio.sleep(10)
+        assert svc.wakeups - before == 2  # at 1.2 s and 5 s
+        assert svc.cancelled_on_heap == 0
+
+    await _with_service(body)
+    assert seen == [5.0]
