@@ -78,10 +78,8 @@ class TimerHandle:
         self.args = ()
         service = self.service
         if service is not None:
-            service.cancelled_on_heap += 1
             self.service = None
-            if self.deadline == service._armed:  # the sleeping timer task waits for it
-                service._unarm(self)
+            service.cancelled(self)
 
 
 class TimerFifo:
@@ -198,6 +196,12 @@ class TimerService:
         deadline = handle.deadline
         if deadline < self._armed:
             self._rearm(deadline)
+
+    def cancelled(self, handle: TimerHandle) -> None:
+        """``handle``, still on the heap or queued, was cancelled (``TimerHandle.cancel``)."""
+        self.cancelled_on_heap += 1
+        if handle.deadline == self._armed:  # the sleeping timer task waits for it
+            self._unarm(handle)
 
     def _unarm(self, handle: TimerHandle) -> None:
         """``handle``, first on the heap and the sleeping timer task's deadline, was cancelled
