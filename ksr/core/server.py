@@ -82,7 +82,6 @@ class Server:
         self.transports: dict[str, Any] = {}  # proto -> transport object
         self.local_ips: set[str] = {"127.0.0.1", "::1"}
         self.hosts = HostTable()  # IP literal / forbidden target / DNS answers, cached
-        self.engine: Engine | None = None
         self.script_path = script or config.script_path()
         self.reply_handlers: list[Callable[[MsgContext], bool]] = []
         self.request_hooks: list[Callable[[MsgContext], bool]] = []
@@ -175,6 +174,16 @@ class Server:
         self.forward_reply_stateless = sl.forward_reply_stateless
 
         load_modules(self)
+
+    @property
+    def engine(self) -> Engine | None:
+        """The script engine in use, the newest version (a reload swaps it): kept by the
+        compiled Scripts, which reads it per route run as a field of its own."""
+        return self.scripts.engine
+
+    @engine.setter
+    def engine(self, engine: Engine | None) -> None:
+        self.scripts.engine = engine
 
     def module(self, name: str) -> Any:
         """A loaded module instance (for modules using each other's APIs), or None."""

@@ -167,6 +167,17 @@ class ScriptHarness:
             return rc
 
         server.run_route = run_route
+        real_event = server.run_event
+
+        def run_event(name: str, evname: str, ctx: MsgContext | None = None) -> int:
+            # Scripts.run_event runs the callback without the server's run_route (above);
+            # no run when there is no message and the script has no such callback
+            rc = real_event(name, evname, ctx)
+            if ctx is not None or rc != 2:
+                self.runs.append(RouteRun(name, (evname,), RouteType.EVENT, rc))
+            return rc
+
+        server.run_event = run_event
         real_start = server.start_route
 
         def start_route(
