@@ -148,7 +148,7 @@ class DialogModule(DialogRpc, DialogWorkers, Module):
         return self.mgr.current(ctx)
 
     # -- KSR.dialog ------------------------------------------------------------------------
-    @kemi()
+    @kemi(via=lambda dialog: dialog.mgr.manage)
     def dlg_manage(self, ctx: MsgContext) -> int:
         """Track the call of this initial INVITE (call before t_relay), or bind an in-dialog
         request to its dialog. 1 on success, -1 otherwise."""

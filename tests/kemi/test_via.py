@@ -11,8 +11,11 @@ from ksr.kemi.registry import KemiFunction
 from tests.kemi.scriptkit import LANGS, context, run_exprs, server_with
 from tests.support import sip_request
 
-MODULES = ["tm", "tmx", "rr", "sanity", "maxfwd"]
+MODULES = ["tm", "tmx", "rr", "sanity", "maxfwd", "usrloc", "registrar", "dialog"]
 VIA = {
+    "dialog.dlg_manage",
+    "registrar.lookup",
+    "registrar.save",
     "maxfwd.process_maxfwd",
     "pv.get",
     "tm.t_relay",
@@ -81,6 +84,8 @@ CASES = [
     ("KSR.rr.loose_route()", ("rr", "loose_route"), None),
     ("KSR.rr.loose_route()", ("rr", "loose_route"), sip_request("BYE", extra=ROUTED)),
     ("KSR.rr.record_route()", ("rr", "record_route"), None),
+    ("KSR.dialog.dlg_manage()", ("dialog", "dlg_manage"), None),
+    ("KSR.dialog.dlg_manage()", ("dialog", "dlg_manage"), sip_request("BYE", extra=ROUTED)),
 ]
 
 
