@@ -23,6 +23,9 @@ import re
 import zlib
 from typing import Final
 
+from .errors import RemoteProtocolError
+from .message import Message, Request
+
 VIA_MARK: Final = "ksrw"  # the Via parameter naming the worker that sent a request
 HASH_BYTES = 22  # bytes of the Call-ID the owner depends on (the kernel's program reads as many)
 ADLER_MOD = 65521  # Adler-32's modulus
@@ -83,6 +86,28 @@ def message_owner(data: bytes, workers: int) -> int | None:
     if not value:
         return None
     return call_id_hash(value) % workers
+
+
+def parsed_owner(msg: Message, workers: int) -> int | None:
+    """``message_owner`` of a message already parsed: the same rule and the same answers,
+    read from its parsed top Via and Call-ID (no search of the bytes again)."""
+    if isinstance(msg, Request):
+        if msg.method == "REGISTER":
+            return None
+    else:
+        try:
+            mark = msg.top_via.params.get(VIA_MARK)
+        except RemoteProtocolError:
+            mark = None
+        if mark is not None and 0 < len(mark) <= 4 and mark.isdigit() and int(mark) < workers:
+            return int(mark)
+    try:
+        call_id = msg.call_id
+    except RemoteProtocolError:
+        return None
+    if not call_id:
+        return None
+    return call_id_hash(call_id.encode("utf-8", "surrogateescape")) % workers
 
 
 def _owner_slow(data: bytes, workers: int) -> int | None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ksr.core.rpc_merge import merge
-from ksr.sip.owner import call_id_owner, message_owner
+from ksr.sip.message import parse_message_untrusted
+from ksr.sip.owner import call_id_owner, message_owner, parsed_owner
 
 REQ = (
     b"INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\n"
@@ -77,3 +78,61 @@ def test_call_ids_that_differ_in_one_digit_spread_over_the_workers(workers: int)
     for pid in (4242, 23481):
         shares = [call_id_owner(f"{k}-{pid}@127.0.0.1", workers) for k in range(1, 13 * workers)]
         assert min(shares.count(w) for w in range(workers)) >= 3, shares
+
+
+FULL = (
+    b"%s\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1\r\n"
+    b"From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\n%s"
+    b"CSeq: 1 %s\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("start", "top", "call_id", "method"),
+    [
+        (b"INVITE sip:b@example.com SIP/2.0", b"", b"Call-ID: abc\r\n", b"INVITE"),
+        (b"BYE sip:b@example.com SIP/2.0", b"", b"i:  x-1@h\t\r\n", b"BYE"),
+        (b"REGISTER sip:example.com SIP/2.0", b"", b"Call-ID: reg\r\n", b"REGISTER"),
+        (
+            b"SIP/2.0 200 OK",
+            b"Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx;ksrw=3\r\n",
+            b"Call-ID: c\r\n",
+            b"INVITE",
+        ),
+        (
+            b"SIP/2.0 180 Ringing",
+            b"v: SIP/2.0/UDP 192.0.2.1;KSRW=1;rport\r\n",
+            b"Call-ID: c\r\n",
+            b"INVITE",
+        ),
+        (
+            b"SIP/2.0 200 OK",
+            b"Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx;ksrw=7\r\n",
+            b"Call-ID: c\r\n",
+            b"BYE",
+        ),
+        (b"SIP/2.0 200 OK", b"Via: SIP/2.0/UDP 192.0.2.1;kSrW = 2\r\n", b"Call-ID: d\r\n", b"BYE"),
+        (b"SIP/2.0 200 OK", b"Via: SIP/2.0/UDP 192.0.2.1;ksrw=x1\r\n", b"Call-ID: d\r\n", b"BYE"),
+        (
+            b"SIP/2.0 200 OK",
+            b"Via: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKy, SIP/2.0/UDP 192.0.2.1;ksrw=1\r\n",
+            b"Call-ID: e\r\n",
+            b"INVITE",
+        ),
+        (
+            b"OPTIONS sip:b@example.com SIP/2.0",
+            b"",
+            b"Call-ID: " + b"\xc3\xa9" * 20 + b"\r\n",
+            b"OPTIONS",
+        ),
+    ],
+)
+@pytest.mark.parametrize("workers", [2, 4])
+def test_parsed_owner_is_message_owner(
+    start: bytes, top: bytes, call_id: bytes, method: bytes, workers: int
+) -> None:
+    """The pipeline reads the owner from the parse (Pipeline.receive); the bytes' reading
+    (message_owner) is the reference, and the kernel's program computes the same hash."""
+    data = FULL % (start + (b"\r\n" + top.rstrip(b"\r\n") if top else b""), call_id, method)
+    msg = parse_message_untrusted(data)
+    assert parsed_owner(msg, workers) == message_owner(data, workers)
