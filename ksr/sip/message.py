@@ -567,17 +567,65 @@ def _parse_start_line(first: str) -> tuple[Request | Response, str]:
 
 
 def _uri_ok(uri: str) -> bool:
-    # the R-URI may not contain whitespace or control characters (HT is not printable)
-    return uri.isprintable()
+    # the R-URI may not contain whitespace or control characters (HT is not printable).
+    # Compiled, ord(uri[i]) reads the string's bytes (no character objects): an ASCII URI of
+    # printable characters is answered without isprintable's lookups in the Unicode tables;
+    # anything else (a control or a non-ASCII character) gets isprintable's own answer
+    for i in range(len(uri)):
+        c = ord(uri[i])
+        if c < 32 or c > 126:
+            return uri.isprintable()
+    return True
 
 
-# KNOWN_KEYS by the first character of the name: ("Name: ", name, key), in the table's order
-# (the most frequent headers first). With its SP the prefix leaves a value that strip returns
-# as it is (no second string); a line written otherwise ("Name:value", "Name :") is read by
-# the general path, to the same name, key and value.
-_KNOWN_BY_FIRST: Final[dict[str, tuple[tuple[str, str, str], ...]]] = {}
-for _name, _key in KNOWN_KEYS.items():
-    _KNOWN_BY_FIRST[_name[0]] = (*_KNOWN_BY_FIRST.get(_name[0], ()), (_name + ": ", _name, _key))
+# KNOWN_KEYS' names as "Name: " prefixes by entry (in the table's order: the most frequent
+# headers first); _KNOWN_FIRST[c] is 1 + the first entry whose name starts with the ASCII
+# character c (0: none), _KNOWN_NEXT[e] 1 + the next entry with the same first character.
+# Compiled, the first character and the chain are bytes read as numbers: no character object,
+# dict entry or tuple per header type (the dict of tuples before), the prefix string only.
+# With its SP the prefix leaves a value that strip returns as it is (no second string); a
+# line written otherwise ("Name:value", "Name :") is read by the general path, to the same
+# name, key and value.
+_KNOWN_NAMES: Final[tuple[str, ...]] = tuple(KNOWN_KEYS)
+_KNOWN_KEY_OF: Final[tuple[str, ...]] = tuple(KNOWN_KEYS.values())
+_KNOWN_PREFIXES: Final[tuple[str, ...]] = tuple(name + ": " for name in _KNOWN_NAMES)
+
+
+def _known_tables() -> tuple[bytes, bytes]:
+    first = bytearray(128)
+    nxt = bytearray(len(_KNOWN_NAMES))
+    last: dict[int, int] = {}
+    for e, name in enumerate(_KNOWN_NAMES):
+        c = ord(name[0])
+        if c >= 128 or e >= 254:
+            raise ValueError(f"KNOWN_KEYS does not fit the prefix tables at {name!r}")
+        if c in last:
+            nxt[last[c]] = e + 1
+        else:
+            first[c] = e + 1
+        last[c] = e
+    return bytes(first), bytes(nxt)
+
+
+_KNOWN_TABLES: Final = _known_tables()
+_KNOWN_FIRST: Final = _KNOWN_TABLES[0]
+_KNOWN_NEXT: Final = _KNOWN_TABLES[1]
+
+
+def _known_entry(raw: str) -> int:
+    """The KNOWN_KEYS entry whose "Name: " starts ``raw`` (empty or not), or -1."""
+    if not raw:
+        return -1
+    c = ord(raw[0])
+    if c >= 128:
+        return -1
+    j = _KNOWN_FIRST[c]
+    while j:
+        e = j - 1
+        if raw.startswith(_KNOWN_PREFIXES[e]):
+            return e
+        j = _KNOWN_NEXT[e]
+    return -1
 
 
 def parse_header_lines(
@@ -597,7 +645,6 @@ def parse_header_lines(
     line(s) as ``raw`` and is written back as it came; else it is written as ``Name: value``."""
     headers: list[Header] = []
     clens: list[str] = []
-    by_first = _KNOWN_BY_FIRST
     n = len(lines)
     i = start
     while i < n:
@@ -613,14 +660,12 @@ def parse_header_lines(
         # A usual name (KNOWN_KEYS) is recognised by "Name: " at the start of the line: the
         # table's name and key objects serve, no name string is cut out and hashed
         key: str | None = None
-        if raw:
-            for prefix, known_name, known_key in by_first.get(raw[0], ()):
-                if raw.startswith(prefix):
-                    name = known_name
-                    key = known_key
-                    value = raw[len(prefix) :]
-                    break
-        if key is None:
+        e = _known_entry(raw)
+        if e >= 0:
+            name = _KNOWN_NAMES[e]
+            key = _KNOWN_KEY_OF[e]
+            value = raw[len(_KNOWN_PREFIXES[e]) :]
+        else:
             # find and two slices, not partition: no tuple and no separator string
             colon = raw.find(":")
             if colon < 0:

@@ -605,3 +605,42 @@ def test_header_changes_serialize() -> None:
         "3",
         "text/plain",
     )
+
+
+def test_uri_check_agrees_with_isprintable() -> None:
+    # the byte-level walk answers an ASCII URI itself, anything else as isprintable does
+    from ksr.sip.message import _uri_ok
+
+    for code in [*range(0x300), 0x2028, 0x3000, 0xDC80, 0xFEFF]:
+        uri = f"sip:a{chr(code)}b@example.com"
+        assert _uri_ok(uri) is uri.isprintable(), hex(code)
+    assert _uri_ok("sip:bob@example.com;transport=udp")
+    assert not _uri_ok("sip:bob@example.com\x7f")
+    assert not _uri_ok("\tsip:bob@example.com")
+
+
+def test_known_name_table_agrees_with_known_keys() -> None:
+    # every "Name: " of KNOWN_KEYS is found (its own entry), nothing else is
+    from ksr.sip.headers import KNOWN_KEYS
+    from ksr.sip.message import _KNOWN_KEY_OF, _KNOWN_NAMES, _known_entry
+
+    for name, key in KNOWN_KEYS.items():
+        e = _known_entry(f"{name}: value")
+        assert (_KNOWN_NAMES[e], _KNOWN_KEY_OF[e]) == (name, key)
+        assert _known_entry(f"{name}: ") == e
+        assert _known_entry(f"{name}:value") == -1
+        assert _known_entry(f"{name} : value") == -1
+        assert _known_entry(f"{name}") == -1
+        assert _known_entry(f"{name}X: value") == -1
+        low = _known_entry(f"{name.lower()}: value")
+        assert (low >= 0) == (name.lower() in KNOWN_KEYS)
+        assert low < 0 or _KNOWN_NAMES[low] == name.lower()
+    for other in ("", ":", " Via: x", "Vía: x", "Viaa: x", "X-Via: x", "\u0100: x", "V"):
+        assert _known_entry(other) == -1
+    # a message's headers read through the table: the table's objects, the same values
+    parsed = parse_message_untrusted(msg(*BASE))
+    via = parsed.headers[0]
+    value = "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1"
+    assert (via.name, via.key, via.value) == ("Via", "via", value)
+    assert via.name is _KNOWN_NAMES[0]
+    assert via.key is _KNOWN_KEY_OF[0]
