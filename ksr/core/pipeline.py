@@ -64,30 +64,12 @@ class Pipeline:
             and handoff.relay_to(owner, data, src_ip, src_port, sock, conn_id)
         ):
             return
-        timers = self.server.timers
-        held = timers.hold()
-        try:
-            self.route_parsed(msg, src_ip, src_port, sock, conn_id)
-        finally:
-            if held:
-                timers.release()
+        self.route_parsed(msg, src_ip, src_port, sock, conn_id)
 
     def receive_here(
         self, data: bytes, src_ip: str, src_port: int, sock: SocketInfo, conn_id: int = 0
     ) -> None:
-        """Handle a message in this worker (received here or handed over by another worker).
-        The timers read the clock once for it (``TimerService.hold``)."""
-        timers = self.server.timers
-        held = timers.hold()
-        try:
-            self._receive_here(data, src_ip, src_port, sock, conn_id)
-        finally:
-            if held:
-                timers.release()
-
-    def _receive_here(
-        self, data: bytes, src_ip: str, src_port: int, sock: SocketInfo, conn_id: int
-    ) -> None:
+        """Handle a message in this worker (received here or handed over by another worker)."""
         msg = self.parse(data, src_ip, src_port, sock, conn_id)
         if msg is not None:
             self.route_parsed(msg, src_ip, src_port, sock, conn_id)
@@ -127,17 +109,24 @@ class Pipeline:
     def route_parsed(
         self, msg: Request | Response, src_ip: str, src_port: int, sock: SocketInfo, conn_id: int
     ) -> None:
-        """A parsed message: the receive taps, its counters, then on_request or on_reply."""
+        """A parsed message: the receive taps, its counters, then on_request or on_reply. The
+        timers read the clock once for it (``TimerService.hold``)."""
         server = self.server
-        if server.receive_taps:
-            for tap in server.receive_taps:
-                tap(msg, src_ip, src_port, sock)
-        if isinstance(msg, Request):
-            self.stats.on_request(msg)
-            self.on_request(msg, src_ip, src_port, sock, conn_id)
-        else:
-            self.stats.on_reply(msg)
-            self.on_reply(msg, src_ip, src_port, sock, conn_id)
+        timers = server.timers
+        held = timers.hold()
+        try:
+            if server.receive_taps:
+                for tap in server.receive_taps:
+                    tap(msg, src_ip, src_port, sock)
+            if isinstance(msg, Request):
+                self.stats.on_request(msg)
+                self.on_request(msg, src_ip, src_port, sock, conn_id)
+            else:
+                self.stats.on_reply(msg)
+                self.on_reply(msg, src_ip, src_port, sock, conn_id)
+        finally:
+            if held:
+                timers.release()
 
     def reply_to_bad(
         self,
